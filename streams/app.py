@@ -1,0 +1,257 @@
+"""The zonewatch worker: the whole topology in one place.
+
+    calls.110 ─┐                         (ingest.py: aiokafka batches, group {app_id}-ingest)
+    patrol.gps ├─► validate/normalise ─► zone lookup ─► {app_id}-zone-events   (partitioned by zone,
+    camera.alerts┘        │                                     │               one message = many events)
+                          └─► ingest.deadletter                 ▼
+                                                  zone_state agent (Faust, group {app_id})
+                                                  PartitionState per assigned partition
+                                                                │  every ZONEWATCH_FLUSH_MS
+                                                                ▼
+                                          state_writer: SET zw:zone:{id} + XADD zw:zone-updates
+                                                        + PUBLISH zw:zone:{id}   (one pipeline)
+
+Topic schemas: input topics and ingest.deadletter are CONTRACT §1/§4 (validated by
+zonewatch/contract.py); the zone-events record layout is documented in streams/ingest.py.
+
+State durability: a partition's state is a pure function of its zone-events log, so when a
+worker is assigned a partition it rebuilds that state by reading the partition from the start
+(retention 27 h) up to the first offset it is handed, then continues. Faust commits offsets
+after processing (at-least-once); PartitionState de-duplicates by event id, so re-delivery
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import time
+
+import faust
+import orjson
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+
+from zonewatch.config import Settings
+from zonewatch.contract import KIND_ALERT, KIND_CALL
+
+from . import metrics
+from .ingest import IngestStage, zone_partition
+from .rules import load_rules
+from .state_writer import StateWriter
+from .zone_index import ZoneIndex, load_zones
+from .zone_state import KTS, PRIMARY, TS, ZONES, K, PartitionState
+
+log = logging.getLogger("zonewatch.worker")
+
+SOURCE_OF_KIND = {KIND_CALL: "calls", KIND_ALERT: "alerts", "g": "gps"}
+
+
+class ZoneStateStage:
+    """Holds the PartitionState of every assigned zone-events partition and flushes them."""
+
+    def __init__(self, settings: Settings, zones, writer: StateWriter):
+        self.s = settings
+        self.rules = load_rules(settings.rules)
+        self.writer = writer
+        self.zones_of: dict[int, list] = {p: [] for p in range(settings.partitions)}
+        for z in zones:
+            self.zones_of[zone_partition(z.zone_id, settings.partitions)].append(z)
+        self.states: dict[int, PartitionState] = {}
+        self.flushed_clock: dict[int, int] = {}
+        self.pending_e2e: dict[str, list[float]] = {"calls": [], "gps": [], "alerts": []}
+        self.events_applied = 0
+
+    def new_state(self, p: int) -> PartitionState:
+        return PartitionState(self.zones_of[p], tz=self.s.tz, rules=self.rules,
+                              unit_stale_ms=self.s.unit_stale_ms)
+
+    def apply_batch(self, st: PartitionState, value: bytes, live: bool = True) -> None:
+        batch = orjson.loads(value)
+        recs = batch["ev"]
+        if not live:
+            for rec in recs:
+                st.apply(rec)
+            st.advance_clock(batch["clock"])
+            return
+        counts: dict[tuple[str, str], int] = {}
+        ages: dict[str, list[float]] = {}
+        pending = self.pending_e2e
+        clock = max(st.clock, batch["clock"])
+        for rec in recs:
+            fresh = st.apply(rec)
+            if rec[PRIMARY]:
+                src = SOURCE_OF_KIND[rec[K]]
+                key = (src, "accepted" if fresh else "duplicate")
+                counts[key] = counts.get(key, 0) + 1
+                if fresh:
+                    ages.setdefault(src, []).append((clock - rec[TS]) / 1000.0)
+            if fresh and rec[ZONES]:
+                pending[SOURCE_OF_KIND[rec[K]]].append(rec[KTS])
+        st.advance_clock(batch["clock"])
+        self.events_applied += len(recs)
+        for (src, outcome), n in counts.items():
+            metrics.EVENTS.labels(src, outcome).inc(n)
+        for src, vals in ages.items():
+            metrics.observe_many(metrics.AGE.labels(src), vals)
+
+    async def rebuild(self, p: int, upto: int) -> PartitionState:
+        """State of partition p from its log up to (excluding) offset `upto`."""
+        st = self.new_state(p)
+        for zid, v in (await self.writer.current_versions(st.zones)).items():
+            st.zones[zid].version = v
+        started = time.monotonic()
+        replayed = 0
+        if upto > 0:
+            tp = TopicPartition(self.s.internal_zone_events, p)
+            c = AIOKafkaConsumer(bootstrap_servers=self.s.kafka, enable_auto_commit=False,
+                                 group_id=None, client_id=f"{self.s.app_id}-rebuild",
+                                 max_partition_fetch_bytes=8 << 20)
+            await c.start()
+            try:
+                c.assign([tp])
+                await c.seek_to_beginning(tp)
+                while await c.position(tp) < upto:
+                    got = await c.getmany(tp, timeout_ms=1000, max_records=2000)
+                    for m in got.get(tp, ()):
+                        if m.offset >= upto:
+                            break
+                        self.apply_batch(st, m.value, live=False)
+                        replayed += 1
+            finally:
+                await c.stop()
+        st.dirty.clear()
+        log.info("partition %d: state rebuilt from %d batches in %.2fs (clock %d)",
+                 p, replayed, time.monotonic() - started, st.clock)
+        return st
+
+    def drop(self, partitions) -> None:
+        for p in partitions:
+            self.states.pop(p, None)
+            self.flushed_clock.pop(p, None)
+
+    async def flush(self) -> None:
+        docs = []
+        for p, st in list(self.states.items()):
+            moved = st.clock != self.flushed_clock.get(p)
+            docs.extend(st.changed_documents(all_zones=moved))
+            self.flushed_clock[p] = st.clock
+        pending = self.pending_e2e
+        self.pending_e2e = {"calls": [], "gps": [], "alerts": []}
+        if not docs:
+            return
+        await self.writer.write(docs)
+        now_ms = time.time() * 1000
+        for src, kts in pending.items():
+            if kts:
+                metrics.observe_many(metrics.E2E.labels(src), [(now_ms - t) / 1000.0 for t in kts])
+
+
+def create_app(settings: Settings, web_port: int = 6066) -> faust.App:
+    """Build the Faust app for these settings (zones are loaded and indexed here)."""
+    zones = load_zones(settings.zones)
+    index = ZoneIndex(zones, settings.h3_resolution)
+    datadir = os.environ.get("ZONEWATCH_DATADIR", os.path.join(".zonewatch", settings.app_id))
+    os.makedirs(datadir, exist_ok=True)
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka}",
+        store="memory://",
+        datadir=datadir,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        web_host="127.0.0.1",
+        web_bind="127.0.0.1",
+        web_port=web_port,
+        web_in_thread=False,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        broker_commit_every=100,
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=64,
+    )
+    zone_events = app.topic(settings.internal_zone_events, value_serializer="raw", key_serializer="raw",
+                            partitions=settings.partitions)
+    redis = aioredis.from_url(settings.redis)
+    writer = StateWriter(redis)
+    stage = ZoneStateStage(settings, zones, writer)
+    app.zonewatch_stage = stage  # for tests and the CLI
+
+    @app.agent(zone_events)
+    async def zone_state(stream):
+        async for event in stream.events():
+            msg = event.message
+            p = msg.partition
+            st = stage.states.get(p)
+            if st is None:
+                st = stage.states[p] = await stage.rebuild(p, msg.offset)
+            stage.apply_batch(st, event.value)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app_, revoked, **kwargs):
+        stage.drop(tp.partition for tp in revoked if tp.topic == settings.internal_zone_events)
+
+    @app.task
+    async def flusher():
+        await writer.register_zones([z.zone_id for z in zones])
+        interval = settings.flush_interval_ms / 1000.0
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await stage.flush()
+            except Exception:
+                log.exception("flush failed")
+
+    @app.task
+    async def ingest():
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all",
+                                    enable_idempotence=True, linger_ms=5,
+                                    max_batch_size=1 << 20, max_request_size=8 << 20,
+                                    client_id=f"{settings.app_id}-ingest")
+        await producer.start()
+        st = IngestStage(settings, index, redis, producer)
+        await st.start()
+        app.zonewatch_ingest = st
+        try:
+            await st.run()
+        finally:
+            await st.stop()
+            await producer.stop()
+
+    @app.page("/metrics")
+    async def metrics_page(web, request):
+        return web.bytes(metrics.render(), content_type="text/plain")
+
+    return app
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("worker", help="run one Faust worker (start more for more throughput)")
+    p.add_argument("--web-port", type=int, default=int(os.environ.get("ZONEWATCH_WEB_PORT", 6066)),
+                   help="port of /metrics (default 6066)")
+    p.add_argument("--kafka", help="bootstrap servers (default ZONEWATCH_KAFKA)")
+    p.add_argument("--redis", help="Redis URL (default ZONEWATCH_REDIS)")
+    p.add_argument("--zones", help="zones GeoJSON (default ZONEWATCH_ZONES, the bundled demo)")
+    p.add_argument("--partitions", type=int, help="partitions of the internal zone-events topic")
+    p.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"])
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from zonewatch.topics import ensure_topics
+
+    s = Settings.from_env().with_(kafka=args.kafka, redis=args.redis,
+                                  zones=Path(args.zones) if args.zones else None,
+                                  partitions=args.partitions)
+    s.check()
+    ensure_topics(s)
+    app = create_app(s, web_port=args.web_port)
+    sys.argv = ["zonewatch", "worker", "-l", args.loglevel, "--web-port", str(args.web_port),
+                "--web-host", "127.0.0.1", "--web-bind", "127.0.0.1", "--without-web" if args.web_port == 0 else "--with-web"]
+    app.main()
+    return 0

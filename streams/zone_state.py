@@ -1,0 +1,279 @@
+"""Per-zone situation state for one partition of the zone-events topic (CONTRACT §3).
+
+Pure and synchronous: no Kafka, no Redis, no clock but the stream clock, so the same events
+and clock always give the same documents (tests drive it directly). The worker feeds it
+batches from the repartition topic and asks for the documents of zones whose figures changed.
+
+Idempotence is what makes at-least-once delivery safe: calls and alerts are remembered by id
+and fixes by (unit_id, ts) for as long as they can still change a figure (`DEDUP_HORIZON_MS`),
+so a batch delivered twice after a crash or rebalance changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+from zonewatch.contract import KIND_ALERT, KIND_CALL, KIND_GPS
+
+from .rules import Rules, load_rules
+from .zone_index import Zone
+
+MINUTE_MS = 60_000
+WINDOWS = (("5m", 5), ("15m", 15), ("60m", 60))
+KEEP_MINUTES = 60
+# A day (any tz) plus the longest window: an id older than this can no longer change a figure.
+DEDUP_HORIZON_MS = 26 * 3600 * 1000
+GPS_DEDUP_HORIZON_MS = 10 * 60 * 1000
+PRUNE_EVERY_MS = 60_000
+
+# Positions in an event record of the zone-events topic (see streams/ingest.py).
+K, ID, TS, ZONES, PRIMARY, KTS, A, B = range(8)
+
+
+def empty_response() -> dict:
+    # Filled by the incidents stage (issue 4); present now so consumers can rely on the shape.
+    return {"arrived": 0, "within_1m": 0, "within_3m": 0, "within_5m": 0, "breaches": 0,
+            "p50_s": None, "p90_s": None}
+
+
+@dataclass
+class DayCounts:
+    calls: int = 0
+    alerts: int = 0
+    by_category: dict = field(default_factory=lambda: defaultdict(int))
+    by_priority: dict = field(default_factory=lambda: defaultdict(int))
+    by_type: dict = field(default_factory=lambda: defaultdict(int))
+
+
+class MinuteBucket:
+    __slots__ = ("calls", "calls_p1", "alerts", "by_type")
+
+    def __init__(self):
+        self.calls = 0
+        self.calls_p1 = 0
+        self.alerts = 0
+        self.by_type: dict[str, int] = defaultdict(int)
+
+
+class ZoneAgg:
+    """Counters of one zone. Units present are tracked by the partition (units move)."""
+
+    __slots__ = ("zone", "days", "minutes", "units", "version", "last_figures")
+
+    def __init__(self, zone: Zone):
+        self.zone = zone
+        self.days: dict[str, DayCounts] = {}
+        self.minutes: dict[int, MinuteBucket] = {}
+        self.units: dict[str, tuple[int, str]] = {}  # unit_id -> (fix ts, status) of its latest fix
+        self.version = 0
+        self.last_figures: dict | None = None
+
+
+class PartitionState:
+    """All zones owned by one partition, their dedup memory, units, and the stream clock."""
+
+    def __init__(self, zones: list[Zone], tz: str = "Asia/Shanghai", rules: Rules | None = None,
+                 unit_stale_ms: int = 120_000):
+        self.tz = ZoneInfo(tz)
+        self.rules = rules or load_rules(None)
+        self.unit_stale_ms = unit_stale_ms
+        self.zones: dict[str, ZoneAgg] = {z.zone_id: ZoneAgg(z) for z in zones}
+        self.clock = 0
+        self.seen: dict[str, int] = {}          # "c|id" / "a|id" -> ts
+        self.seen_fix: dict[tuple, int] = {}    # (unit_id, ts) -> ts
+        self.unit_latest: dict[str, tuple[int, tuple[str, ...], str]] = {}
+        self.dirty: set[str] = set()
+        self._last_pruned = 0
+        self._local_dates: dict[int, str] = {}
+
+    # -- input -----------------------------------------------------------------------------
+    def advance_clock(self, clock: int) -> None:
+        if clock > self.clock:
+            self.clock = clock
+            if clock - self._last_pruned >= PRUNE_EVERY_MS:
+                self._prune()
+
+    def apply(self, rec: list) -> bool:
+        """Apply one event record; False when it is a duplicate (changes nothing)."""
+        kind = rec[K]
+        ts = rec[TS]
+        if kind == KIND_GPS:
+            key = (rec[ID], ts)
+            if key in self.seen_fix:
+                return False
+            if ts >= self.clock - GPS_DEDUP_HORIZON_MS:
+                self.seen_fix[key] = ts
+            self._apply_fix(rec[ID], ts, tuple(rec[ZONES]), rec[A])
+            return True
+        key = f"{kind}|{rec[ID]}"
+        if key in self.seen:
+            return False
+        if ts >= self.clock - DEDUP_HORIZON_MS:
+            self.seen[key] = ts
+        zones = rec[ZONES]
+        if not zones:
+            return True
+        date = self._local_date(ts)
+        minute = ts // MINUTE_MS
+        keep_bucket = minute > self.clock // MINUTE_MS - KEEP_MINUTES
+        if kind == KIND_CALL:
+            cat, prio = rec[A], rec[B]
+            for zid in zones:
+                agg = self.zones[zid]
+                day = agg.days.get(date)
+                if day is None:
+                    day = agg.days[date] = DayCounts()
+                day.calls += 1
+                day.by_category[cat] += 1
+                day.by_priority[prio] += 1
+                if keep_bucket:
+                    b = agg.minutes.get(minute)
+                    if b is None:
+                        b = agg.minutes[minute] = MinuteBucket()
+                    b.calls += 1
+                    if prio == 1:
+                        b.calls_p1 += 1
+                self.dirty.add(zid)
+        elif kind == KIND_ALERT:
+            typ = rec[A]
+            for zid in zones:
+                agg = self.zones[zid]
+                day = agg.days.get(date)
+                if day is None:
+                    day = agg.days[date] = DayCounts()
+                day.alerts += 1
+                day.by_type[typ] += 1
+                if keep_bucket:
+                    b = agg.minutes.get(minute)
+                    if b is None:
+                        b = agg.minutes[minute] = MinuteBucket()
+                    b.alerts += 1
+                    b.by_type[typ] += 1
+                self.dirty.add(zid)
+        return True
+
+    def _apply_fix(self, unit: str, ts: int, zones: tuple[str, ...], status: str) -> None:
+        prev = self.unit_latest.get(unit)
+        if prev is not None and prev[0] >= ts:
+            return  # an older fix than the one we hold: the latest fix decides presence
+        self.unit_latest[unit] = (ts, zones, status)
+        if prev is not None:
+            for zid in prev[1]:
+                if zid not in zones:
+                    self.zones[zid].units.pop(unit, None)
+                    self.dirty.add(zid)
+        for zid in zones:
+            self.zones[zid].units[unit] = (ts, status)
+            self.dirty.add(zid)
+
+    # -- output ----------------------------------------------------------------------------
+    def figures(self, agg: ZoneAgg) -> dict:
+        """The zone-state document without `version` and `clock`."""
+        z = agg.zone
+        clock = self.clock
+        date = self._local_date(clock)
+        day = agg.days.get(date) or DayCounts()
+        cm = clock // MINUTE_MS
+        windows = {}
+        for name, n in WINDOWS:
+            calls = p1 = alerts = 0
+            by_type: dict[str, int] = {}
+            for m in range(cm - n + 1, cm + 1):
+                b = agg.minutes.get(m)
+                if b is None:
+                    continue
+                calls += b.calls
+                p1 += b.calls_p1
+                alerts += b.alerts
+                for t, c in b.by_type.items():
+                    by_type[t] = by_type.get(t, 0) + c
+            windows[name] = {"calls": calls, "calls_p1": p1, "alerts": alerts,
+                             "alerts_by_type": dict(sorted(by_type.items()))}
+        present = available = 0
+        fresh_after = clock - self.unit_stale_ms
+        for ts, status in agg.units.values():
+            if ts >= fresh_after:
+                present += 1
+                if status == "available":
+                    available += 1
+        doc = {
+            "zone_id": z.zone_id, "name": z.name, "kind": z.kind, "ring": z.ring,
+            "today": {
+                "date": date,
+                "calls": day.calls,
+                "calls_by_category": dict(sorted(day.by_category.items())),
+                "calls_by_priority": {str(k): v for k, v in sorted(day.by_priority.items())},
+                "alerts": day.alerts,
+                "alerts_by_type": dict(sorted(day.by_type.items())),
+            },
+            "windows": windows,
+            "units": {"present": present, "available": available},
+            "response": empty_response(),
+            "open_incidents": 0,
+        }
+        doc["level"] = self.rules.level(doc)
+        return doc
+
+    def changed_documents(self, all_zones: bool = False) -> list[dict]:
+        """Documents of zones whose figures changed since the last call, with version and clock.
+
+        When the clock moved, any zone may have changed (windows slide, fixes go stale, the day
+        rolls over), so the caller passes all_zones=True and unchanged figures are filtered here.
+        """
+        if self.clock == 0:
+            return []
+        names = self.zones.keys() if all_zones else list(self.dirty)
+        self.dirty.clear()
+        out = []
+        for zid in names:
+            agg = self.zones[zid]
+            fig = self.figures(agg)
+            if fig == agg.last_figures:
+                continue
+            agg.last_figures = fig
+            agg.version += 1
+            doc = {"zone_id": fig["zone_id"], "name": fig["name"], "kind": fig["kind"],
+                   "ring": fig["ring"], "version": agg.version, "clock": self.clock,
+                   "level": fig["level"], "today": fig["today"], "windows": fig["windows"],
+                   "units": fig["units"], "response": fig["response"],
+                   "open_incidents": fig["open_incidents"]}
+            out.append(doc)
+        return out
+
+    # -- housekeeping ----------------------------------------------------------------------
+    def _local_date(self, ts: int) -> str:
+        # Cache per hour: the tz offset never changes inside a UTC hour for real zones.
+        hour = ts // 3_600_000
+        d = self._local_dates.get(hour)
+        if d is None:
+            d = datetime.fromtimestamp(hour * 3600, tz=timezone.utc).astimezone(self.tz).date().isoformat()
+            if len(self._local_dates) > 100_000:
+                self._local_dates.clear()
+            self._local_dates[hour] = d
+        return d
+
+    def _prune(self) -> None:
+        clock = self.clock
+        self._last_pruned = clock
+        today = self._local_date(clock)
+        oldest_minute = clock // MINUTE_MS - KEEP_MINUTES
+        for agg in self.zones.values():
+            for d in [d for d in agg.days if d < today]:
+                del agg.days[d]
+            for m in [m for m in agg.minutes if m <= oldest_minute]:
+                del agg.minutes[m]
+        horizon = clock - DEDUP_HORIZON_MS
+        if self.seen:
+            self.seen = {k: t for k, t in self.seen.items() if t >= horizon}
+        gps_horizon = clock - GPS_DEDUP_HORIZON_MS
+        self.seen_fix = {k: t for k, t in self.seen_fix.items() if t >= gps_horizon}
+        stale = clock - self.unit_stale_ms
+        for unit, (ts, zones, _status) in list(self.unit_latest.items()):
+            if ts < stale:
+                # Stale fixes count nowhere; forgetting them keeps memory bounded by live units.
+                del self.unit_latest[unit]
+                for zid in zones:
+                    self.zones[zid].units.pop(unit, None)

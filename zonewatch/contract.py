@@ -1,0 +1,258 @@
+"""The event contract (CONTRACT.md §1, §4): topic names, field rules and the validator.
+
+The single source of truth imported by connectors (to build and key messages) and streams (to
+validate them). The validator is on the hot path: plain dict checks, no model objects.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+# --- topics -------------------------------------------------------------------------------
+CALLS = "calls.110"          # key: call_id
+GPS = "patrol.gps"           # key: unit_id
+ALERTS = "camera.alerts"     # key: camera_id
+INPUT_TOPICS = (CALLS, GPS, ALERTS)
+INCIDENTS = "incidents.enriched"
+SLA = "sla.events"
+ZONES_STATE = "zones.state"  # compacted
+DEADLETTER = "ingest.deadletter"
+OUTPUT_TOPICS = (INCIDENTS, SLA, ZONES_STATE, DEADLETTER)
+
+#: metric label `source` per input topic
+SOURCE_OF_TOPIC = {CALLS: "calls", GPS: "gps", ALERTS: "alerts"}
+#: the field that is the Kafka message key per input topic
+KEY_FIELD = {CALLS: "call_id", GPS: "unit_id", ALERTS: "camera_id"}
+
+CATEGORIES = frozenset(
+    "violent theft fraud traffic fire medical dispute public_order lost_and_found assistance other".split()
+)
+ALERT_TYPES = frozenset(
+    "face_watchlist vehicle_watchlist crowd_density fence_intrusion drone abandoned_object fight "
+    "fire_smoke other".split()
+)
+UNIT_STATUSES = frozenset(("available", "busy", "off_duty"))
+UNIT_KINDS = frozenset(("foot", "car", "motorcycle", "swat", "other"))
+
+MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+MAX_ID_LEN = 64
+MAX_TEXT_LEN = 4096
+DEADLETTER_RAW_LIMIT = 64 * 1024
+
+# Normalised event kinds carried through the pipeline.
+KIND_CALL, KIND_GPS, KIND_ALERT = "c", "g", "a"
+KIND_OF_TOPIC = {CALLS: KIND_CALL, GPS: KIND_GPS, ALERTS: KIND_ALERT}
+
+
+class Rejected(Exception):
+    """A message breaks the contract; `reason` is what goes to the dead-letter topic."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def parse_ts(value: Any) -> int:
+    """`ts` as epoch ms: an int (epoch ms) or an RFC 3339 string with an offset."""
+    if type(value) is int:
+        return value
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            raise Rejected(f"ts {value[:40]!r} is not RFC 3339") from None
+        if dt.tzinfo is None:
+            raise Rejected("ts string has no UTC offset")
+        return int(dt.timestamp() * 1000)
+    if isinstance(value, bool) or value is None:
+        raise Rejected("ts must be epoch ms (int) or an RFC 3339 string")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise Rejected("ts must be epoch ms (int) or an RFC 3339 string")
+
+
+def _ident(ev: dict, name: str) -> str:
+    v = ev.get(name)
+    if v is None:
+        raise Rejected(f"missing field {name}")
+    if type(v) is not str:
+        raise Rejected(f"{name} must be a string")
+    if not 0 < len(v) <= MAX_ID_LEN:
+        raise Rejected(f"{name} must be 1..{MAX_ID_LEN} chars")
+    if not v.isprintable():
+        raise Rejected(f"{name} contains control characters")
+    return v
+
+
+def _coord(ev: dict, name: str, limit: float) -> float:
+    v = ev.get(name)
+    if v is None:
+        raise Rejected(f"missing field {name}")
+    t = type(v)
+    if t is not float and t is not int:
+        raise Rejected(f"{name} must be a number")
+    v = float(v)
+    if not (-limit <= v <= limit):  # NaN fails this comparison too
+        raise Rejected(f"{name} {v} out of range -{limit:g}..{limit:g}")
+    return v
+
+
+def _int_in(ev: dict, name: str, lo: int, hi: int, default: int | None = None) -> int:
+    v = ev.get(name)
+    if v is None:
+        if default is None:
+            raise Rejected(f"missing field {name}")
+        return default
+    if type(v) is not int:
+        if type(v) is float and v.is_integer():
+            v = int(v)
+        else:
+            raise Rejected(f"{name} must be an integer")
+    if not lo <= v <= hi:
+        raise Rejected(f"{name} {v} out of range {lo}..{hi}")
+    return v
+
+
+def _ts(ev: dict, max_ts: int) -> int:
+    if "ts" not in ev:
+        raise Rejected("missing field ts")
+    ts = parse_ts(ev["ts"])
+    if ts < MIN_TS_MS:
+        raise Rejected("ts before 2000-01-01")
+    if ts > max_ts:
+        raise Rejected("ts too far in the future (beyond host clock + tolerance)")
+    return ts
+
+
+def _opt_str(ev: dict, name: str, max_len: int) -> str | None:
+    v = ev.get(name)
+    if v is None:
+        return None
+    if type(v) is not str:
+        raise Rejected(f"{name} must be a string")
+    if len(v) > max_len:
+        raise Rejected(f"{name} longer than {max_len} chars")
+    return v
+
+
+def validate_call(ev: dict, max_ts: int) -> dict:
+    """Normalised call dict or `Rejected`."""
+    call_id = _ident(ev, "call_id")
+    ts = _ts(ev, max_ts)
+    lat = _coord(ev, "lat", 90.0)
+    lon = _coord(ev, "lon", 180.0)
+    cat = ev.get("category")
+    if cat is None:
+        raise Rejected("missing field category")
+    if type(cat) is not str:
+        raise Rejected("category must be a string")
+    if cat not in CATEGORIES:
+        cat = "other"
+    prio = _int_in(ev, "priority", 1, 4)
+    out = {"call_id": call_id, "ts": ts, "lat": lat, "lon": lon, "category": cat, "priority": prio}
+    caller = _opt_str(ev, "caller", 64)
+    if caller is not None:
+        out["caller"] = caller
+    lang = _opt_str(ev, "lang", 35)
+    if lang is not None:
+        out["lang"] = lang
+    text = _opt_str(ev, "text", MAX_TEXT_LEN)
+    if text is not None:
+        out["text"] = text
+    return out
+
+
+def validate_gps(ev: dict, max_ts: int) -> dict:
+    """Normalised patrol fix dict or `Rejected`."""
+    unit_id = _ident(ev, "unit_id")
+    ts = _ts(ev, max_ts)
+    lat = _coord(ev, "lat", 90.0)
+    lon = _coord(ev, "lon", 180.0)
+    status = ev.get("status", "available")
+    if status is None:
+        status = "available"
+    if status not in UNIT_STATUSES:
+        raise Rejected(f"status must be one of {sorted(UNIT_STATUSES)}")
+    kind = ev.get("kind", "car")
+    if kind is None:
+        kind = "car"
+    if kind not in UNIT_KINDS:
+        raise Rejected(f"kind must be one of {sorted(UNIT_KINDS)}")
+    out = {"unit_id": unit_id, "ts": ts, "lat": lat, "lon": lon, "status": status, "kind": kind}
+    speed = ev.get("speed")
+    if speed is not None:
+        if type(speed) not in (int, float) or not (0 <= speed < math.inf):
+            raise Rejected("speed must be a finite number >= 0")
+        out["speed"] = float(speed)
+    heading = ev.get("heading")
+    if heading is not None:
+        if type(heading) not in (int, float) or not (0 <= heading <= 360):
+            raise Rejected("heading must be a number 0..360")
+        out["heading"] = float(heading)
+    return out
+
+
+def validate_alert(ev: dict, max_ts: int) -> dict:
+    """Normalised camera alert dict or `Rejected`."""
+    alert_id = _ident(ev, "alert_id")
+    camera_id = _ident(ev, "camera_id")
+    ts = _ts(ev, max_ts)
+    lat = _coord(ev, "lat", 90.0)
+    lon = _coord(ev, "lon", 180.0)
+    typ = ev.get("type")
+    if typ is None:
+        raise Rejected("missing field type")
+    if type(typ) is not str:
+        raise Rejected("type must be a string")
+    if typ not in ALERT_TYPES:
+        typ = "other"
+    conf = ev.get("confidence")
+    if conf is None:
+        raise Rejected("missing field confidence")
+    if type(conf) not in (int, float) or not (0 <= conf <= 1):
+        raise Rejected("confidence must be a number 0..1")
+    sev = _int_in(ev, "severity", 1, 4, default=3)
+    return {"alert_id": alert_id, "camera_id": camera_id, "ts": ts, "lat": lat, "lon": lon,
+            "type": typ, "confidence": float(conf), "severity": sev}
+
+
+VALIDATORS = {CALLS: validate_call, GPS: validate_gps, ALERTS: validate_alert}
+
+
+def decode_and_validate(topic: str, value: bytes | None, max_ts: int) -> dict:
+    """Decode one raw message value of an input topic (unprefixed name) and validate it."""
+    if value is None:
+        raise Rejected("empty message value")
+    try:
+        ev = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise Rejected(f"invalid JSON: {str(exc)[:120]}") from None
+    if type(ev) is not dict:
+        raise Rejected("message is not a JSON object")
+    return VALIDATORS[topic](ev, max_ts)
+
+
+def deadletter_record(topic: str, partition: int, offset: int, reason: str, raw: bytes | None) -> bytes:
+    """The `ingest.deadletter` value (CONTRACT §4): raw as text, or base64 when not UTF-8."""
+    raw = raw or b""
+    raw = raw[:DEADLETTER_RAW_LIMIT]
+    try:
+        text = raw.decode("utf-8")
+        # A cut through a multi-byte character is not valid UTF-8 any more: fall back to base64.
+        encoding = "utf-8"
+    except UnicodeDecodeError:
+        text = base64.b64encode(raw).decode("ascii")
+        encoding = "base64"
+    return orjson.dumps({"topic": topic, "partition": partition, "offset": offset,
+                         "reason": reason, "raw": text, "raw_encoding": encoding})
+
+
+def to_epoch_ms(dt: datetime) -> int:
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return int(dt.timestamp() * 1000)
