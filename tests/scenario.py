@@ -1,0 +1,133 @@
+"""A fixed event set over tests/zones_test.geojson with its hand-computed zone states.
+
+Zones: A and B overlap (lon 113.61-113.62); core inside inner inside outer; PNONE is in no zone.
+Local time is Asia/Shanghai (UTC+8). The clock ends at 2023-06-12 00:22:40 local, so:
+  today = 2023-06-12; windows end at minute 00:22 (5m: 00:18-00:22, 15m: 00:08-00:22,
+  60m: 23:23-00:22); a fix counts when at most 120 s old, i.e. at or after 00:20:40.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ZONES_FILE = Path(__file__).parent / "zones_test.geojson"
+CST = timezone(timedelta(hours=8))
+
+PA = (34.71, 113.605)      # A
+PAB = (34.71, 113.615)     # A, B
+PB = (34.71, 113.625)      # B
+PCORE = (34.701, 113.701)  # outer, inner, core
+PIN = (34.699, 113.699)    # outer, inner
+PNONE = (34.0, 113.0)      # no zone
+
+
+def local(day: int, hh: int, mm: int, ss: int = 0) -> datetime:
+    return datetime(2023, 6, day, hh, mm, ss, tzinfo=CST)
+
+
+def ms(dt: datetime) -> int:
+    return int(dt.timestamp() * 1000)
+
+
+def _call(cid, when, pt, cat, prio, iso=False):
+    return {"call_id": cid, "ts": when.isoformat() if iso else ms(when), "lat": pt[0], "lon": pt[1],
+            "category": cat, "priority": prio, "caller": "13800000000", "text": "scenario"}
+
+
+def _alert(aid, when, pt, typ):
+    return {"alert_id": aid, "camera_id": f"cam-{aid}", "ts": ms(when), "lat": pt[0], "lon": pt[1],
+            "type": typ, "confidence": 0.9}
+
+
+def _fix(unit, when, pt, status="available", iso=False):
+    return {"unit_id": unit, "ts": when.isoformat() if iso else ms(when), "lat": pt[0], "lon": pt[1],
+            "status": status, "kind": "car"}
+
+
+CALLS = [
+    _call("c1", local(11, 23, 10), PA, "theft", 2),
+    _call("c2", local(11, 23, 50), PAB, "violent", 1, iso=True),
+    _call("c3", local(12, 0, 5), PB, "fraud", 3),
+    _call("c3", local(12, 0, 5), PB, "fraud", 3),                 # duplicate
+    _call("c4", local(12, 0, 20), PCORE, "medical", 1),
+    _call("c5", local(12, 0, 21, 30), PNONE, "weird_category", 4),  # no zone; category -> other
+    _call("c6", local(12, 0, 1), PAB, "dispute", 2),               # out of order
+    _call("c7", local(11, 23, 59), PA, "traffic", 3, iso=True),    # late: yesterday after rollover
+]
+ALERTS = [
+    _alert("a1", local(12, 0, 19), PCORE, "face_watchlist"),
+    _alert("a2", local(12, 0, 22), PIN, "crowd_density"),
+    _alert("a2", local(12, 0, 22), PIN, "crowd_density"),          # duplicate
+    _alert("a3", local(12, 0, 10), PAB, "crowd_density"),
+]
+FIXES = [
+    _fix("u1", local(12, 0, 21), PA),
+    _fix("u1", local(12, 0, 22, 30), PB, "busy"),                  # moved A -> B
+    _fix("u2", local(12, 0, 22), PCORE),
+    _fix("u3", local(12, 0, 19), PIN),                             # stale at the final clock
+    _fix("u2", local(12, 0, 21, 50), PA, iso=True),                # older than u2's latest: ignored
+    _fix("u4", local(12, 0, 22, 40), PNONE),                       # no zone; sets the final clock
+]
+INVALID_CALLS = [
+    b'{"call_id": "bad1", "ts": 1686500000000, "lat": 34.7',        # invalid JSON
+    b'{"call_id": "bad2", "ts": 1686500000000, "lat": 34.7, "lon": 113.6, "priority": 1}',  # no category
+    b'{"call_id": "bad3", "ts": 1686500000000, "lat": 91.0, "lon": 113.6, "category": "theft", "priority": 1}',
+]
+
+FINAL_CLOCK = ms(local(12, 0, 22, 40))
+EXPECTED_COUNTS = {  # zonewatch_events_total
+    ("calls", "accepted"): 7, ("calls", "duplicate"): 1, ("calls", "rejected"): 3,
+    ("alerts", "accepted"): 3, ("alerts", "duplicate"): 1, ("alerts", "rejected"): 0,
+    ("gps", "accepted"): 6, ("gps", "duplicate"): 0, ("gps", "rejected"): 0,
+}
+NO_RESPONSE = {"arrived": 0, "within_1m": 0, "within_3m": 0, "within_5m": 0, "breaches": 0,
+               "p50_s": None, "p90_s": None}
+
+
+def _w(calls=0, p1=0, alerts=0, by_type=None):
+    return {"calls": calls, "calls_p1": p1, "alerts": alerts, "alerts_by_type": by_type or {}}
+
+
+def _doc(zid, name, kind, ring, level, today, windows, units):
+    return {"zone_id": zid, "name": name, "kind": kind, "ring": ring, "level": level,
+            "today": {"date": "2023-06-12", **today}, "windows": windows, "units": units,
+            "response": NO_RESPONSE, "open_incidents": 0}
+
+
+_VENUE_WINDOWS = _w(1, 1, 2, {"crowd_density": 1, "face_watchlist": 1})
+EXPECTED = {
+    "A": _doc("A", "Grid A", "grid", None, "green",
+              {"calls": 1, "calls_by_category": {"dispute": 1}, "calls_by_priority": {"2": 1},
+               "alerts": 1, "alerts_by_type": {"crowd_density": 1}},
+              {"5m": _w(), "15m": _w(0, 0, 1, {"crowd_density": 1}),
+               "60m": _w(3, 1, 1, {"crowd_density": 1})},
+              {"present": 0, "available": 0}),
+    "B": _doc("B", "Grid B", "grid", None, "green",
+              {"calls": 2, "calls_by_category": {"dispute": 1, "fraud": 1},
+               "calls_by_priority": {"2": 1, "3": 1}, "alerts": 1, "alerts_by_type": {"crowd_density": 1}},
+              {"5m": _w(), "15m": _w(0, 0, 1, {"crowd_density": 1}),
+               "60m": _w(3, 1, 1, {"crowd_density": 1})},
+              {"present": 1, "available": 0}),
+    "outer": _doc("outer", "Venue outer", "venue", "outer", "orange",
+                  {"calls": 1, "calls_by_category": {"medical": 1}, "calls_by_priority": {"1": 1},
+                   "alerts": 2, "alerts_by_type": {"crowd_density": 1, "face_watchlist": 1}},
+                  {"5m": _VENUE_WINDOWS, "15m": _VENUE_WINDOWS, "60m": _VENUE_WINDOWS},
+                  {"present": 1, "available": 1}),
+    "inner": _doc("inner", "Venue inner", "venue", "inner", "orange",
+                  {"calls": 1, "calls_by_category": {"medical": 1}, "calls_by_priority": {"1": 1},
+                   "alerts": 2, "alerts_by_type": {"crowd_density": 1, "face_watchlist": 1}},
+                  {"5m": _VENUE_WINDOWS, "15m": _VENUE_WINDOWS, "60m": _VENUE_WINDOWS},
+                  {"present": 1, "available": 1}),
+    "core": _doc("core", "Venue core", "venue", "core", "orange",
+                 {"calls": 1, "calls_by_category": {"medical": 1}, "calls_by_priority": {"1": 1},
+                  "alerts": 1, "alerts_by_type": {"face_watchlist": 1}},
+                 {k: _w(1, 1, 1, {"face_watchlist": 1}) for k in ("5m", "15m", "60m")},
+                 {"present": 1, "available": 1}),
+}
+EXPECTED_UNIT_POSITIONS = {"u1": PB, "u2": PCORE, "u3": PIN, "u4": PNONE}
+
+
+def strip_volatile(doc: dict) -> dict:
+    """A zone document without version and clock (those are checked separately)."""
+    return {k: v for k, v in doc.items() if k not in ("version", "clock")}

@@ -1,0 +1,57 @@
+"""Zone lookup through the H3 index equals a scan of every polygon."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings, strategies as st
+import pytest
+
+from streams.zone_index import ZoneIndex, ZonesFileError, load_zones
+from tests import scenario
+
+ZONES = load_zones(scenario.ZONES_FILE)
+INDEX = ZoneIndex(ZONES, resolution=9)
+COARSE = ZoneIndex(ZONES, resolution=7)  # cells much larger than the zones: all boundary cells
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.floats(34.69, 34.73), st.floats(113.59, 113.71))
+def test_index_equals_polygon_scan(lat, lon):
+    assert INDEX.lookup(lat, lon) == INDEX.lookup_exact(lat, lon)
+    assert COARSE.lookup(lat, lon) == INDEX.lookup_exact(lat, lon)
+
+
+@pytest.mark.parametrize("pt,zones", [
+    (scenario.PA, ("A",)), (scenario.PAB, ("A", "B")), (scenario.PB, ("B",)),
+    (scenario.PCORE, ("outer", "inner", "core")), (scenario.PIN, ("outer", "inner")), (scenario.PNONE, ()),
+])
+def test_known_points(pt, zones):
+    assert INDEX.lookup(*pt) == zones
+
+
+def test_innermost_ring():
+    assert INDEX.innermost_ring(("outer", "inner", "core")) == "core"
+    assert INDEX.innermost_ring(("A",)) is None
+
+
+def test_ids_from_properties_and_id_property(tmp_path):
+    doc = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"adcode": 410102, "name": "中原区"},
+         "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]}}]}
+    p = tmp_path / "z.geojson"
+    p.write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(ZonesFileError, match="no id"):
+        load_zones(p)
+    (z,) = load_zones(p, id_property="adcode")
+    assert (z.zone_id, z.name, z.kind, z.ring) == ("410102", "中原区", "other", None)
+
+
+def test_bad_files_are_refused_with_a_reason(tmp_path):
+    p = tmp_path / "bad.geojson"
+    p.write_text('{"type": "FeatureCollection", "features": [{"id": "x", "geometry": {"type": "Point", "coordinates": [0, 0]}}]}')
+    with pytest.raises(ZonesFileError, match="Polygon or MultiPolygon"):
+        load_zones(p)
+    p.write_text("not json")
+    with pytest.raises(ZonesFileError, match="cannot read"):
+        load_zones(p)
