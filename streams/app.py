@@ -47,6 +47,7 @@ from .zone_state import KTS, PRIMARY, TS, ZONES, K, PartitionState
 
 log = logging.getLogger("zonewatch.worker")
 
+HEARTBEAT_S = 10.0
 SOURCE_OF_KIND = {KIND_CALL: "calls", KIND_ALERT: "alerts", "g": "gps"}
 
 
@@ -62,6 +63,7 @@ class ZoneStateStage:
             self.zones_of[zone_partition(z.zone_id, settings.partitions)].append(z)
         self.states: dict[int, PartitionState] = {}
         self.flushed_clock: dict[int, int] = {}
+        self.last_heartbeat: dict[int, float] = {}
         self.pending_e2e: dict[str, list[float]] = {"calls": [], "gps": [], "alerts": []}
         self.events_applied = 0
 
@@ -132,12 +134,20 @@ class ZoneStateStage:
         for p in partitions:
             self.states.pop(p, None)
             self.flushed_clock.pop(p, None)
+            self.last_heartbeat.pop(p, None)
 
     async def flush(self) -> None:
         docs = []
+        now = time.monotonic()
         for p, st in list(self.states.items()):
             moved = st.clock != self.flushed_clock.get(p)
-            docs.extend(st.changed_documents(all_zones=moved))
+            # Clock-only rewrites (figures unchanged) when input pauses, and as a heartbeat for
+            # wall displays at most every HEARTBEAT_S during a busy stream.
+            heartbeat = now - self.last_heartbeat.get(p, 0.0) >= HEARTBEAT_S
+            refresh = not moved or heartbeat
+            if refresh:
+                self.last_heartbeat[p] = now
+            docs.extend(st.changed_documents(all_zones=moved, refresh_clock=refresh))
             self.flushed_clock[p] = st.clock
         pending = self.pending_e2e
         self.pending_e2e = {"calls": [], "gps": [], "alerts": []}

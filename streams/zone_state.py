@@ -61,7 +61,7 @@ class MinuteBucket:
 class ZoneAgg:
     """Counters of one zone. Units present are tracked by the partition (units move)."""
 
-    __slots__ = ("zone", "days", "minutes", "units", "version", "last_figures")
+    __slots__ = ("zone", "days", "minutes", "units", "version", "last_figures", "last_clock")
 
     def __init__(self, zone: Zone):
         self.zone = zone
@@ -70,6 +70,7 @@ class ZoneAgg:
         self.units: dict[str, tuple[int, str]] = {}  # unit_id -> (fix ts, status) of its latest fix
         self.version = 0
         self.last_figures: dict | None = None
+        self.last_clock = 0
 
 
 class PartitionState:
@@ -217,23 +218,27 @@ class PartitionState:
         doc["level"] = self.rules.level(doc)
         return doc
 
-    def changed_documents(self, all_zones: bool = False) -> list[dict]:
+    def changed_documents(self, all_zones: bool = False, refresh_clock: bool = False) -> list[dict]:
         """Documents of zones whose figures changed since the last call, with version and clock.
 
         When the clock moved, any zone may have changed (windows slide, fixes go stale, the day
         rolls over), so the caller passes all_zones=True and unchanged figures are filtered here.
+        refresh_clock=True also rewrites zones whose figures are unchanged but whose written
+        `clock` is behind: the caller does that once input pauses, so that every document
+        reflects the final clock without rewriting every zone on every tick of a busy stream.
         """
         if self.clock == 0:
             return []
-        names = self.zones.keys() if all_zones else list(self.dirty)
+        names = self.zones.keys() if (all_zones or refresh_clock) else list(self.dirty)
         self.dirty.clear()
         out = []
         for zid in names:
             agg = self.zones[zid]
             fig = self.figures(agg)
-            if fig == agg.last_figures:
+            if fig == agg.last_figures and not (refresh_clock and agg.last_clock != self.clock):
                 continue
             agg.last_figures = fig
+            agg.last_clock = self.clock
             agg.version += 1
             doc = {"zone_id": fig["zone_id"], "name": fig["name"], "kind": fig["kind"],
                    "ring": fig["ring"], "version": agg.version, "clock": self.clock,
