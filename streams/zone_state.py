@@ -84,7 +84,7 @@ class PartitionState:
         self.zones: dict[str, ZoneAgg] = {z.zone_id: ZoneAgg(z) for z in zones}
         self.clock = 0
         self.seen: dict[str, int] = {}          # "c|id" / "a|id" -> ts
-        self.seen_fix: dict[tuple, int] = {}    # (unit_id, ts) -> ts
+        self.seen_fix: dict[int, set] = {}      # minute of ts -> {(unit_id, ts)}
         self.unit_latest: dict[str, tuple[int, tuple[str, ...], str]] = {}
         self.dirty: set[str] = set()
         self._last_pruned = 0
@@ -102,11 +102,19 @@ class PartitionState:
         kind = rec[K]
         ts = rec[TS]
         if kind == KIND_GPS:
+            # Fixes are remembered in per-minute sets keyed by their ts: a repeat has the same
+            # ts, so it finds its bucket, and old buckets are dropped whole.
+            minute = ts // MINUTE_MS
+            bucket = self.seen_fix.get(minute)
+            if bucket is None:
+                if ts < self.clock - GPS_DEDUP_HORIZON_MS:
+                    self._apply_fix(rec[ID], ts, tuple(rec[ZONES]), rec[A])
+                    return True
+                bucket = self.seen_fix[minute] = set()
             key = (rec[ID], ts)
-            if key in self.seen_fix:
+            if key in bucket:
                 return False
-            if ts >= self.clock - GPS_DEDUP_HORIZON_MS:
-                self.seen_fix[key] = ts
+            bucket.add(key)
             self._apply_fix(rec[ID], ts, tuple(rec[ZONES]), rec[A])
             return True
         key = f"{kind}|{rec[ID]}"
@@ -273,8 +281,9 @@ class PartitionState:
         horizon = clock - DEDUP_HORIZON_MS
         if self.seen:
             self.seen = {k: t for k, t in self.seen.items() if t >= horizon}
-        gps_horizon = clock - GPS_DEDUP_HORIZON_MS
-        self.seen_fix = {k: t for k, t in self.seen_fix.items() if t >= gps_horizon}
+        gps_horizon = (clock - GPS_DEDUP_HORIZON_MS) // MINUTE_MS
+        for m in [m for m in self.seen_fix if m < gps_horizon]:
+            del self.seen_fix[m]
         stale = clock - self.unit_stale_ms
         for unit, (ts, zones, _status) in list(self.unit_latest.items()):
             if ts < stale:

@@ -169,6 +169,33 @@ def validate_call(ev: dict, max_ts: int) -> dict:
 
 def validate_gps(ev: dict, max_ts: int) -> dict:
     """Normalised patrol fix dict or `Rejected`."""
+    # Fast path for the overwhelmingly common well-formed fix (ints/floats of the right type and
+    # range, no optional extras to check); anything else takes the checked path below.
+    unit_id = ev.get("unit_id")
+    ts = ev.get("ts")
+    lat = ev.get("lat")
+    lon = ev.get("lon")
+    status = ev.get("status", "available")
+    kind = ev.get("kind", "car")
+    if (type(unit_id) is str and 0 < len(unit_id) <= MAX_ID_LEN and type(ts) is int
+            and MIN_TS_MS <= ts <= max_ts and type(lat) is float and -90.0 <= lat <= 90.0
+            and type(lon) is float and -180.0 <= lon <= 180.0 and type(status) is str
+            and status in UNIT_STATUSES and type(kind) is str and kind in UNIT_KINDS
+            and unit_id.isprintable()):
+        speed = ev.get("speed")
+        heading = ev.get("heading")
+        if ((speed is None or (type(speed) is float and 0.0 <= speed < math.inf))
+                and (heading is None or (type(heading) is float and 0.0 <= heading <= 360.0))):
+            out = {"unit_id": unit_id, "ts": ts, "lat": lat, "lon": lon, "status": status, "kind": kind}
+            if speed is not None:
+                out["speed"] = speed
+            if heading is not None:
+                out["heading"] = heading
+            return out
+    return _validate_gps_checked(ev, max_ts)
+
+
+def _validate_gps_checked(ev: dict, max_ts: int) -> dict:
     unit_id = _ident(ev, "unit_id")
     ts = _ts(ev, max_ts)
     lat = _coord(ev, "lat", 90.0)
@@ -176,12 +203,12 @@ def validate_gps(ev: dict, max_ts: int) -> dict:
     status = ev.get("status", "available")
     if status is None:
         status = "available"
-    if status not in UNIT_STATUSES:
+    if type(status) is not str or status not in UNIT_STATUSES:
         raise Rejected(f"status must be one of {sorted(UNIT_STATUSES)}")
     kind = ev.get("kind", "car")
     if kind is None:
         kind = "car"
-    if kind not in UNIT_KINDS:
+    if type(kind) is not str or kind not in UNIT_KINDS:
         raise Rejected(f"kind must be one of {sorted(UNIT_KINDS)}")
     out = {"unit_id": unit_id, "ts": ts, "lat": lat, "lon": lon, "status": status, "kind": kind}
     speed = ev.get("speed")

@@ -61,6 +61,23 @@ def test_nan_and_infinity_are_rejected():
                                 "category": "theft", "priority": 1}, FAR)
 
 
+@pytest.mark.parametrize("field", ["status", "kind", "category", "type"])
+@pytest.mark.parametrize("value", [[1], {"a": 1}, 3, None])
+def test_unhashable_or_wrong_typed_enums_are_rejected_not_crashing(field, value):
+    topic = {"status": contract.GPS, "kind": contract.GPS, "category": contract.CALLS, "type": contract.ALERTS}[field]
+    base = {contract.GPS: {"unit_id": "u", "ts": 1686440000000, "lat": 1.0, "lon": 2.0},
+            contract.CALLS: {"call_id": "c", "ts": 1686440000000, "lat": 1.0, "lon": 2.0, "priority": 1,
+                             "category": "theft"},
+            contract.ALERTS: {"alert_id": "a", "camera_id": "c", "ts": 1686440000000, "lat": 1.0, "lon": 2.0,
+                              "confidence": 0.5, "type": "fight"}}[topic]
+    raw = json.dumps({**base, field: value}).encode()
+    if value is None and field in ("status", "kind"):
+        assert decode_and_validate(topic, raw, FAR)[field] in ("available", "car")  # null = default
+    else:
+        with pytest.raises(Rejected):
+            decode_and_validate(topic, raw, FAR)
+
+
 def test_gps_and_alert_defaults():
     g = decode_and_validate(contract.GPS, b'{"unit_id":"u","ts":1686440000000,"lat":1,"lon":2}', FAR)
     assert (g["status"], g["kind"]) == ("available", "car")
