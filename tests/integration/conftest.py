@@ -104,6 +104,31 @@ class Deployment:
             raise AssertionError(f"worker exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         return port
 
+    def group_members(self) -> dict[str, int]:
+        """Members of the Faust group and of the ingest group, as the broker sees them."""
+        from kafka.admin import KafkaAdminClient
+
+        admin = KafkaAdminClient(bootstrap_servers=self.settings.kafka)
+        try:
+            groups = [self.settings.app_id, f"{self.settings.app_id}-ingest"]
+            described = admin.describe_groups(groups)
+        finally:
+            admin.close()
+        out = {}
+        for g in groups:
+            d = described.get(g) if isinstance(described, dict) else None
+            if d is None and not isinstance(described, dict):
+                d = next((x for x in described if getattr(x, "group", None) == g), None)
+            members = (d.get("members") if isinstance(d, dict) else getattr(d, "members", None)) or []
+            state = d.get("group_state") if isinstance(d, dict) else getattr(d, "state", None)
+            out[g] = len(members) if state == "Stable" else -1
+        return out
+
+    def wait_workers_joined(self) -> None:
+        """Block until every started worker is a member of both consumer groups (stable)."""
+        n = len(self.workers)
+        wait_until(lambda: set(self.group_members().values()) == {n}, what=f"{n} workers in both groups")
+
     @staticmethod
     def _metrics_up(port: int) -> bool:
         try:

@@ -134,3 +134,20 @@ def test_two_deployments_share_broker_and_redis_without_touching_each_other(depl
         assert d.settings.internal_zone_events in topics
         assert d.settings.topic(contract.CALLS) in topics
     assert one.redis.connection_pool.connection_kwargs["db"] != two.redis.connection_pool.connection_kwargs["db"]
+
+
+def test_two_workers_share_the_partitions_and_agree_with_one(deployment):
+    """Input and zone-events partitions split across two workers; units cross partitions."""
+    dep = deployment(scenario.ZONES_FILE, partitions=4)
+    dep.start_worker()
+    dep.start_worker()
+    dep.wait_workers_joined()
+    publish_scenario(dep)
+    docs = wait_until(lambda: settled(dep), what="scenario settled with two workers")
+    check_final_state(dep, docs)
+    assert dep.metrics() == {k: float(v) for k, v in scenario.EXPECTED_COUNTS.items()}
+    # each worker owned part of the zone-events partitions (its log names the ones it rebuilt)
+    import re
+
+    owned = [set(re.findall(r"partition (\d+): state rebuilt", log.read_text())) for _p, _port, log in dep.workers]
+    assert all(owned), owned
