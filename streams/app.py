@@ -35,19 +35,23 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
+from zonewatch import contract
 from zonewatch.config import Settings
 from zonewatch.contract import KIND_ALERT, KIND_CALL
 
 from . import metrics
+from .incidents import eta_s
 from .ingest import IngestStage, zone_partition
 from .rules import load_rules
 from .state_writer import StateWriter
 from .zone_index import ZoneIndex, load_zones
-from .zone_state import KTS, PRIMARY, TS, ZONES, K, PartitionState
+from .zone_state import KIND_ARRIVAL, KTS, PRIMARY, TS, ZONES, K, PartitionState
 
 log = logging.getLogger("zonewatch.worker")
 
 HEARTBEAT_S = 10.0
+RECOMMEND_RADIUS_M = 20_000
+RECOMMEND_CANDIDATES = 10
 SOURCE_OF_KIND = {KIND_CALL: "calls", KIND_ALERT: "alerts", "g": "gps"}
 
 
@@ -100,6 +104,24 @@ class ZoneStateStage:
         for src, vals in ages.items():
             metrics.observe_many(metrics.AGE.labels(src), vals)
 
+    def take_outputs(self, st: PartitionState) -> tuple[list, list, dict[int, list]]:
+        """What the incidents stage of a partition decided since the last call: enriched
+        records, SLA events, and arrival records for the zone partitions of each call's zones."""
+        enriched, sla, arrivals = [], [], {}
+        for what, item in st.incidents.take_output():
+            if what == "enriched":
+                enriched.append(item)
+            elif what == "sla":
+                sla.append(item)
+            else:
+                call_id, call_ts, zones, response_s, unit = item
+                by_part: dict[int, list] = {}
+                for zid in zones:
+                    by_part.setdefault(zone_partition(zid, self.s.partitions), []).append(zid)
+                for q, zl in by_part.items():
+                    arrivals.setdefault(q, []).append([KIND_ARRIVAL, call_id, call_ts, zl, 0, 0, response_s, unit])
+        return enriched, sla, arrivals
+
     async def rebuild(self, p: int, upto: int) -> PartitionState:
         """State of partition p from its log up to (excluding) offset `upto`."""
         st = self.new_state(p)
@@ -122,6 +144,7 @@ class ZoneStateStage:
                         if m.offset >= upto:
                             break
                         self.apply_batch(st, m.value, live=False)
+                        st.incidents.take_output()  # already emitted by the previous owner
                         replayed += 1
             finally:
                 await c.stop()
@@ -153,11 +176,84 @@ class ZoneStateStage:
         self.pending_e2e = {"calls": [], "gps": [], "alerts": []}
         if not docs:
             return
-        await self.writer.write(docs)
+        encoded, ids = await self.writer.write(docs)
         now_ms = time.time() * 1000
         for src, kts in pending.items():
             if kts:
                 metrics.observe_many(metrics.E2E.labels(src), [(now_ms - t) / 1000.0 for t in kts])
+        if self.writer.on_written is not None:
+            await self.writer.on_written(encoded, ids)
+
+
+class OutputSender:
+    """incidents.enriched, sla.events, zones.state and arrival records for zone partitions."""
+
+    def __init__(self, settings: Settings, app: faust.App, redis):
+        self.s = settings
+        self.app = app
+        self.redis = redis
+        self.t_incidents = settings.topic(contract.INCIDENTS)
+        self.t_sla = settings.topic(contract.SLA)
+        self.t_zones = settings.topic(contract.ZONES_STATE)
+
+    async def send(self, enriched: list, sla: list, arrivals: dict, clock: int) -> None:
+        producer = self.app.producer
+        futures = []
+        new = [r for r in enriched if "processed_at" not in r]
+        if new:
+            await self.recommend(new)
+        now = int(time.time() * 1000)
+        for rec in enriched:
+            rec["processed_at"] = now
+            futures.append(await producer.send(self.t_incidents, rec["call_id"].encode(), orjson.dumps(rec),
+                                               None, None, None))
+        for ev in sla:
+            futures.append(await producer.send(self.t_sla, ev["call_id"].encode(), orjson.dumps(ev),
+                                               None, None, None))
+        for q, recs in arrivals.items():
+            futures.append(await producer.send(self.s.internal_zone_events, None,
+                                               orjson.dumps({"clock": clock, "ev": recs}), q, None, None))
+        if futures:
+            await asyncio.gather(*futures)
+
+    async def zone_states(self, docs: list[bytes], ids: list[str]) -> None:
+        """The compacted `zones.state` topic: the same documents as Redis, key zone_id."""
+        producer = self.app.producer
+        futures = [await producer.send(self.t_zones, zid.encode(), js, None, None, None)
+                   for zid, js in zip(ids, docs)]
+        await asyncio.gather(*futures)
+
+    async def recommend(self, records: list[dict]) -> None:
+        """Up to 3 nearest available units per call: GEOSEARCH over `zw:units:available`, a
+        global index of live positions written by every worker's ingest, then freshness and kind
+        from `zw:unit-info`."""
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for r in records:
+                pipe.geosearch("zw:units:available", longitude=r["lon"], latitude=r["lat"],
+                               radius=RECOMMEND_RADIUS_M, unit="m", sort="ASC", count=RECOMMEND_CANDIDATES,
+                               withdist=True)
+            found = await pipe.execute()
+            units = sorted({u[0] for hits in found for u in hits})
+            info = dict(zip(units, await self.redis.hmget("zw:unit-info", units))) if units else {}
+        except Exception as exc:  # no recommendation beats no enriched record
+            metrics.REDIS_ERRORS.inc()
+            log.warning("dispatch recommendation failed: %s", exc)
+            return
+        for r, hits in zip(records, found):
+            out = []
+            for unit, dist in hits:
+                raw = info.get(unit)
+                if raw is None:
+                    continue
+                meta = orjson.loads(raw)
+                if meta["status"] != "available" or meta["ts"] < r["ts"] - self.s.unit_stale_ms:
+                    continue
+                out.append({"unit_id": unit.decode(), "kind": meta["kind"], "distance_m": round(dist, 1),
+                            "eta_s": eta_s(dist, meta["kind"])})
+                if len(out) == 3:
+                    break
+            r["nearest_units"] = out
 
 
 def create_app(settings: Settings, web_port: int = 6066) -> faust.App:
@@ -190,6 +286,9 @@ def create_app(settings: Settings, web_port: int = 6066) -> faust.App:
     stage = ZoneStateStage(settings, zones, writer)
     app.zonewatch_stage = stage  # for tests and the CLI
 
+    outputs = OutputSender(settings, app, redis)
+    writer.on_written = outputs.zone_states
+
     @app.agent(zone_events)
     async def zone_state(stream):
         async for event in stream.events():
@@ -199,6 +298,9 @@ def create_app(settings: Settings, web_port: int = 6066) -> faust.App:
             if st is None:
                 st = stage.states[p] = await stage.rebuild(p, msg.offset)
             stage.apply_batch(st, event.value)
+            enriched, sla, arrivals = stage.take_outputs(st)
+            if enriched or sla or arrivals:
+                await outputs.send(enriched, sla, arrivals, st.clock)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app_, revoked, **kwargs):

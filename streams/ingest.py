@@ -18,6 +18,8 @@ kind "c": a=category, b=priority; "a": a=alert type, b=severity; "g": a=status, 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import time
 import zlib
@@ -31,6 +33,7 @@ from zonewatch.config import Settings
 from zonewatch.contract import KIND_ALERT, KIND_CALL, KIND_GPS, Rejected
 
 from . import metrics
+from .incidents import ARRIVAL_RADIUS_M, CORROBORATION_RADIUS_M, HomeCells
 from .zone_index import ZoneIndex
 
 log = logging.getLogger("zonewatch.ingest")
@@ -63,19 +66,23 @@ class Router:
         self.clock = 0
         names = {settings.topic(t): t for t in contract.INPUT_TOPICS}
         self.base_topic = names  # prefixed name -> contract name
+        self.homes = HomeCells(self.n)
+        # No secret configured: the number is dropped, not hashed with a guessable key.
+        self.secret = settings.caller_secret.encode("utf-8") if settings.caller_secret else b""
 
     def route(self, messages) -> tuple[dict[int, list], list, dict, dict]:
         """messages: iterable of aiokafka ConsumerRecord (topic, partition, offset, key, value, timestamp).
 
-        Returns (records by partition, dead letters, rejected counts by source, unit positions).
+        Returns (records by partition, dead letters, rejected counts by source, latest unit fixes).
         """
         out: dict[int, list] = {}
         dead = []
         rejected: dict[str, int] = {}
-        positions: dict[str, tuple[float, float]] = {}
+        units_latest: dict[str, tuple] = {}
         max_ts = int(time.time() * 1000) + self.s.future_tolerance_ms
-        lookup = self.index.lookup
+        lookup = self.index.lookup_cell
         zone_part = self.zone_part
+        homes = self.homes
         n = self.n
         clock = self.clock
         for m in messages:
@@ -90,14 +97,26 @@ class Router:
             ts = ev["ts"]
             if ts > clock:
                 clock = ts
-            zones = lookup(ev["lat"], ev["lon"])
+            lat, lon = ev["lat"], ev["lon"]
+            cell, zones = lookup(lat, lon)
             kind = contract.KIND_OF_TOPIC[topic]
+            kts = m.timestamp
             if kind == KIND_CALL:
                 eid, a, b = ev["call_id"], ev["category"], ev["priority"]
+                # incidents stage: the call, enriched as far as ingest can, to its home partition
+                record = self.enriched_base(ev, zones)
+                inc = ["C", eid, ts, list(zones), 0, kts, record, cell]
+                _append(out, homes.own(cell), inc)
             elif kind == KIND_ALERT:
                 eid, a, b = ev["alert_id"], ev["type"], ev["severity"]
+                inc = ["A", eid, ts, (), 0, kts, (lat, lon, a), cell]
+                for p in homes.within(cell, CORROBORATION_RADIUS_M):
+                    _append(out, p, inc)
             else:
                 eid, a, b = ev["unit_id"], ev["status"], ev["kind"]
+                inc = ["F", eid, ts, (), 0, kts, (lat, lon, a, b), cell]
+                for p in homes.within(cell, ARRIVAL_RADIUS_M):
+                    _append(out, p, inc)
             by_part: dict[int, list[str]] = {}
             for zid in zones:
                 p = zone_part[zid]
@@ -117,21 +136,40 @@ class Router:
                     for p in (self.all_parts if prev is None else prev[1]):
                         if p not in by_part:
                             by_part[p] = []
-                    positions[eid] = (ev["lon"], ev["lat"])
-            kts = m.timestamp
+                    units_latest[eid] = (ts, lat, lon, a, b)
             for p, zl in by_part.items():
-                rec = [kind, eid, ts, zl, 1 if p == primary else 0, kts, a, b]
-                lst = out.get(p)
-                if lst is None:
-                    out[p] = [rec]
-                else:
-                    lst.append(rec)
+                _append(out, p, [kind, eid, ts, zl, 1 if p == primary else 0, kts, a, b])
         if clock > self.clock:
             self.clock = clock
             # Everyone needs the clock, even partitions without events in this batch.
             for p in self.all_parts:
                 out.setdefault(p, [])
-        return out, dead, rejected, positions
+        return out, dead, rejected, units_latest
+
+    def enriched_base(self, call: dict, zones: tuple) -> dict:
+        """The `incidents.enriched` record as far as ingest knows it; `caller` never leaves here."""
+        rec = {k: v for k, v in call.items() if k != "caller"}
+        caller = call.get("caller")
+        if caller is not None and self.secret:
+            rec["caller_ref"] = caller_ref(caller, self.secret)
+        rec["zones"] = list(zones)
+        rec["ring"] = self.index.innermost_ring(zones)
+        rec["nearest_units"] = []
+        rec["corroborating_alerts"] = []
+        return rec
+
+
+def caller_ref(number: str, secret: bytes) -> str:
+    """CONTRACT §6: HMAC-SHA256 of the caller's number under the configured secret, 16 hex chars."""
+    return hmac.new(secret, number.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
+
+
+def _append(out: dict, p: int, rec: list) -> None:
+    lst = out.get(p)
+    if lst is None:
+        out[p] = [rec]
+    else:
+        lst.append(rec)
 
 
 class IngestStage:
@@ -191,19 +229,32 @@ class IngestStage:
                 await self._write_positions(positions)
             await consumer.commit({tp: recs[-1].offset + 1 for tp, recs in batches.items()})
 
-    async def _write_positions(self, positions: dict) -> None:
-        """Latest unit positions into the `zw:units` GEO set (CONTRACT §3)."""
-        flat = []
-        for unit, (lon, lat) in positions.items():
+    async def _write_positions(self, latest: dict) -> None:
+        """Latest unit fixes into Redis: `zw:units` (CONTRACT §3), plus `zw:units:available` (a GEO
+        set of available units, the spatial index of dispatch recommendations) and the hash
+        `zw:unit-info` (unit -> {ts, status, kind, lat, lon})."""
+        geo, avail, gone, info = [], [], [], {}
+        for unit, (ts, lat, lon, status, kind) in latest.items():
             if -85.05112878 <= lat <= 85.05112878:  # Redis GEO's Web Mercator limit
-                flat.extend((lon, lat, unit))
-        if not flat:
-            return
+                geo.extend((lon, lat, unit))
+                if status == "available":
+                    avail.extend((lon, lat, unit))
+                else:
+                    gone.append(unit)
+            info[unit] = orjson.dumps({"ts": ts, "status": status, "kind": kind, "lat": lat, "lon": lon})
+        pipe = self.redis.pipeline(transaction=False)
+        if geo:
+            pipe.geoadd("zw:units", geo)
+        if avail:
+            pipe.geoadd("zw:units:available", avail)
+        if gone:
+            pipe.zrem("zw:units:available", *gone)
+        pipe.hset("zw:unit-info", mapping=info)
         try:
-            await self.redis.geoadd("zw:units", flat)
+            await pipe.execute()
         except Exception as exc:  # Redis down must not stop ingest; positions refresh with the next fix
             metrics.REDIS_ERRORS.inc()
-            log.warning("zw:units update failed: %s", exc)
+            log.warning("unit positions update failed: %s", exc)
 
 
 def assigned(consumer: AIOKafkaConsumer) -> set[TopicPartition]:

@@ -28,11 +28,13 @@ any = ["windows.15m.calls_p1 >= 3", "windows.15m.calls >= 20", "windows.5m.alert
 [[level]]
 name = "orange"
 any = ["windows.15m.calls_p1 >= 1", "windows.15m.calls >= 10", "windows.5m.alerts >= 30",
-       "windows.5m.alerts_by_type.fight >= 1", "windows.5m.alerts_by_type.fire_smoke >= 1"]
+       "windows.5m.alerts_by_type.fight >= 1", "windows.5m.alerts_by_type.fire_smoke >= 1",
+       "response.breaches >= 3"]
 
 [[level]]
 name = "yellow"
-any = ["windows.15m.calls >= 3", "windows.5m.alerts >= 10"]
+any = ["windows.15m.calls >= 3", "windows.5m.alerts >= 10", "open_incidents >= 3",
+       "response.breaches >= 1"]
 """
 
 _OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
@@ -63,24 +65,25 @@ class Condition:
 class Rules:
     levels: tuple[tuple[str, tuple[Condition, ...]], ...]  # most severe first
 
-    def level(self, doc: dict) -> str:
-        """Level of a zone-state document (without its `level` field), escalation included."""
+    def level(self, doc: dict, open_p1: int = 0) -> str:
+        """Level of a zone-state document (without its `level` field), escalation included.
+
+        `open_p1` is the zone's open priority-1 incidents (not a field of the document).
+        """
         found = "green"
         for name, conds in self.levels:
             if any(c.holds(doc) for c in conds):
                 found = name
                 break
-        if doc.get("ring") == "core" and RANK[found] < RANK["orange"] and core_escalates(doc):
+        if doc.get("ring") == "core" and RANK[found] < RANK["orange"] and core_escalates(doc, open_p1):
             found = "orange"
         return found
 
 
-def core_escalates(doc: dict) -> bool:
+def core_escalates(doc: dict, open_p1: int) -> bool:
     """Contract: an open priority-1 incident or a watch-list/fence alert in 5 min in a core zone."""
     by_type = doc["windows"]["5m"]["alerts_by_type"]
-    if any(by_type.get(t, 0) for t in CORE_ALERT_TYPES):
-        return True
-    return bool(doc.get("open_incidents_p1", 0))
+    return open_p1 > 0 or any(by_type.get(t, 0) for t in CORE_ALERT_TYPES)
 
 
 def parse_condition(text: str) -> Condition:

@@ -27,6 +27,8 @@ def zone_key(zone_id: str) -> str:
 class StateWriter:
     def __init__(self, redis):
         self.redis = redis
+        # awaited with (documents as JSON, zone ids) after each write and its latency metrics
+        self.on_written = None
 
     async def register_zones(self, zone_ids) -> None:
         if zone_ids:
@@ -47,16 +49,19 @@ class StateWriter:
                     out[zid] = 0
         return out
 
-    async def write(self, docs: list[dict]) -> None:
-        """Write documents; retries until Redis accepts them (state must not be skipped)."""
+    async def write(self, docs: list[dict]) -> tuple[list[bytes], list[str]]:
+        """Write documents; retries until Redis accepts them (state must not be skipped).
+
+        Returns the encoded documents and their zone ids (for the zones.state topic).
+        """
         if not docs:
-            return
+            return [], []
         delay = 0.1
+        encoded = [orjson.dumps(doc) for doc in docs]
+        ids = [doc["zone_id"] for doc in docs]
         while True:
             pipe = self.redis.pipeline(transaction=False)
-            for doc in docs:
-                js = orjson.dumps(doc)
-                zid = doc["zone_id"]
+            for doc, js, zid in zip(docs, encoded, ids):
                 pipe.set(zone_key(zid), js)
                 pipe.xadd(UPDATES_STREAM, {"zone_id": zid, "version": doc["version"], "state": js},
                           maxlen=STREAM_MAXLEN, approximate=True)
@@ -64,10 +69,11 @@ class StateWriter:
             try:
                 await pipe.execute()
                 metrics.ZONE_WRITES.inc(len(docs))
-                return
+                break
             except Exception as exc:  # connection errors of any kind: keep trying, loudly
                 metrics.REDIS_ERRORS.inc()
                 log.warning("redis write of %d zone states failed (%s); retrying in %.1fs",
                             len(docs), exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+        return encoded, ids

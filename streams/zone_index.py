@@ -16,6 +16,7 @@ import h3
 import shapely
 from shapely.geometry import Polygon, shape
 
+FINE_RES = 9  # the H3 resolution incidents hash on (streams/incidents.py)
 KINDS = ("venue", "district", "grid", "route", "other")
 RINGS = ("core", "inner", "outer")
 # innermost first: used to pick an event's `ring`
@@ -120,6 +121,25 @@ class ZoneIndex:
         if len(found) > 1:
             found.sort(key=self._order.__getitem__)
         return tuple(found)
+
+    def lookup_cell(self, lat: float, lon: float) -> tuple[str, tuple[str, ...]]:
+        """(H3 cell at FINE_RES, zone ids): one cell computation serves zones and incidents."""
+        cell = h3.latlng_to_cell(lat, lon, self.resolution)
+        hit = self._cells.get(cell)
+        if self.resolution != FINE_RES:
+            cell = h3.latlng_to_cell(lat, lon, FINE_RES)
+        if hit is None:
+            return cell, ()
+        sure, maybe = hit
+        if not maybe:
+            return cell, sure
+        found = list(sure)
+        for z in maybe:
+            if shapely.contains_xy(z.geometry, lon, lat):
+                found.append(z.zone_id)
+        if len(found) > 1:
+            found.sort(key=self._order.__getitem__)
+        return cell, tuple(found)
 
     def lookup_exact(self, lat: float, lon: float) -> tuple[str, ...]:
         """The same answer by a scan of every polygon: the reference for tests."""

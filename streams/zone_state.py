@@ -11,6 +11,7 @@ so a batch delivered twice after a crash or rebalance changes nothing the second
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -18,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from zonewatch.contract import KIND_ALERT, KIND_CALL, KIND_GPS
 
+from .incidents import IncidentState
 from .rules import Rules, load_rules
 from .zone_index import Zone
 
@@ -31,10 +33,16 @@ PRUNE_EVERY_MS = 60_000
 
 # Positions in an event record of the zone-events topic (see streams/ingest.py).
 K, ID, TS, ZONES, PRIMARY, KTS, A, B = range(8)
+# Incident-stage records, keyed by geo cell (streams/ingest.py): [C|F|A, id, ts, zones, 0, kafka ts, payload, cell]
+INCIDENT_KINDS = frozenset("CFA")
+KIND_ARRIVAL = "r"   # from the incidents stage: [r, call_id, call ts, zones, 0, 0, response_s, unit_id]
+INCIDENT_KEEP_MS = 2 * 3600 * 1000   # expiry (60 min) + the response window (60 min)
+RESPONSE_WINDOW_MS = 3600 * 1000
+EXPIRE_AFTER_MS = 3600 * 1000
+BREACH_AFTER_MS = 300_000
 
 
 def empty_response() -> dict:
-    # Filled by the incidents stage (issue 4); present now so consumers can rely on the shape.
     return {"arrived": 0, "within_1m": 0, "within_3m": 0, "within_5m": 0, "breaches": 0,
             "p50_s": None, "p90_s": None}
 
@@ -61,13 +69,15 @@ class MinuteBucket:
 class ZoneAgg:
     """Counters of one zone. Units present are tracked by the partition (units move)."""
 
-    __slots__ = ("zone", "days", "minutes", "units", "version", "last_figures", "last_clock")
+    __slots__ = ("zone", "days", "minutes", "units", "incidents", "version", "last_figures", "last_clock")
 
     def __init__(self, zone: Zone):
         self.zone = zone
         self.days: dict[str, DayCounts] = {}
         self.minutes: dict[int, MinuteBucket] = {}
         self.units: dict[str, tuple[int, str]] = {}  # unit_id -> (fix ts, status) of its latest fix
+        # call_id -> [call ts, priority (None until the call is seen), response s (None = not arrived)]
+        self.incidents: dict[str, list] = {}
         self.version = 0
         self.last_figures: dict | None = None
         self.last_clock = 0
@@ -87,20 +97,36 @@ class PartitionState:
         self.seen_fix: dict[int, set] = {}      # minute of ts -> {(unit_id, ts)}
         self.unit_latest: dict[str, tuple[int, tuple[str, ...], str]] = {}
         self.dirty: set[str] = set()
+        # Incidents of the geo cells this partition is home to (a different key than zones).
+        self.incidents = IncidentState()
         self._last_pruned = 0
         self._local_dates: dict[int, str] = {}
 
     # -- input -----------------------------------------------------------------------------
     def advance_clock(self, clock: int) -> None:
+        # always: calls consumed after their deadline fire their timers even if the clock stays
+        self.incidents.advance_clock(clock)
         if clock > self.clock:
             self.clock = clock
             if clock - self._last_pruned >= PRUNE_EVERY_MS:
                 self._prune()
 
-    def apply(self, rec: list) -> bool:
-        """Apply one event record; False when it is a duplicate (changes nothing)."""
+    def apply(self, rec: list) -> bool | None:
+        """Apply one record; False when it is a duplicate, None for incident-stage records."""
         kind = rec[K]
         ts = rec[TS]
+        if kind in INCIDENT_KINDS:
+            inc = self.incidents
+            if kind == "F":
+                lat, lon, _status, _kind = rec[A]
+                inc.on_fix(rec[ID], ts, lat, lon, rec[B])
+            elif kind == "A":
+                lat, lon, typ = rec[A]
+                inc.on_alert(rec[ID], ts, typ, lat, lon, rec[B])
+            else:
+                record = rec[A]
+                inc.on_call(rec[ID], ts, record["lat"], record["lon"], rec[B], rec[ZONES], record)
+            return None
         if kind == KIND_GPS:
             # Fixes are remembered in per-minute sets keyed by their ts: a repeat has the same
             # ts, so it finds its bucket, and old buckets are dropped whole.
@@ -117,6 +143,9 @@ class PartitionState:
             bucket.add(key)
             self._apply_fix(rec[ID], ts, tuple(rec[ZONES]), rec[A])
             return True
+        if kind == KIND_ARRIVAL:
+            self._apply_arrival(rec)
+            return None
         key = f"{kind}|{rec[ID]}"
         if key in self.seen:
             return False
@@ -138,6 +167,11 @@ class PartitionState:
                 day.calls += 1
                 day.by_category[cat] += 1
                 day.by_priority[prio] += 1
+                inc = agg.incidents.get(rec[ID])
+                if inc is None:
+                    agg.incidents[rec[ID]] = [ts, prio, None]
+                else:  # the arrival was decided before the call reached this partition
+                    inc[0], inc[1] = ts, prio
                 if keep_bucket:
                     b = agg.minutes.get(minute)
                     if b is None:
@@ -163,6 +197,19 @@ class PartitionState:
                     b.by_type[typ] += 1
                 self.dirty.add(zid)
         return True
+
+    def _apply_arrival(self, rec: list) -> None:
+        call_id, call_ts, response = rec[ID], rec[TS], rec[A]
+        for zid in rec[ZONES]:
+            agg = self.zones[zid]
+            inc = agg.incidents.get(call_id)
+            if inc is None:
+                agg.incidents[call_id] = [call_ts, None, response]
+            elif inc[2] is None or response < inc[2]:
+                inc[2] = response  # the earliest arrival by event time wins, in any order
+            else:
+                continue
+            self.dirty.add(zid)
 
     def _apply_fix(self, unit: str, ts: int, zones: tuple[str, ...], status: str) -> None:
         prev = self.unit_latest.get(unit)
@@ -208,6 +255,7 @@ class PartitionState:
                 present += 1
                 if status == "available":
                     available += 1
+        response, open_all, open_p1 = self._response(agg, clock)
         doc = {
             "zone_id": z.zone_id, "name": z.name, "kind": z.kind, "ring": z.ring,
             "today": {
@@ -220,11 +268,41 @@ class PartitionState:
             },
             "windows": windows,
             "units": {"present": present, "available": available},
-            "response": empty_response(),
-            "open_incidents": 0,
+            "response": response,
+            "open_incidents": open_all,
         }
-        doc["level"] = self.rules.level(doc)
+        doc["level"] = self.rules.level(doc, open_p1=open_p1)
         return doc
+
+    @staticmethod
+    def _response(agg: ZoneAgg, clock: int) -> tuple[dict, int, int]:
+        """`response` of the last 60 min, open incidents, open priority-1 incidents."""
+        since = clock - RESPONSE_WINDOW_MS
+        responses = []
+        breaches = open_all = open_p1 = 0
+        for ts, prio, resp in agg.incidents.values():
+            if resp is not None:
+                if since < ts + resp * 1000 <= clock:
+                    responses.append(resp)
+            elif prio is not None and clock < ts + EXPIRE_AFTER_MS:
+                open_all += 1
+                if prio == 1:
+                    open_p1 += 1
+            due = ts + BREACH_AFTER_MS
+            if since < due <= clock and (resp is None or resp > BREACH_AFTER_MS / 1000):
+                breaches += 1
+        out = empty_response()
+        if responses:
+            responses.sort()
+            n = len(responses)
+            out.update(arrived=n,
+                       within_1m=sum(1 for r in responses if r <= 60),
+                       within_3m=sum(1 for r in responses if r <= 180),
+                       within_5m=sum(1 for r in responses if r <= 300),
+                       p50_s=round(responses[math.ceil(0.5 * n) - 1]),
+                       p90_s=round(responses[math.ceil(0.9 * n) - 1]))
+        out["breaches"] = breaches
+        return out, open_all, open_p1
 
     def changed_documents(self, all_zones: bool = False, refresh_clock: bool = False) -> list[dict]:
         """Documents of zones whose figures changed since the last call, with version and clock.
@@ -284,6 +362,11 @@ class PartitionState:
         gps_horizon = (clock - GPS_DEDUP_HORIZON_MS) // MINUTE_MS
         for m in [m for m in self.seen_fix if m < gps_horizon]:
             del self.seen_fix[m]
+        oldest_incident = clock - INCIDENT_KEEP_MS
+        for agg in self.zones.values():
+            if agg.incidents:
+                for cid in [c for c, inc in agg.incidents.items() if inc[0] < oldest_incident]:
+                    del agg.incidents[cid]
         stale = clock - self.unit_stale_ms
         for unit, (ts, zones, _status) in list(self.unit_latest.items()):
             if ts < stale:

@@ -15,6 +15,8 @@ ZONES_FILE = Path(__file__).parent / "zones_test.geojson"
 CST = timezone(timedelta(hours=8))
 
 PA = (34.71, 113.605)      # A
+PA2 = (34.715, 113.605)    # A, 555 m from PA: no call there
+PB2 = (34.705, 113.625)    # B, 555 m from PB
 PAB = (34.71, 113.615)     # A, B
 PB = (34.71, 113.625)      # B
 PCORE = (34.701, 113.701)  # outer, inner, core
@@ -62,12 +64,12 @@ ALERTS = [
     _alert("a3", local(12, 0, 10), PAB, "crowd_density"),
 ]
 FIXES = [
-    _fix("u1", local(12, 0, 21), PA),
-    _fix("u1", local(12, 0, 22, 30), PB, "busy"),                  # moved A -> B
-    _fix("u2", local(12, 0, 22), PCORE),
+    _fix("u1", local(12, 0, 21), PA2),
+    _fix("u1", local(12, 0, 22, 30), PB2, "busy"),                 # moved A -> B
+    _fix("u2", local(12, 0, 22), PCORE),                           # c4's arrival: 120 s
     _fix("u3", local(12, 0, 19), PIN),                             # stale at the final clock
-    _fix("u2", local(12, 0, 21, 50), PA, iso=True),                # older than u2's latest: ignored
-    _fix("u4", local(12, 0, 22, 40), PNONE),                       # no zone; sets the final clock
+    _fix("u2", local(12, 0, 21, 50), PA2, iso=True),               # older than u2's latest: ignored
+    _fix("u4", local(12, 0, 22, 40), PNONE),                       # no zone; c5's arrival (70 s); final clock
 ]
 INVALID_CALLS = [
     b'{"call_id": "bad1", "ts": 1686500000000, "lat": 34.7',        # invalid JSON
@@ -81,8 +83,12 @@ EXPECTED_COUNTS = {  # zonewatch_events_total
     ("alerts", "accepted"): 3, ("alerts", "duplicate"): 1, ("alerts", "rejected"): 0,
     ("gps", "accepted"): 6, ("gps", "duplicate"): 0, ("gps", "rejected"): 0,
 }
-NO_RESPONSE = {"arrived": 0, "within_1m": 0, "within_3m": 0, "within_5m": 0, "breaches": 0,
-               "p50_s": None, "p90_s": None}
+# A: c2, c6, c7 open (c1 expired at 00:10); their breaches (23:55, 00:06, 00:04) are within the last
+# 60 min, c1's (23:15) is not. B: c2, c3, c6 open and breached. Venue: c4 arrived after 120 s.
+GRID_RESPONSE = {"arrived": 0, "within_1m": 0, "within_3m": 0, "within_5m": 0, "breaches": 3,
+                 "p50_s": None, "p90_s": None}
+VENUE_RESPONSE = {"arrived": 1, "within_1m": 0, "within_3m": 1, "within_5m": 1, "breaches": 0,
+                  "p50_s": 120, "p90_s": 120}
 
 
 def _w(calls=0, p1=0, alerts=0, by_type=None):
@@ -90,20 +96,21 @@ def _w(calls=0, p1=0, alerts=0, by_type=None):
 
 
 def _doc(zid, name, kind, ring, level, today, windows, units):
+    grid = kind == "grid"
     return {"zone_id": zid, "name": name, "kind": kind, "ring": ring, "level": level,
             "today": {"date": "2023-06-12", **today}, "windows": windows, "units": units,
-            "response": NO_RESPONSE, "open_incidents": 0}
+            "response": GRID_RESPONSE if grid else VENUE_RESPONSE, "open_incidents": 3 if grid else 0}
 
 
 _VENUE_WINDOWS = _w(1, 1, 2, {"crowd_density": 1, "face_watchlist": 1})
 EXPECTED = {
-    "A": _doc("A", "Grid A", "grid", None, "green",
+    "A": _doc("A", "Grid A", "grid", None, "orange",  # 3 breaches in 60 min
               {"calls": 1, "calls_by_category": {"dispute": 1}, "calls_by_priority": {"2": 1},
                "alerts": 1, "alerts_by_type": {"crowd_density": 1}},
               {"5m": _w(), "15m": _w(0, 0, 1, {"crowd_density": 1}),
                "60m": _w(3, 1, 1, {"crowd_density": 1})},
               {"present": 0, "available": 0}),
-    "B": _doc("B", "Grid B", "grid", None, "green",
+    "B": _doc("B", "Grid B", "grid", None, "orange",
               {"calls": 2, "calls_by_category": {"dispute": 1, "fraud": 1},
                "calls_by_priority": {"2": 1, "3": 1}, "alerts": 1, "alerts_by_type": {"crowd_density": 1}},
               {"5m": _w(), "15m": _w(0, 0, 1, {"crowd_density": 1}),
@@ -125,7 +132,23 @@ EXPECTED = {
                  {k: _w(1, 1, 1, {"face_watchlist": 1}) for k in ("5m", "15m", "60m")},
                  {"present": 1, "available": 1}),
 }
-EXPECTED_UNIT_POSITIONS = {"u1": PB, "u2": PCORE, "u3": PIN, "u4": PNONE}
+EXPECTED_UNIT_POSITIONS = {"u1": PB2, "u2": PCORE, "u3": PIN, "u4": PNONE}
+
+# sla.events: every call but c4 and c5 breached (no unit came within 100 m); c1 (23:10) is over
+# by the final clock but its breach (23:15) was still decided. (type, call_id, unit, response_s, ts)
+EXPECTED_SLA = sorted([
+    ("breach", "c1", None, None, ms(local(11, 23, 15))),
+    ("breach", "c2", None, None, ms(local(11, 23, 55))),
+    ("breach", "c3", None, None, ms(local(12, 0, 10))),
+    ("breach", "c6", None, None, ms(local(12, 0, 6))),
+    ("breach", "c7", None, None, ms(local(12, 0, 4))),
+    ("arrived", "c4", "u2", 120.0, ms(local(12, 0, 22))),
+    ("arrived", "c5", "u4", 70.0, ms(local(12, 0, 22, 40))),
+])
+
+
+def sla_tuple(ev: dict) -> tuple:
+    return (ev["type"], ev["call_id"], ev["unit_id"], ev["response_s"], ev["ts"])
 
 
 def strip_volatile(doc: dict) -> dict:

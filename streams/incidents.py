@@ -1,0 +1,263 @@
+"""Incidents and the 1-3-5 minute response (CONTRACT §3), corroboration (§4), per geo partition.
+
+Pure and synchronous like zone_state: the worker feeds it records and collects what it emits.
+Incidents are partitioned by geography, not by zone: a call belongs to the partition of its
+"home" H3 cell (resolution HOME_RES); ingest sends every fix to the partitions of all home
+cells within ARRIVAL_RADIUS_M of it and every alert to those within CORROBORATION_RADIUS_M, so
+the partition of a call sees every fix and alert that can matter to it, whichever worker and
+partition the unit or camera belongs to otherwise.
+
+Arrival is decided by event time: fixes are kept for the grace period (10 min of stream clock)
+so a fix consumed before its call still counts, and an arriving fix with an earlier `ts` than
+the one that decided an arrival corrects it (re-emitted). A breach fires when the stream clock
+passes call ts + 300 s with no arrival, whatever else happens in the partition: every ingest
+batch carries the global clock to every partition.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+
+import h3
+
+FINE_RES = 9          # fine cells: spatial hashing of fixes, alerts and incidents
+HOME_RES = 6          # home cells: partitioning of incidents (~3.7 km edge)
+ARRIVAL_RADIUS_M = 100.0
+CORROBORATION_RADIUS_M = 300.0
+CORROBORATION_WINDOW_MS = 10 * 60_000
+BREACH_AFTER_MS = 300_000
+EXPIRE_AFTER_MS = 60 * 60_000
+GRACE_MS = 10 * 60_000
+DEDUP_MS = 26 * 3600 * 1000  # as the zone stage: a day in any time zone plus the longest window
+EARTH_RADIUS_M = 6372797.560856  # the radius Redis GEO uses, so distances agree with GEOSEARCH
+
+# Cells to search around a point for a radius, at FINE_RES (cell inradius ~174 m).
+DISK_K = {ARRIVAL_RADIUS_M: 1, CORROBORATION_RADIUS_M: 2}
+
+# Nominal speeds for the ETA of a recommendation (m/s), and a detour factor from straight line
+# to street distance. Documented in the README.
+UNIT_SPEED_MS = {"foot": 1.4, "motorcycle": 9.0, "car": 8.3, "swat": 8.3, "other": 6.0}
+DETOUR_FACTOR = 1.3
+
+
+def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dlat = p2 - p1
+    dlon = math.radians(lon2 - lon1)
+    a = math.sin(dlat / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dlon / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(a))
+
+
+def eta_s(distance_m: float, kind: str) -> int:
+    return int(round(distance_m * DETOUR_FACTOR / UNIT_SPEED_MS.get(kind, UNIT_SPEED_MS["other"])))
+
+
+class HomeCells:
+    """Fine cell -> home partitions within a radius (cached: points of a city share few cells)."""
+
+    def __init__(self, partitions: int):
+        self.n = partitions
+        self._cache: dict[tuple[str, float], tuple[int, ...]] = {}
+
+    def partition_of_home(self, home: str) -> int:
+        import zlib
+
+        return zlib.crc32(home.encode()) % self.n
+
+    def own(self, cell: str) -> int:
+        """Partition of the home cell containing this fine cell."""
+        key = (cell, 0.0)
+        p = self._cache.get(key)
+        if p is None:
+            p = self._cache[key] = (self.partition_of_home(h3.cell_to_parent(cell, HOME_RES)),)
+        return p[0]
+
+    def within(self, cell: str, radius: float) -> tuple[int, ...]:
+        key = (cell, radius)
+        parts = self._cache.get(key)
+        if parts is None:
+            homes = {h3.cell_to_parent(c, HOME_RES) for c in h3.grid_disk(cell, DISK_K[radius])}
+            parts = self._cache[key] = tuple(sorted({self.partition_of_home(h) for h in homes}))
+            if len(self._cache) > 500_000:
+                self._cache.clear()
+        return parts
+
+
+@dataclass
+class Incident:
+    call_id: str
+    ts: int
+    lat: float
+    lon: float
+    cell: str
+    zones: list
+    record: dict                     # the enriched record (without processed_at)
+    consumed_late: bool = False      # consumed after the grace: fixes before that don't count
+    arrival_ts: int | None = None
+    arrival_unit: str | None = None
+    breached: bool = False
+    alerts: dict = field(default_factory=dict)  # alert_id -> corroboration entry
+
+
+class IncidentState:
+    """Open incidents, the fix and alert look-back, and the breach timers of one partition."""
+
+    def __init__(self, grace_ms: int = GRACE_MS, arrival_radius_m: float = ARRIVAL_RADIUS_M):
+        self.grace_ms = grace_ms
+        self.radius = arrival_radius_m
+        self.clock = 0
+        self.incidents: dict[str, Incident] = {}
+        self.near: dict[str, list[Incident]] = {}      # fine cell -> incidents within reach
+        self.calls_at: dict[str, list[Incident]] = {}  # fine cell of the call -> incidents
+        self.timers: list[tuple[int, str, str]] = []   # (due ts, "breach"|"expire", call_id)
+        self.seen_calls: dict[str, int] = {}           # call_id -> ts, for DEDUP_MS
+        self.fixes: dict[int, dict[str, list]] = {}    # minute -> fine cell -> [(ts, unit, lat, lon)]
+        self.alerts: dict[int, dict[str, list]] = {}   # minute -> fine cell -> [(ts, id, type, lat, lon)]
+        self.seen_alerts: set[str] = set()
+        self.out: list[tuple[str, object]] = []
+        self._calls_pruned = 0        # ("enriched", rec) | ("sla", ev) | ("arrival", inc)
+
+    # -- input -----------------------------------------------------------------------------
+    def on_call(self, call_id: str, ts: int, lat: float, lon: float, cell: str, zones: list,
+                record: dict) -> None:
+        if call_id in self.seen_calls:
+            return  # duplicate call
+        self.seen_calls[call_id] = ts
+        inc = Incident(call_id, ts, lat, lon, cell, zones, record,
+                       consumed_late=self.clock - ts > self.grace_ms)
+        self.incidents[call_id] = inc
+        for c in h3.grid_disk(cell, DISK_K[ARRIVAL_RADIUS_M]):
+            self.near.setdefault(c, []).append(inc)
+        self.calls_at.setdefault(cell, []).append(inc)
+        heapq.heappush(self.timers, (ts + BREACH_AFTER_MS, "breach", call_id))
+        heapq.heappush(self.timers, (ts + EXPIRE_AFTER_MS, "expire", call_id))
+        # corroborating alerts already seen (up to 10 min before the call)
+        for m in range((ts - CORROBORATION_WINDOW_MS) // 60_000, (ts + CORROBORATION_WINDOW_MS) // 60_000 + 1):
+            by_cell = self.alerts.get(m)
+            if not by_cell:
+                continue
+            for c in h3.grid_disk(cell, DISK_K[CORROBORATION_RADIUS_M]):
+                for a in by_cell.get(c, ()):
+                    self._corroborate(inc, *a)
+        self.out.append(("enriched", inc.record))
+        if not inc.consumed_late:
+            # earliest fix at or after the call, within reach, among those kept (the grace)
+            best = None
+            for m in range(ts // 60_000, self.clock // 60_000 + 1):
+                by_cell = self.fixes.get(m)
+                if not by_cell:
+                    continue
+                for c in h3.grid_disk(cell, DISK_K[ARRIVAL_RADIUS_M]):
+                    for fts, unit, flat, flon in by_cell.get(c, ()):
+                        if ts <= fts < ts + EXPIRE_AFTER_MS and (best is None or fts < best[0]) \
+                                and haversine_m(lat, lon, flat, flon) <= self.radius:
+                            best = (fts, unit)
+            if best is not None:
+                self._arrive(inc, best[0], best[1])
+
+    def on_fix(self, unit: str, ts: int, lat: float, lon: float, cell: str) -> None:
+        if ts >= self.clock - self.grace_ms:
+            m = ts // 60_000
+            by_cell = self.fixes.get(m)
+            if by_cell is None:
+                by_cell = self.fixes[m] = {}
+            lst = by_cell.get(cell)
+            if lst is None:
+                by_cell[cell] = [(ts, unit, lat, lon)]
+            else:
+                lst.append((ts, unit, lat, lon))
+        near = self.near.get(cell)
+        if near:
+            for inc in near:
+                if inc.ts <= ts < inc.ts + EXPIRE_AFTER_MS and (inc.arrival_ts is None or ts < inc.arrival_ts) \
+                        and inc.call_id in self.incidents \
+                        and haversine_m(inc.lat, inc.lon, lat, lon) <= self.radius:
+                    self._arrive(inc, ts, unit)
+
+    def on_alert(self, alert_id: str, ts: int, typ: str, lat: float, lon: float, cell: str) -> None:
+        entry = (ts, alert_id, typ, lat, lon)
+        if ts >= self.clock - CORROBORATION_WINDOW_MS - self.grace_ms:
+            if alert_id in self.seen_alerts:
+                return  # duplicate
+            self.seen_alerts.add(alert_id)
+            self.alerts.setdefault(ts // 60_000, {}).setdefault(cell, []).append(entry)
+        if not self.calls_at:
+            return
+        # calls still collecting corroboration (call ts within +-10 min of the alert)
+        for c in h3.grid_disk(cell, DISK_K[CORROBORATION_RADIUS_M]):
+            for inc in self.calls_at.get(c, ()):
+                if self._corroborate(inc, *entry):
+                    self.out.append(("enriched", inc.record))
+
+    def advance_clock(self, clock: int) -> None:
+        """Move the clock (never back) and fire every timer now due, including those of calls
+        consumed after their deadline."""
+        if clock > self.clock:
+            self.clock = clock
+        clock = self.clock
+        timers = self.timers
+        while timers and timers[0][0] <= clock:
+            due, what, call_id = heapq.heappop(timers)
+            inc = self.incidents.get(call_id)
+            if inc is None:
+                continue
+            if what == "breach":
+                if inc.arrival_ts is None or inc.arrival_ts - inc.ts > BREACH_AFTER_MS:
+                    inc.breached = True
+                    self.out.append(("sla", {"type": "breach", "call_id": call_id, "zone_ids": inc.zones,
+                                             "unit_id": None, "response_s": None, "ts": due}))
+            elif what == "expire":
+                self._forget(inc)
+        if len(self.seen_calls) > 1024 and clock - self._calls_pruned > 600_000:
+            self._calls_pruned = clock
+            self.seen_calls = {c: t for c, t in self.seen_calls.items() if t >= clock - DEDUP_MS}
+        # look-back pruning by whole minutes
+        keep_fix = (clock - self.grace_ms) // 60_000 - 1
+        for m in [m for m in self.fixes if m < keep_fix]:
+            del self.fixes[m]
+        keep_alert = (clock - CORROBORATION_WINDOW_MS - self.grace_ms) // 60_000 - 1
+        for m in [m for m in self.alerts if m < keep_alert]:
+            for lst in self.alerts[m].values():
+                for a in lst:
+                    self.seen_alerts.discard(a[1])
+            del self.alerts[m]
+
+    def take_output(self) -> list:
+        out, self.out = self.out, []
+        return out
+
+    # -- internals ---------------------------------------------------------------------------
+    def _corroborate(self, inc: Incident, ts: int, alert_id: str, typ: str, lat: float, lon: float) -> bool:
+        if alert_id in inc.alerts or abs(inc.ts - ts) > CORROBORATION_WINDOW_MS:
+            return False
+        d = haversine_m(inc.lat, inc.lon, lat, lon)
+        if d > CORROBORATION_RADIUS_M:
+            return False
+        inc.alerts[alert_id] = {"alert_id": alert_id, "type": typ, "distance_m": round(d, 1),
+                                "dt_s": round((ts - inc.ts) / 1000.0, 1)}
+        inc.record["corroborating_alerts"] = sorted(inc.alerts.values(), key=lambda a: (a["dt_s"], a["alert_id"]))
+        return True
+
+    def _arrive(self, inc: Incident, ts: int, unit: str) -> None:
+        inc.arrival_ts = ts
+        inc.arrival_unit = unit
+        response_s = round((ts - inc.ts) / 1000.0, 3)
+        self.out.append(("sla", {"type": "arrived", "call_id": inc.call_id, "zone_ids": inc.zones,
+                                 "unit_id": unit, "response_s": response_s, "ts": ts}))
+        self.out.append(("arrival", (inc.call_id, inc.ts, inc.zones, response_s, unit)))
+
+    def _forget(self, inc: Incident) -> None:
+        self.incidents.pop(inc.call_id, None)
+        lst = self.calls_at.get(inc.cell)
+        if lst is not None:
+            lst[:] = [i for i in lst if i.call_id != inc.call_id]
+            if not lst:
+                del self.calls_at[inc.cell]
+        for c in h3.grid_disk(inc.cell, DISK_K[ARRIVAL_RADIUS_M]):
+            lst = self.near.get(c)
+            if lst:
+                lst[:] = [i for i in lst if i.call_id != inc.call_id]
+                if not lst:
+                    del self.near[c]
