@@ -21,6 +21,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import re
 import time
 import zlib
 
@@ -159,6 +160,25 @@ class Router:
         return rec
 
 
+# a quoted value, or an unterminated one running to the end of a cut message
+_CALLER_FIELD = re.compile(rb'"caller"\s*:\s*"((?:[^"\\]|\\.)*)(?:"|$)')
+
+
+def redact_callers(raw: bytes, secret: bytes) -> bytes:
+    """Replace every `"caller": "..."` in a raw (possibly broken) message by its `caller_ref`,
+    so rejected calls do not carry phone numbers into the dead-letter topic (CONTRACT §6)."""
+    if b'"caller"' not in raw:
+        return raw
+
+    def sub(m: re.Match) -> bytes:
+        if not secret:
+            return b'"caller_ref":null'
+        number = m.group(1).decode("utf-8", "replace")
+        return b'"caller_ref":"' + caller_ref(number, secret).encode() + b'"'
+
+    return _CALLER_FIELD.sub(sub, raw)
+
+
 def caller_ref(number: str, secret: bytes) -> str:
     """CONTRACT §6: HMAC-SHA256 of the caller's number under the configured secret, 16 hex chars."""
     return hmac.new(secret, number.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
@@ -218,7 +238,8 @@ class IngestStage:
                 futures.append(await self.producer.send(ze_topic, payload, partition=p))
             for m, reason in dead:
                 base = self.router.base_topic[m.topic]
-                value = contract.deadletter_record(m.topic, m.partition, m.offset, reason, m.value)
+                raw = redact_callers(m.value, self.router.secret) if m.value else m.value
+                value = contract.deadletter_record(m.topic, m.partition, m.offset, reason, raw)
                 futures.append(await self.producer.send(dl_topic, value, key=m.key))
                 metrics.DEADLETTERS.labels(contract.SOURCE_OF_TOPIC[base], metrics.reason_class(reason)).inc()
             for src, n in rejected.items():
