@@ -30,6 +30,7 @@ CORROBORATION_WINDOW_MS = 10 * 60_000
 BREACH_AFTER_MS = 300_000
 EXPIRE_AFTER_MS = 60 * 60_000
 GRACE_MS = 10 * 60_000
+MAX_CORROBORATING = 50  # per call, the closest in time (README)
 DEDUP_MS = 26 * 3600 * 1000  # as the zone stage: a day in any time zone plus the longest window
 EARTH_RADIUS_M = 6372797.560856  # the radius Redis GEO uses, so distances agree with GEOSEARCH
 
@@ -99,6 +100,8 @@ class Incident:
     arrival_unit: str | None = None
     breached: bool = False
     alerts: dict = field(default_factory=dict)  # alert_id -> corroboration entry
+    alerts_rank: dict = field(default_factory=dict)  # alert_id -> (|dt| ms, alert_id)
+    worst: tuple | None = None
 
 
 class IncidentState:
@@ -111,12 +114,13 @@ class IncidentState:
         self.incidents: dict[str, Incident] = {}
         self.near: dict[str, list[Incident]] = {}      # fine cell -> incidents within reach
         self.calls_at: dict[str, list[Incident]] = {}  # fine cell of the call -> incidents
-        self.timers: list[tuple[int, str, str]] = []   # (due ts, "breach"|"expire", call_id)
+        self.timers: list[tuple[int, str, str]] = []   # (due ts, breach|expire|uncorr|settle, call_id)
         self.seen_calls: dict[str, int] = {}           # call_id -> ts, for DEDUP_MS
         self.fixes: dict[int, dict[str, list]] = {}    # minute -> fine cell -> [(ts, unit, lat, lon)]
         self.alerts: dict[int, dict[str, list]] = {}   # minute -> fine cell -> [(ts, id, type, lat, lon)]
         self.seen_alerts: set[str] = set()
         self.out: list[tuple[str, object]] = []
+        self.changed_records: dict[str, Incident] = {}
         self._calls_pruned = 0        # ("enriched", rec) | ("sla", ev) | ("arrival", inc)
 
     # -- input -----------------------------------------------------------------------------
@@ -133,6 +137,7 @@ class IncidentState:
         self.calls_at.setdefault(cell, []).append(inc)
         heapq.heappush(self.timers, (ts + BREACH_AFTER_MS, "breach", call_id))
         heapq.heappush(self.timers, (ts + EXPIRE_AFTER_MS, "expire", call_id))
+        heapq.heappush(self.timers, (ts + CORROBORATION_WINDOW_MS + self.grace_ms, "uncorr", call_id))
         # corroborating alerts already seen (up to 10 min before the call)
         for m in range((ts - CORROBORATION_WINDOW_MS) // 60_000, (ts + CORROBORATION_WINDOW_MS) // 60_000 + 1):
             by_cell = self.alerts.get(m)
@@ -141,6 +146,8 @@ class IncidentState:
             for c in h3.grid_disk(cell, DISK_K[CORROBORATION_RADIUS_M]):
                 for a in by_cell.get(c, ()):
                     self._corroborate(inc, *a)
+        self._finish_record(inc)
+        self.changed_records.pop(call_id, None)
         self.out.append(("enriched", inc.record))
         if not inc.consumed_late:
             # earliest fix at or after the call, within reach, among those kept (the grace)
@@ -189,7 +196,7 @@ class IncidentState:
         for c in h3.grid_disk(cell, DISK_K[CORROBORATION_RADIUS_M]):
             for inc in self.calls_at.get(c, ()):
                 if self._corroborate(inc, *entry):
-                    self.out.append(("enriched", inc.record))
+                    self.changed_records[inc.call_id] = inc  # re-emitted once, in take_output
 
     def advance_clock(self, clock: int) -> None:
         """Move the clock (never back) and fire every timer now due, including those of calls
@@ -208,6 +215,11 @@ class IncidentState:
                     inc.breached = True
                     self.out.append(("sla", {"type": "breach", "call_id": call_id, "zone_ids": inc.zones,
                                              "unit_id": None, "response_s": None, "ts": due}))
+            elif what == "uncorr":
+                self._unlink_calls_at(inc)  # alerts from now on are too late to corroborate
+            elif what == "settle":
+                if inc.arrival_ts is not None and inc.arrival_ts + self.grace_ms <= clock:
+                    self._unlink_near(inc)  # no fix consumed from now on can be earlier
             elif what == "expire":
                 self._forget(inc)
         if len(self.seen_calls) > 1024 and clock - self._calls_pruned > 600_000:
@@ -225,24 +237,47 @@ class IncidentState:
             del self.alerts[m]
 
     def take_output(self) -> list:
+        """Everything decided since the last call; a record changed by several alerts is emitted once."""
+        for inc in self.changed_records.values():
+            self._finish_record(inc)
+            self.out.append(("enriched", inc.record))
+        self.changed_records.clear()
         out, self.out = self.out, []
         return out
 
+    @staticmethod
+    def _finish_record(inc: Incident) -> None:
+        inc.record["corroborating_alerts"] = sorted(inc.alerts.values(), key=lambda a: (a["dt_s"], a["alert_id"]))
+
     # -- internals ---------------------------------------------------------------------------
     def _corroborate(self, inc: Incident, ts: int, alert_id: str, typ: str, lat: float, lon: float) -> bool:
-        if alert_id in inc.alerts or abs(inc.ts - ts) > CORROBORATION_WINDOW_MS:
+        if alert_id in inc.alerts:
+            return False
+        dt = ts - inc.ts
+        if abs(dt) > CORROBORATION_WINDOW_MS:
             return False
         d = haversine_m(inc.lat, inc.lon, lat, lon)
         if d > CORROBORATION_RADIUS_M:
             return False
+        key = (abs(dt), alert_id)
+        if len(inc.alerts) >= MAX_CORROBORATING:
+            # keep the alerts closest in time to the call; a crowd can raise hundreds
+            if inc.worst is None:
+                inc.worst = max(inc.alerts_rank.items(), key=lambda kv: kv[1])
+            if key >= inc.worst[1]:
+                return False
+            del inc.alerts[inc.worst[0]]
+            del inc.alerts_rank[inc.worst[0]]
+            inc.worst = None
         inc.alerts[alert_id] = {"alert_id": alert_id, "type": typ, "distance_m": round(d, 1),
-                                "dt_s": round((ts - inc.ts) / 1000.0, 1)}
-        inc.record["corroborating_alerts"] = sorted(inc.alerts.values(), key=lambda a: (a["dt_s"], a["alert_id"]))
+                                "dt_s": round(dt / 1000.0, 1)}
+        inc.alerts_rank[alert_id] = key
         return True
 
     def _arrive(self, inc: Incident, ts: int, unit: str) -> None:
         inc.arrival_ts = ts
         inc.arrival_unit = unit
+        heapq.heappush(self.timers, (ts + self.grace_ms, "settle", inc.call_id))
         response_s = round((ts - inc.ts) / 1000.0, 3)
         self.out.append(("sla", {"type": "arrived", "call_id": inc.call_id, "zone_ids": inc.zones,
                                  "unit_id": unit, "response_s": response_s, "ts": ts}))
@@ -250,14 +285,21 @@ class IncidentState:
 
     def _forget(self, inc: Incident) -> None:
         self.incidents.pop(inc.call_id, None)
+        self.changed_records.pop(inc.call_id, None)
+        self._unlink_calls_at(inc)
+        self._unlink_near(inc)
+
+    def _unlink_calls_at(self, inc: Incident) -> None:
         lst = self.calls_at.get(inc.cell)
         if lst is not None:
-            lst[:] = [i for i in lst if i.call_id != inc.call_id]
+            lst[:] = [i for i in lst if i is not inc]
             if not lst:
                 del self.calls_at[inc.cell]
+
+    def _unlink_near(self, inc: Incident) -> None:
         for c in h3.grid_disk(inc.cell, DISK_K[ARRIVAL_RADIUS_M]):
             lst = self.near.get(c)
             if lst:
-                lst[:] = [i for i in lst if i.call_id != inc.call_id]
+                lst[:] = [i for i in lst if i is not inc]
                 if not lst:
                     del self.near[c]

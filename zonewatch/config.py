@@ -43,7 +43,7 @@ class Settings:
     partitions: int = 4               # partitions of the internal zone-events topic
     future_tolerance_ms: int = 300_000  # how far past the host clock a ts may lie
     h3_resolution: int = 9
-    flush_interval_ms: int = 100      # state writer coalescing period (contract: <= 250 ms)
+    flush_interval_ms: int = 20       # minimum gap between two state writes (contract: <= 250 ms)
     unit_stale_ms: int = 120_000
     rules: Path | None = None
     extra: dict = field(default_factory=dict)
