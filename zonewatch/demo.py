@@ -1,0 +1,362 @@
+"""`python -m zonewatch.demo` (what `make demo` runs after `make setup up`): the product's main job.
+
+Creates the topics, starts one worker and the bundled simulator as subprocesses (each in its own
+session, logs in `.stack/demo/`), waits until the worker's `/metrics` answers, then shows the live
+zone table (`zonewatch watch`) until Ctrl-C, SIGTERM or `--duration`. Whatever happens — a stop
+request, a subprocess that dies, an exception — it stops what it started: SIGTERM to each process
+group, a grace period, then SIGKILL.
+
+It uses the environment as it is (CONTRACT §7; the Makefile exports ZONEWATCH_KAFKA and
+ZONEWATCH_REDIS of the `make up` stack) and the default deployment: app id `zonewatch`, no topic
+prefix.
+
+    python -m zonewatch.demo                    # until Ctrl-C
+    python -m zonewatch.demo --duration 40      # stops by itself after 40 s (scripted checks)
+    python -m zonewatch.demo --speed 10         # ten simulated seconds per second (a past period ending now)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import deque
+from pathlib import Path
+
+from rich.console import Console
+from rich.text import Text
+
+from .config import ConfigError, Settings
+from .topics import KafkaUnavailable
+from .watch import Watcher, WatchError, _mask, watch_live
+
+WORKER_READY_TIMEOUT_S = 120.0
+STOP_GRACE_S = 15.0
+#: with --speed > 1 and no --duration the simulated period is this much wall time long, ending now
+FAST_WALL_S = 1800.0
+
+
+class DemoError(RuntimeError):
+    """The demo cannot go on; the message says why (printed without a traceback)."""
+
+
+class ChildExited(DemoError):
+    """A subprocess the demo started exited by itself."""
+
+    def __init__(self, child: "Child", rc: int):
+        super().__init__(f"the {child.name} exited early with code {rc} (log {child.log_path})")
+        self.child, self.rc = child, rc
+
+
+class _Terminated(BaseException):
+    """SIGTERM / SIGHUP: leave like Ctrl-C does (not an Exception, so nothing swallows it)."""
+
+
+class Child:
+    """A subprocess in its own session (so the terminal's Ctrl-C reaches only us), logging to a file."""
+
+    def __init__(self, name: str, cmd: list[str], log_path: Path):
+        self.name, self.cmd, self.log_path = name, cmd, log_path
+        self.proc: subprocess.Popen | None = None
+        self.stopped_rc: int | None = None
+        self.log_offset = 0   # where this run's part of the (appended) log starts
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        with open(self.log_path, "ab") as log:
+            self.log_offset = log.tell()
+            log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(self.cmd)}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                         env=env, start_new_session=True)
+
+    def poll(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def stop(self, grace_s: float = STOP_GRACE_S) -> int | None:
+        """SIGTERM to the process group, wait, then SIGKILL. Returns the exit code."""
+        p = self.proc
+        if p is None:
+            return None
+        if p.poll() is None:
+            self._signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+                p.wait(timeout=10)
+        # whatever the leader left behind in its group goes too
+        self._signal(signal.SIGKILL)
+        self.stopped_rc = p.returncode
+        return p.returncode
+
+    def _signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)   # own session: process group id == pid
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def tail(self, n: int = 40) -> list[str]:
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as f:
+                return [line.rstrip("\n") for line in deque(f, maxlen=n)]
+        except OSError:
+            return []
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _metrics_answer(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as resp:  # noqa: S310 - our own worker
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def simulator_cmd(py: str, speed: float, remaining_s: float | None) -> list[str]:
+    """The simulator command line: real time from now, or with --speed > 1 a past period ending now."""
+    cmd = [py, "-m", "zonewatch.cli", "simulate", "--quiet", "--speed", f"{speed:g}"]
+    if speed > 1:
+        # simulated time runs faster than the wall clock: give it a duration, so that the simulator
+        # starts in the past and catches up with now exactly at the end (the pipeline rejects events
+        # from the future)
+        wall = remaining_s if remaining_s is not None else FAST_WALL_S
+        cmd += ["--duration", f"{max(1.0, wall) * speed:.0f}"]
+    return cmd
+
+
+def _error_lines(log_path: Path, offset: int = 0, limit: int = 5) -> tuple[int, list[str]]:
+    """Lines of a log from `offset` on that look like errors (ERROR / CRITICAL / Traceback), the first few."""
+    n, first = 0, []
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(offset)
+            for raw in f:
+                line = raw.decode("utf-8", "replace")
+                if "ERROR" in line or "CRITICAL" in line or line.startswith("Traceback"):
+                    n += 1
+                    if len(first) < limit:
+                        first.append(line.rstrip())
+    except OSError:
+        pass
+    return n, first
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m zonewatch.demo", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--duration", type=float, metavar="SECONDS",
+                   help="stop by itself this many seconds after starting (default: until Ctrl-C)")
+    p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second (default 1)")
+    p.add_argument("--web-port", type=int, default=int(os.environ.get("ZONEWATCH_WEB_PORT") or 6066),
+                   help="the worker's /metrics port (default 6066)")
+    p.add_argument("--interval", type=float, default=0.5, metavar="S", help="table refresh period (default 0.5)")
+    p.add_argument("--log-dir", type=Path, default=Path(".stack/demo"),
+                   help="where worker.log and simulate.log go (default .stack/demo)")
+    args = p.parse_args(argv)
+    if args.duration is not None and not args.duration > 0:
+        p.error("--duration must be > 0")
+    if not args.speed > 0:
+        p.error("--speed must be > 0")
+    if not args.interval > 0:
+        p.error("--interval must be > 0")
+    return args
+
+
+class Demo:
+    def __init__(self, args: argparse.Namespace, console: Console):
+        self.args, self.console = args, console
+        self.t0 = time.monotonic()
+        self.deadline = None if args.duration is None else self.t0 + args.duration
+        self.stop = threading.Event()
+        self.interruptible = True
+        self.stop_requested = False
+        self.children: list[Child] = []
+        self.sim: Child | None = None
+        self.worker: Child | None = None
+        self.sim_done_note: str | None = None
+
+    # -- signals -----------------------------------------------------------------------------
+    def _on_signal(self, signum, frame) -> None:
+        # No locks here (not even Event.set): the handler runs in the main thread, which may hold
+        # the very lock it would need. Raise, or leave a plain flag for `uninterrupted` to honour.
+        self.stop_requested = True
+        if self.interruptible:
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise _Terminated(signal.Signals(signum).name)
+
+    def install_signals(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+
+    @contextlib.contextmanager
+    def uninterrupted(self):
+        """Signals only set the stop flag here (starting a child must not be torn in half)."""
+        self.interruptible = False
+        try:
+            yield
+        finally:
+            self.interruptible = True
+        if self.stop_requested:
+            raise _Terminated("stop requested")
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def expired(self) -> bool:
+        r = self.remaining()
+        return r is not None and r <= 0
+
+    def say(self, msg: str, style: str | None = None) -> None:
+        """Print, best effort: a terminal that went away (tmux killed, ssh dropped) must not stop the
+        clean-up half-way."""
+        try:
+            self.console.print(Text(msg, style=style or ""))
+        except (OSError, ValueError):
+            pass
+
+    # -- steps ---------------------------------------------------------------------------------
+    def start_child(self, name: str, cmd: list[str], log_name: str) -> Child:
+        child = Child(name, cmd, self.args.log_dir / log_name)
+        with self.uninterrupted():
+            child.start()
+            self.children.append(child)
+        self.say(f"started {name} (pid {child.proc.pid}), log {child.log_path}", "dim")
+        return child
+
+    def check_children(self) -> None:
+        for child in self.children:
+            rc = child.poll()
+            if rc is None:
+                continue
+            if child is self.sim and rc == 0:
+                # a --speed > 1 run replays a period that ends now; then the clock stands still
+                if self.sim_done_note is None:
+                    self.sim_done_note = f"simulator finished its period at {time.strftime('%H:%M:%S')}"
+                continue
+            raise ChildExited(child, rc)
+
+    def wait_for_worker(self, url: str) -> None:
+        self.say(f"waiting for the worker's {url} ...", "dim")
+        limit = time.monotonic() + WORKER_READY_TIMEOUT_S
+        while not _metrics_answer(url):
+            self.check_children()
+            if self.expired():
+                raise DemoError("--duration ran out before the worker was ready")
+            if time.monotonic() > limit:
+                raise DemoError(f"the worker did not answer on {url} within {WORKER_READY_TIMEOUT_S:.0f} s "
+                                f"(log {self.worker.log_path})")
+            self.stop.wait(0.5)
+
+    def note(self) -> Text:
+        self.check_children()
+        if self.expired():
+            self.stop.set()
+        t = Text()
+        t.append(f"demo: worker pid {self.worker.proc.pid} · simulator pid {self.sim.proc.pid} "
+                 f"(speed {self.args.speed:g}x) · logs {self.args.log_dir}/ · ", style="dim")
+        r = self.remaining()
+        t.append("Ctrl-C stops all" if r is None else f"stops in {max(0, r):.0f} s (Ctrl-C stops all)", style="dim")
+        if self.sim_done_note:
+            t.append(f" · {self.sim_done_note}", style="yellow")
+        return t
+
+    def run(self) -> int:
+        args = self.args
+        try:
+            settings = Settings.from_env()
+        except ConfigError as exc:
+            raise DemoError(str(exc)) from exc
+        from .topics import ensure_topics
+
+        self.say(f"zonewatch demo: Kafka {settings.kafka}, Redis {_mask(settings.redis)}, app id {settings.app_id}"
+                 f"{', topic prefix ' + settings.topic_prefix if settings.topic_prefix else ''}", "bold")
+        created = ensure_topics(settings, timeout_s=30.0)
+        self.say(f"topics: {len(created)} created" + (f" ({', '.join(created)})" if created else ", all present"), "dim")
+
+        watcher = Watcher(settings.redis, [f"http://127.0.0.1:{args.web_port}/metrics"])
+        try:
+            watcher.connect()     # before starting anything: a missing Redis is a clear error, not a dead worker
+            if not _port_free(args.web_port):
+                raise DemoError(f"127.0.0.1:{args.web_port} is in use (another worker?); "
+                                "stop it or pass --web-port")
+            py = sys.executable
+            self.worker = self.start_child(
+                "worker", [py, "-m", "zonewatch.cli", "worker", "--web-port", str(args.web_port)], "worker.log")
+            self.wait_for_worker(f"http://127.0.0.1:{args.web_port}/metrics")
+            self.sim = self.start_child("simulator", simulator_cmd(py, args.speed, self.remaining()), "simulate.log")
+            if self.expired():
+                return 0
+            watch_live(watcher, interval=args.interval, tz_name=settings.tz, console=self.console,
+                       stop=self.stop, check=self.note, title="zonewatch demo")
+        finally:
+            watcher.close()
+        return 0
+
+    def shutdown(self) -> None:
+        """Stop every child, simulator first (no new events), then the worker."""
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)    # a second Ctrl-C must not leave orphans behind
+        for child in reversed(self.children):
+            try:
+                if child.poll() is None:
+                    self.say(f"stopping {child.name} (pid {child.proc.pid}) ...", "dim")
+            finally:
+                rc = child.stop()
+            self.say(f"{child.name} stopped (exit code {rc})", "dim")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    console = Console()
+    demo = Demo(args, console)
+    demo.install_signals()
+    rc = 0
+    failed: Child | None = None
+    try:
+        try:
+            rc = demo.run()
+        except (KeyboardInterrupt, _Terminated):
+            rc = 0
+        except ChildExited as exc:
+            failed, rc = exc.child, 1
+            demo.say(f"zonewatch demo: error: {exc}", "bold red")
+        except (DemoError, WatchError, KafkaUnavailable) as exc:
+            rc = 1
+            demo.say(f"zonewatch demo: error: {exc}", "bold red")
+    finally:  # also on the unexpected: stop what we started, then let the traceback show
+        demo.shutdown()
+    if failed is not None:
+        lines = failed.tail(40)
+        demo.say(f"--- last {len(lines)} lines of {failed.log_path} ---", "bold")
+        for line in lines:
+            demo.say(line)
+    if demo.worker is not None and failed is not demo.worker:
+        n, first = _error_lines(demo.worker.log_path, demo.worker.log_offset)
+        if n:
+            demo.say(f"note: this run wrote {n} error line(s) to {demo.worker.log_path}, e.g.:", "yellow")
+            for line in first:
+                demo.say("  " + line, "yellow")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
