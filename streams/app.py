@@ -38,12 +38,13 @@ from aiokafka.structs import TopicPartition
 from zonewatch import contract
 from zonewatch.config import Settings
 from zonewatch.contract import KIND_ALERT, KIND_CALL
+from zonewatch.security import aiokafka_kwargs, faust_broker_credentials, faust_broker_url
 
 from . import metrics
 from .incidents import eta_s
 from .ingest import IngestStage, zone_partition
 from .rules import load_rules
-from .state_writer import StateWriter
+from .state_writer import ZONES_SET, StateWriter
 from .zone_index import ZoneIndex, load_zones
 from .zone_state import KIND_ARRIVAL, KTS, PRIMARY, TS, ZONES, K, PartitionState
 
@@ -51,6 +52,7 @@ log = logging.getLogger("zonewatch.worker")
 
 HEARTBEAT_S = 10.0
 IDLE_FLUSH_S = 0.25
+REDIS_CHECK_S = 2.0
 RECOMMEND_RADIUS_M = 20_000
 RECOMMEND_CANDIDATES = 10
 SOURCE_OF_KIND = {KIND_CALL: "calls", KIND_ALERT: "alerts", "g": "gps"}
@@ -136,7 +138,7 @@ class ZoneStateStage:
             tp = TopicPartition(self.s.internal_zone_events, p)
             c = AIOKafkaConsumer(bootstrap_servers=self.s.kafka, enable_auto_commit=False,
                                  group_id=None, client_id=f"{self.s.app_id}-rebuild",
-                                 max_partition_fetch_bytes=8 << 20)
+                                 max_partition_fetch_bytes=8 << 20, **aiokafka_kwargs(self.s))
             await c.start()
             try:
                 c.assign([tp])
@@ -161,6 +163,17 @@ class ZoneStateStage:
             self.states.pop(p, None)
             self.flushed_clock.pop(p, None)
             self.last_heartbeat.pop(p, None)
+
+    def rewrite_all(self) -> int:
+        """Make the next flush write every zone of every held partition (Redis lost them)."""
+        n = 0
+        for st in self.states.values():
+            for zid, agg in st.zones.items():
+                agg.last_figures = None
+                st.dirty.add(zid)
+                n += 1
+        self.wake.set()
+        return n
 
     async def flush(self) -> None:
         docs = []
@@ -267,7 +280,7 @@ def create_app(settings: Settings, web_port: int = 6066) -> faust.App:
     os.makedirs(datadir, exist_ok=True)
     app = faust.App(
         settings.app_id,
-        broker=f"kafka://{settings.kafka}",
+        broker=faust_broker_url(settings), broker_credentials=faust_broker_credentials(settings),
         store="memory://",
         datadir=datadir,
         topic_partitions=settings.partitions,
@@ -309,18 +322,47 @@ def create_app(settings: Settings, web_port: int = 6066) -> faust.App:
     async def on_revoked(app_, revoked, **kwargs):
         stage.drop(tp.partition for tp in revoked if tp.topic == settings.internal_zone_events)
 
+    async def restore_if_redis_lost() -> None:
+        """A Redis restart without persistence or a FLUSHDB loses the zone documents and unit
+        positions; the worker holds both, so it writes them again (no replay needed)."""
+        try:
+            if await redis.exists(ZONES_SET):
+                return
+        except Exception:
+            return  # Redis unreachable: the writer's retries report it
+        try:
+            await writer.register_zones([z.zone_id for z in zones])
+        except Exception:
+            return  # down again: the next check retries
+        n_zones = stage.rewrite_all()
+        ing = getattr(app, "zonewatch_ingest", None)
+        n_units = await ing.restore_positions() if ing is not None else 0
+        log.warning("Redis had lost the zone state (restart or flush): rewriting %d zones and %d unit "
+                    "positions held by this worker", n_zones, n_units)
+
     @app.task
     async def flusher():
         # Woken by the agent as soon as a batch changed something; the write itself and a
         # minimum gap of ZONEWATCH_FLUSH_MS between writes are what coalesce events under load.
         # Without input it still runs every IDLE_FLUSH_S so clock-only refreshes happen.
-        await writer.register_zones([z.zone_id for z in zones])
+        while True:  # Redis may be down at start: wait for it rather than crash the worker
+            try:
+                await writer.register_zones([z.zone_id for z in zones])
+                break
+            except Exception as exc:
+                metrics.REDIS_ERRORS.inc()
+                log.warning("cannot register zones in Redis (%s); retrying", exc)
+                await asyncio.sleep(1.0)
         gap = settings.flush_interval_ms / 1000.0
+        last_check = time.monotonic()
         while True:
             try:
                 await asyncio.wait_for(stage.wake.wait(), IDLE_FLUSH_S)
             except asyncio.TimeoutError:
                 pass
+            if time.monotonic() - last_check >= REDIS_CHECK_S:
+                last_check = time.monotonic()
+                await restore_if_redis_lost()
             stage.wake.clear()
             try:
                 await stage.flush()
@@ -333,7 +375,7 @@ def create_app(settings: Settings, web_port: int = 6066) -> faust.App:
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all",
                                     enable_idempotence=True, linger_ms=5,
                                     max_batch_size=1 << 20, max_request_size=8 << 20,
-                                    client_id=f"{settings.app_id}-ingest")
+                                    client_id=f"{settings.app_id}-ingest", **aiokafka_kwargs(settings))
         await producer.start()
         st = IngestStage(settings, index, redis, producer)
         await st.start()

@@ -32,6 +32,7 @@ from aiokafka.structs import TopicPartition
 from zonewatch import contract
 from zonewatch.config import Settings
 from zonewatch.contract import KIND_ALERT, KIND_CALL, KIND_GPS, Rejected
+from zonewatch.security import aiokafka_kwargs
 
 from . import metrics
 from .incidents import ARRIVAL_RADIUS_M, CORROBORATION_RADIUS_M, HomeCells
@@ -40,6 +41,8 @@ from .zone_index import ZoneIndex
 log = logging.getLogger("zonewatch.ingest")
 
 MAX_RECORDS = 5000
+#: bytes per zone-events message (the producer's batch size; a record is at most ~25 KB)
+MAX_PAYLOAD_BYTES = 1 << 20
 
 
 def zone_partition(zone_id: str, partitions: int) -> int:
@@ -68,6 +71,8 @@ class Router:
         names = {settings.topic(t): t for t in contract.INPUT_TOPICS}
         self.base_topic = names  # prefixed name -> contract name
         self.homes = HomeCells(self.n)
+        # unit -> (ts, lat, lon, status, kind) of its latest fix, to restore Redis after a loss
+        self.positions: dict[str, tuple] = {}
         # No secret configured: the number is dropped, not hashed with a guessable key.
         self.secret = settings.caller_secret.encode("utf-8") if settings.caller_secret else b""
 
@@ -137,7 +142,7 @@ class Router:
                     for p in (self.all_parts if prev is None else prev[1]):
                         if p not in by_part:
                             by_part[p] = []
-                    units_latest[eid] = (ts, lat, lon, a, b)
+                    units_latest[eid] = self.positions[eid] = (ts, lat, lon, a, b)
             for p, zl in by_part.items():
                 _append(out, p, [kind, eid, ts, zl, 1 if p == primary else 0, kts, a, b])
         if clock > self.clock:
@@ -160,23 +165,51 @@ class Router:
         return rec
 
 
-# a quoted value, or an unterminated one running to the end of a cut message
-_CALLER_FIELD = re.compile(rb'"caller"\s*:\s*"((?:[^"\\]|\\.)*)(?:"|$)')
+# The key, also with any of its letters written as a JSON \u escape ("call\u0065r" is "caller").
+_CALLER_KEY = b"".join(b"(?:" + bytes([c]) + b"|\\\\u00" + f"{c:02x}".encode().replace(b"c", b"[cC]") + b")"
+                       for c in b"caller")
+# a quoted value, or an unterminated one running to the end of a cut message; or a wrongly typed
+# one: a bare word or number, or a list / object up to its first closing bracket (that holds
+# its first scalar)
+_CALLER_FIELD = re.compile(rb'"' + _CALLER_KEY + rb'"\s*:\s*(?:"((?:[^"\\]|\\.)*)(?:"|$)'
+                           rb'|([^\s"\[{,}\]][^,}\]]*|\[[^\]]*\]?|\{[^}]*\}?))')
 
 
 def redact_callers(raw: bytes, secret: bytes) -> bytes:
-    """Replace every `"caller": "..."` in a raw (possibly broken) message by its `caller_ref`,
+    """Replace every `"caller": ...` in a raw (possibly broken) message by its `caller_ref`,
     so rejected calls do not carry phone numbers into the dead-letter topic (CONTRACT §6)."""
-    if b'"caller"' not in raw:
+    if b"caller" not in raw and b"\\u00" not in raw:
         return raw
 
     def sub(m: re.Match) -> bytes:
         if not secret:
             return b'"caller_ref":null'
-        number = m.group(1).decode("utf-8", "replace")
+        number = (m.group(1) if m.group(1) is not None else m.group(2)).decode("utf-8", "replace")
         return b'"caller_ref":"' + caller_ref(number, secret).encode() + b'"'
 
     return _CALLER_FIELD.sub(sub, raw)
+
+
+def zone_event_payloads(recs: list, clock: int, prev_clock: int, limit: int = MAX_PAYLOAD_BYTES) -> list[bytes]:
+    """The zone-events messages for one partition's records of a batch: one, or several of at
+    most `limit` bytes when the batch is bigger (5000 maximal valid calls are ~120 MB, beyond
+    any request size). All but the last carry `prev_clock`, which every partition already has:
+    the state stage applies a message's events before its clock, so splitting changes nothing."""
+    payload = orjson.dumps({"clock": clock, "ev": recs})
+    if len(payload) <= limit or len(recs) <= 1:
+        return [payload]
+    n = max(1, len(recs) * limit * 9 // (10 * len(payload)))
+    parts = [recs[i:i + n] for i in range(0, len(recs), n)]
+    out = []
+    for j, part in enumerate(parts):
+        out.extend(zone_event_payloads(part, clock if j == len(parts) - 1 else prev_clock, prev_clock, limit))
+    return out
+
+
+def deadletter_key(key: bytes | None) -> bytes | None:
+    """The original key, or null when it is larger than the dead-letter raw limit: a multi-MB
+    key would make the broker refuse the dead letter (and stop ingest)."""
+    return key if key is None or len(key) <= contract.DEADLETTER_RAW_LIMIT else None
 
 
 def caller_ref(number: str, secret: bytes) -> str:
@@ -213,6 +246,7 @@ class IngestStage:
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=8 * 1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,
+            **aiokafka_kwargs(self.s),
         )
         await self.consumer.start()
 
@@ -230,17 +264,18 @@ class IngestStage:
                 continue
             msgs = [m for recs in batches.values() for m in recs]
             self.events_in += len(msgs)
+            prev_clock = self.router.clock
             out, dead, rejected, positions = self.router.route(msgs)
             clock = self.router.clock
             futures = []
             for p, recs in out.items():
-                payload = orjson.dumps({"clock": clock, "ev": recs})
-                futures.append(await self.producer.send(ze_topic, payload, partition=p))
+                for payload in zone_event_payloads(recs, clock, prev_clock):
+                    futures.append(await self.producer.send(ze_topic, payload, partition=p))
             for m, reason in dead:
                 base = self.router.base_topic[m.topic]
                 raw = redact_callers(m.value, self.router.secret) if m.value else m.value
                 value = contract.deadletter_record(m.topic, m.partition, m.offset, reason, raw)
-                futures.append(await self.producer.send(dl_topic, value, key=m.key))
+                futures.append(await self.producer.send(dl_topic, value, key=deadletter_key(m.key)))
                 metrics.DEADLETTERS.labels(contract.SOURCE_OF_TOPIC[base], metrics.reason_class(reason)).inc()
             for src, n in rejected.items():
                 metrics.EVENTS.labels(src, "rejected").inc(n)
@@ -249,6 +284,11 @@ class IngestStage:
             if positions:
                 await self._write_positions(positions)
             await consumer.commit({tp: recs[-1].offset + 1 for tp, recs in batches.items()})
+
+    async def restore_positions(self) -> int:
+        """Rewrite every unit position this ingest knows (after Redis lost its data)."""
+        await self._write_positions(dict(self.router.positions))
+        return len(self.router.positions)
 
     async def _write_positions(self, latest: dict) -> None:
         """Latest unit fixes into Redis: `zw:units` (CONTRACT §3), plus `zw:units:available` (a GEO

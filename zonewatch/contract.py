@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import math
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
@@ -42,7 +42,11 @@ UNIT_KINDS = frozenset(("foot", "car", "motorcycle", "swat", "other"))
 MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 MAX_ID_LEN = 64
 MAX_TEXT_LEN = 4096
+MAX_TS_STR_LEN = 64
 DEADLETTER_RAW_LIMIT = 64 * 1024
+MAX_FLOAT = 1.7976931348623157e308
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MS = timedelta(milliseconds=1)
 
 # Normalised event kinds carried through the pipeline.
 KIND_CALL, KIND_GPS, KIND_ALERT = "c", "g", "a"
@@ -62,13 +66,18 @@ def parse_ts(value: Any) -> int:
     if type(value) is int:
         return value
     if isinstance(value, str):
+        # fromisoformat stops at an embedded NUL ("...+08:00\x00junk" parses) and takes any
+        # character as the date/time separator: only short printable ASCII reaches it.
+        if len(value) > MAX_TS_STR_LEN or not value.isascii() or not value.isprintable():
+            raise Rejected(f"ts {value[:40]!r} is not RFC 3339")
         try:
             dt = datetime.fromisoformat(value)
         except ValueError:
             raise Rejected(f"ts {value[:40]!r} is not RFC 3339") from None
         if dt.tzinfo is None:
             raise Rejected("ts string has no UTC offset")
-        return int(dt.timestamp() * 1000)
+        # exact integer ms: int(dt.timestamp() * 1000) is 1 ms early for ~0.6% of ".sss" strings
+        return (dt - _EPOCH) // _MS
     if isinstance(value, bool) or value is None:
         raise Rejected("ts must be epoch ms (int) or an RFC 3339 string")
     if isinstance(value, float) and value.is_integer():
@@ -96,10 +105,11 @@ def _coord(ev: dict, name: str, limit: float) -> float:
     t = type(v)
     if t is not float and t is not int:
         raise Rejected(f"{name} must be a number")
-    v = float(v)
+    # Compare before float(): an int beyond the float range (Python callers) would overflow.
     if not (-limit <= v <= limit):  # NaN fails this comparison too
-        raise Rejected(f"{name} {v} out of range -{limit:g}..{limit:g}")
-    return v
+        raise Rejected(f"{name} {_num(float(v) if t is float or -1e15 < v < 1e15 else v)} "
+                       f"out of range -{limit:g}..{limit:g}")
+    return float(v)
 
 
 def _int_in(ev: dict, name: str, lo: int, hi: int, default: int | None = None) -> int:
@@ -114,8 +124,17 @@ def _int_in(ev: dict, name: str, lo: int, hi: int, default: int | None = None) -
         else:
             raise Rejected(f"{name} must be an integer")
     if not lo <= v <= hi:
-        raise Rejected(f"{name} {v} out of range {lo}..{hi}")
+        raise Rejected(f"{name} {_num(v)} out of range {lo}..{hi}")
     return v
+
+
+def _num(v: int | float) -> str:
+    """A number for a reason: bounded (str() of a 5000-digit int raises, and reasons stay short)."""
+    if type(v) is int and not -10**15 < v < 10**15:
+        return f"{'-' if v < 0 else ''}<{len(str(abs(v))) if v.bit_length() < 10_000 else 'huge'}-digit integer>"
+    if type(v) is float and not -1e15 < v < 1e15:
+        return f"{v:.6g}"
+    return str(v)
 
 
 def _ts(ev: dict, max_ts: int) -> int:
@@ -213,7 +232,8 @@ def _validate_gps_checked(ev: dict, max_ts: int) -> dict:
     out = {"unit_id": unit_id, "ts": ts, "lat": lat, "lon": lon, "status": status, "kind": kind}
     speed = ev.get("speed")
     if speed is not None:
-        if type(speed) not in (int, float) or not (0 <= speed < math.inf):
+        # an int beyond the float range is not a finite float speed (and float() would overflow)
+        if type(speed) not in (int, float) or not (0 <= speed <= MAX_FLOAT):
             raise Rejected("speed must be a finite number >= 0")
         out["speed"] = float(speed)
     heading = ev.get("heading")
@@ -282,4 +302,4 @@ def deadletter_record(topic: str, partition: int, offset: int, reason: str, raw:
 def to_epoch_ms(dt: datetime) -> int:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
-    return int(dt.timestamp() * 1000)
+    return (dt - _EPOCH) // _MS

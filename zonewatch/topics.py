@@ -9,8 +9,10 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from . import contract
 from .config import Settings
+from .security import kafka_python_kwargs
 
 HOUR_MS = 3_600_000
+MAX_INPUT_BYTES = 8 << 20  # streams/ingest.py fetches up to this per partition
 
 
 class KafkaUnavailable(RuntimeError):
@@ -19,7 +21,10 @@ class KafkaUnavailable(RuntimeError):
 
 def topic_specs(s: Settings, partitions: int) -> list[NewTopic]:
     """Every topic zonewatch uses, with its partitions and config."""
-    specs = [NewTopic(s.topic(t), partitions, 1) for t in contract.INPUT_TOPICS]
+    # Input values up to 8 MiB reach the worker (and are dead-lettered if they break the
+    # contract) instead of being refused to the producer by the broker's 1 MB default.
+    specs = [NewTopic(s.topic(t), partitions, 1, topic_configs={"max.message.bytes": str(MAX_INPUT_BYTES)})
+             for t in contract.INPUT_TOPICS]
     specs += [
         NewTopic(s.topic(contract.INCIDENTS), partitions, 1),
         NewTopic(s.topic(contract.SLA), partitions, 1),
@@ -40,7 +45,7 @@ def ensure_topics(s: Settings, partitions: int | None = None, timeout_s: float =
     while True:
         try:
             admin = KafkaAdminClient(bootstrap_servers=s.kafka, client_id=f"{s.app_id}-admin",
-                                     request_timeout_ms=10_000)
+                                     request_timeout_ms=10_000, **kafka_python_kwargs(s))
             break
         except KafkaError as exc:
             if time.monotonic() > deadline:

@@ -1,0 +1,316 @@
+"""`make chaos`: kill -9 workers, restart the broker, restart and flush Redis during a replay,
+and compare the end state with a clean run of the same events.
+
+The same fixed event set (the bundled scenario at a fixed start time, so event time is the
+same in every run) is replayed into one deployment per scenario (own topic prefix, app id and
+Redis db on the shared stack). For each scenario the harness prints: events in, zone counters
+compared, lost and duplicated counters in the final zone state (against the clean run), and the
+same for the output topics (sla.events as a set of decisions, incidents.enriched and
+zones.state as the last record per key). Outputs are at-least-once: a decision re-made after a
+crash is re-sent as an identical record, which is reported as a redelivery, not a duplicate.
+
+    python -m bench.chaos [--kills 5] [--minutes 10] [--scenarios kill,broker,redis-restart,redis-flush]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from connectors.simulate import scenario_events  # noqa: E402
+from tests.integration.conftest import Deployment, _load_stack, wait_until  # noqa: E402
+from zonewatch import contract  # noqa: E402
+from zonewatch.config import DEMO_ZONES  # noqa: E402
+
+try:
+    from zonewatch.security import kafka_python_kwargs  # noqa: E402
+except ImportError:  # plain local stack
+    def kafka_python_kwargs(_settings):
+        return {}
+
+START_MS = 1_714_550_400_000  # 2024-05-01T08:00:00Z: a fixed past, so every run has the same event time
+COUNTERS = ("calls", "alerts")
+
+
+def event_set(minutes: float, seed: int = 11) -> list[tuple[str, dict]]:
+    return list(scenario_events(seed, units=120, cameras=60, calls_per_min=4.0, alerts_per_min=30.0,
+                                start_ms=START_MS, duration_s=minutes * 60))
+
+
+def produce_chunks(dep: Deployment, events, chunks: int, between=None) -> None:
+    """Publish in `chunks` slices (topics interleaved as in the file); call `between(i)` after each."""
+    from kafka import KafkaProducer
+
+    prod = KafkaProducer(bootstrap_servers=dep.settings.kafka, acks="all", linger_ms=5,
+                         retries=2**31 - 1, max_in_flight_requests_per_connection=1,
+                         **kafka_python_kwargs(dep.settings))
+    size = max(1, len(events) // chunks)
+    for i in range(0, len(events), size):
+        for topic, ev in events[i:i + size]:
+            key = str(ev.get(contract.KEY_FIELD[topic], "")).encode() or None
+            prod.send(dep.settings.topic(topic), orjson.dumps(ev), key=key)
+        prod.flush()
+        if between is not None:
+            between(i // size)
+    prod.close()
+
+
+def group_lag(dep: Deployment) -> int:
+    """Messages not yet committed by the ingest and the Faust groups (0 when all is processed)."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.admin import KafkaAdminClient
+
+    kw = kafka_python_kwargs(dep.settings)
+    admin = KafkaAdminClient(bootstrap_servers=dep.settings.kafka, **kw)
+    consumer = KafkaConsumer(bootstrap_servers=dep.settings.kafka, **kw)
+    try:
+        lag = 0
+        groups = {f"{dep.settings.app_id}-ingest": [dep.settings.topic(t) for t in contract.INPUT_TOPICS],
+                  dep.settings.app_id: [dep.settings.internal_zone_events]}
+        for group, topics in groups.items():
+            committed = admin.list_group_offsets(group)
+            committed = committed.get(group, committed)  # kafka-python 3 nests by group id
+            tps = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())]
+            ends = consumer.end_offsets(tps)
+            for tp in tps:
+                c = committed.get(tp)
+                off = getattr(c, "offset", c) if c is not None else 0
+                lag += max(0, ends[tp] - (off if off and off > 0 else 0))
+        return lag
+    finally:
+        consumer.close()
+        admin.close()
+
+
+def final_clock(events) -> int:
+    return max(ev["ts"] for _t, ev in events if isinstance(ev, dict) and isinstance(ev.get("ts"), int))
+
+
+def settle(dep: Deployment, clock: int, timeout: float = 300) -> dict:
+    """Wait until everything is consumed and committed and every zone shows the final clock."""
+    why = {}
+
+    def done():
+        why.clear()
+        docs = dep.zone_docs()
+        behind = sorted(z for z, d in docs.items() if d["clock"] != clock)
+        if not docs or behind:
+            why["zones"] = f"{len(docs)} docs, behind the final clock {clock}: {behind[:5]}"
+            return None
+        lag = group_lag(dep)
+        if lag != 0:
+            why["lag"] = f"uncommitted messages: {lag}"
+            return None
+        return docs
+
+    try:
+        wait_until(done, timeout=timeout, interval=1.0, what="final state")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {why}") from None
+    time.sleep(2.0)  # a last flush after the final commit
+    return wait_until(done, timeout=60, interval=1.0, what="final state (stable)")
+
+
+def snapshot(dep: Deployment, docs: dict) -> dict:
+    """What must be equal to the clean run: zone documents and the output topics."""
+    sla_raw = [orjson.loads(m.value) for m in dep.consume_all(contract.SLA, 10**9, timeout=4)]
+    sla = {(e["type"], e["call_id"], e["unit_id"], e["response_s"], e["ts"], tuple(e["zone_ids"])) for e in sla_raw}
+    enriched_raw = dep.consume_all(contract.INCIDENTS, 10**9, timeout=4)
+    enriched = {}
+    for m in enriched_raw:
+        rec = orjson.loads(m.value)
+        # processing time and the positions seen at processing time are not event-time facts
+        rec.pop("processed_at", None)
+        rec.pop("nearest_units", None)
+        enriched[m.key.decode()] = rec
+    zstate = {}
+    for m in dep.consume_all(contract.ZONES_STATE, 10**9, timeout=4):
+        doc = orjson.loads(m.value)
+        doc.pop("version", None)
+        zstate[m.key.decode()] = doc
+    return {
+        "docs": {z: {k: v for k, v in d.items() if k != "version"} for z, d in docs.items()},
+        "sla": sla, "sla_redelivered": len(sla_raw) - len(sla),
+        "enriched": enriched, "enriched_redelivered": len(enriched_raw) - len(enriched),
+        "zones_state": zstate,
+    }
+
+
+def _flat_counts(docs: dict) -> dict:
+    out = {}
+    for z, d in docs.items():
+        for name in COUNTERS:
+            out[(z, "today", name)] = d["today"][name]
+        for w, body in d["windows"].items():
+            out[(z, w, "calls")] = body["calls"]
+            out[(z, w, "alerts")] = body["alerts"]
+        for k, v in d["response"].items():
+            if isinstance(v, int) and k not in ("p50_s", "p90_s"):
+                out[(z, "response", k)] = v
+        out[(z, "units", "present")] = d["units"]["present"]
+        out[(z, "open_incidents", "")] = d["open_incidents"]
+    return out
+
+
+def compare(clean: dict, run: dict) -> dict:
+    a, b = _flat_counts(clean["docs"]), _flat_counts(run["docs"])
+    lost = sum(max(0, a[k] - b.get(k, 0)) for k in a)
+    dup = sum(max(0, b.get(k, 0) - a[k]) for k in a)
+    return {
+        "counters": len(a),
+        "events_counted": sum(v for k, v in b.items() if k[1] == "today"),
+        "events_expected": sum(v for k, v in a.items() if k[1] == "today"),
+        "lost": lost, "duplicated": dup,
+        "docs_equal": clean["docs"] == run["docs"],
+        "sla_lost": len(clean["sla"] - run["sla"]), "sla_extra": len(run["sla"] - clean["sla"]),
+        "sla_redelivered": run["sla_redelivered"],
+        "enriched_equal": clean["enriched"] == run["enriched"],
+        "enriched_redelivered": run["enriched_redelivered"],
+        "zones_state_equal": run["zones_state"] == run["docs"],
+    }
+
+
+class Chaos:
+    def __init__(self, stack: dict, state_dir: Path, partitions: int = 4, seed: int = 5):
+        self.stack = stack
+        self.state_dir = state_dir
+        self.partitions = partitions
+        self.rng = random.Random(seed)
+        self.stack_mod = _load_stack()
+
+    def deployment(self, name: str) -> Deployment:
+        return Deployment(self.stack, DEMO_ZONES, self.partitions, name=f"{name}-{os.getpid()}")
+
+    def clean(self, events) -> dict:
+        dep = self.deployment("clean")
+        try:
+            dep.start_worker()
+            produce_chunks(dep, events, 1)
+            return snapshot(dep, settle(dep, final_clock(events)))
+        finally:
+            dep.close()
+
+    def kills(self, events, kills: int) -> dict:
+        dep = self.deployment("kill")
+        try:
+            dep.start_worker()
+
+            def between(i):
+                if i < kills:
+                    time.sleep(self.rng.uniform(0.05, 1.5))  # somewhere in the processing of the chunk
+                    dep.kill_worker(len(dep.workers) - 1, signal.SIGKILL)
+                    dep.start_worker()
+            produce_chunks(dep, events, kills + 1, between)
+            return snapshot(dep, settle(dep, final_clock(events)))
+        finally:
+            dep.close()
+
+    def broker_restart(self, events) -> dict:
+        dep = self.deployment("broker")
+        try:
+            dep.start_worker()
+
+            def between(i):
+                if i == 1:
+                    self._restart("kafka", "kafka.Kafka")
+            produce_chunks(dep, events, 3, between)
+            return snapshot(dep, settle(dep, final_clock(events)))
+        finally:
+            dep.close()
+
+    def redis_restart(self, events, flush: bool) -> dict:
+        dep = self.deployment("redisflush" if flush else "redisrestart")
+        try:
+            dep.start_worker()
+
+            def between(i):
+                if i == 1:
+                    if flush:
+                        dep.redis.flushdb()
+                    else:
+                        self._restart("redis", "redis-server")
+            produce_chunks(dep, events, 3, between)
+            if flush:
+                docs = settle(dep, final_clock(events))
+                dep.redis.flushdb()  # once more after the end: restored without any new input
+                time.sleep(3.0)
+            return snapshot(dep, settle(dep, final_clock(events)))
+        finally:
+            dep.close()
+
+    def _restart(self, name: str, marker: str) -> None:
+        m = self.stack_mod
+        sdir = m._state(self.state_dir)
+        pid = m._read_pid(sdir / f"{name}.pid")
+        if pid is not None and m._ours(pid, marker):
+            m._stop_pid(pid, name, 60)
+            (sdir / f"{name}.pid").unlink(missing_ok=True)
+        time.sleep(1.0)
+        kport = int(self.stack["kafka"].rsplit(":", 1)[1])
+        rport = int(self.stack["redis"].rsplit(":", 1)[1].split("/")[0])
+        m.up(kafka_port=kport, redis_port=rport, state_dir=self.state_dir)
+
+
+def report_line(name: str, n_in: int, cmp: dict) -> str:
+    return (f"{name:<15} events in {n_in:>6}  zone counts {cmp['events_counted']:>6}/{cmp['events_expected']:<6} "
+            f"lost {cmp['lost']}  duplicated {cmp['duplicated']}  zone docs equal {cmp['docs_equal']}  "
+            f"sla lost {cmp['sla_lost']} extra {cmp['sla_extra']} (redelivered {cmp['sla_redelivered']})  "
+            f"enriched equal {cmp['enriched_equal']} (redelivered {cmp['enriched_redelivered']})  "
+            f"zones.state = Redis {cmp['zones_state_equal']}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--kills", type=int, default=5)
+    ap.add_argument("--minutes", type=float, default=10.0, help="simulated minutes of the event set")
+    ap.add_argument("--scenarios", default="kill,broker,redis-restart,redis-flush")
+    ap.add_argument("--kafka-port", type=int, default=int(os.environ.get("ZONEWATCH_CHAOS_KAFKA_PORT", 29092)))
+    ap.add_argument("--redis-port", type=int, default=int(os.environ.get("ZONEWATCH_CHAOS_REDIS_PORT", 26379)))
+    args = ap.parse_args(argv)
+    state = REPO / ".stack" / "chaos"
+    stack_mod = _load_stack()
+    stack = stack_mod.up(kafka_port=args.kafka_port, redis_port=args.redis_port, state_dir=state)
+    os.environ["ZONEWATCH_TEST_REDIS_PORT"] = str(args.redis_port)
+    import tests.integration.conftest as cf
+
+    cf.REDIS_PORT = args.redis_port
+    try:
+        events = event_set(args.minutes)
+        print(f"event set: {len(events)} events, {args.minutes} simulated minutes", flush=True)
+        chaos = Chaos(stack, state)
+        clean = chaos.clean(events)
+        print(report_line("clean", len(events), compare(clean, clean)), flush=True)
+        failed = False
+        for name in args.scenarios.split(","):
+            if name == "kill":
+                run = chaos.kills(events, args.kills)
+                label = f"kill -9 x{args.kills}"
+            elif name == "broker":
+                run, label = chaos.broker_restart(events), "broker restart"
+            elif name == "redis-restart":
+                run, label = chaos.redis_restart(events, flush=False), "redis restart"
+            elif name == "redis-flush":
+                run, label = chaos.redis_restart(events, flush=True), "redis flush x2"
+            else:
+                raise SystemExit(f"unknown scenario {name!r}")
+            cmp = compare(clean, run)
+            print(report_line(label, len(events), cmp), flush=True)
+            failed |= bool(cmp["lost"] or cmp["duplicated"] or not cmp["docs_equal"] or cmp["sla_lost"]
+                           or cmp["sla_extra"] or not cmp["enriched_equal"] or not cmp["zones_state_equal"])
+        return 1 if failed else 0
+    finally:
+        stack_mod.down(state_dir=state)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
