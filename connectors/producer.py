@@ -43,6 +43,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from zonewatch import contract
 from zonewatch.config import Settings
+from zonewatch.security import aiokafka_kwargs
 
 DEFAULT_LINGER_MS = 10
 DEFAULT_MAX_BATCH_SIZE = 512 * 1024
@@ -123,6 +124,7 @@ class EventProducer:
             compression_type=None,
             max_batch_size=max_batch_size,
             request_timeout_ms=request_timeout_ms,
+            **aiokafka_kwargs(settings),
         )
         self._producer: AIOKafkaProducer | None = None
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+
+from .security import PROTOCOLS, SASL_MECHANISMS, read_secret_file, redacted_url
 
 DATA_DIR = Path(__file__).parent / "data"
 DEMO_ZONES = DATA_DIR / "demo_zones.geojson"
@@ -17,6 +19,40 @@ class ConfigError(ValueError):
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name)
     return default if value is None or value == "" else value
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value).expanduser() if value else None
+
+
+def _env_secret(name: str) -> str:
+    """A secret from `NAME` or from the file named by `NAME_FILE` (not both)."""
+    value, path = os.environ.get(name, ""), os.environ.get(f"{name}_FILE", "")
+    if value and path:
+        raise ConfigError(f"set {name} or {name}_FILE, not both")
+    return read_secret_file(path, f"{name}_FILE") if path else value
+
+
+def redis_url_from_env(default: str = "redis://127.0.0.1:6379/0") -> str:
+    """ZONEWATCH_REDIS, with the password of ZONEWATCH_REDIS_PASSWORD_FILE put in when that is set."""
+    url = _env("ZONEWATCH_REDIS", default)
+    path = os.environ.get("ZONEWATCH_REDIS_PASSWORD_FILE")
+    if path:
+        url = _with_redis_password(url, read_secret_file(path, "ZONEWATCH_REDIS_PASSWORD_FILE"))
+    return url
+
+
+def _with_redis_password(url: str, password: str) -> str:
+    """`url` with `password` in its userinfo (ZONEWATCH_REDIS_PASSWORD_FILE)."""
+    from urllib.parse import quote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is not None:
+        raise ConfigError("ZONEWATCH_REDIS carries a password and ZONEWATCH_REDIS_PASSWORD_FILE is set; use one")
+    hostport = parts.netloc.rpartition("@")[2]
+    user = quote(parts.username or "", safe="")
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{hostport}"))
 
 
 def _env_int(name: str, default: int) -> int:
@@ -32,13 +68,22 @@ class Settings:
     """All runtime settings; defaults suit one local machine (`make up`)."""
 
     kafka: str = "127.0.0.1:9092"
-    redis: str = "redis://127.0.0.1:6379/0"
+    redis: str = "redis://127.0.0.1:6379/0"   # may carry a password: printed only via redacted_url
     zones: Path = DEMO_ZONES
     tz: str = "Asia/Shanghai"
-    caller_secret: str = ""
+    caller_secret: str = field(default="", repr=False)
     topic_prefix: str = ""
     app_id: str = "zonewatch"
-    gateway_tokens: tuple[str, ...] = ()
+    gateway_tokens: tuple[str, ...] = field(default=(), repr=False)
+    # Connection security (docs/SECURITY.md); the defaults are the plaintext local stack.
+    kafka_security_protocol: str = "PLAINTEXT"   # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"  # with SASL_*: SCRAM-SHA-512 | SCRAM-SHA-256 | PLAIN
+    kafka_username: str = ""
+    kafka_password: str = field(default="", repr=False)
+    kafka_ca: Path | None = None                 # CA bundle (PEM) for SSL / SASL_SSL; None = system CAs
+    kafka_cert: Path | None = None               # client certificate (PEM) for mutual TLS
+    kafka_key: Path | None = None                # its private key (PEM)
+    kafka_key_password: str = field(default="", repr=False)
     # Not in the contract's list, documented in the README.
     partitions: int = 4               # partitions of the internal zone-events topic
     future_tolerance_ms: int = 300_000  # how far past the host clock a ts may lie
@@ -54,7 +99,7 @@ class Settings:
         rules = os.environ.get("ZONEWATCH_RULES")
         s = cls(
             kafka=_env("ZONEWATCH_KAFKA", cls.kafka),
-            redis=_env("ZONEWATCH_REDIS", cls.redis),
+            redis=redis_url_from_env(),
             zones=Path(_env("ZONEWATCH_ZONES", str(DEMO_ZONES))),
             tz=_env("ZONEWATCH_TZ", cls.tz),
             caller_secret=_env("ZONEWATCH_CALLER_SECRET", ""),
@@ -66,9 +111,30 @@ class Settings:
             h3_resolution=_env_int("ZONEWATCH_H3_RESOLUTION", cls.h3_resolution),
             flush_interval_ms=_env_int("ZONEWATCH_FLUSH_MS", cls.flush_interval_ms),
             rules=Path(rules) if rules else None,
+            kafka_security_protocol=_env("ZONEWATCH_KAFKA_SECURITY_PROTOCOL", cls.kafka_security_protocol).upper(),
+            kafka_sasl_mechanism=_env("ZONEWATCH_KAFKA_SASL_MECHANISM", cls.kafka_sasl_mechanism).upper(),
+            kafka_username=_env("ZONEWATCH_KAFKA_USERNAME", ""),
+            kafka_password=_env_secret("ZONEWATCH_KAFKA_PASSWORD"),
+            kafka_ca=_env_path("ZONEWATCH_KAFKA_CA"),
+            kafka_cert=_env_path("ZONEWATCH_KAFKA_CERT"),
+            kafka_key=_env_path("ZONEWATCH_KAFKA_KEY"),
+            kafka_key_password=_env_secret("ZONEWATCH_KAFKA_KEY_PASSWORD"),
         )
         s.check()
         return s
+
+    def __repr__(self) -> str:
+        """Like the dataclass repr, without secrets: passwords, tokens and the caller secret are
+        left out and the Redis URL is redacted (docs/SECURITY.md: secrets are never logged)."""
+        shown = []
+        for f in fields(self):
+            if not f.repr:
+                continue
+            value = getattr(self, f.name)
+            if f.name == "redis":
+                value = redacted_url(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
 
     def check(self) -> None:
         if not 1 <= self.partitions <= 1024:
@@ -79,6 +145,25 @@ class Settings:
             raise ConfigError(f"ZONEWATCH_FLUSH_MS={self.flush_interval_ms} must be 1..250 (contract §3)")
         if not self.zones.is_file():
             raise ConfigError(f"ZONEWATCH_ZONES={self.zones} does not exist or is not a file")
+        self.check_security()
+
+    def check_security(self) -> None:
+        proto = self.kafka_security_protocol
+        if proto not in PROTOCOLS:
+            raise ConfigError(f"ZONEWATCH_KAFKA_SECURITY_PROTOCOL={proto!r} must be one of {', '.join(PROTOCOLS)}")
+        if proto.startswith("SASL_"):
+            if self.kafka_sasl_mechanism not in SASL_MECHANISMS:
+                raise ConfigError(f"ZONEWATCH_KAFKA_SASL_MECHANISM={self.kafka_sasl_mechanism!r} must be one "
+                                  f"of {', '.join(SASL_MECHANISMS)}")
+            if not self.kafka_username or not self.kafka_password:
+                raise ConfigError(f"ZONEWATCH_KAFKA_SECURITY_PROTOCOL={proto} needs ZONEWATCH_KAFKA_USERNAME and "
+                                  "ZONEWATCH_KAFKA_PASSWORD (or ZONEWATCH_KAFKA_PASSWORD_FILE)")
+        for name, path in (("ZONEWATCH_KAFKA_CA", self.kafka_ca), ("ZONEWATCH_KAFKA_CERT", self.kafka_cert),
+                           ("ZONEWATCH_KAFKA_KEY", self.kafka_key)):
+            if path is not None and not Path(path).is_file():
+                raise ConfigError(f"{name}={path} does not exist or is not a file")
+        if (self.kafka_cert is None) != (self.kafka_key is None):
+            raise ConfigError("ZONEWATCH_KAFKA_CERT and ZONEWATCH_KAFKA_KEY go together (mutual TLS)")
 
     def with_(self, **changes) -> "Settings":
         return replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -24,6 +24,7 @@ import redis
 
 from zonewatch import contract
 from zonewatch.config import Settings
+from zonewatch.security import kafka_python_kwargs
 from zonewatch.topics import ensure_topics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -107,11 +108,14 @@ class Deployment:
     def group_members(self) -> dict[str, int]:
         """Members of the Faust group and of the ingest group, as the broker sees them."""
         from kafka.admin import KafkaAdminClient
+        from kafka.errors import KafkaError
 
-        admin = KafkaAdminClient(bootstrap_servers=self.settings.kafka)
+        groups = [self.settings.app_id, f"{self.settings.app_id}-ingest"]
+        admin = KafkaAdminClient(bootstrap_servers=self.settings.kafka, **kafka_python_kwargs(self.settings))
         try:
-            groups = [self.settings.app_id, f"{self.settings.app_id}-ingest"]
             described = admin.describe_groups(groups)
+        except KafkaError:  # e.g. no group coordinator yet on a freshly formatted broker
+            return {g: -1 for g in groups}
         finally:
             admin.close()
         out = {}
@@ -141,7 +145,8 @@ class Deployment:
         """Publish dicts (as JSON) or raw bytes to an input topic, acks=all, in order."""
         from kafka import KafkaProducer
 
-        prod = KafkaProducer(bootstrap_servers=self.settings.kafka, acks="all", linger_ms=5)
+        prod = KafkaProducer(bootstrap_servers=self.settings.kafka, acks="all", linger_ms=5,
+                             **kafka_python_kwargs(self.settings))
         key_field = key_field or contract.KEY_FIELD.get(topic)
         for v in values:
             if isinstance(v, dict):
@@ -184,7 +189,7 @@ class Deployment:
 
         c = KafkaConsumer(self.settings.topic(topic), bootstrap_servers=self.settings.kafka,
                           auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
-                          consumer_timeout_ms=1000)
+                          consumer_timeout_ms=1000, **kafka_python_kwargs(self.settings))
         out = []
         deadline = time.monotonic() + timeout
         while len(out) < expect and time.monotonic() < deadline:
