@@ -99,7 +99,7 @@ class ZoneStateStage:
                 counts[key] = counts.get(key, 0) + 1
                 if fresh:
                     ages.setdefault(src, []).append((clock - rec[TS]) / 1000.0)
-            if fresh and rec[ZONES]:
+            if fresh and rec[PRIMARY] and rec[ZONES]:  # one observation per event, not per copy
                 pending[SOURCE_OF_KIND[rec[K]]].append(rec[KTS])
         st.advance_clock(batch["clock"])
         self.events_applied += len(recs)

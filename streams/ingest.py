@@ -41,6 +41,7 @@ from .zone_index import ZoneIndex
 log = logging.getLogger("zonewatch.ingest")
 
 MAX_RECORDS = 5000
+ALIGN_MS = 30_000  # how far (event time) one input partition may read ahead of the slowest
 #: bytes per zone-events message (the producer's batch size; a record is at most ~25 KB)
 MAX_PAYLOAD_BYTES = 1 << 20
 
@@ -71,6 +72,7 @@ class Router:
         names = {settings.topic(t): t for t in contract.INPUT_TOPICS}
         self.base_topic = names  # prefixed name -> contract name
         self.homes = HomeCells(self.n)
+        self.tp_ts: dict[tuple[str, int], int] = {}  # (topic, partition) -> ts of its last valid event
         # unit -> (ts, lat, lon, status, kind) of its latest fix, to restore Redis after a loss
         self.positions: dict[str, tuple] = {}
         # No secret configured: the number is dropped, not hashed with a guessable key.
@@ -91,6 +93,7 @@ class Router:
         homes = self.homes
         n = self.n
         clock = self.clock
+        tp_ts = self.tp_ts
         for m in messages:
             topic = self.base_topic[m.topic]
             try:
@@ -103,6 +106,7 @@ class Router:
             ts = ev["ts"]
             if ts > clock:
                 clock = ts
+            tp_ts[m.topic, m.partition] = ts
             lat, lon = ev["lat"], ev["lon"]
             cell, zones = lookup(lat, lon)
             kind = contract.KIND_OF_TOPIC[topic]
@@ -234,6 +238,7 @@ class IngestStage:
         self.redis = redis
         self.producer = producer
         self.consumer: AIOKafkaConsumer | None = None
+        self.paused: set = set()
         self.events_in = 0
 
     async def start(self) -> None:
@@ -284,6 +289,41 @@ class IngestStage:
             if positions:
                 await self._write_positions(positions)
             await consumer.commit({tp: recs[-1].offset + 1 for tp, recs in batches.items()})
+            await self._align()
+
+    async def _align(self) -> None:
+        """Event-time alignment: pause input partitions that run more than ALIGN_MS of event
+        time ahead of the slowest partition that still has a backlog, resume them when it
+        catches up. Without it a backlog (a restart, a replay) is read one topic after another,
+        the stream clock jumps to the end of the fastest topic, and calls would be consumed
+        "late" (after the grace) only because of read order."""
+        consumer = self.consumer
+        assigned = consumer.assignment()
+        self.paused &= assigned  # a rebalance may have taken paused partitions away
+        if not assigned:
+            return
+        behind = {}
+        for tp in assigned:
+            ts = self.router.tp_ts.get((tp.topic, tp.partition))
+            hw = consumer.highwater(tp)
+            if ts is None or hw is None:
+                continue
+            if await consumer.position(tp) < hw:
+                behind[tp] = ts
+        if not behind:
+            if self.paused:
+                consumer.resume(*self.paused)
+                self.paused = set()
+            return
+        frontier = min(behind.values())
+        ahead = {tp for tp in assigned
+                 if self.router.tp_ts.get((tp.topic, tp.partition), frontier) > frontier + ALIGN_MS}
+        if ahead != self.paused:
+            if self.paused - ahead:
+                consumer.resume(*(self.paused - ahead))
+            if ahead - self.paused:
+                consumer.pause(*(ahead - self.paused))
+            self.paused = ahead
 
     async def restore_positions(self) -> int:
         """Rewrite every unit position this ingest knows (after Redis lost its data)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from zonewatch.contract import KIND_ALERT, KIND_CALL, KIND_GPS
@@ -24,11 +24,13 @@ from .rules import Rules, load_rules
 from .zone_index import Zone
 
 MINUTE_MS = 60_000
+INF = float("inf")
 WINDOWS = (("5m", 5), ("15m", 15), ("60m", 60))
 KEEP_MINUTES = 60
 # A day (any tz) plus the longest window: an id older than this can no longer change a figure.
 DEDUP_HORIZON_MS = 26 * 3600 * 1000
-GPS_DEDUP_HORIZON_MS = 10 * 60 * 1000
+GPS_DEDUP_HORIZON_MS = 10 * 60 * 1000  # per unit, behind its newest fix
+GPS_DEDUP_PER_UNIT = 256
 PRUNE_EVERY_MS = 60_000
 
 # Positions in an event record of the zone-events topic (see streams/ingest.py).
@@ -69,7 +71,8 @@ class MinuteBucket:
 class ZoneAgg:
     """Counters of one zone. Units present are tracked by the partition (units move)."""
 
-    __slots__ = ("zone", "days", "minutes", "units", "incidents", "version", "last_figures", "last_clock")
+    __slots__ = ("zone", "days", "minutes", "units", "incidents", "version", "last_figures", "last_clock",
+                 "valid_until")
 
     def __init__(self, zone: Zone):
         self.zone = zone
@@ -81,6 +84,8 @@ class ZoneAgg:
         self.version = 0
         self.last_figures: dict | None = None
         self.last_clock = 0
+        # the clock at which the figures can next change without a new event (see figures())
+        self.valid_until = 0
 
 
 class PartitionState:
@@ -94,13 +99,16 @@ class PartitionState:
         self.zones: dict[str, ZoneAgg] = {z.zone_id: ZoneAgg(z) for z in zones}
         self.clock = 0
         self.seen: dict[str, int] = {}          # "c|id" / "a|id" -> ts
-        self.seen_fix: dict[int, set] = {}      # minute of ts -> {(unit_id, ts)}
+        self.seen_fix: dict[str, set] = {}      # unit_id -> {fix ts}
         self.unit_latest: dict[str, tuple[int, tuple[str, ...], str]] = {}
         self.dirty: set[str] = set()
         # Incidents of the geo cells this partition is home to (a different key than zones).
         self.incidents = IncidentState()
         self._last_pruned = 0
+        self._fixes_pruned = 0
+        self._seen_pruned = 0
         self._local_dates: dict[int, str] = {}
+        self._midnights: dict[str, int] = {}
 
     # -- input -----------------------------------------------------------------------------
     def advance_clock(self, clock: int) -> None:
@@ -128,20 +136,19 @@ class PartitionState:
                 inc.on_call(rec[ID], ts, record["lat"], record["lon"], rec[B], rec[ZONES], record)
             return None
         if kind == KIND_GPS:
-            # Fixes are remembered in per-minute sets keyed by their ts: a repeat has the same
-            # ts, so it finds its bucket, and old buckets are dropped whole.
-            minute = ts // MINUTE_MS
-            bucket = self.seen_fix.get(minute)
-            if bucket is None:
-                if ts < self.clock - GPS_DEDUP_HORIZON_MS:
-                    self._apply_fix(rec[ID], ts, tuple(rec[ZONES]), rec[A])
-                    return True
-                bucket = self.seen_fix[minute] = set()
-            key = (rec[ID], ts)
-            if key in bucket:
+            # Fixes are remembered per unit, relative to the unit's own latest fix rather than to
+            # the stream clock, so a backlog that moves the clock far ahead still finds repeats.
+            unit = rec[ID]
+            seen = self.seen_fix.get(unit)
+            if seen is None:
+                seen = self.seen_fix[unit] = set()
+            elif ts in seen:
                 return False
-            bucket.add(key)
-            self._apply_fix(rec[ID], ts, tuple(rec[ZONES]), rec[A])
+            seen.add(ts)
+            if len(seen) > GPS_DEDUP_PER_UNIT:
+                newest = max(seen)
+                self.seen_fix[unit] = {t for t in seen if t >= newest - GPS_DEDUP_HORIZON_MS}
+            self._apply_fix(unit, ts, tuple(rec[ZONES]), rec[A])
             return True
         if kind == KIND_ARRIVAL:
             self._apply_arrival(rec)
@@ -248,6 +255,12 @@ class PartitionState:
                     by_type[t] = by_type.get(t, 0) + c
             windows[name] = {"calls": calls, "calls_p1": p1, "alerts": alerts,
                              "alerts_by_type": dict(sorted(by_type.items()))}
+        # The clock at which these figures next change by the clock alone: windows slide at the
+        # next minute, the day rolls at local midnight, a fix goes stale, an incident breaches,
+        # expires or leaves the 60-min response window. Until then a flush can skip this zone.
+        valid_until = self._next_midnight(clock)  # `today.date` changes even with no counts
+        if agg.minutes:
+            valid_until = min(valid_until, (cm + 1) * MINUTE_MS)
         present = available = 0
         fresh_after = clock - self.unit_stale_ms
         for ts, status in agg.units.values():
@@ -255,7 +268,10 @@ class PartitionState:
                 present += 1
                 if status == "available":
                     available += 1
-        response, open_all, open_p1 = self._response(agg, clock)
+                if ts + self.unit_stale_ms + 1 < valid_until:
+                    valid_until = ts + self.unit_stale_ms + 1
+        response, open_all, open_p1, inc_until = self._response(agg, clock)
+        agg.valid_until = min(valid_until, inc_until)
         doc = {
             "zone_id": z.zone_id, "name": z.name, "kind": z.kind, "ring": z.ring,
             "today": {
@@ -275,22 +291,31 @@ class PartitionState:
         return doc
 
     @staticmethod
-    def _response(agg: ZoneAgg, clock: int) -> tuple[dict, int, int]:
-        """`response` of the last 60 min, open incidents, open priority-1 incidents."""
+    def _response(agg: ZoneAgg, clock: int) -> tuple[dict, int, int, int]:
+        """`response` of the last 60 min, open incidents, open priority-1 incidents, and the
+        clock at which these change next by the clock alone."""
         since = clock - RESPONSE_WINDOW_MS
         responses = []
         breaches = open_all = open_p1 = 0
+        until = INF
         for ts, prio, resp in agg.incidents.values():
             if resp is not None:
-                if since < ts + resp * 1000 <= clock:
+                decided = ts + resp * 1000
+                if since < decided <= clock:
                     responses.append(resp)
+                    until = min(until, math.floor(decided) + RESPONSE_WINDOW_MS)  # leaves the window
             elif prio is not None and clock < ts + EXPIRE_AFTER_MS:
                 open_all += 1
+                until = min(until, ts + EXPIRE_AFTER_MS)
                 if prio == 1:
                     open_p1 += 1
             due = ts + BREACH_AFTER_MS
-            if since < due <= clock and (resp is None or resp > BREACH_AFTER_MS / 1000):
-                breaches += 1
+            if resp is None or resp > BREACH_AFTER_MS / 1000:
+                if since < due <= clock:
+                    breaches += 1
+                    until = min(until, due + RESPONSE_WINDOW_MS)
+                elif due > clock:
+                    until = min(until, due)
         out = empty_response()
         if responses:
             responses.sort()
@@ -302,7 +327,7 @@ class PartitionState:
                        p50_s=round(responses[math.ceil(0.5 * n) - 1]),
                        p90_s=round(responses[math.ceil(0.9 * n) - 1]))
         out["breaches"] = breaches
-        return out, open_all, open_p1
+        return out, open_all, open_p1, until
 
     def changed_documents(self, all_zones: bool = False, refresh_clock: bool = False) -> list[dict]:
         """Documents of zones whose figures changed since the last call, with version and clock.
@@ -315,11 +340,16 @@ class PartitionState:
         """
         if self.clock == 0:
             return []
-        names = self.zones.keys() if (all_zones or refresh_clock) else list(self.dirty)
-        self.dirty.clear()
+        dirty = self.dirty
+        self.dirty = set()
+        names = self.zones.keys() if (all_zones or refresh_clock) else dirty
+        clock = self.clock
         out = []
         for zid in names:
             agg = self.zones[zid]
+            if zid not in dirty and clock < agg.valid_until and agg.last_figures is not None \
+                    and not (refresh_clock and agg.last_clock != clock):
+                continue  # nothing of this zone changed and the clock crossed none of its thresholds
             fig = self.figures(agg)
             if fig == agg.last_figures and not (refresh_clock and agg.last_clock != self.clock):
                 continue
@@ -346,6 +376,16 @@ class PartitionState:
             self._local_dates[hour] = d
         return d
 
+    def _next_midnight(self, ts: int) -> int:
+        """Epoch ms of the next local midnight after ts (cached per local date)."""
+        date = self._local_date(ts)
+        nm = self._midnights.get(date)
+        if nm is None:
+            d = datetime.fromisoformat(date).replace(tzinfo=self.tz) + timedelta(days=1)
+            nm = int(d.replace(hour=0, minute=0, second=0, microsecond=0).timestamp() * 1000)
+            self._midnights[date] = nm
+        return nm
+
     def _prune(self) -> None:
         clock = self.clock
         self._last_pruned = clock
@@ -357,11 +397,12 @@ class PartitionState:
             for m in [m for m in agg.minutes if m <= oldest_minute]:
                 del agg.minutes[m]
         horizon = clock - DEDUP_HORIZON_MS
-        if self.seen:
+        if self.seen and clock - self._seen_pruned >= 600_000:
+            self._seen_pruned = clock
             self.seen = {k: t for k, t in self.seen.items() if t >= horizon}
-        gps_horizon = (clock - GPS_DEDUP_HORIZON_MS) // MINUTE_MS
-        for m in [m for m in self.seen_fix if m < gps_horizon]:
-            del self.seen_fix[m]
+        if clock - self._fixes_pruned >= 3_600_000:  # hourly: forget units silent for a day
+            self._fixes_pruned = clock
+            self.seen_fix = {u: ts for u, ts in self.seen_fix.items() if max(ts) >= horizon}
         oldest_incident = clock - INCIDENT_KEEP_MS
         for agg in self.zones.values():
             if agg.incidents:
