@@ -7,6 +7,7 @@
 #   make status  what is running
 #   make test    the whole test suite; integration tests start their own stack on 19092/16379
 #   make demo    the stack + the bundled demo;  make bench  the stack + the benchmark
+#   make chaos   crash/restart scenarios vs a clean run;  make soak DURATION=1800  long city-scale load
 #   make clean   stop every stack under .stack and delete .venv, .stack and build leftovers
 
 SHELL       := /bin/bash
@@ -21,10 +22,10 @@ STACK_DIR   ?= .stack
 STACK_ARGS  := --kafka-port $(KAFKA_PORT) --redis-port $(REDIS_PORT) --dir $(STACK_DIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup up down status test demo bench clean
+.PHONY: help setup up down status test demo bench chaos soak clean
 
 help:
-	@sed -n '1,12s/^# \{0,1\}//p' Makefile
+	@sed -n '1,13s/^# \{0,1\}//p' Makefile
 
 setup: $(STAMP)
 
@@ -54,6 +55,17 @@ demo: setup up
 
 bench: setup up
 	$(VPY) -m bench.run
+
+# kill -9 / broker restart / Redis restart and flush during a replay, on a stack of its own (29092/26379)
+chaos: setup
+	$(VPY) -m bench.chaos
+
+# city-scale live load for DURATION seconds (default 1800): RSS and e2e p50/p99 per 5 minutes
+DURATION ?= 1800
+soak: export ZONEWATCH_KAFKA ?= 127.0.0.1:$(KAFKA_PORT)
+soak: export ZONEWATCH_REDIS ?= redis://127.0.0.1:$(REDIS_PORT)/0
+soak: setup up
+	$(VPY) -m bench.soak --duration $(DURATION)
 
 clean:
 	@if [ -d .stack ]; then \
