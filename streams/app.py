@@ -201,6 +201,15 @@ class ZoneStateStage:
             await self.writer.on_written(encoded, ids)
 
 
+def _watch(fut) -> None:
+    """Log a failed delivery (the next commit's flush would otherwise hide it)."""
+    def done(f):
+        if not f.cancelled() and f.exception() is not None:
+            metrics.OUTPUT_ERRORS.inc()
+            log.error("output delivery failed: %s", f.exception())
+    fut.add_done_callback(done)
+
+
 class OutputSender:
     """incidents.enriched, sla.events, zones.state and arrival records for zone partitions."""
 
@@ -213,31 +222,30 @@ class OutputSender:
         self.t_zones = settings.topic(contract.ZONES_STATE)
 
     async def send(self, enriched: list, sla: list, arrivals: dict, clock: int) -> None:
+        """Queue the outputs of one batch on Faust's producer without waiting for the acks:
+        Faust flushes its producer before it commits the offsets of the batch, so an output is
+        acknowledged by Kafka before its input counts as processed (at-least-once), while the
+        agent goes on with the next batch."""
         producer = self.app.producer
-        futures = []
         new = [r for r in enriched if "processed_at" not in r]
         if new:
             await self.recommend(new)
         now = int(time.time() * 1000)
         for rec in enriched:
             rec["processed_at"] = now
-            futures.append(await producer.send(self.t_incidents, rec["call_id"].encode(), orjson.dumps(rec),
-                                               None, None, None))
+            _watch(await producer.send(self.t_incidents, rec["call_id"].encode(), orjson.dumps(rec),
+                                       None, None, None))
         for ev in sla:
-            futures.append(await producer.send(self.t_sla, ev["call_id"].encode(), orjson.dumps(ev),
-                                               None, None, None))
+            _watch(await producer.send(self.t_sla, ev["call_id"].encode(), orjson.dumps(ev), None, None, None))
         for q, recs in arrivals.items():
-            futures.append(await producer.send(self.s.internal_zone_events, None,
-                                               orjson.dumps({"clock": clock, "ev": recs}), q, None, None))
-        if futures:
-            await asyncio.gather(*futures)
+            _watch(await producer.send(self.s.internal_zone_events, None,
+                                       orjson.dumps({"clock": clock, "ev": recs}), q, None, None))
 
     async def zone_states(self, docs: list[bytes], ids: list[str]) -> None:
         """The compacted `zones.state` topic: the same documents as Redis, key zone_id."""
         producer = self.app.producer
-        futures = [await producer.send(self.t_zones, zid.encode(), js, None, None, None)
-                   for zid, js in zip(ids, docs)]
-        await asyncio.gather(*futures)
+        for zid, js in zip(ids, docs):
+            _watch(await producer.send(self.t_zones, zid.encode(), js, None, None, None))
 
     async def recommend(self, records: list[dict]) -> None:
         """Up to 3 nearest available units per call: GEOSEARCH over `zw:units:available`, a

@@ -24,9 +24,11 @@ import logging
 import re
 import time
 import zlib
+from collections import deque
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
 from aiokafka.structs import TopicPartition
 
 from zonewatch import contract
@@ -41,6 +43,7 @@ from .zone_index import ZoneIndex
 log = logging.getLogger("zonewatch.ingest")
 
 MAX_RECORDS = 5000
+MAX_PENDING_COMMITS = 8
 ALIGN_MS = 30_000  # how far (event time) one input partition may read ahead of the slowest
 #: bytes per zone-events message (the producer's batch size; a record is at most ~25 KB)
 MAX_PAYLOAD_BYTES = 1 << 20
@@ -239,6 +242,7 @@ class IngestStage:
         self.producer = producer
         self.consumer: AIOKafkaConsumer | None = None
         self.paused: set = set()
+        self._commits: deque = deque()
         self.events_in = 0
 
     async def start(self) -> None:
@@ -284,12 +288,27 @@ class IngestStage:
                 metrics.DEADLETTERS.labels(contract.SOURCE_OF_TOPIC[base], metrics.reason_class(reason)).inc()
             for src, n in rejected.items():
                 metrics.EVENTS.labels(src, "rejected").inc(n)
-            if futures:
-                await asyncio.gather(*futures)
             if positions:
                 await self._write_positions(positions)
-            await consumer.commit({tp: recs[-1].offset + 1 for tp, recs in batches.items()})
+            # Commit once Kafka has the batch's outputs, without holding up the next batch;
+            # commits stay in order (each waits for the one before).
+            offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items()}
+            self._commits.append(asyncio.ensure_future(
+                self._commit_when_sent(self._commits[-1] if self._commits else None, futures, offsets)))
+            while len(self._commits) > MAX_PENDING_COMMITS or (self._commits and self._commits[0].done()):
+                await self._commits.popleft()  # re-raises a failed send: the worker stops, loudly
             await self._align()
+
+    async def _commit_when_sent(self, previous, futures, offsets) -> None:
+        if previous is not None:
+            await previous
+        if futures:
+            await asyncio.gather(*futures)
+        try:
+            await self.consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError, RebalanceInProgressError) as exc:
+            # partitions moved to another worker, which resumes from the last commit
+            log.info("ingest commit skipped after a rebalance: %s", exc)
 
     async def _align(self) -> None:
         """Event-time alignment: pause input partitions that run more than ALIGN_MS of event

@@ -26,6 +26,8 @@ AGE = Histogram("zonewatch_event_age_seconds", "Stream clock minus event ts at p
 ZONE_WRITES = Counter("zonewatch_zone_writes_total", "Zone state writes to Redis", registry=REGISTRY)
 DEADLETTERS = Counter("zonewatch_deadletter_total", "Messages sent to the dead-letter topic, by reason class",
                       ["source", "reason"], registry=REGISTRY)
+OUTPUT_ERRORS = Counter("zonewatch_output_errors_total", "Output records Kafka did not accept",
+                        registry=REGISTRY)
 REDIS_ERRORS = Counter("zonewatch_redis_write_errors_total", "Failed Redis pipeline writes (retried)",
                        registry=REGISTRY)
 

@@ -72,7 +72,7 @@ class ZoneAgg:
     """Counters of one zone. Units present are tracked by the partition (units move)."""
 
     __slots__ = ("zone", "days", "minutes", "units", "incidents", "version", "last_figures", "last_clock",
-                 "valid_until")
+                 "valid_until", "resp_cache")
 
     def __init__(self, zone: Zone):
         self.zone = zone
@@ -86,6 +86,7 @@ class ZoneAgg:
         self.last_clock = 0
         # the clock at which the figures can next change without a new event (see figures())
         self.valid_until = 0
+        self.resp_cache: tuple | None = None  # _response() result, until incidents change
 
 
 class PartitionState:
@@ -179,6 +180,7 @@ class PartitionState:
                     agg.incidents[rec[ID]] = [ts, prio, None]
                 else:  # the arrival was decided before the call reached this partition
                     inc[0], inc[1] = ts, prio
+                agg.resp_cache = None
                 if keep_bucket:
                     b = agg.minutes.get(minute)
                     if b is None:
@@ -216,6 +218,7 @@ class PartitionState:
                 inc[2] = response  # the earliest arrival by event time wins, in any order
             else:
                 continue
+            agg.resp_cache = None
             self.dirty.add(zid)
 
     def _apply_fix(self, unit: str, ts: int, zones: tuple[str, ...], status: str) -> None:
@@ -270,7 +273,11 @@ class PartitionState:
                     available += 1
                 if ts + self.unit_stale_ms + 1 < valid_until:
                     valid_until = ts + self.unit_stale_ms + 1
-        response, open_all, open_p1, inc_until = self._response(agg, clock)
+        cache = agg.resp_cache
+        if cache is None or clock >= cache[3] or clock < cache[4]:
+            cache = agg.resp_cache = (*self._response(agg, clock), clock)
+        response, open_all, open_p1, inc_until, _computed_at = cache
+        response = dict(response)
         agg.valid_until = min(valid_until, inc_until)
         doc = {
             "zone_id": z.zone_id, "name": z.name, "kind": z.kind, "ring": z.ring,
@@ -304,6 +311,8 @@ class PartitionState:
                 if since < decided <= clock:
                     responses.append(resp)
                     until = min(until, math.floor(decided) + RESPONSE_WINDOW_MS)  # leaves the window
+                elif decided > clock:
+                    until = min(until, math.ceil(decided))  # enters it
             elif prio is not None and clock < ts + EXPIRE_AFTER_MS:
                 open_all += 1
                 until = min(until, ts + EXPIRE_AFTER_MS)
@@ -408,6 +417,7 @@ class PartitionState:
             if agg.incidents:
                 for cid in [c for c, inc in agg.incidents.items() if inc[0] < oldest_incident]:
                     del agg.incidents[cid]
+                    agg.resp_cache = None
         stale = clock - self.unit_stale_ms
         for unit, (ts, zones, _status) in list(self.unit_latest.items()):
             if ts < stale:
