@@ -44,6 +44,7 @@ status:
 	$(STACK) status --dir $(STACK_DIR)
 
 test: setup
+	bash deploy/install-browser.sh
 	$(VPY) -m pytest -v tests
 
 # demo and bench talk to the stack `make up` started (an explicit ZONEWATCH_* in the environment wins)

@@ -17,6 +17,7 @@ COMMANDS = {
     "replay": "connectors.replay",
     "simulate": "connectors.simulate",
     "watch": "zonewatch.watch",
+    "gateway": "zonewatch.gateway",
 }
 
 

@@ -37,7 +37,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from .config import Settings
+from .config import Settings, redis_url_from_env
 
 ZONES_SET = "zw:zones"
 UPDATES_STREAM = "zw:zone-updates"
@@ -554,7 +554,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    redis_url = args.redis or os.environ.get("ZONEWATCH_REDIS") or Settings.redis
+    redis_url = args.redis or redis_url_from_env(Settings.redis)
     tz_name = os.environ.get("ZONEWATCH_TZ") or Settings.tz
     if not args.interval > 0:
         print("zonewatch watch: error: --interval must be > 0", file=sys.stderr)
