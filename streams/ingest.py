@@ -44,6 +44,7 @@ log = logging.getLogger("zonewatch.ingest")
 
 MAX_RECORDS = 5000
 MAX_PENDING_COMMITS = 8
+LINGER_BELOW = 2000  # batches smaller than this wait ZONEWATCH_INGEST_LINGER_MS for more
 ALIGN_MS = 30_000  # how far (event time) one input partition may read ahead of the slowest
 #: bytes per zone-events message (the producer's batch size; a record is at most ~25 KB)
 MAX_PAYLOAD_BYTES = 1 << 20
@@ -242,6 +243,7 @@ class IngestStage:
         self.producer = producer
         self.consumer: AIOKafkaConsumer | None = None
         self.paused: set = set()
+        self.linger_s = settings.ingest_linger_ms / 1000.0
         self._commits: deque = deque()
         self.events_in = 0
 
@@ -271,6 +273,13 @@ class IngestStage:
             batches = await consumer.getmany(timeout_ms=50, max_records=MAX_RECORDS)
             if not batches:
                 continue
+            if sum(len(r) for r in batches.values()) < LINGER_BELOW:
+                # A live stream arrives a few events at a time: wait a moment for more, since each
+                # batch costs the same messages, Redis calls and commits however small it is.
+                await asyncio.sleep(self.linger_s)
+                more = await consumer.getmany(timeout_ms=0, max_records=MAX_RECORDS)
+                for tp, recs in more.items():
+                    batches[tp] = batches.get(tp, []) + recs
             msgs = [m for recs in batches.values() for m in recs]
             self.events_in += len(msgs)
             prev_clock = self.router.clock

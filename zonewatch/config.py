@@ -88,7 +88,8 @@ class Settings:
     partitions: int = 4               # partitions of the internal zone-events topic
     future_tolerance_ms: int = 300_000  # how far past the host clock a ts may lie
     h3_resolution: int = 9
-    flush_interval_ms: int = 20       # minimum gap between two state writes (contract: <= 250 ms)
+    flush_interval_ms: int = 25       # minimum gap between two state writes (contract: <= 250 ms)
+    ingest_linger_ms: int = 5         # how long a small input batch waits for more
     unit_stale_ms: int = 120_000
     rules: Path | None = None
     extra: dict = field(default_factory=dict)
@@ -110,6 +111,7 @@ class Settings:
             future_tolerance_ms=_env_int("ZONEWATCH_FUTURE_TOLERANCE_MS", cls.future_tolerance_ms),
             h3_resolution=_env_int("ZONEWATCH_H3_RESOLUTION", cls.h3_resolution),
             flush_interval_ms=_env_int("ZONEWATCH_FLUSH_MS", cls.flush_interval_ms),
+            ingest_linger_ms=_env_int("ZONEWATCH_INGEST_LINGER_MS", cls.ingest_linger_ms),
             rules=Path(rules) if rules else None,
             kafka_security_protocol=_env("ZONEWATCH_KAFKA_SECURITY_PROTOCOL", cls.kafka_security_protocol).upper(),
             kafka_sasl_mechanism=_env("ZONEWATCH_KAFKA_SASL_MECHANISM", cls.kafka_sasl_mechanism).upper(),

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -165,6 +166,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, metavar="SECONDS",
                    help="stop by itself this many seconds after starting (default: until Ctrl-C)")
     p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second (default 1)")
+    p.add_argument("--gateway-port", type=int, default=8080, help="port of the wall and its gateway (default 8080)")
     p.add_argument("--web-port", type=int, default=int(os.environ.get("ZONEWATCH_WEB_PORT") or 6066),
                    help="the worker's /metrics port (default 6066)")
     p.add_argument("--interval", type=float, default=0.5, metavar="S", help="table refresh period (default 0.5)")
@@ -302,6 +304,7 @@ class Demo:
             self.worker = self.start_child(
                 "worker", [py, "-m", "zonewatch.cli", "worker", "--web-port", str(args.web_port)], "worker.log")
             self.wait_for_worker(f"http://127.0.0.1:{args.web_port}/metrics")
+            self.start_gateway(py)
             self.sim = self.start_child("simulator", simulator_cmd(py, args.speed, self.remaining()), "simulate.log")
             if self.expired():
                 return 0
@@ -310,6 +313,18 @@ class Demo:
         finally:
             watcher.close()
         return 0
+
+    def start_gateway(self, py: str) -> None:
+        """The wall's gateway, with a token made for this demo unless ZONEWATCH_GATEWAY_TOKENS is set."""
+        port = self.args.gateway_port
+        if not _port_free(port):
+            raise DemoError(f"127.0.0.1:{port} is in use; stop it or pass --gateway-port")
+        tokens = os.environ.get("ZONEWATCH_GATEWAY_TOKENS") or secrets.token_urlsafe(18)
+        os.environ["ZONEWATCH_GATEWAY_TOKENS"] = tokens
+        os.environ.setdefault("ZONEWATCH_WORKER_METRICS", f"http://127.0.0.1:{self.args.web_port}/metrics")
+        self.start_child("gateway", [py, "-m", "zonewatch.cli", "gateway", "--port", str(port)], "gateway.log")
+        token = tokens.split(",")[0].strip()
+        self.say(f"wall: http://127.0.0.1:{port}/?token={token}", "bold green")
 
     def shutdown(self) -> None:
         """Stop every child, simulator first (no new events), then the worker."""
