@@ -187,6 +187,7 @@ class Chaos:
         self.partitions = partitions
         self.rng = random.Random(seed)
         self.stack_mod = _load_stack()
+        self.outage_s = 1.0
 
     def deployment(self, name: str) -> Deployment:
         return Deployment(self.stack, DEMO_ZONES, self.partitions, name=f"{name}-{os.getpid()}")
@@ -249,13 +250,15 @@ class Chaos:
             dep.close()
 
     def _restart(self, name: str, marker: str) -> None:
+        """Stop a server, keep it down for `self.outage_s`, start it again."""
         m = self.stack_mod
         sdir = m._state(self.state_dir)
         pid = m._read_pid(sdir / f"{name}.pid")
         if pid is not None and m._ours(pid, marker):
             m._stop_pid(pid, name, 60)
             (sdir / f"{name}.pid").unlink(missing_ok=True)
-        time.sleep(1.0)
+        print(f"  {name} down for {self.outage_s:.0f} s", flush=True)
+        time.sleep(self.outage_s)
         kport = int(self.stack["kafka"].rsplit(":", 1)[1])
         rport = int(self.stack["redis"].rsplit(":", 1)[1].split("/")[0])
         m.up(kafka_port=kport, redis_port=rport, state_dir=self.state_dir)
@@ -274,6 +277,7 @@ def main(argv=None) -> int:
     ap.add_argument("--kills", type=int, default=5)
     ap.add_argument("--minutes", type=float, default=10.0, help="simulated minutes of the event set")
     ap.add_argument("--scenarios", default="kill,broker,redis-restart,redis-flush")
+    ap.add_argument("--outage", type=float, default=30.0, help="seconds the broker / Redis stay down")
     ap.add_argument("--kafka-port", type=int, default=int(os.environ.get("ZONEWATCH_CHAOS_KAFKA_PORT", 29092)))
     ap.add_argument("--redis-port", type=int, default=int(os.environ.get("ZONEWATCH_CHAOS_REDIS_PORT", 26379)))
     args = ap.parse_args(argv)
@@ -288,6 +292,7 @@ def main(argv=None) -> int:
         events = event_set(args.minutes)
         print(f"event set: {len(events)} events, {args.minutes} simulated minutes", flush=True)
         chaos = Chaos(stack, state)
+        chaos.outage_s = args.outage
         clean = chaos.clean(events)
         print(report_line("clean", len(events), compare(clean, clean)), flush=True)
         failed = False
@@ -296,9 +301,9 @@ def main(argv=None) -> int:
                 run = chaos.kills(events, args.kills)
                 label = f"kill -9 x{args.kills}"
             elif name == "broker":
-                run, label = chaos.broker_restart(events), "broker restart"
+                run, label = chaos.broker_restart(events), f"broker down {args.outage:.0f}s"
             elif name == "redis-restart":
-                run, label = chaos.redis_restart(events, flush=False), "redis restart"
+                run, label = chaos.redis_restart(events, flush=False), f"redis down {args.outage:.0f}s"
             elif name == "redis-flush":
                 run, label = chaos.redis_restart(events, flush=True), "redis flush x2"
             else:
