@@ -7,8 +7,9 @@ the largest finite bucket bound.
 
 from __future__ import annotations
 
-import math
 import urllib.request
+
+from zonewatch.watch import histogram_quantile
 
 
 def fetch(port: int, timeout: float = 5.0) -> str:
@@ -90,23 +91,8 @@ class Histogram:
                          self.sum - other.sum, self.count - other.count)
 
     def quantile(self, q: float) -> float | None:
-        items = list(self.buckets.items())
-        if not items:
-            return None
-        total = items[-1][1]
-        if total <= 0:
-            return None
-        rank = q * total
-        prev_le, prev_c = 0.0, 0.0
-        for le, c in items:
-            if c >= rank:
-                if math.isinf(le):
-                    return prev_le  # PromQL: the upper bound of the highest finite bucket
-                if c == prev_c:
-                    return le
-                return prev_le + (le - prev_le) * (rank - prev_c) / (c - prev_c)
-            prev_le, prev_c = le, c
-        return prev_le
+        """PromQL `histogram_quantile` (the implementation `zonewatch watch` and the wall use)."""
+        return histogram_quantile(q, self.buckets.items())
 
     def beyond_last_bucket(self, q: float) -> bool:
         """True when quantile q falls into the +Inf bucket (quantile() then returns a lower bound)."""

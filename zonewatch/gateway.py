@@ -51,6 +51,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created
 from prometheus_client.parser import text_string_to_metric_families
 
 from .config import ConfigError, Settings
+from .watch import histogram_quantile  # one PromQL-compatible implementation for watch and wall
 from .security import redacted_url
 
 log = logging.getLogger("zonewatch.gateway")
@@ -429,26 +430,6 @@ def ws_encode(kind, val) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # worker e2e latency for the wall's badge
-
-
-def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
-    """Prometheus' histogram_quantile over cumulative (upper bound, count) pairs, sorted."""
-    if not buckets:
-        return None
-    total = buckets[-1][1]
-    if total <= 0:
-        return None
-    rank = q * total
-    prev_bound, prev_count = 0.0, 0.0
-    for bound, count in buckets:
-        if count >= rank:
-            if math.isinf(bound):
-                return prev_bound
-            if count == prev_count:
-                return bound
-            return prev_bound + (bound - prev_bound) * (rank - prev_count) / (count - prev_count)
-        prev_bound, prev_count = bound, count
-    return prev_bound
 
 
 def parse_e2e_buckets(text: str) -> dict[float, float]:
