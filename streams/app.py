@@ -282,6 +282,7 @@ class OutputSender:
 
 def create_app(settings: Settings, web_port: int = 6066) -> faust.App:
     """Build the Faust app for these settings (zones are loaded and indexed here)."""
+    load_rules(settings.rules)  # a bad rules file is refused before anything starts
     zones = load_zones(settings.zones)
     index = ZoneIndex(zones, settings.h3_resolution)
     datadir = os.environ.get("ZONEWATCH_DATADIR", os.path.join(".zonewatch", settings.app_id))
@@ -295,7 +296,8 @@ def create_app(settings: Settings, web_port: int = 6066) -> faust.App:
         topic_replication_factor=1,
         web_host="127.0.0.1",
         web_bind="127.0.0.1",
-        web_port=web_port,
+        web_port=web_port or 6066,
+        web_enabled=web_port != 0,
         web_in_thread=False,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
@@ -422,6 +424,8 @@ def run(args) -> int:
                                   zones=Path(args.zones) if args.zones else None,
                                   partitions=args.partitions)
     s.check()
+    load_rules(s.rules)   # refuse a bad rules or zones file before touching Kafka
+    load_zones(s.zones)
     ensure_topics(s)
     app = create_app(s, web_port=args.web_port)
     sys.argv = ["zonewatch", "worker", "-l", args.loglevel, "--web-port", str(args.web_port),

@@ -46,6 +46,24 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except (ValueError, RuntimeError) as exc:
+        # ConfigError, RulesError, ZonesFileError (and other refusals at start) are ValueErrors
+        # with a message naming what to fix: show it, not a traceback.
+        from .config import ConfigError
+        from .topics import KafkaUnavailable
+
+        known = (ConfigError, KafkaUnavailable)
+        try:
+            from streams.rules import RulesError
+            from streams.zone_index import ZonesFileError
+
+            known += (RulesError, ZonesFileError)
+        except ImportError:
+            pass
+        if not isinstance(exc, known):
+            raise
+        print(f"zonewatch {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

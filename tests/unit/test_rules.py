@@ -45,3 +45,17 @@ def test_custom_rules_file(tmp_path):
     p.write_text('[[level]]\nname = "yellow"\nany = ["windows.15m.calls >= 1"]\n')
     assert load_rules(p).level(doc(calls15=1)) == "yellow"
     assert load_rules(p).level(doc(p1=0, calls15=0)) == "green"
+
+
+def test_worker_refuses_a_bad_rules_file_at_start_with_a_clear_message(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "rules.toml"
+    bad.write_text('[[level]]\nname = "purple"\nany = ["windows.5m.calls >= 1"]\n')
+    env = {"ZONEWATCH_RULES": str(bad), "ZONEWATCH_KAFKA": "127.0.0.1:1", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-m", "zonewatch.cli", "worker"], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2
+    assert "level #1 name must be yellow, orange or red, got 'purple'" in out.stderr
+    assert "Traceback" not in out.stderr
