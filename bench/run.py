@@ -275,6 +275,10 @@ class Bench:
         if a.seconds > 0 and a.rate > 0:
             log(f"latency phase: {a.rate:,} ev/s offered for {a.seconds:g}s")
             latency = self.latency_phase()
+        latency_sse = None
+        if a.seconds > 0 and a.rate > 0 and a.sse_clients > 0:
+            log(f"latency phase with {a.sse_clients} SSE subscribers on a gateway: {a.rate:,} ev/s for {a.seconds:g}s")
+            latency_sse = self.latency_phase(sse_clients=a.sse_clients)
 
         med_a = median_or_none(x.get("events_per_s") for x in runs_a)
         med_b = median_or_none(x.get("events_per_s") for x in runs_b)
@@ -307,6 +311,7 @@ class Bench:
             "ratios": {"worker_over_a": med_w / med_a if med_w and med_a else None,
                        "worker_over_b": med_w / med_b if med_w and med_b else None},
             "latency": latency,
+            "latency_with_sse": latency_sse,
         }
         self.result["duration_s"] = time.perf_counter() - t_run
         self.result["machine"]["loadavg_start"] = load_start
@@ -315,8 +320,13 @@ class Bench:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(orjson.dumps(self.result, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
         print(render_table(self.result))
+        if latency_sse:
+            print(render_sse(latency, latency_sse))
         print()
         print(render_markdown(self.result))
+        if latency_sse:
+            print()
+            print(render_sse(latency, latency_sse, markdown=True))
         log(f"results: {out}; worker logs: {', '.join(str(p) for p in self.worker_logs)}")
         return 0
 
@@ -576,12 +586,16 @@ class Bench:
             res["log_findings"] = scan_log(logp)
 
     # -- latency at a fixed offered load -----------------------------------------------------------
-    def latency_phase(self) -> dict:
+    def latency_phase(self, sse_clients: int = 0) -> dict:
         self.redis.flushdb()
-        prefix = f"bench-{self.tag}-lat."
-        s = self.settings(prefix, f"bench-{self.tag}-latzw")
+        tag = f"lat{sse_clients}" if sse_clients else "lat"
+        prefix = f"bench-{self.tag}-{tag}."
+        s = self.settings(prefix, f"bench-{self.tag}-{tag}zw")
         ensure_topics(s)
         p, port, logp, t0 = self.start_worker(s)
+        subscribers = None
+        if sse_clients:
+            subscribers = SseSubscribers(self, s, sse_clients)
         res: dict = {"app_id": s.app_id, "log": str(logp), "rate": self.a.rate, "seconds": self.a.seconds,
                      "quantile_method": "PromQL histogram_quantile: linear interpolation inside the bucket "
                                         "(first bucket from 0); delta of the histogram over the phase, "
@@ -590,9 +604,16 @@ class Bench:
             if self.wait_metrics(p, port) is None:
                 res["failure"] = f"/metrics never came up (exit code {p.poll()})"
                 return res
+            if subscribers is not None:
+                subscribers.start()
+                res["sse"] = {"clients": sse_clients}
             res.update(asyncio.run(self._paced(s, p, port, LogWatch(logp))))
+            if subscribers is not None:
+                res["sse"] = subscribers.stop()
             return res
         finally:
+            if subscribers is not None:
+                subscribers.stop()
             Procs.stop(p)
             res["exit_code"] = p.returncode
             res["log_findings"] = scan_log(logp)
@@ -763,6 +784,111 @@ class Bench:
 
 
 # -- reporting -------------------------------------------------------------------------------------
+class SseSubscribers:
+    """A gateway on the latency worker's Redis and N Server-Sent-Events clients reading /stream,
+    in a thread of their own (one asyncio loop, one TCP connection per client)."""
+
+    def __init__(self, bench: "Bench", s: Settings, n: int):
+        import secrets
+        import threading
+
+        self.bench, self.n = bench, n
+        self.token = secrets.token_urlsafe(12)
+        self.port = free_port()
+        env = bench.worker_env(s)
+        env["ZONEWATCH_GATEWAY_TOKENS"] = self.token
+        self.log_path = RESULTS / f"gateway-{s.app_id}.log"
+        self.proc = bench.procs.start([sys.executable, "-m", "zonewatch.cli", "gateway", "--port", str(self.port)],
+                                      env=env, log_path=self.log_path)
+        self.events = [0] * n
+        self.resyncs = [0] * n
+        self.connected = 0
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._result = None
+
+    def start(self) -> None:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError(f"gateway did not start (log {self.log_path})")
+                time.sleep(0.2)
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while self.connected < self.n and time.monotonic() < deadline:
+            time.sleep(0.1)
+        log(f"  {self.connected}/{self.n} SSE subscribers connected")
+
+    def _run(self) -> None:
+        asyncio.run(self._clients())
+
+    async def _clients(self) -> None:
+        async def client(i: int) -> None:
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.write(f"GET /stream?token={self.token} HTTP/1.1\r\nHost: bench\r\n"
+                             f"Accept: text/event-stream\r\n\r\n".encode())
+                await writer.drain()
+                self.connected += 1
+                while not self._stop.is_set():
+                    line = await reader.readline()
+                    if not line:
+                        break
+                    if line.startswith(b"event: zone"):
+                        self.events[i] += 1
+                    elif line.startswith(b"event: resync"):
+                        self.resyncs[i] += 1
+                writer.close()
+            except Exception as exc:  # a client error is reported, not raised
+                self.errors.append(f"client {i}: {exc!r}")
+
+        tasks = [asyncio.create_task(client(i)) for i in range(self.n)]
+        while not self._stop.is_set():
+            await asyncio.sleep(0.2)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def stop(self) -> dict:
+        if self._result is None:
+            self._stop.set()
+            self._thread.join(10)
+            Procs.stop(self.proc)
+            ev = sorted(self.events)
+            self._result = {"clients": self.n, "connected": self.connected,
+                            "zone_events_per_client_min": ev[0] if ev else 0,
+                            "zone_events_per_client_median": ev[len(ev) // 2] if ev else 0,
+                            "resyncs": sum(self.resyncs), "errors": self.errors[:5], "gateway_log": str(self.log_path)}
+        return self._result
+
+
+def render_sse(plain: dict, sse: dict, markdown: bool = False) -> str:
+    def q(res, k):
+        e = (res or {}).get("e2e") or {}
+        v = e.get(k)
+        return "n/a" if v is None else f"{v * 1000:,.1f} ms"
+
+    sub = sse.get("sse") or {}
+    rows = [("without subscribers", plain), (f"with {sub.get('clients', '?')} SSE subscribers", sse)]
+    if markdown:
+        out = ["| latency phase | achieved ev/s | p50 | p99 |", "|---|---:|---:|---:|"]
+        out += [f"| {name} | {fmt_rate((r or {}).get('achieved_rate'))} | {q(r, 'p50_s')} | {q(r, 'p99_s')} |"
+                for name, r in rows]
+    else:
+        out = ["latency with and without SSE subscribers (same offered load):"]
+        out += [f"  {name:<28} achieved {fmt_rate((r or {}).get('achieved_rate'))} ev/s  p50 {q(r, 'p50_s')}"
+                f"  p99 {q(r, 'p99_s')}" for name, r in rows]
+    out.append(f"{'' if markdown else '  '}subscribers: {sub.get('connected')}/{sub.get('clients')} connected, "
+               f"zone events per subscriber: min {sub.get('zone_events_per_client_min')}, median "
+               f"{sub.get('zone_events_per_client_median')}; resyncs {sub.get('resyncs')}; errors {len(sub.get('errors') or [])}")
+    return "\n".join(out)
+
+
 def outcome_table(rows) -> dict:
     out: dict = {}
     for name, lab, v in rows:
@@ -1008,6 +1134,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--mix", default="85,14.5,0.5", metavar="GPS,ALERTS,CALLS",
                    help="percentages of patrol fixes, camera alerts and 110 calls (default 85,14.5,0.5)")
     p.add_argument("--seed", type=int, default=7, help="random seed of the event generator")
+    p.add_argument("--sse-clients", type=int, default=200,
+                   help="SSE subscribers on a gateway during a second latency phase (0 skips it; default 200)")
     p.add_argument("--stall", type=float, default=60.0,
                    help="give up on a consumer after this many seconds without progress (default 60)")
     p.add_argument("--timeout", type=float, default=600.0,

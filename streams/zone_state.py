@@ -30,7 +30,7 @@ KEEP_MINUTES = 60
 # A day (any tz) plus the longest window: an id older than this can no longer change a figure.
 DEDUP_HORIZON_MS = 26 * 3600 * 1000
 GPS_DEDUP_HORIZON_MS = 10 * 60 * 1000  # per unit, behind its newest fix
-GPS_DEDUP_PER_UNIT = 256
+GPS_DEDUP_PER_UNIT = 128
 PRUNE_EVERY_MS = 60_000
 
 # Positions in an event record of the zone-events topic (see streams/ingest.py).
