@@ -249,6 +249,38 @@ class Chaos:
         finally:
             dep.close()
 
+    def connector_outage(self) -> dict:
+        """`zonewatch simulate` publishing while the broker is down for `outage_s`: it must buffer
+        (or fail loudly); every event it reports as sent must be in Kafka exactly once."""
+        import re
+        import subprocess
+
+        from kafka import KafkaConsumer, TopicPartition
+
+        from zonewatch.config import Settings
+        from zonewatch.topics import ensure_topics
+
+        prefix = f"conn-{os.getpid()}."
+        s = Settings(kafka=self.stack["kafka"], topic_prefix=prefix, app_id=f"conn-{os.getpid()}")
+        ensure_topics(s)
+        env = dict(os.environ, ZONEWATCH_KAFKA=self.stack["kafka"], ZONEWATCH_TOPIC_PREFIX=prefix)
+        sim = subprocess.Popen([sys.executable, "-m", "zonewatch.cli", "simulate", "--speed", "30",
+                                "--duration", str(int(30 * (self.outage_s + 25))), "--units", "60",
+                                "--cameras", "20", "--seed", "3"], env=env, cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        time.sleep(8)
+        self._restart("kafka", "kafka.Kafka")
+        out, _ = sim.communicate(timeout=900)
+        done = [line for line in out.splitlines() if line.startswith("done:")]
+        sent = sum(int(n.replace(",", "")) for n in re.findall(r"\.\S+ ([\d,]+)", done[-1])) if done else 0
+        consumer = KafkaConsumer(bootstrap_servers=self.stack["kafka"], **kafka_python_kwargs(s))
+        tps = [TopicPartition(s.topic(t), p) for t in contract.INPUT_TOPICS
+               for p in (consumer.partitions_for_topic(s.topic(t)) or ())]
+        in_kafka = sum(consumer.end_offsets(tps).values())
+        consumer.close()
+        return {"exit_code": sim.returncode, "sent": sent, "in_kafka": in_kafka,
+                "outage_logged": "Unable connect" in out or "Connect call failed" in out}
+
     def _restart(self, name: str, marker: str) -> None:
         """Stop a server, keep it down for `self.outage_s`, start it again."""
         m = self.stack_mod
@@ -276,7 +308,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kills", type=int, default=5)
     ap.add_argument("--minutes", type=float, default=10.0, help="simulated minutes of the event set")
-    ap.add_argument("--scenarios", default="kill,broker,redis-restart,redis-flush")
+    ap.add_argument("--scenarios", default="kill,broker,redis-restart,redis-flush,connector")
     ap.add_argument("--outage", type=float, default=30.0, help="seconds the broker / Redis stay down")
     ap.add_argument("--kafka-port", type=int, default=int(os.environ.get("ZONEWATCH_CHAOS_KAFKA_PORT", 29092)))
     ap.add_argument("--redis-port", type=int, default=int(os.environ.get("ZONEWATCH_CHAOS_REDIS_PORT", 26379)))
@@ -304,6 +336,15 @@ def main(argv=None) -> int:
                 run, label = chaos.broker_restart(events), f"broker down {args.outage:.0f}s"
             elif name == "redis-restart":
                 run, label = chaos.redis_restart(events, flush=False), f"redis down {args.outage:.0f}s"
+            elif name == "connector":
+                r = chaos.connector_outage()
+                ok = r["exit_code"] == 0 and r["sent"] == r["in_kafka"] > 0
+                print(f"{'connector, broker down ' + str(int(args.outage)) + 's':<15} simulate exit {r['exit_code']}, "
+                      f"reported sent {r['sent']}, in Kafka {r['in_kafka']}, lost {max(0, r['sent'] - r['in_kafka'])}, "
+                      f"duplicated {max(0, r['in_kafka'] - r['sent'])}, outage in its log {r['outage_logged']}",
+                      flush=True)
+                failed |= not ok
+                continue
             elif name == "redis-flush":
                 run, label = chaos.redis_restart(events, flush=True), "redis flush x2"
             else:

@@ -48,7 +48,7 @@ from zonewatch.security import aiokafka_kwargs
 DEFAULT_LINGER_MS = 10
 DEFAULT_MAX_BATCH_SIZE = 512 * 1024
 DEFAULT_WINDOW = 50_000          # messages in flight (unacknowledged) before we wait for acks
-DEFAULT_REQUEST_TIMEOUT_MS = 20_000
+DEFAULT_REQUEST_TIMEOUT_MS = 120_000  # rides out a broker restart or a short outage (buffered), then fails loudly
 METADATA_TIMEOUT_S = 15.0
 _partitioner = DefaultPartitioner()  # murmur2, identical to the Java client's
 
