@@ -304,6 +304,10 @@ def create_app(settings: Settings, web_port: int = 6066) -> faust.App:
         broker_commit_every=100,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=64,
+        # after a broker restart a topic can look missing for a moment; refresh metadata often so
+        # the partitions come back in seconds rather than after the 5-minute default
+        consumer_metadata_max_age_ms=10_000,
+        producer_metadata_max_age_ms=10_000,
     )
     zone_events = app.topic(settings.internal_zone_events, value_serializer="raw", key_serializer="raw",
                             partitions=settings.partitions)

@@ -255,6 +255,7 @@ class IngestStage:
             client_id=f"{self.s.app_id}-ingest",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            metadata_max_age_ms=10_000,  # see streams/app.py: recover quickly after a broker restart
             max_partition_fetch_bytes=8 * 1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,
             **aiokafka_kwargs(self.s),
