@@ -162,6 +162,18 @@ def _flat_counts(docs: dict) -> dict:
     return out
 
 
+def _first_difference(a: dict, b: dict) -> str | None:
+    """Where two last-record-per-key maps differ first (for the report)."""
+    for key in sorted(set(a) | set(b)):
+        ra, rb = a.get(key), b.get(key)
+        if ra != rb:
+            if ra is None or rb is None:
+                return f"{key}: only in {'clean' if rb is None else 'this'} run"
+            fields = sorted(k for k in set(ra) | set(rb) if ra.get(k) != rb.get(k))
+            return f"{key}: " + "; ".join(f"{f}: clean {ra.get(f)!r} vs {rb.get(f)!r}" for f in fields)[:400]
+    return None
+
+
 def compare(clean: dict, run: dict) -> dict:
     a, b = _flat_counts(clean["docs"]), _flat_counts(run["docs"])
     lost = sum(max(0, a[k] - b.get(k, 0)) for k in a)
@@ -175,6 +187,7 @@ def compare(clean: dict, run: dict) -> dict:
         "sla_lost": len(clean["sla"] - run["sla"]), "sla_extra": len(run["sla"] - clean["sla"]),
         "sla_redelivered": run["sla_redelivered"],
         "enriched_equal": clean["enriched"] == run["enriched"],
+        "enriched_difference": _first_difference(clean["enriched"], run["enriched"]),
         "enriched_redelivered": run["enriched_redelivered"],
         "zones_state_equal": run["zones_state"] == run["docs"],
     }
@@ -351,6 +364,8 @@ def main(argv=None) -> int:
                 raise SystemExit(f"unknown scenario {name!r}")
             cmp = compare(clean, run)
             print(report_line(label, len(events), cmp), flush=True)
+            if cmp["enriched_difference"]:
+                print(f"  first difference in incidents.enriched: {cmp['enriched_difference']}", flush=True)
             failed |= bool(cmp["lost"] or cmp["duplicated"] or not cmp["docs_equal"] or cmp["sla_lost"]
                            or cmp["sla_extra"] or not cmp["enriched_equal"] or not cmp["zones_state_equal"])
         return 1 if failed else 0
