@@ -108,7 +108,18 @@ class ZoneIndex:
 
     def lookup(self, lat: float, lon: float) -> tuple[str, ...]:
         """Ids of every zone containing (lat, lon), in zones-file order."""
-        hit = self._cells.get(h3.latlng_to_cell(lat, lon, self.resolution))
+        return self._zones_at(h3.latlng_to_cell(lat, lon, self.resolution), lat, lon)
+
+    def lookup_cell(self, lat: float, lon: float) -> tuple[str, tuple[str, ...]]:
+        """(H3 cell at FINE_RES, zone ids): one cell computation serves zones and incidents."""
+        cell = h3.latlng_to_cell(lat, lon, self.resolution)
+        zones = self._zones_at(cell, lat, lon)
+        if self.resolution != FINE_RES:
+            cell = h3.latlng_to_cell(lat, lon, FINE_RES)
+        return cell, zones
+
+    def _zones_at(self, cell: str, lat: float, lon: float) -> tuple[str, ...]:
+        hit = self._cells.get(cell)
         if hit is None:
             return ()
         sure, maybe = hit
@@ -121,25 +132,6 @@ class ZoneIndex:
         if len(found) > 1:
             found.sort(key=self._order.__getitem__)
         return tuple(found)
-
-    def lookup_cell(self, lat: float, lon: float) -> tuple[str, tuple[str, ...]]:
-        """(H3 cell at FINE_RES, zone ids): one cell computation serves zones and incidents."""
-        cell = h3.latlng_to_cell(lat, lon, self.resolution)
-        hit = self._cells.get(cell)
-        if self.resolution != FINE_RES:
-            cell = h3.latlng_to_cell(lat, lon, FINE_RES)
-        if hit is None:
-            return cell, ()
-        sure, maybe = hit
-        if not maybe:
-            return cell, sure
-        found = list(sure)
-        for z in maybe:
-            if shapely.contains_xy(z.geometry, lon, lat):
-                found.append(z.zone_id)
-        if len(found) > 1:
-            found.sort(key=self._order.__getitem__)
-        return cell, tuple(found)
 
     def lookup_exact(self, lat: float, lon: float) -> tuple[str, ...]:
         """The same answer by a scan of every polygon: the reference for tests."""
