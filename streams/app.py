@@ -130,7 +130,18 @@ class ZoneStateStage:
     async def rebuild(self, p: int, upto: int) -> PartitionState:
         """State of partition p from its log up to (excluding) offset `upto`."""
         st = self.new_state(p)
-        for zid, v in (await self.writer.current_versions(st.zones)).items():
+        while True:
+            # Versions must keep increasing across owners, so they come from Redis; if Redis is
+            # down, wait for it (the batch is not acknowledged meanwhile) rather than crash the
+            # agent, which would make Faust skip the batch being processed.
+            try:
+                versions = await self.writer.current_versions(st.zones)
+                break
+            except Exception as exc:
+                metrics.REDIS_ERRORS.inc()
+                log.warning("partition %d: cannot read zone versions from Redis (%s); retrying", p, exc)
+                await asyncio.sleep(1.0)
+        for zid, v in versions.items():
             st.zones[zid].version = v
         started = time.monotonic()
         replayed = 0
