@@ -6,8 +6,11 @@ same in every run) is replayed into one deployment per scenario (own topic prefi
 Redis db on the shared stack). For each scenario the harness prints: events in, zone counters
 compared, lost and duplicated counters in the final zone state (against the clean run), and the
 same for the output topics (sla.events as a set of decisions, incidents.enriched and
-zones.state as the last record per key). Outputs are at-least-once: a decision re-made after a
-crash is re-sent as an identical record, which is reported as a redelivery, not a duplicate.
+zones.state as the last record per key, and the wall's open incidents in zw:incidents). Outputs
+are at-least-once: a decision re-made after a crash is re-sent as an identical record, which is
+reported as a redelivery, not a duplicate. For the broker and Redis outages it also shows what an
+operator sees: the worker's `zonewatch_dependency_up` scraped during the outage, its outage
+counter afterwards, and the worker's log lines about it.
 
     python -m bench.chaos [--kills 5] [--minutes 10] [--scenarios kill,broker,redis-restart,redis-flush]
 """
@@ -141,6 +144,10 @@ def snapshot(dep: Deployment, docs: dict) -> dict:
         rec.pop("processed_at", None)
         rec.pop("nearest_units", None)
         enriched[m.key.decode()] = rec
+    wall = {}
+    for cid, js in dep.redis.hgetall("zw:incidents").items():
+        d = orjson.loads(js)
+        wall[cid.decode()] = (d["status"], d["ts"], tuple(d["zones"]), d["breach_at"], d["priority"])
     zstate = {}
     for m in dep.consume_all(contract.ZONES_STATE, 10**9, timeout=4):
         doc = orjson.loads(m.value)
@@ -151,7 +158,7 @@ def snapshot(dep: Deployment, docs: dict) -> dict:
         "sla": set(effective.items()), "sla_corrections": len(sla) - len(effective),
         "sla_redelivered": len(sla_raw) - len(sla),
         "enriched": enriched, "enriched_redelivered": len(enriched_raw) - len(enriched),
-        "zones_state": zstate,
+        "zones_state": zstate, "wall": wall,
     }
 
 
@@ -199,6 +206,7 @@ def compare(clean: dict, run: dict) -> dict:
         "enriched_difference": _first_difference(clean["enriched"], run["enriched"]),
         "enriched_redelivered": run["enriched_redelivered"],
         "zones_state_equal": run["zones_state"] == run["docs"],
+        "wall_equal": clean["wall"] == run["wall"], "wall_open": len(run["wall"]),
     }
 
 
@@ -243,11 +251,15 @@ class Chaos:
         try:
             dep.start_worker()
 
+            during = {}
+
             def between(i):
                 if i == 1:
-                    self._restart("kafka", "kafka.Kafka")
+                    self._restart("kafka", "kafka.Kafka", lambda: during.update(up=worker_gauge(dep, "kafka")))
             produce_chunks(dep, events, 3, between)
-            return snapshot(dep, settle(dep, final_clock(events)))
+            snap = snapshot(dep, settle(dep, final_clock(events)))
+            snap["outage_seen"] = outage_seen(dep, "kafka", "Kafka", during.get("up"))
+            return snap
         finally:
             dep.close()
 
@@ -256,18 +268,23 @@ class Chaos:
         try:
             dep.start_worker()
 
+            during = {}
+
             def between(i):
                 if i == 1:
                     if flush:
                         dep.redis.flushdb()
                     else:
-                        self._restart("redis", "redis-server")
+                        self._restart("redis", "redis-server", lambda: during.update(up=worker_gauge(dep, "redis")))
             produce_chunks(dep, events, 3, between)
             if flush:
                 docs = settle(dep, final_clock(events))
                 dep.redis.flushdb()  # once more after the end: restored without any new input
                 time.sleep(3.0)
-            return snapshot(dep, settle(dep, final_clock(events)))
+            snap = snapshot(dep, settle(dep, final_clock(events)))
+            if not flush:
+                snap["outage_seen"] = outage_seen(dep, "redis", "Redis", during.get("up"))
+            return snap
         finally:
             dep.close()
 
@@ -303,8 +320,9 @@ class Chaos:
         return {"exit_code": sim.returncode, "sent": sent, "in_kafka": in_kafka,
                 "outage_logged": "Unable connect" in out or "Connect call failed" in out}
 
-    def _restart(self, name: str, marker: str) -> None:
-        """Stop a server, keep it down for `self.outage_s`, start it again."""
+    def _restart(self, name: str, marker: str, during=None) -> None:
+        """Stop a server, keep it down for `self.outage_s`, start it again; `during()` is called
+        halfway through the outage."""
         m = self.stack_mod
         sdir = m._state(self.state_dir)
         pid = m._read_pid(sdir / f"{name}.pid")
@@ -312,10 +330,50 @@ class Chaos:
             m._stop_pid(pid, name, 60)
             (sdir / f"{name}.pid").unlink(missing_ok=True)
         print(f"  {name} down for {self.outage_s:.0f} s", flush=True)
-        time.sleep(self.outage_s)
+        time.sleep(self.outage_s / 2)
+        if during is not None:
+            during()
+        time.sleep(self.outage_s / 2)
         kport = int(self.stack["kafka"].rsplit(":", 1)[1])
         rport = int(self.stack["redis"].rsplit(":", 1)[1].split("/")[0])
         m.up(kafka_port=kport, redis_port=rport, state_dir=self.state_dir)
+
+
+def worker_metrics(dep: Deployment) -> dict[str, float]:
+    """The newest worker's /metrics as {series: value}."""
+    import urllib.request
+
+    port = dep.workers[-1][1]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            series, _, val = line.rpartition(" ")
+            out[series] = float(val)
+    return out
+
+
+def worker_gauge(dep: Deployment, dependency: str) -> float | None:
+    try:
+        return worker_metrics(dep).get(f'zonewatch_dependency_up{{dependency="{dependency}"}}')
+    except OSError:
+        return None
+
+
+def outage_seen(dep: Deployment, dependency: str, what: str, up_during) -> dict:
+    """What an operator saw of an outage: the gauge during it, the counter and log lines after."""
+    m = worker_metrics(dep)
+    outages = m.get(f'zonewatch_dependency_outages_total{{dependency="{dependency}"}}', 0)
+    up_after = m.get(f'zonewatch_dependency_up{{dependency="{dependency}"}}')
+    log = dep.workers[-1][2].read_text(errors="replace").splitlines()
+    down_line = next((ln for ln in log if f"{what} unreachable" in ln), None)
+    back_line = next((ln for ln in log if f"{what} reachable again" in ln), None)
+    ok = up_during == 0 and up_after == 1 and outages >= 1 and down_line is not None and back_line is not None
+    short = lambda ln: ln[ln.index(what):][:110] if ln else "MISSING"  # noqa: E731
+    return {"ok": ok, "text": f'zonewatch_dependency_up{{dependency="{dependency}"}} during {up_during}, '
+                              f"after {up_after}; outages_total {outages:.0f}; log: {short(down_line)!r} / "
+                              f"{short(back_line)!r}"}
 
 
 def report_line(name: str, n_in: int, cmp: dict) -> str:
@@ -324,7 +382,8 @@ def report_line(name: str, n_in: int, cmp: dict) -> str:
             f"sla lost {cmp['sla_lost']} extra {cmp['sla_extra']} (redelivered {cmp['sla_redelivered']}, "
             f"corrected {cmp['sla_corrections']})  "
             f"enriched equal {cmp['enriched_equal']} (redelivered {cmp['enriched_redelivered']})  "
-            f"zones.state = Redis {cmp['zones_state_equal']}")
+            f"zones.state = Redis {cmp['zones_state_equal']}  "
+            f"wall incidents equal {cmp['wall_equal']} ({cmp['wall_open']} open)")
 
 
 def main(argv=None) -> int:
@@ -377,7 +436,12 @@ def main(argv=None) -> int:
             if cmp["enriched_difference"]:
                 print(f"  first difference in incidents.enriched: {cmp['enriched_difference']}", flush=True)
             failed |= bool(cmp["lost"] or cmp["duplicated"] or not cmp["docs_equal"] or cmp["sla_lost"]
-                           or cmp["sla_extra"] or not cmp["enriched_equal"] or not cmp["zones_state_equal"])
+                           or cmp["sla_extra"] or not cmp["enriched_equal"] or not cmp["zones_state_equal"]
+                           or not cmp["wall_equal"])
+            seen = run.get("outage_seen")
+            if seen is not None:
+                print(f"  seen by operators: {seen['text']}", flush=True)
+                failed |= not seen["ok"]
         return 1 if failed else 0
     finally:
         stack_mod.down(state_dir=state)

@@ -621,9 +621,10 @@ CERT_DAYS = 30
 # Redis ACL users (docs/SECURITY.md). Commands are exactly those the code issues, plus CLIENT SETINFO
 # (redis-py sends it on connect) where the server knows it (7.2+; 7.0 rejects the rule).
 REDIS_WORKER_COMMANDS = ("ping", "select", "get", "set", "mget", "exists", "sadd", "smembers", "xadd",
-                         "publish", "geoadd", "geosearch", "zrem", "hset", "hmget")
+                         "publish", "geoadd", "geosearch", "zrem", "hset", "hmget", "hdel", "hgetall")
 REDIS_READER_COMMANDS = ("ping", "select", "get", "mget", "exists", "smembers", "xread", "xrange",
-                         "xrevrange", "xlen", "xinfo|stream", "geosearch", "geopos", "subscribe", "unsubscribe")
+                         "xrevrange", "xlen", "xinfo|stream", "geosearch", "geopos", "subscribe", "unsubscribe",
+                         "hgetall")
 REDIS_USERS = {"zonewatch": REDIS_WORKER_COMMANDS, "zonewatch-read": REDIS_READER_COMMANDS}
 
 

@@ -10,6 +10,8 @@
                                                                 ▼
                                           state_writer: SET zw:zone:{id} + XADD zw:zone-updates
                                                         + PUBLISH zw:zone:{id}   (one pipeline)
+                                                        + HSET/HDEL zw:incidents + XADD
+                                                          zw:incident-updates   (the wall's list)
 
 Topic schemas: input topics and ingest.deadletter are CONTRACT §1/§4 (validated by
 zonewatch/contract.py); the zone-events record layout is documented in streams/ingest.py.
@@ -41,6 +43,7 @@ from zonewatch.contract import KIND_ALERT, KIND_CALL
 from zonewatch.security import aiokafka_kwargs, faust_broker_credentials, faust_broker_url
 
 from . import metrics
+from .health import probe_forever
 from .incidents import eta_s
 from .ingest import IngestStage, zone_partition
 from .rules import load_rules
@@ -73,6 +76,7 @@ class ZoneStateStage:
         self.last_heartbeat: dict[int, float] = {}
         self.pending_e2e: dict[str, list[float]] = {"calls": [], "gps": [], "alerts": []}
         self.events_applied = 0
+        self.pending_board: list[dict] = []   # incident entries not held by any state
         self.wake = asyncio.Event()
 
     def new_state(self, p: int) -> PartitionState:
@@ -165,9 +169,39 @@ class ZoneStateStage:
             finally:
                 await c.stop()
         st.dirty.clear()
+        await self.reconcile_incidents(p, st)
         log.info("partition %d: state rebuilt from %d batches in %.2fs (clock %d)",
                  p, replayed, time.monotonic() - started, st.clock)
         return st
+
+    async def reconcile_incidents(self, p: int, st: PartitionState) -> None:
+        """Make zw:incidents agree with the rebuilt state of partition p: a previous owner may have
+        died between deciding an arrival and writing it. Open incidents are rewritten (keeping
+        the dispatch recommendations Redis has: they are not in the log), and entries of this
+        partition that are no longer open are closed."""
+        st.incidents.take_board()  # the replay's changes; the state itself is what counts
+        while True:
+            try:
+                existing = await self.writer.open_incidents()
+                break
+            except Exception as exc:
+                metrics.REDIS_ERRORS.inc()
+                log.warning("partition %d: cannot read zw:incidents (%s); retrying", p, exc)
+                await asyncio.sleep(1.0)
+        board = st.incidents.board
+        for inc in st.incidents.open_incidents():
+            old = existing.get(inc.call_id)
+            if old and old.get("nearest_units") and not inc.record.get("nearest_units"):
+                inc.record["nearest_units"] = old["nearest_units"]
+            board[inc.call_id] = inc
+        for cid, doc in existing.items():
+            if doc.get("partition") != p or cid in board:
+                continue
+            inc = st.incidents.incidents.get(cid)
+            if inc is not None:
+                board[cid] = inc  # arrived meanwhile
+            else:  # forgotten already: how it ended is no longer known here
+                self.pending_board.append({**doc, "status": "closed", "clock": st.clock})
 
     def drop(self, partitions) -> None:
         for p in partitions:
@@ -183,11 +217,13 @@ class ZoneStateStage:
                 agg.last_figures = None
                 st.dirty.add(zid)
                 n += 1
+            for inc in st.incidents.open_incidents():
+                st.incidents.board[inc.call_id] = inc
         self.wake.set()
         return n
 
     async def flush(self) -> None:
-        docs = []
+        docs, board = [], []
         now = time.monotonic()
         for p, st in list(self.states.items()):
             moved = st.clock != self.flushed_clock.get(p)
@@ -199,16 +235,22 @@ class ZoneStateStage:
                 self.last_heartbeat[p] = now
             docs.extend(st.changed_documents(all_zones=moved, refresh_clock=refresh))
             self.flushed_clock[p] = st.clock
+            changed = st.incidents.take_board()
+            if changed:
+                board.extend(st.incidents.board_doc(inc, p) for inc in changed.values())
+        if self.pending_board:
+            board.extend(self.pending_board)
+            self.pending_board = []
         pending = self.pending_e2e
         self.pending_e2e = {"calls": [], "gps": [], "alerts": []}
-        if not docs:
+        if not docs and not board:
             return
-        encoded, ids = await self.writer.write(docs)
+        encoded, ids = await self.writer.write(docs, board)
         now_ms = time.time() * 1000
         for src, kts in pending.items():
             if kts:
                 metrics.observe_many(metrics.E2E.labels(src), [(now_ms - t) / 1000.0 for t in kts])
-        if self.writer.on_written is not None:
+        if docs and self.writer.on_written is not None:
             await self.writer.on_written(encoded, ids)
 
 
@@ -342,6 +384,8 @@ def create_app(settings: Settings, web_port: int = 6066) -> faust.App:
             enriched, sla, arrivals = stage.take_outputs(st)
             if enriched or sla or arrivals:
                 await outputs.send(enriched, sla, arrivals, st.clock)
+                for rec in enriched:  # the wall shows the recommendations send() added
+                    st.incidents.touch(rec["call_id"])
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app_, revoked, **kwargs):
@@ -405,9 +449,11 @@ def create_app(settings: Settings, web_port: int = 6066) -> faust.App:
         st = IngestStage(settings, index, redis, producer)
         await st.start()
         app.zonewatch_ingest = st
+        probe = asyncio.ensure_future(probe_forever(producer.client, redis))
         try:
             await st.run()
         finally:
+            probe.cancel()
             await st.stop()
             await producer.stop()
 

@@ -122,6 +122,8 @@ class IncidentState:
         self.out: list[tuple[str, object]] = []
         self.changed_records: dict[str, Incident] = {}
         self._calls_pruned = 0        # ("enriched", rec) | ("sla", ev) | ("arrival", inc)
+        # incidents whose wall entry (board_doc) changed since the last take_board
+        self.board: dict[str, Incident] = {}
 
     # -- input -----------------------------------------------------------------------------
     def on_call(self, call_id: str, ts: int, lat: float, lon: float, cell: str, zones: list,
@@ -149,6 +151,7 @@ class IncidentState:
         self._finish_record(inc)
         self.changed_records.pop(call_id, None)
         self.out.append(("enriched", inc.record))
+        self.board[call_id] = inc
         if not inc.consumed_late:
             # earliest fix at or after the call, within reach, among those kept (the grace)
             best = None
@@ -213,6 +216,8 @@ class IncidentState:
             if what == "breach":
                 if inc.arrival_ts is None or inc.arrival_ts - inc.ts > BREACH_AFTER_MS:
                     inc.breached = True
+                    if inc.arrival_ts is None:
+                        self.board[call_id] = inc
                     self.out.append(("sla", {"type": "breach", "call_id": call_id, "zone_ids": inc.zones,
                                              "unit_id": None, "response_s": None, "ts": due}))
             elif what == "uncorr":
@@ -221,6 +226,8 @@ class IncidentState:
                 if inc.arrival_ts is not None and inc.arrival_ts + self.grace_ms <= clock:
                     self._unlink_near(inc)  # no fix consumed from now on can be earlier
             elif what == "expire":
+                if inc.arrival_ts is None:
+                    self.board[call_id] = inc  # leaves the wall unanswered
                 self._forget(inc)
         if len(self.seen_calls) > 1024 and clock - self._calls_pruned > 600_000:
             self._calls_pruned = clock
@@ -244,6 +251,40 @@ class IncidentState:
         self.changed_records.clear()
         out, self.out = self.out, []
         return out
+
+    def take_board(self) -> dict[str, Incident]:
+        """Incidents whose wall entry changed since the last call (render with board_doc)."""
+        out, self.board = self.board, {}
+        return out
+
+    def touch(self, call_id: str) -> None:
+        """Its record changed outside this state (dispatch recommendations): re-render its entry."""
+        inc = self.incidents.get(call_id)
+        if inc is not None and inc.arrival_ts is None:
+            self.board[call_id] = inc
+
+    def open_incidents(self) -> list[Incident]:
+        """Incidents neither arrived nor expired (the wall's list; `open_incidents` of §3)."""
+        return [inc for inc in self.incidents.values() if inc.arrival_ts is None]
+
+    def board_doc(self, inc: Incident, partition: int) -> dict:
+        """The incident as the wall shows it (`zw:incidents`, README "Open incidents on the wall")."""
+        if inc.arrival_ts is not None:
+            status = "arrived"
+        elif inc.call_id not in self.incidents:
+            status = "expired"
+        elif inc.breached:
+            status = "breached"
+        else:
+            status = "open"
+        r = inc.record
+        return {"call_id": inc.call_id, "status": status, "ts": inc.ts, "lat": inc.lat, "lon": inc.lon,
+                "category": r.get("category"), "priority": r.get("priority"), "zones": inc.zones,
+                "ring": r.get("ring"), "breach_at": inc.ts + BREACH_AFTER_MS,
+                "arrived_ts": inc.arrival_ts, "unit_id": inc.arrival_unit,
+                "response_s": None if inc.arrival_ts is None else round((inc.arrival_ts - inc.ts) / 1000.0, 3),
+                "nearest_units": r.get("nearest_units") or [], "corroborating_alerts": len(inc.alerts),
+                "clock": self.clock, "partition": partition}
 
     @staticmethod
     def _finish_record(inc: Incident) -> None:
@@ -279,6 +320,7 @@ class IncidentState:
         inc.arrival_unit = unit
         heapq.heappush(self.timers, (ts + self.grace_ms, "settle", inc.call_id))
         response_s = round((ts - inc.ts) / 1000.0, 3)
+        self.board[inc.call_id] = inc
         self.out.append(("sla", {"type": "arrived", "call_id": inc.call_id, "zone_ids": inc.zones,
                                  "unit_id": unit, "response_s": response_s, "ts": ts}))
         self.out.append(("arrival", (inc.call_id, inc.ts, inc.zones, response_s, unit)))

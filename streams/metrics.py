@@ -5,7 +5,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter as _Tally
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 
 disable_created_metrics()  # the *_created series only add noise for dashboards
 
@@ -30,6 +30,10 @@ OUTPUT_ERRORS = Counter("zonewatch_output_errors_total", "Output records Kafka d
                         registry=REGISTRY)
 REDIS_ERRORS = Counter("zonewatch_redis_write_errors_total", "Failed Redis pipeline writes (retried)",
                        registry=REGISTRY)
+DEPENDENCY_UP = Gauge("zonewatch_dependency_up", "1 when the dependency answered the last probe (every 2 s)",
+                      ["dependency"], registry=REGISTRY)
+DEPENDENCY_OUTAGES = Counter("zonewatch_dependency_outages_total", "Times a dependency stopped answering probes",
+                             ["dependency"], registry=REGISTRY)
 
 SOURCES = ("calls", "gps", "alerts")
 # Pre-create every labelled child so each series is exported (as 0) from the start.
@@ -38,6 +42,8 @@ for _s in SOURCES:
         EVENTS.labels(_s, _o)
     E2E.labels(_s)
     AGE.labels(_s)
+for _d in ("kafka", "redis"):
+    DEPENDENCY_OUTAGES.labels(_d)
 
 
 def observe_many(hist_child, values) -> None:

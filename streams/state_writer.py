@@ -2,6 +2,12 @@
 
 For each changed zone, in the same pipeline: SET zw:zone:{id}, XADD zw:zone-updates (MAXLEN ~
 100000) and PUBLISH zw:zone:{id}. Many events between two flushes cost one write per zone.
+
+The wall's incident list rides in the same pipeline (README "Open incidents on the wall"): each
+changed incident is HSET in (open, breached) or HDEL from (arrived, expired) the hash
+zw:incidents, field call_id, then XADD zw:incident-updates (MAXLEN ~ 10000) call_id, status, state.
+The hash is written before the stream entry, as the zone document is, so a reader that takes the
+stream's last id before reading the hash misses nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +24,10 @@ log = logging.getLogger("zonewatch.writer")
 UPDATES_STREAM = "zw:zone-updates"
 ZONES_SET = "zw:zones"
 STREAM_MAXLEN = 100_000
+INCIDENTS_HASH = "zw:incidents"
+INCIDENT_UPDATES = "zw:incident-updates"
+INCIDENT_STREAM_MAXLEN = 10_000
+OPEN_STATUSES = ("open", "breached")
 
 
 def zone_key(zone_id: str) -> str:
@@ -49,16 +59,29 @@ class StateWriter:
                     out[zid] = 0
         return out
 
-    async def write(self, docs: list[dict]) -> tuple[list[bytes], list[str]]:
-        """Write documents; retries until Redis accepts them (state must not be skipped).
+    async def open_incidents(self) -> dict[str, dict]:
+        """The wall's open incidents now in Redis, by call_id."""
+        raw = await self.redis.hgetall(INCIDENTS_HASH)
+        out = {}
+        for cid, js in raw.items():
+            try:
+                out[cid.decode() if isinstance(cid, bytes) else cid] = orjson.loads(js)
+            except orjson.JSONDecodeError:
+                out[cid.decode() if isinstance(cid, bytes) else cid] = {}
+        return out
+
+    async def write(self, docs: list[dict], incidents: list[dict] = ()) -> tuple[list[bytes], list[str]]:
+        """Write zone documents and incident entries; retries until Redis accepts them (state
+        must not be skipped).
 
         Returns the encoded documents and their zone ids (for the zones.state topic).
         """
-        if not docs:
+        if not docs and not incidents:
             return [], []
         delay = 0.1
         encoded = [orjson.dumps(doc) for doc in docs]
         ids = [doc["zone_id"] for doc in docs]
+        inc_encoded = [orjson.dumps(inc) for inc in incidents]
         while True:
             pipe = self.redis.pipeline(transaction=False)
             for doc, js, zid in zip(docs, encoded, ids):
@@ -66,14 +89,21 @@ class StateWriter:
                 pipe.xadd(UPDATES_STREAM, {"zone_id": zid, "version": doc["version"], "state": js},
                           maxlen=STREAM_MAXLEN, approximate=True)
                 pipe.publish(zone_key(zid), js)
+            for inc, js in zip(incidents, inc_encoded):
+                if inc["status"] in OPEN_STATUSES:
+                    pipe.hset(INCIDENTS_HASH, inc["call_id"], js)
+                else:
+                    pipe.hdel(INCIDENTS_HASH, inc["call_id"])
+                pipe.xadd(INCIDENT_UPDATES, {"call_id": inc["call_id"], "status": inc["status"], "state": js},
+                          maxlen=INCIDENT_STREAM_MAXLEN, approximate=True)
             try:
                 await pipe.execute()
                 metrics.ZONE_WRITES.inc(len(docs))
                 break
             except Exception as exc:  # connection errors of any kind: keep trying, loudly
                 metrics.REDIS_ERRORS.inc()
-                log.warning("redis write of %d zone states failed (%s); retrying in %.1fs",
-                            len(docs), exc, delay)
+                log.warning("redis write of %d zone states and %d incidents failed (%s); retrying in %.1fs",
+                            len(docs), len(incidents), exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         return encoded, ids

@@ -10,10 +10,13 @@ static wall page need `Authorization: Bearer <token>`; `/stream` and `/ws` also 
   GET /zones/{id}            one zone state, 404 if Redis has none for that id
   GET /zones.geojson         the zones file (ZONEWATCH_ZONES) with every feature's id at top level
   GET /units?near=LAT,LON&radius=M[&limit=N]   units of zw:units within M metres, nearest first
+  GET /incidents             open incidents (zw:incidents), oldest call first
   GET /stream                Server-Sent Events: `snapshot`, then one `zone` event per zw:zone-updates
                              entry; resumable with Last-Event-ID (header or ?last_event_id=);
                              `resync` + a fresh `snapshot` when the id was trimmed or the client fell
-                             too far behind
+                             too far behind. Besides: `incidents` (all open incidents) after every
+                             snapshot or resume, then one `incident` event per zw:incident-updates
+                             entry; these carry no `id:`, so Last-Event-ID stays a zone-updates id
   WS  /ws                    the same feed as JSON messages over a WebSocket
   GET /stats                 the worker's e2e latency (p50/p99 over the last 30 s, scraped from its
                              /metrics), connected clients, the stream's time zone
@@ -60,6 +63,8 @@ log = logging.getLogger("zonewatch.gateway")
 # does not import the stream processor's modules).
 UPDATES_STREAM = "zw:zone-updates"
 ZONES_SET = "zw:zones"
+INCIDENTS_HASH = "zw:incidents"
+INCIDENT_UPDATES = "zw:incident-updates"
 
 
 def zone_key(zone_id: str) -> str:
@@ -88,6 +93,8 @@ RESYNCS = Counter("zonewatch_gateway_resyncs_total",
                   "is no longer in zw:zone-updates, reset = the stream was recreated", ["reason"],
                   registry=REGISTRY)
 UPDATES = Counter("zonewatch_gateway_updates_total", "Entries read from zw:zone-updates", registry=REGISTRY)
+INCIDENT_UPDATES_READ = Counter("zonewatch_gateway_incident_updates_total", "Entries read from zw:incident-updates",
+                                registry=REGISTRY)
 REDIS_ERRORS = Counter("zonewatch_gateway_redis_errors_total", "Failed reads of zw:zone-updates (retried)",
                        registry=REGISTRY)
 for _t in ("sse", "ws"):
@@ -144,6 +151,40 @@ class Entry:
         return self._ws
 
 
+class IncidentEntry:
+    """One zw:incident-updates entry: an incident's wall entry after a change."""
+
+    __slots__ = ("id", "key", "state", "_sse", "_ws")
+
+    def __init__(self, sid: bytes | str, fields: dict):
+        self.id = sid.decode() if isinstance(sid, bytes) else sid
+        self.key = id_key(self.id)
+        self.state: bytes = fields.get(b"state") or b"null"
+        self._sse: bytes | None = None
+        self._ws: str | None = None
+
+    @property
+    def sse(self) -> bytes:
+        # no `id:` line: the browser's Last-Event-ID must stay a zw:zone-updates id
+        if self._sse is None:
+            self._sse = b"event: incident\ndata: %s\n\n" % self.state
+        return self._sse
+
+    @property
+    def ws(self) -> str:
+        if self._ws is None:
+            self._ws = '{"type":"incident","state":%s}' % self.state.decode()
+        return self._ws
+
+
+@dataclass
+class IncidentSnapshot:
+    docs: list[bytes]
+
+    def array(self) -> bytes:
+        return b"[" + b",".join(self.docs) + b"]"
+
+
 RESYNC = object()   # queue sentinel: the client fell behind
 PING = object()     # queue sentinel: heartbeat
 
@@ -160,16 +201,17 @@ class Snapshot:
 class Subscriber:
     """A connected client: a bounded queue filled by the reader, drained by the client's writer."""
 
-    __slots__ = ("queue", "resync", "reason", "mark", "transport")
+    __slots__ = ("queue", "resync", "reason", "mark", "inc_mark", "transport")
 
     def __init__(self, maxsize: int, transport: str):
         self.queue: asyncio.Queue = asyncio.Queue(maxsize)
         self.resync = False             # queue overflowed; entries are dropped until the resync is sent
         self.reason = ""
         self.mark: tuple[int, int] = (0, 0)  # id of the newest update this client has been given
+        self.inc_mark: tuple[int, int] = (0, 0)  # the same for zw:incident-updates
         self.transport = transport
 
-    def offer(self, entry: Entry) -> None:
+    def offer(self, entry: Entry | IncidentEntry) -> None:
         """Called by the reader for every entry; never blocks, never awaits."""
         if self.resync:
             return
@@ -209,6 +251,7 @@ class Hub:
         self.heartbeat_s = heartbeat_s
         self.subs: set[Subscriber] = set()
         self.last_id = "0-0"
+        self.inc_last_id = "0-0"
         self._tasks: list[asyncio.Task] = []
         self.reading = False
 
@@ -216,6 +259,7 @@ class Hub:
     async def start(self) -> None:
         try:
             self.last_id = await self._top_id()
+            self.inc_last_id = await self._top_id(INCIDENT_UPDATES)
         except Exception as exc:  # Redis down at start: the reader retries from the beginning
             log.warning("cannot read %s at start (%s); will retry", UPDATES_STREAM, exc)
             self.last_id = None
@@ -240,10 +284,10 @@ class Hub:
             CLIENTS.labels(sub.transport).dec()
 
     # the one reader
-    async def _top_id(self) -> str:
+    async def _top_id(self, stream: str = UPDATES_STREAM) -> str:
         """last-generated-id of the stream ("0-0" when it does not exist)."""
         try:
-            info = await self.redis.xinfo_stream(UPDATES_STREAM)
+            info = await self.redis.xinfo_stream(stream)
         except Exception as exc:
             if "no such key" in str(exc).lower():
                 return "0-0"
@@ -260,24 +304,32 @@ class Hub:
             try:
                 if self.last_id is None:
                     self.last_id = await self._top_id()
+                    self.inc_last_id = await self._top_id(INCIDENT_UPDATES)
                 self.reading = True
-                resp = await self.redis.xread({UPDATES_STREAM: self.last_id}, count=READ_COUNT,
-                                              block=READ_BLOCK_MS)
+                resp = await self.redis.xread({UPDATES_STREAM: self.last_id, INCIDENT_UPDATES: self.inc_last_id},
+                                              count=READ_COUNT, block=READ_BLOCK_MS)
                 delay = 0.2
                 if not resp:
                     await self._check_reset()
                     continue
-                for _stream, entries in resp:
+                for stream, entries in resp:
+                    zones = stream in (UPDATES_STREAM, UPDATES_STREAM.encode())
                     for n, (sid, fields) in enumerate(entries, 1):
-                        entry = Entry(sid, fields)
+                        entry = Entry(sid, fields) if zones else IncidentEntry(sid, fields)
                         for sub in tuple(self.subs):
                             sub.offer(entry)
-                        self.last_id = entry.id
+                        if zones:
+                            self.last_id = entry.id
+                        else:
+                            self.inc_last_id = entry.id
                         if n % self.yield_every == 0:
                             # let the writers of clients that keep up drain their queues within a
                             # big read (never waits for any one client)
                             await asyncio.sleep(0)
-                    UPDATES.inc(len(entries))
+                    if zones:
+                        UPDATES.inc(len(entries))
+                    else:
+                        INCIDENT_UPDATES_READ.inc(len(entries))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # connection errors: keep the clients, retry from last_id
@@ -289,10 +341,19 @@ class Hub:
 
     async def _check_reset(self) -> None:
         top = await self._top_id()
+        inc_top = await self._top_id(INCIDENT_UPDATES)
+        reset = False
         if id_key(top) < id_key(self.last_id):
             log.warning("%s was recreated (last id %s < %s): every client resyncs",
                         UPDATES_STREAM, top, self.last_id)
             self.last_id = top
+            reset = True
+        if id_key(inc_top) < id_key(self.inc_last_id):
+            log.warning("%s was recreated (last id %s < %s): every client resyncs",
+                        INCIDENT_UPDATES, inc_top, self.inc_last_id)
+            self.inc_last_id = inc_top
+            reset = True
+        if reset:
             for sub in tuple(self.subs):
                 sub.force_resync("reset")
 
@@ -320,6 +381,26 @@ class Hub:
         docs = [d for d in (await self.redis.mget([zone_key(z) for z in ids]) if ids else []) if d]
         sub.mark = id_key(sid)
         return Snapshot(sid, docs)
+
+    async def incidents(self, sub: Subscriber | None = None) -> IncidentSnapshot:
+        """All open incidents, oldest call first, with zw:incident-updates' last id read BEFORE the
+        hash (the worker HSETs before it XADDs): entries up to that id are in the snapshot, later
+        ones reach the client through its queue and may repeat what the snapshot already shows,
+        which is harmless since each entry is the incident's whole state."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xrevrange(INCIDENT_UPDATES, "+", "-", count=1)
+        pipe.hgetall(INCIDENTS_HASH)
+        top, raw = await pipe.execute()
+        if sub is not None:
+            sub.inc_mark = id_key(top[0][0]) if top else (0, 0)
+        docs = []
+        for js in raw.values():
+            try:
+                docs.append((orjson.loads(js).get("ts", 0), js))
+            except (orjson.JSONDecodeError, AttributeError):
+                continue
+        docs.sort(key=lambda d: d[0])
+        return IncidentSnapshot([js for _, js in docs])
 
     async def catch_up(self, sub: Subscriber, last_id: str):
         """Yield lists of entries after `last_id` (exclusive); TrimmedError if some are gone."""
@@ -368,15 +449,17 @@ class Hub:
         """The feed for one client as batches of ("snapshot", Snapshot) / ("resync", reason) /
         ("zone", Entry) / ("ping", None). The client must be registered before this starts."""
         if last_id is None:
-            yield [("snapshot", await self.snapshot(sub))]
+            yield [("snapshot", await self.snapshot(sub)), ("incidents", await self.incidents(sub))]
         else:
             try:
+                yield [("incidents", await self.incidents(sub))]
                 async for batch in self.catch_up(sub, last_id):
                     yield [("zone", e) for e in batch]
             except TrimmedError as exc:
                 log.info("client resumed at %s: %s; resync", last_id, exc)
                 RESYNCS.labels("trimmed").inc()
-                yield [("resync", "trimmed"), ("snapshot", await self.snapshot(sub))]
+                yield [("resync", "trimmed"), ("snapshot", await self.snapshot(sub)),
+                       ("incidents", await self.incidents(sub))]
         queue = sub.queue
         while True:
             items = [await queue.get()]
@@ -390,9 +473,14 @@ class Hub:
                 if it is RESYNC:
                     out.append(("resync", sub.reason))
                     out.append(("snapshot", await self.snapshot(sub)))
+                    out.append(("incidents", await self.incidents(sub)))
                 elif it is PING:
                     if len(items) == 1:
                         out.append(("ping", None))
+                elif type(it) is IncidentEntry:
+                    if it.key > sub.inc_mark:   # already in the incidents snapshot: skip
+                        sub.inc_mark = it.key
+                        out.append(("incident", it))
                 elif it.key > sub.mark:   # already sent by the snapshot or the catch-up: skip
                     sub.mark = it.key
                     out.append(("zone", it))
@@ -407,8 +495,10 @@ class Hub:
 def sse_encode(batch) -> bytes:
     parts = []
     for kind, val in batch:
-        if kind == "zone":
+        if kind == "zone" or kind == "incident":
             parts.append(val.sse)
+        elif kind == "incidents":
+            parts.append(b"event: incidents\ndata: %s\n\n" % val.array())
         elif kind == "snapshot":
             parts.append(b"id: %s\nevent: snapshot\ndata: %s\n\n" % (val.id.encode(), val.array()))
         elif kind == "resync":
@@ -419,8 +509,10 @@ def sse_encode(batch) -> bytes:
 
 
 def ws_encode(kind, val) -> str:
-    if kind == "zone":
+    if kind == "zone" or kind == "incident":
         return val.ws
+    if kind == "incidents":
+        return '{"type":"incidents","incidents":%s}' % val.array().decode()
     if kind == "snapshot":
         return '{"type":"snapshot","id":"%s","zones":%s}' % (val.id, val.array().decode())
     if kind == "resync":
@@ -569,6 +661,23 @@ OPENAPI_TEMPLATE = {
             "Unit": {"type": "object", "properties": {
                 "unit_id": {"type": "string"}, "lat": {"type": "number"}, "lon": {"type": "number"},
                 "distance_m": {"type": "number"}}},
+            "Incident": {"type": "object", "description": "An incident on the wall (README: Open incidents "
+                         "on the wall); in zw:incidents while status is open or breached",
+                         "properties": {
+                             "call_id": {"type": "string"},
+                             "status": {"enum": ["open", "breached", "arrived", "expired", "closed"]},
+                             "ts": {"type": "integer", "description": "call time, epoch ms"},
+                             "lat": {"type": "number"}, "lon": {"type": "number"},
+                             "category": {"type": "string"}, "priority": {"type": "integer"},
+                             "zones": {"type": "array", "items": {"type": "string"}},
+                             "ring": {"type": ["string", "null"]},
+                             "breach_at": {"type": "integer", "description": "ts + 300 s"},
+                             "arrived_ts": {"type": ["integer", "null"]}, "unit_id": {"type": ["string", "null"]},
+                             "response_s": {"type": ["number", "null"]},
+                             "nearest_units": {"type": "array", "items": {"type": "object"}},
+                             "corroborating_alerts": {"type": "integer"},
+                             "clock": {"type": "integer", "description": "stream clock when written"},
+                             "partition": {"type": "integer"}}},
             "Error": {"type": "object", "properties": {"error": {"type": "string"}}},
         },
     },
@@ -595,11 +704,18 @@ OPENAPI_TEMPLATE = {
             "responses": {"200": {"description": "units", "content": {"application/json": {"schema": {
                 "type": "array", "items": {"$ref": "#/components/schemas/Unit"}}}}},
                 "400": {"description": "bad parameters"}}}},
+        "/incidents": {"get": {"summary": "Open incidents (not arrived, not expired), oldest call first",
+                               "responses": {"200": {"description": "incidents", "content": {"application/json": {
+                                   "schema": {"type": "array", "items": {"$ref": "#/components/schemas/Incident"}}}}},
+                                   "401": {"description": "missing or invalid token"}}}},
         "/stream": {"get": {
             "summary": "Server-Sent Events: snapshot, then one `zone` event per update",
             "description": "Events: `snapshot` (data: array of zone states, id: the stream id it is "
                            "consistent with), `zone` (data: one zone state, id: its zw:zone-updates id), "
-                           "`resync` (a fresh `snapshot` follows). Resume with the Last-Event-ID header "
+                           "`resync` (a fresh `snapshot` follows), `incidents` (data: array of open "
+                           "incidents; after every snapshot and on resume; no id), `incident` (data: one "
+                           "incident after a change; drop it from the list unless status is open or "
+                           "breached; no id). Resume with the Last-Event-ID header "
                            "or ?last_event_id=. Clients keep the highest `version` per zone. "
                            "Heartbeat comment every 15 s.",
             "security": [{"bearer": []}, {"token": []}],
@@ -608,7 +724,7 @@ OPENAPI_TEMPLATE = {
             "responses": {"200": {"description": "event stream", "content": {"text/event-stream": {}}},
                           "400": {"description": "malformed Last-Event-ID"}}}},
         "/ws": {"get": {"summary": "WebSocket: the /stream feed as JSON messages {type: snapshot|zone|"
-                                   "resync|ping, ...}", "security": [{"bearer": []}, {"token": []}],
+                                   "incidents|incident|resync|ping, ...}", "security": [{"bearer": []}, {"token": []}],
                         "responses": {"101": {"description": "switching protocols"}}}},
         "/stats": {"get": {"summary": "Worker e2e latency (last 30 s), clients, time zone",
                            "responses": {"200": {"description": "stats"}}}},
@@ -735,6 +851,9 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
                 "lon": round(c[0], 7), "distance_m": round(d, 1)} for m, d, c in found]
         return json_bytes(orjson.dumps(out))
 
+    async def incidents(request: Request):
+        return json_bytes((await hub.incidents()).array())
+
     async def stats_endpoint(request: Request):
         await stats.refresh()
         return JSONResponse({"e2e": stats.summary(), "clients": len(hub.subs), "tz": settings.tz,
@@ -839,6 +958,7 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
         Route("/zones.geojson", protected(zones_geojson)),
         Route("/zones/{zone_id:path}", protected(zone_one)),
         Route("/units", protected(units)),
+        Route("/incidents", protected(incidents)),
         Route("/stats", protected(stats_endpoint)),
         Route("/stream", stream),
         WebSocketRoute("/ws", ws),

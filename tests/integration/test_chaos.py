@@ -1,5 +1,6 @@
 """The small `make chaos`: kill -9 the worker twice during a replay, and flush Redis during and
-after one; the final zone state and output topics equal those of a clean run of the same events.
+after one; the final zone state, output topics and the wall's open incidents equal those of a
+clean run of the same events.
 (`make chaos` adds 5 kills, a broker restart and a Redis restart on a stack of its own.)"""
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def check(name, events, clean, run):
     assert cmp["docs_equal"]
     assert (cmp["sla_lost"], cmp["sla_extra"]) == (0, 0)
     assert cmp["enriched_equal"] and cmp["zones_state_equal"]
+    assert cmp["wall_equal"], "zw:incidents (the wall's open incidents) differs from the clean run"
 
 
 def test_kill_9_twice_during_a_replay(clean_run):

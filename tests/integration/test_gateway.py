@@ -90,10 +90,14 @@ class GatewayProcess:
 
 class SSEClient:
     """A /stream reader on httpx: next_event() returns {"event", "id", "data"}; heartbeats (every
-    second with --heartbeat 1) let every read check its deadline."""
+    second with --heartbeat 1) let every read check its deadline. Unless `incidents` is true,
+    the `incidents`/`incident` events are kept aside in `incident_events` (the zone-feed tests
+    compare zone events with XRANGE of zw:zone-updates)."""
 
     def __init__(self, url: str, last_event_id: str | None = None, params: dict | None = None,
-                 headers: dict | None = None):
+                 headers: dict | None = None, incidents: bool = False):
+        self.with_incidents = incidents
+        self.incident_events: list[dict] = []
         self.client = httpx.Client(timeout=httpx.Timeout(10.0, read=10.0))
         h = dict(AUTH if headers is None else headers)
         if last_event_id is not None:
@@ -110,7 +114,9 @@ class SSEClient:
             if line == "":
                 if "data" in ev:
                     ev.setdefault("event", "message")
-                    return ev
+                    if self.with_incidents or ev["event"] not in ("incidents", "incident"):
+                        return ev
+                    self.incident_events.append(ev)
                 ev = {}
             elif line.startswith(":"):
                 pass
@@ -198,6 +204,25 @@ def id_key(i: str) -> tuple[int, int]:
     return int(a), int(b)
 
 
+def redis_incidents(dep) -> dict[str, dict]:
+    return {k.decode(): orjson.loads(v) for k, v in dep.redis.hgetall("zw:incidents").items()}
+
+
+def apply_incident_events(events: list[dict], wall: dict | None = None) -> dict[str, dict]:
+    """What the wall page does with `incidents` and `incident` events."""
+    wall = {} if wall is None else wall
+    for ev in events:
+        data = orjson.loads(ev["data"])
+        assert "id" not in ev, ev          # Last-Event-ID must stay a zw:zone-updates id
+        if ev["event"] == "incidents":
+            wall = {d["call_id"]: d for d in data}
+        elif data["status"] in ("open", "breached"):
+            wall[data["call_id"]] = data
+        else:
+            wall.pop(data["call_id"], None)
+    return wall
+
+
 @pytest.fixture(scope="module")
 def live(stack):
     """One deployment (2 partitions), one worker, one gateway for the module."""
@@ -241,6 +266,11 @@ def test_snapshot_then_updates_from_the_pipeline(live):
         publish_scenario(dep)
         docs = wait_until(lambda: settled_at(dep, scenario.FINAL_CLOCK), what="scenario settled")
         events = read_zone_events_until_stream(dep, client, snap_id)
+        deadline = time.monotonic() + 10
+        while apply_incident_events(client.incident_events) != redis_incidents(dep) and time.monotonic() < deadline:
+            ev = client.next_event(timeout=1)  # incident entries of a flush may trail its zone entries
+            if ev is not None:
+                events.append(ev)
     finally:
         client.close()
 
@@ -253,6 +283,18 @@ def test_snapshot_then_updates_from_the_pipeline(live):
             latest[doc["zone_id"]] = doc
     assert latest == docs       # the client holds exactly what Redis holds (the figures themselves
                                 # are test_zone_state_e2e's business)
+
+    # open incidents: first the (empty) list after the snapshot, then each change; the client ends
+    # with what zw:incidents holds, and each zone's open_incidents counts exactly those in it
+    inc_events = client.incident_events
+    assert inc_events[0]["event"] == "incidents" and orjson.loads(inc_events[0]["data"]) == []
+    wall = apply_incident_events(inc_events)
+    assert wall == redis_incidents(dep)
+    assert wall, "the scenario leaves open incidents"
+    for zid, doc in docs.items():
+        assert doc["open_incidents"] == sum(zid in i["zones"] for i in wall.values()), (zid, wall)
+    assert [i["call_id"] for i in gw.get("/incidents").json()] == \
+        [c for c, _ in sorted(wall.items(), key=lambda kv: kv[1]["ts"])]
 
     # the REST views agree with Redis
     r = gw.get("/zones")
@@ -292,7 +334,7 @@ def test_snapshot_then_updates_from_the_pipeline(live):
 def test_tokens_required_except_healthz_and_wall(live):
     dep, gw = live
     for path in ("/zones", "/zones/A", "/zones.geojson", "/units?near=34.7,113.6&radius=100", "/stream",
-                 "/stats", "/openapi.json"):
+                 "/stats", "/openapi.json", "/incidents"):
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
             r = gw.get(path, headers=headers)
             assert r.status_code == 401, (path, headers, r.status_code)
@@ -324,6 +366,9 @@ def test_tokens_required_except_healthz_and_wall(live):
         async with connect(gw.url.replace("http", "ws") + f"/ws?token={TOKEN}") as ws:
             msg = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
             assert msg["type"] == "snapshot" and len(msg["zones"]) == 5
+            msg = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert msg["type"] == "incidents" and {i["call_id"] for i in msg["incidents"]} == \
+                set(redis_incidents(dep))
 
     asyncio.run(ws_check())
 
@@ -366,6 +411,8 @@ def test_reconnect_with_last_event_id_gets_every_update_exactly_once(live):
         got2 = read_zone_events_until_stream(dep, second, last_seen)
     finally:
         second.close()
+    # a resumed client gets the open incidents first (they are few; the list replaces its own)
+    assert second.incident_events[0]["event"] == "incidents"
     ids2 = [e["id"] for e in got2]
     assert ids2 == stream_ids(dep, last_seen)                   # no snapshot: straight to the updates
     assert len(ids2) == len(set(ids2)) and ids2[0] == got1[cut]["id"]
@@ -495,3 +542,93 @@ def test_stuck_client_does_not_hold_back_others_or_the_pipeline(live):
         if fast:
             fast.stop()
         gw.stop()
+
+
+def test_incidents_on_the_feed_open_arrived_breached_and_on_resume(live):
+    """The wall's incident list through the real pipeline: a call appears as `open` with its
+    zones and breach deadline, leaves on the arrival of a unit (with its response time), a call
+    nobody reaches turns `breached` and stays; a resuming client gets the list first."""
+    dep, gw = live
+    clock0 = max((d["clock"] for d in dep.zone_docs().values()), default=scenario.FINAL_CLOCK) + 60_000
+    c = SSEClient(gw.url, incidents=True)
+    try:
+        assert c.next_event()["event"] == "snapshot"
+        first = c.next_event()
+        assert first["event"] == "incidents" and "id" not in first
+        wall = apply_incident_events([first])
+        assert wall == redis_incidents(dep)
+
+        calls = [{"call_id": "inc-a1", "ts": clock0, "lat": scenario.PA[0], "lon": scenario.PA[1],
+                  "category": "violent", "priority": 1, "caller": "13800138000"},
+                 {"call_id": "inc-a2", "ts": clock0 + 1000, "lat": scenario.PA[0], "lon": scenario.PA[1],
+                  "category": "fire", "priority": 2},
+                 {"call_id": "inc-b1", "ts": clock0 + 2000, "lat": scenario.PB[0], "lon": scenario.PB[1],
+                  "category": "theft", "priority": 3}]
+        dep.produce(contract.CALLS, calls)
+
+        def until(pred, what):
+            deadline = time.monotonic() + 60
+            while not pred():
+                assert time.monotonic() < deadline, f"timed out: {what}; wall {sorted(wall)}"
+                ev = c.next_event(timeout=5)
+                if ev is not None and ev["event"] in ("incidents", "incident"):
+                    apply_incident_events([ev], wall)
+
+        until(lambda: {"inc-a1", "inc-a2", "inc-b1"} <= set(wall), "three open incidents")
+        a1 = wall["inc-a1"]
+        assert a1["status"] == "open" and a1["zones"] == ["A"] and a1["priority"] == 1
+        assert a1["category"] == "violent" and a1["breach_at"] == clock0 + 300_000 and a1["ts"] == clock0
+        assert "13800138000" not in orjson.dumps(a1).decode() and "caller" not in a1
+        assert wall["inc-b1"]["zones"] == ["B"]
+        listed = gw.get("/incidents").json()
+        assert [i["call_id"] for i in listed if i["call_id"].startswith("inc-")] == ["inc-a1", "inc-a2", "inc-b1"]
+
+        # a unit reaches A 90 s after the first call: both calls in A leave the list, answered
+        dep.produce(contract.GPS, [{"unit_id": "inc-u1", "ts": clock0 + 90_000,
+                                    "lat": scenario.PA[0], "lon": scenario.PA[1]}])
+        arrived = {}
+
+        def both_arrived():
+            apply_incident_events(c.incident_events, wall)
+            for ev in c.incident_events:
+                d = orjson.loads(ev["data"])
+                if ev["event"] == "incident" and d["status"] == "arrived":
+                    arrived[d["call_id"]] = d
+            c.incident_events.clear()
+            return {"inc-a1", "inc-a2"} <= set(arrived)
+
+        c.with_incidents = False      # let next_event collect them for both_arrived
+        deadline = time.monotonic() + 60
+        while not both_arrived():
+            assert time.monotonic() < deadline, f"no arrival events: {arrived}"
+            c.next_event(timeout=2)
+        c.with_incidents = True
+        assert arrived["inc-a1"]["response_s"] == 90.0 and arrived["inc-a2"]["response_s"] == 89.0
+        assert arrived["inc-a1"]["unit_id"] == "inc-u1"
+        wait_until(lambda: "inc-a1" not in redis_incidents(dep) and "inc-a2" not in redis_incidents(dep), 30,
+                   what="arrived incidents removed from zw:incidents")
+        assert "inc-b1" in redis_incidents(dep)
+
+        # nobody reaches B: when the stream clock passes ts + 300 s (driven by a unit elsewhere),
+        # inc-b1 turns breached and stays on the list
+        dep.produce(contract.GPS, [{"unit_id": "inc-u2", "ts": clock0 + 2000 + 300_000,
+                                    "lat": scenario.PCORE[0], "lon": scenario.PCORE[1]}])
+        until(lambda: wall.get("inc-b1", {}).get("status") == "breached", "inc-b1 breached")
+        assert "inc-a1" not in wall and "inc-a2" not in wall
+        zone_b = wait_until(lambda: (d := dep.zone_docs()["B"])["clock"] >= clock0 + 302_000 and d,
+                            what="B at the breach clock")
+        assert wall == redis_incidents(dep)
+        assert zone_b["open_incidents"] == sum("B" in i["zones"] for i in wall.values())
+        last_zone_id = stream_ids(dep)[-1]
+    finally:
+        c.close()
+
+    # a browser reconnecting with its Last-Event-ID: the incident list comes first, then zones
+    r = SSEClient(gw.url, last_event_id=last_zone_id, incidents=True)
+    try:
+        ev = r.next_event()
+        assert ev["event"] == "incidents"
+        resumed = apply_incident_events([ev])
+        assert resumed == redis_incidents(dep) and resumed["inc-b1"]["status"] == "breached"
+    finally:
+        r.close()

@@ -116,8 +116,35 @@ def test_wall_follows_a_replay_live_and_reconnects(deployment, tmp_path):
                 page.wait_for_function("() => document.querySelector('#e2e .v').textContent.includes('p50')",
                                        timeout=15_000)
                 assert "紧急 Critical" in page.locator("#levels").inner_text()
+
+                # the open incidents, each with its running response timer and a marker on the map
+                # (wall-u1's fix came before the calls, so nobody has arrived)
+                for i in range(N_CALLS):
+                    page.wait_for_selector(f'#inc-list li[data-call="wall-{i}"][data-status="open"]',
+                                           state="attached", timeout=15_000)
+                    page.wait_for_selector(f'circle.inc[data-call="wall-{i}"]', state="attached", timeout=15_000)
+                assert "P1" in page.locator('#inc-list li[data-call="wall-0"] .prio').inner_text()
+                assert "暴力 Violent" in page.locator('#inc-list li[data-call="wall-0"]').inner_text()
+                timer = '#inc-list li[data-call="wall-0"] .timer'
+                t0 = page.locator(timer).inner_text()
+                page.wait_for_function(f"() => document.querySelector('{timer}').textContent !== '{t0}'",
+                                       timeout=10_000)      # it runs between updates
+                assert page.locator(timer).inner_text() != t0
                 page.wait_for_timeout(600)   # let the colour transition finish for the picture
                 page.screenshot(path=str(ARTIFACTS / "wall.png"))
+
+                # a unit reaches A 0.5 s after the last call: every incident leaves the open list
+                # (shown as arrived with its response time for a while) and its marker goes
+                dep.produce(contract.GPS, [{"unit_id": "wall-u3", "ts": calls[-1]["ts"] + 500,
+                                            "lat": scenario.PA[0], "lon": scenario.PA[1]}])
+                page.wait_for_selector('#inc-list li.arrived[data-call="wall-0"]', state="attached",
+                                       timeout=30_000)
+                response_0 = (calls[-1]["ts"] + 500 - calls[0]["ts"]) // 1000      # 11 s
+                assert page.locator('#inc-list li[data-call="wall-0"] .timer').inner_text() == \
+                    f"{response_0 // 60}:{response_0 % 60:02d}"
+                page.wait_for_function("() => !document.querySelector('circle.inc[data-call^=\"wall-\"]')",
+                                       timeout=30_000)
+                assert page.evaluate("[...window.__zw.incidents.keys()].filter(k => k.startsWith('wall-'))") == []
 
                 # the gateway goes away and comes back on the same port: the page reconnects by
                 # itself, resumes from its last event id and shows what happened meanwhile
@@ -130,6 +157,9 @@ def test_wall_follows_a_replay_live_and_reconnects(deployment, tmp_path):
                 page.wait_for_function(a_calls(str(N_CALLS + 1)), timeout=60_000)
                 page.wait_for_function("() => document.querySelector('#conn').dataset.state === 'live'",
                                        timeout=20_000)
+                # the call made while the gateway was away is on the list after the resume
+                page.wait_for_selector('#inc-list li[data-call="wall-late"][data-status="open"]',
+                                       state="attached", timeout=30_000)
 
                 page.set_viewport_size({"width": 1366, "height": 768})
                 page.wait_for_timeout(300)
