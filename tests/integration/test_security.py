@@ -147,7 +147,28 @@ def test_scenario_over_sasl_ssl_and_redis_acl_users(secure_stack, secure_deploym
     assert sorted(orjson.loads(m.value)["reason"].split(":")[0] for m in dead) == [
         "invalid JSON", "lat 91.0 out of range -90..90", "missing field category"]
 
-    # the worker needed no command or key outside its Redis ACL: nothing was denied
+    # the gateway as the read-only Redis user, over TLS: zones, the wall's incidents and the feed
+    from types import SimpleNamespace
+
+    from tests.integration.test_gateway import AUTH, GatewayProcess, SSEClient
+
+    gw = GatewayProcess(SimpleNamespace(env=dict(dep.env, ZONEWATCH_REDIS=secure_stack.redis_url("zonewatch-read",
+                                                                                                  db=dep.db)),
+                                        settings=dep.settings))
+    try:
+        assert {d["zone_id"]: d for d in gw.get("/zones").json()} == docs
+        incidents = {k.decode(): orjson.loads(v) for k, v in dep.admin_redis.hgetall("zw:incidents").items()}
+        assert incidents and {i["call_id"]: i for i in gw.get("/incidents").json()} == incidents
+        c = SSEClient(gw.url, headers=AUTH, incidents=True)
+        try:
+            assert c.next_event()["event"] == "snapshot"
+            assert c.next_event()["event"] == "incidents"
+        finally:
+            c.close()
+    finally:
+        gw.stop()
+
+    # the worker and the gateway needed no command or key outside their Redis ACLs: nothing was denied
     assert dep.admin_redis.acl_log() == []
 
     # no secret in the worker's log (it logs at info level here)
