@@ -251,12 +251,14 @@ class Chaos:
         dep = self.deployment("kill")
         try:
             dep.start_worker()
+            dep.wait_workers_joined()
 
             def between(i):
                 if i < kills:
                     time.sleep(self.rng.uniform(0.05, 1.5))  # somewhere in the processing of the chunk
                     dep.kill_worker(len(dep.workers) - 1, signal.SIGKILL)
                     dep.start_worker()
+                    worker_ready(dep)  # the next kill hits a worker that is processing
             produce_chunks(dep, events, kills + 1, between)
             return snapshot(dep, settle(dep, final_clock(events)))
         finally:
@@ -266,11 +268,12 @@ class Chaos:
         dep = self.deployment("broker")
         try:
             dep.start_worker()
-
+            dep.wait_workers_joined()
             during = {}
 
             def between(i):
                 if i == 1:
+                    time.sleep(self.rng.uniform(0.05, 1.0))  # while the worker is busy with the chunks
                     self._restart("kafka", "kafka.Kafka", lambda: during.update(up=worker_gauge(dep, "kafka")))
             produce_chunks(dep, events, 3, between)
             snap = snapshot(dep, settle(dep, final_clock(events)))
@@ -283,11 +286,12 @@ class Chaos:
         dep = self.deployment("redisflush" if flush else "redisrestart")
         try:
             dep.start_worker()
-
+            dep.wait_workers_joined()
             during = {}
 
             def between(i):
                 if i == 1:
+                    time.sleep(self.rng.uniform(0.05, 1.0))  # while the worker is busy with the chunks
                     if flush:
                         dep.redis.flushdb()
                     else:
@@ -353,6 +357,13 @@ class Chaos:
         kport = int(self.stack["kafka"].rsplit(":", 1)[1])
         rport = int(self.stack["redis"].rsplit(":", 1)[1].split("/")[0])
         m.up(kafka_port=kport, redis_port=rport, state_dir=self.state_dir)
+
+
+def worker_ready(dep: Deployment, timeout: float = 120) -> None:
+    """Wait until the newest worker has joined its group and started (Faust logs "Worker]: Ready")."""
+    log = dep.workers[-1][2]
+    wait_until(lambda: "Worker]: Ready" in log.read_text(errors="replace"), timeout=timeout,
+               what="the restarted worker ready")
 
 
 def worker_metrics(dep: Deployment) -> dict[str, float]:
