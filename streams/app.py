@@ -383,9 +383,10 @@ def create_app(settings: Settings, web_port: int = 6066) -> faust.App:
             stage.apply_batch(st, event.value)
             enriched, sla, arrivals = stage.take_outputs(st)
             if enriched or sla or arrivals:
+                new = [r["call_id"] for r in enriched if "processed_at" not in r]
                 await outputs.send(enriched, sla, arrivals, st.clock)
-                for rec in enriched:  # the wall shows the recommendations send() added
-                    st.incidents.touch(rec["call_id"])
+                for call_id in new:  # the wall shows the recommendations send() added
+                    st.incidents.touch(call_id)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app_, revoked, **kwargs):

@@ -283,8 +283,7 @@ class IncidentState:
                 "ring": r.get("ring"), "breach_at": inc.ts + BREACH_AFTER_MS,
                 "arrived_ts": inc.arrival_ts, "unit_id": inc.arrival_unit,
                 "response_s": None if inc.arrival_ts is None else round((inc.arrival_ts - inc.ts) / 1000.0, 3),
-                "nearest_units": r.get("nearest_units") or [], "corroborating_alerts": len(inc.alerts),
-                "clock": self.clock, "partition": partition}
+                "nearest_units": r.get("nearest_units") or [], "clock": self.clock, "partition": partition}
 
     @staticmethod
     def _finish_record(inc: Incident) -> None:

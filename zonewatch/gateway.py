@@ -675,7 +675,6 @@ OPENAPI_TEMPLATE = {
                              "arrived_ts": {"type": ["integer", "null"]}, "unit_id": {"type": ["string", "null"]},
                              "response_s": {"type": ["number", "null"]},
                              "nearest_units": {"type": "array", "items": {"type": "object"}},
-                             "corroborating_alerts": {"type": "integer"},
                              "clock": {"type": "integer", "description": "stream clock when written"},
                              "partition": {"type": "integer"}}},
             "Error": {"type": "object", "properties": {"error": {"type": "string"}}},
