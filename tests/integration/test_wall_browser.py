@@ -98,6 +98,9 @@ def test_wall_follows_a_replay_live_and_reconnects(deployment, tmp_path):
                 assert replay.returncode == 0, out.decode()
                 assert during, "the wall changed only after the replay had finished"
 
+                # the recorder samples every 50 ms: let it catch the final state the page already shows
+                page.wait_for_function(f"() => {{ const s = window.__seen; return s.calls[s.calls.length - 1] === "
+                                       f"'{N_CALLS}' && s.fill[s.fill.length - 1] === '{RED}'; }}", timeout=10_000)
                 seen = page.evaluate("window.__seen")
                 fills, counts = seen["fill"], seen["calls"]
                 assert fills[0] == GREEN and fills[-1] == RED, fills
