@@ -61,6 +61,19 @@ RECOMMEND_CANDIDATES = 10
 SOURCE_OF_KIND = {KIND_CALL: "calls", KIND_ALERT: "alerts", "g": "gps"}
 
 
+async def until_redis_answers(what: str, call):
+    """await call() until Redis answers, counting and logging each failure. Used where the
+    agent or the flusher cannot go on without Redis: crashing the agent would make Faust skip
+    the batch being processed, so it waits (the batch is not acknowledged meanwhile)."""
+    while True:
+        try:
+            return await call()
+        except Exception as exc:
+            metrics.REDIS_ERRORS.inc()
+            log.warning("cannot %s in Redis (%s); retrying", what, exc)
+            await asyncio.sleep(1.0)
+
+
 class ZoneStateStage:
     """Holds the PartitionState of every assigned zone-events partition and flushes them."""
 
@@ -134,17 +147,9 @@ class ZoneStateStage:
     async def rebuild(self, p: int, upto: int) -> PartitionState:
         """State of partition p from its log up to (excluding) offset `upto`."""
         st = self.new_state(p)
-        while True:
-            # Versions must keep increasing across owners, so they come from Redis; if Redis is
-            # down, wait for it (the batch is not acknowledged meanwhile) rather than crash the
-            # agent, which would make Faust skip the batch being processed.
-            try:
-                versions = await self.writer.current_versions(st.zones)
-                break
-            except Exception as exc:
-                metrics.REDIS_ERRORS.inc()
-                log.warning("partition %d: cannot read zone versions from Redis (%s); retrying", p, exc)
-                await asyncio.sleep(1.0)
+        # versions must keep increasing across owners, so they come from Redis
+        versions = await until_redis_answers(f"read the zone versions of partition {p}",
+                                             lambda: self.writer.current_versions(st.zones))
         for zid, v in versions.items():
             st.zones[zid].version = v
         started = time.monotonic()
@@ -180,14 +185,7 @@ class ZoneStateStage:
         the dispatch recommendations Redis has: they are not in the log), and entries of this
         partition that are no longer open are closed."""
         st.incidents.take_board()  # the replay's changes; the state itself is what counts
-        while True:
-            try:
-                existing = await self.writer.open_incidents()
-                break
-            except Exception as exc:
-                metrics.REDIS_ERRORS.inc()
-                log.warning("partition %d: cannot read zw:incidents (%s); retrying", p, exc)
-                await asyncio.sleep(1.0)
+        existing = await until_redis_answers(f"read zw:incidents for partition {p}", self.writer.open_incidents)
         board = st.incidents.board
         for inc in st.incidents.open_incidents():
             old = existing.get(inc.call_id)
@@ -415,14 +413,8 @@ def create_app(settings: Settings, web_port: int = 6066) -> faust.App:
         # Woken by the agent as soon as a batch changed something; the write itself and a
         # minimum gap of ZONEWATCH_FLUSH_MS between writes are what coalesce events under load.
         # Without input it still runs every IDLE_FLUSH_S so clock-only refreshes happen.
-        while True:  # Redis may be down at start: wait for it rather than crash the worker
-            try:
-                await writer.register_zones([z.zone_id for z in zones])
-                break
-            except Exception as exc:
-                metrics.REDIS_ERRORS.inc()
-                log.warning("cannot register zones in Redis (%s); retrying", exc)
-                await asyncio.sleep(1.0)
+        # Redis may be down at start: wait for it rather than crash the worker
+        await until_redis_answers("register the zones", lambda: writer.register_zones([z.zone_id for z in zones]))
         gap = settings.flush_interval_ms / 1000.0
         last_check = time.monotonic()
         while True:

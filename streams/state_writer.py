@@ -61,13 +61,13 @@ class StateWriter:
 
     async def open_incidents(self) -> dict[str, dict]:
         """The wall's open incidents now in Redis, by call_id."""
-        raw = await self.redis.hgetall(INCIDENTS_HASH)
         out = {}
-        for cid, js in raw.items():
+        for cid, js in (await self.redis.hgetall(INCIDENTS_HASH)).items():
             try:
-                out[cid.decode() if isinstance(cid, bytes) else cid] = orjson.loads(js)
+                doc = orjson.loads(js)
             except orjson.JSONDecodeError:
-                out[cid.decode() if isinstance(cid, bytes) else cid] = {}
+                doc = {}
+            out[cid.decode() if isinstance(cid, bytes) else cid] = doc
         return out
 
     async def write(self, docs: list[dict], incidents: list[dict] = ()) -> tuple[list[bytes], list[str]]:

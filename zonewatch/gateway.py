@@ -128,6 +128,7 @@ class Entry:
     """One zw:zone-updates entry, encoded once for every client (SSE frame and WebSocket text)."""
 
     __slots__ = ("id", "key", "zone_id", "state", "_sse", "_ws")
+    KIND = "zone"
 
     def __init__(self, sid: bytes | str, fields: dict):
         self.id = sid.decode() if isinstance(sid, bytes) else sid
@@ -138,51 +139,37 @@ class Entry:
         self._sse: bytes | None = None
         self._ws: str | None = None
 
+    def _sse_frame(self) -> bytes:
+        return b"id: %s\nevent: zone\ndata: %s\n\n" % (self.id.encode(), self.state)
+
+    def _ws_text(self) -> str:
+        return '{"type":"zone","id":"%s","state":%s}' % (self.id, self.state.decode())
+
     @property
     def sse(self) -> bytes:
         if self._sse is None:
-            self._sse = b"id: %s\nevent: zone\ndata: %s\n\n" % (self.id.encode(), self.state)
+            self._sse = self._sse_frame()
         return self._sse
 
     @property
     def ws(self) -> str:
         if self._ws is None:
-            self._ws = '{"type":"zone","id":"%s","state":%s}' % (self.id, self.state.decode())
+            self._ws = self._ws_text()
         return self._ws
 
 
-class IncidentEntry:
+class IncidentEntry(Entry):
     """One zw:incident-updates entry: an incident's wall entry after a change."""
 
-    __slots__ = ("id", "key", "state", "_sse", "_ws")
+    __slots__ = ()
+    KIND = "incident"
 
-    def __init__(self, sid: bytes | str, fields: dict):
-        self.id = sid.decode() if isinstance(sid, bytes) else sid
-        self.key = id_key(self.id)
-        self.state: bytes = fields.get(b"state") or b"null"
-        self._sse: bytes | None = None
-        self._ws: str | None = None
-
-    @property
-    def sse(self) -> bytes:
+    def _sse_frame(self) -> bytes:
         # no `id:` line: the browser's Last-Event-ID must stay a zw:zone-updates id
-        if self._sse is None:
-            self._sse = b"event: incident\ndata: %s\n\n" % self.state
-        return self._sse
+        return b"event: incident\ndata: %s\n\n" % self.state
 
-    @property
-    def ws(self) -> str:
-        if self._ws is None:
-            self._ws = '{"type":"incident","state":%s}' % self.state.decode()
-        return self._ws
-
-
-@dataclass
-class IncidentSnapshot:
-    docs: list[bytes]
-
-    def array(self) -> bytes:
-        return b"[" + b",".join(self.docs) + b"]"
+    def _ws_text(self) -> str:
+        return '{"type":"incident","state":%s}' % self.state.decode()
 
 
 RESYNC = object()   # queue sentinel: the client fell behind
@@ -382,7 +369,7 @@ class Hub:
         sub.mark = id_key(sid)
         return Snapshot(sid, docs)
 
-    async def incidents(self, sub: Subscriber | None = None) -> IncidentSnapshot:
+    async def incidents(self, sub: Subscriber | None = None) -> Snapshot:
         """All open incidents, oldest call first, with zw:incident-updates' last id read BEFORE the
         hash (the worker HSETs before it XADDs): entries up to that id are in the snapshot, later
         ones reach the client through its queue and may repeat what the snapshot already shows,
@@ -391,8 +378,9 @@ class Hub:
         pipe.xrevrange(INCIDENT_UPDATES, "+", "-", count=1)
         pipe.hgetall(INCIDENTS_HASH)
         top, raw = await pipe.execute()
+        sid = top[0][0].decode() if top else "0-0"
         if sub is not None:
-            sub.inc_mark = id_key(top[0][0]) if top else (0, 0)
+            sub.inc_mark = id_key(sid)
         docs = []
         for js in raw.values():
             try:
@@ -400,7 +388,7 @@ class Hub:
             except (orjson.JSONDecodeError, AttributeError):
                 continue
         docs.sort(key=lambda d: d[0])
-        return IncidentSnapshot([js for _, js in docs])
+        return Snapshot(sid, [js for _, js in docs])
 
     async def catch_up(self, sub: Subscriber, last_id: str):
         """Yield lists of entries after `last_id` (exclusive); TrimmedError if some are gone."""
@@ -477,7 +465,7 @@ class Hub:
                 elif it is PING:
                     if len(items) == 1:
                         out.append(("ping", None))
-                elif type(it) is IncidentEntry:
+                elif it.KIND == "incident":
                     if it.key > sub.inc_mark:   # already in the incidents snapshot: skip
                         sub.inc_mark = it.key
                         out.append(("incident", it))
