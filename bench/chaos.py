@@ -32,11 +32,11 @@ sys.path.insert(0, str(REPO))
 
 from connectors.simulate import scenario_events  # noqa: E402
 from tests.integration.conftest import Deployment, _load_stack, wait_until  # noqa: E402
-from zonewatch import contract  # noqa: E402
-from zonewatch.config import DEMO_ZONES  # noqa: E402
+from contract import topics  # noqa: E402
+from contract.settings import DEMO_ZONES  # noqa: E402
 
 try:
-    from zonewatch.security import kafka_python_kwargs  # noqa: E402
+    from contract.security import kafka_python_kwargs  # noqa: E402
 except ImportError:  # plain local stack
     def kafka_python_kwargs(_settings):
         return {}
@@ -60,7 +60,7 @@ def produce_chunks(dep: Deployment, events, chunks: int, between=None) -> None:
     size = max(1, len(events) // chunks)
     for i in range(0, len(events), size):
         for topic, ev in events[i:i + size]:
-            key = str(ev.get(contract.KEY_FIELD[topic], "")).encode() or None
+            key = str(ev.get(topics.KEY_FIELD[topic], "")).encode() or None
             prod.send(dep.settings.topic(topic), orjson.dumps(ev), key=key)
         prod.flush()
         if between is not None:
@@ -78,7 +78,7 @@ def group_lag(dep: Deployment) -> int:
     consumer = KafkaConsumer(bootstrap_servers=dep.settings.kafka, **kw)
     try:
         lag = 0
-        groups = {f"{dep.settings.app_id}-ingest": [dep.settings.topic(t) for t in contract.INPUT_TOPICS],
+        groups = {f"{dep.settings.app_id}-ingest": [dep.settings.topic(t) for t in topics.INPUT_TOPICS],
                   dep.settings.app_id: [dep.settings.internal_zone_events]}
         for group, topics in groups.items():
             committed = admin.list_group_offsets(group)
@@ -126,7 +126,7 @@ def settle(dep: Deployment, clock: int, timeout: float = 300) -> dict:
 
 def snapshot(dep: Deployment, docs: dict) -> dict:
     """What must be equal to the clean run: zone documents and the output topics."""
-    sla_raw = [orjson.loads(m.value) for m in dep.consume_all(contract.SLA, 10**9, timeout=4)]
+    sla_raw = [orjson.loads(m.value) for m in dep.consume_all(topics.SLA, 10**9, timeout=4)]
     sla = {(e["type"], e["call_id"], e["unit_id"], e["response_s"], e["ts"], tuple(e["zone_ids"])) for e in sla_raw}
     # The decisions in effect (README, "Reading sla.events"): a call's earliest arrival (an arrival
     # decided from the fixes consumed so far is corrected by an earlier fix consumed later), and its
@@ -150,7 +150,7 @@ def snapshot(dep: Deployment, docs: dict) -> dict:
             superseded += 1
         else:
             effective[("breach", call_id)] = dec
-    enriched_raw = dep.consume_all(contract.INCIDENTS, 10**9, timeout=4)
+    enriched_raw = dep.consume_all(topics.INCIDENTS, 10**9, timeout=4)
     enriched = {}
     for m in enriched_raw:
         rec = orjson.loads(m.value)
@@ -163,7 +163,7 @@ def snapshot(dep: Deployment, docs: dict) -> dict:
         d = orjson.loads(js)
         wall[cid.decode()] = (d["status"], d["ts"], tuple(d["zones"]), d["breach_at"], d["priority"])
     zstate = {}
-    for m in dep.consume_all(contract.ZONES_STATE, 10**9, timeout=4):
+    for m in dep.consume_all(topics.ZONES_STATE, 10**9, timeout=4):
         doc = orjson.loads(m.value)
         doc.pop("version", None)
         zstate[m.key.decode()] = doc
@@ -316,8 +316,8 @@ class Chaos:
 
         from kafka import KafkaConsumer, TopicPartition
 
-        from zonewatch.config import Settings
-        from zonewatch.topics import ensure_topics
+        from contract.settings import Settings
+        from contract.topics import ensure_topics
 
         prefix = f"conn-{os.getpid()}."
         s = Settings(kafka=self.stack["kafka"], topic_prefix=prefix, app_id=f"conn-{os.getpid()}")
@@ -333,7 +333,7 @@ class Chaos:
         done = [line for line in out.splitlines() if line.startswith("done:")]
         sent = sum(int(n.replace(",", "")) for n in re.findall(r"\.\S+ ([\d,]+)", done[-1])) if done else 0
         consumer = KafkaConsumer(bootstrap_servers=self.stack["kafka"], **kafka_python_kwargs(s))
-        tps = [TopicPartition(s.topic(t), p) for t in contract.INPUT_TOPICS
+        tps = [TopicPartition(s.topic(t), p) for t in topics.INPUT_TOPICS
                for p in (consumer.partitions_for_topic(s.topic(t)) or ())]
         in_kafka = sum(consumer.end_offsets(tps).values())
         consumer.close()

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import orjson
 
-from zonewatch import contract
+from contract import topics
 
-KIND_WEIGHTS = ((contract.GPS, 0.80), (contract.ALERTS, 0.15), (contract.CALLS, 0.05))
+KIND_WEIGHTS = ((topics.GPS, 0.80), (topics.ALERTS, 0.15), (topics.CALLS, 0.05))
 CATEGORIES = ("theft", "dispute", "traffic", "public_order", "assistance", "fraud", "medical",
               "violent", "fire", "lost_and_found", "other")
 CATEGORY_W = (20, 18, 14, 12, 10, 6, 6, 5, 3, 4, 2)
@@ -67,8 +67,8 @@ class Expected:
     accepted: int = 0
     duplicate: int = 0
     rejected: int = 0
-    by_topic: dict = field(default_factory=lambda: {t: 0 for t in contract.INPUT_TOPICS})
-    dup_by_topic: dict = field(default_factory=lambda: {t: 0 for t in contract.INPUT_TOPICS})
+    by_topic: dict = field(default_factory=lambda: {t: 0 for t in topics.INPUT_TOPICS})
+    dup_by_topic: dict = field(default_factory=lambda: {t: 0 for t in topics.INPUT_TOPICS})
     max_valid_ts: int = 0
 
     @property
@@ -112,7 +112,7 @@ class EventFactory:
     def make(self, topic: str, ts: int) -> tuple[dict, bytes]:
         """(event dict, Kafka key) of one valid event on `topic` at `ts`."""
         r = self.rng
-        if topic == contract.GPS:
+        if topic == topics.GPS:
             uid, kind = self.units[r.randrange(len(self.units))]
             last = self.unit_ts.get(uid)
             if last is not None and ts <= last:
@@ -122,7 +122,7 @@ class EventFactory:
             ev = {"unit_id": uid, "ts": ts, "lat": lat, "lon": lon,
                   "status": r.choices(STATUSES, STATUS_W)[0], "kind": kind}
             return ev, uid.encode()
-        if topic == contract.ALERTS:
+        if topic == topics.ALERTS:
             self.n_alert += 1
             cam, lat, lon = self.cameras[r.randrange(len(self.cameras))]
             ev = {"alert_id": f"A-{self.tag}-{self.n_alert:08d}", "camera_id": cam, "ts": ts,
@@ -142,20 +142,20 @@ def _invalid(rng: random.Random, i: int, now_ms: int) -> tuple[str, bytes | None
     """One message that the validator must reject: (topic, key, value)."""
     variant = i % 6
     if variant == 0:
-        return contract.GPS, None, b'{"unit_id": "u-1", "ts": 1686440000000, "lat": 34.7'  # truncated JSON
+        return topics.GPS, None, b'{"unit_id": "u-1", "ts": 1686440000000, "lat": 34.7'  # truncated JSON
     if variant == 1:
-        return contract.CALLS, b"bad", orjson.dumps({"call_id": f"bad-{i}", "ts": now_ms - 1000, "lon": 113.5,
+        return topics.CALLS, b"bad", orjson.dumps({"call_id": f"bad-{i}", "ts": now_ms - 1000, "lon": 113.5,
                                                      "category": "theft", "priority": 2})  # no lat
     if variant == 2:
-        return contract.ALERTS, b"bad", orjson.dumps({"alert_id": f"bad-{i}", "camera_id": "cam-x", "ts": now_ms,
+        return topics.ALERTS, b"bad", orjson.dumps({"alert_id": f"bad-{i}", "camera_id": "cam-x", "ts": now_ms,
                                                       "lat": 134.7, "lon": 113.5, "type": "drone",
                                                       "confidence": 0.9})  # lat out of range
     if variant == 3:
-        return contract.GPS, b"bad", orjson.dumps({"unit_id": "unit-x", "ts": now_ms + 86_400_000,
+        return topics.GPS, b"bad", orjson.dumps({"unit_id": "unit-x", "ts": now_ms + 86_400_000,
                                                    "lat": 34.74, "lon": 113.53})  # ts a day ahead
     if variant == 4:
-        return contract.CALLS, None, b"[1, 2, 3]"  # not an object
-    return contract.ALERTS, b"bad", orjson.dumps({"alert_id": "x" * 80, "camera_id": "cam-x", "ts": now_ms,
+        return topics.CALLS, None, b"[1, 2, 3]"  # not an object
+    return topics.ALERTS, b"bad", orjson.dumps({"alert_id": "x" * 80, "camera_id": "cam-x", "ts": now_ms,
                                                   "lat": 34.74, "lon": 113.53, "type": "fight",
                                                   "confidence": 1.5})  # id too long
 
@@ -194,7 +194,7 @@ def backlog(n: int, bbox, now_ms: int, *, seed: int = 7, tag: str = "b", dup_rat
         ts = t0 + int(i * step)
         topic = f.pick_topic()
         ev, key = f.make(topic, ts)
-        ident = (topic, ev["unit_id"], ts) if topic == contract.GPS else (topic, ev.get("call_id") or ev["alert_id"])
+        ident = (topic, ev["unit_id"], ts) if topic == topics.GPS else (topic, ev.get("call_id") or ev["alert_id"])
         msg = Message(topic, key, orjson.dumps(ev))
         out.append(msg)
         exp.by_topic[topic] += 1

@@ -53,10 +53,10 @@ import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
-from zonewatch import contract
-from zonewatch.config import Settings
-from zonewatch.security import redacted_url
-from zonewatch.topics import ensure_topics
+from contract import topics
+from contract.settings import Settings
+from contract.security import redacted_url
+from contract.topics import ensure_topics
 
 from . import events as gen
 from . import promtext
@@ -242,7 +242,7 @@ class Bench:
         log(f"run {self.tag}: Kafka {self.kafka}, Redis {redacted_url(self.redis_url)}, prefix {prefix!r}, "
             f"{a.partitions} partitions")
         ensure_topics(s)
-        topics = [s.topic(t) for t in contract.INPUT_TOPICS]
+        input_names = [s.topic(t) for t in topics.INPUT_TOPICS]
 
         bbox = gen.bbox_of(s.zones)
         now_ms = int(time.time() * 1000)
@@ -261,10 +261,10 @@ class Bench:
         runs_a, runs_b, runs_w = [], [], []
         for r in range(a.repeat):
             log(f"round {r + 1}/{a.repeat}: baseline A (aiokafka getmany + orjson)")
-            runs_a.append(asyncio.run(self.baseline_a(topics, n)))
+            runs_a.append(asyncio.run(self.baseline_a(input_names, n)))
             log(f"  A: {fmt_rate(runs_a[-1].get('events_per_s'))} ev/s")
             log(f"round {r + 1}/{a.repeat}: baseline B (trivial Faust agent)")
-            runs_b.append(self.baseline_b(topics, n, r))
+            runs_b.append(self.baseline_b(input_names, n, r))
             log(f"  B: {fmt_rate(runs_b[-1].get('events_per_s'))} ev/s")
             log(f"round {r + 1}/{a.repeat}: zonewatch worker")
             runs_w.append(self.worker_backlog(prefix, n, r, expected))
@@ -290,7 +290,7 @@ class Bench:
             "config": {"events": n, "partitions": a.partitions, "repeat": a.repeat, "rate": a.rate,
                        "seconds": a.seconds, "warmup_s": a.warmup, "redis_db": a.redis_db,
                        "kafka": self.kafka, "zones": str(s.zones), "seed": a.seed,
-                       "mix": {contract.SOURCE_OF_TOPIC[t]: w for t, w in a.weights},
+                       "mix": {topics.SOURCE_OF_TOPIC[t]: w for t, w in a.weights},
                        "dup_rate": a.dup_rate, "invalid_rate": a.invalid_rate},
             "backlog": {"messages": n, "expected": {"accepted": expected.accepted, "duplicate": expected.duplicate,
                                                      "rejected": expected.rejected,
@@ -336,7 +336,7 @@ class Bench:
                              linger_ms=20, max_batch_size=512 * 1024, max_request_size=8 << 20,
                              client_id=f"bench-{self.tag}-producer")
         await p.start()
-        names = {t: prefix + t for t in contract.INPUT_TOPICS}
+        names = {t: prefix + t for t in topics.INPUT_TOPICS}
         try:
             t0 = time.perf_counter()
             futs = [await p.send(names[m.topic], m.value, key=m.key) for m in messages]
@@ -357,23 +357,23 @@ class Bench:
                 "first_errors": errors[:3], "end_offsets_sum": sum(ends.values()),
                 "partitions_per_topic": {t: len([tp for tp in tps if tp.topic == t]) for t in names.values()}}
 
-    async def partitions_of(self, topics: list[str]) -> list[TopicPartition]:
+    async def partitions_of(self, names: list[str]) -> list[TopicPartition]:
         p = AIOKafkaProducer(bootstrap_servers=self.kafka, client_id=f"bench-{self.tag}-meta")
         await p.start()
         try:
-            return [TopicPartition(t, q) for t in topics for q in sorted(await p.partitions_for(t))]
+            return [TopicPartition(t, q) for t in names for q in sorted(await p.partitions_for(t))]
         finally:
             await p.stop()
 
     # -- baseline A ------------------------------------------------------------------------------
-    async def baseline_a(self, topics: list[str], n: int) -> dict:
+    async def baseline_a(self, names: list[str], n: int) -> dict:
         c = AIOKafkaConsumer(bootstrap_servers=self.kafka, group_id=None, enable_auto_commit=False,
                              client_id=f"bench-{self.tag}-baseline-a",
                              max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)
         t_start = time.perf_counter()
         await c.start()
         try:
-            tps = [tp for tp in self.input_tps if tp.topic in topics]
+            tps = [tp for tp in self.input_tps if tp.topic in names]
             c.assign(tps)
             await c.seek_to_beginning(*tps)
             count = bad = 0
@@ -410,12 +410,12 @@ class Bench:
         return out
 
     # -- baseline B ------------------------------------------------------------------------------
-    def baseline_b(self, topics: list[str], n: int, r: int) -> dict:
+    def baseline_b(self, names: list[str], n: int, r: int) -> dict:
         app_id = f"bench-{self.tag}-faust{r + 1}"
         self.groups.append(app_id)
         out = self.tmp / f"{app_id}.json"
         logp = RESULTS / f"faust-baseline-{app_id}.log"
-        argv = [sys.executable, "-m", "bench.faust_baseline", "--kafka", self.kafka, "--topics", ",".join(topics),
+        argv = [sys.executable, "-m", "bench.faust_baseline", "--kafka", self.kafka, "--topics", ",".join(names),
                 "--app-id", app_id, "--expect", str(n), "--out", str(out), "--partitions", str(self.a.partitions),
                 "--datadir", str(self.tmp / app_id)]
         t0 = time.perf_counter()
@@ -534,7 +534,7 @@ class Bench:
             # says more about the cost per kind of event than the mixed total does.
             per_src = {}
             for t_name, total in expected.by_topic.items():
-                src = contract.SOURCE_OF_TOPIC[t_name]
+                src = topics.SOURCE_OF_TOPIC[t_name]
                 series = [(t, d.get(src, 0.0)) for (t, _c), d in zip(samples, by_src)]
                 per_src[src] = rate_between(series, total) if total >= 20 else None
             res["events_per_s_by_source"] = per_src
@@ -542,7 +542,7 @@ class Bench:
             res["outcomes"] = outcome_table(rows)
             res["expected_outcomes"] = {"accepted": expected.accepted, "duplicate": expected.duplicate,
                                         "rejected": expected.rejected}
-            res["expected_duplicates_by_source"] = {contract.SOURCE_OF_TOPIC[t]: v
+            res["expected_duplicates_by_source"] = {topics.SOURCE_OF_TOPIC[t]: v
                                                     for t, v in expected.dup_by_topic.items()}
             first = next(((t, c) for t, c in samples if c > 0), None)
             if first:
@@ -646,7 +646,7 @@ class Bench:
         a = self.a
         bbox = gen.bbox_of(s.zones)
         f = gen.EventFactory(bbox, seed=a.seed + 100, tag=f"{self.tag}L", weights=a.weights)
-        names = {t: s.topic(t) for t in contract.INPUT_TOPICS}
+        names = {t: s.topic(t) for t in topics.INPUT_TOPICS}
         prod = AIOKafkaProducer(bootstrap_servers=self.kafka, acks="all", enable_idempotence=True,
                                 linger_ms=a.linger_ms, max_batch_size=256 * 1024,
                                 client_id=f"bench-{self.tag}-paced")
@@ -1151,7 +1151,7 @@ def parse_args(argv=None) -> argparse.Namespace:
             raise ValueError
     except ValueError:
         p.error("--mix takes three non-negative percentages, e.g. 80,15,5")
-    a.weights = tuple((t, w / sum(mix)) for t, w in zip((contract.GPS, contract.ALERTS, contract.CALLS), mix))
+    a.weights = tuple((t, w / sum(mix)) for t, w in zip((topics.GPS, topics.ALERTS, topics.CALLS), mix))
     if a.repeat < 1:
         p.error("--repeat must be at least 1")
     if not 0 <= a.redis_db <= 15:

@@ -25,8 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench import promtext  # noqa: E402
-from zonewatch.config import Settings  # noqa: E402
-from zonewatch.topics import ensure_topics  # noqa: E402
+from contract.settings import Settings  # noqa: E402
+from contract.topics import ensure_topics  # noqa: E402
 
 
 def rss_mib(pid: int) -> float:

@@ -4,7 +4,7 @@
 
 * `acks="all"` + `enable_idempotence=True`: a broker retry never duplicates or reorders a message;
 * a little `linger_ms` and large batches, no compression (loopback / LAN; CPU matters more);
-* the Kafka key is the contract's key field of the topic (`contract.KEY_FIELD`), UTF-8; a record
+* the Kafka key is the contract's key field of the topic (`topics.KEY_FIELD`), UTF-8; a record
   without it (or with an empty one) is published with a null key;
 * the value is the record as orjson bytes; a `bytes` value is published verbatim (the simulator uses
   that to inject malformed messages that the pipeline must dead-letter).
@@ -23,7 +23,7 @@ what to do (`KafkaUnavailable`, `TopicUnavailable`, `DeliveryFailed`).
 
     async with EventProducer(settings) as p:
         for rec in records:
-            await p.send(contract.CALLS, rec)
+            await p.send(topics.CALLS, rec)
     # leaving the block flushed and closed it; p.sent == number of delivered messages
 """
 
@@ -41,9 +41,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner
 
-from zonewatch import contract
-from zonewatch.config import Settings
-from zonewatch.security import aiokafka_kwargs
+from contract import topics
+from contract.settings import Settings
+from contract.security import aiokafka_kwargs
 
 DEFAULT_LINGER_MS = 10
 DEFAULT_MAX_BATCH_SIZE = 512 * 1024
@@ -73,7 +73,7 @@ def encode_key(topic: str, record: Any) -> bytes | None:
     """The Kafka key of a record of input topic `topic` (unprefixed): its key field, UTF-8, or None."""
     if not isinstance(record, dict):
         return None
-    value = record.get(contract.KEY_FIELD.get(topic, ""))
+    value = record.get(topics.KEY_FIELD.get(topic, ""))
     if value is None or value == "":
         return None
     if not isinstance(value, str):
@@ -146,9 +146,9 @@ class EventProducer:
         self._ticker = asyncio.create_task(self._linger_loop(), name="zonewatch-producer-linger")
         return self
 
-    async def ensure_topics(self, topics: Iterable[str]) -> None:
+    async def ensure_topics(self, names: Iterable[str]) -> None:
         """Fail fast, with advice, when an input topic (unprefixed name) is missing."""
-        for name in topics:
+        for name in names:
             await self._check_topic(self.settings.topic(name))
 
     async def _check_topic(self, full_name: str) -> list[int]:

@@ -69,18 +69,19 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
-from zonewatch import contract
-from zonewatch.config import ConfigError, Settings
+from contract import errors, events, topics
+from contract.errors import ConfigError
+from contract.settings import Settings
 
 TOPIC_FIELDS = {
-    contract.CALLS: ("call_id", "ts", "lat", "lon", "category", "priority", "caller", "lang", "text"),
-    contract.GPS: ("unit_id", "ts", "lat", "lon", "status", "kind", "speed", "heading"),
-    contract.ALERTS: ("alert_id", "camera_id", "ts", "lat", "lon", "type", "confidence", "severity"),
+    topics.CALLS: ("call_id", "ts", "lat", "lon", "category", "priority", "caller", "lang", "text"),
+    topics.GPS: ("unit_id", "ts", "lat", "lon", "status", "kind", "speed", "heading"),
+    topics.ALERTS: ("alert_id", "camera_id", "ts", "lat", "lon", "type", "confidence", "severity"),
 }
 REQUIRED = {
-    contract.CALLS: ("call_id", "ts", "lat", "lon", "category", "priority"),
-    contract.GPS: ("unit_id", "ts", "lat", "lon"),
-    contract.ALERTS: ("alert_id", "camera_id", "ts", "lat", "lon", "type", "confidence"),
+    topics.CALLS: ("call_id", "ts", "lat", "lon", "category", "priority"),
+    topics.GPS: ("unit_id", "ts", "lat", "lon"),
+    topics.ALERTS: ("alert_id", "camera_id", "ts", "lat", "lon", "type", "confidence"),
 }
 FLOAT_FIELDS = frozenset(("lat", "lon", "speed", "heading", "confidence"))
 INT_FIELDS = frozenset(("priority", "severity"))
@@ -147,7 +148,7 @@ class Converter:
 
     def __post_init__(self) -> None:
         if self.topic not in TOPIC_FIELDS:
-            raise ReplayError(f"unknown topic {self.topic!r}; one of {', '.join(contract.INPUT_TOPICS)}")
+            raise ReplayError(f"unknown topic {self.topic!r}; one of {', '.join(topics.INPUT_TOPICS)}")
         self._zone = _zone(self.tz)
         self._fields = frozenset(TOPIC_FIELDS[self.topic])
         self._required = REQUIRED[self.topic]
@@ -157,7 +158,7 @@ class Converter:
         if self.max_ts is None:
             # validator horizon: generous, conversion reports should be about the data, not the clock
             self.max_ts = int(time.time() * 1000) + 300_000
-        self._validator = contract.VALIDATORS[self.topic]
+        self._validator = events.VALIDATORS[self.topic]
 
     def check_columns(self, columns: Iterable[str]) -> None:
         """Fail early when a mapped column is not in the file's header (a typo in `--map`)."""
@@ -200,7 +201,7 @@ class Converter:
         if not problems and self.validate:
             try:
                 self._validator(out, self.max_ts)
-            except contract.Rejected as exc:
+            except errors.Rejected as exc:
                 problems.append(exc.reason)
         return out, problems
 
@@ -270,8 +271,8 @@ class Converter:
             except ValueError:
                 raise ValueError(f"{v[:40]!r} is not epoch ms or ISO 8601 (pass --ts-format)") from None
             if dt.tzinfo is not None:
-                return v if fmt is None else contract.to_epoch_ms(dt)
-            return contract.to_epoch_ms(dt.replace(tzinfo=self._zone))
+                return v if fmt is None else events.to_epoch_ms(dt)
+            return events.to_epoch_ms(dt.replace(tzinfo=self._zone))
         if fmt in ("epoch_ms", "epoch_s"):
             try:
                 x = float(v)
@@ -288,7 +289,7 @@ class Converter:
             raise ValueError(f"{v[:40]!r} does not match --ts-format {fmt!r}") from None
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=self._zone)
-        return contract.to_epoch_ms(dt)
+        return events.to_epoch_ms(dt)
 
 
 def split_latlon(raw: Any) -> tuple[float, float] | None:
@@ -422,8 +423,8 @@ def _record_ts(rec: Any) -> int | None:
     if not isinstance(rec, dict):
         return None
     try:
-        return contract.parse_ts(rec.get("ts"))
-    except contract.Rejected:
+        return events.parse_ts(rec.get("ts"))
+    except errors.Rejected:
         return None
 
 
@@ -440,8 +441,8 @@ async def replay_records(records: Iterable[dict | bytes], topic: str, settings: 
     """
     from connectors.producer import EventProducer
 
-    if topic not in contract.INPUT_TOPICS:
-        raise ReplayError(f"unknown topic {topic!r}; one of {', '.join(contract.INPUT_TOPICS)}")
+    if topic not in topics.INPUT_TOPICS:
+        raise ReplayError(f"unknown topic {topic!r}; one of {', '.join(topics.INPUT_TOPICS)}")
     if speed is not None and not speed > 0:
         raise ReplayError("--speed must be > 0")
     own = producer is None
@@ -509,7 +510,7 @@ def _progress_bar(total: int | None, quiet: bool, label: str):
 # --- command line -------------------------------------------------------------------------
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", type=Path, metavar="FILE", help="CSV, JSONL (.jsonl/.ndjson) or JSON array (.json)")
-    p.add_argument("--topic", required=True, choices=contract.INPUT_TOPICS, help="input topic (without prefix)")
+    p.add_argument("--topic", required=True, choices=topics.INPUT_TOPICS, help="input topic (without prefix)")
     pace = p.add_mutually_exclusive_group()
     pace.add_argument("--speed", type=float, metavar="N",
                       help="pace by event time: gaps between consecutive ts divided by N")

@@ -33,10 +33,10 @@ event times never run ahead of the wall clock (the pipeline rejects events from 
 The scenario is a pure function of `--seed` and the start time; generation (`scenario_events`) is
 separate from sending, pure Python, and fast (well above 50 k events/s), so the benchmark uses it too.
 
-The bundled zones file (`zonewatch/data/demo_zones.geojson`) matches the scenario's geography and is
+The bundled zones file (`contract/data/demo_zones.geojson`) matches the scenario's geography and is
 regenerated, byte for byte, by
 
-    python -m connectors.simulate --write-zones zonewatch/data/demo_zones.geojson
+    python -m connectors.simulate --write-zones contract/data/demo_zones.geojson
 
 Examples:
 
@@ -64,10 +64,11 @@ from pathlib import Path
 
 import orjson
 
-from zonewatch import contract
-from zonewatch.config import ConfigError, Settings
+from contract import topics
+from contract.errors import ConfigError
+from contract.settings import Settings
 
-CALLS, GPS, ALERTS = contract.CALLS, contract.GPS, contract.ALERTS
+CALLS, GPS, ALERTS = topics.CALLS, topics.GPS, topics.ALERTS
 
 # --- geography ------------------------------------------------------------------------------
 #: Zhengzhou Olympic Sports Center stadium (郑州奥林匹克体育中心), WGS84.
@@ -594,7 +595,7 @@ def _malformed(rng: random.Random, topic: str, ev: dict) -> dict | bytes:
         return orjson.dumps(ev)[:-9]                     # truncated: invalid JSON
     bad = dict(ev)
     if kind == 1:
-        bad.pop(rng.choice(("ts", "lat", contract.KEY_FIELD[topic])))
+        bad.pop(rng.choice(("ts", "lat", topics.KEY_FIELD[topic])))
     elif kind == 2:
         bad["lat"] = round(rng.uniform(91.0, 180.0), 4)
     else:
@@ -712,7 +713,7 @@ async def simulate(events, settings: Settings, speed: float | None, start_ms: in
     from connectors.producer import EventProducer
 
     async with EventProducer(settings) as p:
-        await p.ensure_topics(contract.INPUT_TOPICS)
+        await p.ensure_topics(topics.INPUT_TOPICS)
         wall0 = time.monotonic()
         counts = status.counts
         n = 0
@@ -738,7 +739,7 @@ async def simulate(events, settings: Settings, speed: float | None, start_ms: in
 
 def _valid_shape(ev: dict, topic: str) -> bool:
     lat = ev.get("lat")
-    return (contract.KEY_FIELD[topic] in ev and "lat" in ev and "lon" in ev
+    return (topics.KEY_FIELD[topic] in ev and "lat" in ev and "lon" in ev
             and isinstance(lat, float) and -90 <= lat <= 90)
 
 

@@ -17,73 +17,14 @@ batch carries the global clock to every partition.
 from __future__ import annotations
 
 import heapq
-import math
 from dataclasses import dataclass, field
 
 import h3
 
-FINE_RES = 9          # fine cells: spatial hashing of fixes, alerts and incidents
-HOME_RES = 6          # home cells: partitioning of incidents (~3.7 km edge)
-ARRIVAL_RADIUS_M = 100.0
-CORROBORATION_RADIUS_M = 300.0
-CORROBORATION_WINDOW_MS = 10 * 60_000
-BREACH_AFTER_MS = 300_000
-EXPIRE_AFTER_MS = 60 * 60_000
-GRACE_MS = 10 * 60_000
-MAX_CORROBORATING = 50  # per call, the closest in time (README)
-DEDUP_MS = 26 * 3600 * 1000  # as the zone stage: a day in any time zone plus the longest window
-EARTH_RADIUS_M = 6372797.560856  # the radius Redis GEO uses, so distances agree with GEOSEARCH
+from contract.response import (ARRIVAL_RADIUS_M, BREACH_AFTER_MS, CORROBORATION_RADIUS_M, CORROBORATION_WINDOW_MS,
+                               DEDUP_HORIZON_MS, DEFAULT_GRACE_MS, EXPIRE_AFTER_MS, MAX_CORROBORATING, haversine_m)
 
-# Cells to search around a point for a radius, at FINE_RES (cell inradius ~174 m).
-DISK_K = {ARRIVAL_RADIUS_M: 1, CORROBORATION_RADIUS_M: 2}
-
-# Nominal speeds for the ETA of a recommendation (m/s), and a detour factor from straight line
-# to street distance. Documented in the README.
-UNIT_SPEED_MS = {"foot": 1.4, "motorcycle": 9.0, "car": 8.3, "swat": 8.3, "other": 6.0}
-DETOUR_FACTOR = 1.3
-
-
-def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dlat = p2 - p1
-    dlon = math.radians(lon2 - lon1)
-    a = math.sin(dlat / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dlon / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(a))
-
-
-def eta_s(distance_m: float, kind: str) -> int:
-    return int(round(distance_m * DETOUR_FACTOR / UNIT_SPEED_MS.get(kind, UNIT_SPEED_MS["other"])))
-
-
-class HomeCells:
-    """Fine cell -> home partitions within a radius (cached: points of a city share few cells)."""
-
-    def __init__(self, partitions: int):
-        self.n = partitions
-        self._cache: dict[tuple[str, float], tuple[int, ...]] = {}
-
-    def partition_of_home(self, home: str) -> int:
-        import zlib
-
-        return zlib.crc32(home.encode()) % self.n
-
-    def own(self, cell: str) -> int:
-        """Partition of the home cell containing this fine cell."""
-        key = (cell, 0.0)
-        p = self._cache.get(key)
-        if p is None:
-            p = self._cache[key] = (self.partition_of_home(h3.cell_to_parent(cell, HOME_RES)),)
-        return p[0]
-
-    def within(self, cell: str, radius: float) -> tuple[int, ...]:
-        key = (cell, radius)
-        parts = self._cache.get(key)
-        if parts is None:
-            homes = {h3.cell_to_parent(c, HOME_RES) for c in h3.grid_disk(cell, DISK_K[radius])}
-            parts = self._cache[key] = tuple(sorted({self.partition_of_home(h) for h in homes}))
-            if len(self._cache) > 500_000:
-                self._cache.clear()
-        return parts
+from .partitioning import DISK_K
 
 
 @dataclass
@@ -107,7 +48,7 @@ class Incident:
 class IncidentState:
     """Open incidents, the fix and alert look-back, and the breach timers of one partition."""
 
-    def __init__(self, grace_ms: int = GRACE_MS, arrival_radius_m: float = ARRIVAL_RADIUS_M):
+    def __init__(self, grace_ms: int = DEFAULT_GRACE_MS, arrival_radius_m: float = ARRIVAL_RADIUS_M):
         self.grace_ms = grace_ms
         self.radius = arrival_radius_m
         self.clock = 0
@@ -115,7 +56,7 @@ class IncidentState:
         self.near: dict[str, list[Incident]] = {}      # fine cell -> incidents within reach
         self.calls_at: dict[str, list[Incident]] = {}  # fine cell of the call -> incidents
         self.timers: list[tuple[int, str, str]] = []   # (due ts, breach|expire|uncorr|settle, call_id)
-        self.seen_calls: dict[str, int] = {}           # call_id -> ts, for DEDUP_MS
+        self.seen_calls: dict[str, int] = {}           # call_id -> ts, for DEDUP_HORIZON_MS
         self.fixes: dict[int, dict[str, list]] = {}    # minute -> fine cell -> [(ts, unit, lat, lon)]
         self.alerts: dict[int, dict[str, list]] = {}   # minute -> fine cell -> [(ts, id, type, lat, lon)]
         self.seen_alerts: set[str] = set()
@@ -231,7 +172,7 @@ class IncidentState:
                 self._forget(inc)
         if len(self.seen_calls) > 1024 and clock - self._calls_pruned > 600_000:
             self._calls_pruned = clock
-            self.seen_calls = {c: t for c, t in self.seen_calls.items() if t >= clock - DEDUP_MS}
+            self.seen_calls = {c: t for c, t in self.seen_calls.items() if t >= clock - DEDUP_HORIZON_MS}
         # look-back pruning by whole minutes
         keep_fix = (clock - self.grace_ms) // 60_000 - 1
         for m in [m for m in self.fixes if m < keep_fix]:

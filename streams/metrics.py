@@ -7,6 +7,8 @@ from collections import Counter as _Tally
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 
+from contract import metrics as names
+
 disable_created_metrics()  # the *_created series only add noise for dashboards
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -16,14 +18,14 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.
                    1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 AGE_BUCKETS = (0.0, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 86400.0)
 
-EVENTS = Counter("zonewatch_events_total", "Input events by source and outcome",
+EVENTS = Counter(names.EVENTS, "Input events by source and outcome",
                  ["source", "outcome"], registry=REGISTRY)
-E2E = Histogram("zonewatch_e2e_latency_seconds",
+E2E = Histogram(names.E2E_LATENCY,
                 "Kafka message timestamp (set by the connector) to completion of the Redis write "
                 "that reflects the event", ["source"], buckets=LATENCY_BUCKETS, registry=REGISTRY)
-AGE = Histogram("zonewatch_event_age_seconds", "Stream clock minus event ts at processing",
+AGE = Histogram(names.EVENT_AGE, "Stream clock minus event ts at processing",
                 ["source"], buckets=AGE_BUCKETS, registry=REGISTRY)
-ZONE_WRITES = Counter("zonewatch_zone_writes_total", "Zone state writes to Redis", registry=REGISTRY)
+ZONE_WRITES = Counter(names.ZONE_WRITES, "Zone state writes to Redis", registry=REGISTRY)
 DEADLETTERS = Counter("zonewatch_deadletter_total", "Messages sent to the dead-letter topic, by reason class",
                       ["source", "reason"], registry=REGISTRY)
 OUTPUT_ERRORS = Counter("zonewatch_output_errors_total", "Output records Kafka did not accept",
@@ -35,10 +37,9 @@ DEPENDENCY_UP = Gauge("zonewatch_dependency_up", "1 when the dependency answered
 DEPENDENCY_OUTAGES = Counter("zonewatch_dependency_outages_total", "Times a dependency stopped answering probes",
                              ["dependency"], registry=REGISTRY)
 
-SOURCES = ("calls", "gps", "alerts")
 # Pre-create every labelled child so each series is exported (as 0) from the start.
-for _s in SOURCES:
-    for _o in ("accepted", "rejected", "duplicate"):
+for _s in names.SOURCES:
+    for _o in names.OUTCOMES:
         EVENTS.labels(_s, _o)
     E2E.labels(_s)
     AGE.labels(_s)

@@ -15,6 +15,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from contract.errors import RulesError
+
 LEVELS = ("green", "yellow", "orange", "red")
 RANK = {name: i for i, name in enumerate(LEVELS)}
 
@@ -39,10 +41,6 @@ any = ["windows.15m.calls >= 3", "windows.5m.alerts >= 10", "open_incidents >= 3
 
 _OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
 CORE_ALERT_TYPES = ("face_watchlist", "fence_intrusion")
-
-
-class RulesError(ValueError):
-    """The rules file is unusable; the message points at the offending entry."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Zone lookup: which zones contain a point (CONTRACT §2).
+"""Zone lookup: which zones contain a point (CONTRACT §2; the zones file is read by contract.zones).
 
 Precomputed once at start: every H3 cell (at `resolution`) that touches a zone maps to
 (zones that contain the whole cell, zones whose boundary crosses the cell). A lookup is one
@@ -8,76 +8,13 @@ point-in-polygon test, so cost per event does not grow with the number of zones.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
-
 import h3
 import shapely
-from shapely.geometry import Polygon, shape
+from shapely.geometry import Polygon
 
-FINE_RES = 9  # the H3 resolution incidents hash on (streams/incidents.py)
-KINDS = ("venue", "district", "grid", "route", "other")
-RINGS = ("core", "inner", "outer")
-# innermost first: used to pick an event's `ring`
-RING_ORDER = {"core": 0, "inner": 1, "outer": 2}
+from contract.zones import Zone, innermost_ring
 
-
-class ZonesFileError(ValueError):
-    """The zones GeoJSON is unusable; the message names the feature and the problem."""
-
-
-@dataclass(frozen=True)
-class Zone:
-    zone_id: str
-    name: str
-    kind: str
-    ring: str | None
-    geometry: object  # shapely geometry, prepared
-
-
-def load_zones(path: str | Path, id_property: str | None = None) -> list[Zone]:
-    """Read a GeoJSON FeatureCollection of (Multi)Polygons.
-
-    The id is the feature's top-level `id`, else `properties.id`, else `properties[id_property]`
-    (e.g. `adcode` for the DataV district exports). Unknown kinds become `other`.
-    """
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ZonesFileError(f"cannot read zones file {path}: {exc}") from exc
-    if not isinstance(doc, dict) or doc.get("type") != "FeatureCollection":
-        raise ZonesFileError(f"{path}: not a GeoJSON FeatureCollection")
-    zones: list[Zone] = []
-    seen: set[str] = set()
-    for i, feat in enumerate(doc.get("features") or []):
-        props = feat.get("properties") or {}
-        zid = feat.get("id", props.get("id"))
-        if zid is None and id_property:
-            zid = props.get(id_property)
-        if zid is None or str(zid) == "":
-            raise ZonesFileError(f"{path}: feature #{i} has no id (top-level `id` or properties.id)")
-        zid = str(zid)
-        if zid in seen:
-            raise ZonesFileError(f"{path}: duplicate zone id {zid!r}")
-        seen.add(zid)
-        geom = feat.get("geometry") or {}
-        if geom.get("type") not in ("Polygon", "MultiPolygon"):
-            raise ZonesFileError(f"{path}: zone {zid!r} geometry must be Polygon or MultiPolygon")
-        try:
-            g = shape(geom)
-        except Exception as exc:  # shapely raises several types for malformed coordinates
-            raise ZonesFileError(f"{path}: zone {zid!r} has malformed coordinates: {exc}") from exc
-        if not g.is_valid:
-            g = g.buffer(0)  # self-touching rings in real exports; buffer(0) repairs them
-        kind = props.get("kind") if props.get("kind") in KINDS else "other"
-        ring = props.get("ring") if props.get("ring") in RINGS else None
-        name = str(props.get("name") or zid)
-        shapely.prepare(g)
-        zones.append(Zone(zid, name, kind, ring, g))
-    if not zones:
-        raise ZonesFileError(f"{path}: no zones")
-    return zones
+from .partitioning import FINE_RES
 
 
 class ZoneIndex:
@@ -138,8 +75,7 @@ class ZoneIndex:
         return tuple(z.zone_id for z in self.zones.values() if shapely.contains_xy(z.geometry, lon, lat))
 
     def innermost_ring(self, zone_ids) -> str | None:
-        rings = [self.zones[z].ring for z in zone_ids if self.zones[z].ring]
-        return min(rings, key=RING_ORDER.__getitem__) if rings else None
+        return innermost_ring(self.zones[z].ring for z in zone_ids)
 
 
 def _cells_touching(geom, resolution: int) -> set[str]:

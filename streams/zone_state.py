@@ -17,31 +17,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from zonewatch.contract import KIND_ALERT, KIND_CALL, KIND_GPS
+from contract.response import BREACH_AFTER_MS, DEDUP_HORIZON_MS, EXPIRE_AFTER_MS, RESPONSE_WINDOW_MS
+from contract.zones import Zone
 
 from .incidents import IncidentState
+from .records import Arrival, IncidentAlert, IncidentCall, IncidentFix, ZoneCall, ZoneFix
 from .rules import Rules, load_rules
-from .zone_index import Zone
 
 MINUTE_MS = 60_000
 INF = float("inf")
 WINDOWS = (("5m", 5), ("15m", 15), ("60m", 60))
 KEEP_MINUTES = 60
-# A day (any tz) plus the longest window: an id older than this can no longer change a figure.
-DEDUP_HORIZON_MS = 26 * 3600 * 1000
 GPS_DEDUP_HORIZON_MS = 10 * 60 * 1000  # per unit, behind its newest fix
 GPS_DEDUP_PER_UNIT = 128
 PRUNE_EVERY_MS = 60_000
-
-# Positions in an event record of the zone-events topic (see streams/ingest.py).
-K, ID, TS, ZONES, PRIMARY, KTS, A, B = range(8)
-# Incident-stage records, keyed by geo cell (streams/ingest.py): [C|F|A, id, ts, zones, 0, kafka ts, payload, cell]
-INCIDENT_KINDS = frozenset("CFA")
-KIND_ARRIVAL = "r"   # from the incidents stage: [r, call_id, call ts, zones, 0, 0, response_s, unit_id]
-INCIDENT_KEEP_MS = 2 * 3600 * 1000   # expiry (60 min) + the response window (60 min)
-RESPONSE_WINDOW_MS = 3600 * 1000
-EXPIRE_AFTER_MS = 3600 * 1000
-BREACH_AFTER_MS = 300_000
+INCIDENT_KEEP_MS = EXPIRE_AFTER_MS + RESPONSE_WINDOW_MS
 
 
 def empty_response() -> dict:
@@ -120,26 +110,14 @@ class PartitionState:
             if clock - self._last_pruned >= PRUNE_EVERY_MS:
                 self._prune()
 
-    def apply(self, rec: list) -> bool | None:
-        """Apply one record; False when it is a duplicate, None for incident-stage records."""
-        kind = rec[K]
-        ts = rec[TS]
-        if kind in INCIDENT_KINDS:
-            inc = self.incidents
-            if kind == "F":
-                lat, lon, _status, _kind = rec[A]
-                inc.on_fix(rec[ID], ts, lat, lon, rec[B])
-            elif kind == "A":
-                lat, lon, typ = rec[A]
-                inc.on_alert(rec[ID], ts, typ, lat, lon, rec[B])
-            else:
-                record = rec[A]
-                inc.on_call(rec[ID], ts, record["lat"], record["lon"], rec[B], rec[ZONES], record)
-            return None
-        if kind == KIND_GPS:
+    def apply(self, rec) -> bool | None:
+        """Apply one record (streams/records.py); False when it is a duplicate, None for
+        incident-stage and arrival records."""
+        t = type(rec)
+        if t is ZoneFix:
             # Fixes are remembered per unit, relative to the unit's own latest fix rather than to
             # the stream clock, so a backlog that moves the clock far ahead still finds repeats.
-            unit = rec[ID]
+            unit, ts = rec.unit_id, rec.ts
             seen = self.seen_fix.get(unit)
             if seen is None:
                 seen = self.seen_fix[unit] = set()
@@ -149,24 +127,37 @@ class PartitionState:
             if len(seen) > GPS_DEDUP_PER_UNIT:
                 newest = max(seen)
                 self.seen_fix[unit] = {t for t in seen if t >= newest - GPS_DEDUP_HORIZON_MS}
-            self._apply_fix(unit, ts, tuple(rec[ZONES]), rec[A])
+            self._apply_fix(unit, ts, tuple(rec.zones), rec.status)
             return True
-        if kind == KIND_ARRIVAL:
+        if t is IncidentFix:
+            self.incidents.on_fix(rec.unit_id, rec.ts, rec.lat, rec.lon, rec.cell)
+            return None
+        if t is IncidentAlert:
+            self.incidents.on_alert(rec.alert_id, rec.ts, rec.type, rec.lat, rec.lon, rec.cell)
+            return None
+        if t is IncidentCall:
+            r = rec.record
+            self.incidents.on_call(rec.call_id, rec.ts, r["lat"], r["lon"], rec.cell, rec.zones, r)
+            return None
+        if t is Arrival:
             self._apply_arrival(rec)
             return None
-        key = f"{kind}|{rec[ID]}"
+        is_call = t is ZoneCall
+        eid = rec.call_id if is_call else rec.alert_id
+        ts = rec.ts
+        key = f"{'c' if is_call else 'a'}|{eid}"
         if key in self.seen:
             return False
         if ts >= self.clock - DEDUP_HORIZON_MS:
             self.seen[key] = ts
-        zones = rec[ZONES]
+        zones = rec.zones
         if not zones:
             return True
         date = self._local_date(ts)
         minute = ts // MINUTE_MS
         keep_bucket = minute > self.clock // MINUTE_MS - KEEP_MINUTES
-        if kind == KIND_CALL:
-            cat, prio = rec[A], rec[B]
+        if is_call:
+            cat, prio = rec.category, rec.priority
             for zid in zones:
                 agg = self.zones[zid]
                 day = agg.days.get(date)
@@ -175,9 +166,9 @@ class PartitionState:
                 day.calls += 1
                 day.by_category[cat] += 1
                 day.by_priority[prio] += 1
-                inc = agg.incidents.get(rec[ID])
+                inc = agg.incidents.get(eid)
                 if inc is None:
-                    agg.incidents[rec[ID]] = [ts, prio, None]
+                    agg.incidents[eid] = [ts, prio, None]
                 else:  # the arrival was decided before the call reached this partition
                     inc[0], inc[1] = ts, prio
                 agg.resp_cache = None
@@ -189,8 +180,8 @@ class PartitionState:
                     if prio == 1:
                         b.calls_p1 += 1
                 self.dirty.add(zid)
-        elif kind == KIND_ALERT:
-            typ = rec[A]
+        else:
+            typ = rec.type
             for zid in zones:
                 agg = self.zones[zid]
                 day = agg.days.get(date)
@@ -207,9 +198,9 @@ class PartitionState:
                 self.dirty.add(zid)
         return True
 
-    def _apply_arrival(self, rec: list) -> None:
-        call_id, call_ts, response = rec[ID], rec[TS], rec[A]
-        for zid in rec[ZONES]:
+    def _apply_arrival(self, rec: Arrival) -> None:
+        call_id, call_ts, response = rec.call_id, rec.call_ts, rec.response_s
+        for zid in rec.zones:
             agg = self.zones[zid]
             inc = agg.incidents.get(call_id)
             if inc is None:

@@ -10,10 +10,12 @@ import argparse
 import importlib
 import sys
 
+from contract.errors import ZonewatchError
+
 # subcommand -> module that defines add_parser(subparsers) and sets `func` on its parser
 COMMANDS = {
     "topics": "zonewatch.topics",
-    "worker": "streams.app",
+    "worker": "streams.worker",
     "replay": "connectors.replay",
     "simulate": "connectors.simulate",
     "watch": "zonewatch.watch",
@@ -46,22 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except (ValueError, RuntimeError) as exc:
-        # ConfigError, RulesError, ZonesFileError (and other refusals at start) are ValueErrors
-        # with a message naming what to fix: show it, not a traceback.
-        from .config import ConfigError
-        from .topics import KafkaUnavailable
-
-        known = (ConfigError, KafkaUnavailable)
-        try:
-            from streams.rules import RulesError
-            from streams.zone_index import ZonesFileError
-
-            known += (RulesError, ZonesFileError)
-        except ImportError:
-            pass
-        if not isinstance(exc, known):
-            raise
+    except ZonewatchError as exc:
+        # a refusal with a message naming what to fix: show it, not a traceback
         print(f"zonewatch {args.command}: {exc}", file=sys.stderr)
         return 2
 

@@ -34,26 +34,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from .config import ConfigError, Settings
-from .topics import KafkaUnavailable
-from .watch import Watcher, WatchError, _mask, watch_live
+from contract.errors import ChildExited, ConfigError, DemoError, KafkaUnavailable, RedisUnavailable, WatchError
+from contract.settings import Settings
+from .watch import Watcher, _mask, watch_live
 
 WORKER_READY_TIMEOUT_S = 120.0
 STOP_GRACE_S = 15.0
 #: with --speed > 1 and no --duration the simulated period is this much wall time long, ending now
 FAST_WALL_S = 1800.0
-
-
-class DemoError(RuntimeError):
-    """The demo cannot go on; the message says why (printed without a traceback)."""
-
-
-class ChildExited(DemoError):
-    """A subprocess the demo started exited by itself."""
-
-    def __init__(self, child: "Child", rc: int):
-        super().__init__(f"the {child.name} exited early with code {rc} (log {child.log_path})")
-        self.child, self.rc = child, rc
 
 
 class _Terminated(BaseException):
@@ -254,7 +242,7 @@ class Demo:
                 if self.sim_done_note is None:
                     self.sim_done_note = f"simulator finished its period at {time.strftime('%H:%M:%S')}"
                 continue
-            raise ChildExited(child, rc)
+            raise ChildExited(child.name, rc, child.log_path, child)
 
     def wait_for_worker(self, url: str) -> None:
         self.say(f"waiting for the worker's {url} ...", "dim")
@@ -287,7 +275,7 @@ class Demo:
             settings = Settings.from_env()
         except ConfigError as exc:
             raise DemoError(str(exc)) from exc
-        from .topics import ensure_topics
+        from contract.topics import ensure_topics
 
         self.say(f"zonewatch demo: Kafka {settings.kafka}, Redis {_mask(settings.redis)}, app id {settings.app_id}"
                  f"{', topic prefix ' + settings.topic_prefix if settings.topic_prefix else ''}", "bold")
@@ -354,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         except ChildExited as exc:
             failed, rc = exc.child, 1
             demo.say(f"zonewatch demo: error: {exc}", "bold red")
-        except (DemoError, WatchError, KafkaUnavailable) as exc:
+        except (DemoError, WatchError, KafkaUnavailable, RedisUnavailable) as exc:
             rc = 1
             demo.say(f"zonewatch demo: error: {exc}", "bold red")
     finally:  # also on the unexpected: stop what we started, then let the traceback show

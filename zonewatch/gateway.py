@@ -53,9 +53,10 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .config import ConfigError, Settings
+from contract.errors import ConfigError
+from contract.settings import Settings
 from .watch import histogram_quantile  # one PromQL-compatible implementation for watch and wall
-from .security import redacted_url
+from contract.security import redacted_url
 
 log = logging.getLogger("zonewatch.gateway")
 

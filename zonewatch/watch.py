@@ -37,24 +37,16 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from .config import Settings, redis_url_from_env
+from contract import keys, metrics
+from contract.errors import RedisUnavailable, WatchError
+from contract.settings import Settings, redis_url_from_env
+from contract.zones import RING_ORDER
 
-ZONES_SET = "zw:zones"
-UPDATES_STREAM = "zw:zone-updates"
-E2E_BUCKET = "zonewatch_e2e_latency_seconds_bucket"
+E2E_BUCKET = f"{metrics.E2E_LATENCY}_bucket"
 DEFAULT_WEB_PORT = 6066
 
-RING_ORDER = {"core": 0, "inner": 1, "outer": 2}
 LEVEL_STYLE = {"green": "bold green", "yellow": "bold yellow", "orange": "bold dark_orange", "red": "bold white on red"}
 LEVEL_ORDER = ("red", "orange", "yellow", "green")
-
-
-class WatchError(RuntimeError):
-    """`zonewatch watch` cannot run; the message says why (printed without a traceback)."""
-
-
-class RedisUnavailable(WatchError):
-    """Redis did not answer at the given URL."""
 
 
 # --------------------------------------------------------------------------- latency quantiles
@@ -291,15 +283,15 @@ class Watcher:
         import redis
 
         try:
-            info = self.r.xinfo_stream(UPDATES_STREAM)
+            info = self.r.xinfo_stream(keys.ZONE_UPDATES)
         except redis.exceptions.ResponseError:      # no such key yet
             return 0
         added = info.get("entries-added")
         return int(added) if added is not None else int(info.get("length", 0))
 
     def read_zones(self) -> tuple[list[dict], float | None]:
-        ids = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in self.r.smembers(ZONES_SET))
-        raw = self.r.mget([f"zw:zone:{z}" for z in ids]) if ids else []
+        ids = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in self.r.smembers(keys.ZONES))
+        raw = self.r.mget([keys.zone(z) for z in ids]) if ids else []
         added = self._entries_added()
         now = time.monotonic()
         rate = None
@@ -496,7 +488,7 @@ def render(snap: Snapshot, tz_name: str = Settings.tz, note: str | Text | None =
     if note:
         parts.append(note if isinstance(note, Text) else Text(str(note), style="yellow"))
     if not docs and not snap.error:
-        parts.append(Text(f"no zones registered in {ZONES_SET} yet: is a worker running?", style="yellow"))
+        parts.append(Text(f"no zones registered in {keys.ZONES} yet: is a worker running?", style="yellow"))
     if docs:
         parts.append(table)
     return Group(*parts)
@@ -567,7 +559,7 @@ def run(args) -> int:
             snap = watch_once(watcher, interval=args.interval, tz_name=tz_name)
             return 1 if snap.error else 0
         watch_live(watcher, interval=args.interval, tz_name=tz_name)
-    except WatchError as exc:
+    except (WatchError, RedisUnavailable) as exc:
         print(f"zonewatch watch: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -22,10 +22,10 @@ import orjson
 import pytest
 import redis
 
-from zonewatch import contract
-from zonewatch.config import Settings
-from zonewatch.security import kafka_python_kwargs
-from zonewatch.topics import ensure_topics
+from contract import topics
+from contract.settings import Settings
+from contract.security import kafka_python_kwargs
+from contract.topics import ensure_topics
 
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_PORT = int(os.environ.get("ZONEWATCH_TEST_KAFKA_PORT", 19092))
@@ -147,7 +147,7 @@ class Deployment:
 
         prod = KafkaProducer(bootstrap_servers=self.settings.kafka, acks="all", linger_ms=5,
                              **kafka_python_kwargs(self.settings))
-        key_field = key_field or contract.KEY_FIELD.get(topic)
+        key_field = key_field or topics.KEY_FIELD.get(topic)
         for v in values:
             if isinstance(v, dict):
                 key = str(v.get(key_field, "")).encode() or None

@@ -20,7 +20,7 @@ import pytest
 
 from tests import scenario
 from tests.integration.conftest import REPO, Deployment, free_port, wait_until
-from zonewatch import contract
+from contract import topics
 
 pytestmark = pytest.mark.integration
 
@@ -239,11 +239,11 @@ def live(stack):
 
 
 def publish_scenario(dep) -> None:
-    dep.produce(contract.CALLS, scenario.CALLS[:4])
-    dep.produce(contract.CALLS, scenario.INVALID_CALLS)
-    dep.produce(contract.ALERTS, scenario.ALERTS)
-    dep.produce(contract.CALLS, scenario.CALLS[4:])
-    dep.produce(contract.GPS, scenario.FIXES)
+    dep.produce(topics.CALLS, scenario.CALLS[:4])
+    dep.produce(topics.CALLS, scenario.INVALID_CALLS)
+    dep.produce(topics.ALERTS, scenario.ALERTS)
+    dep.produce(topics.CALLS, scenario.CALLS[4:])
+    dep.produce(topics.GPS, scenario.FIXES)
 
 
 def settled_at(dep, clock: int, n: int = 5):
@@ -391,7 +391,7 @@ def test_reconnect_with_last_event_id_gets_every_update_exactly_once(live):
         assert s_id == stream_ids(dep)[-1]
 
         batch1 = _calls("r1-", 6, clock0 + 60_000, scenario.PAB)
-        dep.produce(contract.CALLS, batch1)
+        dep.produce(topics.CALLS, batch1)
         wait_until(lambda: settled_at(dep, batch1[-1]["ts"]), what="batch 1 settled")
         got1 = read_zone_events_until_stream(dep, first, s_id)
     finally:
@@ -403,7 +403,7 @@ def test_reconnect_with_last_event_id_gets_every_update_exactly_once(live):
 
     wait_until(lambda: gw.metric("zonewatch_gateway_clients") == 0, 10, what="client gone")
     batch2 = _calls("r2-", 6, batch1[-1]["ts"] + 60_000, scenario.PB)   # produced while disconnected
-    dep.produce(contract.CALLS, batch2)
+    dep.produce(topics.CALLS, batch2)
     wait_until(lambda: settled_at(dep, batch2[-1]["ts"]), what="batch 2 settled")
 
     second = SSEClient(gw.url, last_event_id=last_seen)
@@ -451,7 +451,7 @@ def test_trimmed_last_event_id_gets_resync_and_snapshot(live):
             assert {d["zone_id"]: d for d in orjson.loads(snap["data"])} == dep.zone_docs()
             # and live afterwards
             ts = max(d["clock"] for d in dep.zone_docs().values()) + 60_000
-            dep.produce(contract.CALLS, _calls(f"trim{n}-", 1, ts, scenario.PA))
+            dep.produce(topics.CALLS, _calls(f"trim{n}-", 1, ts, scenario.PA))
             ev = c.next_event()
             assert ev["event"] == "zone" and id_key(ev["id"]) > id_key(top)
             wait_until(lambda: settled_at(dep, ts), what="trim test call settled")
@@ -512,7 +512,7 @@ def test_stuck_client_does_not_hold_back_others_or_the_pipeline(live):
         # the pipeline is not held back either: a new call reaches Redis and the fast client
         ts = max((d["clock"] for d in dep.zone_docs().values()), default=scenario.FINAL_CLOCK) + 60_000
         t1 = time.monotonic()
-        dep.produce(contract.CALLS, _calls("stuck-", 1, ts, scenario.PA))
+        dep.produce(topics.CALLS, _calls("stuck-", 1, ts, scenario.PA))
         while True:
             ev = fast.get(timeout=30)
             assert ev["event"] == "zone", ev
@@ -564,7 +564,7 @@ def test_incidents_on_the_feed_open_arrived_breached_and_on_resume(live):
                   "category": "fire", "priority": 2},
                  {"call_id": "inc-b1", "ts": clock0 + 2000, "lat": scenario.PB[0], "lon": scenario.PB[1],
                   "category": "theft", "priority": 3}]
-        dep.produce(contract.CALLS, calls)
+        dep.produce(topics.CALLS, calls)
 
         def until(pred, what):
             deadline = time.monotonic() + 60
@@ -584,7 +584,7 @@ def test_incidents_on_the_feed_open_arrived_breached_and_on_resume(live):
         assert [i["call_id"] for i in listed if i["call_id"].startswith("inc-")] == ["inc-a1", "inc-a2", "inc-b1"]
 
         # a unit reaches A 90 s after the first call: both calls in A leave the list, answered
-        dep.produce(contract.GPS, [{"unit_id": "inc-u1", "ts": clock0 + 90_000,
+        dep.produce(topics.GPS, [{"unit_id": "inc-u1", "ts": clock0 + 90_000,
                                     "lat": scenario.PA[0], "lon": scenario.PA[1]}])
         arrived = {}
 
@@ -611,7 +611,7 @@ def test_incidents_on_the_feed_open_arrived_breached_and_on_resume(live):
 
         # nobody reaches B: when the stream clock passes ts + 300 s (driven by a unit elsewhere),
         # inc-b1 turns breached and stays on the list
-        dep.produce(contract.GPS, [{"unit_id": "inc-u2", "ts": clock0 + 2000 + 300_000,
+        dep.produce(topics.GPS, [{"unit_id": "inc-u2", "ts": clock0 + 2000 + 300_000,
                                     "lat": scenario.PCORE[0], "lon": scenario.PCORE[1]}])
         until(lambda: wall.get("inc-b1", {}).get("status") == "breached", "inc-b1 breached")
         assert "inc-a1" not in wall and "inc-a2" not in wall

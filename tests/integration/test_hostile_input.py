@@ -11,11 +11,11 @@ import time
 import orjson
 import pytest
 
-from streams.ingest import redact_callers
+from contract.events import redact_callers
 from tests import hostile
 from tests.integration.conftest import wait_until
-from zonewatch import contract
-from zonewatch.security import kafka_python_kwargs
+from contract import events, topics
+from contract.security import kafka_python_kwargs
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +46,7 @@ def counted(dep) -> float:
 
 def expected_raw(value: bytes | None, secret: bytes) -> dict:
     raw = redact_callers(value, secret) if value else b""
-    raw = raw[:contract.DEADLETTER_RAW_LIMIT]
+    raw = raw[:events.DEADLETTER_RAW_LIMIT]
     try:
         return {"raw": raw.decode("utf-8"), "raw_encoding": "utf-8"}
     except UnicodeDecodeError:
@@ -80,7 +80,7 @@ def test_hostile_corpus_is_dead_lettered_counted_and_never_stops_the_worker(depl
     assert {z: d["today"] for z, d in docs.items()} == hostile.expected_today(msgs)
 
     # exactly one dead letter per bad message, pointing back at it, with its reason and raw value
-    dead = dep.consume_all(contract.DEADLETTER, len(bad), timeout=60)
+    dead = dep.consume_all(topics.DEADLETTER, len(bad), timeout=60)
     secret = dep.env["ZONEWATCH_CALLER_SECRET"].encode()
     seen = set()
     for rec in dead:
@@ -93,10 +93,10 @@ def test_hostile_corpus_is_dead_lettered_counted_and_never_stops_the_worker(depl
         assert v["reason"] and m.reason in v["reason"], (i, m.cls, m.reason, v["reason"])
         assert {k: v[k] for k in ("raw", "raw_encoding")} == expected_raw(m.value, secret), (i, m.cls)
         raw = base64.b64decode(v["raw"]) if v["raw_encoding"] == "base64" else v["raw"].encode()
-        assert len(raw) <= contract.DEADLETTER_RAW_LIMIT
+        assert len(raw) <= events.DEADLETTER_RAW_LIMIT
         assert b"13800138000" not in raw  # caller numbers never leave ingestion in clear (§6)
         # the original key, or null when it is larger than the dead-letter limit
-        key = m.key if m.key is None or len(m.key) <= contract.DEADLETTER_RAW_LIMIT else None
+        key = m.key if m.key is None or len(m.key) <= events.DEADLETTER_RAW_LIMIT else None
         assert rec.key == key, (i, m.cls, (rec.key or b"")[:40], (m.key or b"")[:40])
     assert seen == bad, f"{len(bad - seen)} bad messages without a dead letter"
     assert proc.poll() is None

@@ -21,10 +21,10 @@ from datetime import datetime, timedelta, timezone
 import orjson
 import pytest
 
-from streams.incidents import eta_s, haversine_m
+from contract.response import eta_s, haversine_m
 from tests import scenario
 from tests.integration.conftest import wait_until
-from zonewatch import contract
+from contract import topics
 
 pytestmark = pytest.mark.integration
 
@@ -100,20 +100,20 @@ def test_incident_timeline(deployment, workers):
     dep.wait_workers_joined()
 
     # phase 1: units and early alerts known before the calls
-    dep.produce(contract.GPS, DISPATCH)
-    dep.produce(contract.ALERTS, ALERTS_BEFORE)
+    dep.produce(topics.GPS, DISPATCH)
+    dep.produce(topics.ALERTS, ALERTS_BEFORE)
     wait_until(lambda: dep.redis.hlen("zw:unit-info") == len(DISPATCH), what="units in Redis")
     wait_until(lambda: sum(dep.metrics().values()) == len(DISPATCH) + len(ALERTS_BEFORE), what="phase 1")
 
     # phase 2: the calls
-    dep.produce(contract.CALLS, [call("k1", prio=1), call("k2"), call("k3"), call("k4"), call("k5")])
-    wait_until(lambda: len({m.key for m in dep.consume_all(contract.INCIDENTS, 5, timeout=5)}) == 5,
+    dep.produce(topics.CALLS, [call("k1", prio=1), call("k2"), call("k3"), call("k4"), call("k5")])
+    wait_until(lambda: len({m.key for m in dep.consume_all(topics.INCIDENTS, 5, timeout=5)}) == 5,
                what="five enriched incidents")
 
     # phase 3: arrivals, later alerts, and a clock that moves on elsewhere
-    dep.produce(contract.GPS, ARRIVALS)
-    dep.produce(contract.ALERTS, ALERTS_AFTER)
-    dep.produce(contract.GPS, CLOCK_DRIVER)
+    dep.produce(topics.GPS, ARRIVALS)
+    dep.produce(topics.ALERTS, ALERTS_AFTER)
+    dep.produce(topics.GPS, CLOCK_DRIVER)
 
     def zones_done():
         docs = dep.zone_docs()
@@ -132,7 +132,7 @@ def test_incident_timeline(deployment, workers):
     assert docs["B"]["today"]["calls"] == 1 and docs["B"]["today"]["alerts"] == 0  # silent zone
 
     # sla.events
-    sla = wait_until(lambda: (evs := [orjson.loads(m.value) for m in dep.consume_all(contract.SLA, 6, 5)])
+    sla = wait_until(lambda: (evs := [orjson.loads(m.value) for m in dep.consume_all(topics.SLA, 6, 5)])
                      and len(evs) >= 6 and evs, what="six SLA events")
     got = sorted((e["type"], e["call_id"], e["unit_id"], e["response_s"], e["ts"]) for e in sla)
     assert got == sorted([
@@ -147,7 +147,7 @@ def test_incident_timeline(deployment, workers):
 
     # incidents.enriched: the last record per call
     latest = {}
-    for m in dep.consume_all(contract.INCIDENTS, 6, timeout=5):
+    for m in dep.consume_all(topics.INCIDENTS, 6, timeout=5):
         latest[m.key.decode()] = orjson.loads(m.value)
     assert set(latest) == set(P)
     for cid, rec in latest.items():
@@ -190,7 +190,7 @@ def find_phone_numbers(dep) -> list[str]:
             blobs = []
         for b in blobs:
             found += [f"redis {key!r}: {n!r}" for n in needles if n in b]
-    for topic in contract.OUTPUT_TOPICS:
+    for topic in topics.OUTPUT_TOPICS:
         for m in dep.consume_all(topic, 10**6, timeout=3):
             found += [f"topic {topic}: {n!r}" for n in needles if n in (m.value or b"")]
     for _proc, _port, log in dep.workers:
@@ -205,8 +205,8 @@ def test_rejected_calls_do_not_leak_the_number_into_the_dead_letter_topic(deploy
     bad = [b'{"call_id": "z1", "ts": 1686535200000, "lat": 95.0, "lon": 113.6, "category": "theft",'
            b' "priority": 2, "caller": "13912345678"}',
            b'{"call_id": "z2", "caller": "13912345678", "ts": ']
-    dep.produce(contract.CALLS, bad)
-    dead = wait_until(lambda: (d := dep.consume_all(contract.DEADLETTER, 2, timeout=3)) and len(d) == 2 and d,
+    dep.produce(topics.CALLS, bad)
+    dead = wait_until(lambda: (d := dep.consume_all(topics.DEADLETTER, 2, timeout=3)) and len(d) == 2 and d,
                       what="two dead letters")
     for m in dead:
         rec = orjson.loads(m.value)

@@ -21,10 +21,10 @@ import redis
 from tests import scenario
 from tests.integration.conftest import REPO, Deployment, _load_stack
 from tests.integration.test_zone_state_e2e import check_final_state, publish_scenario, wait_final_state
-from zonewatch import contract
-from zonewatch.config import Settings
-from zonewatch.security import kafka_python_kwargs
-from zonewatch.topics import ensure_topics
+from contract import topics
+from contract.settings import Settings
+from contract.security import kafka_python_kwargs
+from contract.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -143,7 +143,7 @@ def test_scenario_over_sasl_ssl_and_redis_acl_users(secure_stack, secure_deploym
     assert dep.metrics() == {k: float(v) for k, v in scenario.EXPECTED_COUNTS.items()}
 
     # the dead letters went through the secured producer
-    dead = dep.consume_all(contract.DEADLETTER, 3)
+    dead = dep.consume_all(topics.DEADLETTER, 3)
     assert sorted(orjson.loads(m.value)["reason"].split(":")[0] for m in dead) == [
         "invalid JSON", "lat 91.0 out of range -90..90", "missing field category"]
 

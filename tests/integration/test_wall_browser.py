@@ -18,7 +18,7 @@ import pytest
 from tests import scenario
 from tests.integration.conftest import REPO, wait_until
 from tests.integration.test_gateway import TOKEN, GatewayProcess
-from zonewatch import contract
+from contract import topics
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +59,7 @@ def test_wall_follows_a_replay_live_and_reconnects(deployment, tmp_path):
     try:
         now = int(time.time() * 1000)
         # two units, so every zone gets a document (green) before the page opens
-        dep.produce(contract.GPS, [
+        dep.produce(topics.GPS, [
             {"unit_id": "wall-u1", "ts": now - 5000, "lat": scenario.PA[0], "lon": scenario.PA[1]},
             {"unit_id": "wall-u2", "ts": now - 4000, "lat": scenario.PCORE[0], "lon": scenario.PCORE[1]}])
         wait_until(lambda: len(dep.zone_docs()) == 5, what="all zones in Redis")
@@ -89,7 +89,7 @@ def test_wall_follows_a_replay_live_and_reconnects(deployment, tmp_path):
                 page.evaluate(RECORDER)
 
                 replay = subprocess.Popen(
-                    [sys.executable, "-m", "zonewatch.cli", "replay", str(replay_file), "--topic", contract.CALLS,
+                    [sys.executable, "-m", "zonewatch.cli", "replay", str(replay_file), "--topic", topics.CALLS,
                      "--speed", "1", "-q"], env=dep.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
                 page.wait_for_function(f"() => window.__seen.calls.some(t => t !== '0')", timeout=30_000)
                 during = replay.poll() is None            # the first change arrived while replaying
@@ -138,7 +138,7 @@ def test_wall_follows_a_replay_live_and_reconnects(deployment, tmp_path):
 
                 # a unit reaches A 0.5 s after the last call: every incident leaves the open list
                 # (shown as arrived with its response time for a while) and its marker goes
-                dep.produce(contract.GPS, [{"unit_id": "wall-u3", "ts": calls[-1]["ts"] + 500,
+                dep.produce(topics.GPS, [{"unit_id": "wall-u3", "ts": calls[-1]["ts"] + 500,
                                             "lat": scenario.PA[0], "lon": scenario.PA[1]}])
                 page.wait_for_selector('#inc-list li.arrived[data-call="wall-0"]', state="attached",
                                        timeout=30_000)
@@ -155,7 +155,7 @@ def test_wall_follows_a_replay_live_and_reconnects(deployment, tmp_path):
                 page.wait_for_function(
                     "() => ['reconnecting', 'down'].includes(document.querySelector('#conn').dataset.state)",
                     timeout=20_000)
-                dep.produce(contract.CALLS, [dict(calls[-1], call_id="wall-late", ts=calls[-1]["ts"] + 1000)])
+                dep.produce(topics.CALLS, [dict(calls[-1], call_id="wall-late", ts=calls[-1]["ts"] + 1000)])
                 gw.start()
                 page.wait_for_function(a_calls(str(N_CALLS + 1)), timeout=60_000)
                 page.wait_for_function("() => document.querySelector('#conn').dataset.state === 'live'",

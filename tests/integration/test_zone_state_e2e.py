@@ -7,17 +7,17 @@ import pytest
 
 from tests import scenario
 from tests.integration.conftest import wait_until
-from zonewatch import contract
+from contract import topics
 
 pytestmark = pytest.mark.integration
 
 
 def publish_scenario(dep) -> None:
-    dep.produce(contract.CALLS, scenario.CALLS[:4])
-    dep.produce(contract.CALLS, scenario.INVALID_CALLS)
-    dep.produce(contract.ALERTS, scenario.ALERTS)
-    dep.produce(contract.CALLS, scenario.CALLS[4:])
-    dep.produce(contract.GPS, scenario.FIXES)
+    dep.produce(topics.CALLS, scenario.CALLS[:4])
+    dep.produce(topics.CALLS, scenario.INVALID_CALLS)
+    dep.produce(topics.ALERTS, scenario.ALERTS)
+    dep.produce(topics.CALLS, scenario.CALLS[4:])
+    dep.produce(topics.GPS, scenario.FIXES)
 
 
 def settled(dep, port=None):
@@ -86,11 +86,11 @@ def test_scenario_through_real_kafka_and_redis(deployment):
     assert published and published[-1] == docs["core"]
 
     # the three invalid messages are in the dead-letter topic with their reasons
-    dead = dep.consume_all(contract.DEADLETTER, 3)
+    dead = dep.consume_all(topics.DEADLETTER, 3)
     recs = sorted((orjson.loads(m.value) for m in dead), key=lambda r: r["reason"])
     assert [r["reason"].split(":")[0] for r in recs] == [
         "invalid JSON", "lat 91.0 out of range -90..90", "missing field category"]
-    assert all(r["topic"] == dep.settings.topic(contract.CALLS) for r in recs)
+    assert all(r["topic"] == dep.settings.topic(topics.CALLS) for r in recs)
     assert recs[0]["raw"] == scenario.INVALID_CALLS[0].decode()
 
     text = dep.metrics_text(port)
@@ -104,17 +104,17 @@ def test_restarted_worker_rebuilds_state_and_keeps_counting(deployment):
     """A worker stopped after part of the input and a new one started: state continues exactly."""
     dep = deployment(scenario.ZONES_FILE, partitions=3)
     dep.start_worker()
-    dep.produce(contract.CALLS, scenario.CALLS[:4])
-    dep.produce(contract.ALERTS, scenario.ALERTS[:2])
+    dep.produce(topics.CALLS, scenario.CALLS[:4])
+    dep.produce(topics.ALERTS, scenario.ALERTS[:2])
     wait_until(lambda: sum(dep.metrics().values()) == 6, what="first half counted")
     wait_until(lambda: dep.zone_docs().get("A", {}).get("today", {}).get("date") == "2023-06-12",
                what="first half in Redis")
     dep.kill_worker(0)
     port = dep.start_worker()
-    dep.produce(contract.CALLS, scenario.INVALID_CALLS)
-    dep.produce(contract.ALERTS, scenario.ALERTS[2:])
-    dep.produce(contract.CALLS, scenario.CALLS[4:])
-    dep.produce(contract.GPS, scenario.FIXES)
+    dep.produce(topics.CALLS, scenario.INVALID_CALLS)
+    dep.produce(topics.ALERTS, scenario.ALERTS[2:])
+    dep.produce(topics.CALLS, scenario.CALLS[4:])
+    dep.produce(topics.GPS, scenario.FIXES)
     # the new worker counts only what it processed: 16 of the 22 messages
     remaining = sum(scenario.EXPECTED_COUNTS.values()) - 6
     wait_until(lambda: sum(dep.metrics(port).values()) == remaining
@@ -132,7 +132,7 @@ def test_two_deployments_share_broker_and_redis_without_touching_each_other(depl
     publish_scenario(one)
     only = {"call_id": "solo", "ts": scenario.FINAL_CLOCK, "lat": scenario.PA[0], "lon": scenario.PA[1],
             "category": "fire", "priority": 3}
-    two.produce(contract.CALLS, [only])
+    two.produce(topics.CALLS, [only])
     docs = wait_final_state(one, what="deployment one settled")
     check_final_state(one, docs)
     two_docs = wait_until(lambda: (d := two.zone_docs()) and len(d) == 5 and d, what="deployment two")
@@ -147,12 +147,12 @@ def test_two_deployments_share_broker_and_redis_without_touching_each_other(depl
     admin = KafkaAdminClient(bootstrap_servers=one.settings.kafka)
     listed = admin.list_groups()
     groups = {g["group_id"] if isinstance(g, dict) else g[0] for g in listed}
-    topics = set(admin.list_topics())
+    listed = set(admin.list_topics())
     admin.close()
     for d in (one, two):
         assert {d.settings.app_id, f"{d.settings.app_id}-ingest"} <= groups
-        assert d.settings.internal_zone_events in topics
-        assert d.settings.topic(contract.CALLS) in topics
+        assert d.settings.internal_zone_events in listed
+        assert d.settings.topic(topics.CALLS) in listed
     assert one.redis.connection_pool.connection_kwargs["db"] != two.redis.connection_pool.connection_kwargs["db"]
 
 

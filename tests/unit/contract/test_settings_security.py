@@ -10,8 +10,9 @@ from pathlib import Path
 import faust
 import pytest
 
-from zonewatch.config import ConfigError, Settings, redis_url_from_env
-from zonewatch.security import (aiokafka_kwargs, faust_broker_credentials, faust_broker_url,
+from contract.errors import ConfigError
+from contract.settings import Settings, redis_url_from_env
+from contract.security import (aiokafka_kwargs, faust_broker_credentials, faust_broker_url,
                                 kafka_python_kwargs, redacted_url)
 
 KAFKA_PW = "kafka-S3cret-pw"

@@ -13,13 +13,17 @@ import orjson
 import pytest
 
 from streams import metrics
-from streams.app import ZoneStateStage
-from streams.ingest import Router, redact_callers
-from streams.zone_index import ZoneIndex, load_zones
+from contract.events import redact_callers
+from contract.zones import load_zones
+from streams import records
+from streams.routing import Router
+from streams.state_stage import StateStage
+from streams.zone_index import ZoneIndex
 from tests import hostile
-from zonewatch import contract
-from zonewatch.config import Settings
-from zonewatch.contract import Rejected, decode_and_validate
+from contract import events, topics
+from contract.settings import Settings
+from contract.errors import Rejected
+from contract.events import decode_and_validate
 
 Rec = namedtuple("Rec", "topic partition offset key value timestamp")
 MAX_TS = int(time.time() * 1000) + 5 * 60_000
@@ -39,7 +43,7 @@ def _digest(msgs) -> str:
 
 
 def test_corpus_is_deterministic_and_covers_every_class(corpus):
-    assert (hostile.CALLS, hostile.GPS, hostile.ALERTS) == contract.INPUT_TOPICS
+    assert (hostile.CALLS, hostile.GPS, hostile.ALERTS) == topics.INPUT_TOPICS
     assert _digest(hostile.corpus()) == _digest(corpus)
     bad = [m for m in corpus if m.expect == "rejected"]
     assert len(bad) >= 10_000
@@ -88,7 +92,7 @@ def test_router_and_zone_state_survive_the_corpus_in_process(corpus):
     s = Settings(zones=hostile.ZONES_FILE, partitions=4, caller_secret="test-secret")
     zones = load_zones(s.zones)
     router = Router(s, ZoneIndex(zones))
-    stage = ZoneStateStage(s, zones, _NoWriter())
+    stage = StateStage(s, zones, _NoWriter())
     states = {p: stage.new_state(p) for p in range(s.partitions)}
     before = _counts()
     dead = []
@@ -96,7 +100,7 @@ def test_router_and_zone_state_survive_the_corpus_in_process(corpus):
     def deliver(out, clock):
         feedback = {}
         for p, recs in out.items():
-            stage.apply_batch(states[p], orjson.dumps({"clock": clock, "ev": recs}))
+            stage.apply_batch(states[p], records.encode(clock, recs))
             for q, arr in stage.take_outputs(states[p])[2].items():
                 feedback.setdefault(q, []).extend(arr)
         if feedback:
@@ -109,8 +113,8 @@ def test_router_and_zone_state_survive_the_corpus_in_process(corpus):
         deliver(out, router.clock)
     for m, reason in dead:  # the dead-letter records the worker would publish
         raw = redact_callers(m.value, router.secret) if m.value else m.value
-        rec = orjson.loads(contract.deadletter_record(m.topic, m.partition, m.offset, reason, raw))
-        assert rec["reason"] and len(rec["raw"]) <= contract.DEADLETTER_RAW_LIMIT * 4 // 3 + 4
+        rec = orjson.loads(events.deadletter_record(m.topic, m.partition, m.offset, reason, raw))
+        assert rec["reason"] and len(rec["raw"]) <= events.DEADLETTER_RAW_LIMIT * 4 // 3 + 4
         text = base64.b64decode(rec["raw"]) if rec["raw_encoding"] == "base64" else rec["raw"].encode()
         assert b"13800138000" not in text  # caller numbers never leave in clear (CONTRACT §6)
     assert sorted(m.offset for m, _r in dead) == [i for i, m in enumerate(corpus) if m.expect == "rejected"]
@@ -141,7 +145,7 @@ def _counts() -> dict:
 
 # --- regressions in ingest (each found by the corpus) -----------------------------------------
 def test_dead_letters_redact_callers_of_any_type_and_spelling():
-    from streams.ingest import caller_ref
+    from contract.events import caller_ref
 
     ref = caller_ref("13800138000", b"s").encode()
     for raw in (b'{"caller":"13800138000","x":1}', b'{"caller": 13800138000, "x":1}',  # a number leaked
@@ -157,33 +161,32 @@ def test_dead_letters_redact_callers_of_any_type_and_spelling():
 
 
 def test_dead_letter_key_is_the_original_or_null_when_too_large():
-    from streams.ingest import deadletter_key
+    from contract.events import deadletter_key
 
     assert deadletter_key(None) is None and deadletter_key(b"") == b""
-    assert deadletter_key(b"k" * contract.DEADLETTER_RAW_LIMIT) == b"k" * contract.DEADLETTER_RAW_LIMIT
+    assert deadletter_key(b"k" * events.DEADLETTER_RAW_LIMIT) == b"k" * events.DEADLETTER_RAW_LIMIT
     # a 1.5 MB key made the broker refuse the dead letter, which stopped ingest
-    assert deadletter_key(b"k" * (contract.DEADLETTER_RAW_LIMIT + 1)) is None
+    assert deadletter_key(b"k" * (events.DEADLETTER_RAW_LIMIT + 1)) is None
 
 
 def test_input_topics_take_values_of_several_megabytes():
-    from zonewatch.topics import topic_specs
+    from contract.topics import topic_specs
 
     specs = {t.name: t for t in topic_specs(Settings(), 4)}
-    for topic in contract.INPUT_TOPICS:
+    for topic in topics.INPUT_TOPICS:
         assert int(specs[topic].topic_configs["max.message.bytes"]) >= hostile.BIG + (1 << 20)
 
 
 def test_large_batches_are_split_into_bounded_zone_event_messages_that_give_the_same_state():
     """600 maximal valid calls (~24 KB each) in one batch made a 12 MB zone-events message: the
     producer refused it and ingest stopped. Split messages must change nothing downstream."""
-    from streams.ingest import zone_event_payloads
 
     msgs = [m for m in hostile.corpus() if m.expect != "rejected"]
     s = Settings(zones=hostile.ZONES_FILE, partitions=2)
     zones = load_zones(s.zones)
     router = Router(s, ZoneIndex(zones))
-    whole = ZoneStateStage(s, zones, _NoWriter())
-    split = ZoneStateStage(s, zones, _NoWriter())
+    whole = StateStage(s, zones, _NoWriter())
+    split = StateStage(s, zones, _NoWriter())
     a = {p: whole.new_state(p) for p in range(2)}
     b = {p: split.new_state(p) for p in range(2)}
     limit = 50_000
@@ -193,17 +196,17 @@ def test_large_batches_are_split_into_bounded_zone_event_messages_that_give_the_
         out, _dead, _rej, _pos = router.route([Rec(m.topic, 0, j, m.key, m.value, 1)
                                                for j, m in enumerate(msgs[i:i + 700], i)])
         for p, recs in out.items():
-            whole.apply_batch(a[p], orjson.dumps({"clock": router.clock, "ev": recs}))
-            parts = zone_event_payloads(recs, router.clock, prev, limit)
+            whole.apply_batch(a[p], records.encode(router.clock, recs))
+            parts = records.encode_split(recs, router.clock, prev, limit)
             sizes += [len(x) for x in parts]
-            decoded = [orjson.loads(x) for x in parts]
-            assert [r for d in decoded for r in d["ev"]] == orjson.loads(orjson.dumps(recs))
-            assert [d["clock"] for d in decoded] == [prev] * (len(parts) - 1) + [router.clock]
+            decoded = [records.decode(x) for x in parts]
+            assert [r for d in decoded for r in d.events] == recs
+            assert [d.clock for d in decoded] == [prev] * (len(parts) - 1) + [router.clock]
             for x in parts:
                 split.apply_batch(b[p], x)
     assert max(sizes) <= limit and len(sizes) > 30
     docs = [{d["zone_id"]: d for st in states.values() for d in st.changed_documents(all_zones=True)}
             for states in (a, b)]
     assert docs[0] == docs[1] and len(docs[0]) == len(hostile.ZONE_IDS)
-    assert zone_event_payloads([["c", "x", 1, [], 1, 1, "a", 1]] * 3, 5, 4) == [
-        orjson.dumps({"clock": 5, "ev": [["c", "x", 1, [], 1, 1, "a", 1]] * 3})]  # small: one message
+    small = [records.ZoneCall("x", 1, [], True, 1, "a", 1)] * 3
+    assert records.encode_split(small, 5, 4) == [records.encode(5, small)]  # small: one message

@@ -1,7 +1,7 @@
 """Connection security by configuration alone: Kafka TLS / SASL (SCRAM) and secret hygiene.
 
 Every Kafka client of zonewatch is built with the keyword arguments of this module, so one set
-of `ZONEWATCH_KAFKA_*` variables (zonewatch/config.py, docs/SECURITY.md) secures the worker,
+of `ZONEWATCH_KAFKA_*` variables (contract/settings.py, docs/SECURITY.md) secures the worker,
 the connectors, `zonewatch topics`, the benchmark and the tests alike:
 
     aiokafka_kwargs(s)            -> AIOKafkaProducer / AIOKafkaConsumer keyword arguments
@@ -14,7 +14,7 @@ extra, so a plaintext deployment builds exactly the clients it built before.
 
 Redis needs nothing here: the URL carries it all (`rediss://user:password@host:port/0?ssl_ca_certs=
 /path/ca.pem`, which redis-py and redis.asyncio both honour), and `ZONEWATCH_REDIS_PASSWORD_FILE`
-puts a password from a file into that URL (config.py). Anything that prints a URL prints
+puts a password from a file into that URL (settings.py). Anything that prints a URL prints
 `redacted_url(url)`.
 """
 
@@ -24,8 +24,10 @@ import ssl
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
-if TYPE_CHECKING:  # config imports this module; no runtime import back
-    from .config import Settings
+from .errors import ConfigError
+
+if TYPE_CHECKING:  # settings imports this module; no import back
+    from .settings import Settings
 
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
@@ -63,8 +65,6 @@ def redacted_url(url: str) -> str:
 
 def read_secret_file(path: str, variable: str) -> str:
     """The secret in a file (one line; the trailing newline is not part of it)."""
-    from .config import ConfigError
-
     try:
         with open(path, encoding="utf-8") as f:
             value = f.read().rstrip("\r\n")

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from streams.rules import RulesError, load_rules, parse_rules
+from contract.errors import RulesError
+from streams.rules import load_rules, parse_rules
 
 
 def doc(ring=None, calls15=0, p1=0, alerts5=0, types5=None):

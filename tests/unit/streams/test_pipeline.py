@@ -9,12 +9,14 @@ from collections import namedtuple
 import orjson
 import pytest
 
-from streams.app import ZoneStateStage
-from streams.ingest import Router
-from streams.zone_index import ZoneIndex, load_zones
+from contract.zones import load_zones
+from streams import records
+from streams.routing import Router
+from streams.state_stage import StateStage
+from streams.zone_index import ZoneIndex
 from tests import scenario
-from zonewatch import contract
-from zonewatch.config import Settings
+from contract import topics
+from contract.settings import Settings
 
 Msg = namedtuple("Msg", "topic partition offset key value timestamp")
 
@@ -25,12 +27,12 @@ def settings(partitions=4):
 
 def messages(order_seed=None):
     msgs = []
-    for topic, evs in ((contract.CALLS, scenario.CALLS), (contract.ALERTS, scenario.ALERTS),
-                       (contract.GPS, scenario.FIXES)):
+    for topic, evs in ((topics.CALLS, scenario.CALLS), (topics.ALERTS, scenario.ALERTS),
+                       (topics.GPS, scenario.FIXES)):
         for ev in evs:
             msgs.append((topic, orjson.dumps(ev)))
     for raw in scenario.INVALID_CALLS:
-        msgs.append((contract.CALLS, raw))
+        msgs.append((topics.CALLS, raw))
     if order_seed is not None:
         # Shuffle across topics but keep each unit's fixes in order (Kafka orders per key).
         rng = random.Random(order_seed)
@@ -49,7 +51,7 @@ def run_pipeline(msgs, partitions=4, batch=3, sla=None, repeat=1):
     s = settings(partitions)
     zones = load_zones(s.zones)
     router = Router(s, ZoneIndex(zones))
-    stage = ZoneStateStage(s, zones, FakeWriter())
+    stage = StateStage(s, zones, FakeWriter())
     states = {p: stage.new_state(p) for p in range(partitions)}
     dead = []
 
@@ -57,7 +59,7 @@ def run_pipeline(msgs, partitions=4, batch=3, sla=None, repeat=1):
         feedback = {}
         for p, recs in out.items():
             for _ in range(repeat):  # at-least-once: a batch may be delivered again
-                stage.apply_batch(states[p], orjson.dumps({"clock": clock, "ev": recs}))
+                stage.apply_batch(states[p], records.encode(clock, recs))
             _enriched, events, arrivals = stage.take_outputs(states[p])
             if sla is not None:
                 sla.extend(events)
@@ -91,8 +93,8 @@ def test_scenario_matches_hand_computed_states(partitions):
 @pytest.mark.parametrize("seed", range(5))
 def test_final_state_does_not_depend_on_consumption_order(seed):
     msgs = messages()
-    fixes = [m for m in msgs if m.topic == contract.GPS]
-    others = [m for m in msgs if m.topic != contract.GPS]
+    fixes = [m for m in msgs if m.topic == topics.GPS]
+    others = [m for m in msgs if m.topic != topics.GPS]
     rng = random.Random(seed)
     rng.shuffle(others)
     # interleave, keeping the fixes (one key-ordered partition per unit) in order
@@ -119,14 +121,14 @@ def test_redelivered_batches_change_nothing():
 def test_versions_increase_and_unchanged_figures_are_not_rewritten():
     s = settings(1)
     zones = load_zones(s.zones)
-    stage = ZoneStateStage(s, zones, FakeWriter())
+    stage = StateStage(s, zones, FakeWriter())
     st = stage.new_state(0)
-    rec = ["c", "x1", scenario.ms(scenario.local(12, 0, 0)), ["A"], 1, 1, "theft", 2]
-    stage.apply_batch(st, orjson.dumps({"clock": rec[2], "ev": [rec]}))
+    rec = records.ZoneCall("x1", scenario.ms(scenario.local(12, 0, 0)), ["A"], True, 1, "theft", 2)
+    stage.apply_batch(st, records.encode(rec.ts, [rec]))
     first = {d["zone_id"]: d["version"] for d in st.changed_documents(all_zones=True)}
     assert first == {"A": 1, "B": 1, "outer": 1, "inner": 1, "core": 1}
     assert st.changed_documents(all_zones=True) == []  # nothing changed: no write
-    st.advance_clock(rec[2] + 6 * 60_000)  # the call slides out of the 5m window
+    st.advance_clock(rec.ts + 6 * 60_000)  # the call slides out of the 5m window
     again = st.changed_documents(all_zones=True)
     assert [(d["zone_id"], d["version"], d["windows"]["5m"]["calls"]) for d in again] == [("A", 2, 0)]
 
@@ -139,19 +141,19 @@ def test_skipping_unchanged_zones_never_hides_a_change(seed):
     s = settings(2)
     zones = load_zones(s.zones)
     router = Router(s, ZoneIndex(zones))
-    stage = ZoneStateStage(s, zones, FakeWriter())
+    stage = StateStage(s, zones, FakeWriter())
     states = {p: stage.new_state(p) for p in range(2)}
     written: dict[str, dict] = {}
     pts = [scenario.PA, scenario.PAB, scenario.PB, scenario.PCORE, scenario.PIN, scenario.PNONE]
     t = scenario.ms(scenario.local(11, 23, 30))
     for step in range(300):
         t += rng.choice([1_000, 5_000, 20_000, 61_000, 130_000, 400_000])
-        topic = rng.choice([contract.CALLS, contract.ALERTS, contract.GPS, contract.GPS])
+        topic = rng.choice([topics.CALLS, topics.ALERTS, topics.GPS, topics.GPS])
         lat, lon = rng.choice(pts)
-        if topic == contract.CALLS:
+        if topic == topics.CALLS:
             ev = {"call_id": f"c{step}", "ts": t - rng.randrange(0, 600_000), "lat": lat, "lon": lon,
                   "category": "theft", "priority": rng.randint(1, 4)}
-        elif topic == contract.ALERTS:
+        elif topic == topics.ALERTS:
             ev = {"alert_id": f"a{step}", "camera_id": "k", "ts": t, "lat": lat, "lon": lon,
                   "type": rng.choice(["fight", "face_watchlist", "crowd_density"]), "confidence": 0.5}
         else:
@@ -162,7 +164,7 @@ def test_skipping_unchanged_zones_never_hides_a_change(seed):
         while pending:
             feedback = {}
             for p, recs in pending.items():
-                stage.apply_batch(states[p], orjson.dumps({"clock": router.clock, "ev": recs}))
+                stage.apply_batch(states[p], records.encode(router.clock, recs))
                 for q, arr in stage.take_outputs(states[p])[2].items():
                     feedback.setdefault(q, []).extend(arr)
             pending = feedback

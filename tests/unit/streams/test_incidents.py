@@ -6,7 +6,9 @@ import h3
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.incidents import BREACH_AFTER_MS, EXPIRE_AFTER_MS, FINE_RES, IncidentState
+from contract.response import BREACH_AFTER_MS, EXPIRE_AFTER_MS
+from streams.incidents import IncidentState
+from streams.partitioning import FINE_RES
 
 LAT, LON = 34.7466, 113.6253          # the call location
 FAR = (34.80, 113.70)                  # ~7 km away: never an arrival

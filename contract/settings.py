@@ -1,4 +1,5 @@
-"""Configuration from the environment (CONTRACT §7). Every command reads this; CLI flags override."""
+"""Settings from the environment (CONTRACT §7, README "Extra settings"). Every command reads them;
+CLI flags override. `Settings.check()` refuses unusable values naming the variable and the fix."""
 
 from __future__ import annotations
 
@@ -6,14 +7,12 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from . import topics
+from .errors import ConfigError
 from .security import PROTOCOLS, SASL_MECHANISMS, read_secret_file, redacted_url
 
 DATA_DIR = Path(__file__).parent / "data"
 DEMO_ZONES = DATA_DIR / "demo_zones.geojson"
-
-
-class ConfigError(ValueError):
-    """A configuration value is unusable; the message says which variable and why."""
 
 
 def _env(name: str, default: str) -> str:
@@ -177,4 +176,4 @@ class Settings:
     @property
     def internal_zone_events(self) -> str:
         """Internal repartition topic: batches of normalised events per zone partition."""
-        return f"{self.topic_prefix}{self.app_id}-zone-events"
+        return topics.internal(self.topic_prefix, self.app_id, topics.ZONE_EVENTS_SUFFIX)

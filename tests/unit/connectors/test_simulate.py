@@ -15,8 +15,8 @@ from shapely.geometry import Point, box, shape
 
 from connectors import simulate
 from connectors.simulate import Scenario, default_start, scenario_events, write_demo_zones
-from zonewatch import contract
-from zonewatch.config import DEMO_ZONES
+from contract import errors, events, topics
+from contract.settings import DEMO_ZONES
 
 START = 1_700_000_000_000  # 2023-11-14T22:13:20Z
 FAR_FUTURE = 2**62
@@ -34,7 +34,7 @@ def test_same_seed_same_events():
     assert first(1000, seed=12) != a
     # ids carry the start, so two runs started at different times do not collide as duplicates
     later = first(1000, seed=11, start_ms=START + 3_600_000)
-    ids = lambda evs: {e.get("call_id") or e.get("alert_id") for t, e in evs if t != contract.GPS}
+    ids = lambda evs: {e.get("call_id") or e.get("alert_id") for t, e in evs if t != topics.GPS}
     assert not ids(a) & ids(later)
 
 
@@ -52,21 +52,21 @@ def hour(simulated_hour):
 
 def test_events_satisfy_the_contract(hour):
     counts = Counter(t for t, _ in hour)
-    assert set(counts) == {contract.CALLS, contract.GPS, contract.ALERTS}
+    assert set(counts) == {topics.CALLS, topics.GPS, topics.ALERTS}
     # 300 units every 5-10 s, ~60 alerts and ~6 calls a minute
-    assert 100_000 < counts[contract.GPS] < 250_000
-    assert 2_500 < counts[contract.ALERTS] < 5_000
-    assert 200 < counts[contract.CALLS] < 600
+    assert 100_000 < counts[topics.GPS] < 250_000
+    assert 2_500 < counts[topics.ALERTS] < 5_000
+    assert 200 < counts[topics.CALLS] < 600
     for topic, ev in hour:
-        norm = contract.VALIDATORS[topic](ev, FAR_FUTURE)
+        norm = events.VALIDATORS[topic](ev, FAR_FUTURE)
         assert norm["ts"] == ev["ts"]
-        if topic == contract.CALLS:
-            assert ev["category"] in contract.CATEGORIES  # never the "unknown -> other" fallback
-        if topic == contract.ALERTS:
-            assert ev["type"] in contract.ALERT_TYPES
+        if topic == topics.CALLS:
+            assert ev["category"] in events.CATEGORIES  # never the "unknown -> other" fallback
+        if topic == topics.ALERTS:
+            assert ev["type"] in events.ALERT_TYPES
     # the encoded value round-trips through the pipeline's decoder
     topic, ev = hour[-1]
-    assert contract.decode_and_validate(topic, orjson.dumps(ev), FAR_FUTURE)["ts"] == ev["ts"]
+    assert events.decode_and_validate(topic, orjson.dumps(ev), FAR_FUTURE)["ts"] == ev["ts"]
 
 
 def test_ts_non_decreasing_and_within_duration(hour):
@@ -79,7 +79,7 @@ def test_unit_mix_and_status(hour):
     kinds = {}
     statuses = Counter()
     for t, e in hour:
-        if t == contract.GPS:
+        if t == topics.GPS:
             kinds[e["unit_id"]] = e["kind"]
             statuses[e["status"]] += 1
     assert len(kinds) == 300
@@ -88,7 +88,7 @@ def test_unit_mix_and_status(hour):
 
 
 def test_alert_mix(hour):
-    types = Counter(e["type"] for t, e in hour if t == contract.ALERTS)
+    types = Counter(e["type"] for t, e in hour if t == topics.ALERTS)
     assert types.most_common(1)[0][0] == "crowd_density"
     assert types["face_watchlist"] > 0 and types["fence_intrusion"] > 0
     assert types["fence_intrusion"] < types["crowd_density"] / 20
@@ -157,7 +157,7 @@ def test_some_events_fall_outside_every_zone(hour):
             outside[t] += 1
     frac = sum(outside.values()) / sum(total.values())
     assert 0.003 < frac < 0.03
-    assert outside[contract.GPS] > 0 and outside[contract.ALERTS] > 0
+    assert outside[topics.GPS] > 0 and outside[topics.ALERTS] > 0
 
 
 def _dist_m(a, b):
@@ -169,8 +169,8 @@ def _dist_m(a, b):
 def test_dispatched_units_turn_busy_and_arrive(simulated_hour):
     sc, evs = simulated_hour
     assert evs == list(scenario_events(seed=5, start_ms=START, duration_s=3600))
-    gps = [e for t, e in evs if t == contract.GPS]
-    calls = {e["call_id"]: e for t, e in evs if t == contract.CALLS}
+    gps = [e for t, e in evs if t == topics.GPS]
+    calls = {e["call_id"]: e for t, e in evs if t == topics.CALLS}
     assert len(sc.dispatches) == len(calls)  # someone is always available in the default scenario
     by_unit: dict[str, list] = {}
     for e in gps:
@@ -214,11 +214,11 @@ def test_bad_rate_injects_malformed_messages_only():
     for topic, ev in noisy:
         try:
             if isinstance(ev, bytes):
-                contract.decode_and_validate(topic, ev, FAR_FUTURE)
+                events.decode_and_validate(topic, ev, FAR_FUTURE)
             else:
-                contract.VALIDATORS[topic](ev, FAR_FUTURE)
+                events.VALIDATORS[topic](ev, FAR_FUTURE)
             good.append((topic, ev))
-        except contract.Rejected:
+        except errors.Rejected:
             bad.append((topic, ev))
     assert 80 < len(bad) < 250
     assert any(isinstance(ev, bytes) for _, ev in bad)
@@ -238,6 +238,6 @@ def test_dry_run_cli(capsysbinary):
     assert simulate.main(["--dry-run", "--duration", "20", "--start", "2024-06-01T10:00:00+08:00",
                           "--seed", "1", "--bad-rate", "0.01"]) == 0
     lines = [orjson.loads(x) for x in capsysbinary.readouterr().out.splitlines() if x]
-    assert lines and all(line["topic"] in contract.INPUT_TOPICS for line in lines)
+    assert lines and all(line["topic"] in topics.INPUT_TOPICS for line in lines)
     values = [line["value"] for line in lines if "value" in line]
     assert min(v["ts"] for v in values if isinstance(v.get("ts"), int)) >= 1717207200000

@@ -15,8 +15,8 @@ import pytest
 from connectors import replay
 from connectors.producer import encode_key, encode_value
 from connectors.replay import Converter, ReplayError, parse_value_maps, split_latlon
-from zonewatch import contract
-from zonewatch.config import Settings
+from contract import events, topics
+from contract.settings import Settings
 
 SFFD_HEADER = ["Call Number", "Unit ID", "Call Type", "Received DtTm", "On Scene DtTm",
                "Original Priority", "Address", "Location"]
@@ -71,12 +71,12 @@ def test_sffd_mapping_end_to_end(sffd_csv, capsysbinary):
     assert recs[2]["priority"] == 1 and recs[2]["category"] == "fire"
     # '*' fallback, 'A' -> 4, empty key field omitted (published with a null key)
     assert recs[3]["category"] == "other" and recs[3]["priority"] == 4
-    assert "call_id" not in recs[3] and encode_key(contract.CALLS, recs[3]) is None
+    assert "call_id" not in recs[3] and encode_key(topics.CALLS, recs[3]) is None
     # unconvertible row still published, as far as it could be converted
     assert recs[4]["ts"] == "not a time" and "lat" not in recs[4]
     assert "5 rows converted, 2 with problems" in err
     for rec in recs[:3]:
-        contract.validate_call(rec, max_ts=2**62)
+        events.validate_call(rec, max_ts=2**62)
 
 
 def test_sffd_patrol_fixes_from_on_scene_times(sffd_csv, capsysbinary):
@@ -103,22 +103,22 @@ def test_mapped_column_missing_is_an_error(sffd_csv, capsysbinary):
 
 
 def test_local_time_conversion_in_tz():
-    conv = Converter(contract.CALLS, ts_format="%m/%d/%Y %I:%M:%S %p", tz="America/Los_Angeles")
+    conv = Converter(topics.CALLS, ts_format="%m/%d/%Y %I:%M:%S %p", tz="America/Los_Angeles")
     assert conv.convert_ts("01/01/2017 12:30:00 AM") == 1483259400000
     assert conv.convert_ts("12/31/2016 11:57:56 PM") == 1483257476000
-    shanghai = Converter(contract.CALLS, ts_format="%Y-%m-%d %H:%M:%S", tz="Asia/Shanghai")
+    shanghai = Converter(topics.CALLS, ts_format="%Y-%m-%d %H:%M:%S", tz="Asia/Shanghai")
     assert shanghai.convert_ts("2023-06-11 15:30:00") == 1686468600000  # 07:30Z
     with pytest.raises(ValueError):
         conv.convert_ts("2017-01-01")
 
 
 def test_ts_without_format_passes_epoch_ms_and_rfc3339():
-    conv = Converter(contract.CALLS, tz="Asia/Shanghai")
+    conv = Converter(topics.CALLS, tz="Asia/Shanghai")
     assert conv.convert_ts(1686440000000) == 1686440000000
     assert conv.convert_ts("1686440000000") == 1686440000000
     assert conv.convert_ts("2023-06-11T07:30:00+08:00") == "2023-06-11T07:30:00+08:00"  # as it is
     assert conv.convert_ts("2023-06-11T07:30:00") == 1686439800000  # no offset: read in --tz
-    epoch_s = Converter(contract.GPS, ts_format="epoch_s")
+    epoch_s = Converter(topics.GPS, ts_format="epoch_s")
     assert epoch_s.convert_ts("1212991838") == 1212991838000
 
 
@@ -139,7 +139,7 @@ def test_value_maps_parse_and_apply():
                              "category=Structure Fire:fire,*:other", "type=人脸布控:face_watchlist"])
     assert maps["priority"] == {"E": "1", "1": "1", "2": "2", "3": "3", "A": "4"}
     assert maps["category"] == {"Medical Incident": "medical", "Structure Fire": "fire", "*": "other"}
-    conv = Converter(contract.CALLS, renames={"category": "kind of call"}, value_maps=maps)
+    conv = Converter(topics.CALLS, renames={"category": "kind of call"}, value_maps=maps)
     rec, problems = conv.convert({"call_id": "c1", "ts": "1686440000000", "lat": "34.7", "lon": "113.5",
                                   "kind of call": "Medical Incident", "priority": "E"})
     assert rec == {"call_id": "c1", "ts": 1686440000000, "lat": 34.7, "lon": 113.5,
@@ -152,7 +152,7 @@ def test_value_maps_parse_and_apply():
 
 
 def test_set_constants_are_coerced_and_override():
-    conv = Converter(contract.ALERTS, sets={"type": "Fire_Smoke", "severity": "2", "confidence": "0.9"})
+    conv = Converter(topics.ALERTS, sets={"type": "Fire_Smoke", "severity": "2", "confidence": "0.9"})
     rec, problems = conv.convert({"alert_id": 17, "camera_id": "cam 1", "ts": 1686440000000,
                                   "lat": 34.7, "lon": 113.5, "type": "x"})
     assert rec["type"] == "fire_smoke" and rec["severity"] == 2 and rec["confidence"] == 0.9
@@ -161,7 +161,7 @@ def test_set_constants_are_coerced_and_override():
 
 
 def test_problems_are_reported_but_rows_kept():
-    conv = Converter(contract.GPS)
+    conv = Converter(topics.GPS)
     rec, problems = conv.convert({"unit_id": "u1", "ts": "yesterday", "lat": "north", "lon": "113.5",
                                   "speed": "", "status": "BUSY"})
     assert rec == {"unit_id": "u1", "ts": "yesterday", "lat": "north", "lon": 113.5, "status": "busy"}
@@ -197,10 +197,10 @@ def test_json_array_file(tmp_path):
 
 
 def test_key_and_value_encoding():
-    assert encode_key(contract.GPS, {"unit_id": "警-01"}) == "警-01".encode()
-    assert encode_key(contract.ALERTS, {"camera_id": 12}) == b"12"
-    assert encode_key(contract.CALLS, {"call_id": ""}) is None
-    assert encode_key(contract.CALLS, b"raw") is None
+    assert encode_key(topics.GPS, {"unit_id": "警-01"}) == "警-01".encode()
+    assert encode_key(topics.ALERTS, {"camera_id": 12}) == b"12"
+    assert encode_key(topics.CALLS, {"call_id": ""}) is None
+    assert encode_key(topics.CALLS, b"raw") is None
     assert encode_value({"a": 1}) == b'{"a":1}'
     assert encode_value(b"{not json") == b"{not json"
 
@@ -227,11 +227,11 @@ class FakeProducer:
 def test_replay_records_max_and_paced():
     recs = [{"call_id": str(i), "ts": ts} for i, ts in enumerate([1_000, 1_200, 1_100, 1_400, 1_400])]
     fake = FakeProducer()
-    n = asyncio.run(replay.replay_records(recs, contract.CALLS, Settings(), producer=fake))
-    assert n == 5 and [r for _, r, _ in fake.sent] == recs and fake.topics == [contract.CALLS]
+    n = asyncio.run(replay.replay_records(recs, topics.CALLS, Settings(), producer=fake))
+    assert n == 5 and [r for _, r, _ in fake.sent] == recs and fake.topics == [topics.CALLS]
     fake = FakeProducer()
     seen = []
-    n = asyncio.run(replay.replay_records(recs + [b"garbage"], contract.CALLS, Settings(), speed=2.0,
+    n = asyncio.run(replay.replay_records(recs + [b"garbage"], topics.CALLS, Settings(), speed=2.0,
                                           producer=fake, progress=seen.append))
     assert n == 6 and seen[-1] == 6
     t = [w - fake.sent[0][2] for _, _, w in fake.sent]
@@ -253,7 +253,7 @@ def test_unreachable_kafka_is_a_loud_named_error():
 
     async def go():
         async with EventProducer(Settings(kafka=f"127.0.0.1:{port}")) as p:
-            await p.send(contract.CALLS, {"call_id": "1"})
+            await p.send(topics.CALLS, {"call_id": "1"})
 
     with pytest.raises(KafkaUnavailable, match=r"cannot reach Kafka at 127\.0\.0\.1:\d+ — is `make up` running"):
         asyncio.run(go())

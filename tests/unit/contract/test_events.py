@@ -9,8 +9,9 @@ import orjson
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from zonewatch import contract
-from zonewatch.contract import Rejected, decode_and_validate
+from contract import events, topics
+from contract.errors import Rejected
+from contract.events import decode_and_validate
 
 FAR = 10 ** 14
 
@@ -22,7 +23,7 @@ def call(**over):
 
 
 def test_valid_call_and_normalisation():
-    ev = decode_and_validate(contract.CALLS, call(category="aliens", ts="2023-06-11T07:30:00+08:00"), FAR)
+    ev = decode_and_validate(topics.CALLS, call(category="aliens", ts="2023-06-11T07:30:00+08:00"), FAR)
     assert ev["category"] == "other"
     assert ev["ts"] == 1686439800000
 
@@ -47,7 +48,7 @@ def test_valid_call_and_normalisation():
 ])
 def test_rejections_have_reasons(raw, reason):
     with pytest.raises(Rejected) as exc:
-        decode_and_validate(contract.CALLS, raw, FAR)
+        decode_and_validate(topics.CALLS, raw, FAR)
     assert exc.value.reason.startswith(reason)
 
 
@@ -55,20 +56,20 @@ def test_nan_and_infinity_are_rejected():
     for bad in (b"NaN", b"Infinity", b"1e999"):
         raw = b'{"call_id":"c","ts":1686440000000,"lat":' + bad + b',"lon":1,"category":"theft","priority":1}'
         with pytest.raises(Rejected):
-            decode_and_validate(contract.CALLS, raw, FAR)
+            decode_and_validate(topics.CALLS, raw, FAR)
     with pytest.raises(Rejected, match="lat"):
-        contract.validate_call({"call_id": "c", "ts": 1686440000000, "lat": math.nan, "lon": 1,
+        events.validate_call({"call_id": "c", "ts": 1686440000000, "lat": math.nan, "lon": 1,
                                 "category": "theft", "priority": 1}, FAR)
 
 
 @pytest.mark.parametrize("field", ["status", "kind", "category", "type"])
 @pytest.mark.parametrize("value", [[1], {"a": 1}, 3, None])
 def test_unhashable_or_wrong_typed_enums_are_rejected_not_crashing(field, value):
-    topic = {"status": contract.GPS, "kind": contract.GPS, "category": contract.CALLS, "type": contract.ALERTS}[field]
-    base = {contract.GPS: {"unit_id": "u", "ts": 1686440000000, "lat": 1.0, "lon": 2.0},
-            contract.CALLS: {"call_id": "c", "ts": 1686440000000, "lat": 1.0, "lon": 2.0, "priority": 1,
+    topic = {"status": topics.GPS, "kind": topics.GPS, "category": topics.CALLS, "type": topics.ALERTS}[field]
+    base = {topics.GPS: {"unit_id": "u", "ts": 1686440000000, "lat": 1.0, "lon": 2.0},
+            topics.CALLS: {"call_id": "c", "ts": 1686440000000, "lat": 1.0, "lon": 2.0, "priority": 1,
                              "category": "theft"},
-            contract.ALERTS: {"alert_id": "a", "camera_id": "c", "ts": 1686440000000, "lat": 1.0, "lon": 2.0,
+            topics.ALERTS: {"alert_id": "a", "camera_id": "c", "ts": 1686440000000, "lat": 1.0, "lon": 2.0,
                               "confidence": 0.5, "type": "fight"}}[topic]
     raw = json.dumps({**base, field: value}).encode()
     if value is None and field in ("status", "kind"):
@@ -79,13 +80,13 @@ def test_unhashable_or_wrong_typed_enums_are_rejected_not_crashing(field, value)
 
 
 def test_gps_and_alert_defaults():
-    g = decode_and_validate(contract.GPS, b'{"unit_id":"u","ts":1686440000000,"lat":1,"lon":2}', FAR)
+    g = decode_and_validate(topics.GPS, b'{"unit_id":"u","ts":1686440000000,"lat":1,"lon":2}', FAR)
     assert (g["status"], g["kind"]) == ("available", "car")
-    a = decode_and_validate(contract.ALERTS, b'{"alert_id":"a","camera_id":"c","ts":1686440000000,'
+    a = decode_and_validate(topics.ALERTS, b'{"alert_id":"a","camera_id":"c","ts":1686440000000,'
                                              b'"lat":1,"lon":2,"type":"ufo","confidence":1}', FAR)
     assert (a["type"], a["severity"]) == ("other", 3)
     with pytest.raises(Rejected, match="confidence"):
-        decode_and_validate(contract.ALERTS, b'{"alert_id":"a","camera_id":"c","ts":1686440000000,'
+        decode_and_validate(topics.ALERTS, b'{"alert_id":"a","camera_id":"c","ts":1686440000000,'
                                              b'"lat":1,"lon":2,"type":"fight","confidence":1.5}', FAR)
 
 
@@ -97,7 +98,7 @@ json_values = st.recursive(
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.sampled_from(contract.INPUT_TOPICS),
+@given(st.sampled_from(topics.INPUT_TOPICS),
        st.dictionaries(st.sampled_from(["call_id", "unit_id", "alert_id", "camera_id", "ts", "lat", "lon",
                                         "category", "priority", "type", "confidence", "status", "kind",
                                         "severity", "speed", "heading", "caller", "text", "lang"]),
@@ -108,7 +109,7 @@ def test_any_json_object_is_accepted_or_rejected_never_crashes(topic, obj):
     except Rejected as exc:
         assert exc.reason
     else:
-        assert contract.MIN_TS_MS <= ev["ts"] <= FAR
+        assert events.MIN_TS_MS <= ev["ts"] <= FAR
         assert -90 <= ev["lat"] <= 90 and -180 <= ev["lon"] <= 180
 
 
@@ -116,14 +117,14 @@ def test_any_json_object_is_accepted_or_rejected_never_crashes(topic, obj):
 @given(st.binary(max_size=200))
 def test_arbitrary_bytes_never_crash(raw):
     try:
-        decode_and_validate(contract.GPS, raw, FAR)
+        decode_and_validate(topics.GPS, raw, FAR)
     except Rejected:
         pass
 
 
 def test_deadletter_record_encodes_non_utf8_as_base64():
-    rec = orjson.loads(contract.deadletter_record("calls.110", 0, 5, "invalid JSON", b"\xff\xfe"))
+    rec = orjson.loads(events.deadletter_record("calls.110", 0, 5, "invalid JSON", b"\xff\xfe"))
     assert rec == {"topic": "calls.110", "partition": 0, "offset": 5, "reason": "invalid JSON",
                    "raw": "//4=", "raw_encoding": "base64"}
-    big = orjson.loads(contract.deadletter_record("calls.110", 0, 5, "x", b"a" * 100_000))
+    big = orjson.loads(events.deadletter_record("calls.110", 0, 5, "x", b"a" * 100_000))
     assert len(big["raw"]) == 64 * 1024

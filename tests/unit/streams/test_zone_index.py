@@ -7,7 +7,9 @@ import json
 from hypothesis import given, settings, strategies as st
 import pytest
 
-from streams.zone_index import ZoneIndex, ZonesFileError, load_zones
+from contract.errors import ZonesFileError
+from contract.zones import load_zones
+from streams.zone_index import ZoneIndex
 from tests import scenario
 
 ZONES = load_zones(scenario.ZONES_FILE)

@@ -19,16 +19,17 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from zonewatch import contract
-from zonewatch.contract import Rejected, decode_and_validate
+from contract import events, topics
+from contract.errors import Rejected
+from contract.events import decode_and_validate
 
 MAX_TS = 1_900_000_000_000  # 2030-03-17: a fixed host clock + tolerance
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FIELDS = ["call_id", "unit_id", "alert_id", "camera_id", "ts", "lat", "lon", "category", "priority", "type",
           "confidence", "severity", "status", "kind", "speed", "heading", "caller", "text", "lang"]
-VALIDATOR = {contract.CALLS: contract.validate_call, contract.GPS: contract.validate_gps,
-             contract.ALERTS: contract.validate_alert}
-topics = st.sampled_from(contract.INPUT_TOPICS)
+VALIDATOR = {topics.CALLS: events.validate_call, topics.GPS: events.validate_gps,
+             topics.ALERTS: events.validate_alert}
+topic_names = st.sampled_from(topics.INPUT_TOPICS)
 
 
 def outcome(topic: str, raw: bytes | None):
@@ -39,17 +40,17 @@ def outcome(topic: str, raw: bytes | None):
         assert isinstance(exc.reason, str) and exc.reason
         return exc
     assert type(ev) is dict
-    assert contract.MIN_TS_MS <= ev["ts"] <= MAX_TS
+    assert events.MIN_TS_MS <= ev["ts"] <= MAX_TS
     assert -90 <= ev["lat"] <= 90 and -180 <= ev["lon"] <= 180
     return ev
 
 
 # --- (a) any bytes ----------------------------------------------------------------------------
 VALID_RAW = {
-    contract.CALLS: b'{"call_id":"c1","ts":1686440000000,"lat":34.7,"lon":113.6,"category":"theft","priority":2,'
+    topics.CALLS: b'{"call_id":"c1","ts":1686440000000,"lat":34.7,"lon":113.6,"category":"theft","priority":2,'
                     b'"caller":"13800138000","text":"x"}',
-    contract.GPS: b'{"unit_id":"u1","ts":"2023-06-11T07:30:00+08:00","lat":34.7,"lon":113.6,"speed":3.5}',
-    contract.ALERTS: b'{"alert_id":"a1","camera_id":"cam","ts":1686440000000,"lat":34.7,"lon":113.6,'
+    topics.GPS: b'{"unit_id":"u1","ts":"2023-06-11T07:30:00+08:00","lat":34.7,"lon":113.6,"speed":3.5}',
+    topics.ALERTS: b'{"alert_id":"a1","camera_id":"cam","ts":1686440000000,"lat":34.7,"lon":113.6,'
                      b'"type":"fight","confidence":0.9}',
 }
 
@@ -57,7 +58,7 @@ VALID_RAW = {
 @st.composite
 def mutated_valid(draw):
     """A valid message with a few byte-level edits: near-valid input is where parsers break."""
-    topic = draw(topics)
+    topic = draw(topic_names)
     raw = bytearray(VALID_RAW[topic])
     for _ in range(draw(st.integers(1, 4))):
         pos = draw(st.integers(0, len(raw)))
@@ -74,7 +75,7 @@ def mutated_valid(draw):
 
 
 @FAST
-@given(topics, st.none() | st.binary(max_size=300))
+@given(topic_names, st.none() | st.binary(max_size=300))
 def test_any_bytes_are_accepted_or_rejected(topic, raw):
     outcome(topic, raw)
 
@@ -92,15 +93,15 @@ scalars = (st.none() | st.booleans() | st.integers() | st.integers(-(10**400), 1
                               "\u0000", "'; DROP TABLE calls;--", "theft", "available", "car", "fight"]))
 json_values = st.recursive(scalars, lambda kids: st.lists(kids, max_size=4)
                            | st.dictionaries(st.text(max_size=8), kids, max_size=4), max_leaves=12)
-events = st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=6), json_values, max_size=14)
+event_dicts = st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=6), json_values, max_size=14)
 
 
 @FAST
-@given(topics, json_values | events)
-@example(contract.CALLS, {"call_id": "c", "ts": 1686440000000, "lat": 10**400, "lon": 1, "category": "x",
+@given(topic_names, json_values | event_dicts)
+@example(topics.CALLS, {"call_id": "c", "ts": 1686440000000, "lat": 10**400, "lon": 1, "category": "x",
                           "priority": 1})
-@example(contract.GPS, {"unit_id": "u", "ts": 1686440000000, "lat": 1.0, "lon": 1.0, "speed": 10**400})
-@example(contract.CALLS, {"call_id": "c", "ts": 1686440000000, "lat": 1, "lon": 1, "category": "x",
+@example(topics.GPS, {"unit_id": "u", "ts": 1686440000000, "lat": 1.0, "lon": 1.0, "speed": 10**400})
+@example(topics.CALLS, {"call_id": "c", "ts": 1686440000000, "lat": 1, "lon": 1, "category": "x",
                           "priority": 10**5000})
 def test_any_json_value_is_accepted_or_rejected(topic, value):
     # as bytes: stdlib json writes NaN/Infinity literals and integers of any size (up to the
@@ -118,7 +119,7 @@ def test_any_json_value_is_accepted_or_rejected(topic, value):
         except Rejected as exc:
             assert exc.reason and len(exc.reason) < 400
         else:
-            assert contract.MIN_TS_MS <= ev["ts"] <= MAX_TS and math.isfinite(ev["lat"]) and math.isfinite(ev["lon"])
+            assert events.MIN_TS_MS <= ev["ts"] <= MAX_TS and math.isfinite(ev["lat"]) and math.isfinite(ev["lon"])
 
 
 # --- (c) valid events --------------------------------------------------------------------------
@@ -126,7 +127,7 @@ def test_any_json_value_is_accepted_or_rejected(topic, value):
 printable = st.characters(categories=["L", "M", "N", "P", "S"]) | st.just(" ")
 ids = st.text(printable, min_size=1, max_size=64)
 free_text = st.text(max_size=60)  # anything but lone surrogates (not representable in UTF-8 JSON)
-ts_ms = st.integers(contract.MIN_TS_MS, MAX_TS)
+ts_ms = st.integers(events.MIN_TS_MS, MAX_TS)
 
 
 @st.composite
@@ -163,24 +164,24 @@ extras = st.dictionaries(st.text(max_size=8).filter(lambda k: k not in FIELDS),
 @st.composite
 def valid_event(draw, topic=None):
     """(topic, raw dict, expected normalised event)."""
-    topic = topic or draw(topics)
+    topic = topic or draw(topic_names)
     ts, ms = draw(ts_value())
     lat, lon = draw(coord(90)), draw(coord(180))
     raw = {"ts": ts, "lat": lat, "lon": lon}
     norm = {"ts": ms, "lat": float(lat), "lon": float(lon)}
-    if topic == contract.CALLS:
-        cat = draw(st.sampled_from(sorted(contract.CATEGORIES)) | free_text)
+    if topic == topics.CALLS:
+        cat = draw(st.sampled_from(sorted(events.CATEGORIES)) | free_text)
         prio = draw(st.integers(1, 4))
         raw.update(call_id=draw(ids), category=cat, priority=draw(st.sampled_from([prio, float(prio)])))
-        norm.update(call_id=raw["call_id"], category=cat if cat in contract.CATEGORIES else "other", priority=prio)
+        norm.update(call_id=raw["call_id"], category=cat if cat in events.CATEGORIES else "other", priority=prio)
         for name, limit in (("caller", 64), ("lang", 35), ("text", 4096)):
             v = draw(opt(st.text(max_size=min(limit, 80)) | st.just("x" * limit)))
             if v is not None:
                 raw[name] = norm[name] = v
-    elif topic == contract.GPS:
+    elif topic == topics.GPS:
         raw["unit_id"] = norm["unit_id"] = draw(ids)
-        status, kind = draw(opt(st.sampled_from(sorted(contract.UNIT_STATUSES)))), draw(
-            opt(st.sampled_from(sorted(contract.UNIT_KINDS))))
+        status, kind = draw(opt(st.sampled_from(sorted(events.UNIT_STATUSES)))), draw(
+            opt(st.sampled_from(sorted(events.UNIT_KINDS))))
         if status is not None or draw(st.booleans()):
             raw["status"] = status
         if kind is not None or draw(st.booleans()):
@@ -193,13 +194,13 @@ def valid_event(draw, topic=None):
         if heading is not None:
             raw["heading"], norm["heading"] = heading, float(heading)
     else:
-        typ = draw(st.sampled_from(sorted(contract.ALERT_TYPES)) | free_text)
+        typ = draw(st.sampled_from(sorted(events.ALERT_TYPES)) | free_text)
         conf = draw(st.floats(0, 1) | st.sampled_from([0, 1]))
         sev = draw(opt(st.integers(1, 4)))
         raw.update(alert_id=draw(ids), camera_id=draw(ids), type=typ, confidence=conf)
         if sev is not None:
             raw["severity"] = sev
-        norm.update(alert_id=raw["alert_id"], camera_id=raw["camera_id"], type=typ if typ in contract.ALERT_TYPES
+        norm.update(alert_id=raw["alert_id"], camera_id=raw["camera_id"], type=typ if typ in events.ALERT_TYPES
                     else "other", confidence=float(conf), severity=sev or 3)
     raw.update(draw(extras))
     return topic, raw, norm
@@ -220,9 +221,9 @@ def test_valid_events_are_accepted_normalised_and_idempotent(case, encoding):
 
 
 # --- (d) one required field made bad -----------------------------------------------------------
-REQUIRED = {contract.CALLS: ["call_id", "ts", "lat", "lon", "category", "priority"],
-            contract.GPS: ["unit_id", "ts", "lat", "lon"],
-            contract.ALERTS: ["alert_id", "camera_id", "ts", "lat", "lon", "type", "confidence"]}
+REQUIRED = {topics.CALLS: ["call_id", "ts", "lat", "lon", "category", "priority"],
+            topics.GPS: ["unit_id", "ts", "lat", "lon"],
+            topics.ALERTS: ["alert_id", "camera_id", "ts", "lat", "lon", "type", "confidence"]}
 ABSENT = object()
 not_str = st.none() | st.booleans() | st.integers() | st.floats() | st.lists(st.integers(), max_size=2) \
     | st.dictionaries(st.text(max_size=3), st.integers(), max_size=2)
@@ -241,8 +242,8 @@ def out_of(limit):
 
 BAD = {
     "call_id": bad_id, "unit_id": bad_id, "alert_id": bad_id, "camera_id": bad_id,
-    "ts": (st.integers(max_value=contract.MIN_TS_MS - 1) | st.integers(min_value=MAX_TS + 1)
-           | st.floats().filter(lambda v: not (v.is_integer() and contract.MIN_TS_MS <= v <= MAX_TS))
+    "ts": (st.integers(max_value=events.MIN_TS_MS - 1) | st.integers(min_value=MAX_TS + 1)
+           | st.floats().filter(lambda v: not (v.is_integer() and events.MIN_TS_MS <= v <= MAX_TS))
            | st.none() | st.booleans() | st.lists(st.integers(), max_size=2) | st.just({})
            | st.text(st.characters(codec="ascii"), max_size=12).filter(lambda s: "-" not in s)
            | st.sampled_from(["1999-12-31T23:59:59Z", "2100-01-01T00:00:00+00:00", "2023-13-45T00:00:00Z",
@@ -283,9 +284,9 @@ def _json_safe(v) -> bool:
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(one_bad_field())
-@example((contract.CALLS, {"call_id": "c", "ts": 1686440000000, "lat": 10**400, "lon": 1.0, "category": "x",
+@example((topics.CALLS, {"call_id": "c", "ts": 1686440000000, "lat": 10**400, "lon": 1.0, "category": "x",
                            "priority": 1}, "lat", 10**400))
-@example((contract.CALLS, {"call_id": "c", "ts": 1686440000000, "lat": 1.0, "lon": 1.0, "category": "x",
+@example((topics.CALLS, {"call_id": "c", "ts": 1686440000000, "lat": 1.0, "lon": 1.0, "category": "x",
                            "priority": -(10**5000)}, "priority", -(10**5000)))
 def test_one_bad_required_field_is_rejected_naming_it(case):
     topic, raw, name, value = case
@@ -302,8 +303,8 @@ def test_one_bad_required_field_is_rejected_naming_it(case):
 # --- regressions (each found by the hostile corpus or the properties above) ----------------------
 def test_rfc3339_ts_is_exact_to_the_millisecond():
     # int(dt.timestamp() * 1000) was 1 ms early for ~0.6 % of such strings
-    assert contract.parse_ts("2039-02-14T04:52:25.331+08:00") == 2181243145331
-    assert contract.to_epoch_ms(datetime(2039, 2, 13, 20, 52, 25, 331000, tzinfo=timezone.utc)) == 2181243145331
+    assert events.parse_ts("2039-02-14T04:52:25.331+08:00") == 2181243145331
+    assert events.to_epoch_ms(datetime(2039, 2, 13, 20, 52, 25, 331000, tzinfo=timezone.utc)) == 2181243145331
 
 
 @pytest.mark.parametrize("value", ["2023-06-11T07:30:00+08:00\x00", "2023-06-11T07:30:00\x00+08:00",
@@ -311,7 +312,7 @@ def test_rfc3339_ts_is_exact_to_the_millisecond():
 def test_ts_strings_with_control_or_non_ascii_characters_are_rejected(value):
     # datetime.fromisoformat stops at a NUL and takes any separator: these used to be accepted
     with pytest.raises(Rejected, match="not RFC 3339"):
-        contract.parse_ts(value)
+        events.parse_ts(value)
 
 
 @pytest.mark.parametrize("over,field", [({"lat": 10**400}, "lat"), ({"lon": -(10**400)}, "lon"),
@@ -320,15 +321,15 @@ def test_ts_strings_with_control_or_non_ascii_characters_are_rejected(value):
 def test_integers_beyond_the_float_range_are_rejected_not_overflowing(over, field):
     ev = {"unit_id": "u", "ts": 1686440000000, "lat": 1.0, "lon": 2.0, **over}
     with pytest.raises(Rejected, match=field):  # was OverflowError from float()
-        contract.validate_gps(ev, MAX_TS)
+        events.validate_gps(ev, MAX_TS)
 
 
 def test_reasons_for_huge_integers_are_short():
     for v in (10**5000, -(10**5000), 10**300):  # str() of the first raised ValueError (4300 digits)
         with pytest.raises(Rejected) as exc:
-            contract.validate_call({"call_id": "c", "ts": 1686440000000, "lat": 1.0, "lon": 2.0,
+            events.validate_call({"call_id": "c", "ts": 1686440000000, "lat": 1.0, "lon": 2.0,
                                     "category": "theft", "priority": v}, MAX_TS)
         assert exc.value.reason.startswith("priority") and len(exc.value.reason) < 80
     with pytest.raises(Rejected, match=r"priority <301-digit integer> out of range"):
-        decode_and_validate(contract.CALLS, VALID_RAW[contract.CALLS].replace(b'"priority":2', b'"priority":1e300'),
+        decode_and_validate(topics.CALLS, VALID_RAW[topics.CALLS].replace(b'"priority":2', b'"priority":1e300'),
                             MAX_TS)

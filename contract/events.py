@@ -1,33 +1,23 @@
-"""The event contract (CONTRACT.md §1, §4): topic names, field rules and the validator.
+"""Input records (CONTRACT §1), the dead-letter record (§4) and personal data (§6).
 
-The single source of truth imported by connectors (to build and key messages) and streams (to
-validate them). The validator is on the hot path: plain dict checks, no model objects.
+The validator is on the hot path: plain dict checks, no model objects. It is the one validator
+of zonewatch: the worker, `POST /ingest` and the connectors' checks all call it.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import math
+import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
 
-# --- topics -------------------------------------------------------------------------------
-CALLS = "calls.110"          # key: call_id
-GPS = "patrol.gps"           # key: unit_id
-ALERTS = "camera.alerts"     # key: camera_id
-INPUT_TOPICS = (CALLS, GPS, ALERTS)
-INCIDENTS = "incidents.enriched"
-SLA = "sla.events"
-ZONES_STATE = "zones.state"  # compacted
-DEADLETTER = "ingest.deadletter"
-OUTPUT_TOPICS = (INCIDENTS, SLA, ZONES_STATE, DEADLETTER)
-
-#: metric label `source` per input topic
-SOURCE_OF_TOPIC = {CALLS: "calls", GPS: "gps", ALERTS: "alerts"}
-#: the field that is the Kafka message key per input topic
-KEY_FIELD = {CALLS: "call_id", GPS: "unit_id", ALERTS: "camera_id"}
+from .errors import Rejected
+from .topics import ALERTS, CALLS, GPS
 
 CATEGORIES = frozenset(
     "violent theft fraud traffic fire medical dispute public_order lost_and_found assistance other".split()
@@ -48,17 +38,8 @@ MAX_FLOAT = 1.7976931348623157e308
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MS = timedelta(milliseconds=1)
 
-# Normalised event kinds carried through the pipeline.
-KIND_CALL, KIND_GPS, KIND_ALERT = "c", "g", "a"
-KIND_OF_TOPIC = {CALLS: KIND_CALL, GPS: KIND_GPS, ALERTS: KIND_ALERT}
 
 
-class Rejected(Exception):
-    """A message breaks the contract; `reason` is what goes to the dead-letter topic."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 def parse_ts(value: Any) -> int:
@@ -303,3 +284,41 @@ def to_epoch_ms(dt: datetime) -> int:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return (dt - _EPOCH) // _MS
+
+
+# --- personal data (CONTRACT §6) ---------------------------------------------------------------
+
+# The key, also with any of its letters written as a JSON \u escape ("call\u0065r" is "caller").
+_CALLER_KEY = b"".join(b"(?:" + bytes([c]) + b"|\\\\u00" + f"{c:02x}".encode().replace(b"c", b"[cC]") + b")"
+                       for c in b"caller")
+# a quoted value, or an unterminated one running to the end of a cut message; or a wrongly typed
+# one: a bare word or number, or a list / object up to its first closing bracket (that holds
+# its first scalar)
+_CALLER_FIELD = re.compile(rb'"' + _CALLER_KEY + rb'"\s*:\s*(?:"((?:[^"\\]|\\.)*)(?:"|$)'
+                           rb'|([^\s"\[{,}\]][^,}\]]*|\[[^\]]*\]?|\{[^}]*\}?))')
+
+
+def redact_callers(raw: bytes, secret: bytes) -> bytes:
+    """Replace every `"caller": ...` in a raw (possibly broken) message by its `caller_ref`,
+    so rejected calls do not carry phone numbers into the dead-letter topic (CONTRACT §6)."""
+    if b"caller" not in raw and b"\\u00" not in raw:
+        return raw
+
+    def sub(m: re.Match) -> bytes:
+        if not secret:
+            return b'"caller_ref":null'
+        number = (m.group(1) if m.group(1) is not None else m.group(2)).decode("utf-8", "replace")
+        return b'"caller_ref":"' + caller_ref(number, secret).encode() + b'"'
+
+    return _CALLER_FIELD.sub(sub, raw)
+
+
+def deadletter_key(key: bytes | None) -> bytes | None:
+    """The original key, or null when it is larger than the dead-letter raw limit: a multi-MB
+    key would make the broker refuse the dead letter (and stop ingest)."""
+    return key if key is None or len(key) <= DEADLETTER_RAW_LIMIT else None
+
+
+def caller_ref(number: str, secret: bytes) -> str:
+    """CONTRACT §6: HMAC-SHA256 of the caller's number under the configured secret, 16 hex chars."""
+    return hmac.new(secret, number.encode("utf-8"), hashlib.sha256).hexdigest()[:16]

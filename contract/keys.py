@@ -1,0 +1,30 @@
+"""Redis key names (CONTRACT §3, README "Open incidents on the wall"): every one defined here.
+
+Writers (streams/store.py) and readers (the gateway, `zonewatch watch`, the bench) import these;
+a test fails on a `zw:` literal anywhere else in the source tree.
+"""
+
+from __future__ import annotations
+
+PREFIX = "zw:"
+
+# --- CONTRACT §3 -------------------------------------------------------------------------------
+ZONES = f"{PREFIX}zones"                  # SET of every zone id
+ZONE_UPDATES = f"{PREFIX}zone-updates"    # STREAM: zone_id, version, state (the JSON document)
+ZONE_UPDATES_MAXLEN = 100_000             # XADD MAXLEN ~
+UNITS = f"{PREFIX}units"                  # GEO set: latest position of every unit, member unit_id
+_ZONE = f"{PREFIX}zone:"                  # + zone id: the JSON document (SET), and its PUBLISH channel
+
+# --- beyond the contract (README) ----------------------------------------------------------------
+UNITS_AVAILABLE = f"{PREFIX}units:available"  # GEO set of available units (dispatch recommendation)
+UNIT_INFO = f"{PREFIX}unit-info"              # HASH unit_id -> {ts, status, kind, lat, lon}
+INCIDENTS = f"{PREFIX}incidents"              # HASH call_id -> the wall's entry of an open incident
+INCIDENT_UPDATES = f"{PREFIX}incident-updates"  # STREAM: call_id, status, state
+INCIDENT_UPDATES_MAXLEN = 10_000
+#: statuses of an entry that stays in INCIDENTS; the others remove it
+OPEN_STATUSES = ("open", "breached")
+
+
+def zone(zone_id: str) -> str:
+    """`zw:zone:{zone_id}`: the zone's document, and the channel its updates are published on."""
+    return f"{_ZONE}{zone_id}"

@@ -1,0 +1,15 @@
+"""Metric names of CONTRACT §5 (and the README's additions), defined once.
+
+The worker registers them (streams/metrics.py); the gateway's latency badge, `zonewatch watch`
+and the bench read them by these names.
+"""
+
+from __future__ import annotations
+
+EVENTS = "zonewatch_events_total"                 # counter {source, outcome}
+E2E_LATENCY = "zonewatch_e2e_latency_seconds"     # histogram {source}
+EVENT_AGE = "zonewatch_event_age_seconds"         # histogram {source}
+ZONE_WRITES = "zonewatch_zone_writes_total"       # counter
+
+SOURCES = ("calls", "gps", "alerts")
+OUTCOMES = ("accepted", "rejected", "duplicate")

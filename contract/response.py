@@ -1,0 +1,42 @@
+"""The incident rules of CONTRACT §3/§4: arrival, the 1-3-5 minute response, breach, expiry,
+corroboration, staleness, and the ETA used by dispatch recommendations.
+
+Defined once; the incidents and zone stages, the wall and the simulator import them.
+"""
+
+from __future__ import annotations
+
+import math
+
+ARRIVAL_RADIUS_M = 100.0            # a fix this close to the call is an arrival
+CORROBORATION_RADIUS_M = 300.0      # camera alerts this close ...
+CORROBORATION_WINDOW_MS = 10 * 60_000  # ... and within +-10 min of the call corroborate it
+BREACH_AFTER_MS = 300_000           # no arrival 300 s after the call: a breach
+EXPIRE_AFTER_MS = 60 * 60_000       # open incidents expire after 60 min
+RESPONSE_WINDOW_MS = 60 * 60_000    # `response` counts decisions of the last 60 min
+WITHIN_S = (60, 180, 300)           # within_1m / within_3m / within_5m
+UNIT_STALE_MS = 120_000             # a fix older than this (stream clock) makes a unit absent
+DEFAULT_GRACE_MS = 10 * 60_000      # ZONEWATCH_GRACE_S: how late a call may be consumed
+#: a day in any time zone plus the longest window: an id older than this can change no figure
+DEDUP_HORIZON_MS = 26 * 3600 * 1000
+MAX_CORROBORATING = 50              # per call, the closest in time (README)
+
+# Nominal speeds for the ETA of a recommendation (m/s), and a detour factor from straight line
+# to street distance (README "Dispatch recommendation").
+UNIT_SPEED_MS = {"foot": 1.4, "motorcycle": 9.0, "car": 8.3, "swat": 8.3, "other": 6.0}
+DETOUR_FACTOR = 1.3
+EARTH_RADIUS_M = 6372797.560856  # the radius Redis GEO uses, so distances agree with GEOSEARCH
+
+
+def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance in metres, as Redis GEO computes it."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dlat = p2 - p1
+    dlon = math.radians(lon2 - lon1)
+    a = math.sin(dlat / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dlon / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(a))
+
+
+def eta_s(distance_m: float, kind: str) -> int:
+    """Seconds a unit of this kind needs for a straight-line distance (street detour included)."""
+    return int(round(distance_m * DETOUR_FACTOR / UNIT_SPEED_MS.get(kind, UNIT_SPEED_MS["other"])))

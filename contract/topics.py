@@ -1,0 +1,119 @@
+"""Topic names and specs (CONTRACT §1, §4, README "internal topics") and `zonewatch topics`.
+
+Each topic's record schema sits next to its name: the validators of the input records are in
+`contract.events`, the output records are described in CONTRACT §4. Every public name carries
+`ZONEWATCH_TOPIC_PREFIX`; internal topics carry the prefix and the app id.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .errors import KafkaUnavailable
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+# --- input (CONTRACT §1): records validated by contract.events --------------------------------
+CALLS = "calls.110"          # key call_id: {call_id, ts, lat, lon, category, priority, caller?, lang?, text?}
+GPS = "patrol.gps"           # key unit_id: {unit_id, ts, lat, lon, status?, kind?, speed?, heading?}
+ALERTS = "camera.alerts"     # key camera_id: {alert_id, camera_id, ts, lat, lon, type, confidence, severity?}
+INPUT_TOPICS = (CALLS, GPS, ALERTS)
+
+# --- output (CONTRACT §4) ---------------------------------------------------------------------
+INCIDENTS = "incidents.enriched"  # key call_id: the call (caller_ref) + zones, ring, nearest_units, ...
+SLA = "sla.events"                # key call_id: {type: arrived|breach, call_id, zone_ids, unit_id, response_s, ts}
+ZONES_STATE = "zones.state"       # key zone_id, compacted: the Redis zone document
+DEADLETTER = "ingest.deadletter"  # key: original key: {topic, partition, offset, reason, raw, raw_encoding}
+OUTPUT_TOPICS = (INCIDENTS, SLA, ZONES_STATE, DEADLETTER)
+
+# --- internal ({prefix}{app_id}-{suffix}) -------------------------------------------------------
+#: batches of normalised events per zone partition (streams/records.py)
+ZONE_EVENTS_SUFFIX = "zone-events"
+
+#: metric label `source` per input topic (CONTRACT §5)
+SOURCE_OF_TOPIC = {CALLS: "calls", GPS: "gps", ALERTS: "alerts"}
+#: the field that is the Kafka message key per input topic
+KEY_FIELD = {CALLS: "call_id", GPS: "unit_id", ALERTS: "camera_id"}
+
+HOUR_MS = 3_600_000
+#: input values up to this size reach the worker (and are dead-lettered if they break the
+#: contract) instead of being refused to the producer by the broker's 1 MB default
+MAX_INPUT_BYTES = 8 << 20
+#: the state stage rebuilds a partition from the zone-events log: a day and the longest window,
+#: plus margin (streams/zone_state.py DEDUP_HORIZON_MS)
+ZONE_EVENTS_RETENTION_MS = 27 * HOUR_MS
+DEADLETTER_RETENTION_MS = 7 * 24 * HOUR_MS
+
+
+def internal(prefix: str, app_id: str, suffix: str) -> str:
+    """The name of an internal topic of one deployment."""
+    return f"{prefix}{app_id}-{suffix}"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication: int = 1
+    topic_configs: dict = field(default_factory=dict)
+
+
+def topic_specs(s: "Settings", partitions: int) -> list[TopicSpec]:
+    """Every topic zonewatch uses, with its partitions and config."""
+    big = {"max.message.bytes": str(MAX_INPUT_BYTES)}
+    specs = [TopicSpec(s.topic(t), partitions, topic_configs=dict(big)) for t in INPUT_TOPICS]
+    specs += [
+        TopicSpec(s.topic(INCIDENTS), partitions),
+        TopicSpec(s.topic(SLA), partitions),
+        TopicSpec(s.topic(ZONES_STATE), partitions, topic_configs={"cleanup.policy": "compact"}),
+        TopicSpec(s.topic(DEADLETTER), 1, topic_configs={"retention.ms": str(DEADLETTER_RETENTION_MS)}),
+        TopicSpec(s.internal_zone_events, s.partitions,
+                  topic_configs={"retention.ms": str(ZONE_EVENTS_RETENTION_MS), **big}),
+    ]
+    return specs
+
+
+def ensure_topics(s: "Settings", partitions: int | None = None, timeout_s: float = 60.0) -> list[str]:
+    """Create what is missing; returns the names created. Waits for Kafka up to `timeout_s`."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    from .security import kafka_python_kwargs
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=s.kafka, client_id=f"{s.app_id}-admin",
+                                     request_timeout_ms=10_000, **kafka_python_kwargs(s))
+            break
+        except KafkaError as exc:
+            if time.monotonic() > deadline:
+                raise KafkaUnavailable(f"cannot reach Kafka at {s.kafka} ({exc}); is `make up` running?") from exc
+            time.sleep(0.5)
+    try:
+        existing = set(admin.list_topics())
+        missing = [t for t in topic_specs(s, partitions or s.partitions) if t.name not in existing]
+        created = []
+        for spec in missing:  # one by one: a concurrent creator must not fail the others
+            try:
+                admin.create_topics([NewTopic(spec.name, spec.partitions, spec.replication,
+                                              topic_configs=spec.topic_configs)])
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                pass
+        _wait_for_metadata(admin, [t.name for t in missing], deadline)
+        return created
+    finally:
+        admin.close()
+
+
+def _wait_for_metadata(admin, names, deadline) -> None:
+    while names:
+        known = set(admin.list_topics())
+        names = [n for n in names if n not in known]
+        if not names or time.monotonic() > deadline:
+            return
+        time.sleep(0.2)

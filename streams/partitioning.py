@@ -1,0 +1,52 @@
+"""Which partition of the zone-events topic a record goes to: the one partitioning rule.
+
+Zones map to partitions by `crc32(zone_id) % partitions`; an event in no zone is counted in the
+partition of its id. Incidents are partitioned by geography instead: a call belongs to the
+partition of its H3 resolution-6 "home" cell, and every fix (alert) goes to the home partitions
+within the arrival (corroboration) radius of it, so the partition of a call sees every fix and
+alert that can matter to it. The same function serves every worker and language (crc32 of UTF-8).
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import h3
+
+from contract.response import ARRIVAL_RADIUS_M, CORROBORATION_RADIUS_M
+
+FINE_RES = 9          # fine cells: spatial hashing of fixes, alerts and incidents
+HOME_RES = 6          # home cells: partitioning of incidents (~3.7 km edge)
+# Cells to search around a point for a radius, at FINE_RES (cell inradius ~174 m).
+DISK_K = {ARRIVAL_RADIUS_M: 1, CORROBORATION_RADIUS_M: 2}
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """Stable key -> partition (a zone id, an event id, a home cell)."""
+    return zlib.crc32(key.encode()) % partitions
+
+
+class HomeCells:
+    """Fine cell -> home partitions within a radius (cached: points of a city share few cells)."""
+
+    def __init__(self, partitions: int):
+        self.n = partitions
+        self._cache: dict[tuple[str, float], tuple[int, ...]] = {}
+
+    def own(self, cell: str) -> int:
+        """Partition of the home cell containing this fine cell."""
+        key = (cell, 0.0)
+        p = self._cache.get(key)
+        if p is None:
+            p = self._cache[key] = (partition_of(h3.cell_to_parent(cell, HOME_RES), self.n),)
+        return p[0]
+
+    def within(self, cell: str, radius: float) -> tuple[int, ...]:
+        key = (cell, radius)
+        parts = self._cache.get(key)
+        if parts is None:
+            homes = {h3.cell_to_parent(c, HOME_RES) for c in h3.grid_disk(cell, DISK_K[radius])}
+            parts = self._cache[key] = tuple(sorted({partition_of(h, self.n) for h in homes}))
+            if len(self._cache) > 500_000:
+                self._cache.clear()
+        return parts

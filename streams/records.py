@@ -1,0 +1,129 @@
+"""The internal records between stages: the schema of `{prefix}{app_id}-zone-events`.
+
+One Kafka message of that topic is one `Batch`: the stream clock the sender had and the records
+of one ingest batch for one partition, msgpack-encoded (msgspec, tagged arrays: compact on the
+wire, named fields in code). Every field means one thing whatever the record's kind.
+
+Records for the zone stage (partitioned by zone, streams/partitioning.py):
+    ZoneCall, ZoneAlert, ZoneFix   an accepted input event, with the ids of its zones that
+                                   belong to the partition; `primary` is true in exactly one
+                                   partition per event (that copy is counted in the metrics)
+    Arrival                        the incidents stage decided an arrival (the feedback loop)
+Records for the incidents stage (partitioned by the call's geo cell):
+    IncidentCall, IncidentAlert, IncidentFix
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class _Record(msgspec.Struct, array_like=True, tag_field="k", gc=False, frozen=True):
+    pass
+
+
+class ZoneCall(_Record, tag=1):
+    call_id: str
+    ts: int
+    zones: list[str]
+    primary: bool
+    kafka_ts: int          # the input message's Kafka timestamp (e2e latency)
+    category: str
+    priority: int
+
+
+class ZoneAlert(_Record, tag=2):
+    alert_id: str
+    ts: int
+    zones: list[str]
+    primary: bool
+    kafka_ts: int
+    type: str
+    severity: int
+
+
+class ZoneFix(_Record, tag=3):
+    unit_id: str
+    ts: int
+    zones: list[str]
+    primary: bool
+    kafka_ts: int
+    status: str
+    kind: str
+
+
+class Arrival(_Record, tag=4):
+    """An arrival decided by the incidents stage, for the zone partitions of the call's zones."""
+    call_id: str
+    call_ts: int
+    zones: list[str]
+    response_s: float
+    unit_id: str
+
+
+class IncidentCall(_Record, tag=5):
+    call_id: str
+    ts: int
+    zones: list[str]
+    kafka_ts: int
+    cell: str              # fine H3 cell of the call
+    record: dict           # the `incidents.enriched` record as far as ingest knows it
+
+
+class IncidentAlert(_Record, tag=6):
+    alert_id: str
+    ts: int
+    lat: float
+    lon: float
+    type: str
+    cell: str
+
+
+class IncidentFix(_Record, tag=7):
+    unit_id: str
+    ts: int
+    lat: float
+    lon: float
+    cell: str
+
+
+Record = ZoneCall | ZoneAlert | ZoneFix | Arrival | IncidentCall | IncidentAlert | IncidentFix
+ZONE_EVENTS = (ZoneCall, ZoneAlert, ZoneFix)
+#: metric label `source` of a zone-stage event record
+SOURCE = {ZoneCall: "calls", ZoneAlert: "alerts", ZoneFix: "gps"}
+
+
+class Batch(msgspec.Struct, array_like=True, gc=False):
+    clock: int
+    events: list[Record]
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Batch)
+
+#: bytes per zone-events message (the producer's batch size; a record is at most ~25 KB)
+MAX_PAYLOAD_BYTES = 1 << 20
+
+
+def encode(clock: int, events: list) -> bytes:
+    return _encoder.encode(Batch(clock, events))
+
+
+def decode(value: bytes) -> Batch:
+    return _decoder.decode(value)
+
+
+def encode_split(events: list, clock: int, prev_clock: int, limit: int = MAX_PAYLOAD_BYTES) -> list[bytes]:
+    """The zone-events messages for one partition's records of a batch: one, or several of at
+    most `limit` bytes when the batch is bigger (5000 maximal valid calls are ~120 MB, beyond
+    any request size). All but the last carry `prev_clock`, which every partition already has:
+    the state stage applies a message's events before its clock, so splitting changes nothing."""
+    payload = encode(clock, events)
+    if len(payload) <= limit or len(events) <= 1:
+        return [payload]
+    n = max(1, len(events) * limit * 9 // (10 * len(payload)))
+    parts = [events[i:i + n] for i in range(0, len(events), n)]
+    out = []
+    for j, part in enumerate(parts):
+        out.extend(encode_split(part, clock if j == len(parts) - 1 else prev_clock, prev_clock, limit))
+    return out

@@ -1,0 +1,147 @@
+"""Stage 1, the pure part: raw input messages -> validated events -> zones -> records by partition.
+
+No Kafka, no Redis: `Router.route` takes aiokafka-like records (topic, partition, offset, key,
+value, timestamp) and returns the zone-events records per partition (streams/records.py), the
+dead letters and the latest unit fixes. `streams/ingest.py` does the I/O around it.
+"""
+
+from __future__ import annotations
+
+import time
+
+from contract import events, topics
+from contract.errors import Rejected
+from contract.events import caller_ref
+from contract.response import ARRIVAL_RADIUS_M, CORROBORATION_RADIUS_M
+from contract.settings import Settings
+
+from .partitioning import HomeCells, partition_of
+from .records import IncidentAlert, IncidentCall, IncidentFix, ZoneAlert, ZoneCall, ZoneFix
+from .zone_index import ZoneIndex
+
+
+class Router:
+    """Raw messages in, per-partition record lists and dead letters out."""
+
+    def __init__(self, settings: Settings, index: ZoneIndex):
+        self.s = settings
+        self.index = index
+        self.n = settings.partitions
+        self.zone_part = {zid: partition_of(zid, self.n) for zid in index.zones}
+        # unit -> (ts of its latest fix seen here, partitions that fix was sent to). A new fix
+        # also goes to the partitions of the previous one so they learn the unit left. After a
+        # restart this map is empty, and a unit's first fix is sent to every partition.
+        self.units: dict[str, tuple[int, tuple[int, ...]]] = {}
+        self.all_parts = tuple(range(self.n))
+        self.clock = 0
+        self.base_topic = {settings.topic(t): t for t in topics.INPUT_TOPICS}  # prefixed -> contract name
+        self.homes = HomeCells(self.n)
+        self.tp_ts: dict[tuple[str, int], int] = {}  # (topic, partition) -> ts of its last valid event
+        # unit -> (ts, lat, lon, status, kind) of its latest fix, to restore Redis after a loss
+        self.positions: dict[str, tuple] = {}
+        # No secret configured: the number is dropped, not hashed with a guessable key.
+        self.secret = settings.caller_secret.encode("utf-8") if settings.caller_secret else b""
+
+    def route(self, messages) -> tuple[dict[int, list], list, dict, dict]:
+        """messages: iterable of aiokafka ConsumerRecord (topic, partition, offset, key, value, timestamp).
+
+        Returns (records by partition, dead letters, rejected counts by source, latest unit fixes).
+        """
+        out: dict[int, list] = {}
+        dead = []
+        rejected: dict[str, int] = {}
+        units_latest: dict[str, tuple] = {}
+        max_ts = int(time.time() * 1000) + self.s.future_tolerance_ms
+        lookup = self.index.lookup_cell
+        zone_part = self.zone_part
+        homes = self.homes
+        n = self.n
+        clock = self.clock
+        tp_ts = self.tp_ts
+        for m in messages:
+            topic = self.base_topic[m.topic]
+            try:
+                ev = events.decode_and_validate(topic, m.value, max_ts)
+            except Rejected as exc:
+                src = topics.SOURCE_OF_TOPIC[topic]
+                rejected[src] = rejected.get(src, 0) + 1
+                dead.append((m, exc.reason))
+                continue
+            ts = ev["ts"]
+            if ts > clock:
+                clock = ts
+            tp_ts[m.topic, m.partition] = ts
+            lat, lon = ev["lat"], ev["lon"]
+            cell, zones = lookup(lat, lon)
+            kts = m.timestamp
+            if topic == topics.CALLS:
+                eid = ev["call_id"]
+                # incidents stage: the call, enriched as far as ingest can, to its home partition
+                _append(out, homes.own(cell), IncidentCall(eid, ts, list(zones), kts, cell,
+                                                           self.enriched_base(ev, zones)))
+            elif topic == topics.ALERTS:
+                eid = ev["alert_id"]
+                inc = IncidentAlert(eid, ts, lat, lon, ev["type"], cell)
+                for p in homes.within(cell, CORROBORATION_RADIUS_M):
+                    _append(out, p, inc)
+            else:
+                eid = ev["unit_id"]
+                inc = IncidentFix(eid, ts, lat, lon, cell)
+                for p in homes.within(cell, ARRIVAL_RADIUS_M):
+                    _append(out, p, inc)
+            by_part: dict[int, list[str]] = {}
+            for zid in zones:
+                p = zone_part[zid]
+                lst = by_part.get(p)
+                if lst is None:
+                    by_part[p] = [zid]
+                else:
+                    lst.append(zid)
+            primary = zone_part[zones[0]] if zones else partition_of(eid, n)
+            if primary not in by_part:
+                by_part[primary] = []
+            if topic == topics.GPS:
+                status, kind = ev["status"], ev["kind"]
+                prev = self.units.get(eid)
+                if prev is None or ts > prev[0]:
+                    self.units[eid] = (ts, tuple(by_part))
+                    for p in (self.all_parts if prev is None else prev[1]):
+                        if p not in by_part:
+                            by_part[p] = []
+                    units_latest[eid] = self.positions[eid] = (ts, lat, lon, status, kind)
+                for p, zl in by_part.items():
+                    _append(out, p, ZoneFix(eid, ts, zl, p == primary, kts, status, kind))
+            elif topic == topics.CALLS:
+                cat, prio = ev["category"], ev["priority"]
+                for p, zl in by_part.items():
+                    _append(out, p, ZoneCall(eid, ts, zl, p == primary, kts, cat, prio))
+            else:
+                typ, sev = ev["type"], ev["severity"]
+                for p, zl in by_part.items():
+                    _append(out, p, ZoneAlert(eid, ts, zl, p == primary, kts, typ, sev))
+        if clock > self.clock:
+            self.clock = clock
+            # Everyone needs the clock, even partitions without events in this batch.
+            for p in self.all_parts:
+                out.setdefault(p, [])
+        return out, dead, rejected, units_latest
+
+    def enriched_base(self, call: dict, zones: tuple) -> dict:
+        """The `incidents.enriched` record as far as ingest knows it; `caller` never leaves here."""
+        rec = {k: v for k, v in call.items() if k != "caller"}
+        caller = call.get("caller")
+        if caller is not None and self.secret:
+            rec["caller_ref"] = caller_ref(caller, self.secret)
+        rec["zones"] = list(zones)
+        rec["ring"] = self.index.innermost_ring(zones)
+        rec["nearest_units"] = []
+        rec["corroborating_alerts"] = []
+        return rec
+
+
+def _append(out: dict, p: int, rec) -> None:
+    lst = out.get(p)
+    if lst is None:
+        out[p] = [rec]
+    else:
+        lst.append(rec)
