@@ -53,19 +53,19 @@ import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
-from contract import topics
+from contract import metrics, topics
 from contract.settings import Settings
 from contract.security import redacted_url
 from contract.topics import ensure_topics
 
 from . import events as gen
-from . import promtext
+from gateway import promtext
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
-EVENTS_METRIC = "zonewatch_events_total"
-E2E_METRIC = "zonewatch_e2e_latency_seconds"
-AGE_METRIC = "zonewatch_event_age_seconds"
+EVENTS_METRIC = metrics.EVENTS
+E2E_METRIC = metrics.E2E_LATENCY
+AGE_METRIC = metrics.EVENT_AGE
 POLL_S = 0.1
 
 
@@ -463,7 +463,7 @@ class Bench:
         deadline = time.perf_counter() + timeout
         while time.perf_counter() < deadline and p.poll() is None:
             try:
-                promtext.fetch(port, timeout=1.0)
+                promtext.fetch(f"http://127.0.0.1:{port}/metrics", timeout=1.0)
                 return time.perf_counter()
             except OSError:
                 time.sleep(0.1)
@@ -504,7 +504,7 @@ class Bench:
                     res["failure"] = f"worker exited with code {p.returncode} after counting {last_c:.0f} of {n}"
                     break
                 try:
-                    rows = promtext.parse(promtext.fetch(port))
+                    rows = promtext.parse(promtext.fetch(f"http://127.0.0.1:{port}/metrics"))
                 except OSError as exc:
                     res.setdefault("metrics_errors", []).append(repr(exc))
                     time.sleep(POLL_S)
@@ -571,14 +571,14 @@ class Bench:
                                          f"the final clock {expected.max_valid_ts}")
             # final snapshot (after the last flush) for e2e-in-backlog and write counts
             with contextlib.suppress(OSError):
-                rows = promtext.parse(promtext.fetch(port))
+                rows = promtext.parse(promtext.fetch(f"http://127.0.0.1:{port}/metrics"))
             h = promtext.Histogram.from_rows(rows, E2E_METRIC)
             res["backlog_e2e_queueing_s"] = hist_summary(h)
             res["event_age_s"] = {src: hist_summary(promtext.Histogram.from_rows(
                 [x for x in rows if x[1].get("source") == src], AGE_METRIC)) for src in ("gps", "alerts", "calls")}
-            res["zone_writes"] = promtext.counter_sum(rows, "zonewatch_zone_writes_total")
-            res["deadletters"] = promtext.counter_sum(rows, "zonewatch_deadletter_total", by="reason")
-            res["redis_write_errors"] = promtext.counter_sum(rows, "zonewatch_redis_write_errors_total")
+            res["zone_writes"] = promtext.counter_sum(rows, metrics.ZONE_WRITES)
+            res["deadletters"] = promtext.counter_sum(rows, metrics.DEADLETTERS, by="reason")
+            res["redis_write_errors"] = promtext.counter_sum(rows, metrics.REDIS_WRITE_ERRORS)
             return res
         finally:
             Procs.stop(p)
@@ -619,7 +619,7 @@ class Bench:
             res["log_findings"] = scan_log(logp)
 
     async def _counted(self, port: int) -> tuple[float, list]:
-        rows = promtext.parse(await asyncio.to_thread(promtext.fetch, port))
+        rows = promtext.parse(await asyncio.to_thread(promtext.fetch, f"http://127.0.0.1:{port}/metrics"))
         return promtext.counter_sum(rows, EVENTS_METRIC), rows
 
     async def _wait_counted(self, p, port: int, target: int, watch: "LogWatch") -> tuple[bool, float, list, str]:

@@ -24,7 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench import promtext  # noqa: E402
+from contract import metrics  # noqa: E402
+from gateway import promtext  # noqa: E402
 from contract.settings import Settings  # noqa: E402
 from contract.topics import ensure_topics  # noqa: E402
 
@@ -92,7 +93,7 @@ def main(argv=None) -> int:
         deadline = time.monotonic() + 60
         while True:
             try:
-                promtext.fetch(port)
+                promtext.fetch(f"http://127.0.0.1:{port}/metrics")
                 break
             except OSError:
                 if worker.poll() is not None or time.monotonic() > deadline:
@@ -107,9 +108,9 @@ def main(argv=None) -> int:
                                stderr=subprocess.STDOUT, start_new_session=True)
         t0 = time.monotonic()
         win_start = t0
-        rows_prom = promtext.parse(promtext.fetch(port))
-        h_prev = promtext.Histogram.from_rows(rows_prom, "zonewatch_e2e_latency_seconds")
-        n_prev = promtext.counter_sum(rows_prom, "zonewatch_events_total")
+        rows_prom = promtext.parse(promtext.fetch(f"http://127.0.0.1:{port}/metrics"))
+        h_prev = promtext.Histogram.from_rows(rows_prom, metrics.E2E_LATENCY)
+        n_prev = promtext.counter_sum(rows_prom, metrics.EVENTS)
         rss_start = rss_mib(worker.pid)
         rss_max = rss_start
         print(f"soak {tag}: {args.duration:.0f} s, window {args.window:.0f} s; worker pid {worker.pid}, "
@@ -123,9 +124,9 @@ def main(argv=None) -> int:
             rss_max = max(rss_max, rss)
             now = time.monotonic()
             if now - win_start >= args.window or now - t0 >= args.duration:
-                rows_prom = promtext.parse(promtext.fetch(port))
-                h = promtext.Histogram.from_rows(rows_prom, "zonewatch_e2e_latency_seconds")
-                n = promtext.counter_sum(rows_prom, "zonewatch_events_total")
+                rows_prom = promtext.parse(promtext.fetch(f"http://127.0.0.1:{port}/metrics"))
+                h = promtext.Histogram.from_rows(rows_prom, metrics.E2E_LATENCY)
+                n = promtext.counter_sum(rows_prom, metrics.EVENTS)
                 d = h - h_prev
                 row = {"t_min": round((now - t0) / 60, 1), "events_per_s": (n - n_prev) / (now - win_start),
                        "p50_ms": (d.quantile(0.5) or 0) * 1000, "p99_ms": (d.quantile(0.99) or 0) * 1000,

@@ -13,3 +13,10 @@ ZONE_WRITES = "zonewatch_zone_writes_total"       # counter
 
 SOURCES = ("calls", "gps", "alerts")
 OUTCOMES = ("accepted", "rejected", "duplicate")
+
+# --- beyond the contract (README "Reliability") -------------------------------------------------
+DEADLETTERS = "zonewatch_deadletter_total"             # counter {source, reason}
+OUTPUT_ERRORS = "zonewatch_output_errors_total"        # counter
+REDIS_WRITE_ERRORS = "zonewatch_redis_write_errors_total"  # counter
+DEPENDENCY_UP = "zonewatch_dependency_up"              # gauge {dependency}
+DEPENDENCY_OUTAGES = "zonewatch_dependency_outages_total"  # counter {dependency}

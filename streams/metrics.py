@@ -26,15 +26,15 @@ E2E = Histogram(names.E2E_LATENCY,
 AGE = Histogram(names.EVENT_AGE, "Stream clock minus event ts at processing",
                 ["source"], buckets=AGE_BUCKETS, registry=REGISTRY)
 ZONE_WRITES = Counter(names.ZONE_WRITES, "Zone state writes to Redis", registry=REGISTRY)
-DEADLETTERS = Counter("zonewatch_deadletter_total", "Messages sent to the dead-letter topic, by reason class",
+DEADLETTERS = Counter(names.DEADLETTERS, "Messages sent to the dead-letter topic, by reason class",
                       ["source", "reason"], registry=REGISTRY)
-OUTPUT_ERRORS = Counter("zonewatch_output_errors_total", "Output records Kafka did not accept",
+OUTPUT_ERRORS = Counter(names.OUTPUT_ERRORS, "Output records Kafka did not accept",
                         registry=REGISTRY)
-REDIS_ERRORS = Counter("zonewatch_redis_write_errors_total", "Failed Redis pipeline writes (retried)",
+REDIS_ERRORS = Counter(names.REDIS_WRITE_ERRORS, "Failed Redis pipeline writes (retried)",
                        registry=REGISTRY)
-DEPENDENCY_UP = Gauge("zonewatch_dependency_up", "1 when the dependency answered the last probe (every 2 s)",
+DEPENDENCY_UP = Gauge(names.DEPENDENCY_UP, "1 when the dependency answered the last probe (every 2 s)",
                       ["dependency"], registry=REGISTRY)
-DEPENDENCY_OUTAGES = Counter("zonewatch_dependency_outages_total", "Times a dependency stopped answering probes",
+DEPENDENCY_OUTAGES = Counter(names.DEPENDENCY_OUTAGES, "Times a dependency stopped answering probes",
                              ["dependency"], registry=REGISTRY)
 
 # Pre-create every labelled child so each series is exported (as 0) from the start.

@@ -51,11 +51,12 @@ from pathlib import Path
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from contract.errors import ConfigError
 from contract.settings import Settings
-from .watch import histogram_quantile  # one PromQL-compatible implementation for watch and wall
+from contract import metrics
+from gateway import promtext
+from gateway.promtext import histogram_quantile  # one PromQL-compatible implementation for watch and wall
 from contract.security import redacted_url
 
 log = logging.getLogger("zonewatch.gateway")
@@ -515,15 +516,7 @@ def ws_encode(kind, val) -> str:
 
 def parse_e2e_buckets(text: str) -> dict[float, float]:
     """zonewatch_e2e_latency_seconds buckets summed over sources: {upper bound: cumulative count}."""
-    out: dict[float, float] = {}
-    for fam in text_string_to_metric_families(text):
-        if fam.name != "zonewatch_e2e_latency_seconds":
-            continue
-        for s in fam.samples:
-            if s.name.endswith("_bucket"):
-                le = float(s.labels["le"])
-                out[le] = out.get(le, 0.0) + s.value
-    return out
+    return promtext.buckets(text, metrics.E2E_LATENCY)
 
 
 class WorkerStats:

@@ -38,11 +38,12 @@ from rich.table import Table
 from rich.text import Text
 
 from contract import keys, metrics
+from gateway import promtext
+from gateway.promtext import histogram_quantile
 from contract.errors import RedisUnavailable, WatchError
 from contract.settings import Settings, redis_url_from_env
 from contract.zones import RING_ORDER
 
-E2E_BUCKET = f"{metrics.E2E_LATENCY}_bucket"
 DEFAULT_WEB_PORT = 6066
 
 LEVEL_STYLE = {"green": "bold green", "yellow": "bold yellow", "orange": "bold dark_orange", "red": "bold white on red"}
@@ -52,64 +53,9 @@ LEVEL_ORDER = ("red", "orange", "yellow", "green")
 # --------------------------------------------------------------------------- latency quantiles
 
 
-def histogram_quantile(q: float, buckets: Iterable[tuple[float, float]]) -> float | None:
-    """The q-quantile of a cumulative histogram, as Prometheus' `histogram_quantile` computes it.
-
-    `buckets` are (upper bound `le`, cumulative count) pairs, in any order, one of them `+Inf`.
-    Linear interpolation inside the bucket holding the rank (the first bucket starts at 0); a rank
-    in the `+Inf` bucket gives the largest finite bound. None where Prometheus says NaN: no
-    observations, no `+Inf` bucket, fewer than two buckets.
-    """
-    if q < 0:
-        return -math.inf
-    if q > 1:
-        return math.inf
-    bs = sorted((float(le), float(c)) for le, c in buckets)
-    if len(bs) < 2 or not math.isinf(bs[-1][0]):
-        return None
-    # counts must be monotonic; scrape races or float sums can break that slightly
-    fixed, top = [], 0.0
-    for le, c in bs:
-        top = max(top, c)
-        fixed.append((le, top))
-    bs = fixed
-    total = bs[-1][1]
-    if total <= 0:
-        return None
-    rank = q * total
-    b = next(i for i, (_, c) in enumerate(bs) if c >= rank)
-    if b == len(bs) - 1:
-        return bs[-2][0]
-    if b == 0 and bs[0][0] <= 0:
-        return bs[0][0]
-    start, end, count = 0.0, bs[b][0], bs[b][1]
-    if b > 0:
-        start = bs[b - 1][0]
-        count -= bs[b - 1][1]
-        rank -= bs[b - 1][1]
-    return start + (end - start) * (rank / count)
-
-
-_LE = re.compile(r'le="([^"]*)"')
-
-
-def parse_e2e_buckets(text: str, metric: str = E2E_BUCKET) -> dict[float, float]:
-    """Cumulative bucket counts of `metric` by `le`, summed over all other labels (the sources)."""
-    out: dict[float, float] = {}
-    prefix = metric + "{"
-    for line in text.splitlines():
-        if not line.startswith(prefix):
-            continue
-        m = _LE.search(line)
-        if not m:
-            continue
-        try:
-            le = float(m.group(1))          # "+Inf" parses as inf
-            value = float(line.rsplit("}", 1)[1].split()[0])
-        except (ValueError, IndexError):
-            continue
-        out[le] = out.get(le, 0.0) + value
-    return out
+def parse_e2e_buckets(text: str) -> dict[float, float]:
+    """Cumulative e2e latency bucket counts by `le`, summed over all other labels (the sources)."""
+    return promtext.buckets(text, metrics.E2E_LATENCY)
 
 
 @dataclass
@@ -125,9 +71,7 @@ class Latency:
     idle_s: float | None = None   # the window was empty: p50/p99 are of the last non-empty one, this old
 
 
-def _fetch(url: str, timeout: float) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - operator-given URL
-        return resp.read().decode("utf-8", "replace")
+_fetch = promtext.fetch
 
 
 class LatencySampler:
