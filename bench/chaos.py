@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 from connectors.simulate import scenario_events  # noqa: E402
 from tests.integration.conftest import Deployment, _load_stack, wait_until  # noqa: E402
-from contract import topics  # noqa: E402
+from contract import keys, topics  # noqa: E402
 from contract.settings import DEMO_ZONES  # noqa: E402
 
 try:
@@ -159,7 +159,7 @@ def snapshot(dep: Deployment, docs: dict) -> dict:
         rec.pop("nearest_units", None)
         enriched[m.key.decode()] = rec
     wall = {}
-    for cid, js in dep.redis.hgetall("zw:incidents").items():
+    for cid, js in dep.redis.hgetall(keys.INCIDENTS).items():
         d = orjson.loads(js)
         wall[cid.decode()] = (d["status"], d["ts"], tuple(d["zones"]), d["breach_at"], d["priority"])
     zstate = {}

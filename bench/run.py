@@ -53,7 +53,7 @@ import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
-from contract import metrics, topics
+from contract import keys, metrics, topics
 from contract.settings import Settings
 from contract.security import redacted_url
 from contract.topics import ensure_topics
@@ -471,8 +471,8 @@ class Bench:
 
     def zones_at_clock(self, clock: int) -> tuple[int, int, int]:
         """(zones registered, zone docs present, docs whose clock == `clock`)."""
-        ids = [z.decode() for z in self.redis.smembers("zw:zones")]
-        vals = self.redis.mget([f"zw:zone:{z}" for z in ids]) if ids else []
+        ids = [z.decode() for z in self.redis.smembers(keys.ZONES)]
+        vals = self.redis.mget([keys.zone(z) for z in ids]) if ids else []
         docs = [orjson.loads(v) for v in vals if v]
         return len(ids), len(docs), sum(1 for d in docs if d.get("clock") == clock)
 
