@@ -80,10 +80,10 @@ def group_lag(dep: Deployment) -> int:
         lag = 0
         groups = {f"{dep.settings.app_id}-ingest": [dep.settings.topic(t) for t in topics.INPUT_TOPICS],
                   dep.settings.app_id: [dep.settings.internal_zone_events]}
-        for group, topics in groups.items():
+        for group, names in groups.items():
             committed = admin.list_group_offsets(group)
             committed = committed.get(group, committed)  # kafka-python 3 nests by group id
-            tps = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())]
+            tps = [TopicPartition(t, p) for t in names for p in (consumer.partitions_for_topic(t) or ())]
             ends = consumer.end_offsets(tps)
             for tp in tps:
                 c = committed.get(tp)

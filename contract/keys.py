@@ -21,6 +21,7 @@ UNIT_INFO = f"{PREFIX}unit-info"              # HASH unit_id -> {ts, status, kin
 INCIDENTS = f"{PREFIX}incidents"              # HASH call_id -> the wall's entry of an open incident
 INCIDENT_UPDATES = f"{PREFIX}incident-updates"  # STREAM: call_id, status, state
 INCIDENT_UPDATES_MAXLEN = 10_000
+FENCE = f"{PREFIX}fence"                      # HASH zone-events partition -> owner generation
 #: statuses of an entry that stays in INCIDENTS; the others remove it
 OPEN_STATUSES = ("open", "breached")
 

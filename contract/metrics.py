@@ -20,3 +20,17 @@ OUTPUT_ERRORS = "zonewatch_output_errors_total"        # counter
 REDIS_WRITE_ERRORS = "zonewatch_redis_write_errors_total"  # counter
 DEPENDENCY_UP = "zonewatch_dependency_up"              # gauge {dependency}
 DEPENDENCY_OUTAGES = "zonewatch_dependency_outages_total"  # counter {dependency}
+
+# --- a day of duty and operations (README "Takeover, fencing, decisions"; docs/OPERATIONS.md) -----
+CONSUMER_LAG = "zonewatch_consumer_lag"                  # gauge {group, topic}: messages behind the end
+WATERMARK = "zonewatch_watermark_ms"                    # gauge: watermark of patrol.gps (epoch ms)
+STREAM_CLOCK = "zonewatch_stream_clock_ms"              # gauge: stream clock (epoch ms)
+WATERMARK_LAG = "zonewatch_watermark_lag_seconds"       # gauge: stream clock - watermark
+REBUILD_IN_PROGRESS = "zonewatch_rebuild_in_progress"   # gauge 0/1
+TAKEOVER = "zonewatch_takeover_seconds"                 # histogram: assignment -> partition ready
+SLA_DECISIONS = "zonewatch_sla_decisions_total"         # counter {type: arrived|breach}
+BREACHES = "zonewatch_breaches_total"                   # counter
+BUILD_INFO = "zonewatch_build_info"                     # gauge 1 {version}
+SNAPSHOT_BYTES = "zonewatch_snapshot_bytes"             # gauge: size of the last state snapshot
+FENCED = "zonewatch_fenced_writes_total"                # counter: partitions found owned by another worker
+OUTPUT_RETRIES = "zonewatch_output_retries_total"       # counter: output records sent again

@@ -91,6 +91,15 @@ class Settings:
     ingest_linger_ms: int = 5         # how long a small input batch waits for more
     unit_stale_ms: int = 120_000
     rules: Path | None = None
+    # A day of duty (README "Takeover, fencing, decisions"): the grace (CONTRACT §3, §7), the
+    # watermark's bounds, how fast a dead worker's partitions move, state snapshots.
+    grace_ms: int = 600_000                 # ZONEWATCH_GRACE_S
+    watermark_idle_ms: int = 30_000         # a patrol.gps partition silent this long stops holding it back
+    watermark_max_lag_ms: int = 60_000      # the watermark is never further behind the stream clock
+    session_timeout_ms: int = 6_000         # consumer groups: a dead member leaves after this
+    instance_id: str = ""                   # static group membership (a restarted worker keeps its partitions)
+    snapshot_interval_ms: int = 5_000       # state snapshots per partition, at most this often
+    unit_forget_ms: int = 24 * 3_600_000    # units silent this long leave zw:units* and memory
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -112,6 +121,13 @@ class Settings:
             flush_interval_ms=_env_int("ZONEWATCH_FLUSH_MS", cls.flush_interval_ms),
             ingest_linger_ms=_env_int("ZONEWATCH_INGEST_LINGER_MS", cls.ingest_linger_ms),
             rules=Path(rules) if rules else None,
+            grace_ms=_env_int("ZONEWATCH_GRACE_S", cls.grace_ms // 1000) * 1000,
+            watermark_idle_ms=_env_int("ZONEWATCH_WATERMARK_IDLE_MS", cls.watermark_idle_ms),
+            watermark_max_lag_ms=_env_int("ZONEWATCH_WATERMARK_MAX_LAG_MS", cls.watermark_max_lag_ms),
+            session_timeout_ms=_env_int("ZONEWATCH_SESSION_TIMEOUT_MS", cls.session_timeout_ms),
+            instance_id=_env("ZONEWATCH_INSTANCE_ID", ""),
+            snapshot_interval_ms=_env_int("ZONEWATCH_SNAPSHOT_MS", cls.snapshot_interval_ms),
+            unit_forget_ms=_env_int("ZONEWATCH_UNIT_FORGET_S", cls.unit_forget_ms // 1000) * 1000,
             kafka_security_protocol=_env("ZONEWATCH_KAFKA_SECURITY_PROTOCOL", cls.kafka_security_protocol).upper(),
             kafka_sasl_mechanism=_env("ZONEWATCH_KAFKA_SASL_MECHANISM", cls.kafka_sasl_mechanism).upper(),
             kafka_username=_env("ZONEWATCH_KAFKA_USERNAME", ""),
@@ -144,6 +160,17 @@ class Settings:
             raise ConfigError(f"ZONEWATCH_H3_RESOLUTION={self.h3_resolution} must be 0..15")
         if not 1 <= self.flush_interval_ms <= 250:
             raise ConfigError(f"ZONEWATCH_FLUSH_MS={self.flush_interval_ms} must be 1..250 (contract §3)")
+        if not 0 <= self.grace_ms <= 24 * 3_600_000:
+            raise ConfigError(f"ZONEWATCH_GRACE_S={self.grace_ms // 1000} must be 0..86400 seconds")
+        if not 1_000 <= self.watermark_idle_ms <= 3_600_000:
+            raise ConfigError(f"ZONEWATCH_WATERMARK_IDLE_MS={self.watermark_idle_ms} must be 1000..3600000")
+        if not 0 <= self.watermark_max_lag_ms <= 3_600_000:
+            raise ConfigError(f"ZONEWATCH_WATERMARK_MAX_LAG_MS={self.watermark_max_lag_ms} must be 0..3600000")
+        if not 6_000 <= self.session_timeout_ms <= 300_000:
+            raise ConfigError(f"ZONEWATCH_SESSION_TIMEOUT_MS={self.session_timeout_ms} must be 6000..300000 "
+                              "(Kafka's group.min.session.timeout.ms is 6 s by default)")
+        if not 500 <= self.snapshot_interval_ms <= 3_600_000:
+            raise ConfigError(f"ZONEWATCH_SNAPSHOT_MS={self.snapshot_interval_ms} must be 500..3600000")
         if not self.zones.is_file():
             raise ConfigError(f"ZONEWATCH_ZONES={self.zones} does not exist or is not a file")
         self.check_security()
@@ -177,3 +204,8 @@ class Settings:
     def internal_zone_events(self) -> str:
         """Internal repartition topic: batches of normalised events per zone partition."""
         return topics.internal(self.topic_prefix, self.app_id, topics.ZONE_EVENTS_SUFFIX)
+
+    @property
+    def internal_snapshots(self) -> str:
+        """Internal compacted topic: state snapshots per zone-events partition."""
+        return topics.internal(self.topic_prefix, self.app_id, topics.SNAPSHOTS_SUFFIX)

@@ -32,6 +32,8 @@ OUTPUT_TOPICS = (INCIDENTS, SLA, ZONES_STATE, DEADLETTER)
 # --- internal ({prefix}{app_id}-{suffix}) -------------------------------------------------------
 #: batches of normalised events per zone partition (streams/records.py)
 ZONE_EVENTS_SUFFIX = "zone-events"
+#: compacted: state snapshots per zone-events partition (streams/recovery.py), key "{p}/..."
+SNAPSHOTS_SUFFIX = "snapshots"
 
 #: metric label `source` per input topic (CONTRACT §5)
 SOURCE_OF_TOPIC = {CALLS: "calls", GPS: "gps", ALERTS: "alerts"}
@@ -46,6 +48,7 @@ MAX_INPUT_BYTES = 8 << 20
 #: plus margin (streams/zone_state.py DEDUP_HORIZON_MS)
 ZONE_EVENTS_RETENTION_MS = 27 * HOUR_MS
 DEADLETTER_RETENTION_MS = 7 * 24 * HOUR_MS
+SNAPSHOT_MAX_BYTES = 32 << 20
 
 
 def internal(prefix: str, app_id: str, suffix: str) -> str:
@@ -72,6 +75,11 @@ def topic_specs(s: "Settings", partitions: int) -> list[TopicSpec]:
         TopicSpec(s.topic(DEADLETTER), 1, topic_configs={"retention.ms": str(DEADLETTER_RETENTION_MS)}),
         TopicSpec(s.internal_zone_events, s.partitions,
                   topic_configs={"retention.ms": str(ZONE_EVENTS_RETENTION_MS), **big}),
+        # compacted quickly (small segments, any dirty ratio) so a takeover reads little
+        TopicSpec(s.internal_snapshots, s.partitions,
+                  topic_configs={"cleanup.policy": "compact", "segment.ms": "60000",
+                                 "min.cleanable.dirty.ratio": "0.01", "min.compaction.lag.ms": "0",
+                                 "delete.retention.ms": "60000", "max.message.bytes": str(SNAPSHOT_MAX_BYTES)}),
     ]
     return specs
 

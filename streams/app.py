@@ -45,13 +45,15 @@ from .health import probe_forever
 from .ingest import IngestStage
 from .outputs import OutputSender
 from .rules import load_rules
-from .state_stage import StateStage
+from .state_stage import Held, StateStage
 from .store import RedisStore, until_redis_answers
 from .zone_index import ZoneIndex
 
 log = logging.getLogger("zonewatch.worker")
 
 IDLE_FLUSH_S = 0.25
+TICK_S = 0.25
+REDIS_TIMEOUT_S = 5.0   # a hung Redis (SIGSTOP) must not block the worker forever
 
 
 def create_app(settings: Settings, web_port: int = 6066) -> faust.App:
@@ -79,6 +81,11 @@ def create_app(settings: Settings, web_port: int = 6066) -> faust.App:
         broker_commit_every=100,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=64,
+        # a dead worker's partitions move after the session timeout (6 s by default), or at once
+        # to a restarted worker with the same ZONEWATCH_INSTANCE_ID (static membership)
+        broker_session_timeout=settings.session_timeout_ms / 1000.0,
+        broker_heartbeat_interval=max(0.5, settings.session_timeout_ms / 6000.0),
+        consumer_group_instance_id=settings.instance_id or None,
         # after a broker restart a topic can look missing for a moment; refresh metadata often so
         # the partitions come back in seconds rather than after the 5-minute default
         consumer_metadata_max_age_ms=10_000,
@@ -88,13 +95,55 @@ def create_app(settings: Settings, web_port: int = 6066) -> faust.App:
     # -- the topics and the stages ----------------------------------------------------------------
     zone_events = app.topic(settings.internal_zone_events, value_serializer="raw", key_serializer="raw",
                             partitions=settings.partitions)   # schema: streams/records.py
-    redis = aioredis.from_url(settings.redis)
+    redis = aioredis.from_url(settings.redis, socket_timeout=REDIS_TIMEOUT_S,
+                              socket_connect_timeout=REDIS_TIMEOUT_S, health_check_interval=10)
     store = RedisStore(redis)
     stage = StateStage(settings, zones, store)
     outputs = OutputSender(settings, app, Dispatcher(settings, store))
     stage.on_written = outputs.zone_states
     app.zonewatch_stage = stage  # for tests and the CLI
     app.zonewatch_ingest = None
+    taking: dict[int, asyncio.Future] = {}   # partition -> takeover in progress or done
+
+    async def emit(st) -> None:
+        """Send what a partition's state decided, acknowledged; Arrival records loop back."""
+        enriched, sla, arrivals = stage.take_outputs(st)
+        if enriched or sla or arrivals:
+            new = [r["call_id"] for r in enriched if "processed_at" not in r]
+            await outputs.send(enriched, sla, arrivals, st.clock, stage.last_wall)
+            for call_id in new:  # the wall shows the recommendations send() added
+                st.incidents.touch(call_id)
+
+    async def take_over(p: int) -> Held:
+        while True:
+            try:
+                held = await recovery.restore(stage, p, emit)
+                stage.held[p] = held
+                stage.wake.set()
+                return held
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("taking partition %d over failed; retrying", p)
+                await asyncio.sleep(1.0)
+
+    def fenced(partitions) -> None:
+        """A write found these partitions owned by another worker. Still assigned them (the
+        other writer was a zombie, or won a race after Redis lost the fences): take them over
+        again, which fences it; otherwise they are gone."""
+        assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == settings.internal_zone_events}
+        for p in partitions:
+            taking.pop(p, None)
+            if p in assigned:
+                held_or_taking(p)
+
+    stage.on_fenced = fenced
+
+    def held_or_taking(p: int) -> asyncio.Future:
+        fut = taking.get(p)
+        if fut is None:
+            fut = taking[p] = asyncio.ensure_future(take_over(p))
+        return fut
 
     # -- stage 1: input topics -> zone-events (a plain aiokafka consumer, see ingest.py) -------
     @app.task
@@ -121,21 +170,43 @@ def create_app(settings: Settings, web_port: int = 6066) -> faust.App:
         async for event in stream.events():
             msg = event.message
             p = msg.partition
-            st = stage.states.get(p)
-            if st is None:
-                st = stage.states[p] = await recovery.rebuild(stage, p, msg.offset)
-            stage.apply_batch(st, event.value)
-            enriched, sla, arrivals = stage.take_outputs(st)
-            if enriched or sla or arrivals:
-                new = [r["call_id"] for r in enriched if "processed_at" not in r]
+            held = stage.held.get(p) or await held_or_taking(p)
+            if stage.held.get(p) is not held or msg.offset < held.applied_upto:
+                continue  # revoked meanwhile, or already in the restored state
+            async with held.lock:
+                stage.apply_batch(held.state, event.value)
+                stage.applied(p, msg.offset)
                 # arrivals go back into zone-events, to the partitions of the call's zones
-                await outputs.send(enriched, sla, arrivals, st.clock)
-                for call_id in new:  # the wall shows the recommendations send() added
-                    st.incidents.touch(call_id)
+                await emit(held.state)
+                if stage.snapshot_due(p):
+                    await outputs.snapshot(p, stage.snapshot(p))
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(app_, assigned, **kwargs):
+        # restore at once, not on the partition's first new message: the wall must be right
+        # after a crash even while input is quiet
+        for tp in assigned:
+            if tp.topic == settings.internal_zone_events:
+                held_or_taking(tp.partition)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app_, revoked, **kwargs):
-        stage.drop(tp.partition for tp in revoked if tp.topic == settings.internal_zone_events)
+        gone = [tp.partition for tp in revoked if tp.topic == settings.internal_zone_events]
+        for p in gone:
+            fut = taking.pop(p, None)
+            if fut is not None and not fut.done():
+                fut.cancel()
+        stage.drop(gone)
+
+    @app.timer(TICK_S)
+    async def tick():
+        """The watermark moves with wall time too (a quiet feed stops holding it back)."""
+        for p in stage.tick():
+            held = stage.held.get(p)
+            if held is not None:
+                async with held.lock:
+                    await emit(held.state)
+        metrics.observe_clocks(stage)
 
     # -- stage 3: states -> Redis (store.py) and zones.state -------------------------------------
     @app.task

@@ -2,16 +2,18 @@
 
 Pure and synchronous like zone_state: the worker feeds it records and collects what it emits.
 Incidents are partitioned by geography, not by zone: a call belongs to the partition of its
-"home" H3 cell (resolution HOME_RES); ingest sends every fix to the partitions of all home
+"home" H3 cell (streams/partitioning.py); ingest sends every fix to the partitions of all home
 cells within ARRIVAL_RADIUS_M of it and every alert to those within CORROBORATION_RADIUS_M, so
-the partition of a call sees every fix and alert that can matter to it, whichever worker and
-partition the unit or camera belongs to otherwise.
+the partition of a call sees every fix and alert that can matter to it.
 
-Arrival is decided by event time: fixes are kept for the grace period (10 min of stream clock)
-so a fix consumed before its call still counts, and an arriving fix with an earlier `ts` than
-the one that decided an arrival corrects it (re-emitted). A breach fires when the stream clock
-passes call ts + 300 s with no arrival, whatever else happens in the partition: every ingest
-batch carries the global clock to every partition.
+Decisions never flip. Arrival is decided by event time: fixes are kept for the grace (10 min of
+stream clock) so a fix consumed before its call counts, and the earliest fix within reach is the
+arrival *candidate*. A candidate becomes a decision (`sla.events` `arrived`, an `Arrival` record
+for the zones) only once the watermark of `patrol.gps` (CONTRACT §3) has passed its `ts`: no fix
+with an earlier `ts` can still come, whatever order the topics are read in. A breach is decided
+when the watermark passes call ts + 300 s with no candidate at or before it, and is final; a
+later arrival is recorded with its true response time. Expiry (60 min) is on the watermark too,
+so a pending candidate is always decided before its incident is forgotten.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from contract.response import (ARRIVAL_RADIUS_M, BREACH_AFTER_MS, CORROBORATION_
 
 from .partitioning import DISK_K
 
+MINUTE_MS = 60_000
+
 
 @dataclass
 class Incident:
@@ -37,32 +41,41 @@ class Incident:
     zones: list
     record: dict                     # the enriched record (without processed_at)
     consumed_late: bool = False      # consumed after the grace: fixes before that don't count
-    arrival_ts: int | None = None
+    arrival_ts: int | None = None    # the decided arrival (emitted)
     arrival_unit: str | None = None
+    candidate: tuple | None = None   # (ts, unit) of the earliest fix within reach, not yet decided
     breached: bool = False
     alerts: dict = field(default_factory=dict)  # alert_id -> corroboration entry
     alerts_rank: dict = field(default_factory=dict)  # alert_id -> (|dt| ms, alert_id)
     worst: tuple | None = None
 
+    def best(self) -> int | None:
+        """ts of the earliest known arrival fix, decided or not."""
+        c = self.candidate[0] if self.candidate else None
+        a = self.arrival_ts
+        return a if c is None else c if a is None else min(a, c)
+
 
 class IncidentState:
-    """Open incidents, the fix and alert look-back, and the breach timers of one partition."""
+    """Open incidents, the fix and alert look-back, and the decision timers of one partition."""
 
     def __init__(self, grace_ms: int = DEFAULT_GRACE_MS, arrival_radius_m: float = ARRIVAL_RADIUS_M):
         self.grace_ms = grace_ms
         self.radius = arrival_radius_m
         self.clock = 0
+        self.wm = 0                                    # watermark of patrol.gps (<= clock)
         self.incidents: dict[str, Incident] = {}
         self.near: dict[str, list[Incident]] = {}      # fine cell -> incidents within reach
         self.calls_at: dict[str, list[Incident]] = {}  # fine cell of the call -> incidents
-        self.timers: list[tuple[int, str, str]] = []   # (due ts, breach|expire|uncorr|settle, call_id)
+        self.clock_timers: list[tuple[int, str, str]] = []  # (due, uncorr|settle, call_id)
+        self.wm_timers: list[tuple[int, str, str]] = []     # (due, arrive|breach|expire, call_id)
         self.seen_calls: dict[str, int] = {}           # call_id -> ts, for DEDUP_HORIZON_MS
         self.fixes: dict[int, dict[str, list]] = {}    # minute -> fine cell -> [(ts, unit, lat, lon)]
         self.alerts: dict[int, dict[str, list]] = {}   # minute -> fine cell -> [(ts, id, type, lat, lon)]
         self.seen_alerts: set[str] = set()
-        self.out: list[tuple[str, object]] = []
+        self.out: list[tuple[str, object]] = []        # ("enriched", rec) | ("sla", ev) | ("arrival", ...)
         self.changed_records: dict[str, Incident] = {}
-        self._calls_pruned = 0        # ("enriched", rec) | ("sla", ev) | ("arrival", inc)
+        self._calls_pruned = 0
         # incidents whose wall entry (board_doc) changed since the last take_board
         self.board: dict[str, Incident] = {}
 
@@ -74,15 +87,9 @@ class IncidentState:
         self.seen_calls[call_id] = ts
         inc = Incident(call_id, ts, lat, lon, cell, zones, record,
                        consumed_late=self.clock - ts > self.grace_ms)
-        self.incidents[call_id] = inc
-        for c in h3.grid_disk(cell, DISK_K[ARRIVAL_RADIUS_M]):
-            self.near.setdefault(c, []).append(inc)
-        self.calls_at.setdefault(cell, []).append(inc)
-        heapq.heappush(self.timers, (ts + BREACH_AFTER_MS, "breach", call_id))
-        heapq.heappush(self.timers, (ts + EXPIRE_AFTER_MS, "expire", call_id))
-        heapq.heappush(self.timers, (ts + CORROBORATION_WINDOW_MS + self.grace_ms, "uncorr", call_id))
+        self._link(inc)
         # corroborating alerts already seen (up to 10 min before the call)
-        for m in range((ts - CORROBORATION_WINDOW_MS) // 60_000, (ts + CORROBORATION_WINDOW_MS) // 60_000 + 1):
+        for m in range((ts - CORROBORATION_WINDOW_MS) // MINUTE_MS, (ts + CORROBORATION_WINDOW_MS) // MINUTE_MS + 1):
             by_cell = self.alerts.get(m)
             if not by_cell:
                 continue
@@ -94,23 +101,38 @@ class IncidentState:
         self.out.append(("enriched", inc.record))
         self.board[call_id] = inc
         if not inc.consumed_late:
-            # earliest fix at or after the call, within reach, among those kept (the grace)
+            # earliest fix at or after the call, within reach, among those kept (the grace);
+            # every stored minute from the call's on, whatever the clock says
             best = None
-            for m in range(ts // 60_000, self.clock // 60_000 + 1):
-                by_cell = self.fixes.get(m)
-                if not by_cell:
+            first = ts // MINUTE_MS
+            disk = h3.grid_disk(cell, DISK_K[ARRIVAL_RADIUS_M])
+            for m, by_cell in self.fixes.items():
+                if m < first:
                     continue
-                for c in h3.grid_disk(cell, DISK_K[ARRIVAL_RADIUS_M]):
+                for c in disk:
                     for fts, unit, flat, flon in by_cell.get(c, ()):
-                        if ts <= fts < ts + EXPIRE_AFTER_MS and (best is None or fts < best[0]) \
+                        if ts <= fts < ts + EXPIRE_AFTER_MS and (best is None or (fts, unit) < best) \
                                 and haversine_m(lat, lon, flat, flon) <= self.radius:
                             best = (fts, unit)
             if best is not None:
-                self._arrive(inc, best[0], best[1])
+                self._candidate(inc, best[0], best[1])
 
     def on_fix(self, unit: str, ts: int, lat: float, lon: float, cell: str) -> None:
+        self.keep_fix(unit, ts, lat, lon, cell)
+        near = self.near.get(cell)
+        if near:
+            for inc in near:
+                if inc.ts <= ts < inc.ts + EXPIRE_AFTER_MS and inc.call_id in self.incidents:
+                    best = inc.best()
+                    if (best is None or ts < best or (ts == best and inc.candidate is not None
+                                                      and unit < inc.candidate[1])) \
+                            and haversine_m(inc.lat, inc.lon, lat, lon) <= self.radius:
+                        self._candidate(inc, ts, unit)
+
+    def keep_fix(self, unit: str, ts: int, lat: float, lon: float, cell: str) -> None:
+        """Hold a fix for the look-back (also used alone when a snapshot's look-back is rebuilt)."""
         if ts >= self.clock - self.grace_ms:
-            m = ts // 60_000
+            m = ts // MINUTE_MS
             by_cell = self.fixes.get(m)
             if by_cell is None:
                 by_cell = self.fixes[m] = {}
@@ -119,21 +141,11 @@ class IncidentState:
                 by_cell[cell] = [(ts, unit, lat, lon)]
             else:
                 lst.append((ts, unit, lat, lon))
-        near = self.near.get(cell)
-        if near:
-            for inc in near:
-                if inc.ts <= ts < inc.ts + EXPIRE_AFTER_MS and (inc.arrival_ts is None or ts < inc.arrival_ts) \
-                        and inc.call_id in self.incidents \
-                        and haversine_m(inc.lat, inc.lon, lat, lon) <= self.radius:
-                    self._arrive(inc, ts, unit)
 
     def on_alert(self, alert_id: str, ts: int, typ: str, lat: float, lon: float, cell: str) -> None:
         entry = (ts, alert_id, typ, lat, lon)
-        if ts >= self.clock - CORROBORATION_WINDOW_MS - self.grace_ms:
-            if alert_id in self.seen_alerts:
-                return  # duplicate
-            self.seen_alerts.add(alert_id)
-            self.alerts.setdefault(ts // 60_000, {}).setdefault(cell, []).append(entry)
+        if not self.keep_alert(alert_id, ts, typ, lat, lon, cell):
+            return  # duplicate
         if not self.calls_at:
             return
         # calls still collecting corroboration (call ts within +-10 min of the alert)
@@ -142,42 +154,65 @@ class IncidentState:
                 if self._corroborate(inc, *entry):
                     self.changed_records[inc.call_id] = inc  # re-emitted once, in take_output
 
-    def advance_clock(self, clock: int) -> None:
-        """Move the clock (never back) and fire every timer now due, including those of calls
-        consumed after their deadline."""
+    def keep_alert(self, alert_id: str, ts: int, typ: str, lat: float, lon: float, cell: str) -> bool:
+        """Hold an alert for corroboration look-back; False when it is a duplicate."""
+        if ts >= self.clock - CORROBORATION_WINDOW_MS - self.grace_ms:
+            if alert_id in self.seen_alerts:
+                return False
+            self.seen_alerts.add(alert_id)
+            self.alerts.setdefault(ts // MINUTE_MS, {}).setdefault(cell, []).append((ts, alert_id, typ, lat, lon))
+        return True
+
+    def advance_clock(self, clock: int, wm: int | None = None) -> None:
+        """Move the clock and the watermark (never back; wm defaults to the clock) and fire every
+        timer now due, including those of calls consumed after their deadline."""
         if clock > self.clock:
             self.clock = clock
         clock = self.clock
-        timers = self.timers
-        while timers and timers[0][0] <= clock:
+        wm = clock if wm is None else min(wm, clock)
+        if wm > self.wm:
+            self.wm = wm
+        wm = self.wm
+        timers = self.wm_timers
+        while timers and timers[0][0] <= wm:
             due, what, call_id = heapq.heappop(timers)
             inc = self.incidents.get(call_id)
             if inc is None:
                 continue
-            if what == "breach":
+            if what == "arrive":
+                c = inc.candidate
+                if c is not None and c[0] == due:
+                    self._decide(inc)
+            elif what == "breach":
                 if inc.arrival_ts is None or inc.arrival_ts - inc.ts > BREACH_AFTER_MS:
                     inc.breached = True
                     if inc.arrival_ts is None:
                         self.board[call_id] = inc
                     self.out.append(("sla", {"type": "breach", "call_id": call_id, "zone_ids": inc.zones,
                                              "unit_id": None, "response_s": None, "ts": due}))
-            elif what == "uncorr":
-                self._unlink_calls_at(inc)  # alerts from now on are too late to corroborate
-            elif what == "settle":
-                if inc.arrival_ts is not None and inc.arrival_ts + self.grace_ms <= clock:
-                    self._unlink_near(inc)  # no fix consumed from now on can be earlier
             elif what == "expire":
                 if inc.arrival_ts is None:
                     self.board[call_id] = inc  # leaves the wall unanswered
                 self._forget(inc)
+        timers = self.clock_timers
+        while timers and timers[0][0] <= clock:
+            due, what, call_id = heapq.heappop(timers)
+            inc = self.incidents.get(call_id)
+            if inc is None:
+                continue
+            if what == "uncorr":
+                self._unlink_calls_at(inc)  # alerts from now on are too late to corroborate
+            elif what == "settle":
+                if inc.arrival_ts is not None and inc.candidate is None and inc.arrival_ts + self.grace_ms <= clock:
+                    self._unlink_near(inc)  # no fix consumed from now on can be earlier
         if len(self.seen_calls) > 1024 and clock - self._calls_pruned > 600_000:
             self._calls_pruned = clock
             self.seen_calls = {c: t for c, t in self.seen_calls.items() if t >= clock - DEDUP_HORIZON_MS}
         # look-back pruning by whole minutes
-        keep_fix = (clock - self.grace_ms) // 60_000 - 1
+        keep_fix = (clock - self.grace_ms) // MINUTE_MS - 1
         for m in [m for m in self.fixes if m < keep_fix]:
             del self.fixes[m]
-        keep_alert = (clock - CORROBORATION_WINDOW_MS - self.grace_ms) // 60_000 - 1
+        keep_alert = (clock - CORROBORATION_WINDOW_MS - self.grace_ms) // MINUTE_MS - 1
         for m in [m for m in self.alerts if m < keep_alert]:
             for lst in self.alerts[m].values():
                 for a in lst:
@@ -226,11 +261,78 @@ class IncidentState:
                 "response_s": None if inc.arrival_ts is None else round((inc.arrival_ts - inc.ts) / 1000.0, 3),
                 "nearest_units": r.get("nearest_units") or [], "clock": self.clock, "partition": partition}
 
+    # -- snapshots ---------------------------------------------------------------------------
+    def snapshot(self) -> dict:
+        """Everything but the look-back buffers (rebuilt from the log, see streams/recovery.py)."""
+        return {
+            "clock": self.clock, "wm": self.wm, "calls_pruned": self._calls_pruned,
+            "seen_calls": self.seen_calls,
+            "incidents": [[i.call_id, i.ts, i.lat, i.lon, i.cell, i.zones, i.record, i.consumed_late,
+                           i.arrival_ts, i.arrival_unit, list(i.candidate) if i.candidate else None,
+                           i.breached, [[a, i.alerts_rank[k][0]] for k, a in i.alerts.items()]]
+                          for i in self.incidents.values()],
+        }
+
+    @classmethod
+    def restore(cls, snap: dict, grace_ms: int = DEFAULT_GRACE_MS) -> "IncidentState":
+        s = cls(grace_ms)
+        s.clock, s.wm, s._calls_pruned = snap["clock"], snap["wm"], snap["calls_pruned"]
+        s.seen_calls = dict(snap["seen_calls"])
+        for (cid, ts, lat, lon, cell, zones, record, late, arr_ts, arr_unit, cand, breached,
+             alerts) in snap["incidents"]:
+            inc = Incident(cid, ts, lat, lon, cell, list(zones), record, late, arr_ts, arr_unit,
+                           tuple(cand) if cand else None, breached)
+            for a, rank in alerts:
+                inc.alerts[a["alert_id"]] = a
+                inc.alerts_rank[a["alert_id"]] = (rank, a["alert_id"])
+            s._link(inc, restoring=True)
+        return s
+
+    # -- internals ---------------------------------------------------------------------------
+    def _link(self, inc: Incident, restoring: bool = False) -> None:
+        """Index an incident and set its timers (what a snapshot does not carry is derived here)."""
+        self.incidents[inc.call_id] = inc
+        cid, ts = inc.call_id, inc.ts
+        settled = inc.arrival_ts is not None and inc.candidate is None and inc.arrival_ts + self.grace_ms <= self.clock
+        if not settled:
+            for c in h3.grid_disk(inc.cell, DISK_K[ARRIVAL_RADIUS_M]):
+                self.near.setdefault(c, []).append(inc)
+        if not restoring or self.clock < ts + CORROBORATION_WINDOW_MS + self.grace_ms:
+            self.calls_at.setdefault(inc.cell, []).append(inc)
+            heapq.heappush(self.clock_timers, (ts + CORROBORATION_WINDOW_MS + self.grace_ms, "uncorr", cid))
+        if not restoring or not inc.breached:
+            heapq.heappush(self.wm_timers, (ts + BREACH_AFTER_MS, "breach", cid))
+        heapq.heappush(self.wm_timers, (ts + EXPIRE_AFTER_MS, "expire", cid))
+        if inc.candidate is not None:
+            heapq.heappush(self.wm_timers, (inc.candidate[0], "arrive", cid))
+        if inc.arrival_ts is not None and not settled:
+            heapq.heappush(self.clock_timers, (inc.arrival_ts + self.grace_ms, "settle", cid))
+
+    def _candidate(self, inc: Incident, ts: int, unit: str) -> None:
+        inc.candidate = (ts, unit)
+        if ts <= self.wm:
+            self._decide(inc)  # the watermark is past it already (a late fix): decide now
+        else:
+            heapq.heappush(self.wm_timers, (ts, "arrive", inc.call_id))
+
+    def _decide(self, inc: Incident) -> None:
+        ts, unit = inc.candidate
+        inc.candidate = None
+        if inc.arrival_ts is not None and inc.arrival_ts <= ts:
+            return
+        inc.arrival_ts = ts
+        inc.arrival_unit = unit
+        heapq.heappush(self.clock_timers, (ts + self.grace_ms, "settle", inc.call_id))
+        response_s = round((ts - inc.ts) / 1000.0, 3)
+        self.board[inc.call_id] = inc
+        self.out.append(("sla", {"type": "arrived", "call_id": inc.call_id, "zone_ids": inc.zones,
+                                 "unit_id": unit, "response_s": response_s, "ts": ts}))
+        self.out.append(("arrival", (inc.call_id, inc.ts, inc.zones, response_s, unit)))
+
     @staticmethod
     def _finish_record(inc: Incident) -> None:
         inc.record["corroborating_alerts"] = sorted(inc.alerts.values(), key=lambda a: (a["dt_s"], a["alert_id"]))
 
-    # -- internals ---------------------------------------------------------------------------
     def _corroborate(self, inc: Incident, ts: int, alert_id: str, typ: str, lat: float, lon: float) -> bool:
         if alert_id in inc.alerts:
             return False
@@ -254,16 +356,6 @@ class IncidentState:
                                 "dt_s": round(dt / 1000.0, 1)}
         inc.alerts_rank[alert_id] = key
         return True
-
-    def _arrive(self, inc: Incident, ts: int, unit: str) -> None:
-        inc.arrival_ts = ts
-        inc.arrival_unit = unit
-        heapq.heappush(self.timers, (ts + self.grace_ms, "settle", inc.call_id))
-        response_s = round((ts - inc.ts) / 1000.0, 3)
-        self.board[inc.call_id] = inc
-        self.out.append(("sla", {"type": "arrived", "call_id": inc.call_id, "zone_ids": inc.zones,
-                                 "unit_id": unit, "response_s": response_s, "ts": ts}))
-        self.out.append(("arrival", (inc.call_id, inc.ts, inc.zones, response_s, unit)))
 
     def _forget(self, inc: Incident) -> None:
         self.incidents.pop(inc.call_id, None)

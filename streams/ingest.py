@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -26,7 +27,7 @@ from contract.settings import Settings
 
 from . import metrics, records
 from .routing import Router
-from .store import RedisStore
+from .store import RedisStore, until_redis_answers
 from .zone_index import ZoneIndex
 
 log = logging.getLogger("zonewatch.ingest")
@@ -62,8 +63,13 @@ class IngestStage:
             metadata_max_age_ms=10_000,  # see streams/app.py: recover quickly after a broker restart
             max_partition_fetch_bytes=8 * 1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,
+            session_timeout_ms=self.s.session_timeout_ms,
+            heartbeat_interval_ms=max(500, self.s.session_timeout_ms // 6),
+            group_instance_id=f"{self.s.instance_id}-ingest" if self.s.instance_id else None,
             **aiokafka_kwargs(self.s),
         )
+        # the units' latest fixes, so that a late fix right after a restart is known to be late
+        self.router.load_units(await until_redis_answers("read zw:unit-info", self.store.unit_latest))
         await self.consumer.start()
 
     async def stop(self) -> None:
@@ -88,11 +94,13 @@ class IngestStage:
             msgs = [m for recs in batches.values() for m in recs]
             self.events_in += len(msgs)
             prev_clock = self.router.clock
-            out, dead, rejected, positions = self.router.route(msgs)
+            now_ms = int(time.time() * 1000)
+            out, dead, rejected, positions = self.router.route(msgs, now_ms)
             clock = self.router.clock
+            marks = self.router.marks()
             futures = []
             for p, recs in out.items():
-                for payload in records.encode_split(recs, clock, prev_clock):
+                for payload in records.encode_split(recs, clock, prev_clock, gps=marks, wall=now_ms):
                     futures.append(await self.producer.send(ze_topic, payload, partition=p))
             for m, reason in dead:
                 base = self.router.base_topic[m.topic]

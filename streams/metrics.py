@@ -37,12 +37,30 @@ DEPENDENCY_UP = Gauge(names.DEPENDENCY_UP, "1 when the dependency answered the l
 DEPENDENCY_OUTAGES = Counter(names.DEPENDENCY_OUTAGES, "Times a dependency stopped answering probes",
                              ["dependency"], registry=REGISTRY)
 
+CONSUMER_LAG = Gauge(names.CONSUMER_LAG, "Messages between a consumer group's position and the log end",
+                     ["group", "topic"], registry=REGISTRY)
+WATERMARK = Gauge(names.WATERMARK, "Watermark of patrol.gps (epoch ms): breaches are decided on it",
+                  registry=REGISTRY)
+STREAM_CLOCK = Gauge(names.STREAM_CLOCK, "Stream clock (epoch ms): the largest accepted ts", registry=REGISTRY)
+WATERMARK_LAG = Gauge(names.WATERMARK_LAG, "Stream clock minus watermark (s)", registry=REGISTRY)
+REBUILD_IN_PROGRESS = Gauge(names.REBUILD_IN_PROGRESS, "1 while a partition's state is being restored",
+                            registry=REGISTRY)
+TAKEOVER = Histogram(names.TAKEOVER, "Partition assignment to state ready (snapshot + log tail)",
+                     buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 30, 60, 120, 300), registry=REGISTRY)
+SLA_DECISIONS = Counter(names.SLA_DECISIONS, "Decisions emitted to sla.events", ["type"], registry=REGISTRY)
+BREACHES = Counter(names.BREACHES, "Breaches decided (final)", registry=REGISTRY)
+SNAPSHOT_BYTES = Gauge(names.SNAPSHOT_BYTES, "Size of the last state snapshot of a partition", registry=REGISTRY)
+FENCED = Counter(names.FENCED, "Partitions found owned by another worker at a write", registry=REGISTRY)
+OUTPUT_RETRIES = Counter(names.OUTPUT_RETRIES, "Output records sent again after a failed send", registry=REGISTRY)
+
 # Pre-create every labelled child so each series is exported (as 0) from the start.
 for _s in names.SOURCES:
     for _o in names.OUTCOMES:
         EVENTS.labels(_s, _o)
     E2E.labels(_s)
     AGE.labels(_s)
+for _t in ("arrived", "breach"):
+    SLA_DECISIONS.labels(_t)
 for _d in ("kafka", "redis"):
     DEPENDENCY_OUTAGES.labels(_d)
 
@@ -78,3 +96,15 @@ def reason_class(reason: str) -> str:
     if reason.startswith("empty"):
         return "empty"
     return "other"
+
+
+def observe_clocks(stage) -> None:
+    """Stream clock, watermark and their gap, over the partitions this worker holds."""
+    states = [h.state for h in stage.held.values()]
+    if not states:
+        return
+    clock = max(st.clock for st in states)
+    wm = min(st.wm for st in states)
+    STREAM_CLOCK.set(clock)
+    WATERMARK.set(wm)
+    WATERMARK_LAG.set(max(0.0, (clock - wm) / 1000.0))

@@ -1,7 +1,14 @@
-"""Output topics (CONTRACT §4) and the arrival feedback into zone-events, on Faust's producer."""
+"""Output topics (CONTRACT §4), snapshots, and the arrival feedback into zone-events.
+
+Outputs are at-least-once for real: `send` returns only when Kafka acknowledged every record of
+the batch; a record Kafka refuses is sent again (with backoff) until it is accepted. The agent
+awaits it before it takes the next message, so Faust never commits an input whose outputs are
+not in Kafka, and a snapshot never covers a decision whose output could still be lost.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -16,9 +23,11 @@ from .dispatch import Dispatcher
 
 log = logging.getLogger("zonewatch.outputs")
 
+RETRY_MAX_S = 5.0
+
 
 def _watch(fut) -> None:
-    """Log a failed delivery (the next commit's flush would otherwise hide it)."""
+    """Count and log a failed fire-and-forget delivery (zones.state: the next write supersedes it)."""
     def done(f):
         if not f.cancelled() and f.exception() is not None:
             metrics.OUTPUT_ERRORS.inc()
@@ -27,7 +36,7 @@ def _watch(fut) -> None:
 
 
 class OutputSender:
-    """incidents.enriched, sla.events, zones.state and arrival records for zone partitions."""
+    """incidents.enriched, sla.events, zones.state, snapshots and arrival records."""
 
     def __init__(self, settings: Settings, app: faust.App, dispatcher: Dispatcher):
         self.s = settings
@@ -36,26 +45,50 @@ class OutputSender:
         self.t_incidents = settings.topic(topics.INCIDENTS)
         self.t_sla = settings.topic(topics.SLA)
         self.t_zones = settings.topic(topics.ZONES_STATE)
+        self.t_snapshots = settings.internal_snapshots
 
-    async def send(self, enriched: list, sla: list, arrivals: dict, clock: int) -> None:
-        """Queue the outputs of one batch on Faust's producer without waiting for the acks:
-        Faust flushes its producer before it commits the offsets of the batch, so an output is
-        acknowledged by Kafka before its input counts as processed (at-least-once), while the
-        agent goes on with the next batch."""
+    async def deliver(self, items: list[tuple[str, bytes | None, bytes | None, int | None]]) -> None:
+        """Send (topic, key, value, partition) records and wait until Kafka acknowledged them
+        all, sending the refused ones again."""
         producer = self.app.producer
+        pending = items
+        delay = 0.1
+        while pending:
+            futures = [await producer.send(t, k, v, part, None, None) for t, k, v, part in pending]
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            failed = [it for it, r in zip(pending, results) if isinstance(r, BaseException)]
+            if failed:
+                metrics.OUTPUT_ERRORS.inc(len(failed))
+                metrics.OUTPUT_RETRIES.inc(len(failed))
+                first = next(r for r in results if isinstance(r, BaseException))
+                log.warning("Kafka refused %d output records (%s); sending them again in %.1fs",
+                            len(failed), first, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+            pending = failed
+
+    async def send(self, enriched: list, sla: list, arrivals: dict, clock: int, wall: int) -> None:
+        """The outputs of one batch, acknowledged (recommendations are added to new calls)."""
         new = [r for r in enriched if "processed_at" not in r]
         if new:
             await self.dispatcher.recommend(new)
         now = int(time.time() * 1000)
+        items = []
         for rec in enriched:
             rec["processed_at"] = now
-            _watch(await producer.send(self.t_incidents, rec["call_id"].encode(), orjson.dumps(rec),
-                                       None, None, None))
+            items.append((self.t_incidents, rec["call_id"].encode(), orjson.dumps(rec), None))
         for ev in sla:
-            _watch(await producer.send(self.t_sla, ev["call_id"].encode(), orjson.dumps(ev), None, None, None))
+            items.append((self.t_sla, ev["call_id"].encode(), orjson.dumps(ev), None))
+            metrics.SLA_DECISIONS.labels(ev["type"]).inc()
+            if ev["type"] == "breach":
+                metrics.BREACHES.inc()
         for q, recs in arrivals.items():
-            _watch(await producer.send(self.s.internal_zone_events, None, records.encode(clock, recs),
-                                       q, None, None))
+            items.append((self.s.internal_zone_events, None, records.encode(clock, recs, None, wall), q))
+        await self.deliver(items)
+
+    async def snapshot(self, p: int, parts: list[tuple[bytes, bytes | None]]) -> None:
+        """A partition's snapshot records, in order, to its partition of the snapshots topic."""
+        await self.deliver([(self.t_snapshots, k, v, p) for k, v in parts])
 
     async def zone_states(self, docs: list[bytes], ids: list[str]) -> None:
         """The compacted `zones.state` topic: the same documents as Redis, key zone_id."""

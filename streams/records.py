@@ -30,6 +30,7 @@ class ZoneCall(_Record, tag=1):
     kafka_ts: int          # the input message's Kafka timestamp (e2e latency)
     category: str
     priority: int
+    lang: str              # BCP 47 primary language subtag, "und" when the call has none
 
 
 class ZoneAlert(_Record, tag=2):
@@ -40,6 +41,7 @@ class ZoneAlert(_Record, tag=2):
     kafka_ts: int
     type: str
     severity: int
+    camera_id: str
 
 
 class ZoneFix(_Record, tag=3):
@@ -50,6 +52,7 @@ class ZoneFix(_Record, tag=3):
     kafka_ts: int
     status: str
     kind: str
+    presence: bool         # the unit's newest fix so far: it decides where the unit is present
 
 
 class Arrival(_Record, tag=4):
@@ -94,8 +97,14 @@ SOURCE = {ZoneCall: "calls", ZoneAlert: "alerts", ZoneFix: "gps"}
 
 
 class Batch(msgspec.Struct, array_like=True, gc=False):
+    """One zone-events message. `gps`: per patrol.gps input partition the sender reads,
+    [partition, largest ts accepted from it, wall ms of its last delivery]; `wall`: the sender's
+    wall clock (ms) when it made the batch. The watermark of a batch is computed as of `wall`, so
+    a replay of the log after a takeover decides exactly what the live run decided."""
     clock: int
     events: list[Record]
+    gps: list[tuple[int, int, int]] = []
+    wall: int = 0
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -105,25 +114,28 @@ _decoder = msgspec.msgpack.Decoder(Batch)
 MAX_PAYLOAD_BYTES = 1 << 20
 
 
-def encode(clock: int, events: list) -> bytes:
-    return _encoder.encode(Batch(clock, events))
+def encode(clock: int, events: list, gps: list | None = None, wall: int = 0) -> bytes:
+    return _encoder.encode(Batch(clock, events, gps or [], wall))
 
 
 def decode(value: bytes) -> Batch:
     return _decoder.decode(value)
 
 
-def encode_split(events: list, clock: int, prev_clock: int, limit: int = MAX_PAYLOAD_BYTES) -> list[bytes]:
+def encode_split(events: list, clock: int, prev_clock: int, limit: int = MAX_PAYLOAD_BYTES,
+                 gps: list | None = None, wall: int = 0) -> list[bytes]:
     """The zone-events messages for one partition's records of a batch: one, or several of at
     most `limit` bytes when the batch is bigger (5000 maximal valid calls are ~120 MB, beyond
     any request size). All but the last carry `prev_clock`, which every partition already has:
     the state stage applies a message's events before its clock, so splitting changes nothing."""
-    payload = encode(clock, events)
+    payload = encode(clock, events, gps, wall)
     if len(payload) <= limit or len(events) <= 1:
         return [payload]
     n = max(1, len(events) * limit * 9 // (10 * len(payload)))
     parts = [events[i:i + n] for i in range(0, len(events), n)]
     out = []
     for j, part in enumerate(parts):
-        out.extend(encode_split(part, clock if j == len(parts) - 1 else prev_clock, prev_clock, limit))
+        last = j == len(parts) - 1
+        out.extend(encode_split(part, clock if last else prev_clock, prev_clock, limit,
+                                gps if last else None, wall))
     return out

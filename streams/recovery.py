@@ -1,10 +1,22 @@
-"""Recovery: a partition's state after an assignment, and Redis after it lost its data.
+"""Recovery: a partition's state on assignment, and Redis after it lost its data.
 
-A partition's state is a pure function of its zone-events log: when a worker is assigned a
-partition (start, restart, rebalance) it rebuilds the state by reading the partition from the
-beginning (retention 27 h) up to the first offset it is handed, then continues. Zone versions
-must keep increasing across owners, so they are read from Redis before the first write.
-The wall's incident list (`zw:incidents`) is made to agree with the rebuilt state.
+A partition's state is a pure function of its zone-events log. When a worker is assigned a
+partition (start, restart, rebalance, after a kill -9) it does not replay that log from the
+start: every few seconds each owner writes a snapshot of the state to the compacted topic
+`{prefix}{app_id}-snapshots` (key `{p}/state`, with the zone-events offset it covers; the sealed
+hours of the duplicate memory under `{p}/seen/{hour}`, written once each). Taking over is
+
+1. fence: take a new owner generation for p in Redis (zw:fence); from then on the previous
+   owner's writes are refused (streams/store.py), so the zone versions read next are final;
+2. load the latest snapshot of p;
+3. rebuild the look-back memory (fixes and alerts held for the grace) from the log between the
+   snapshot's `lookback` offset and its `offset`, without applying anything else;
+4. apply the log from the snapshot's `offset` to its current end, emitting the outputs again
+   (the previous owner may have died before sending them: at-least-once, consumers dedupe);
+5. make the wall's incident list (zw:incidents) agree with the state, then hand the partition
+   to the agent, which skips what step 4 applied.
+
+So a takeover costs a snapshot plus a few seconds of log, whatever the length of the day.
 
 If Redis loses its data (a restart without persistence, FLUSHDB), the worker notices within
 REDIS_CHECK_S and rewrites every zone and unit position it holds; no replay is needed.
@@ -15,61 +27,121 @@ from __future__ import annotations
 import logging
 import time
 
+import msgspec
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from contract.security import aiokafka_kwargs
 
-from .state_stage import StateStage
+from . import metrics, records
+from .state_stage import Held, StateStage
 from .store import RedisStore, until_redis_answers
-from .zone_state import PartitionState
 
 log = logging.getLogger("zonewatch.recovery")
 
 REDIS_CHECK_S = 2.0
+_decode = msgspec.msgpack.Decoder().decode
 
 
-async def rebuild(stage: StateStage, p: int, upto: int) -> PartitionState:
-    """State of partition p from its log up to (excluding) offset `upto`."""
+async def read_snapshot(stage: StateStage, p: int) -> tuple[dict | None, dict[int, bytes]]:
+    """The latest `{p}/state` snapshot and the sealed dedup hours, from partition p of the
+    snapshots topic (compacted: latest value per key, tombstones remove)."""
     s = stage.s
-    st = stage.new_state(p)
-    versions = await until_redis_answers(f"read the zone versions of partition {p}",
-                                         lambda: stage.store.current_versions(st.zones))
-    for zid, v in versions.items():
-        st.zones[zid].version = v
+    tp = TopicPartition(s.internal_snapshots, p)
+    c = AIOKafkaConsumer(bootstrap_servers=s.kafka, enable_auto_commit=False, group_id=None,
+                         client_id=f"{s.app_id}-restore", max_partition_fetch_bytes=64 << 20,
+                         fetch_max_bytes=128 << 20, **aiokafka_kwargs(s))
+    await c.start()
+    latest: dict[bytes, bytes | None] = {}
+    try:
+        c.assign([tp])
+        end = (await c.end_offsets([tp]))[tp]
+        await c.seek_to_beginning(tp)
+        while await c.position(tp) < end:
+            got = await c.getmany(tp, timeout_ms=1000, max_records=1000)
+            for m in got.get(tp, ()):
+                if m.offset >= end:
+                    break
+                latest[m.key] = m.value
+    finally:
+        await c.stop()
+    state_raw = latest.get(f"{p}/state".encode())
+    if state_raw is None:
+        return None, {}
+    prefix = f"{p}/seen/".encode()
+    sealed = {int(k[len(prefix):]): v for k, v in latest.items() if k.startswith(prefix) and v is not None}
+    return _decode(state_raw), sealed
+
+
+async def restore(stage: StateStage, p: int, emit) -> Held:
+    """Take partition p over (steps 1-5 above). `emit(state)` sends the outputs the state has
+    decided, awaiting Kafka's acknowledgements."""
+    s = stage.s
     started = time.monotonic()
-    replayed = 0
-    if upto > 0:
+    metrics.REBUILD_IN_PROGRESS.inc()
+    try:
+        st = stage.new_state(p)
+        held = Held(st)
+        generation = await until_redis_answers(f"take partition {p}", lambda: stage.store.take_partition(p))
+        versions = await until_redis_answers(f"read the zone versions of partition {p}",
+                                             lambda: stage.store.current_versions(st.zones))
+        snap, sealed = await read_snapshot(stage, p)
+        start = lookback = 0
+        if snap is not None:
+            st.restore(snap["state"], sealed)
+            start, lookback, held.floor = snap["offset"], snap["lookback"], snap["floor"]
         tp = TopicPartition(s.internal_zone_events, p)
-        c = AIOKafkaConsumer(bootstrap_servers=s.kafka, enable_auto_commit=False,
-                             group_id=None, client_id=f"{s.app_id}-rebuild",
-                             max_partition_fetch_bytes=8 << 20, **aiokafka_kwargs(s))
+        c = AIOKafkaConsumer(bootstrap_servers=s.kafka, enable_auto_commit=False, group_id=None,
+                             client_id=f"{s.app_id}-rebuild", max_partition_fetch_bytes=8 << 20,
+                             **aiokafka_kwargs(s))
         await c.start()
+        looked = replayed = 0
         try:
             c.assign([tp])
-            await c.seek_to_beginning(tp)
-            while await c.position(tp) < upto:
+            end = (await c.end_offsets([tp]))[tp]
+            first = (await c.beginning_offsets([tp]))[tp]
+            if snap is None:
+                held.floor = start = lookback = first
+            from_ = max(lookback, first)
+            c.seek(tp, from_)
+            while from_ < end and await c.position(tp) < end:
                 got = await c.getmany(tp, timeout_ms=1000, max_records=2000)
                 for m in got.get(tp, ()):
-                    if m.offset >= upto:
+                    if m.offset >= end:
                         break
+                    if m.offset < start:  # covered by the snapshot: only the look-back memory
+                        for rec in records.decode(m.value).events:
+                            st.keep_lookback(rec)
+                        looked += 1
+                        continue
                     stage.apply_batch(st, m.value, live=False)
-                    st.incidents.take_output()  # already emitted by the previous owner
+                    held.checkpoints.append((m.offset + 1, st.clock))
                     replayed += 1
+                    await emit(st)
         finally:
             await c.stop()
-    st.dirty.clear()
-    await reconcile_incidents(stage, p, st)
-    log.info("partition %d: state rebuilt from %d batches in %.2fs (clock %d)",
-             p, replayed, time.monotonic() - started, st.clock)
-    return st
+        held.applied_upto = max(end, start)
+        for zid, v in versions.items():
+            st.zones[zid].version = v
+        st.rewrite_all()  # the first flush rewrites every zone, with versions above Redis'
+        held.generation = generation
+        await reconcile_incidents(stage, p, held)
+        took = time.monotonic() - started
+        metrics.TAKEOVER.observe(took)
+        log.info("partition %d: took over in %.2fs (generation %d; snapshot %s, look-back %d, replayed %d "
+                 "batches; clock %d)", p, took, generation, "none" if snap is None else f"at {start}",
+                 looked, replayed, st.clock)
+        return held
+    finally:
+        metrics.REBUILD_IN_PROGRESS.dec()
 
 
-async def reconcile_incidents(stage: StateStage, p: int, st: PartitionState) -> None:
-    """Make zw:incidents agree with the rebuilt state of partition p: a previous owner may have
-    died between deciding an arrival and writing it. Open incidents are rewritten (keeping
-    the dispatch recommendations Redis has: they are not in the log), and entries of this
-    partition that are no longer open are closed."""
+async def reconcile_incidents(stage: StateStage, p: int, held: Held) -> None:
+    """Make zw:incidents agree with the restored state of partition p: a previous owner may have
+    died between deciding an arrival and writing it. Open incidents are rewritten (keeping the
+    dispatch recommendations Redis has: they are not in the log), and entries of this partition
+    that are no longer open are closed."""
+    st = held.state
     st.incidents.take_board()  # the replay's changes; the state itself is what counts
     existing = await until_redis_answers(f"read zw:incidents for partition {p}", stage.store.open_incidents)
     board = st.incidents.board
@@ -85,12 +157,13 @@ async def reconcile_incidents(stage: StateStage, p: int, st: PartitionState) -> 
         if inc is not None:
             board[cid] = inc  # arrived meanwhile
         else:  # forgotten already: how it ended is no longer known here
-            stage.pending_board.append({**doc, "status": "closed", "clock": st.clock})
+            stage.pending_board.setdefault(p, []).append({**doc, "status": "closed", "clock": st.clock})
 
 
 async def restore_if_redis_lost(stage: StateStage, store: RedisStore, zone_ids: list[str], ingest) -> None:
-    """A Redis restart without persistence or a FLUSHDB loses the zone documents and unit
-    positions; the worker holds both, so it writes them again."""
+    """A Redis restart without persistence or a FLUSHDB loses the zone documents, unit positions
+    and owner generations; the worker holds the first two, so it writes them again, and it takes
+    its partitions' generations again."""
     try:
         if await store.exists():
             return
@@ -98,10 +171,12 @@ async def restore_if_redis_lost(stage: StateStage, store: RedisStore, zone_ids: 
         return  # Redis unreachable: the writer's retries report it
     try:
         await store.register_zones(zone_ids)
+        for p, h in list(stage.held.items()):
+            if h.generation:
+                h.generation = await store.take_partition(p)
     except Exception:
         return  # down again: the next check retries
     n_zones = stage.rewrite_all()
     n_units = await ingest.restore_positions() if ingest is not None else 0
     log.warning("Redis had lost the zone state (restart or flush): rewriting %d zones and %d unit "
                 "positions held by this worker", n_zones, n_units)
-

@@ -7,6 +7,7 @@ dead letters and the latest unit fixes. `streams/ingest.py` does the I/O around 
 
 from __future__ import annotations
 
+import re
 import time
 
 from contract import events, topics
@@ -37,21 +38,39 @@ class Router:
         self.base_topic = {settings.topic(t): t for t in topics.INPUT_TOPICS}  # prefixed -> contract name
         self.homes = HomeCells(self.n)
         self.tp_ts: dict[tuple[str, int], int] = {}  # (topic, partition) -> ts of its last valid event
+        self.gps_topic = settings.topic(topics.GPS)
+        # patrol.gps partition -> [largest ts accepted, wall ms of its last delivery] (the watermark)
+        self.gps_marks: dict[int, list[int]] = {}
         # unit -> (ts, lat, lon, status, kind) of its latest fix, to restore Redis after a loss
         self.positions: dict[str, tuple] = {}
         # No secret configured: the number is dropped, not hashed with a guessable key.
         self.secret = settings.caller_secret.encode("utf-8") if settings.caller_secret else b""
 
-    def route(self, messages) -> tuple[dict[int, list], list, dict, dict]:
+    def load_units(self, latest: dict[str, tuple[int, float, float]]) -> None:
+        """Start from the units' latest fixes known elsewhere (zw:unit-info): a fix older than
+        those is then known not to decide presence, even right after a restart."""
+        for unit, (ts, lat, lon) in latest.items():
+            prev = self.units.get(unit)
+            if prev is None or ts > prev[0]:
+                _cell, zones = self.index.lookup_cell(lat, lon)
+                self.units[unit] = (ts, tuple(sorted({self.zone_part[z] for z in zones})))
+
+    def marks(self) -> list[tuple[int, int, int]]:
+        """[patrol.gps partition, largest ts, wall ms of its last delivery] (zone-events batches)."""
+        return [(p, ts, wall) for p, (ts, wall) in self.gps_marks.items()]
+
+    def route(self, messages, now_ms: int | None = None) -> tuple[dict[int, list], list, dict, dict]:
         """messages: iterable of aiokafka ConsumerRecord (topic, partition, offset, key, value, timestamp).
 
         Returns (records by partition, dead letters, rejected counts by source, latest unit fixes).
         """
+        if now_ms is None:
+            now_ms = int(time.time() * 1000)
         out: dict[int, list] = {}
         dead = []
         rejected: dict[str, int] = {}
         units_latest: dict[str, tuple] = {}
-        max_ts = int(time.time() * 1000) + self.s.future_tolerance_ms
+        max_ts = now_ms + self.s.future_tolerance_ms
         lookup = self.index.lookup_cell
         zone_part = self.zone_part
         homes = self.homes
@@ -101,24 +120,35 @@ class Router:
             if primary not in by_part:
                 by_part[primary] = []
             if topic == topics.GPS:
+                mark = self.gps_marks.get(m.partition)
+                if mark is None:
+                    self.gps_marks[m.partition] = [ts, now_ms]
+                else:
+                    if ts > mark[0]:
+                        mark[0] = ts
+                    mark[1] = now_ms
                 status, kind = ev["status"], ev["kind"]
                 prev = self.units.get(eid)
-                if prev is None or ts > prev[0]:
+                # Only the unit's newest fix decides where it is present; an older one (a late
+                # fix) still counts for arrivals and the zone's last gps event.
+                newest = prev is None or ts > prev[0]
+                if newest:
                     self.units[eid] = (ts, tuple(by_part))
                     for p in (self.all_parts if prev is None else prev[1]):
                         if p not in by_part:
                             by_part[p] = []
                     units_latest[eid] = self.positions[eid] = (ts, lat, lon, status, kind)
                 for p, zl in by_part.items():
-                    _append(out, p, ZoneFix(eid, ts, zl, p == primary, kts, status, kind))
+                    _append(out, p, ZoneFix(eid, ts, zl, p == primary, kts, status, kind, newest))
             elif topic == topics.CALLS:
                 cat, prio = ev["category"], ev["priority"]
+                lang = primary_language(ev.get("lang"))
                 for p, zl in by_part.items():
-                    _append(out, p, ZoneCall(eid, ts, zl, p == primary, kts, cat, prio))
+                    _append(out, p, ZoneCall(eid, ts, zl, p == primary, kts, cat, prio, lang))
             else:
-                typ, sev = ev["type"], ev["severity"]
+                typ, sev, cam = ev["type"], ev["severity"], ev["camera_id"]
                 for p, zl in by_part.items():
-                    _append(out, p, ZoneAlert(eid, ts, zl, p == primary, kts, typ, sev))
+                    _append(out, p, ZoneAlert(eid, ts, zl, p == primary, kts, typ, sev, cam))
         if clock > self.clock:
             self.clock = clock
             # Everyone needs the clock, even partitions without events in this batch.
@@ -137,6 +167,16 @@ class Router:
         rec["nearest_units"] = []
         rec["corroborating_alerts"] = []
         return rec
+
+
+_PRIMARY = re.compile(r"[A-Za-z]{1,8}(?![A-Za-z])")
+
+
+def primary_language(tag: str | None) -> str:
+    """The primary language subtag of a BCP 47 tag, lower case ("zh-Hans-CN" -> "zh", "en_US" ->
+    "en"); "und" (undetermined) when the call has no tag or it does not start with one."""
+    m = _PRIMARY.match(tag) if tag else None
+    return m.group(0).lower() if m else "und"
 
 
 def _append(out: dict, p: int, rec) -> None:

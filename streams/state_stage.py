@@ -1,15 +1,22 @@
 """Stage 2, the I/O around the pure states: zone-events batches -> PartitionStates -> Redis.
 
 Holds the `PartitionState` (streams/zone_state.py, with its `IncidentState`) of every assigned
-zone-events partition, applies the batches the agent hands it, collects what the incidents
-stage decided, and flushes changed zone documents and incident entries to the Redis store.
+zone-events partition: applies the batches the agent hands it, moves the watermark, collects what
+the incidents stage decided, takes snapshots, and flushes changed zone documents and incident
+entries to the Redis store under the partition's owner generation (streams/store.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections import deque
+from dataclasses import dataclass, field
 
+import msgspec
+
+from contract.response import CORROBORATION_WINDOW_MS
 from contract.settings import Settings
 
 from . import metrics, records
@@ -17,9 +24,26 @@ from .partitioning import partition_of
 from .records import Arrival
 from .rules import load_rules
 from .store import RedisStore
+from .watermark import Watermark
 from .zone_state import PartitionState
 
+log = logging.getLogger("zonewatch.state")
+
 HEARTBEAT_S = 10.0
+_snap_encoder = msgspec.msgpack.Encoder()
+
+
+@dataclass
+class Held:
+    """One assigned partition: its state and what ownership and recovery need to know."""
+    state: PartitionState
+    generation: int = 0                  # owner generation in zw:fence (0: not written yet)
+    applied_upto: int = 0                # zone-events offsets below this are in the state
+    floor: int = 0                       # the first offset of the log this state has seen
+    checkpoints: deque = field(default_factory=deque)  # (offset after, clock) per applied batch
+    last_snapshot: float = 0.0
+    sealed_written: set = field(default_factory=set)   # dedup hours already in the snapshots topic
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class StateStage:
@@ -32,36 +56,51 @@ class StateStage:
         self.zones_of: dict[int, list] = {p: [] for p in range(settings.partitions)}
         for z in zones:
             self.zones_of[partition_of(z.zone_id, settings.partitions)].append(z)
-        self.states: dict[int, PartitionState] = {}
+        self.held: dict[int, Held] = {}
+        self.watermark = Watermark(settings.watermark_idle_ms, settings.watermark_max_lag_ms)
         self.flushed_clock: dict[int, int] = {}
         self.last_heartbeat: dict[int, float] = {}
         self.pending_e2e: dict[str, list[float]] = {"calls": [], "gps": [], "alerts": []}
         self.events_applied = 0
-        self.pending_board: list[dict] = []   # incident entries not held by any state
+        self.pending_board: dict[int, list[dict]] = {}   # incident entries not held by any state
         self.wake = asyncio.Event()
         # awaited with (documents as JSON, zone ids) after each write (the zones.state topic)
         self.on_written = None
+        # called with the partitions a write found owned by another worker (after they are dropped)
+        self.on_fenced = None
+        self.lookback_ms = settings.grace_ms + CORROBORATION_WINDOW_MS
+        self.last_wall = 0   # wall time of the batch applied last (carried by the arrival records it causes)
+
+    @property
+    def states(self) -> dict[int, PartitionState]:
+        return {p: h.state for p, h in self.held.items()}
 
     def new_state(self, p: int) -> PartitionState:
         return PartitionState(self.zones_of[p], tz=self.s.tz, rules=self.rules,
-                              unit_stale_ms=self.s.unit_stale_ms)
+                              unit_stale_ms=self.s.unit_stale_ms, grace_ms=self.s.grace_ms)
 
+    def now_wm(self, clock: int, now_ms: int | None = None) -> int:
+        return self.watermark.value(clock, int(time.time() * 1000) if now_ms is None else now_ms)
+
+    # -- applying -------------------------------------------------------------------------------
     def apply_batch(self, st: PartitionState, value: bytes, live: bool = True) -> None:
-        """Apply one zone-events message; `live=False` replays (no metrics, no e2e)."""
+        """Apply one zone-events message; `live=False` replays (no metrics, no e2e). The
+        watermark is taken as of the batch's own wall time, so replays decide the same."""
         batch = records.decode(value)
+        self.watermark.observe(batch.gps)
         recs = batch.events
+        now_ms = batch.wall or None
+        self.last_wall = batch.wall
+        clock = max(st.clock, batch.clock)
         if not live:
-            for rec in recs:
-                st.apply(rec)
-            st.advance_clock(batch.clock)
+            st.apply_all(recs)
+            st.advance_clock(clock, self.now_wm(clock, now_ms))
             return
         counts: dict[tuple[str, str], int] = {}
         ages: dict[str, list[float]] = {}
         pending = self.pending_e2e
         source = records.SOURCE
-        clock = max(st.clock, batch.clock)
-        for rec in recs:
-            fresh = st.apply(rec)
+        for rec, fresh in zip(recs, st.apply_all(recs)):
             if fresh is None or not rec.primary:
                 continue
             src = source[type(rec)]
@@ -71,13 +110,40 @@ class StateStage:
                 ages.setdefault(src, []).append((clock - rec.ts) / 1000.0)
                 if rec.zones:  # one observation per event, not per copy
                     pending[src].append(rec.kafka_ts)
-        st.advance_clock(batch.clock)
+        st.advance_clock(clock, self.now_wm(clock, now_ms))
         self.events_applied += len(recs)
         self.wake.set()
         for (src, outcome), n in counts.items():
             metrics.EVENTS.labels(src, outcome).inc(n)
         for src, vals in ages.items():
             metrics.observe_many(metrics.AGE.labels(src), vals)
+
+    def applied(self, p: int, offset: int) -> None:
+        """Bookkeeping after message `offset` of partition p was applied (for snapshots)."""
+        h = self.held[p]
+        h.applied_upto = offset + 1
+        h.checkpoints.append((offset + 1, h.state.clock))
+        # keep the checkpoints that can still be a look-back start, and one before them
+        horizon = h.state.clock - self.lookback_ms
+        cps = h.checkpoints
+        while len(cps) > 1 and cps[1][1] < horizon:
+            cps.popleft()
+        while len(cps) > 10_000:  # bound memory on a clock that stands still
+            cps.popleft()
+
+    def tick(self, now_ms: int | None = None) -> list[int]:
+        """Move every held state's watermark by wall time (a quiet feed stops holding it back);
+        the partitions whose states have new outputs."""
+        out = []
+        for p, h in self.held.items():
+            st = h.state
+            wm = self.now_wm(st.clock, now_ms)
+            if wm > st.wm:
+                st.advance_clock(st.clock, wm)
+                self.wake.set()
+            if st.incidents.out or st.incidents.changed_records:
+                out.append(p)
+        return out
 
     def take_outputs(self, st: PartitionState) -> tuple[list, list, dict[int, list]]:
         """What the incidents stage of a partition decided since the last call: enriched
@@ -97,30 +163,66 @@ class StateStage:
                     arrivals.setdefault(q, []).append(Arrival(call_id, call_ts, zl, response_s, unit))
         return enriched, sla, arrivals
 
+    # -- snapshots ------------------------------------------------------------------------------
+    def snapshot_due(self, p: int, now: float | None = None) -> bool:
+        h = self.held.get(p)
+        return h is not None and (time.monotonic() if now is None else now) - h.last_snapshot \
+            >= self.s.snapshot_interval_ms / 1000.0
+
+    def snapshot(self, p: int) -> list[tuple[bytes, bytes | None]]:
+        """(key, value) records for the snapshots topic that make partition p's state at
+        `applied_upto` recoverable: sealed dedup hours not written yet, tombstones for hours
+        that left the horizon, then the state. The caller sends them in this order."""
+        h = self.held[p]
+        st = h.state
+        h.last_snapshot = time.monotonic()
+        out: list[tuple[bytes, bytes | None]] = []
+        for hour, arr in st.seen.sealed.items():
+            if hour not in h.sealed_written:
+                out.append((f"{p}/seen/{hour}".encode(), arr.tobytes()))
+                h.sealed_written.add(hour)
+        for hour in [x for x in h.sealed_written if x not in st.seen.sealed]:
+            out.append((f"{p}/seen/{hour}".encode(), None))
+            h.sealed_written.discard(hour)
+        horizon = st.clock - self.lookback_ms
+        lookback = h.floor
+        for offset, clock in h.checkpoints:
+            if clock < horizon:
+                lookback = max(lookback, offset)
+            else:
+                break
+        value = _snap_encoder.encode({"v": 1, "offset": h.applied_upto, "lookback": lookback,
+                                      "floor": h.floor, "state": st.snapshot()})
+        out.append((f"{p}/state".encode(), value))
+        metrics.SNAPSHOT_BYTES.set(len(value))
+        return out
+
+    # -- ownership --------------------------------------------------------------------------------
     def drop(self, partitions) -> None:
         for p in partitions:
-            self.states.pop(p, None)
+            self.held.pop(p, None)
             self.flushed_clock.pop(p, None)
             self.last_heartbeat.pop(p, None)
 
     def rewrite_all(self) -> int:
         """Make the next flush write every zone of every held partition (Redis lost them)."""
         n = 0
-        for st in self.states.values():
-            for zid, agg in st.zones.items():
-                agg.last_figures = None
-                st.dirty.add(zid)
-                n += 1
-            for inc in st.incidents.open_incidents():
-                st.incidents.board[inc.call_id] = inc
+        for h in self.held.values():
+            n += h.state.rewrite_all()
+            for inc in h.state.incidents.open_incidents():
+                h.state.incidents.board[inc.call_id] = inc
         self.wake.set()
         return n
 
+    # -- writing ------------------------------------------------------------------------------
     async def flush(self) -> None:
-        """Write every changed zone document and incident entry in one pipeline."""
-        docs, board = [], []
+        """Write every changed zone document and incident entry in one atomic call."""
+        parts = []
         now = time.monotonic()
-        for p, st in list(self.states.items()):
+        for p, h in list(self.held.items()):
+            if not h.generation:
+                continue  # still recovering
+            st = h.state
             moved = st.clock != self.flushed_clock.get(p)
             # Clock-only rewrites (figures unchanged) when input pauses, and as a heartbeat for
             # wall displays at most every HEARTBEAT_S during a busy stream.
@@ -128,22 +230,26 @@ class StateStage:
             refresh = not moved or heartbeat
             if refresh:
                 self.last_heartbeat[p] = now
-            docs.extend(st.changed_documents(all_zones=moved, refresh_clock=refresh))
+            docs = st.changed_documents(all_zones=moved, refresh_clock=refresh)
             self.flushed_clock[p] = st.clock
-            changed = st.incidents.take_board()
-            if changed:
-                board.extend(st.incidents.board_doc(inc, p) for inc in changed.values())
-        if self.pending_board:
-            board.extend(self.pending_board)
-            self.pending_board = []
+            board = [st.incidents.board_doc(inc, p) for inc in st.incidents.take_board().values()]
+            board += self.pending_board.pop(p, [])
+            if docs or board:
+                parts.append((p, h.generation, docs, board))
         pending = self.pending_e2e
         self.pending_e2e = {"calls": [], "gps": [], "alerts": []}
-        if not docs and not board:
+        if not parts:
             return
-        encoded, ids = await self.store.write(docs, board)
+        encoded, ids, fenced = await self.store.write(parts)
+        if fenced:
+            log.warning("partitions %s are owned by another worker now (fenced): dropping them", sorted(fenced))
+            metrics.FENCED.inc(len(fenced))
+            self.drop(fenced)
+            if self.on_fenced is not None:
+                self.on_fenced(fenced)
         now_ms = time.time() * 1000
         for src, kts in pending.items():
             if kts:
                 metrics.observe_many(metrics.E2E.labels(src), [(now_ms - t) / 1000.0 for t in kts])
-        if docs and self.on_written is not None:
+        if encoded and self.on_written is not None:
             await self.on_written(encoded, ids)

@@ -1,11 +1,12 @@
 """The Redis store: everything the worker writes to or reads back from Redis (CONTRACT §3).
 
-Zone documents, one pipeline per flush (CONTRACT §3 "Updates"):
+Zone documents, one atomic script call per flush (CONTRACT §3 "Updates"): for each changed zone
+SET zw:zone:{id}, XADD zw:zone-updates (MAXLEN ~ 100000) and PUBLISH zw:zone:{id}. Many events
+between two flushes cost one write per zone, and one Redis command per flush. The script first
+checks that the writer still owns the zone's partition (its generation in zw:fence), so a worker
+that lost a partition can never overwrite its new owner (WRITE_LUA).
 
-For each changed zone, in the same pipeline: SET zw:zone:{id}, XADD zw:zone-updates (MAXLEN ~
-100000) and PUBLISH zw:zone:{id}. Many events between two flushes cost one write per zone.
-
-The wall's incident list rides in the same pipeline (README "Open incidents on the wall"): each
+The wall's incident list rides in the same call (README "Open incidents on the wall"): each
 changed incident is HSET in (open, breached) or HDEL from (arrived, expired) the hash
 zw:incidents, field call_id, then XADD zw:incident-updates (MAXLEN ~ 10000) call_id, status, state.
 The hash is written before the stream entry, as the zone document is, so a reader that takes the
@@ -42,13 +43,57 @@ async def until_redis_answers(what: str, call):
             await asyncio.sleep(1.0)
 
 
+#: One flush: per partition, check the writer still owns it (its generation in zw:fence), then
+#: SET + XADD + PUBLISH each zone document and HSET/HDEL + XADD each incident entry. Atomic, so
+#: a new owner that took the generation and then read the versions cannot be overtaken by the
+#: old owner's write, and one call (one command) per flush whatever the number of zones.
+WRITE_LUA = """
+local fence, zstream, ihash, istream = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local zmax, imax, zprefix = ARGV[1], ARGV[2], ARGV[3]
+local i = 4
+local fenced = {}
+while i <= #ARGV do
+  local p, gen, nd = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  i = i + 3
+  local cur = redis.call('HGET', fence, p)
+  if not cur then
+    -- Redis lost the fences (a restart without persistence, FLUSHDB): the first writer claims
+    -- it; a worker that loses that race re-takes the partition only while it is assigned it
+    redis.call('HSET', fence, p, gen)
+    cur = gen
+  end
+  local ok = cur == gen
+  if not ok then table.insert(fenced, p) end
+  for _ = 1, nd do
+    if ok then
+      local zid, v, js = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+      redis.call('SET', zprefix .. zid, js)
+      redis.call('XADD', zstream, 'MAXLEN', '~', zmax, '*', 'zone_id', zid, 'version', v, 'state', js)
+      redis.call('PUBLISH', zprefix .. zid, js)
+    end
+    i = i + 3
+  end
+  local ni = tonumber(ARGV[i])
+  i = i + 1
+  for _ = 1, ni do
+    if ok then
+      local cid, st, js = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+      if ARGV[i + 3] == '1' then redis.call('HSET', ihash, cid, js) else redis.call('HDEL', ihash, cid) end
+      redis.call('XADD', istream, 'MAXLEN', '~', imax, '*', 'call_id', cid, 'status', st, 'state', js)
+    end
+    i = i + 4
+  end
+end
+return fenced
+"""
+
+
 class RedisStore:
-    """Zone documents, the wall's incident list and unit positions, in pipelines."""
+    """Zone documents, the wall's incident list and unit positions."""
 
     def __init__(self, redis):
         self.redis = redis
-        # awaited with (documents as JSON, zone ids) after each write and its latency metrics
-        self.on_written = None
+        self._write_script = redis.register_script(WRITE_LUA)
 
     async def register_zones(self, zone_ids) -> None:
         if zone_ids:
@@ -80,43 +125,47 @@ class RedisStore:
             out[cid.decode() if isinstance(cid, bytes) else cid] = doc
         return out
 
-    async def write(self, docs: list[dict], incidents: list[dict] = ()) -> tuple[list[bytes], list[str]]:
-        """Write zone documents and incident entries; retries until Redis accepts them (state
-        must not be skipped).
+    async def take_partition(self, partition: int) -> int:
+        """Become the owner of a zone-events partition: a new generation, which fences every
+        write of the previous owner (see WRITE_LUA). Versions read after this are final."""
+        return int(await self.redis.hincrby(keys.FENCE, str(partition), 1))
 
-        Returns the encoded documents and their zone ids (for the zones.state topic).
-        """
-        if not docs and not incidents:
-            return [], []
+    async def write(self, parts: list[tuple[int, int, list[dict], list[dict]]]) -> tuple[list[bytes], list[str], set[int]]:
+        """Write, per partition (p, generation, zone documents, incident entries), in one
+        atomic script call; retries until Redis accepts it (state must not be skipped).
+
+        Returns the encoded documents and their zone ids that were written (for zones.state),
+        and the partitions whose generation is no longer current (another worker owns them;
+        nothing of theirs was written)."""
+        args: list = [keys.ZONE_UPDATES_MAXLEN, keys.INCIDENT_UPDATES_MAXLEN, keys.zone("")]
+        written: list[tuple[int, bytes, str]] = []
+        n_docs = 0
+        for p, gen, docs, incidents in parts:
+            args += [p, gen, len(docs)]
+            for doc in docs:
+                js = orjson.dumps(doc)
+                args += [doc["zone_id"], doc["version"], js]
+                written.append((p, js, doc["zone_id"]))
+            n_docs += len(docs)
+            args.append(len(incidents))
+            for inc in incidents:
+                args += [inc["call_id"], inc["status"], orjson.dumps(inc),
+                         1 if inc["status"] in keys.OPEN_STATUSES else 0]
         delay = 0.1
-        encoded = [orjson.dumps(doc) for doc in docs]
-        ids = [doc["zone_id"] for doc in docs]
-        inc_encoded = [orjson.dumps(inc) for inc in incidents]
         while True:
-            pipe = self.redis.pipeline(transaction=False)
-            for doc, js, zid in zip(docs, encoded, ids):
-                pipe.set(keys.zone(zid), js)
-                pipe.xadd(keys.ZONE_UPDATES, {"zone_id": zid, "version": doc["version"], "state": js},
-                          maxlen=keys.ZONE_UPDATES_MAXLEN, approximate=True)
-                pipe.publish(keys.zone(zid), js)
-            for inc, js in zip(incidents, inc_encoded):
-                if inc["status"] in keys.OPEN_STATUSES:
-                    pipe.hset(keys.INCIDENTS, inc["call_id"], js)
-                else:
-                    pipe.hdel(keys.INCIDENTS, inc["call_id"])
-                pipe.xadd(keys.INCIDENT_UPDATES, {"call_id": inc["call_id"], "status": inc["status"], "state": js},
-                          maxlen=keys.INCIDENT_UPDATES_MAXLEN, approximate=True)
             try:
-                await pipe.execute()
-                metrics.ZONE_WRITES.inc(len(docs))
+                fenced = await self._write_script(keys=[keys.FENCE, keys.ZONE_UPDATES, keys.INCIDENTS,
+                                                        keys.INCIDENT_UPDATES], args=args)
                 break
             except Exception as exc:  # connection errors of any kind: keep trying, loudly
                 metrics.REDIS_ERRORS.inc()
-                log.warning("redis write of %d zone states and %d incidents failed (%s); retrying in %.1fs",
-                            len(docs), len(incidents), exc, delay)
+                log.warning("redis write of %d zone states failed (%s); retrying in %.1fs", n_docs, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        return encoded, ids
+        fenced = {int(x) for x in fenced}
+        kept = [(js, zid) for p, js, zid in written if p not in fenced]
+        metrics.ZONE_WRITES.inc(len(kept))
+        return [js for js, _ in kept], [zid for _, zid in kept], fenced
 
     async def exists(self) -> bool:
         """Whether Redis still holds the zone registry (False after a restart or a FLUSHDB)."""
@@ -149,6 +198,18 @@ class RedisStore:
         except Exception as exc:  # Redis down must not stop ingest
             metrics.REDIS_ERRORS.inc()
             log.warning("unit positions update failed: %s", exc)
+
+    async def unit_latest(self) -> dict[str, tuple[int, float, float]]:
+        """unit -> (ts, lat, lon) of its latest fix, from zw:unit-info (ingest's routing memory)."""
+        out = {}
+        async for unit, raw in self.redis.hscan_iter(keys.UNIT_INFO, count=1000):
+            try:
+                info = orjson.loads(raw)
+                out[unit.decode() if isinstance(unit, bytes) else unit] = (int(info["ts"]), float(info["lat"]),
+                                                                          float(info["lon"]))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue
+        return out
 
     async def nearby_available(self, points: list[tuple[float, float]], radius_m: float, count: int):
         """For each (lat, lon): up to `count` (unit id, distance m) of `zw:units:available`

@@ -1,27 +1,27 @@
 """Per-zone situation state for one partition of the zone-events topic (CONTRACT §3).
 
-Pure and synchronous: no Kafka, no Redis, no clock but the stream clock, so the same events
-and clock always give the same documents (tests drive it directly). The worker feeds it
-batches from the repartition topic and asks for the documents of zones whose figures changed.
+Pure and synchronous: no Kafka, no Redis, no wall clock, so the same events, stream clock and
+watermark always give the same documents (tests drive it directly). The worker feeds it batches
+from the repartition topic and asks for the documents of zones whose figures changed.
 
 Idempotence is what makes at-least-once delivery safe: calls and alerts are remembered by id
-and fixes by (unit_id, ts) for as long as they can still change a figure (`DEDUP_HORIZON_MS`),
-so a batch delivered twice after a crash or rebalance changes nothing the second time.
+(compactly, streams/dedup.py) and fixes by (unit_id, ts) for as long as they can still change a
+figure, so a batch delivered twice after a crash or rebalance changes nothing the second time.
+`snapshot()`/`restore()` carry the state across owners (streams/recovery.py).
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from zoneinfo import ZoneInfo
 
-from contract.response import BREACH_AFTER_MS, DEDUP_HORIZON_MS, EXPIRE_AFTER_MS, RESPONSE_WINDOW_MS
+from contract.response import BREACH_AFTER_MS, DEFAULT_GRACE_MS, EXPIRE_AFTER_MS, RESPONSE_WINDOW_MS
 from contract.zones import Zone
 
+from .days import LocalDays
+from .dedup import IdMemory, id_hash
 from .incidents import IncidentState
-from .records import Arrival, IncidentAlert, IncidentCall, IncidentFix, ZoneCall, ZoneFix
+from .records import Arrival, IncidentAlert, IncidentCall, IncidentFix, ZoneAlert, ZoneCall, ZoneFix
 from .rules import Rules, load_rules
 
 MINUTE_MS = 60_000
@@ -32,6 +32,7 @@ GPS_DEDUP_HORIZON_MS = 10 * 60 * 1000  # per unit, behind its newest fix
 GPS_DEDUP_PER_UNIT = 128
 PRUNE_EVERY_MS = 60_000
 INCIDENT_KEEP_MS = EXPIRE_AFTER_MS + RESPONSE_WINDOW_MS
+_NO_HITS: frozenset = frozenset()
 
 
 def empty_response() -> dict:
@@ -39,13 +40,30 @@ def empty_response() -> dict:
             "p50_s": None, "p90_s": None}
 
 
-@dataclass
 class DayCounts:
-    calls: int = 0
-    alerts: int = 0
-    by_category: dict = field(default_factory=lambda: defaultdict(int))
-    by_priority: dict = field(default_factory=lambda: defaultdict(int))
-    by_type: dict = field(default_factory=lambda: defaultdict(int))
+    __slots__ = ("calls", "alerts", "by_category", "by_priority", "by_lang", "by_type")
+
+    def __init__(self):
+        self.calls = 0
+        self.alerts = 0
+        self.by_category: dict[str, int] = defaultdict(int)
+        self.by_priority: dict[int, int] = defaultdict(int)
+        self.by_lang: dict[str, int] = defaultdict(int)
+        self.by_type: dict[str, int] = defaultdict(int)
+
+    def dump(self) -> list:
+        return [self.calls, self.alerts, dict(self.by_category), {str(k): v for k, v in self.by_priority.items()},
+                dict(self.by_lang), dict(self.by_type)]
+
+    @classmethod
+    def load(cls, raw: list) -> "DayCounts":
+        d = cls()
+        d.calls, d.alerts = raw[0], raw[1]
+        d.by_category.update(raw[2])
+        d.by_priority.update({int(k): v for k, v in raw[3].items()})
+        d.by_lang.update(raw[4])
+        d.by_type.update(raw[5])
+        return d
 
 
 class MinuteBucket:
@@ -57,12 +75,22 @@ class MinuteBucket:
         self.alerts = 0
         self.by_type: dict[str, int] = defaultdict(int)
 
+    def dump(self) -> list:
+        return [self.calls, self.calls_p1, self.alerts, dict(self.by_type)]
+
+    @classmethod
+    def load(cls, raw: list) -> "MinuteBucket":
+        b = cls()
+        b.calls, b.calls_p1, b.alerts = raw[0], raw[1], raw[2]
+        b.by_type.update(raw[3])
+        return b
+
 
 class ZoneAgg:
     """Counters of one zone. Units present are tracked by the partition (units move)."""
 
     __slots__ = ("zone", "days", "minutes", "units", "incidents", "version", "last_figures", "last_clock",
-                 "valid_until", "resp_cache")
+                 "valid_until", "valid_until_wm", "resp_cache")
 
     def __init__(self, zone: Zone):
         self.zone = zone
@@ -74,41 +102,56 @@ class ZoneAgg:
         self.version = 0
         self.last_figures: dict | None = None
         self.last_clock = 0
-        # the clock at which the figures can next change without a new event (see figures())
+        # the clock / watermark at which the figures can next change without a new event
         self.valid_until = 0
+        self.valid_until_wm = 0
         self.resp_cache: tuple | None = None  # _response() result, until incidents change
 
 
 class PartitionState:
-    """All zones owned by one partition, their dedup memory, units, and the stream clock."""
+    """All zones owned by one partition, their dedup memory, units, the clock and the watermark."""
 
     def __init__(self, zones: list[Zone], tz: str = "Asia/Shanghai", rules: Rules | None = None,
-                 unit_stale_ms: int = 120_000):
-        self.tz = ZoneInfo(tz)
+                 unit_stale_ms: int = 120_000, grace_ms: int = DEFAULT_GRACE_MS):
+        self.tz_name = tz
+        self.days = LocalDays(tz)
         self.rules = rules or load_rules(None)
         self.unit_stale_ms = unit_stale_ms
+        self.grace_ms = grace_ms
         self.zones: dict[str, ZoneAgg] = {z.zone_id: ZoneAgg(z) for z in zones}
         self.clock = 0
-        self.seen: dict[str, int] = {}          # "c|id" / "a|id" -> ts
+        self.wm = 0
+        self.seen = IdMemory()                  # hashes of "c|call_id" / "a|alert_id"
         self.seen_fix: dict[str, set] = {}      # unit_id -> {fix ts}
         self.unit_latest: dict[str, tuple[int, tuple[str, ...], str]] = {}
         self.dirty: set[str] = set()
         # Incidents of the geo cells this partition is home to (a different key than zones).
-        self.incidents = IncidentState()
+        self.incidents = IncidentState(grace_ms)
         self._last_pruned = 0
-        self._fixes_pruned = 0
-        self._seen_pruned = 0
-        self._local_dates: dict[int, str] = {}
-        self._midnights: dict[str, int] = {}
+        self._hits: set[int] = _NO_HITS  # ids of the current batch the sealed dedup hours hold
 
     # -- input -----------------------------------------------------------------------------
-    def advance_clock(self, clock: int) -> None:
+    def advance_clock(self, clock: int, wm: int | None = None) -> None:
+        """Move the stream clock and the watermark of patrol.gps (each never back; the
+        watermark defaults to the clock and never passes it)."""
         # always: calls consumed after their deadline fire their timers even if the clock stays
-        self.incidents.advance_clock(clock)
         if clock > self.clock:
             self.clock = clock
-            if clock - self._last_pruned >= PRUNE_EVERY_MS:
-                self._prune()
+        wm = self.clock if wm is None else min(wm, self.clock)
+        if wm > self.wm:
+            self.wm = wm
+        self.incidents.advance_clock(self.clock, self.wm)
+        self.seen.advance(self.clock)
+        if self.clock - self._last_pruned >= PRUNE_EVERY_MS:
+            self._prune()
+
+    def apply_all(self, recs: list) -> list:
+        """Apply a batch's records in order; the results of `apply` for each."""
+        ids = [id_hash("c", r.call_id) if type(r) is ZoneCall else id_hash("a", r.alert_id)
+               for r in recs if type(r) is ZoneCall or type(r) is ZoneAlert]
+        self._hits = self.seen.hit_sealed(ids) if ids else _NO_HITS
+        apply = self.apply
+        return [apply(r) for r in recs]
 
     def apply(self, rec) -> bool | None:
         """Apply one record (streams/records.py); False when it is a duplicate, None for
@@ -127,7 +170,8 @@ class PartitionState:
             if len(seen) > GPS_DEDUP_PER_UNIT:
                 newest = max(seen)
                 self.seen_fix[unit] = {t for t in seen if t >= newest - GPS_DEDUP_HORIZON_MS}
-            self._apply_fix(unit, ts, tuple(rec.zones), rec.status)
+            if rec.presence:
+                self._apply_fix(unit, ts, tuple(rec.zones), rec.status)
             return True
         if t is IncidentFix:
             self.incidents.on_fix(rec.unit_id, rec.ts, rec.lat, rec.lon, rec.cell)
@@ -145,19 +189,16 @@ class PartitionState:
         is_call = t is ZoneCall
         eid = rec.call_id if is_call else rec.alert_id
         ts = rec.ts
-        key = f"{'c' if is_call else 'a'}|{eid}"
-        if key in self.seen:
+        if self.seen.seen(id_hash("c" if is_call else "a", eid), ts, self.clock, self._hits):
             return False
-        if ts >= self.clock - DEDUP_HORIZON_MS:
-            self.seen[key] = ts
         zones = rec.zones
         if not zones:
             return True
-        date = self._local_date(ts)
+        date = self.days.date_of(ts)
         minute = ts // MINUTE_MS
         keep_bucket = minute > self.clock // MINUTE_MS - KEEP_MINUTES
         if is_call:
-            cat, prio = rec.category, rec.priority
+            cat, prio, lang = rec.category, rec.priority, rec.lang
             for zid in zones:
                 agg = self.zones[zid]
                 day = agg.days.get(date)
@@ -166,6 +207,7 @@ class PartitionState:
                 day.calls += 1
                 day.by_category[cat] += 1
                 day.by_priority[prio] += 1
+                day.by_lang[lang] += 1
                 inc = agg.incidents.get(eid)
                 if inc is None:
                     agg.incidents[eid] = [ts, prio, None]
@@ -197,6 +239,17 @@ class PartitionState:
                     b.by_type[typ] += 1
                 self.dirty.add(zid)
         return True
+
+    def keep_lookback(self, rec) -> None:
+        """Rebuild the look-back memory from a record a snapshot already covers (recovery):
+        fixes and alerts held for arrivals and corroboration, and the per-unit fix memory."""
+        t = type(rec)
+        if t is IncidentFix:
+            self.incidents.keep_fix(rec.unit_id, rec.ts, rec.lat, rec.lon, rec.cell)
+        elif t is IncidentAlert:
+            self.incidents.keep_alert(rec.alert_id, rec.ts, rec.type, rec.lat, rec.lon, rec.cell)
+        elif t is ZoneFix:
+            self.seen_fix.setdefault(rec.unit_id, set()).add(rec.ts)
 
     def _apply_arrival(self, rec: Arrival) -> None:
         call_id, call_ts, response = rec.call_id, rec.call_ts, rec.response_s
@@ -231,7 +284,8 @@ class PartitionState:
         """The zone-state document without `version` and `clock`."""
         z = agg.zone
         clock = self.clock
-        date = self._local_date(clock)
+        wm = self.wm
+        date = self.days.date_of(clock)
         day = agg.days.get(date) or DayCounts()
         cm = clock // MINUTE_MS
         windows = {}
@@ -249,10 +303,11 @@ class PartitionState:
                     by_type[t] = by_type.get(t, 0) + c
             windows[name] = {"calls": calls, "calls_p1": p1, "alerts": alerts,
                              "alerts_by_type": dict(sorted(by_type.items()))}
-        # The clock at which these figures next change by the clock alone: windows slide at the
-        # next minute, the day rolls at local midnight, a fix goes stale, an incident breaches,
-        # expires or leaves the 60-min response window. Until then a flush can skip this zone.
-        valid_until = self._next_midnight(clock)  # `today.date` changes even with no counts
+        # The clock (watermark) at which these figures next change by time alone: windows slide
+        # at the next minute, the day rolls at local midnight, a fix goes stale, an incident
+        # leaves the 60-min response window (clock); an incident breaches or expires (watermark).
+        # Until then a flush can skip this zone.
+        valid_until = self.days.next_midnight(clock)  # `today.date` changes even with no counts
         if agg.minutes:
             valid_until = min(valid_until, (cm + 1) * MINUTE_MS)
         present = available = 0
@@ -265,11 +320,12 @@ class PartitionState:
                 if ts + self.unit_stale_ms + 1 < valid_until:
                     valid_until = ts + self.unit_stale_ms + 1
         cache = agg.resp_cache
-        if cache is None or clock >= cache[3] or clock < cache[4]:
-            cache = agg.resp_cache = (*self._response(agg, clock), clock)
-        response, open_all, open_p1, inc_until, _computed_at = cache
+        if cache is None or clock >= cache[3] or wm >= cache[4] or clock < cache[5] or wm < cache[6]:
+            cache = agg.resp_cache = (*self._response(agg, clock, wm), clock, wm)
+        response, open_all, open_p1, until_clock, until_wm, _c, _w = cache
         response = dict(response)
-        agg.valid_until = min(valid_until, inc_until)
+        agg.valid_until = min(valid_until, until_clock)
+        agg.valid_until_wm = until_wm
         doc = {
             "zone_id": z.zone_id, "name": z.name, "kind": z.kind, "ring": z.ring,
             "today": {
@@ -277,6 +333,7 @@ class PartitionState:
                 "calls": day.calls,
                 "calls_by_category": dict(sorted(day.by_category.items())),
                 "calls_by_priority": {str(k): v for k, v in sorted(day.by_priority.items())},
+                "calls_by_lang": dict(sorted(day.by_lang.items())),
                 "alerts": day.alerts,
                 "alerts_by_type": dict(sorted(day.by_type.items())),
             },
@@ -289,13 +346,14 @@ class PartitionState:
         return doc
 
     @staticmethod
-    def _response(agg: ZoneAgg, clock: int) -> tuple[dict, int, int, int]:
+    def _response(agg: ZoneAgg, clock: int, wm: int) -> tuple[dict, int, int, float, float]:
         """`response` of the last 60 min, open incidents, open priority-1 incidents, and the
-        clock at which these change next by the clock alone."""
+        clock and the watermark at which these change next by time alone. Breaches and expiry
+        are on the watermark (CONTRACT §3 "Decision time"), the 60-minute window on the clock."""
         since = clock - RESPONSE_WINDOW_MS
         responses = []
         breaches = open_all = open_p1 = 0
-        until = INF
+        until = until_wm = INF
         for ts, prio, resp in agg.incidents.values():
             if resp is not None:
                 decided = ts + resp * 1000
@@ -304,18 +362,19 @@ class PartitionState:
                     until = min(until, math.floor(decided) + RESPONSE_WINDOW_MS)  # leaves the window
                 elif decided > clock:
                     until = min(until, math.ceil(decided))  # enters it
-            elif prio is not None and clock < ts + EXPIRE_AFTER_MS:
+            elif prio is not None and wm < ts + EXPIRE_AFTER_MS:
                 open_all += 1
-                until = min(until, ts + EXPIRE_AFTER_MS)
+                until_wm = min(until_wm, ts + EXPIRE_AFTER_MS)
                 if prio == 1:
                     open_p1 += 1
             due = ts + BREACH_AFTER_MS
             if resp is None or resp > BREACH_AFTER_MS / 1000:
-                if since < due <= clock:
-                    breaches += 1
-                    until = min(until, due + RESPONSE_WINDOW_MS)
-                elif due > clock:
-                    until = min(until, due)
+                if due <= wm:
+                    if since < due:
+                        breaches += 1
+                        until = min(until, due + RESPONSE_WINDOW_MS)
+                else:
+                    until_wm = min(until_wm, due)
         out = empty_response()
         if responses:
             responses.sort()
@@ -327,7 +386,7 @@ class PartitionState:
                        p50_s=round(responses[math.ceil(0.5 * n) - 1]),
                        p90_s=round(responses[math.ceil(0.9 * n) - 1]))
         out["breaches"] = breaches
-        return out, open_all, open_p1, until
+        return out, open_all, open_p1, until, until_wm
 
     def changed_documents(self, all_zones: bool = False, refresh_clock: bool = False) -> list[dict]:
         """Documents of zones whose figures changed since the last call, with version and clock.
@@ -343,65 +402,81 @@ class PartitionState:
         dirty = self.dirty
         self.dirty = set()
         names = self.zones.keys() if (all_zones or refresh_clock) else dirty
-        clock = self.clock
+        clock, wm = self.clock, self.wm
         out = []
         for zid in names:
             agg = self.zones[zid]
-            if zid not in dirty and clock < agg.valid_until and agg.last_figures is not None \
-                    and not (refresh_clock and agg.last_clock != clock):
-                continue  # nothing of this zone changed and the clock crossed none of its thresholds
+            if zid not in dirty and clock < agg.valid_until and wm < agg.valid_until_wm \
+                    and agg.last_figures is not None and not (refresh_clock and agg.last_clock != clock):
+                continue  # nothing of this zone changed and time crossed none of its thresholds
             fig = self.figures(agg)
-            if fig == agg.last_figures and not (refresh_clock and agg.last_clock != self.clock):
+            if fig == agg.last_figures and not (refresh_clock and agg.last_clock != clock):
                 continue
             agg.last_figures = fig
-            agg.last_clock = self.clock
+            agg.last_clock = clock
             agg.version += 1
             doc = {"zone_id": fig["zone_id"], "name": fig["name"], "kind": fig["kind"],
-                   "ring": fig["ring"], "version": agg.version, "clock": self.clock,
+                   "ring": fig["ring"], "version": agg.version, "clock": clock,
                    "level": fig["level"], "today": fig["today"], "windows": fig["windows"],
                    "units": fig["units"], "response": fig["response"],
                    "open_incidents": fig["open_incidents"]}
             out.append(doc)
         return out
 
+    def rewrite_all(self) -> int:
+        """Make the next changed_documents() return every zone (Redis lost them, or a new owner)."""
+        for zid, agg in self.zones.items():
+            agg.last_figures = None
+            self.dirty.add(zid)
+        return len(self.zones)
+
+    # -- snapshots ---------------------------------------------------------------------------
+    def snapshot(self) -> dict:
+        """The state as plain data (msgpack-able). Look-back memory (fixes and alerts held for
+        the grace, per-unit fix memory) is not in it: recovery rebuilds it from the log."""
+        return {
+            "v": 1, "clock": self.clock, "wm": self.wm, "last_pruned": self._last_pruned,
+            "zones": {zid: [{d: c.dump() for d, c in agg.days.items()},
+                            {m: b.dump() for m, b in agg.minutes.items()},
+                            agg.units, agg.incidents]
+                      for zid, agg in self.zones.items()},
+            "unit_latest": {u: [ts, list(z), s] for u, (ts, z, s) in self.unit_latest.items()},
+            # the sealed dedup hours are written apart, once each (streams/recovery.py)
+            "seen": {"open_hour": self.seen.open_hour, "open": self.seen.open_bytes(),
+                     "sealed": sorted(self.seen.sealed)},
+            "incidents": self.incidents.snapshot(),
+        }
+
+    def restore(self, snap: dict, sealed: dict[int, bytes]) -> None:
+        """Load a snapshot (and its sealed dedup hours) into this fresh state."""
+        self.clock, self.wm, self._last_pruned = snap["clock"], snap["wm"], snap["last_pruned"]
+        for zid, (days, minutes, units, incidents) in snap["zones"].items():
+            agg = self.zones.get(zid)
+            if agg is None:
+                continue  # a zone no longer in the zones file
+            agg.days = {d: DayCounts.load(c) for d, c in days.items()}
+            agg.minutes = {int(m): MinuteBucket.load(b) for m, b in minutes.items()}
+            agg.units = {u: tuple(v) for u, v in units.items()}
+            agg.incidents = {c: list(v) for c, v in incidents.items()}
+        self.unit_latest = {u: (ts, tuple(z for z in zones if z in self.zones), s)
+                            for u, (ts, zones, s) in snap["unit_latest"].items()}
+        self.seen = IdMemory.restore(snap["seen"]["open_hour"], snap["seen"]["open"],
+                                     {h: sealed[h] for h in snap["seen"]["sealed"]})
+        self.incidents = IncidentState.restore(snap["incidents"], self.grace_ms)
+
     # -- housekeeping ----------------------------------------------------------------------
-    def _local_date(self, ts: int) -> str:
-        # Cache per hour: the tz offset never changes inside a UTC hour for real zones.
-        hour = ts // 3_600_000
-        d = self._local_dates.get(hour)
-        if d is None:
-            d = datetime.fromtimestamp(hour * 3600, tz=timezone.utc).astimezone(self.tz).date().isoformat()
-            if len(self._local_dates) > 100_000:
-                self._local_dates.clear()
-            self._local_dates[hour] = d
-        return d
-
-    def _next_midnight(self, ts: int) -> int:
-        """Epoch ms of the next local midnight after ts (cached per local date)."""
-        date = self._local_date(ts)
-        nm = self._midnights.get(date)
-        if nm is None:
-            d = datetime.fromisoformat(date).replace(tzinfo=self.tz) + timedelta(days=1)
-            nm = int(d.replace(hour=0, minute=0, second=0, microsecond=0).timestamp() * 1000)
-            self._midnights[date] = nm
-        return nm
-
     def _prune(self) -> None:
         clock = self.clock
         self._last_pruned = clock
-        today = self._local_date(clock)
+        today = self.days.date_of(clock)
         oldest_minute = clock // MINUTE_MS - KEEP_MINUTES
         for agg in self.zones.values():
             for d in [d for d in agg.days if d < today]:
                 del agg.days[d]
             for m in [m for m in agg.minutes if m <= oldest_minute]:
                 del agg.minutes[m]
-        horizon = clock - DEDUP_HORIZON_MS
-        if self.seen and clock - self._seen_pruned >= 600_000:
-            self._seen_pruned = clock
-            self.seen = {k: t for k, t in self.seen.items() if t >= horizon}
-        if clock - self._fixes_pruned >= 3_600_000:  # hourly: forget units silent for a day
-            self._fixes_pruned = clock
+        horizon = clock - 24 * 3_600_000
+        if len(self.seen_fix) > len(self.unit_latest) * 2 + 1024:  # units silent for a day
             self.seen_fix = {u: ts for u, ts in self.seen_fix.items() if max(ts) >= horizon}
         oldest_incident = clock - INCIDENT_KEEP_MS
         for agg in self.zones.values():

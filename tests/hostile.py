@@ -739,10 +739,22 @@ def expected_counts(msgs: list[Msg]) -> dict[tuple[str, str], int]:
     return {(s, o): out.get((s, o), 0) for s in SOURCE.values() for o in ("accepted", "duplicate", "rejected")}
 
 
+def _primary_tag(lang) -> str:
+    """CONTRACT §3 calls_by_lang key: the BCP 47 primary subtag (its leading letters, at most 8),
+    lower case; "und" without one. Written apart from streams/routing.py on purpose."""
+    letters = ""
+    for ch in lang or "":
+        if ch.isascii() and ch.isalpha():
+            letters += ch
+        else:
+            break
+    return letters.lower() if 0 < len(letters) <= 8 else "und"
+
+
 def expected_today(msgs: list[Msg]) -> dict[str, dict]:
     """The `today` block of every zone once the clock is FINAL_CLOCK (CONTRACT §3)."""
     out = {z: {"date": DAY, "calls": 0, "calls_by_category": Counter(), "calls_by_priority": Counter(),
-               "alerts": 0, "alerts_by_type": Counter()} for z in ZONE_IDS}
+               "calls_by_lang": Counter(), "alerts": 0, "alerts_by_type": Counter()} for z in ZONE_IDS}
     for m in msgs:
         if m.expect != "accepted" or m.topic == GPS or local_date(m.norm["ts"]) != DAY:
             continue
@@ -752,11 +764,12 @@ def expected_today(msgs: list[Msg]) -> dict[str, dict]:
                 t["calls"] += 1
                 t["calls_by_category"][m.norm["category"]] += 1
                 t["calls_by_priority"][str(m.norm["priority"])] += 1
+                t["calls_by_lang"][_primary_tag(m.norm.get("lang"))] += 1
             else:
                 t["alerts"] += 1
                 t["alerts_by_type"][m.norm["type"]] += 1
     for t in out.values():
-        for k in ("calls_by_category", "calls_by_priority", "alerts_by_type"):
+        for k in ("calls_by_category", "calls_by_priority", "calls_by_lang", "alerts_by_type"):
             t[k] = dict(t[k])
     return out
 

@@ -97,6 +97,8 @@ def _w(calls=0, p1=0, alerts=0, by_type=None):
 
 def _doc(zid, name, kind, ring, level, today, windows, units):
     grid = kind == "grid"
+    # no scenario call carries a `lang`: each counts as "und" (CONTRACT §3)
+    today = {**today, "calls_by_lang": {"und": today["calls"]} if today["calls"] else {}}
     return {"zone_id": zid, "name": name, "kind": kind, "ring": ring, "level": level,
             "today": {"date": "2023-06-12", **today}, "windows": windows, "units": units,
             "response": GRID_RESPONSE if grid else VENUE_RESPONSE, "open_incidents": 3 if grid else 0}

@@ -137,7 +137,8 @@ def test_two_deployments_share_broker_and_redis_without_touching_each_other(depl
     check_final_state(one, docs)
     two_docs = wait_until(lambda: (d := two.zone_docs()) and len(d) == 5 and d, what="deployment two")
     assert two_docs["A"]["today"] == {"date": "2023-06-12", "calls": 1, "calls_by_category": {"fire": 1},
-                                      "calls_by_priority": {"3": 1}, "alerts": 0, "alerts_by_type": {}}
+                                      "calls_by_priority": {"3": 1}, "calls_by_lang": {"und": 1},
+                                      "alerts": 0, "alerts_by_type": {}}
     assert two_docs["B"]["today"]["calls"] == 0
     assert two.metrics() == {**{k: 0.0 for k in scenario.EXPECTED_COUNTS}, ("calls", "accepted"): 1.0}
     assert one.metrics() == {k: float(v) for k, v in scenario.EXPECTED_COUNTS.items()}
@@ -169,5 +170,5 @@ def test_two_workers_share_the_partitions_and_agree_with_one(deployment):
     # each worker owned part of the zone-events partitions (its log names the ones it rebuilt)
     import re
 
-    owned = [set(re.findall(r"partition (\d+): state rebuilt", log.read_text())) for _p, _port, log in dep.workers]
+    owned = [set(re.findall(r"partition (\d+): took over", log.read_text())) for _p, _port, log in dep.workers]
     assert all(owned), owned

@@ -208,5 +208,5 @@ def test_large_batches_are_split_into_bounded_zone_event_messages_that_give_the_
     docs = [{d["zone_id"]: d for st in states.values() for d in st.changed_documents(all_zones=True)}
             for states in (a, b)]
     assert docs[0] == docs[1] and len(docs[0]) == len(hostile.ZONE_IDS)
-    small = [records.ZoneCall("x", 1, [], True, 1, "a", 1)] * 3
+    small = [records.ZoneCall("x", 1, [], True, 1, "a", 1, "und")] * 3
     assert records.encode_split(small, 5, 4) == [records.encode(5, small)]  # small: one message

@@ -45,6 +45,8 @@ def test_open_then_arrived_with_its_response():
     assert "caller" not in doc and "caller_ref" not in doc     # the wall needs no caller at all
     assert board(s) == {}                                       # nothing changed since
     fix(s, "u1", T0 + 95_000)
+    assert board(s) == {}          # a candidate only, until the watermark passes the fix (§3)
+    s.advance_clock(T0 + 95_000)
     doc = board(s)["c1"]
     assert doc["status"] == "arrived" and doc["unit_id"] == "u1" and doc["response_s"] == 95.0
     assert s.open_incidents() == []
@@ -62,6 +64,7 @@ def test_breach_then_late_arrival_then_nothing_at_expiry():
     assert board(s)["c1"]["status"] == "breached"
     assert [i.call_id for i in s.open_incidents()] == ["c1"]
     fix(s, "u2", T0 + 400_000)
+    s.advance_clock(T0 + 400_000)
     assert board(s)["c1"]["status"] == "arrived"
     s.advance_clock(T0 + EXPIRE_AFTER_MS + 1)
     assert board(s) == {}          # it left the wall at its arrival already
@@ -94,6 +97,7 @@ def test_touch_re_renders_an_open_incident_only():
     call(s, "c1", T0)
     call(s, "c2", T0 + 1000)
     fix(s, "u1", T0 + 500)         # c1 arrived, c2 (later) still open
+    s.advance_clock(T0 + 1000)
     board(s)
     s.incidents["c2"].record["nearest_units"] = [{"unit_id": "u9", "kind": "car", "distance_m": 800.0, "eta_s": 125}]
     s.touch("c1")

@@ -123,7 +123,7 @@ def test_versions_increase_and_unchanged_figures_are_not_rewritten():
     zones = load_zones(s.zones)
     stage = StateStage(s, zones, FakeWriter())
     st = stage.new_state(0)
-    rec = records.ZoneCall("x1", scenario.ms(scenario.local(12, 0, 0)), ["A"], True, 1, "theft", 2)
+    rec = records.ZoneCall("x1", scenario.ms(scenario.local(12, 0, 0)), ["A"], True, 1, "theft", 2, "und")
     stage.apply_batch(st, records.encode(rec.ts, [rec]))
     first = {d["zone_id"]: d["version"] for d in st.changed_documents(all_zones=True)}
     assert first == {"A": 1, "B": 1, "outer": 1, "inner": 1, "core": 1}

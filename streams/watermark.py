@@ -1,0 +1,32 @@
+"""The watermark of patrol.gps (CONTRACT §3 "Decision time"): when breaches are decided.
+
+The smallest, over the patrol.gps partitions that delivered data in the last `idle_ms` of wall
+time, of the largest `ts` accepted from each; never more than `max_lag_ms` behind the stream
+clock; the stream clock when no partition delivered in that window; never decreasing. Every
+ingest reports its partitions' marks in each zone-events batch, so with several workers every
+partition state sees the same, global watermark.
+"""
+
+from __future__ import annotations
+
+
+class Watermark:
+    def __init__(self, idle_ms: int = 30_000, max_lag_ms: int = 60_000):
+        self.idle_ms = idle_ms
+        self.max_lag_ms = max_lag_ms
+        self.marks: dict[int, tuple[int, int]] = {}  # gps partition -> (largest ts, wall ms of last delivery)
+
+    def observe(self, marks) -> None:
+        """Merge [partition, largest ts, wall ms] marks (from zone-events batches)."""
+        for p, ts, wall in marks:
+            old = self.marks.get(p)
+            if old is None:
+                self.marks[p] = (ts, wall)
+            elif ts > old[0] or wall > old[1]:
+                self.marks[p] = (max(ts, old[0]), max(wall, old[1]))
+
+    def value(self, clock: int, now_ms: int) -> int:
+        """The watermark for a partition whose stream clock is `clock`, at wall time now_ms."""
+        live = [ts for ts, wall in self.marks.values() if now_ms - wall <= self.idle_ms]
+        wm = min(live) if live else clock
+        return min(clock, max(wm, clock - self.max_lag_ms))
