@@ -91,6 +91,9 @@ class Settings:
     ingest_linger_ms: int = 5         # how long a small input batch waits for more
     unit_stale_ms: int = 120_000
     rules: Path | None = None
+    # CONTRACT §7: replicas of every topic zonewatch creates (1 locally, 3 on a production cluster;
+    # docs/OPERATIONS.md "Replication" explains min.insync.replicas with it).
+    replication_factor: int = 1
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -112,6 +115,7 @@ class Settings:
             flush_interval_ms=_env_int("ZONEWATCH_FLUSH_MS", cls.flush_interval_ms),
             ingest_linger_ms=_env_int("ZONEWATCH_INGEST_LINGER_MS", cls.ingest_linger_ms),
             rules=Path(rules) if rules else None,
+            replication_factor=_env_int("ZONEWATCH_REPLICATION_FACTOR", cls.replication_factor),
             kafka_security_protocol=_env("ZONEWATCH_KAFKA_SECURITY_PROTOCOL", cls.kafka_security_protocol).upper(),
             kafka_sasl_mechanism=_env("ZONEWATCH_KAFKA_SASL_MECHANISM", cls.kafka_sasl_mechanism).upper(),
             kafka_username=_env("ZONEWATCH_KAFKA_USERNAME", ""),
@@ -144,6 +148,9 @@ class Settings:
             raise ConfigError(f"ZONEWATCH_H3_RESOLUTION={self.h3_resolution} must be 0..15")
         if not 1 <= self.flush_interval_ms <= 250:
             raise ConfigError(f"ZONEWATCH_FLUSH_MS={self.flush_interval_ms} must be 1..250 (contract §3)")
+        if self.replication_factor < 1:
+            raise ConfigError(f"ZONEWATCH_REPLICATION_FACTOR={self.replication_factor} must be at least 1 "
+                              "(1 for a single broker, 3 on a production cluster)")
         if not self.zones.is_file():
             raise ConfigError(f"ZONEWATCH_ZONES={self.zones} does not exist or is not a file")
         self.check_security()
