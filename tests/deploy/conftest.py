@@ -1,0 +1,52 @@
+"""Fixtures of the operations tests: the tools of deploy/tools.py (built once into the stack cache,
+ZONEWATCH_STACK_CACHE) and the real Kafka + Redis stack of the integration tests.
+
+A tool that cannot be built is a failure with the build's message, never a skip.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import deployment, stack  # noqa: F401  (the shared real stack)
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+
+
+def load_tools():
+    """deploy/tools.py (stdlib, not a package), loaded by path once."""
+    if "zonewatch_tools" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("zonewatch_tools", DEPLOY / "tools.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod  # dataclasses look their module up while the class is built
+        spec.loader.exec_module(mod)
+    return sys.modules["zonewatch_tools"]
+
+
+def tool(name: str) -> Path:
+    """The cached binary of `name`; builds it if needed; fails the test (with why) if it cannot."""
+    tools = load_tools()
+    try:
+        return tools.ensure(name, quiet=True)
+    except tools.ToolError as exc:
+        pytest.fail(f"cannot build {name}: {exc}", pytrace=False)
+
+
+def promql_signals(exprs: list[str]) -> list[dict]:
+    """deploy/tools/promsignals on `exprs`: per expression its signals and selectors (or error)."""
+    out = subprocess.run([str(tool("promsignals"))], input=json.dumps(exprs), capture_output=True, text=True,
+                         check=True, timeout=60)
+    return json.loads(out.stdout)
+
+
+def load_yaml(path: Path):
+    import yaml
+
+    return yaml.safe_load(path.read_text())
