@@ -102,15 +102,22 @@ def _tool(name: str) -> Tool:
     return tools[name]
 
 
+GO_FALLBACKS = ("/usr/local/go/bin/go", "/usr/lib/go/bin/go")   # official tarball, Debian's golang-go
+
+
 def _go() -> str:
-    go = os.environ.get("ZONEWATCH_GO") or shutil.which("go") or ("/usr/local/go/bin/go"
-                                                                  if Path("/usr/local/go/bin/go").exists() else None)
-    if not go:
+    explicit = os.environ.get("ZONEWATCH_GO")
+    if explicit:
+        if not (Path(explicit).is_file() and os.access(explicit, os.X_OK)):
+            raise ToolError(f"ZONEWATCH_GO={explicit} is not an executable go binary")
+        return explicit
+    found = shutil.which("go") or next((p for p in GO_FALLBACKS if os.access(p, os.X_OK)), None)
+    if not found:
         raise ToolError("the Go toolchain is needed to build the operations tools (Prometheus, promtool, "
-                        "kustomize, k8scheck) and `go` is not on PATH: install Go >= 1.26 "
-                        "(e.g. `apt-get install golang-go` if Debian's is new enough, or the official "
-                        "tarball) or set ZONEWATCH_GO to the go binary")
-    return go
+                        "kustomize, k8scheck, promsignals) and `go` is not on PATH: install Go >= 1.26 "
+                        "(Debian's golang-go if new enough, or the official tarball) or set ZONEWATCH_GO "
+                        "to the go binary")
+    return found
 
 
 @contextlib.contextmanager

@@ -50,3 +50,51 @@ def load_yaml(path: Path):
     import yaml
 
     return yaml.safe_load(path.read_text())
+
+
+PACKAGES = ("contract", "connectors", "streams", "gateway", "zonewatch")
+
+
+def project_env_vars() -> set[str]:
+    """Every ZONEWATCH_* name the project's code mentions (contract/settings.py reads most; the worker
+    and gateway read a few themselves), plus NAME_FILE for each secret read by `_env_secret("NAME")`."""
+    import re
+
+    names: set[str] = set()
+    for pkg in PACKAGES:
+        for py in (REPO / pkg).rglob("*.py"):
+            text = py.read_text()
+            names |= set(re.findall(r"\bZONEWATCH_[A-Z0-9_]*[A-Z0-9]\b", text))
+            names |= {f"{n}_FILE" for n in re.findall(r'_env_secret\("(ZONEWATCH_[A-Z0-9_]+)"\)', text)}
+    return names
+
+
+def unknown_env_vars(names) -> list[str]:
+    known = project_env_vars()
+    return sorted(n for n in names if n.startswith("ZONEWATCH_") and n not in known)
+
+
+def cli_refusal(argv: list[str]) -> str | None:
+    """None when `zonewatch <argv>` parses with the real command table; else argparse's message."""
+    import contextlib
+    import io
+
+    from zonewatch.cli import build_parser
+
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            build_parser().parse_args(argv)
+    except SystemExit:
+        return err.getvalue().strip().splitlines()[-1] if err.getvalue().strip() else "refused"
+    return None
+
+
+def load_stack():
+    """deploy/stack.py, loaded by path (stdlib, like the integration fixtures do)."""
+    if "zonewatch_stack_for_deploy_tests" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("zonewatch_stack_for_deploy_tests", DEPLOY / "stack.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules["zonewatch_stack_for_deploy_tests"]

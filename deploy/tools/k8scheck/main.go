@@ -1,7 +1,11 @@
 // k8scheck validates Kubernetes manifests offline, against the real Go API types.
 //
-//	kustomize build deploy/k8s/overlays/production | k8scheck -
+//	kustomize build deploy/k8s/overlays/production | k8scheck -external Secret/zonewatch-secrets -
 //	k8scheck manifests.yaml ...
+//
+// -external KIND/NAME (repeatable) names a ConfigMap or Secret that is created outside these
+// manifests (a secret manager, `kubectl create secret`): references to it are accepted, its keys
+// cannot be checked.
 //
 // Schema schemas for kubeconform are fetched from GitHub at run time, which this project cannot
 // reach. The Kubernetes OpenAPI schemas are generated from the Go types of k8s.io/api, and the
@@ -28,6 +32,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -66,6 +71,7 @@ func (o object) id() string { return fmt.Sprintf("%s/%s", o.kind, o.name) }
 type checker struct {
 	objs     []object
 	problems []string
+	external map[string]bool // "Secret/name" created outside the manifests
 }
 
 func (c *checker) fail(o object, format string, args ...any) {
@@ -323,7 +329,7 @@ func (c *checker) checkPodSpec(o object, spec corev1.PodSpec) {
 
 // needKey: the ConfigMap/Secret `name` exists in the set and (key != "") has `key`.
 func (c *checker) needKey(o object, where, kind, name, key string, optional *bool) {
-	if optional != nil && *optional {
+	if (optional != nil && *optional) || c.external[kind+"/"+name] {
 		return
 	}
 	for _, other := range c.objs {
@@ -551,10 +557,18 @@ func (c *checker) checkGoverningService(o object, name string) {
 	c.fail(o, "spec.serviceName %q names no Service of this set", name)
 }
 
+type multi []string
+
+func (m *multi) String() string     { return strings.Join(*m, ",") }
+func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
+
 func main() {
-	args := os.Args[1:]
+	var external multi
+	flag.Var(&external, "external", "KIND/NAME of a ConfigMap or Secret created outside these manifests (repeatable)")
+	flag.Parse()
+	args := flag.Args()
 	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "usage: k8scheck FILE... (or - for standard input)")
+		fmt.Fprintln(os.Stderr, "usage: k8scheck [-external KIND/NAME]... FILE... (or - for standard input)")
 		os.Exit(2)
 	}
 	var data []byte
@@ -572,7 +586,14 @@ func main() {
 		}
 		data = append(append(data, b...), []byte("\n---\n")...)
 	}
-	c := &checker{}
+	c := &checker{external: map[string]bool{}}
+	for _, e := range external {
+		if !strings.HasPrefix(e, "Secret/") && !strings.HasPrefix(e, "ConfigMap/") {
+			fmt.Fprintf(os.Stderr, "k8scheck: -external %q must be Secret/NAME or ConfigMap/NAME\n", e)
+			os.Exit(2)
+		}
+		c.external[e] = true
+	}
 	c.load(data)
 	if len(c.objs) == 0 && len(c.problems) == 0 {
 		c.problems = append(c.problems, "no objects in the input")
