@@ -7,7 +7,7 @@
 // manifests (a secret manager, `kubectl create secret`): references to it are accepted, its keys
 // cannot be checked.
 //
-// Schema schemas for kubeconform are fetched from GitHub at run time, which this project cannot
+// kubeconform fetches its schemas from GitHub at run time, which this project cannot
 // reach. The Kubernetes OpenAPI schemas are generated from the Go types of k8s.io/api, and the
 // monitoring.coreos.com CRD schemas from the Go types of prometheus-operator's pkg/apis/monitoring,
 // so this program decodes every object STRICTLY into those types (unknown or duplicated fields,
