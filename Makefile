@@ -1,7 +1,10 @@
 # zonewatch — local development targets (CONTRACT §8). No Docker needed: `make up` runs Kafka (KRaft,
 # jars from Maven Central) and Redis as plain processes on 127.0.0.1 via deploy/stack.py.
 #
-#   make setup   .venv with the project and its test extras (re-run when pyproject.toml changes)
+#   make setup   .venv from requirements.lock (pinned, with the test extras) + the project in editable mode
+#   make lock    regenerate requirements.lock after editing pyproject.toml's dependencies (uv)
+#   make lint    ruff + mypy (configured in pyproject.toml); reports findings per package
+#   make tools   build Prometheus, promtool, kustomize and the manifest checks into .stack/tools
 #   make up      Kafka on 127.0.0.1:$(KAFKA_PORT), Redis on 127.0.0.1:$(REDIS_PORT) (state in $(STACK_DIR))
 #   make down    stop them (data kept; `make down WIPE=1` deletes it)
 #   make status  what is running
@@ -22,17 +25,39 @@ STACK_DIR   ?= .stack
 STACK_ARGS  := --kafka-port $(KAFKA_PORT) --redis-port $(REDIS_PORT) --dir $(STACK_DIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup up down status test demo bench chaos soak clean
+UV_VERSION  := 0.13.8
+TOOLS       := $(PYTHON) deploy/tools.py
+
+.PHONY: help setup lock lint tools up down status test demo bench chaos soak clean
 
 help:
-	@sed -n '1,13s/^# \{0,1\}//p' Makefile
+	@sed -n '1,16s/^# \{0,1\}//p' Makefile
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# the lock pins every transitive dependency (Faust's included); the project itself goes on top, editable
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install --disable-pip-version-check --progress-bar off -e '.[test]'
+	$(VPY) -m pip install --disable-pip-version-check --progress-bar off -r requirements.lock
+	$(VPY) -m pip install --disable-pip-version-check --progress-bar off --no-deps -e .
 	touch $(STAMP)
+
+lock:
+	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --disable-pip-version-check --progress-bar off -q uv==$(UV_VERSION)
+	$(VPY) -m uv pip compile pyproject.toml --extra test --python-version 3.11 -o requirements.lock
+
+# ruff then mypy (pyproject.toml); both always run with a count per package; fails on any finding
+lint: setup
+	@rc=0; \
+	out=$$($(VPY) -m ruff check --output-format concise . 2>&1) || rc=1; echo "$$out"; \
+	echo "== ruff findings per package:"; echo "$$out" | grep -E '^[^ :]+\.py:[0-9]+' | cut -d/ -f1 | sort | uniq -c; \
+	out=$$($(VPY) -m mypy 2>&1) || rc=1; echo "$$out"; \
+	echo "== mypy errors per package:"; echo "$$out" | grep -E '^[^ :]+\.py:[0-9]+: error' | cut -d/ -f1 | sort | uniq -c; \
+	exit $$rc
+
+tools:
+	$(TOOLS) ensure
 
 up:
 	$(STACK) up $(STACK_ARGS)

@@ -34,3 +34,4 @@ BUILD_INFO = "zonewatch_build_info"                     # gauge 1 {version}
 SNAPSHOT_BYTES = "zonewatch_snapshot_bytes"             # gauge: size of the last state snapshot
 FENCED = "zonewatch_fenced_writes_total"                # counter: partitions found owned by another worker
 OUTPUT_RETRIES = "zonewatch_output_retries_total"       # counter: output records sent again
+SLA_DECISION_TYPES = ("arrived", "breach")

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .errors import KafkaUnavailable
+from .errors import ConfigError, KafkaUnavailable
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -65,15 +65,16 @@ class TopicSpec:
 
 
 def topic_specs(s: "Settings", partitions: int) -> list[TopicSpec]:
-    """Every topic zonewatch uses, with its partitions and config."""
+    """Every topic zonewatch uses, with its partitions, replication factor and config."""
     big = {"max.message.bytes": str(MAX_INPUT_BYTES)}
-    specs = [TopicSpec(s.topic(t), partitions, topic_configs=dict(big)) for t in INPUT_TOPICS]
+    rf = s.replication_factor
+    specs = [TopicSpec(s.topic(t), partitions, rf, topic_configs=dict(big)) for t in INPUT_TOPICS]
     specs += [
-        TopicSpec(s.topic(INCIDENTS), partitions),
-        TopicSpec(s.topic(SLA), partitions),
-        TopicSpec(s.topic(ZONES_STATE), partitions, topic_configs={"cleanup.policy": "compact"}),
-        TopicSpec(s.topic(DEADLETTER), 1, topic_configs={"retention.ms": str(DEADLETTER_RETENTION_MS)}),
-        TopicSpec(s.internal_zone_events, s.partitions,
+        TopicSpec(s.topic(INCIDENTS), partitions, rf),
+        TopicSpec(s.topic(SLA), partitions, rf),
+        TopicSpec(s.topic(ZONES_STATE), partitions, rf, topic_configs={"cleanup.policy": "compact"}),
+        TopicSpec(s.topic(DEADLETTER), 1, rf, topic_configs={"retention.ms": str(DEADLETTER_RETENTION_MS)}),
+        TopicSpec(s.internal_zone_events, s.partitions, rf,
                   topic_configs={"retention.ms": str(ZONE_EVENTS_RETENTION_MS), **big}),
         # compacted quickly (small segments, any dirty ratio) so a takeover reads little
         TopicSpec(s.internal_snapshots, s.partitions,
@@ -87,7 +88,7 @@ def topic_specs(s: "Settings", partitions: int) -> list[TopicSpec]:
 def ensure_topics(s: "Settings", partitions: int | None = None, timeout_s: float = 60.0) -> list[str]:
     """Create what is missing; returns the names created. Waits for Kafka up to `timeout_s`."""
     from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import KafkaError, TopicAlreadyExistsError
+    from kafka.errors import InvalidReplicationFactorError, KafkaError, TopicAlreadyExistsError
 
     from .security import kafka_python_kwargs
 
@@ -112,6 +113,9 @@ def ensure_topics(s: "Settings", partitions: int | None = None, timeout_s: float
                 created.append(spec.name)
             except TopicAlreadyExistsError:
                 pass
+            except InvalidReplicationFactorError as exc:
+                raise ConfigError(f"ZONEWATCH_REPLICATION_FACTOR={spec.replication}: Kafka at {s.kafka} refused "
+                                  f"to create {spec.name} ({exc}); it cannot exceed the number of brokers") from exc
         _wait_for_metadata(admin, [t.name for t in missing], deadline)
         return created
     finally:
