@@ -77,7 +77,7 @@ def topic_specs(s: "Settings", partitions: int) -> list[TopicSpec]:
         TopicSpec(s.internal_zone_events, s.partitions, rf,
                   topic_configs={"retention.ms": str(ZONE_EVENTS_RETENTION_MS), **big}),
         # compacted quickly (small segments, any dirty ratio) so a takeover reads little
-        TopicSpec(s.internal_snapshots, s.partitions,
+        TopicSpec(s.internal_snapshots, s.partitions, rf,
                   topic_configs={"cleanup.policy": "compact", "segment.ms": "60000",
                                  "min.cleanable.dirty.ratio": "0.01", "min.compaction.lag.ms": "0",
                                  "delete.retention.ms": "60000", "max.message.bytes": str(SNAPSHOT_MAX_BYTES)}),

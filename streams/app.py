@@ -53,10 +53,11 @@ log = logging.getLogger("zonewatch.worker")
 
 IDLE_FLUSH_S = 0.25
 TICK_S = 0.25
+LAG_S = 5.0
 REDIS_TIMEOUT_S = 5.0   # a hung Redis (SIGSTOP) must not block the worker forever
 
 
-def create_app(settings: Settings, web_port: int = 6066) -> faust.App:
+def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.0.1") -> faust.App:
     """Build the Faust app for these settings (zones are loaded and indexed here)."""
     load_rules(settings.rules)  # a bad rules file is refused before anything starts
     zones = load_zones(settings.zones)
@@ -70,9 +71,9 @@ def create_app(settings: Settings, web_port: int = 6066) -> faust.App:
         store="memory://",
         datadir=datadir,
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
-        web_host="127.0.0.1",
-        web_bind="127.0.0.1",
+        topic_replication_factor=settings.replication_factor,
+        web_host=web_bind if web_bind not in ("0.0.0.0", "::") else "127.0.0.1",
+        web_bind=web_bind,
         web_port=web_port or 6066,
         web_enabled=web_port != 0,
         web_in_thread=False,
@@ -102,6 +103,7 @@ def create_app(settings: Settings, web_port: int = 6066) -> faust.App:
     outputs = OutputSender(settings, app, Dispatcher(settings, store))
     stage.on_written = outputs.zone_states
     app.zonewatch_stage = stage  # for tests and the CLI
+    metrics.set_build_info()
     app.zonewatch_ingest = None
     taking: dict[int, asyncio.Future] = {}   # partition -> takeover in progress or done
 
@@ -206,6 +208,11 @@ def create_app(settings: Settings, web_port: int = 6066) -> faust.App:
             if held is not None:
                 async with held.lock:
                     await emit(held.state)
+        for p in [p for p in stage.held if stage.snapshot_due(p)]:  # quiet partitions too
+            held = stage.held.get(p)
+            if held is not None:
+                async with held.lock:
+                    await outputs.snapshot(p, stage.snapshot(p))
         metrics.observe_clocks(stage)
 
     # -- stage 3: states -> Redis (store.py) and zones.state -------------------------------------
@@ -232,6 +239,26 @@ def create_app(settings: Settings, web_port: int = 6066) -> faust.App:
             except Exception:
                 log.exception("flush failed")
             await asyncio.sleep(gap)
+
+    @app.timer(LAG_S)
+    async def lag():
+        """zonewatch_consumer_lag: how far each group of this worker is behind the log ends."""
+        state_group, ingest_group = settings.app_id, f"{settings.app_id}-ingest"
+        by: dict[tuple[str, str], int] = {}
+        try:
+            for tp in app.consumer.assignment():
+                pos = await app.consumer.position(tp)
+                if pos is not None:
+                    key = (state_group, tp.topic)
+                    by[key] = by.get(key, 0) + max(0, app.consumer.highwater(tp) - pos)
+        except Exception:  # rebalancing: the next round reports
+            pass
+        ing = app.zonewatch_ingest
+        if ing is not None:
+            for (topic, n) in (await ing.lag()).items():
+                by[(ingest_group, topic)] = n
+        for (group, topic), n in by.items():
+            metrics.CONSUMER_LAG.labels(group, topic).set(n)
 
     @app.page("/metrics")
     async def metrics_page(web, request):

@@ -166,6 +166,23 @@ class IngestStage:
                 consumer.pause(*(ahead - self.paused))
             self.paused = ahead
 
+    async def lag(self) -> dict[str, int]:
+        """Messages behind the end, per input topic, over this ingest's partitions."""
+        out: dict[str, int] = {}
+        c = self.consumer
+        if c is None:
+            return out
+        for tp in c.assignment():
+            hw = c.highwater(tp)
+            if hw is None:
+                continue
+            try:
+                pos = await c.position(tp)
+            except Exception:  # rebalancing
+                continue
+            out[tp.topic] = out.get(tp.topic, 0) + max(0, hw - pos)
+        return out
+
     async def restore_positions(self) -> int:
         """Rewrite every unit position this ingest knows (after Redis lost its data)."""
         await self.store.write_positions(dict(self.router.positions))

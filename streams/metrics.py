@@ -5,13 +5,16 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter as _Tally
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector,
+                               disable_created_metrics, generate_latest)
 
 from contract import metrics as names
 
 disable_created_metrics()  # the *_created series only add noise for dashboards
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)   # process_cpu_seconds_total, process_resident_memory_bytes, ...
+PlatformCollector(registry=REGISTRY)
 
 # e2e spans producer -> Kafka -> ingest -> repartition -> state -> Redis: ms to seconds.
 LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75,
@@ -52,6 +55,8 @@ BREACHES = Counter(names.BREACHES, "Breaches decided (final)", registry=REGISTRY
 SNAPSHOT_BYTES = Gauge(names.SNAPSHOT_BYTES, "Size of the last state snapshot of a partition", registry=REGISTRY)
 FENCED = Counter(names.FENCED, "Partitions found owned by another worker at a write", registry=REGISTRY)
 OUTPUT_RETRIES = Counter(names.OUTPUT_RETRIES, "Output records sent again after a failed send", registry=REGISTRY)
+
+BUILD_INFO = Gauge(names.BUILD_INFO, "zonewatch version (value 1)", ["version"], registry=REGISTRY)
 
 # Pre-create every labelled child so each series is exported (as 0) from the start.
 for _s in names.SOURCES:
@@ -108,3 +113,13 @@ def observe_clocks(stage) -> None:
     STREAM_CLOCK.set(clock)
     WATERMARK.set(wm)
     WATERMARK_LAG.set(max(0.0, (clock - wm) / 1000.0))
+
+
+def set_build_info() -> None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v = version("zonewatch")
+    except PackageNotFoundError:
+        v = "0+unknown"
+    BUILD_INFO.labels(v).set(1)

@@ -42,6 +42,8 @@ class Held:
     floor: int = 0                       # the first offset of the log this state has seen
     checkpoints: deque = field(default_factory=deque)  # (offset after, clock) per applied batch
     last_snapshot: float = 0.0
+    snapshot_offset: int = -1            # applied_upto of the last snapshot written
+    snapshot_wm: int = -1                # and the watermark it carried
     sealed_written: set = field(default_factory=set)   # dedup hours already in the snapshots topic
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -165,9 +167,11 @@ class StateStage:
 
     # -- snapshots ------------------------------------------------------------------------------
     def snapshot_due(self, p: int, now: float | None = None) -> bool:
+        """Time for a snapshot of p: the interval passed and it applied or decided something."""
         h = self.held.get(p)
-        return h is not None and (time.monotonic() if now is None else now) - h.last_snapshot \
-            >= self.s.snapshot_interval_ms / 1000.0
+        return h is not None and h.generation > 0 \
+            and (time.monotonic() if now is None else now) - h.last_snapshot >= self.s.snapshot_interval_ms / 1000.0 \
+            and (h.applied_upto != h.snapshot_offset or h.state.wm != h.snapshot_wm)
 
     def snapshot(self, p: int) -> list[tuple[bytes, bytes | None]]:
         """(key, value) records for the snapshots topic that make partition p's state at
@@ -176,6 +180,7 @@ class StateStage:
         h = self.held[p]
         st = h.state
         h.last_snapshot = time.monotonic()
+        h.snapshot_offset, h.snapshot_wm = h.applied_upto, st.wm
         out: list[tuple[bytes, bytes | None]] = []
         for hour, arr in st.seen.sealed.items():
             if hour not in h.sealed_written:

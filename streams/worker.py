@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import os
-import sys
 from pathlib import Path
 
+from contract.logs import dict_config, level_name
 from contract.settings import Settings
 from contract.topics import ensure_topics
 from contract.zones import load_zones
@@ -16,16 +17,22 @@ from .rules import load_rules
 def add_parser(sub) -> None:
     p = sub.add_parser("worker", help="run one Faust worker (start more for more throughput)")
     p.add_argument("--web-port", type=int, default=int(os.environ.get("ZONEWATCH_WEB_PORT", 6066)),
-                   help="port of /metrics (default 6066)")
+                   help="port of /metrics (default ZONEWATCH_WEB_PORT, 6066; 0 = no web server)")
+    p.add_argument("--web-bind", default=os.environ.get("ZONEWATCH_WEB_BIND", "127.0.0.1"),
+                   help="address /metrics listens on (default ZONEWATCH_WEB_BIND, 127.0.0.1; "
+                        "0.0.0.0 in a container so Prometheus can scrape it)")
     p.add_argument("--kafka", help="bootstrap servers (default ZONEWATCH_KAFKA)")
     p.add_argument("--redis", help="Redis URL (default ZONEWATCH_REDIS)")
     p.add_argument("--zones", help="zones GeoJSON (default ZONEWATCH_ZONES, the bundled demo)")
     p.add_argument("--partitions", type=int, help="partitions of the internal zone-events topic")
-    p.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"])
-    p.set_defaults(func=run)
+    # the spelling of earlier versions; --log-level is the one for every command
+    p.add_argument("--loglevel", dest="log_level", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.set_defaults(func=run, configures_logging=True)
 
 
 def run(args) -> int:
+    import faust
+
     from .app import create_app
 
     s = Settings.from_env().with_(kafka=args.kafka, redis=args.redis,
@@ -35,9 +42,10 @@ def run(args) -> int:
     load_rules(s.rules)   # refuse a bad rules or zones file before touching Kafka
     load_zones(s.zones)
     ensure_topics(s)
-    app = create_app(s, web_port=args.web_port)
-    sys.argv = ["zonewatch", "worker", "-l", args.loglevel, "--web-port", str(args.web_port),
-                "--web-host", "127.0.0.1", "--web-bind", "127.0.0.1",
-                "--without-web" if args.web_port == 0 else "--with-web"]
-    app.main()
+    level = level_name(getattr(args, "log_level", None))
+    app = create_app(s, web_port=args.web_port, web_bind=args.web_bind)
+    worker = faust.Worker(app, loglevel=level.upper(), quiet=getattr(args, "log_format", "text") == "json",
+                          logging_config=dict_config(level, getattr(args, "log_format", "text")),
+                          redirect_stdouts=False)
+    worker.execute_from_commandline()
     return 0
