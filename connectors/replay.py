@@ -70,8 +70,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import orjson
 
 from contract import errors, events, topics
-from contract.errors import ConfigError
+from contract.errors import ConfigError, KafkaUnavailable, ProducerError, ReplayError
 from contract.settings import Settings
+
+from . import command
+from .pacing import record_ts, send_paced
 
 TOPIC_FIELDS = {
     topics.CALLS: ("call_id", "ts", "lat", "lon", "category", "priority", "caller", "lang", "text"),
@@ -91,10 +94,6 @@ DEFAULT_TZ = "Asia/Shanghai"
 
 _NUM = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _INT_STR = re.compile(r"[-+]?\d+")
-
-
-class ReplayError(ValueError):
-    """Bad replay arguments or input file; the message says which and how to fix it."""
 
 
 # --- argument parsing helpers -------------------------------------------------------------
@@ -419,15 +418,6 @@ def convert_rows(rows: Iterable[dict | bytes], conv: Converter, report: Conversi
         yield rec
 
 
-def _record_ts(rec: Any) -> int | None:
-    if not isinstance(rec, dict):
-        return None
-    try:
-        return events.parse_ts(rec.get("ts"))
-    except errors.Rejected:
-        return None
-
-
 # --- publishing ---------------------------------------------------------------------------
 async def replay_records(records: Iterable[dict | bytes], topic: str, settings: Settings,
                          speed: float | None = None, *, progress: Any = None, producer: Any = None
@@ -448,29 +438,9 @@ async def replay_records(records: Iterable[dict | bytes], topic: str, settings: 
     own = producer is None
     if own:
         producer = await EventProducer(settings).start()
-    n = 0
     try:
         await producer.ensure_topics([topic])
-        wall0 = time.monotonic()
-        sim_elapsed_ms = 0.0
-        prev_ts: int | None = None
-        for rec in records:
-            if speed is not None:
-                ts = _record_ts(rec)
-                if ts is not None:
-                    if prev_ts is not None and ts > prev_ts:
-                        sim_elapsed_ms += ts - prev_ts
-                        delay = wall0 + sim_elapsed_ms / speed / 1000.0 - time.monotonic()
-                        if delay > 0.002:
-                            producer.check()
-                            if progress is not None:
-                                progress(n)
-                            await asyncio.sleep(delay)
-                    prev_ts = ts
-            await producer.send(topic, rec)
-            n += 1
-            if progress is not None and n % 2000 == 0:
-                progress(n)
+        n = await send_paced(producer, ((topic, rec) for rec in records), speed, on_progress=progress)
         await producer.flush()
         if progress is not None:
             progress(n)
@@ -533,16 +503,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, metavar="N", help="only the first N rows")
     p.add_argument("--dry-run", action="store_true", help="print converted records as JSONL on stdout; no Kafka")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    p.add_argument("--kafka", metavar="HOST:PORT", help="bootstrap servers (default ZONEWATCH_KAFKA)")
-    p.add_argument("--topic-prefix", metavar="PREFIX", help="topic prefix (default ZONEWATCH_TOPIC_PREFIX)")
+    command.add_kafka_arguments(p)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("replay", help="publish a CSV/JSONL file onto an input topic",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    p.set_defaults(func=run)
-    return p
+    return command.add_parser(subparsers, "replay", "publish a CSV/JSONL file onto an input topic", __doc__,
+                              add_arguments, run)
 
 
 def build_converter(args: argparse.Namespace, fmt: str) -> Converter:
@@ -580,7 +546,7 @@ def prepare(args: argparse.Namespace) -> tuple[Iterator[dict | bytes], Conversio
     total = None
     if args.sort:
         recs = list(records)
-        recs.sort(key=lambda r: (_record_ts(r) is None, _record_ts(r) or 0))  # stable; bad ts last
+        recs.sort(key=lambda r: (record_ts(r) is None, record_ts(r) or 0))  # stable; bad ts last
         records, total = iter(recs), len(recs)
     elif not args.dry_run and not args.quiet:
         total = count_rows(path, fmt, args.encoding)
@@ -600,7 +566,7 @@ def run(args: argparse.Namespace) -> int:
             out.flush()
             print(report.summary(), file=sys.stderr)
             return 0
-        settings = Settings.from_env().with_(kafka=args.kafka, topic_prefix=args.topic_prefix)
+        settings = command.settings(args)
         bar, cb = _progress_bar(total, args.quiet, f"→ {settings.topic(args.topic)}")
         t0 = time.monotonic()
         with bar:
@@ -608,29 +574,19 @@ def run(args: argparse.Namespace) -> int:
                                            speed=None if args.max else args.speed, progress=cb))
         dt = time.monotonic() - t0
     except (ReplayError, ConfigError) as exc:
-        print(f"zonewatch replay: error: {exc}", file=sys.stderr)
-        return 2
+        return command.fail("replay", exc, 2)
     except UnicodeDecodeError as exc:
-        print(f"zonewatch replay: error: {args.file} is not {args.encoding} text ({exc.reason} at byte "
-              f"{exc.start}): pass --encoding (e.g. gbk)", file=sys.stderr)
-        return 2
-    except Exception as exc:
-        from connectors.producer import ProducerError
-
-        if isinstance(exc, ProducerError):
-            print(f"zonewatch replay: error: {exc}", file=sys.stderr)
-            return 1
-        raise
+        return command.fail("replay", f"{args.file} is not {args.encoding} text ({exc.reason} at byte "
+                                      f"{exc.start}): pass --encoding (e.g. gbk)", 2)
+    except (ProducerError, KafkaUnavailable) as exc:
+        return command.fail("replay", exc, 1)
     print(f"sent {n} records to {settings.topic(args.topic)} in {dt:.1f} s "
           f"({n / dt if dt > 0 else 0:,.0f}/s); {report.summary()}", file=sys.stderr)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m connectors.replay", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    return run(p.parse_args(argv))
+    return command.main("connectors.replay", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import time
 
 import orjson
 import pytest
@@ -206,38 +205,49 @@ def test_key_and_value_encoding():
 
 
 class FakeProducer:
-    """Stands in for EventProducer: records what was sent and when."""
+    """Stands in for EventProducer: records what was sent and at which (fake) time."""
 
-    def __init__(self):
+    def __init__(self, now=lambda: 0.0):
+        self.now = now
         self.sent: list[tuple[str, object, float]] = []
+        self.flushed = 0
 
     async def ensure_topics(self, topics):
         self.topics = list(topics)
 
     async def send(self, topic, rec):
-        self.sent.append((topic, rec, time.monotonic()))
+        self.sent.append((topic, rec, self.now()))
 
     def check(self):
         pass
 
     async def flush(self):
-        pass
+        self.flushed += 1
 
 
-def test_replay_records_max_and_paced():
+def test_replay_records_max_and_paced(monkeypatch):
+    from connectors import pacing
+
+    clock = [0.0]
+
+    async def sleep(s):
+        clock[0] += s
+
+    monkeypatch.setattr(pacing, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(pacing, "sleep", sleep)
     recs = [{"call_id": str(i), "ts": ts} for i, ts in enumerate([1_000, 1_200, 1_100, 1_400, 1_400])]
     fake = FakeProducer()
     n = asyncio.run(replay.replay_records(recs, topics.CALLS, Settings(), producer=fake))
     assert n == 5 and [r for _, r, _ in fake.sent] == recs and fake.topics == [topics.CALLS]
-    fake = FakeProducer()
+    assert fake.flushed == 1 and clock[0] == 0.0
+    fake = FakeProducer(lambda: clock[0])
     seen = []
     n = asyncio.run(replay.replay_records(recs + [b"garbage"], topics.CALLS, Settings(), speed=2.0,
                                           producer=fake, progress=seen.append))
     assert n == 6 and seen[-1] == 6
-    t = [w - fake.sent[0][2] for _, _, w in fake.sent]
     # file order kept; only positive gaps count (200 ms, then 300 ms from the step back), at half speed
     assert [r for _, r, _ in fake.sent][:5] == recs
-    assert 0.08 <= t[1] < 0.5 and t[2] - t[1] < 0.05 and 0.17 <= t[3] < 0.6 and t[4] - t[3] < 0.05
+    assert [round(t, 6) for _, _, t in fake.sent] == [0.0, 0.1, 0.1, 0.25, 0.25, 0.25]
     with pytest.raises(ReplayError):
         asyncio.run(replay.replay_records(recs, "nope", Settings(), producer=fake))
 
