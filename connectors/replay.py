@@ -15,7 +15,8 @@ fly, row by row, without editing it:
 
 Numbers are coerced where the contract wants them (lat, lon, speed, heading, confidence -> float;
 priority, severity -> int), ids become strings, enum values (category, type, status, kind) are
-lower-cased, empty cells are omitted. Which other columns travel along: `--extra keep|drop`
+lower-cased, `online` (camera.status) becomes a boolean from true/false, 1/0, yes/no, on/off or
+online/offline (any case; `--value-map` first for other words), empty cells are omitted. Which other columns travel along: `--extra keep|drop`
 (default: drop for CSV — exports carry dozens of columns — keep for JSON/JSONL).
 
 Nothing is dropped: a row that cannot be converted (or that the contract validator would reject) is
@@ -48,6 +49,12 @@ times; rows without an on-scene time are reported and dead-lettered. Run both re
 time with the same `--sort --speed N` so that calls and fixes interleave in event time (replaying
 one file after the other at `--max` would move the stream clock past every call's 5-minute limit
 before its fixes arrive).
+
+A video platform's camera health export goes to `camera.status` the same way (key `camera_id`):
+
+    zonewatch replay cameras.csv --topic camera.status --map camera_id=DeviceID --map ts=ReportTime \\
+        --map lat=Lat --map lon=Lng --map online=State --value-map 'online=正常:true,离线:false' \\
+        --ts-format '%Y-%m-%d %H:%M:%S' --sort --speed 60
 """
 
 from __future__ import annotations
@@ -80,16 +87,22 @@ TOPIC_FIELDS = {
     topics.CALLS: ("call_id", "ts", "lat", "lon", "category", "priority", "caller", "lang", "text"),
     topics.GPS: ("unit_id", "ts", "lat", "lon", "status", "kind", "speed", "heading"),
     topics.ALERTS: ("alert_id", "camera_id", "ts", "lat", "lon", "type", "confidence", "severity"),
+    topics.STATUS: ("camera_id", "ts", "lat", "lon", "online"),
 }
 REQUIRED = {
     topics.CALLS: ("call_id", "ts", "lat", "lon", "category", "priority"),
     topics.GPS: ("unit_id", "ts", "lat", "lon"),
     topics.ALERTS: ("alert_id", "camera_id", "ts", "lat", "lon", "type", "confidence"),
+    topics.STATUS: ("camera_id", "ts", "lat", "lon"),
 }
 FLOAT_FIELDS = frozenset(("lat", "lon", "speed", "heading", "confidence"))
 INT_FIELDS = frozenset(("priority", "severity"))
 ID_FIELDS = frozenset(("call_id", "unit_id", "alert_id", "camera_id"))
 ENUM_FIELDS = frozenset(("category", "type", "status", "kind"))
+BOOL_FIELDS = frozenset(("online",))
+#: how exports write a boolean (after --value-map, case-insensitive)
+BOOL_WORDS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False,
+              "on": True, "off": False, "online": True, "offline": False}
 DEFAULT_TZ = "Asia/Shanghai"
 
 _NUM = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
@@ -250,6 +263,12 @@ class Converter:
                     out[fld] = str(int(v))
             elif fld in ENUM_FIELDS and isinstance(v, str):
                 out[fld] = v.lower()
+            elif fld in BOOL_FIELDS and type(v) is not bool:
+                b = BOOL_WORDS.get(str(v).lower()) if isinstance(v, (str, int)) else None
+                if b is None:
+                    problems.append(f"{fld} {str(v)[:40]!r} is not true/false")
+                else:
+                    out[fld] = b
 
     def convert_ts(self, v: Any) -> Any:
         """`ts` as UTC epoch ms (or an RFC 3339 string with offset, left as it is)."""

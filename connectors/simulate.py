@@ -1,6 +1,7 @@
-"""`zonewatch simulate` — the bundled scenario: a big event at the Zhengzhou Olympic Sports Center.
+"""`zonewatch simulate` — the bundled scenarios: a big event at the Zhengzhou Olympic Sports Center
+(`--scenario demo`, the default) or a marathon in Lanzhou (`--scenario marathon`).
 
-What it generates (all on the contract's input topics, CONTRACT §1):
+What the demo generates (all on the contract's input topics, CONTRACT §1):
 
 * **patrol.gps** — a few hundred patrol units (`foot`, `car`, `motorcycle`, `swat`; a few `off_duty`),
   each pinging every 5–10 s. Vehicles are stationed at street posts (屯警街面: three or four units a
@@ -24,19 +25,32 @@ What it generates (all on the contract's input topics, CONTRACT §1):
 * `--bad-rate P` adds malformed messages (invalid JSON, a missing field, an out-of-range latitude,
   a non-RFC-3339 ts) at rate P per event, to show the dead-letter path.
 
+Health (`--health`; on by default in the marathon, off in the demo so that its events stay what they
+always were): every camera's platform reports it on **camera.status** every 5 min; now and then a
+camera goes silent (no reports, no alerts) for 35–90 min or is reported offline (`online: false`,
+no alerts) for 10–60 min, and a unit goes quiet (no fixes) for 3–20 min, then each comes back.
+
+The marathon (`--scenario marathon`, zones in `contract/data/marathon_zones.geojson`): a 42.195 km
+course along the Yellow River from Dongfanghong Square to Yintan with 27 emergency points, barriers
+and gates; the gun fires 30 min after `--start`, runners finish from ~2 h 06 to the 6 h cutoff.
+Calls come mostly from runners where they are on the course (medical, more in the later
+kilometres), from the start and finish areas and from spectators; foot officers stand along the
+course, motorcycles ride it, cars wait at the cross streets; cameras line the course and the rings.
+Defaults: 260 units, 180 cameras, 3 calls and 40 alerts a minute.
+
 Time: simulated time starts at `--start` and events carry it as `ts`. `--speed 1` (the default)
 emits each event when due in real time, `--speed 10` ten times faster, `--max` as fast as Kafka
 takes it. `--duration` is in simulated seconds (default: until Ctrl-C). With `--max`, or a speed
 above 1 and a duration, the default start is chosen so that the simulated period ends *now*:
 event times never run ahead of the wall clock (the pipeline rejects events from the future).
 
-The scenario is a pure function of `--seed` and the start time; generation (`scenario_events`) is
+A scenario is a pure function of `--seed` and the start time; generation (connectors/scenario/) is
 separate from sending, pure Python, and fast (well above 50 k events/s), so the benchmark uses it too.
 
-The bundled zones file (`contract/data/demo_zones.geojson`) matches the scenario's geography and is
-regenerated, byte for byte, by
+Each scenario's zones file matches its geography and is regenerated, byte for byte, by
 
     python -m connectors.simulate --write-zones contract/data/demo_zones.geojson
+    python -m connectors.simulate --scenario marathon --write-zones contract/data/marathon_zones.geojson
 
 Examples:
 
@@ -44,12 +58,14 @@ Examples:
     zonewatch simulate --speed 10 --duration 3600      # an hour in six minutes, ending now
     zonewatch simulate --max --duration 86400 --seed 3 # a whole day, as fast as possible
     zonewatch simulate --dry-run --duration 60 | head  # look at the events, no Kafka
+    zonewatch simulate --scenario marathon --speed 10 --duration 25200   # race day in 42 min
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import sys
 import time
 from collections import Counter
@@ -64,9 +80,9 @@ from contract.settings import Settings
 
 from . import command
 from .pacing import send_paced
-from .scenario import scenario_events, write_demo_zones
+from .scenario import HEALTH_BY_DEFAULT, SCENARIOS, ZONES_WRITERS, scenario_events
 
-CALLS, GPS, ALERTS = topics.CALLS, topics.GPS, topics.ALERTS
+CALLS, GPS, ALERTS, STATUS = topics.CALLS, topics.GPS, topics.ALERTS, topics.STATUS
 
 
 # --- command line -----------------------------------------------------------------------------
@@ -97,11 +113,16 @@ def default_start(now_ms: int, speed: float | None, duration_s: float | None) ->
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scenario", choices=tuple(SCENARIOS), default="demo",
+                   help="demo: the Zhengzhou venue (default); marathon: the Lanzhou course")
     p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
-    p.add_argument("--units", type=int, default=300, help="patrol units (default 300)")
-    p.add_argument("--cameras", type=int, default=200, help="cameras (default 200)")
-    p.add_argument("--calls-per-min", type=float, default=6.0, help="110 calls per minute (default 6)")
-    p.add_argument("--alerts-per-min", type=float, default=60.0, help="camera alerts per minute (default 60)")
+    p.add_argument("--units", type=int, help="patrol units (default 300; marathon 260)")
+    p.add_argument("--cameras", type=int, help="cameras (default 200; marathon 180)")
+    p.add_argument("--calls-per-min", type=float, help="110 calls per minute (default 6; marathon 3)")
+    p.add_argument("--alerts-per-min", type=float, help="camera alerts per minute (default 60; marathon 40)")
+    p.add_argument("--health", action=argparse.BooleanOptionalAction,
+                   help="camera status reports, silent and offline cameras, quiet units "
+                        "(default: on in the marathon, off in the demo)")
     pace = p.add_mutually_exclusive_group()
     pace.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second (default 1)")
     pace.add_argument("--max", action="store_true", help="as fast as possible (benchmarks, tests)")
@@ -115,12 +136,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no status lines")
     command.add_kafka_arguments(p)
     p.add_argument("--write-zones", metavar="PATH", type=Path,
-                   help="write the demo zones GeoJSON matching the scenario to PATH and exit")
+                   help="write the zones GeoJSON matching the scenario to PATH and exit")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    return command.add_parser(subparsers, "simulate", "run the bundled Zhengzhou venue scenario", __doc__,
-                              add_arguments, run)
+    return command.add_parser(subparsers, "simulate", "run a bundled scenario (Zhengzhou venue, Lanzhou marathon)",
+                              __doc__, add_arguments, run)
 
 
 class _Status:
@@ -138,7 +159,8 @@ class _Status:
         self.last, self.last_n = now, n
         sim = datetime.fromtimestamp(self.sim_ts / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S") \
             if self.sim_ts else "-"
-        per = "  ".join(f"{t} {self.counts[t]:,}" for t in (CALLS, GPS, ALERTS))
+        shown = (CALLS, GPS, ALERTS, STATUS) if self.counts[STATUS] else (CALLS, GPS, ALERTS)
+        per = "  ".join(f"{t} {self.counts[t]:,}" for t in shown)
         bad = f"  malformed {self.counts['bad']:,}" if self.counts["bad"] else ""
         return f"[sim {sim}Z] {per}{bad}  ({rate:,.0f} ev/s)"
 
@@ -147,8 +169,10 @@ class _Status:
             print(self.line(), file=sys.stderr, flush=True)
 
 
-async def simulate(events, settings: Settings, speed: float | None, start_ms: int, status: _Status) -> None:
-    """Send `events` ((topic, record) pairs); pace them by `ts` unless `speed` is None."""
+async def simulate(events, settings: Settings, speed: float | None, start_ms: int, status: _Status,
+                   input_topics=topics.INPUT_TOPICS) -> None:
+    """Send `events` ((topic, record) pairs); pace them by `ts` unless `speed` is None. The
+    `input_topics` the events go to must exist."""
     from connectors.producer import EventProducer
 
     counts = status.counts
@@ -162,7 +186,7 @@ async def simulate(events, settings: Settings, speed: float | None, start_ms: in
         counts["bad"] += 1
 
     async with EventProducer(settings) as p:
-        await p.ensure_topics(topics.INPUT_TOPICS)
+        await p.ensure_topics(input_topics)
         await send_paced(p, events, speed, origin_ms=start_ms, on_send=count,
                          on_progress=lambda _n: status.tick(), every=5000)
 
@@ -173,9 +197,19 @@ def _valid_shape(ev: dict, topic: str) -> bool:
             and isinstance(lat, float) and -90 <= lat <= 90)
 
 
+def _checked(events):
+    """The first event now, so that a bad parameter (--units 0) fails before anything is sent."""
+    it = iter(events)
+    try:
+        first = next(it)
+    except StopIteration:
+        return iter(())
+    return itertools.chain((first,), it)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.write_zones:
-        path = write_demo_zones(args.write_zones)
+        path = ZONES_WRITERS[args.scenario](args.write_zones)
         print(f"wrote {path}", file=sys.stderr)
         return 0
     speed = None if args.max else args.speed
@@ -192,9 +226,15 @@ def run(args: argparse.Namespace) -> int:
             print("zonewatch simulate: warning: without --duration, simulated time runs ahead of the "
                   "wall clock; the pipeline rejects events more than its future tolerance (5 min) ahead",
                   file=sys.stderr)
-    events = scenario_events(args.seed, units=args.units, cameras=args.cameras,
-                             calls_per_min=args.calls_per_min, alerts_per_min=args.alerts_per_min,
-                             start_ms=start_ms, duration_s=args.duration, bad_rate=args.bad_rate)
+    health = HEALTH_BY_DEFAULT[args.scenario] if args.health is None else args.health
+    try:
+        events = scenario_events(args.seed, scenario=args.scenario, units=args.units, cameras=args.cameras,
+                                 calls_per_min=args.calls_per_min, alerts_per_min=args.alerts_per_min,
+                                 start_ms=start_ms, duration_s=args.duration, bad_rate=args.bad_rate,
+                                 health=health)
+        events = _checked(events)
+    except ValueError as exc:
+        return command.fail("simulate", exc, 2)
     if args.dry_run:
         out = sys.stdout.buffer
         try:
@@ -215,12 +255,14 @@ def run(args: argparse.Namespace) -> int:
         return command.fail("simulate", exc, 2)
     if not args.quiet:
         start_s = datetime.fromtimestamp(start_ms / 1000, timezone.utc).isoformat(timespec="seconds")
-        print(f"simulating seed {args.seed} from {start_s} "
+        what = "" if args.scenario == "demo" else f"the {args.scenario} scenario, "
+        print(f"simulating {what}seed {args.seed} from {start_s} "
               f"({'max speed' if speed is None else f'speed {speed:g}x'}"
               f"{'' if args.duration is None else f', {args.duration:g} s'}) -> {settings.kafka}",
               file=sys.stderr)
     try:
-        asyncio.run(simulate(events, settings, speed, start_ms, status))
+        used = topics.INPUT_TOPICS if health else (CALLS, GPS, ALERTS)   # no camera.status without health
+        asyncio.run(simulate(events, settings, speed, start_ms, status, used))
     except (ProducerError, KafkaUnavailable) as exc:
         return command.fail("simulate", exc, 1)
     except KeyboardInterrupt:

@@ -89,6 +89,47 @@ def test_sffd_patrol_fixes_from_on_scene_times(sffd_csv, capsysbinary):
     assert "3 rows converted, 1 with problems" in err and "empty ts" in err
 
 
+CAMERA_CSV = """DeviceID,ReportTime,Lat,Lng,State,Vendor
+LZ-CAM-0001,2024-05-01 08:00:00,36.0601,103.8301,正常,hik
+LZ-CAM-0002,2024-05-01 08:00:05,36.0702,103.8402,离线,dahua
+LZ-CAM-0003,2024-05-01 08:00:07,36.0703,103.8403,,hik
+LZ-CAM-0004,2024-05-01 08:00:09,36.0704,103.8404,FALSE,hik
+LZ-CAM-0005,2024-05-01 08:00:11,36.0705,103.8405,维修中,hik
+"""
+
+
+def test_camera_status_export(tmp_path, capsysbinary):
+    path = tmp_path / "cameras.csv"
+    path.write_text(CAMERA_CSV, encoding="utf-8")
+    recs, err = dry_run(capsysbinary, [
+        str(path), "--topic", "camera.status", "--map", "camera_id=DeviceID", "--map", "ts=ReportTime",
+        "--map", "lat=Lat", "--map", "lon=Lng", "--map", "online=State",
+        "--value-map", "online=正常:true,离线:false", "--ts-format", "%Y-%m-%d %H:%M:%S", "--dry-run"])
+    # 08:00:00 Asia/Shanghai (the default --tz) = 00:00:00Z
+    assert recs[0] == {"camera_id": "LZ-CAM-0001", "ts": 1714521600000, "lat": 36.0601, "lon": 103.8301,
+                       "online": True}
+    assert recs[1]["online"] is False
+    assert "online" not in recs[2]                  # an empty cell: the contract's default (true)
+    assert recs[3]["online"] is False               # FALSE, any case
+    assert recs[4]["online"] == "维修中"             # not a boolean: published, dead-lettered, reported
+    assert "5 rows converted, 1 with problems" in err and "online '…' is not true/false" in err
+    for rec in recs[:4]:
+        assert events.validate_status(rec, 2**62)["camera_id"] == rec["camera_id"]
+        assert encode_key(topics.STATUS, rec) == rec["camera_id"].encode()
+
+
+def test_online_words():
+    conv = Converter(topics.STATUS)
+    base = {"camera_id": "c", "ts": 1686440000000, "lat": 1.0, "lon": 2.0}
+    for word, want in (("true", True), ("Online", True), ("1", True), (1, True), ("yes", True), ("on", True),
+                       ("OFF", False), ("offline", False), ("0", False), (0, False), ("no", False), (False, False)):
+        rec, problems = conv.convert({**base, "online": word})
+        assert (rec["online"], problems) == (want, []), word
+    for bad in ("maybe", 2, 1.0, [True]):
+        _rec, problems = conv.convert({**base, "online": bad})
+        assert problems and problems[0].startswith("online "), bad
+
+
 def test_sort_orders_by_converted_ts(sffd_csv, capsysbinary):
     recs, _ = dry_run(capsysbinary, [str(sffd_csv), *SFFD_ARGS, "--dry-run", "--sort"])
     ts = [r["ts"] for r in recs]

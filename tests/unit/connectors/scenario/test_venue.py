@@ -1,4 +1,4 @@
-"""The bundled scenario (connectors/scenario.py) and the demo zones file. Pure, no Kafka."""
+"""The default scenario, `demo` (connectors/scenario/venue.py), and the demo zones file. Pure, no Kafka."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import orjson
 import pytest
 from shapely.geometry import Point, box, shape
 
-from connectors import scenario as simulate
-from connectors.scenario import Scenario, scenario_events, write_demo_zones
+from connectors.scenario import scenario_events, venue
+from connectors.scenario.venue import VenueScenario as Scenario, write_demo_zones
 from contract import errors, events, topics
 from contract.settings import DEMO_ZONES
 
@@ -128,15 +128,15 @@ def test_venue_rings_nest():
     core, inner, outer = g["venue-core"], g["venue-inner"], g["venue-outer"]
     assert core.within(inner) and inner.within(outer)
     assert core.area < inner.area < outer.area
-    stadium = Point(simulate.VENUE_LON, simulate.VENUE_LAT)
+    stadium = Point(venue.VENUE_LON, venue.VENUE_LAT)
     assert core.contains(stadium) and inner.contains(stadium) and outer.contains(stadium)
     grid = [v for k, v in g.items() if k.startswith("grid-")]
-    assert len(grid) == simulate.GRID_N ** 2
+    assert len(grid) == venue.GRID_N ** 2
     # the grid tiles a square around the venue, squares of about 1 km
     for sq in grid:
         minx, miny, maxx, maxy = sq.bounds
         assert abs((maxy - miny) * 110_950 - 1000) < 5
-        assert abs((maxx - minx) * 111_320 * math.cos(math.radians(simulate.VENUE_LAT)) - 1000) < 5
+        assert abs((maxx - minx) * 111_320 * math.cos(math.radians(venue.VENUE_LAT)) - 1000) < 5
     assert sum(1 for sq in grid if sq.contains(stadium)) <= 1
     assert outer.within(box(*_union_bounds(grid)))
 
@@ -241,9 +241,12 @@ def _fingerprint(evs) -> tuple[int, str]:
 def test_the_demo_scenario_is_unchanged():
     """`--scenario demo` must keep producing exactly the events it produced before the scenario was
     split from the command line and extended (count and SHA-256 of the events, taken from
-    `connectors/simulate.py` at commit 39c0882): benchmarks, chaos runs and recorded demos rely on it."""
+    `connectors/simulate.py` at commit 39c0882, before the scenario engine and the health reports
+    existed): benchmarks, chaos runs and recorded demos rely on it."""
     assert _fingerprint(scenario_events(3, start_ms=START, duration_s=1200, bad_rate=0.01)) == (
         52285, "4a773fa6fe603192fe363def2343e239392642986459dc4e6ff3baec72cf98b2")
+    assert _fingerprint(scenario_events(3, scenario="demo", health=False, start_ms=START, duration_s=1200,
+                                        bad_rate=0.01))[1] == "4a773fa6fe603192fe363def2343e239392642986459dc4e6ff3baec72cf98b2"
     assert _fingerprint(scenario_events(11, units=120, cameras=60, calls_per_min=4.0, alerts_per_min=30.0,
                                         start_ms=1_714_550_400_000, duration_s=600)) == (
         10426, "4850754acf445d384863781df56eba969ff19768b13209fe9980ba640d534a01")
