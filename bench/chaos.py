@@ -18,6 +18,7 @@ counter afterwards, and the worker's log lines about it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import signal
@@ -30,16 +31,14 @@ import orjson
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from connectors.simulate import scenario_events  # noqa: E402
-from tests.integration.conftest import Deployment, _load_stack, wait_until  # noqa: E402
-from contract import keys, topics  # noqa: E402
+from bench.harness import Deployment, wait_until  # noqa: E402
+from connectors.scenario import scenario_events  # noqa: E402
+from contract import keys, metrics, topics  # noqa: E402
+from gateway import promtext  # noqa: E402
+from deploy import stack as stack_module  # noqa: E402
 from contract.settings import DEMO_ZONES  # noqa: E402
 
-try:
-    from contract.security import kafka_python_kwargs  # noqa: E402
-except ImportError:  # plain local stack
-    def kafka_python_kwargs(_settings):
-        return {}
+from contract.security import kafka_python_kwargs  # noqa: E402
 
 START_MS = 1_714_550_400_000  # 2024-05-01T08:00:00Z: a fixed past, so every run has the same event time
 COUNTERS = ("calls", "alerts")
@@ -232,27 +231,28 @@ class Chaos:
         self.state_dir = state_dir
         self.partitions = partitions
         self.rng = random.Random(seed)
-        self.stack_mod = _load_stack()
         self.outage_s = 1.0
 
-    def deployment(self, name: str) -> Deployment:
-        return Deployment(self.stack, DEMO_ZONES, self.partitions, name=f"{name}-{os.getpid()}")
-
-    def clean(self, events) -> dict:
-        dep = self.deployment("clean")
+    @contextlib.contextmanager
+    def running(self, name: str, joined: bool = True):
+        """A fresh deployment with one worker (a member of its groups unless `joined` is false);
+        its workers are stopped and its Redis db flushed on leaving."""
+        dep = Deployment(self.stack, DEMO_ZONES, self.partitions, name=f"{name}-{os.getpid()}")
         try:
             dep.start_worker()
-            produce_chunks(dep, events, 1)
-            return snapshot(dep, settle(dep, final_clock(events)))
+            if joined:
+                dep.wait_workers_joined()
+            yield dep
         finally:
             dep.close()
 
-    def kills(self, events, kills: int) -> dict:
-        dep = self.deployment("kill")
-        try:
-            dep.start_worker()
-            dep.wait_workers_joined()
+    def clean(self, events) -> dict:
+        with self.running("clean", joined=False) as dep:
+            produce_chunks(dep, events, 1)
+            return snapshot(dep, settle(dep, final_clock(events)))
 
+    def kills(self, events, kills: int) -> dict:
+        with self.running("kill") as dep:
             def between(i):
                 if i < kills:
                     time.sleep(self.rng.uniform(0.05, 1.5))  # somewhere in the processing of the chunk
@@ -261,52 +261,38 @@ class Chaos:
                     worker_ready(dep)  # the next kill hits a worker that is processing
             produce_chunks(dep, events, kills + 1, between)
             return snapshot(dep, settle(dep, final_clock(events)))
-        finally:
-            dep.close()
 
     def broker_restart(self, events) -> dict:
-        dep = self.deployment("broker")
-        try:
-            dep.start_worker()
-            dep.wait_workers_joined()
-            during = {}
-
-            def between(i):
-                if i == 1:
-                    time.sleep(self.rng.uniform(0.05, 1.0))  # while the worker is busy with the chunks
-                    self._restart("kafka", "kafka.Kafka", lambda: during.update(up=worker_gauge(dep, "kafka")))
-            produce_chunks(dep, events, 3, between)
-            snap = snapshot(dep, settle(dep, final_clock(events)))
-            snap["outage_seen"] = outage_seen(dep, "kafka", "Kafka", during.get("up"))
-            return snap
-        finally:
-            dep.close()
+        return self._outage(events, "broker", "kafka", "Kafka")
 
     def redis_restart(self, events, flush: bool) -> dict:
-        dep = self.deployment("redisflush" if flush else "redisrestart")
-        try:
-            dep.start_worker()
-            dep.wait_workers_joined()
+        if not flush:
+            return self._outage(events, "redisrestart", "redis", "Redis")
+        with self.running("redisflush") as dep:
+            def between(i):
+                if i == 1:
+                    time.sleep(self.rng.uniform(0.05, 1.0))  # while the worker is busy with the chunks
+                    dep.redis.flushdb()
+            produce_chunks(dep, events, 3, between)
+            settle(dep, final_clock(events))
+            dep.redis.flushdb()  # once more after the end: restored without any new input
+            time.sleep(3.0)
+            return snapshot(dep, settle(dep, final_clock(events)))
+
+    def _outage(self, events, name: str, service: str, what: str) -> dict:
+        """`service` (kafka | redis) down for `outage_s` while the worker is busy with the second
+        of three chunks; the snapshot also tells what operators saw of the outage."""
+        with self.running(name) as dep:
             during = {}
 
             def between(i):
                 if i == 1:
                     time.sleep(self.rng.uniform(0.05, 1.0))  # while the worker is busy with the chunks
-                    if flush:
-                        dep.redis.flushdb()
-                    else:
-                        self._restart("redis", "redis-server", lambda: during.update(up=worker_gauge(dep, "redis")))
+                    self._restart(service, lambda: during.update(up=worker_gauge(dep, service)))
             produce_chunks(dep, events, 3, between)
-            if flush:
-                docs = settle(dep, final_clock(events))
-                dep.redis.flushdb()  # once more after the end: restored without any new input
-                time.sleep(3.0)
             snap = snapshot(dep, settle(dep, final_clock(events)))
-            if not flush:
-                snap["outage_seen"] = outage_seen(dep, "redis", "Redis", during.get("up"))
+            snap["outage_seen"] = outage_seen(dep, service, what, during.get("up"))
             return snap
-        finally:
-            dep.close()
 
     def connector_outage(self) -> dict:
         """`zonewatch simulate` publishing while the broker is down for `outage_s`: it must buffer
@@ -328,7 +314,7 @@ class Chaos:
                                 "--cameras", "20", "--seed", "3"], env=env, cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         time.sleep(8)
-        self._restart("kafka", "kafka.Kafka")
+        self._restart("kafka")
         out, _ = sim.communicate(timeout=900)
         done = [line for line in out.splitlines() if line.startswith("done:")]
         sent = sum(int(n.replace(",", "")) for n in re.findall(r"\.\S+ ([\d,]+)", done[-1])) if done else 0
@@ -340,15 +326,10 @@ class Chaos:
         return {"exit_code": sim.returncode, "sent": sent, "in_kafka": in_kafka,
                 "outage_logged": "Unable connect" in out or "Connect call failed" in out}
 
-    def _restart(self, name: str, marker: str, during=None) -> None:
+    def _restart(self, name: str, during=None) -> None:
         """Stop a server, keep it down for `self.outage_s`, start it again; `during()` is called
         halfway through the outage."""
-        m = self.stack_mod
-        sdir = m._state(self.state_dir)
-        pid = m._read_pid(sdir / f"{name}.pid")
-        if pid is not None and m._ours(pid, marker):
-            m._stop_pid(pid, name, 60)
-            (sdir / f"{name}.pid").unlink(missing_ok=True)
+        stack_module.stop_service(name, self.state_dir)
         print(f"  {name} down for {self.outage_s:.0f} s", flush=True)
         time.sleep(self.outage_s / 2)
         if during is not None:
@@ -356,7 +337,7 @@ class Chaos:
         time.sleep(self.outage_s / 2)
         kport = int(self.stack["kafka"].rsplit(":", 1)[1])
         rport = int(self.stack["redis"].rsplit(":", 1)[1].split("/")[0])
-        m.up(kafka_port=kport, redis_port=rport, state_dir=self.state_dir)
+        stack_module.up(kafka_port=kport, redis_port=rport, state_dir=self.state_dir)
 
 
 def worker_ready(dep: Deployment, timeout: float = 120) -> None:
@@ -366,39 +347,29 @@ def worker_ready(dep: Deployment, timeout: float = 120) -> None:
                what="the restarted worker ready")
 
 
-def worker_metrics(dep: Deployment) -> dict[str, float]:
-    """The newest worker's /metrics as {series: value}."""
-    import urllib.request
-
-    port = dep.workers[-1][1]
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            series, _, val = line.rpartition(" ")
-            out[series] = float(val)
-    return out
+def worker_dependencies(dep: Deployment, metric: str) -> dict[str, float]:
+    """The newest worker's `metric` (labelled by dependency) as {dependency: value}."""
+    rows = promtext.parse(promtext.fetch(f"http://127.0.0.1:{dep.workers[-1][1]}/metrics"))
+    return promtext.counter_sum(rows, metric, by="dependency")
 
 
 def worker_gauge(dep: Deployment, dependency: str) -> float | None:
     try:
-        return worker_metrics(dep).get(f'zonewatch_dependency_up{{dependency="{dependency}"}}')
+        return worker_dependencies(dep, metrics.DEPENDENCY_UP).get(dependency)
     except OSError:
         return None
 
 
 def outage_seen(dep: Deployment, dependency: str, what: str, up_during) -> dict:
     """What an operator saw of an outage: the gauge during it, the counter and log lines after."""
-    m = worker_metrics(dep)
-    outages = m.get(f'zonewatch_dependency_outages_total{{dependency="{dependency}"}}', 0)
-    up_after = m.get(f'zonewatch_dependency_up{{dependency="{dependency}"}}')
+    outages = worker_dependencies(dep, metrics.DEPENDENCY_OUTAGES).get(dependency, 0)
+    up_after = worker_dependencies(dep, metrics.DEPENDENCY_UP).get(dependency)
     log = dep.workers[-1][2].read_text(errors="replace").splitlines()
     down_line = next((ln for ln in log if f"{what} unreachable" in ln), None)
     back_line = next((ln for ln in log if f"{what} reachable again" in ln), None)
     ok = up_during == 0 and up_after == 1 and outages >= 1 and down_line is not None and back_line is not None
     short = lambda ln: ln[ln.index(what):][:110] if ln else "MISSING"  # noqa: E731
-    return {"ok": ok, "text": f'zonewatch_dependency_up{{dependency="{dependency}"}} during {up_during}, '
+    return {"ok": ok, "text": f'{metrics.DEPENDENCY_UP}{{dependency="{dependency}"}} during {up_during}, '
                               f"after {up_after}; outages_total {outages:.0f}; log: {short(down_line)!r} / "
                               f"{short(back_line)!r}"}
 
@@ -423,12 +394,7 @@ def main(argv=None) -> int:
     ap.add_argument("--redis-port", type=int, default=int(os.environ.get("ZONEWATCH_CHAOS_REDIS_PORT", 26379)))
     args = ap.parse_args(argv)
     state = REPO / ".stack" / "chaos"
-    stack_mod = _load_stack()
-    stack = stack_mod.up(kafka_port=args.kafka_port, redis_port=args.redis_port, state_dir=state)
-    os.environ["ZONEWATCH_TEST_REDIS_PORT"] = str(args.redis_port)
-    import tests.integration.conftest as cf
-
-    cf.REDIS_PORT = args.redis_port
+    stack = stack_module.up(kafka_port=args.kafka_port, redis_port=args.redis_port, state_dir=state)
     try:
         events = event_set(args.minutes)
         print(f"event set: {len(events)} events, {args.minutes} simulated minutes", flush=True)
@@ -476,7 +442,7 @@ def main(argv=None) -> int:
                 failed |= not seen["ok"]
         return 1 if failed else 0
     finally:
-        stack_mod.down(state_dir=state)
+        stack_module.down(state_dir=state)
 
 
 if __name__ == "__main__":

@@ -53,12 +53,14 @@ import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
+from deploy.procs import Child
 from contract import keys, metrics, topics
 from contract.settings import Settings
 from contract.security import redacted_url
 from contract.topics import ensure_topics
 
 from . import events as gen
+from .harness import free_port
 from gateway import promtext
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,12 +73,6 @@ POLL_S = 0.1
 
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def redis_url_with_db(url: str, db: int) -> str:
@@ -158,36 +154,11 @@ class LogWatch:
         return self.crash
 
 
-class Procs:
-    """Every subprocess the bench started, stopped by pid (each runs in its own session)."""
-
-    def __init__(self):
-        self.procs: list[subprocess.Popen] = []
-
-    def start(self, argv, *, env, log_path: Path) -> subprocess.Popen:
-        out = log_path.open("wb")
-        p = subprocess.Popen(argv, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                             start_new_session=True)
-        out.close()
-        self.procs.append(p)
-        return p
-
-    @staticmethod
-    def stop(p: subprocess.Popen, timeout: float = 20.0) -> None:
-        if p.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(p.pid, signal.SIGTERM)  # start_new_session: the group id is the child's pid
-        try:
-            p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGKILL)
-            p.wait(10)
-
-    def stop_all(self) -> None:
-        for p in self.procs:
-            self.stop(p)
+def start_proc(procs: list[Child], name: str, argv: list[str], *, env, log_path: Path) -> Child:
+    """Start a subprocess in its own session (log written afresh) and remember it for the cleanup."""
+    child = Child(name, argv, log_path, env=env, cwd=REPO, append=False).start()
+    procs.append(child)
+    return child
 
 
 class Bench:
@@ -197,7 +168,7 @@ class Bench:
         self.base = Settings.from_env()
         self.kafka = self.base.kafka
         self.redis_url = redis_url_with_db(self.base.redis, args.redis_db)
-        self.procs = Procs()
+        self.procs: list[Child] = []   # every subprocess the bench started, stopped at the end
         self.tmp = Path(tempfile.mkdtemp(prefix=f"zonewatch-bench-{self.tag}-"))
         self.groups: list[str] = []
         self.worker_logs: list[Path] = []
@@ -419,7 +390,7 @@ class Bench:
                 "--app-id", app_id, "--expect", str(n), "--out", str(out), "--partitions", str(self.a.partitions),
                 "--datadir", str(self.tmp / app_id)]
         t0 = time.perf_counter()
-        p = self.procs.start(argv, env=dict(os.environ, PYTHONUNBUFFERED="1"), log_path=logp)
+        p = start_proc(self.procs, "faust baseline", argv, env=dict(os.environ, PYTHONUNBUFFERED="1"), log_path=logp)
         last, last_change = None, time.perf_counter()
         res = None
         try:
@@ -439,7 +410,7 @@ class Bench:
                     break
                 time.sleep(0.1)
         finally:
-            Procs.stop(p, timeout=30)
+            p.stop(grace=30)
         if res is None:
             tail = logp.read_text(errors="replace")[-2000:] if logp.exists() else ""
             return {"completed": False, "failure": f"no result (exit {p.returncode}); progress {last}",
@@ -449,17 +420,17 @@ class Bench:
         return res
 
     # -- the worker on the backlog -----------------------------------------------------------------
-    def start_worker(self, s: Settings) -> tuple[subprocess.Popen, int, Path, float]:
+    def start_worker(self, s: Settings) -> tuple[Child, int, Path, float]:
         self.groups += [s.app_id, f"{s.app_id}-ingest"]
         port = free_port()
         logp = RESULTS / f"worker-{s.app_id}.log"
         self.worker_logs.append(logp)
         t0 = time.perf_counter()
-        p = self.procs.start([sys.executable, "-m", "zonewatch.cli", "worker", "--web-port", str(port),
-                              "--loglevel", "info"], env=self.worker_env(s), log_path=logp)
+        p = start_proc(self.procs, "worker", [sys.executable, "-m", "zonewatch.cli", "worker", "--web-port",
+                                              str(port), "--loglevel", "info"], env=self.worker_env(s), log_path=logp)
         return p, port, logp, t0
 
-    def wait_metrics(self, p: subprocess.Popen, port: int, timeout: float = 120.0) -> float | None:
+    def wait_metrics(self, p: Child, port: int, timeout: float = 120.0) -> float | None:
         deadline = time.perf_counter() + timeout
         while time.perf_counter() < deadline and p.poll() is None:
             try:
@@ -581,7 +552,7 @@ class Bench:
             res["redis_write_errors"] = promtext.counter_sum(rows, metrics.REDIS_WRITE_ERRORS)
             return res
         finally:
-            Procs.stop(p)
+            p.stop(grace=20)
             res["exit_code"] = p.returncode
             res["log_findings"] = scan_log(logp)
 
@@ -614,7 +585,7 @@ class Bench:
         finally:
             if subscribers is not None:
                 subscribers.stop()
-            Procs.stop(p)
+            p.stop(grace=20)
             res["exit_code"] = p.returncode
             res["log_findings"] = scan_log(logp)
 
@@ -747,7 +718,8 @@ class Bench:
 
     # -- cleanup -----------------------------------------------------------------------------------
     def cleanup(self) -> None:
-        self.procs.stop_all()
+        for p in reversed(self.procs):
+            p.stop(grace=20)
         with contextlib.suppress(Exception):
             self.redis.flushdb()
             self.redis.close()
@@ -798,8 +770,9 @@ class SseSubscribers:
         env = bench.worker_env(s)
         env["ZONEWATCH_GATEWAY_TOKENS"] = self.token
         self.log_path = RESULTS / f"gateway-{s.app_id}.log"
-        self.proc = bench.procs.start([sys.executable, "-m", "zonewatch.cli", "gateway", "--port", str(self.port)],
-                                      env=env, log_path=self.log_path)
+        self.proc = start_proc(bench.procs, "gateway",
+                               [sys.executable, "-m", "zonewatch.cli", "gateway", "--port", str(self.port)],
+                               env=env, log_path=self.log_path)
         self.events = [0] * n
         self.resyncs = [0] * n
         self.connected = 0
@@ -858,7 +831,7 @@ class SseSubscribers:
         if self._result is None:
             self._stop.set()
             self._thread.join(10)
-            Procs.stop(self.proc)
+            self.proc.stop(grace=20)
             ev = sorted(self.events)
             self._result = {"clients": self.n, "connected": self.connected,
                             "zone_events_per_client_min": ev[0] if ev else 0,

@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -24,7 +22,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.harness import free_port  # noqa: E402
 from contract import metrics  # noqa: E402
+from deploy.procs import Child  # noqa: E402
 from gateway import promtext  # noqa: E402
 from contract.settings import Settings  # noqa: E402
 from contract.topics import ensure_topics  # noqa: E402
@@ -35,24 +35,6 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024.0
     return float("nan")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
 
 
 def main(argv=None) -> int:
@@ -84,9 +66,8 @@ def main(argv=None) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     port = free_port()
     py = sys.executable
-    worker = subprocess.Popen([py, "-m", "zonewatch.cli", "worker", "--web-port", str(port)], env=env, cwd=REPO,
-                              stdout=open(logs / f"soak-worker-{tag}.log", "wb"), stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    worker = Child("worker", [py, "-m", "zonewatch.cli", "worker", "--web-port", str(port)],
+                   logs / f"soak-worker-{tag}.log", env=env, cwd=REPO, append=False).start()
     sim = None
     rows = []
     try:
@@ -99,13 +80,12 @@ def main(argv=None) -> int:
                 if worker.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit(f"worker did not start (log {logs}/soak-worker-{tag}.log)")
                 time.sleep(0.5)
-        sim = subprocess.Popen([py, "-m", "zonewatch.cli", "simulate", "--speed", "1", "--quiet",
-                                "--units", str(args.units), "--cameras", str(args.cameras),
-                                "--alerts-per-min", str(args.alerts_per_min),
-                                "--calls-per-min", str(args.calls_per_min),
-                                "--duration", str(args.duration)],
-                               env=env, cwd=REPO, stdout=open(logs / f"soak-sim-{tag}.log", "wb"),
-                               stderr=subprocess.STDOUT, start_new_session=True)
+        sim = Child("simulator", [py, "-m", "zonewatch.cli", "simulate", "--speed", "1", "--quiet",
+                                  "--units", str(args.units), "--cameras", str(args.cameras),
+                                  "--alerts-per-min", str(args.alerts_per_min),
+                                  "--calls-per-min", str(args.calls_per_min),
+                                  "--duration", str(args.duration)],
+                    logs / f"soak-sim-{tag}.log", env=env, cwd=REPO, append=False).start()
         t0 = time.monotonic()
         win_start = t0
         rows_prom = promtext.parse(promtext.fetch(f"http://127.0.0.1:{port}/metrics"))
@@ -143,8 +123,8 @@ def main(argv=None) -> int:
         return 0
     finally:
         if sim is not None:
-            stop(sim)
-        stop(worker)
+            sim.stop(grace=30)
+        worker.stop(grace=30)
         try:
             from kafka.admin import KafkaAdminClient
 

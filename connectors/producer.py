@@ -18,8 +18,9 @@ windows (`window` messages in flight), so throughput is not limited by round tri
 bounded, and a failed delivery is raised within one window. Per partition, messages keep the order
 in which they were sent. `flush()` waits for everything sent so far; `stop()` flushes and closes.
 
-Errors are loud: anything that goes wrong surfaces as a `ProducerError` subclass whose message says
-what to do (`KafkaUnavailable`, `TopicUnavailable`, `DeliveryFailed`).
+Errors are loud: anything that goes wrong surfaces with a message that says what to do:
+`KafkaUnavailable` (the bootstrap servers cannot be reached), or a `ProducerError` (`TopicUnavailable`,
+`DeliveryFailed`); all are defined in contract/errors.py.
 
     async with EventProducer(settings) as p:
         for rec in records:
@@ -42,6 +43,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner
 
 from contract import topics
+from contract.errors import DeliveryFailed, KafkaUnavailable, ProducerError, TopicUnavailable
 from contract.settings import Settings
 from contract.security import aiokafka_kwargs
 
@@ -51,22 +53,6 @@ DEFAULT_WINDOW = 50_000          # messages in flight (unacknowledged) before we
 DEFAULT_REQUEST_TIMEOUT_MS = 120_000  # rides out a broker restart or a short outage (buffered), then fails loudly
 METADATA_TIMEOUT_S = 15.0
 _partitioner = DefaultPartitioner()  # murmur2, identical to the Java client's
-
-
-class ProducerError(RuntimeError):
-    """Publishing failed; the message says what to check."""
-
-
-class KafkaUnavailable(ProducerError):
-    """The bootstrap servers cannot be reached."""
-
-
-class TopicUnavailable(ProducerError):
-    """A topic does not exist (and the broker does not auto-create it) or has no leader."""
-
-
-class DeliveryFailed(ProducerError):
-    """Kafka did not acknowledge a message."""
 
 
 def encode_key(topic: str, record: Any) -> bytes | None:

@@ -15,7 +15,8 @@ fly, row by row, without editing it:
 
 Numbers are coerced where the contract wants them (lat, lon, speed, heading, confidence -> float;
 priority, severity -> int), ids become strings, enum values (category, type, status, kind) are
-lower-cased, empty cells are omitted. Which other columns travel along: `--extra keep|drop`
+lower-cased, `online` (camera.status) becomes a boolean from true/false, 1/0, yes/no, on/off or
+online/offline (any case; `--value-map` first for other words), empty cells are omitted. Which other columns travel along: `--extra keep|drop`
 (default: drop for CSV — exports carry dozens of columns — keep for JSON/JSONL).
 
 Nothing is dropped: a row that cannot be converted (or that the contract validator would reject) is
@@ -48,6 +49,12 @@ times; rows without an on-scene time are reported and dead-lettered. Run both re
 time with the same `--sort --speed N` so that calls and fixes interleave in event time (replaying
 one file after the other at `--max` would move the stream clock past every call's 5-minute limit
 before its fixes arrive).
+
+A video platform's camera health export goes to `camera.status` the same way (key `camera_id`):
+
+    zonewatch replay cameras.csv --topic camera.status --map camera_id=DeviceID --map ts=ReportTime \\
+        --map lat=Lat --map lon=Lng --map online=State --value-map 'online=正常:true,离线:false' \\
+        --ts-format '%Y-%m-%d %H:%M:%S' --sort --speed 60
 """
 
 from __future__ import annotations
@@ -70,31 +77,36 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import orjson
 
 from contract import errors, events, topics
-from contract.errors import ConfigError
+from contract.errors import ConfigError, KafkaUnavailable, ProducerError, ReplayError
 from contract.settings import Settings
+
+from . import command
+from .pacing import record_ts, send_paced
 
 TOPIC_FIELDS = {
     topics.CALLS: ("call_id", "ts", "lat", "lon", "category", "priority", "caller", "lang", "text"),
     topics.GPS: ("unit_id", "ts", "lat", "lon", "status", "kind", "speed", "heading"),
     topics.ALERTS: ("alert_id", "camera_id", "ts", "lat", "lon", "type", "confidence", "severity"),
+    topics.STATUS: ("camera_id", "ts", "lat", "lon", "online"),
 }
 REQUIRED = {
     topics.CALLS: ("call_id", "ts", "lat", "lon", "category", "priority"),
     topics.GPS: ("unit_id", "ts", "lat", "lon"),
     topics.ALERTS: ("alert_id", "camera_id", "ts", "lat", "lon", "type", "confidence"),
+    topics.STATUS: ("camera_id", "ts", "lat", "lon"),
 }
 FLOAT_FIELDS = frozenset(("lat", "lon", "speed", "heading", "confidence"))
 INT_FIELDS = frozenset(("priority", "severity"))
 ID_FIELDS = frozenset(("call_id", "unit_id", "alert_id", "camera_id"))
 ENUM_FIELDS = frozenset(("category", "type", "status", "kind"))
+BOOL_FIELDS = frozenset(("online",))
+#: how exports write a boolean (after --value-map, case-insensitive)
+BOOL_WORDS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False,
+              "on": True, "off": False, "online": True, "offline": False}
 DEFAULT_TZ = "Asia/Shanghai"
 
 _NUM = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _INT_STR = re.compile(r"[-+]?\d+")
-
-
-class ReplayError(ValueError):
-    """Bad replay arguments or input file; the message says which and how to fix it."""
 
 
 # --- argument parsing helpers -------------------------------------------------------------
@@ -251,6 +263,12 @@ class Converter:
                     out[fld] = str(int(v))
             elif fld in ENUM_FIELDS and isinstance(v, str):
                 out[fld] = v.lower()
+            elif fld in BOOL_FIELDS and type(v) is not bool:
+                b = BOOL_WORDS.get(str(v).lower()) if isinstance(v, (str, int)) else None
+                if b is None:
+                    problems.append(f"{fld} {str(v)[:40]!r} is not true/false")
+                else:
+                    out[fld] = b
 
     def convert_ts(self, v: Any) -> Any:
         """`ts` as UTC epoch ms (or an RFC 3339 string with offset, left as it is)."""
@@ -419,15 +437,6 @@ def convert_rows(rows: Iterable[dict | bytes], conv: Converter, report: Conversi
         yield rec
 
 
-def _record_ts(rec: Any) -> int | None:
-    if not isinstance(rec, dict):
-        return None
-    try:
-        return events.parse_ts(rec.get("ts"))
-    except errors.Rejected:
-        return None
-
-
 # --- publishing ---------------------------------------------------------------------------
 async def replay_records(records: Iterable[dict | bytes], topic: str, settings: Settings,
                          speed: float | None = None, *, progress: Any = None, producer: Any = None
@@ -448,29 +457,9 @@ async def replay_records(records: Iterable[dict | bytes], topic: str, settings: 
     own = producer is None
     if own:
         producer = await EventProducer(settings).start()
-    n = 0
     try:
         await producer.ensure_topics([topic])
-        wall0 = time.monotonic()
-        sim_elapsed_ms = 0.0
-        prev_ts: int | None = None
-        for rec in records:
-            if speed is not None:
-                ts = _record_ts(rec)
-                if ts is not None:
-                    if prev_ts is not None and ts > prev_ts:
-                        sim_elapsed_ms += ts - prev_ts
-                        delay = wall0 + sim_elapsed_ms / speed / 1000.0 - time.monotonic()
-                        if delay > 0.002:
-                            producer.check()
-                            if progress is not None:
-                                progress(n)
-                            await asyncio.sleep(delay)
-                    prev_ts = ts
-            await producer.send(topic, rec)
-            n += 1
-            if progress is not None and n % 2000 == 0:
-                progress(n)
+        n = await send_paced(producer, ((topic, rec) for rec in records), speed, on_progress=progress)
         await producer.flush()
         if progress is not None:
             progress(n)
@@ -533,16 +522,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, metavar="N", help="only the first N rows")
     p.add_argument("--dry-run", action="store_true", help="print converted records as JSONL on stdout; no Kafka")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    p.add_argument("--kafka", metavar="HOST:PORT", help="bootstrap servers (default ZONEWATCH_KAFKA)")
-    p.add_argument("--topic-prefix", metavar="PREFIX", help="topic prefix (default ZONEWATCH_TOPIC_PREFIX)")
+    command.add_kafka_arguments(p)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("replay", help="publish a CSV/JSONL file onto an input topic",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    p.set_defaults(func=run)
-    return p
+    return command.add_parser(subparsers, "replay", "publish a CSV/JSONL file onto an input topic", __doc__,
+                              add_arguments, run)
 
 
 def build_converter(args: argparse.Namespace, fmt: str) -> Converter:
@@ -580,7 +565,7 @@ def prepare(args: argparse.Namespace) -> tuple[Iterator[dict | bytes], Conversio
     total = None
     if args.sort:
         recs = list(records)
-        recs.sort(key=lambda r: (_record_ts(r) is None, _record_ts(r) or 0))  # stable; bad ts last
+        recs.sort(key=lambda r: (record_ts(r) is None, record_ts(r) or 0))  # stable; bad ts last
         records, total = iter(recs), len(recs)
     elif not args.dry_run and not args.quiet:
         total = count_rows(path, fmt, args.encoding)
@@ -600,7 +585,7 @@ def run(args: argparse.Namespace) -> int:
             out.flush()
             print(report.summary(), file=sys.stderr)
             return 0
-        settings = Settings.from_env().with_(kafka=args.kafka, topic_prefix=args.topic_prefix)
+        settings = command.settings(args)
         bar, cb = _progress_bar(total, args.quiet, f"→ {settings.topic(args.topic)}")
         t0 = time.monotonic()
         with bar:
@@ -608,29 +593,19 @@ def run(args: argparse.Namespace) -> int:
                                            speed=None if args.max else args.speed, progress=cb))
         dt = time.monotonic() - t0
     except (ReplayError, ConfigError) as exc:
-        print(f"zonewatch replay: error: {exc}", file=sys.stderr)
-        return 2
+        return command.fail("replay", exc, 2)
     except UnicodeDecodeError as exc:
-        print(f"zonewatch replay: error: {args.file} is not {args.encoding} text ({exc.reason} at byte "
-              f"{exc.start}): pass --encoding (e.g. gbk)", file=sys.stderr)
-        return 2
-    except Exception as exc:
-        from connectors.producer import ProducerError
-
-        if isinstance(exc, ProducerError):
-            print(f"zonewatch replay: error: {exc}", file=sys.stderr)
-            return 1
-        raise
+        return command.fail("replay", f"{args.file} is not {args.encoding} text ({exc.reason} at byte "
+                                      f"{exc.start}): pass --encoding (e.g. gbk)", 2)
+    except (ProducerError, KafkaUnavailable) as exc:
+        return command.fail("replay", exc, 1)
     print(f"sent {n} records to {settings.topic(args.topic)} in {dt:.1f} s "
           f"({n / dt if dt > 0 else 0:,.0f}/s); {report.summary()}", file=sys.stderr)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m connectors.replay", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    return run(p.parse_args(argv))
+    return command.main("connectors.replay", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from .errors import Rejected
-from .topics import ALERTS, CALLS, GPS
+from .topics import ALERTS, CALLS, GPS, STATUS
 
 CATEGORIES = frozenset(
     "violent theft fraud traffic fire medical dispute public_order lost_and_found assistance other".split()
@@ -249,7 +249,21 @@ def validate_alert(ev: dict, max_ts: int) -> dict:
             "type": typ, "confidence": float(conf), "severity": sev}
 
 
-VALIDATORS = {CALLS: validate_call, GPS: validate_gps, ALERTS: validate_alert}
+def validate_status(ev: dict, max_ts: int) -> dict:
+    """Normalised camera status report dict or `Rejected`; `online` defaults to true."""
+    camera_id = _ident(ev, "camera_id")
+    ts = _ts(ev, max_ts)
+    lat = _coord(ev, "lat", 90.0)
+    lon = _coord(ev, "lon", 180.0)
+    online = ev.get("online")
+    if online is None:
+        online = True
+    elif type(online) is not bool:
+        raise Rejected("online must be a boolean")
+    return {"camera_id": camera_id, "ts": ts, "lat": lat, "lon": lon, "online": online}
+
+
+VALIDATORS = {CALLS: validate_call, GPS: validate_gps, ALERTS: validate_alert, STATUS: validate_status}
 
 
 def decode_and_validate(topic: str, value: bytes | None, max_ts: int) -> dict:

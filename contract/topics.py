@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 CALLS = "calls.110"          # key call_id: {call_id, ts, lat, lon, category, priority, caller?, lang?, text?}
 GPS = "patrol.gps"           # key unit_id: {unit_id, ts, lat, lon, status?, kind?, speed?, heading?}
 ALERTS = "camera.alerts"     # key camera_id: {alert_id, camera_id, ts, lat, lon, type, confidence, severity?}
-INPUT_TOPICS = (CALLS, GPS, ALERTS)
+STATUS = "camera.status"     # key camera_id: {camera_id, ts, lat, lon, online?}
+INPUT_TOPICS = (CALLS, GPS, ALERTS, STATUS)
 
 # --- output (CONTRACT §4) ---------------------------------------------------------------------
 INCIDENTS = "incidents.enriched"  # key call_id: the call (caller_ref) + zones, ring, nearest_units, ...
@@ -36,9 +37,9 @@ ZONE_EVENTS_SUFFIX = "zone-events"
 SNAPSHOTS_SUFFIX = "snapshots"
 
 #: metric label `source` per input topic (CONTRACT §5)
-SOURCE_OF_TOPIC = {CALLS: "calls", GPS: "gps", ALERTS: "alerts"}
+SOURCE_OF_TOPIC = {CALLS: "calls", GPS: "gps", ALERTS: "alerts", STATUS: "status"}
 #: the field that is the Kafka message key per input topic
-KEY_FIELD = {CALLS: "call_id", GPS: "unit_id", ALERTS: "camera_id"}
+KEY_FIELD = {CALLS: "call_id", GPS: "unit_id", ALERTS: "camera_id", STATUS: "camera_id"}
 
 HOUR_MS = 3_600_000
 #: input values up to this size reach the worker (and are dead-lettered if they break the

@@ -2,13 +2,15 @@
 """The local zonewatch stack without Docker: one Kafka broker (KRaft, combined mode) and one Redis,
 both on 127.0.0.1, both started detached and stopped by the pids recorded here.
 
-Stdlib only. Used by the Makefile (`make up` / `make down`) and by the integration tests, which load
-this file by path and call the functions:
+Stdlib only (with deploy/procs.py, which starts and stops the servers). Used by the Makefile
+(`make up` / `make down`) and, imported as `deploy.stack`, by the integration tests and the chaos
+harness, which call the functions:
 
     up(kafka_port=9092, redis_port=6379, state_dir=Path(".stack"))
         -> {"kafka": "127.0.0.1:9092", "redis": "redis://127.0.0.1:6379/0"}
     up(..., secure=True, acl_prefixes=None)      the secured variant (below)
     down(state_dir=Path(".stack"), wipe=False)
+    stop_service("kafka" | "redis", state_dir=Path(".stack"))   one server (chaos: a broker outage)
     status(state_dir=Path(".stack")) -> dict
 
 CLI:  python3 deploy/stack.py up|down|status [--kafka-port 9092] [--redis-port 6379] [--dir .stack]
@@ -58,7 +60,6 @@ import json
 import os
 import shutil
 import secrets
-import signal
 import socket
 import ssl
 import struct
@@ -69,17 +70,19 @@ import uuid
 from pathlib import Path
 from urllib.parse import quote
 
+if not __package__:  # run as a script (`python3 deploy/stack.py`): its folder, not the repository, is on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from deploy import procs  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 POM = REPO / "deploy" / "kafka" / "pom.xml"
 KAFKA_VERSION = os.environ.get("ZONEWATCH_KAFKA_VERSION", "4.4.0")
 HOST = "127.0.0.1"
 DEFAULT_STATE = Path(".stack")
 READY_TIMEOUT = float(os.environ.get("ZONEWATCH_STACK_TIMEOUT", "90"))
+#: server -> (marker in its command line, seconds of grace when stopping it)
+SERVICES = {"kafka": ("kafka.Kafka", 60), "redis": ("redis-server", 15)}
 KAFKA_STARTED_MARKERS = ("Kafka Server started", "started (kafka.server.KafkaRaftServer)")
-
-# Popen objects of children started by this process (so down() in the same process can reap them).
-_CHILDREN: dict[int, subprocess.Popen] = {}
-
 
 class StackError(RuntimeError):
     """The stack could not be brought to the requested state; the message says why."""
@@ -109,85 +112,14 @@ def kafka_libs_dir(version: str = KAFKA_VERSION) -> Path:
 # ------------------------------------------------------------------------------------- processes
 
 
-def _read_pid(pid_file: Path) -> int | None:
-    try:
-        return int(pid_file.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
-
-
-def _alive(pid: int) -> bool:
-    """True while the process exists and is not a zombie."""
-    child = _CHILDREN.get(pid)
-    if child is not None:
-        return child.poll() is None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat[stat.rindex(")") + 2] not in "ZX"
-    except (OSError, ValueError, IndexError):
-        return True
-
-
-def _ours(pid: int | None, marker: str) -> bool:
-    """The pid is alive and its command line contains `marker` (guards against pid reuse)."""
-    return bool(pid) and _alive(pid) and any(marker in a for a in _cmdline(pid))
-
-
-def _spawn(argv: list[str], log_path: Path, cwd: Path) -> subprocess.Popen:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+def _spawn(argv: list[str], log_path: Path, cwd: Path) -> procs.Child:
+    # a Java setting inherited from the caller's shell must not change the broker
     env = {k: v for k, v in os.environ.items() if k not in ("CLASSPATH", "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS")}
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True, env=env,
-        )
-    _CHILDREN[proc.pid] = proc
-    return proc
-
-
-def _stop_pid(pid: int, name: str, timeout: float) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            break
-        time.sleep(0.1)
-    else:
-        _say(f"{name}: pid {pid} still running after {timeout:.0f} s, sending SIGKILL")
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-    child = _CHILDREN.pop(pid, None)
-    if child is not None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            child.wait(timeout=5)
+    return procs.start(Path(argv[0]).name, argv, log_path, cwd=cwd, env=env)
 
 
 def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        text = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return "(no log)"
-    return "\n".join(text[-lines:])
+    return "\n".join(procs.tail(path, lines)) or "(no log)"
 
 
 # ----------------------------------------------------------------------------------------- ports
@@ -234,7 +166,7 @@ def _port_owner(port: int) -> str:
             for fd in (proc / "fd").iterdir():
                 link = os.readlink(fd)
                 if link.startswith("socket:[") and link[8:-1] in inodes:
-                    cmd = " ".join(_cmdline(int(proc.name)))
+                    cmd = " ".join(procs.cmdline(int(proc.name)))
                     return f"pid {proc.name} ({cmd[:100]})"
         except OSError:
             continue
@@ -485,7 +417,7 @@ def _format_kafka_storage(kdir: Path, libs: Path, props: Path, log4j: Path, port
 def _wait_kafka(pid: int, port: int, log: Path, timeout: float, ca: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not procs.alive(pid):
             raise StackError(f"kafka: the broker (pid {pid}) exited during startup; last log lines:\n{_tail(log)}")
         if _connectable(port) and kafka_api_versions_ok(port, ca=ca):
             return
@@ -493,24 +425,36 @@ def _wait_kafka(pid: int, port: int, log: Path, timeout: float, ca: Path | None 
     raise StackError(f"kafka: no answer on {HOST}:{port} after {timeout:.0f} s; last log lines:\n{_tail(log)}")
 
 
+def _is_up(sdir: Path, name: str) -> bool:
+    """The `name` server this module started for `sdir` still runs."""
+    return procs.ours(procs.read_pid(sdir / f"{name}.pid"), SERVICES[name][0])
+
+
+def _running_pid(sdir: Path, name: str, port: int) -> int | None:
+    """The pid of the `name` server this module started for `sdir`, if it still runs (on `port`)."""
+    if not _is_up(sdir, name):
+        return None
+    pid = procs.read_pid(sdir / f"{name}.pid")
+    running_port = _running_port(sdir, f"{name}_port")
+    if running_port not in (None, port):
+        raise StackError(
+            f"{name}: already running from {sdir} on port {running_port} (pid {pid}); "
+            f"run `down --dir {sdir}` first to change the port"
+        )
+    return pid
+
+
 def _up_kafka(sdir: Path, port: int, version: str, sec: "Secure | None" = None) -> int:
     pid_file = sdir / "kafka.pid"
     kdir = sdir / "kafka"
     log = kdir / "logs" / "server.log"
     ca = sec.ca if sec else None
-    pid = _read_pid(pid_file)
-    if _ours(pid, "kafka.Kafka"):
-        running_port = _running_port(sdir, "kafka_port")
-        if running_port not in (None, port):
-            raise StackError(
-                f"kafka: already running from {sdir} on port {running_port} (pid {pid}); "
-                f"run `down --dir {sdir}` first to change the port"
-            )
+    pid = _running_pid(sdir, "kafka", port)
+    if pid is not None:
         _wait_kafka(pid, port, log, READY_TIMEOUT, ca)  # returns at once if it already answers
         _say(f"kafka: already up on {HOST}:{port} (pid {pid})")
         return pid
-    if pid is not None:
-        pid_file.unlink(missing_ok=True)  # stale: the process is gone (or the pid was reused)
+    pid_file.unlink(missing_ok=True)  # stale, if any: the process is gone (or the pid was reused)
     _require_free(port, "kafka", "--kafka-port")
     _require_free(port + 1, "kafka controller", "--kafka-port; the controller uses the next port")
     libs = _resolve_kafka_jars(version)
@@ -528,7 +472,7 @@ def _up_kafka(sdir: Path, port: int, version: str, sec: "Secure | None" = None) 
     try:
         _wait_kafka(proc.pid, port, log, READY_TIMEOUT, ca)
     except StackError:
-        _stop_pid(proc.pid, "kafka", 15)
+        procs.stop_pid(proc.pid, 15, "kafka", _say)
         pid_file.unlink(missing_ok=True)
         raise
     _say(f"kafka: up on {HOST}:{port} (pid {proc.pid}, {time.monotonic() - t0:.1f} s)")
@@ -538,20 +482,26 @@ def _up_kafka(sdir: Path, port: int, version: str, sec: "Secure | None" = None) 
 # ----------------------------------------------------------------------------------------- redis
 
 
+def _apt_install(package: str, who: str, refusal: str) -> None:
+    """Install a missing Debian package when running as root with apt-get; else raise `refusal`."""
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise StackError(refusal)
+    _say(f"{who}: {package} not found; installing it with apt-get …")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for argv in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", package]):
+        res = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        if res.returncode != 0:
+            raise StackError(f"{who}: `{' '.join(argv)}` failed:\n{(res.stdout + res.stderr)[-3000:]}")
+
+
 def _redis_server() -> str:
     found = shutil.which("redis-server") or next(
         (p for p in ("/usr/bin/redis-server", "/usr/sbin/redis-server", "/usr/local/bin/redis-server")
          if os.access(p, os.X_OK)), None)
     if found:
         return found
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise StackError("redis: `redis-server` is not installed (on Debian: sudo apt-get install -y redis-server)")
-    _say("redis: redis-server not found; installing it with apt-get …")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for argv in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", "redis-server"]):
-        res = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
-        if res.returncode != 0:
-            raise StackError(f"redis: `{' '.join(argv)}` failed:\n{(res.stdout + res.stderr)[-3000:]}")
+    _apt_install("redis-server", "redis",
+                 "redis: `redis-server` is not installed (on Debian: sudo apt-get install -y redis-server)")
     found = shutil.which("redis-server") or "/usr/bin/redis-server"
     if not os.access(found, os.X_OK):
         raise StackError("redis: apt-get installed redis-server but the binary was not found")
@@ -573,21 +523,13 @@ def _up_redis(sdir: Path, port: int, sec: "Secure | None" = None) -> int:
     pid_file = sdir / "redis.pid"
     rdir = sdir / "redis"
     log = rdir / "redis.log"
-    pid = _read_pid(pid_file)
-    if _ours(pid, "redis-server"):
-        running_port = _running_port(sdir, "redis_port")
-        if running_port not in (None, port):
-            raise StackError(
-                f"redis: already running from {sdir} on port {running_port} (pid {pid}); "
-                f"run `down --dir {sdir}` first to change the port"
-            )
+    pid = _running_pid(sdir, "redis", port)
+    if pid is not None:
         if redis_ping_ok(port, ca=sec.ca if sec else None):
             _say(f"redis: already up on {HOST}:{port} (pid {pid})")
             return pid
-    if pid is not None:
-        if _ours(pid, "redis-server"):
-            _stop_pid(pid, "redis", 10)  # ours but not answering: restart it
-        pid_file.unlink(missing_ok=True)
+        procs.stop_pid(pid, 10, "redis", _say)  # ours but not answering: restart it
+    pid_file.unlink(missing_ok=True)  # stale, if any
     server = _redis_server()
     _require_free(port, "redis", "--redis-port")
     rdir.mkdir(parents=True, exist_ok=True)
@@ -604,8 +546,8 @@ def _up_redis(sdir: Path, port: int, sec: "Secure | None" = None) -> int:
     pid_file.write_text(f"{proc.pid}\n")
     deadline = time.monotonic() + 20
     while not redis_ping_ok(port, ca=sec.ca if sec else None):
-        if not _alive(proc.pid) or time.monotonic() > deadline:
-            _stop_pid(proc.pid, "redis", 5)
+        if not procs.alive(proc.pid) or time.monotonic() > deadline:
+            procs.stop_pid(proc.pid, 5, "redis", _say)
             pid_file.unlink(missing_ok=True)
             raise StackError(f"redis: did not answer PING on {HOST}:{port}; last log lines:\n{_tail(log)}")
         time.sleep(0.05)
@@ -701,15 +643,8 @@ class Secure:
 def _require_openssl() -> None:
     if shutil.which("openssl"):
         return
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise StackError("secure mode: the `openssl` command makes the test certificates; install it "
-                         "(on Debian: sudo apt-get install -y openssl)")
-    _say("tls: openssl not found; installing it with apt-get …")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for argv in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", "openssl"]):
-        res = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
-        if res.returncode != 0:
-            raise StackError(f"tls: `{' '.join(argv)}` failed:\n{(res.stdout + res.stderr)[-3000:]}")
+    _apt_install("openssl", "tls", "secure mode: the `openssl` command makes the test certificates; install it "
+                                   "(on Debian: sudo apt-get install -y openssl)")
 
 
 def _openssl(*args: str, check: bool = True) -> int:
@@ -843,8 +778,7 @@ def up(kafka_port: int = 9092, redis_port: int = 6379, state_dir: Path | str = D
     sdir.mkdir(parents=True, exist_ok=True)
     with open(sdir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        kafka_was_up = _ours(_read_pid(sdir / "kafka.pid"), "kafka.Kafka")
-        redis_was_up = _ours(_read_pid(sdir / "redis.pid"), "redis-server")
+        kafka_was_up, redis_was_up = _is_up(sdir, "kafka"), _is_up(sdir, "redis")
         running_secure = _running_port(sdir, "secure")
         if (kafka_was_up or redis_was_up) and bool(running_secure) != secure:
             raise StackError(f"the stack of {sdir} is running in {'secure' if running_secure else 'plaintext'} "
@@ -870,12 +804,12 @@ def up(kafka_port: int = 9092, redis_port: int = 6379, state_dir: Path | str = D
                     _grant_kafka_acls(kafka_port, sec, acl_prefixes)
             except BaseException:
                 if not kafka_was_up:
-                    _stop_pid(kafka_pid, "kafka", 60)
+                    procs.stop_pid(kafka_pid, 60, "kafka", _say)
                     (sdir / "kafka.pid").unlink(missing_ok=True)
                 raise
         except BaseException:
             if not redis_was_up:  # leave nothing half up: stop the redis this call started
-                _stop_pid(redis_pid, "redis", 10)
+                procs.stop_pid(redis_pid, 10, "redis", _say)
                 (sdir / "redis.pid").unlink(missing_ok=True)
             raise
         (sdir / "stack.json").write_text(json.dumps(
@@ -889,18 +823,8 @@ def up(kafka_port: int = 9092, redis_port: int = 6379, state_dir: Path | str = D
 def down(state_dir: Path | str = DEFAULT_STATE, wipe: bool = False) -> None:
     """Stop the processes this module started for `state_dir`; with wipe, delete their data too."""
     sdir = _state(state_dir)
-    for name, marker, timeout in (("kafka", "kafka.Kafka", 60), ("redis", "redis-server", 15)):
-        pid_file = sdir / f"{name}.pid"
-        pid = _read_pid(pid_file)
-        if pid is None:
-            _say(f"{name}: not running")
-        elif _ours(pid, marker):
-            _say(f"{name}: stopping pid {pid} …")
-            _stop_pid(pid, name, timeout)
-            _say(f"{name}: stopped")
-        else:
-            _say(f"{name}: not running (stale pid file {pid_file.name})")
-        pid_file.unlink(missing_ok=True)
+    for name in SERVICES:
+        stop_service(name, sdir)
     if wipe:
         for d in (sdir / "kafka", sdir / "redis", sdir / "tls", sdir / "secrets"):
             if d.exists():
@@ -909,15 +833,21 @@ def down(state_dir: Path | str = DEFAULT_STATE, wipe: bool = False) -> None:
         (sdir / "stack.json").unlink(missing_ok=True)
 
 
+def stop_service(name: str, state_dir: Path | str = DEFAULT_STATE) -> None:
+    """Stop one server ("kafka" or "redis") of `state_dir`, if this module started it."""
+    marker, grace = SERVICES[name]
+    procs.stop_pid_file(_state(state_dir) / f"{name}.pid", marker, grace, name, _say)
+
+
 def status(state_dir: Path | str = DEFAULT_STATE) -> dict:
     """Print and return what is running for `state_dir`."""
     sdir = _state(state_dir)
     result = {}
     ca = Secure(sdir).ca if _running_port(sdir, "secure") else None
-    for name, marker, key in (("kafka", "kafka.Kafka", "kafka_port"), ("redis", "redis-server", "redis_port")):
-        pid = _read_pid(sdir / f"{name}.pid")
-        port = _running_port(sdir, key)
-        running = _ours(pid, marker)
+    for name, (marker, _grace) in SERVICES.items():
+        pid = procs.read_pid(sdir / f"{name}.pid")
+        port = _running_port(sdir, f"{name}_port")
+        running = procs.ours(pid, marker)
         if running and port is not None:
             answering = kafka_api_versions_ok(port, ca=ca) if name == "kafka" else redis_ping_ok(port, ca=ca)
         else:

@@ -23,82 +23,27 @@ import os
 import secrets
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
 import urllib.request
-from collections import deque
 from pathlib import Path
 
 from rich.console import Console
 from rich.text import Text
 
+from deploy.procs import Child
 from contract.errors import ChildExited, ConfigError, DemoError, KafkaUnavailable, RedisUnavailable, WatchError
 from contract.settings import Settings
 from .watch import Watcher, _mask, watch_live
 
 WORKER_READY_TIMEOUT_S = 120.0
-STOP_GRACE_S = 15.0
 #: with --speed > 1 and no --duration the simulated period is this much wall time long, ending now
 FAST_WALL_S = 1800.0
 
 
 class _Terminated(BaseException):
     """SIGTERM / SIGHUP: leave like Ctrl-C does (not an Exception, so nothing swallows it)."""
-
-
-class Child:
-    """A subprocess in its own session (so the terminal's Ctrl-C reaches only us), logging to a file."""
-
-    def __init__(self, name: str, cmd: list[str], log_path: Path):
-        self.name, self.cmd, self.log_path = name, cmd, log_path
-        self.proc: subprocess.Popen | None = None
-        self.stopped_rc: int | None = None
-        self.log_offset = 0   # where this run's part of the (appended) log starts
-
-    def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        with open(self.log_path, "ab") as log:
-            self.log_offset = log.tell()
-            log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(self.cmd)}\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                         env=env, start_new_session=True)
-
-    def poll(self) -> int | None:
-        return None if self.proc is None else self.proc.poll()
-
-    def stop(self, grace_s: float = STOP_GRACE_S) -> int | None:
-        """SIGTERM to the process group, wait, then SIGKILL. Returns the exit code."""
-        p = self.proc
-        if p is None:
-            return None
-        if p.poll() is None:
-            self._signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                self._signal(signal.SIGKILL)
-                p.wait(timeout=10)
-        # whatever the leader left behind in its group goes too
-        self._signal(signal.SIGKILL)
-        self.stopped_rc = p.returncode
-        return p.returncode
-
-    def _signal(self, sig: int) -> None:
-        try:
-            os.killpg(self.proc.pid, sig)   # own session: process group id == pid
-        except (ProcessLookupError, PermissionError):
-            pass
-
-    def tail(self, n: int = 40) -> list[str]:
-        try:
-            with open(self.log_path, encoding="utf-8", errors="replace") as f:
-                return [line.rstrip("\n") for line in deque(f, maxlen=n)]
-        except OSError:
-            return []
 
 
 def _port_free(port: int) -> bool:
@@ -225,11 +170,12 @@ class Demo:
 
     # -- steps ---------------------------------------------------------------------------------
     def start_child(self, name: str, cmd: list[str], log_name: str) -> Child:
-        child = Child(name, cmd, self.args.log_dir / log_name)
+        child = Child(name, cmd, self.args.log_dir / log_name, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                      banner=True)
         with self.uninterrupted():
             child.start()
             self.children.append(child)
-        self.say(f"started {name} (pid {child.proc.pid}), log {child.log_path}", "dim")
+        self.say(f"started {name} (pid {child.pid}), log {child.log_path}", "dim")
         return child
 
     def check_children(self) -> None:
@@ -261,7 +207,7 @@ class Demo:
         if self.expired():
             self.stop.set()
         t = Text()
-        t.append(f"demo: worker pid {self.worker.proc.pid} · simulator pid {self.sim.proc.pid} "
+        t.append(f"demo: worker pid {self.worker.pid} · simulator pid {self.sim.pid} "
                  f"(speed {self.args.speed:g}x) · logs {self.args.log_dir}/ · ", style="dim")
         r = self.remaining()
         t.append("Ctrl-C stops all" if r is None else f"stops in {max(0, r):.0f} s (Ctrl-C stops all)", style="dim")
@@ -321,7 +267,7 @@ class Demo:
         for child in reversed(self.children):
             try:
                 if child.poll() is None:
-                    self.say(f"stopping {child.name} (pid {child.proc.pid}) ...", "dim")
+                    self.say(f"stopping {child.name} (pid {child.pid}) ...", "dim")
             finally:
                 rc = child.stop()
             self.say(f"{child.name} stopped (exit code {rc})", "dim")

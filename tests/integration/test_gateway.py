@@ -7,10 +7,7 @@ received" is against XRANGE of zw:zone-updates, the ground truth the contract po
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 
@@ -18,6 +15,7 @@ import httpx
 import orjson
 import pytest
 
+from deploy.procs import Child
 from tests import scenario
 from tests.integration.conftest import REPO, Deployment, free_port, wait_until
 from contract import topics
@@ -45,10 +43,8 @@ class GatewayProcess:
 
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "zonewatch.cli", "gateway", "--port", str(self.port), "--heartbeat", "1",
-             *self.extra], env=self.env, cwd=REPO, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
-            start_new_session=True)
+        self.proc = Child("gateway", [sys.executable, "-m", "zonewatch.cli", "gateway", "--port", str(self.port),
+                                      "--heartbeat", "1", *self.extra], self.log, env=self.env, cwd=REPO).start()
         try:
             wait_until(lambda: self._healthy() or self.proc.poll() is not None, 60, what="gateway /healthz")
         except AssertionError:
@@ -64,13 +60,8 @@ class GatewayProcess:
             return False
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        if self.proc:
+            self.proc.stop(grace=15)
 
     def get(self, path: str, **kw) -> httpx.Response:
         kw.setdefault("headers", AUTH)

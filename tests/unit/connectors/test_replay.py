@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import time
 
 import orjson
 import pytest
@@ -88,6 +87,47 @@ def test_sffd_patrol_fixes_from_on_scene_times(sffd_csv, capsysbinary):
     assert recs[0]["ts"] == 1483259650000 and recs[0]["status"] == "busy"
     assert "ts" not in recs[1]  # no on-scene time: empty -> omitted, reported
     assert "3 rows converted, 1 with problems" in err and "empty ts" in err
+
+
+CAMERA_CSV = """DeviceID,ReportTime,Lat,Lng,State,Vendor
+LZ-CAM-0001,2024-05-01 08:00:00,36.0601,103.8301,正常,hik
+LZ-CAM-0002,2024-05-01 08:00:05,36.0702,103.8402,离线,dahua
+LZ-CAM-0003,2024-05-01 08:00:07,36.0703,103.8403,,hik
+LZ-CAM-0004,2024-05-01 08:00:09,36.0704,103.8404,FALSE,hik
+LZ-CAM-0005,2024-05-01 08:00:11,36.0705,103.8405,维修中,hik
+"""
+
+
+def test_camera_status_export(tmp_path, capsysbinary):
+    path = tmp_path / "cameras.csv"
+    path.write_text(CAMERA_CSV, encoding="utf-8")
+    recs, err = dry_run(capsysbinary, [
+        str(path), "--topic", "camera.status", "--map", "camera_id=DeviceID", "--map", "ts=ReportTime",
+        "--map", "lat=Lat", "--map", "lon=Lng", "--map", "online=State",
+        "--value-map", "online=正常:true,离线:false", "--ts-format", "%Y-%m-%d %H:%M:%S", "--dry-run"])
+    # 08:00:00 Asia/Shanghai (the default --tz) = 00:00:00Z
+    assert recs[0] == {"camera_id": "LZ-CAM-0001", "ts": 1714521600000, "lat": 36.0601, "lon": 103.8301,
+                       "online": True}
+    assert recs[1]["online"] is False
+    assert "online" not in recs[2]                  # an empty cell: the contract's default (true)
+    assert recs[3]["online"] is False               # FALSE, any case
+    assert recs[4]["online"] == "维修中"             # not a boolean: published, dead-lettered, reported
+    assert "5 rows converted, 1 with problems" in err and "online '…' is not true/false" in err
+    for rec in recs[:4]:
+        assert events.validate_status(rec, 2**62)["camera_id"] == rec["camera_id"]
+        assert encode_key(topics.STATUS, rec) == rec["camera_id"].encode()
+
+
+def test_online_words():
+    conv = Converter(topics.STATUS)
+    base = {"camera_id": "c", "ts": 1686440000000, "lat": 1.0, "lon": 2.0}
+    for word, want in (("true", True), ("Online", True), ("1", True), (1, True), ("yes", True), ("on", True),
+                       ("OFF", False), ("offline", False), ("0", False), (0, False), ("no", False), (False, False)):
+        rec, problems = conv.convert({**base, "online": word})
+        assert (rec["online"], problems) == (want, []), word
+    for bad in ("maybe", 2, 1.0, [True]):
+        _rec, problems = conv.convert({**base, "online": bad})
+        assert problems and problems[0].startswith("online "), bad
 
 
 def test_sort_orders_by_converted_ts(sffd_csv, capsysbinary):
@@ -206,38 +246,49 @@ def test_key_and_value_encoding():
 
 
 class FakeProducer:
-    """Stands in for EventProducer: records what was sent and when."""
+    """Stands in for EventProducer: records what was sent and at which (fake) time."""
 
-    def __init__(self):
+    def __init__(self, now=lambda: 0.0):
+        self.now = now
         self.sent: list[tuple[str, object, float]] = []
+        self.flushed = 0
 
     async def ensure_topics(self, topics):
         self.topics = list(topics)
 
     async def send(self, topic, rec):
-        self.sent.append((topic, rec, time.monotonic()))
+        self.sent.append((topic, rec, self.now()))
 
     def check(self):
         pass
 
     async def flush(self):
-        pass
+        self.flushed += 1
 
 
-def test_replay_records_max_and_paced():
+def test_replay_records_max_and_paced(monkeypatch):
+    from connectors import pacing
+
+    clock = [0.0]
+
+    async def sleep(s):
+        clock[0] += s
+
+    monkeypatch.setattr(pacing, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(pacing, "sleep", sleep)
     recs = [{"call_id": str(i), "ts": ts} for i, ts in enumerate([1_000, 1_200, 1_100, 1_400, 1_400])]
     fake = FakeProducer()
     n = asyncio.run(replay.replay_records(recs, topics.CALLS, Settings(), producer=fake))
     assert n == 5 and [r for _, r, _ in fake.sent] == recs and fake.topics == [topics.CALLS]
-    fake = FakeProducer()
+    assert fake.flushed == 1 and clock[0] == 0.0
+    fake = FakeProducer(lambda: clock[0])
     seen = []
     n = asyncio.run(replay.replay_records(recs + [b"garbage"], topics.CALLS, Settings(), speed=2.0,
                                           producer=fake, progress=seen.append))
     assert n == 6 and seen[-1] == 6
-    t = [w - fake.sent[0][2] for _, _, w in fake.sent]
     # file order kept; only positive gaps count (200 ms, then 300 ms from the step back), at half speed
     assert [r for _, r, _ in fake.sent][:5] == recs
-    assert 0.08 <= t[1] < 0.5 and t[2] - t[1] < 0.05 and 0.17 <= t[3] < 0.6 and t[4] - t[3] < 0.05
+    assert [round(t, 6) for _, _, t in fake.sent] == [0.0, 0.1, 0.1, 0.25, 0.25, 0.25]
     with pytest.raises(ReplayError):
         asyncio.run(replay.replay_records(recs, "nope", Settings(), producer=fake))
 

@@ -1,228 +1,13 @@
-"""The bundled scenario (`zonewatch simulate`) and the demo zones file. Pure, no Kafka."""
+"""`zonewatch simulate`: the command line around the scenario (start time, dry run). No Kafka."""
 
 from __future__ import annotations
 
-import bisect
-import itertools
-import json
-import math
-from collections import Counter
-from pathlib import Path
-
 import orjson
 import pytest
-from shapely.geometry import Point, box, shape
 
 from connectors import simulate
-from connectors.simulate import Scenario, default_start, scenario_events, write_demo_zones
-from contract import errors, events, topics
-from contract.settings import DEMO_ZONES
-
-START = 1_700_000_000_000  # 2023-11-14T22:13:20Z
-FAR_FUTURE = 2**62
-
-
-def first(n, **kw):
-    kw.setdefault("start_ms", START)
-    return list(itertools.islice(scenario_events(**kw), n))
-
-
-def test_same_seed_same_events():
-    a = first(1000, seed=11)
-    b = first(1000, seed=11)
-    assert a == b and len(a) == 1000
-    assert first(1000, seed=12) != a
-    # ids carry the start, so two runs started at different times do not collide as duplicates
-    later = first(1000, seed=11, start_ms=START + 3_600_000)
-    ids = lambda evs: {e.get("call_id") or e.get("alert_id") for t, e in evs if t != topics.GPS}
-    assert not ids(a) & ids(later)
-
-
-@pytest.fixture(scope="module")
-def simulated_hour():
-    """One simulated hour with the default parameters: (Scenario, its events)."""
-    sc = Scenario(seed=5, start_ms=START, duration_s=3600)
-    return sc, list(sc.events())
-
-
-@pytest.fixture(scope="module")
-def hour(simulated_hour):
-    return simulated_hour[1]
-
-
-def test_events_satisfy_the_contract(hour):
-    counts = Counter(t for t, _ in hour)
-    assert set(counts) == {topics.CALLS, topics.GPS, topics.ALERTS}
-    # 300 units every 5-10 s, ~60 alerts and ~6 calls a minute
-    assert 100_000 < counts[topics.GPS] < 250_000
-    assert 2_500 < counts[topics.ALERTS] < 5_000
-    assert 200 < counts[topics.CALLS] < 600
-    for topic, ev in hour:
-        norm = events.VALIDATORS[topic](ev, FAR_FUTURE)
-        assert norm["ts"] == ev["ts"]
-        if topic == topics.CALLS:
-            assert ev["category"] in events.CATEGORIES  # never the "unknown -> other" fallback
-        if topic == topics.ALERTS:
-            assert ev["type"] in events.ALERT_TYPES
-    # the encoded value round-trips through the pipeline's decoder
-    topic, ev = hour[-1]
-    assert events.decode_and_validate(topic, orjson.dumps(ev), FAR_FUTURE)["ts"] == ev["ts"]
-
-
-def test_ts_non_decreasing_and_within_duration(hour):
-    ts = [e["ts"] for _, e in hour]
-    assert all(a <= b for a, b in zip(ts, ts[1:]))
-    assert ts[0] >= START and ts[-1] <= START + 3_600_000
-
-
-def test_unit_mix_and_status(hour):
-    kinds = {}
-    statuses = Counter()
-    for t, e in hour:
-        if t == topics.GPS:
-            kinds[e["unit_id"]] = e["kind"]
-            statuses[e["status"]] += 1
-    assert len(kinds) == 300
-    assert set(Counter(kinds.values())) == {"foot", "car", "motorcycle", "swat"}
-    assert statuses["available"] > statuses["busy"] > statuses["off_duty"] > 0
-
-
-def test_alert_mix(hour):
-    types = Counter(e["type"] for t, e in hour if t == topics.ALERTS)
-    assert types.most_common(1)[0][0] == "crowd_density"
-    assert types["face_watchlist"] > 0 and types["fence_intrusion"] > 0
-    assert types["fence_intrusion"] < types["crowd_density"] / 20
-
-
-def _load_zones(path=DEMO_ZONES):
-    doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    return doc, {f["id"]: shape(f["geometry"]) for f in doc["features"]}
-
-
-def test_demo_zones_file_is_generated_and_valid(tmp_path):
-    # the committed file is exactly what the generator writes
-    fresh = write_demo_zones(tmp_path / "zones.geojson")
-    assert fresh.read_bytes() == DEMO_ZONES.read_bytes()
-    doc, geoms = _load_zones()
-    assert doc["type"] == "FeatureCollection"
-    ids = [f["id"] for f in doc["features"]]
-    assert len(ids) == len(set(ids)) and all(isinstance(i, str) and i for i in ids)
-    assert {"venue-core", "venue-inner", "venue-outer", "grid-r1c1"} <= set(ids)
-    for f in doc["features"]:
-        p = f["properties"]
-        assert f["type"] == "Feature" and f["geometry"]["type"] == "Polygon"
-        assert isinstance(p["name"], str) and " / " in p["name"]  # Chinese / English
-        assert p["kind"] in ("venue", "grid")
-        assert (p.get("ring") in ("core", "inner", "outer")) == (p["kind"] == "venue")
-        ring = f["geometry"]["coordinates"][0]
-        assert ring[0] == ring[-1] and len(ring) >= 4
-        for lon, lat in ring:  # GeoJSON order: lon, lat (Zhengzhou is ~113.5 E, ~34.7 N)
-            assert 113.4 < lon < 113.7 and 34.6 < lat < 34.9
-        assert geoms[f["id"]].is_valid
-        assert geoms[f["id"]].exterior.is_ccw  # RFC 7946 winding
-
-
-def test_venue_rings_nest():
-    _, g = _load_zones()
-    core, inner, outer = g["venue-core"], g["venue-inner"], g["venue-outer"]
-    assert core.within(inner) and inner.within(outer)
-    assert core.area < inner.area < outer.area
-    stadium = Point(simulate.VENUE_LON, simulate.VENUE_LAT)
-    assert core.contains(stadium) and inner.contains(stadium) and outer.contains(stadium)
-    grid = [v for k, v in g.items() if k.startswith("grid-")]
-    assert len(grid) == simulate.GRID_N ** 2
-    # the grid tiles a square around the venue, squares of about 1 km
-    for sq in grid:
-        minx, miny, maxx, maxy = sq.bounds
-        assert abs((maxy - miny) * 110_950 - 1000) < 5
-        assert abs((maxx - minx) * 111_320 * math.cos(math.radians(simulate.VENUE_LAT)) - 1000) < 5
-    assert sum(1 for sq in grid if sq.contains(stadium)) <= 1
-    assert outer.within(box(*_union_bounds(grid)))
-
-
-def _union_bounds(geoms):
-    b = [g.bounds for g in geoms]
-    return min(x[0] for x in b), min(x[1] for x in b), max(x[2] for x in b), max(x[3] for x in b)
-
-
-def test_some_events_fall_outside_every_zone(hour):
-    _, g = _load_zones()
-    zones = list(g.values())
-    outside = Counter()
-    total = Counter()
-    for t, e in hour[::5]:
-        total[t] += 1
-        p = Point(e["lon"], e["lat"])
-        if not any(z.contains(p) for z in zones):
-            outside[t] += 1
-    frac = sum(outside.values()) / sum(total.values())
-    assert 0.003 < frac < 0.03
-    assert outside[topics.GPS] > 0 and outside[topics.ALERTS] > 0
-
-
-def _dist_m(a, b):
-    dy = (a["lat"] - b["lat"]) * 110_950
-    dx = (a["lon"] - b["lon"]) * 111_320 * math.cos(math.radians(a["lat"]))
-    return math.hypot(dx, dy)
-
-
-def test_dispatched_units_turn_busy_and_arrive(simulated_hour):
-    sc, evs = simulated_hour
-    assert evs == list(scenario_events(seed=5, start_ms=START, duration_s=3600))
-    gps = [e for t, e in evs if t == topics.GPS]
-    calls = {e["call_id"]: e for t, e in evs if t == topics.CALLS}
-    assert len(sc.dispatches) == len(calls)  # someone is always available in the default scenario
-    by_unit: dict[str, list] = {}
-    for e in gps:
-        by_unit.setdefault(e["unit_id"], []).append(e)
-    for call_id, unit_id, tc, arrival in sc.dispatches[:40]:
-        call = calls[call_id]
-        fixes = [f for f in by_unit[unit_id] if arrival <= f["ts"] <= arrival + 60_000]
-        if not fixes:  # past the end of the simulation
-            continue
-        assert fixes[0]["status"] == "busy"
-        assert _dist_m(fixes[0], call) < 100
-        assert 45_000 <= arrival - tc < 30 * 60_000
-
-    # the 1-3-5 statistics as the pipeline will compute them (first fix of any unit within 100 m)
-    gts = [e["ts"] for e in gps]
-    lats = [e["lat"] for e in gps]
-    lons = [e["lon"] for e in gps]
-    resp = []
-    for call in calls.values():
-        i = bisect.bisect_left(gts, call["ts"])
-        clat, clon, horizon = call["lat"], call["lon"], call["ts"] + 900_000
-        r = None
-        while i < len(gps) and gts[i] <= horizon:
-            if abs(lats[i] - clat) < 0.001 and abs(lons[i] - clon) < 0.0012 and _dist_m(gps[i], call) <= 100:
-                r = (gts[i] - call["ts"]) / 1000
-                break
-            i += 1
-        resp.append(r)
-    n = len(resp)
-    within = lambda s: sum(1 for r in resp if r is not None and r <= s) / n
-    # realistic: a minority at once (an officer nearby), most within 5 min, a tail beyond
-    assert 0.05 < within(60) < 0.45
-    assert 0.35 < within(180) < 0.8
-    assert 0.75 < within(300) < 0.98
-
-
-def test_bad_rate_injects_malformed_messages_only():
-    clean = first(3000, seed=3)
-    noisy = first(3200, seed=3, bad_rate=0.05)
-    good, bad = [], []
-    for topic, ev in noisy:
-        try:
-            if isinstance(ev, bytes):
-                events.decode_and_validate(topic, ev, FAR_FUTURE)
-            else:
-                events.VALIDATORS[topic](ev, FAR_FUTURE)
-            good.append((topic, ev))
-        except errors.Rejected:
-            bad.append((topic, ev))
-    assert 80 < len(bad) < 250
-    assert any(isinstance(ev, bytes) for _, ev in bad)
-    assert good[:2800] == clean[:2800]  # the valid stream is unchanged
+from connectors.simulate import default_start
+from contract import topics
 
 
 def test_default_start_keeps_simulated_time_behind_the_wall_clock():
@@ -241,3 +26,84 @@ def test_dry_run_cli(capsysbinary):
     assert lines and all(line["topic"] in topics.INPUT_TOPICS for line in lines)
     values = [line["value"] for line in lines if "value" in line]
     assert min(v["ts"] for v in values if isinstance(v.get("ts"), int)) >= 1717207200000
+
+
+def dry_run(capsysbinary, *args) -> list[dict]:
+    assert simulate.main(["--dry-run", "--start", "2024-06-01T07:00:00+08:00", *args]) == 0
+    return [orjson.loads(x) for x in capsysbinary.readouterr().out.splitlines() if x]
+
+
+def test_the_demo_sends_no_status_unless_asked(capsysbinary):
+    plain = dry_run(capsysbinary, "--duration", "900")
+    assert {line["topic"] for line in plain} == {topics.CALLS, topics.GPS, topics.ALERTS}
+    healthy = dry_run(capsysbinary, "--duration", "900", "--health")
+    assert topics.STATUS in {line["topic"] for line in healthy}
+    assert [x for x in healthy if x["topic"] == topics.CALLS] == [x for x in plain if x["topic"] == topics.CALLS]
+
+
+def test_the_marathon_scenario(capsysbinary):
+    lines = dry_run(capsysbinary, "--scenario", "marathon", "--duration", "900", "--units", "80")
+    topics_seen = {line["topic"] for line in lines}
+    assert topics_seen == set(topics.INPUT_TOPICS)
+    units = {x["value"]["unit_id"] for x in lines if x["topic"] == topics.GPS}
+    assert len(units) == 80 and all(u.startswith("LZ-") for u in units)
+    off = dry_run(capsysbinary, "--scenario", "marathon", "--duration", "900", "--no-health")
+    assert topics.STATUS not in {line["topic"] for line in off}
+
+
+def test_write_zones_writes_the_scenarios_file(tmp_path, capsys):
+    from contract.settings import DEMO_ZONES
+
+    from connectors.scenario.marathon import MARATHON_ZONES
+
+    assert simulate.main(["--write-zones", str(tmp_path / "d.geojson")]) == 0
+    assert simulate.main(["--scenario", "marathon", "--write-zones", str(tmp_path / "m.geojson")]) == 0
+    assert (tmp_path / "d.geojson").read_bytes() == DEMO_ZONES.read_bytes()
+    assert (tmp_path / "m.geojson").read_bytes() == MARATHON_ZONES.read_bytes()
+
+
+def test_bad_parameters_are_refused_before_anything_is_sent(capsys):
+    assert simulate.main(["--dry-run", "--duration", "5", "--units", "0"]) == 2
+    assert "units must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        simulate.main(["--scenario", "moon"])
+
+
+class FakeProducer:
+    """Stands in for EventProducer (`async with`): records the topics it checks and what it sends."""
+
+    made: list["FakeProducer"] = []
+
+    def __init__(self, settings):
+        self.checked, self.sent = None, []
+        FakeProducer.made.append(self)
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        return None
+
+    async def ensure_topics(self, names):
+        self.checked = tuple(names)
+
+    async def send(self, topic, rec):
+        self.sent.append(topic)
+
+    def check(self):
+        pass
+
+
+@pytest.mark.parametrize("args,expect", [
+    ([], (topics.CALLS, topics.GPS, topics.ALERTS)),          # the demo needs no camera.status topic
+    (["--health"], topics.INPUT_TOPICS),
+    (["--scenario", "marathon"], topics.INPUT_TOPICS),
+])
+def test_only_the_topics_a_run_uses_must_exist(monkeypatch, capsys, args, expect):
+    from connectors import producer
+
+    monkeypatch.setattr(producer, "EventProducer", FakeProducer)
+    FakeProducer.made.clear()
+    assert simulate.main(["--max", "--duration", "120", "--quiet", *args]) == 0
+    (p,) = FakeProducer.made
+    assert p.checked == expect and set(p.sent) <= set(expect) and p.sent

@@ -26,9 +26,9 @@ from contract.events import decode_and_validate
 MAX_TS = 1_900_000_000_000  # 2030-03-17: a fixed host clock + tolerance
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FIELDS = ["call_id", "unit_id", "alert_id", "camera_id", "ts", "lat", "lon", "category", "priority", "type",
-          "confidence", "severity", "status", "kind", "speed", "heading", "caller", "text", "lang"]
+          "confidence", "severity", "status", "kind", "speed", "heading", "caller", "text", "lang", "online"]
 VALIDATOR = {topics.CALLS: events.validate_call, topics.GPS: events.validate_gps,
-             topics.ALERTS: events.validate_alert}
+             topics.ALERTS: events.validate_alert, topics.STATUS: events.validate_status}
 topic_names = st.sampled_from(topics.INPUT_TOPICS)
 
 
@@ -52,6 +52,7 @@ VALID_RAW = {
     topics.GPS: b'{"unit_id":"u1","ts":"2023-06-11T07:30:00+08:00","lat":34.7,"lon":113.6,"speed":3.5}',
     topics.ALERTS: b'{"alert_id":"a1","camera_id":"cam","ts":1686440000000,"lat":34.7,"lon":113.6,'
                      b'"type":"fight","confidence":0.9}',
+    topics.STATUS: b'{"camera_id":"cam","ts":1686440000000,"lat":34.7,"lon":113.6,"online":false}',
 }
 
 
@@ -193,6 +194,12 @@ def valid_event(draw, topic=None):
             raw["speed"], norm["speed"] = speed, float(speed)
         if heading is not None:
             raw["heading"], norm["heading"] = heading, float(heading)
+    elif topic == topics.STATUS:
+        raw["camera_id"] = norm["camera_id"] = draw(ids)
+        online = draw(opt(st.booleans()))
+        if online is not None or draw(st.booleans()):
+            raw["online"] = online
+        norm["online"] = online is not False
     else:
         typ = draw(st.sampled_from(sorted(events.ALERT_TYPES)) | free_text)
         conf = draw(st.floats(0, 1) | st.sampled_from([0, 1]))
@@ -223,7 +230,8 @@ def test_valid_events_are_accepted_normalised_and_idempotent(case, encoding):
 # --- (d) one required field made bad -----------------------------------------------------------
 REQUIRED = {topics.CALLS: ["call_id", "ts", "lat", "lon", "category", "priority"],
             topics.GPS: ["unit_id", "ts", "lat", "lon"],
-            topics.ALERTS: ["alert_id", "camera_id", "ts", "lat", "lon", "type", "confidence"]}
+            topics.ALERTS: ["alert_id", "camera_id", "ts", "lat", "lon", "type", "confidence"],
+            topics.STATUS: ["camera_id", "ts", "lat", "lon"]}
 ABSENT = object()
 not_str = st.none() | st.booleans() | st.integers() | st.floats() | st.lists(st.integers(), max_size=2) \
     | st.dictionaries(st.text(max_size=3), st.integers(), max_size=2)
