@@ -19,7 +19,7 @@ COMMANDS = {
     "replay": "connectors.replay",
     "simulate": "connectors.simulate",
     "watch": "zonewatch.watch",
-    "gateway": "zonewatch.gateway",
+    "gateway": "gateway.app",
 }
 
 
