@@ -28,7 +28,13 @@ A client whose queue is full is marked "resync needed": its queue is emptied, fu
 dropped for it, and its writer next sends `resync` and a fresh `snapshot`. A slow or stuck client
 therefore costs one bounded queue and one socket buffer, never slows the reader, the pipeline or
 the other clients: 200 clients cost 200 queues, one reading Redis connection and a small shared
-pool (16) for snapshots, catch-ups and REST calls.
+pool (15) for snapshots, catch-ups and REST calls.
+
+Limits (docs/SECURITY.md): a connection must send its complete request head within
+--header-timeout (10 s) of connecting or of its last response, is closed after --keepalive (5 s)
+idle, and is dropped when its client stops reading for --write-timeout (30 s); at most
+--max-connections (1000) are open. Tokens need 16 characters or more and are masked in every log
+line. WebSocket client messages are limited to 4 KiB (the gateway needs none).
 """
 from __future__ import annotations
 
@@ -42,13 +48,18 @@ from pathlib import Path
 from contract.errors import ConfigError, ZonewatchError
 from contract.security import redacted_url
 from contract.settings import Settings
-from gateway.feed import DEFAULT_HEARTBEAT_S, DEFAULT_QUEUE
+from gateway.feed import DEFAULT_HEARTBEAT_S, DEFAULT_QUEUE, READ_BLOCK_MS, READER_TIMEOUT_MARGIN_S
 from gateway.stats import DEFAULT_WORKER_METRICS
 
 log = logging.getLogger("zonewatch.gateway")
 
 STATIC_DIR = Path(__file__).parent / "static"
 REDIS_POOL = 16               # Redis connections per gateway process (one is the reader's)
+#: the connection limits: flag, ZONEWATCH_GATEWAY_* variable, Limits field (defaults in gateway/server.py)
+LIMIT_OPTIONS = (("--header-timeout", "ZONEWATCH_GATEWAY_HEADER_TIMEOUT_S", "header_timeout_s", float),
+                 ("--keepalive", "ZONEWATCH_GATEWAY_KEEPALIVE_S", "keepalive_s", float),
+                 ("--write-timeout", "ZONEWATCH_GATEWAY_WRITE_TIMEOUT_S", "write_timeout_s", float),
+                 ("--max-connections", "ZONEWATCH_GATEWAY_MAX_CONNECTIONS", "max_connections", int))
 
 
 def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), worker_metrics=(),
@@ -71,13 +82,20 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
 
     tokens = Tokens(settings.gateway_tokens, insecure)
     zones = load_zones(settings.zones)
-    # A bounded pool: the reader holds one connection (XREAD BLOCK); snapshots, catch-ups and REST
-    # calls share the rest, and a burst of connecting clients waits for a free one instead of
-    # opening a connection each.
-    pool = aioredis.BlockingConnectionPool.from_url(settings.redis, max_connections=REDIS_POOL, timeout=30,
+    # A bounded pool: snapshots, catch-ups and REST calls share it, and a burst of connecting clients
+    # waits for a free connection instead of opening one each; every call on it is bounded by
+    # redis-py's socket timeout (5 s unless the URL says otherwise).
+    pool = aioredis.BlockingConnectionPool.from_url(settings.redis, max_connections=REDIS_POOL - 1, timeout=30,
                                                     health_check_interval=30)
     redis = aioredis.Redis.from_pool(pool)
-    hub = Hub(redis, queue_size=queue_size, heartbeat_s=heartbeat_s)
+    # The reader's own connection: XREAD BLOCK waits up to READ_BLOCK_MS for an answer, so its socket
+    # timeout must be longer, or an idle feed would end every read in a timeout.
+    reader_pool = aioredis.BlockingConnectionPool.from_url(settings.redis, max_connections=1, timeout=30,
+                                                           health_check_interval=30)
+    reader_pool.connection_kwargs["socket_timeout"] = max(reader_pool.connection_kwargs.get("socket_timeout") or 0,
+                                                          READ_BLOCK_MS / 1000 + READER_TIMEOUT_MARGIN_S)
+    reader = aioredis.Redis.from_pool(reader_pool)
+    hub = Hub(redis, queue_size=queue_size, heartbeat_s=heartbeat_s, reader=reader)
     context = Context(settings=settings, tokens=tokens, redis=redis, hub=hub,
                       stats=WorkerStats(list(worker_metrics) or [DEFAULT_WORKER_METRICS]),
                       geojson=orjson.dumps(zones_geojson(zones)), zone_count=len(zones),
@@ -95,6 +113,7 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
         finally:
             await hub.stop()
             await redis.aclose()
+            await reader.aclose()
 
     routes = [
         Route("/", rest.wall),
@@ -145,14 +164,43 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"updates a client may lag before it is told to resync (default {DEFAULT_QUEUE})")
     p.add_argument("--heartbeat", type=float, default=DEFAULT_HEARTBEAT_S, metavar="S",
                    help=f"seconds between heartbeat comments (default {DEFAULT_HEARTBEAT_S:.0f})")
+    from gateway.server import Limits
+
+    helps = {"header_timeout_s": "seconds a connection may take to send a complete request head, from connect "
+                                 "and after each response",
+             "keepalive_s": "seconds an idle connection is kept between requests",
+             "write_timeout_s": "seconds a client may stop reading before its connection is dropped",
+             "max_connections": "open connections at most; more get 503 at once"}
+    for flag, env, field, kind in LIMIT_OPTIONS:
+        p.add_argument(flag, type=kind, default=None, metavar="N" if kind is int else "S",
+                       help=f"{helps[field]} (default {env} or {getattr(Limits, field):g})")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
-    p.add_argument("--access-log", action="store_true", help="log every request")
+    p.add_argument("--access-log", action="store_true", help="log every request (tokens masked)")
     p.set_defaults(func=run)
     return p
 
 
+def limits_from(args: argparse.Namespace):
+    """The connection limits: each flag, else its ZONEWATCH_GATEWAY_* variable, else the default."""
+    from gateway.server import Limits
+
+    values = {}
+    for flag, env, field, kind in LIMIT_OPTIONS:
+        value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
+        if value is None and os.environ.get(env, "").strip():
+            try:
+                value = kind(os.environ[env])
+            except ValueError:
+                raise ConfigError(f"{env}={os.environ[env]!r} is not a {'whole ' if kind is int else ''}number") from None
+        if value is not None:
+            values[field] = value
+    limits = Limits(**values)
+    limits.check()
+    return limits
+
+
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
+    from gateway.server import check_fd_limit, server
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -160,6 +208,8 @@ def run(args: argparse.Namespace) -> int:
         settings.check()
         if args.client_queue < 1 or args.heartbeat <= 0:
             raise ConfigError("--client-queue must be >= 1 and --heartbeat > 0")
+        limits = limits_from(args)
+        check_fd_limit(limits.max_connections)
         metrics_urls = args.worker_metrics or [
             u.strip() for u in os.environ.get("ZONEWATCH_WORKER_METRICS", DEFAULT_WORKER_METRICS).split(",")
             if u.strip()]
@@ -172,11 +222,10 @@ def run(args: argparse.Namespace) -> int:
         log.warning("--insecure ignored: ZONEWATCH_GATEWAY_TOKENS is set")
     elif args.insecure:
         log.warning("serving WITHOUT tokens (--insecure)")
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
-                            access_log=args.access_log, lifespan="on", timeout_graceful_shutdown=2,
-                            ws_ping_interval=20.0, server_header=False)
-    server = uvicorn.Server(config)
-    log.info("gateway on http://%s:%d/ (Redis %s, zones %s)", args.host, args.port, redacted_url(settings.redis),
-             settings.zones)
-    server.run()
+    srv = server(app, host=args.host, port=args.port, limits=limits, log_level=args.log_level,
+                 access_log=args.access_log)
+    log.info("gateway on http://%s:%d/ (Redis %s, zones %s); limits: request head within %gs, keep-alive %gs, "
+             "write timeout %gs, %d connections", args.host, args.port, redacted_url(settings.redis), settings.zones,
+             limits.header_timeout_s, limits.keepalive_s, limits.write_timeout_s, limits.max_connections)
+    srv.run()
     return 0

@@ -9,11 +9,20 @@ from collections.abc import Iterable
 
 from contract.errors import ConfigError
 
+#: shortest accepted token: 16 characters of `secrets.token_urlsafe` are 96 random bits
+MIN_TOKEN_LENGTH = 16
+
 
 class Tokens:
     """The accepted tokens; `insecure` (no tokens at all) only when none are configured."""
 
     def __init__(self, tokens: Iterable[str], insecure: bool = False):
+        tokens = list(tokens)
+        short = [f"#{i} has {len(t)}" for i, t in enumerate(tokens, 1) if len(t) < MIN_TOKEN_LENGTH]
+        if short:   # never name the token itself: this message goes to logs
+            raise ConfigError(f"ZONEWATCH_GATEWAY_TOKENS: every token needs at least {MIN_TOKEN_LENGTH} characters; "
+                              f"token {', '.join(short)} (make one with: python3 -c "
+                              "'import secrets; print(secrets.token_urlsafe(24))')")
         self._tokens = [t.encode() for t in tokens]
         self.insecure = insecure and not self._tokens   # tokens, when configured, are always required
         if not self._tokens and not self.insecure:

@@ -25,10 +25,13 @@ log = logging.getLogger("zonewatch.gateway")
 DEFAULT_QUEUE = 1000          # entries a client may be behind before it is told to resync
 DEFAULT_HEARTBEAT_S = 15.0
 READ_BLOCK_MS = 5000          # XREAD BLOCK; on each timeout the reader checks for a recreated stream
+READER_TIMEOUT_MARGIN_S = 5.0  # the reader's socket timeout is BLOCK + this: an idle feed is no error
 READ_COUNT = 1000
 CATCHUP_PAGE = 500            # XRANGE page size when a client resumes with Last-Event-ID
 MAX_BATCH = 500               # queue items a writer sends in one socket write
-ID_RE = re.compile(r"^\d{1,20}-\d{1,20}$")
+# ASCII digits only (`\d` would take any Unicode digit); each part a 64-bit unsigned integer as in Redis
+ID_RE = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+ID_PART_MAX = 2**64 - 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -43,12 +46,17 @@ def id_key(stream_id: str | bytes) -> tuple[int, int]:
 
 
 def parse_last_event_id(raw: str | None) -> str | None:
-    """None when absent; ValueError when it is not a stream id (`<ms>-<seq>`)."""
-    if raw is None or raw.strip() == "":
+    """None when absent; ValueError unless it is a stream id `<ms>-<seq>` of ASCII digits with
+    each part within 64 bits (what Redis accepts)."""
+    if raw is None:
         return None
-    raw = raw.strip()
-    if not ID_RE.match(raw):
-        raise ValueError(f"Last-Event-ID {raw[:60]!r} is not a zw:zone-updates id like 1686440000000-0")
+    raw = raw.strip(" \t")
+    if raw == "":
+        return None
+    m = ID_RE.fullmatch(raw)
+    if m is None or int(m[1]) > ID_PART_MAX or int(m[2]) > ID_PART_MAX:
+        raise ValueError(f"Last-Event-ID {raw[:60]!r} is not a zw:zone-updates id like 1686440000000-0 "
+                         f"(two parts of ASCII digits, each at most {ID_PART_MAX})")
     return raw
 
 
@@ -102,6 +110,7 @@ class IncidentEntry(Entry):
 
 RESYNC = object()   # queue sentinel: the client fell behind
 PING = object()     # queue sentinel: heartbeat
+CLOSED = object()   # queue sentinel: the client is gone; its writer stops
 
 
 @dataclass
@@ -124,7 +133,7 @@ class Trimmed:
 class Subscriber:
     """A connected client: a bounded queue filled by the reader, drained by the client's writer."""
 
-    __slots__ = ("queue", "resync", "reason", "mark", "inc_mark", "transport")
+    __slots__ = ("queue", "resync", "reason", "mark", "inc_mark", "transport", "closed")
 
     def __init__(self, maxsize: int, transport: str):
         self.queue: asyncio.Queue = asyncio.Queue(maxsize)
@@ -133,6 +142,18 @@ class Subscriber:
         self.mark: tuple[int, int] = (0, 0)  # id of the newest update this client has been given
         self.inc_mark: tuple[int, int] = (0, 0)  # the same for zw:incident-updates
         self.transport = transport
+        self.closed = False             # unregistered: its writer must stop at its next step
+
+    def close(self) -> None:
+        """Mark the client gone and wake its writer if it waits on the queue (it also stops when
+        its cancellation was lost, e.g. swallowed inside a Redis call)."""
+        self.closed = True
+        while True:
+            try:
+                self.queue.put_nowait(CLOSED)
+                return
+            except asyncio.QueueFull:
+                self.queue.get_nowait()
 
     def offer(self, entry: Entry | IncidentEntry) -> None:
         """Called by the reader for every entry; never blocks, never awaits."""
@@ -163,8 +184,10 @@ class Subscriber:
 class Hub:
     """The shared reader of zw:zone-updates and the set of connected clients."""
 
-    def __init__(self, redis, queue_size: int = DEFAULT_QUEUE, heartbeat_s: float = DEFAULT_HEARTBEAT_S):
-        self.redis = redis
+    def __init__(self, redis, queue_size: int = DEFAULT_QUEUE, heartbeat_s: float = DEFAULT_HEARTBEAT_S,
+                 reader=None):
+        self.redis = redis                 # the shared pool: snapshots, catch-ups, REST
+        self.reader = reader or redis      # the reader's own connection (socket timeout > XREAD BLOCK)
         self.queue_size = queue_size
         self.yield_every = max(1, queue_size // 4)
         self.heartbeat_s = heartbeat_s
@@ -188,7 +211,8 @@ class Hub:
     async def stop(self) -> None:
         for t in self._tasks:
             t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:  # bounded: a cancellation swallowed inside a Redis call must not hold up the shutdown
+            await asyncio.wait(self._tasks, timeout=2.0)
 
     # client registry
     def register(self, transport: str) -> Subscriber:
@@ -198,6 +222,8 @@ class Hub:
         return sub
 
     def unregister(self, sub: Subscriber) -> None:
+        """Forget the client; idempotent. Its writer stops at its next step."""
+        sub.close()
         if sub in self.subs:
             self.subs.discard(sub)
             CLIENTS.labels(sub.transport).dec()
@@ -206,7 +232,7 @@ class Hub:
     async def _top_id(self, stream: str = keys.ZONE_UPDATES) -> str:
         """last-generated-id of the stream ("0-0" when it does not exist)."""
         try:
-            info = await self.redis.xinfo_stream(stream)
+            info = await self.reader.xinfo_stream(stream)
         except Exception as exc:
             if "no such key" in str(exc).lower():
                 return "0-0"
@@ -225,7 +251,7 @@ class Hub:
                     self.last_id = await self._top_id()
                     self.inc_last_id = await self._top_id(keys.INCIDENT_UPDATES)
                 self.reading = True
-                resp = await self.redis.xread({keys.ZONE_UPDATES: self.last_id,
+                resp = await self.reader.xread({keys.ZONE_UPDATES: self.last_id,
                                                keys.INCIDENT_UPDATES: self.inc_last_id},
                                               count=READ_COUNT, block=READ_BLOCK_MS)
                 delay = 0.2
@@ -333,8 +359,6 @@ class Hub:
             pipe.xrange(keys.ZONE_UPDATES, f"({start}", "+", count=CATCHUP_PAGE)
             pipe.xinfo_stream(keys.ZONE_UPDATES)  # after the XRANGE: trimming only moves forward
             entries, info = await pipe.execute(raise_on_error=False)
-            if isinstance(entries, Exception):
-                raise entries
             skey = id_key(start)
             if isinstance(info, Exception):
                 if "no such key" not in str(info).lower():
@@ -361,6 +385,8 @@ class Hub:
             if trimmed is not None:
                 yield Trimmed(trimmed)
                 return
+            if isinstance(entries, Exception):
+                raise entries
             first = False
             if not entries:
                 return
@@ -373,7 +399,8 @@ class Hub:
 
     async def messages(self, sub: Subscriber, last_id: str | None):
         """The feed for one client as batches of ("snapshot", Snapshot) / ("resync", reason) /
-        ("zone", Entry) / ("ping", None). The client must be registered before this starts."""
+        ("zone", Entry) / ("ping", None). The client must be registered before this starts; the
+        feed ends once the client is unregistered (`sub.closed`), whatever it was awaiting."""
         if last_id is None:
             yield [("snapshot", await self.snapshot(sub)), ("incidents", await self.incidents(sub))]
         else:
@@ -387,7 +414,7 @@ class Hub:
                     break
                 yield [("zone", e) for e in batch]
         queue = sub.queue
-        while True:
+        while not sub.closed:
             items = [await queue.get()]
             while len(items) < MAX_BATCH:
                 try:
@@ -396,6 +423,8 @@ class Hub:
                     break
             out = []
             for it in items:
+                if it is CLOSED or sub.closed:
+                    return
                 if it is RESYNC:
                     out.append(("resync", sub.reason))
                     out.append(("snapshot", await self.snapshot(sub)))

@@ -19,6 +19,9 @@ from gateway.metrics import REGISTRY
 
 MAX_RADIUS_M = 100_000.0
 MAX_UNITS = 10_000
+#: Redis GEO indexes latitudes up to ±85.05112878 (Web Mercator); no unit can be stored beyond, and
+#: GEOSEARCH refuses a centre there, so such a `near` is the client's error (400), not Redis' (503)
+GEO_LAT_LIMIT = 85.05112878
 
 
 def protected(handler):
@@ -97,6 +100,9 @@ async def units(request: Request):
         return error(400, "near=LAT,LON is required; radius (metres) and limit must be numbers")
     if not (-90 <= lat <= 90 and -180 <= lon <= 180) or not math.isfinite(lat + lon):
         return error(400, "near: lat must be -90..90 and lon -180..180")
+    if abs(lat) > GEO_LAT_LIMIT:
+        return error(400, f"near: lat must be within ±{GEO_LAT_LIMIT} (the range of Redis GEO; no unit can be "
+                          "stored beyond it)")
     if not (0 < radius <= MAX_RADIUS_M) or not 1 <= limit <= MAX_UNITS:
         return error(400, f"radius must be in (0, {MAX_RADIUS_M:.0f}] metres and limit 1..{MAX_UNITS}")
     found = await ctx(request).redis.geosearch(keys.UNITS, longitude=lon, latitude=lat, radius=radius, unit="m",
