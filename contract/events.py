@@ -305,26 +305,84 @@ def to_epoch_ms(dt: datetime) -> int:
 # The key, also with any of its letters written as a JSON \u escape ("call\u0065r" is "caller").
 _CALLER_KEY = b"".join(b"(?:" + bytes([c]) + b"|\\\\u00" + f"{c:02x}".encode().replace(b"c", b"[cC]") + b")"
                        for c in b"caller")
-# a quoted value, or an unterminated one running to the end of a cut message; or a wrongly typed
-# one: a bare word or number, or a list / object up to its first closing bracket (that holds
-# its first scalar)
-_CALLER_FIELD = re.compile(rb'"' + _CALLER_KEY + rb'"\s*:\s*(?:"((?:[^"\\]|\\.)*)(?:"|$)'
-                           rb'|([^\s"\[{,}\]][^,}\]]*|\[[^\]]*\]?|\{[^}]*\}?))')
+_CALLER_FIELD = re.compile(rb'"' + _CALLER_KEY + rb'"\s*:\s*')
+_OPEN, _CLOSE = b"[{", b"]}"
+
+
+def _value_end(raw: bytes, i: int) -> int:
+    """Where the JSON value starting at raw[i] ends (exclusive), for a possibly broken message: a
+    string to its closing quote; an array or object to its matching bracket at any depth (brackets
+    inside strings and mismatched closers do not count); anything else (a wrongly typed bare word
+    or number) up to the next `,`, `}` or `]`. A value cut off runs to the end of the message."""
+    n = len(raw)
+    if i >= n:
+        return n
+    c = raw[i]
+    if c == 0x22:  # "
+        j = i + 1
+        while j < n:
+            b = raw[j]
+            if b == 0x5C:  # backslash: skip the escaped byte
+                j += 2
+            elif b == 0x22:
+                return j + 1
+            else:
+                j += 1
+        return n
+    if c in _OPEN:
+        stack = []
+        j = i
+        while j < n:
+            b = raw[j]
+            if b == 0x22:
+                j = _value_end(raw, j)
+                continue
+            if b in _OPEN:
+                stack.append(_CLOSE[_OPEN.index(b)])
+            elif stack and b == stack[-1]:
+                stack.pop()
+                if not stack:
+                    return j + 1
+            j += 1
+        return n
+    j = i
+    while j < n and raw[j] not in b",}]":
+        j += 1
+    return j
 
 
 def redact_callers(raw: bytes, secret: bytes) -> bytes:
     """Replace every `"caller": ...` in a raw (possibly broken) message by its `caller_ref`,
-    so rejected calls do not carry phone numbers into the dead-letter topic (CONTRACT §6)."""
+    so rejected calls do not carry phone numbers into the dead-letter topic (CONTRACT §6).
+
+    Every spelling of the key (letters as JSON \\u escapes), at any place in the message, and its
+    whole value whatever its type: a string, a bare word or number, or an array or object nested to
+    any depth (its ref is then the HMAC of the value's text)."""
     if b"caller" not in raw and b"\\u00" not in raw:
         return raw
-
-    def sub(m: re.Match) -> bytes:
-        if not secret:
-            return b'"caller_ref":null'
-        number = (m.group(1) if m.group(1) is not None else m.group(2)).decode("utf-8", "replace")
-        return b'"caller_ref":"' + caller_ref(number, secret).encode() + b'"'
-
-    return _CALLER_FIELD.sub(sub, raw)
+    out = []
+    pos = 0
+    while True:
+        m = _CALLER_FIELD.search(raw, pos)
+        if m is None:
+            break
+        start = m.end()
+        end = _value_end(raw, start)
+        value = raw[start:end]
+        if value[:1] == b'"':
+            number, keep = value[1:-1] if len(value) > 1 and value.endswith(b'"') else value[1:], b""
+        else:
+            stripped = value.rstrip()
+            number, keep = stripped, value[len(stripped):]
+        out.append(raw[pos:m.start()])
+        if secret:
+            out.append(b'"caller_ref":"' + caller_ref(number.decode("utf-8", "replace"), secret).encode() + b'"')
+        else:
+            out.append(b'"caller_ref":null')
+        out.append(keep)
+        pos = end
+    out.append(raw[pos:])
+    return b"".join(out)
 
 
 def deadletter_key(key: bytes | None) -> bytes | None:

@@ -22,7 +22,7 @@ COMMANDS = {
     "replay": "connectors.replay",
     "simulate": "connectors.simulate",
     "watch": "zonewatch.watch",
-    "gateway": "zonewatch.gateway",
+    "gateway": "gateway.app",
 }
 
 

@@ -22,7 +22,8 @@ from contract import topics
 
 pytestmark = pytest.mark.integration
 
-TOKEN = "test-token"
+TOKEN = "test-token-0123456789"
+SECOND_TOKEN = "second-token-0123456789"  # tokens need 16 characters or more
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 STREAM = "zw:zone-updates"
 
@@ -34,7 +35,7 @@ class GatewayProcess:
         self.dep, self.extra = dep, tuple(extra)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = dict(dep.env, ZONEWATCH_GATEWAY_TOKENS=f"{TOKEN},second-token")
+        self.env = dict(dep.env, ZONEWATCH_GATEWAY_TOKENS=f"{TOKEN},{SECOND_TOKEN}")
         if worker_port:
             self.env["ZONEWATCH_WORKER_METRICS"] = f"http://127.0.0.1:{worker_port}/metrics"
         self.log = REPO / ".stack" / "test" / f"gateway-{dep.settings.app_id}-{self.port}.log"
@@ -332,7 +333,7 @@ def test_tokens_required_except_healthz_and_wall(live):
             assert r.headers["www-authenticate"].startswith("Bearer")
     # ?token= is for /stream only
     assert gw.get("/zones", headers={}, params={"token": TOKEN}).status_code == 401
-    assert gw.get("/zones", headers={"Authorization": "Bearer second-token"}).status_code == 200
+    assert gw.get("/zones", headers={"Authorization": f"Bearer {SECOND_TOKEN}"}).status_code == 200
     assert gw.get("/healthz", headers={}).json()["redis"] is True
     wall = gw.get("/", headers={})
     assert wall.status_code == 200 and "<svg" in wall.text      # static page, no data in it
@@ -461,8 +462,10 @@ def test_trimmed_last_event_id_gets_resync_and_snapshot(live):
 
 def test_stuck_client_does_not_hold_back_others_or_the_pipeline(live):
     dep, _ = live
-    # a second gateway with a smaller per-client queue (200 updates instead of 1000)
-    gw = GatewayProcess(dep, extra=("--client-queue", "200"))
+    # a second gateway with a smaller per-client queue (200 updates instead of 1000), and a write
+    # timeout longer than this test: the stuck client reads again at its end (a client that stops
+    # reading for --write-timeout is dropped: test_gateway_hostile.py)
+    gw = GatewayProcess(dep, extra=("--client-queue", "200", "--write-timeout", "300"))
     stuck = socket.socket()
     fast = None
     try:  # (GatewayProcess stops its process itself when it cannot start)

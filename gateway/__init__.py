@@ -1,0 +1,16 @@
+"""The gateway: Redis -> wall displays and tools over HTTP, Server-Sent Events and WebSocket
+(CONTRACT §9). Reads Redis only; imports nothing of `streams`.
+
+    app.py      the Starlette app, its routes and `zonewatch gateway` (add_parser / run)
+    context.py  what every handler shares (tokens, Redis, the hub, the zones file, the wall page)
+    auth.py     bearer and `?token=` tokens
+    rest.py     the request/response endpoints (/zones, /units, /incidents, /stats, ...)
+    live.py     the two live endpoints, /stream (SSE) and /ws, one writer per client
+    feed.py     the hub: one reader of zw:zone-updates fanning out to bounded client queues,
+                snapshots, resume and resync, SSE and WebSocket framing
+    stats.py    the workers' e2e latency for the wall's badge (scraped /metrics)
+    metrics.py  the gateway's own /metrics
+    openapi.py  /openapi.json
+    promtext.py the one Prometheus text reader (the wall's badge, `zonewatch watch`, the bench)
+    static/     the wall page
+"""

@@ -1,0 +1,231 @@
+"""`zonewatch gateway` — the HTTP / Server-Sent Events gateway and the wall page (CONTRACT §9).
+
+    ZONEWATCH_GATEWAY_TOKENS=secret1,secret2 zonewatch gateway --port 8080
+    open http://127.0.0.1:8080/?token=secret1
+
+Starlette on uvicorn, redis.asyncio for Redis. Endpoints (all but `/healthz`, `/metrics` and the
+static wall page need `Authorization: Bearer <token>`; `/stream` and `/ws` also take `?token=`):
+
+  GET /zones                 all zone states (JSON array of CONTRACT §3 documents)
+  GET /zones/{id}            one zone state, 404 if Redis has none for that id
+  GET /zones.geojson         the zones file (ZONEWATCH_ZONES) with every feature's id at top level
+  GET /units?near=LAT,LON&radius=M[&limit=N]   units of zw:units within M metres, nearest first
+  GET /incidents             open incidents (zw:incidents), oldest call first
+  GET /stream                Server-Sent Events: `snapshot`, then one `zone` event per zw:zone-updates
+                             entry; resumable with Last-Event-ID (header or ?last_event_id=);
+                             `resync` + a fresh `snapshot` when the id was trimmed or the client fell
+                             too far behind. Besides: `incidents` (all open incidents) after every
+                             snapshot or resume, then one `incident` event per zw:incident-updates
+                             entry; these carry no `id:`, so Last-Event-ID stays a zone-updates id
+  WS  /ws                    the same feed as JSON messages over a WebSocket
+  GET /stats                 the worker's e2e latency (p50/p99 over the last 30 s, scraped from its
+                             /metrics), connected clients, the stream's time zone
+  GET /healthz  /metrics  /openapi.json  /  (the wall)
+
+Fan-out: ONE task per gateway process reads zw:zone-updates with XREAD BLOCK and puts each entry
+(encoded once, shared by every client) into each client's bounded queue without awaiting anyone.
+A client whose queue is full is marked "resync needed": its queue is emptied, further entries are
+dropped for it, and its writer next sends `resync` and a fresh `snapshot`. A slow or stuck client
+therefore costs one bounded queue and one socket buffer, never slows the reader, the pipeline or
+the other clients: 200 clients cost 200 queues, one reading Redis connection and a small shared
+pool (15) for snapshots, catch-ups and REST calls.
+
+Limits (docs/SECURITY.md): a connection must send its complete request head within
+--header-timeout (10 s) of connecting or of its last response, is closed after --keepalive (5 s)
+idle, and is dropped when its client stops reading for --write-timeout (30 s); at most
+--max-connections (1000) are open. Tokens need 16 characters or more and are masked in every log
+line. WebSocket client messages are limited to 4 KiB (the gateway needs none).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+from pathlib import Path
+
+from contract.errors import ConfigError, ZonewatchError
+from contract.security import redacted_url
+from contract.settings import Settings
+from gateway.feed import DEFAULT_HEARTBEAT_S, DEFAULT_QUEUE, READ_BLOCK_MS, READER_TIMEOUT_MARGIN_S
+from gateway.stats import DEFAULT_WORKER_METRICS
+
+log = logging.getLogger("zonewatch.gateway")
+
+STATIC_DIR = Path(__file__).parent / "static"
+REDIS_POOL = 16               # Redis connections per gateway process (one is the reader's)
+#: the connection limits: flag, ZONEWATCH_GATEWAY_* variable, Limits field (defaults in gateway/server.py)
+LIMIT_OPTIONS = (("--header-timeout", "ZONEWATCH_GATEWAY_HEADER_TIMEOUT_S", "header_timeout_s", float),
+                 ("--keepalive", "ZONEWATCH_GATEWAY_KEEPALIVE_S", "keepalive_s", float),
+                 ("--write-timeout", "ZONEWATCH_GATEWAY_WRITE_TIMEOUT_S", "write_timeout_s", float),
+                 ("--max-connections", "ZONEWATCH_GATEWAY_MAX_CONNECTIONS", "max_connections", int))
+
+
+def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), worker_metrics=(),
+               queue_size: int = DEFAULT_QUEUE, heartbeat_s: float = DEFAULT_HEARTBEAT_S):
+    """The Starlette app of one gateway; its context is `app.state.gw`."""
+    import orjson
+    import redis.asyncio as aioredis
+    from redis.exceptions import RedisError
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.middleware.cors import CORSMiddleware
+    from starlette.routing import Route, WebSocketRoute
+
+    from contract.zones import load_zones, zones_geojson
+    from gateway import live, openapi, rest
+    from gateway.auth import Tokens
+    from gateway.context import Context
+    from gateway.feed import Hub
+    from gateway.stats import WorkerStats
+
+    tokens = Tokens(settings.gateway_tokens, insecure)
+    zones = load_zones(settings.zones)
+    # A bounded pool: snapshots, catch-ups and REST calls share it, and a burst of connecting clients
+    # waits for a free connection instead of opening one each; every call on it is bounded by
+    # redis-py's socket timeout (5 s unless the URL says otherwise).
+    pool = aioredis.BlockingConnectionPool.from_url(settings.redis, max_connections=REDIS_POOL - 1, timeout=30,
+                                                    health_check_interval=30)
+    redis = aioredis.Redis.from_pool(pool)
+    # The reader's own connection: XREAD BLOCK waits up to READ_BLOCK_MS for an answer, so its socket
+    # timeout must be longer, or an idle feed would end every read in a timeout.
+    reader_pool = aioredis.BlockingConnectionPool.from_url(settings.redis, max_connections=1, timeout=30,
+                                                           health_check_interval=30)
+    reader_pool.connection_kwargs["socket_timeout"] = max(reader_pool.connection_kwargs.get("socket_timeout") or 0,
+                                                          READ_BLOCK_MS / 1000 + READER_TIMEOUT_MARGIN_S)
+    reader = aioredis.Redis.from_pool(reader_pool)
+    hub = Hub(redis, queue_size=queue_size, heartbeat_s=heartbeat_s, reader=reader)
+    context = Context(settings=settings, tokens=tokens, redis=redis, hub=hub,
+                      stats=WorkerStats(list(worker_metrics) or [DEFAULT_WORKER_METRICS]),
+                      geojson=orjson.dumps(zones_geojson(zones)), zone_count=len(zones),
+                      wall_html=(STATIC_DIR / "index.html").read_bytes())
+
+    async def redis_down(request, exc):
+        log.warning("redis error on %s: %s", request.url.path, exc)
+        return rest.error(503, "redis unavailable")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        await hub.start()
+        try:
+            yield
+        finally:
+            await hub.stop()
+            await redis.aclose()
+            await reader.aclose()
+
+    routes = [
+        Route("/", rest.wall),
+        Route("/healthz", rest.healthz),
+        Route("/metrics", rest.metrics),
+        Route("/openapi.json", openapi.openapi),
+        Route("/zones", rest.zones),
+        Route("/zones.geojson", rest.zones_geojson),
+        Route("/zones/{zone_id:path}", rest.zone_one),
+        Route("/units", rest.units),
+        Route("/incidents", rest.incidents),
+        Route("/stats", rest.stats),
+        Route("/stream", live.stream),
+        WebSocketRoute("/ws", live.ws),
+    ]
+    middleware = []
+    if cors_origins:
+        middleware.append(Middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET"],
+                                     allow_headers=["Authorization", "Last-Event-ID", "Cache-Control"],
+                                     max_age=600))
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
+                    exception_handlers={RedisError: redis_down})
+    app.state.gw = context
+    app.state.hub = hub
+    return app
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "gateway", help="HTTP/SSE gateway for wall displays, and the wall page",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="listen port (default 8080)")
+    p.add_argument("--redis", metavar="URL", help="Redis URL (default ZONEWATCH_REDIS)")
+    p.add_argument("--zones", type=Path, metavar="FILE", help="zones GeoJSON (default ZONEWATCH_ZONES)")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="allow this browser origin (repeatable; default: no cross-origin access)")
+    p.add_argument("--insecure", action="store_true",
+                   help="serve without tokens when ZONEWATCH_GATEWAY_TOKENS is unset (local experiments only)")
+    p.add_argument("--worker-metrics", action="append", metavar="URL",
+                   help="a worker's /metrics for the wall's latency badge (repeatable; default "
+                        f"ZONEWATCH_WORKER_METRICS, comma-separated, or {DEFAULT_WORKER_METRICS})")
+    p.add_argument("--client-queue", type=int, default=DEFAULT_QUEUE, metavar="N",
+                   help=f"updates a client may lag before it is told to resync (default {DEFAULT_QUEUE})")
+    p.add_argument("--heartbeat", type=float, default=DEFAULT_HEARTBEAT_S, metavar="S",
+                   help=f"seconds between heartbeat comments (default {DEFAULT_HEARTBEAT_S:.0f})")
+    from gateway.server import Limits
+
+    helps = {"header_timeout_s": "seconds a connection may take to send a complete request head, from connect "
+                                 "and after each response",
+             "keepalive_s": "seconds an idle connection is kept between requests",
+             "write_timeout_s": "seconds a client may stop reading before its connection is dropped",
+             "max_connections": "open connections at most; more get 503 at once"}
+    for flag, env, field, kind in LIMIT_OPTIONS:
+        p.add_argument(flag, type=kind, default=None, metavar="N" if kind is int else "S",
+                       help=f"{helps[field]} (default {env} or {getattr(Limits, field):g})")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--access-log", action="store_true", help="log every request (tokens masked)")
+    p.set_defaults(func=run)
+    return p
+
+
+def limits_from(args: argparse.Namespace):
+    """The connection limits: each flag, else its ZONEWATCH_GATEWAY_* variable, else the default."""
+    from gateway.server import Limits
+
+    values = {}
+    for flag, env, field, kind in LIMIT_OPTIONS:
+        value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
+        if value is None and os.environ.get(env, "").strip():
+            try:
+                value = kind(os.environ[env])
+            except ValueError:
+                raise ConfigError(f"{env}={os.environ[env]!r} is not a {'whole ' if kind is int else ''}number") from None
+        if value is not None:
+            values[field] = value
+    limits = Limits(**values)
+    limits.check()
+    return limits
+
+
+def run(args: argparse.Namespace) -> int:
+    from gateway.server import check_fd_limit, server
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env().with_(redis=args.redis, zones=args.zones)
+        settings.check()
+        if args.client_queue < 1 or args.heartbeat <= 0:
+            raise ConfigError("--client-queue must be >= 1 and --heartbeat > 0")
+        limits = limits_from(args)
+        check_fd_limit(limits.max_connections)
+        metrics_urls = args.worker_metrics or [
+            u.strip() for u in os.environ.get("ZONEWATCH_WORKER_METRICS", DEFAULT_WORKER_METRICS).split(",")
+            if u.strip()]
+        app = create_app(settings, insecure=args.insecure, cors_origins=args.cors_origin,
+                         worker_metrics=metrics_urls, queue_size=args.client_queue, heartbeat_s=args.heartbeat)
+    except ZonewatchError as exc:
+        print(f"zonewatch gateway: {exc}", file=sys.stderr)
+        return 2
+    if args.insecure and settings.gateway_tokens:
+        log.warning("--insecure ignored: ZONEWATCH_GATEWAY_TOKENS is set")
+    elif args.insecure:
+        log.warning("serving WITHOUT tokens (--insecure)")
+    srv = server(app, host=args.host, port=args.port, limits=limits, log_level=args.log_level,
+                 access_log=args.access_log)
+    log.info("gateway on http://%s:%d/ (Redis %s, zones %s); limits: request head within %gs, keep-alive %gs, "
+             "write timeout %gs, %d connections", args.host, args.port, redacted_url(settings.redis), settings.zones,
+             limits.header_timeout_s, limits.keepalive_s, limits.write_timeout_s, limits.max_connections)
+    srv.run()
+    return 0
