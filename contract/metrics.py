@@ -11,7 +11,7 @@ E2E_LATENCY = "zonewatch_e2e_latency_seconds"     # histogram {source}
 EVENT_AGE = "zonewatch_event_age_seconds"         # histogram {source}
 ZONE_WRITES = "zonewatch_zone_writes_total"       # counter
 
-SOURCES = ("calls", "gps", "alerts")
+SOURCES = ("calls", "gps", "alerts", "status")
 OUTCOMES = ("accepted", "rejected", "duplicate")
 
 # --- beyond the contract (README "Reliability") -------------------------------------------------

@@ -16,6 +16,9 @@ EXPIRE_AFTER_MS = 60 * 60_000       # open incidents expire after 60 min
 RESPONSE_WINDOW_MS = 60 * 60_000    # `response` counts decisions of the last 60 min
 WITHIN_S = (60, 180, 300)           # within_1m / within_3m / within_5m
 UNIT_STALE_MS = 120_000             # a fix older than this (stream clock) makes a unit absent
+UNIT_QUIET_MS = 30 * 60_000         # ... and a unit "quiet" in its zone until this (CONTRACT §3 Health)
+CAMERA_KNOWN_MS = 24 * 3_600_000    # a camera that reported within this is known to its zone
+EVENT_AGE_HORIZON_MS = 24 * 3_600_000  # last_event_age_s is null beyond this
 DEFAULT_GRACE_MS = 10 * 60_000      # ZONEWATCH_GRACE_S: how late a call may be consumed
 #: a day in any time zone plus the longest window: an id older than this can change no figure
 DEDUP_HORIZON_MS = 26 * 3600 * 1000

@@ -100,6 +100,7 @@ class Settings:
     instance_id: str = ""                   # static group membership (a restarted worker keeps its partitions)
     snapshot_interval_ms: int = 5_000       # state snapshots per partition, at most this often
     unit_forget_ms: int = 24 * 3_600_000    # units silent this long leave zw:units* and memory
+    camera_silent_ms: int = 1_800_000       # ZONEWATCH_CAMERA_SILENT_S (CONTRACT §3 "Health")
     # CONTRACT §7: replicas of every topic zonewatch creates (1 locally, 3 on a production cluster;
     # docs/OPERATIONS.md "Replication" explains min.insync.replicas with it).
     replication_factor: int = 1
@@ -131,6 +132,7 @@ class Settings:
             instance_id=_env("ZONEWATCH_INSTANCE_ID", ""),
             snapshot_interval_ms=_env_int("ZONEWATCH_SNAPSHOT_MS", cls.snapshot_interval_ms),
             unit_forget_ms=_env_int("ZONEWATCH_UNIT_FORGET_S", cls.unit_forget_ms // 1000) * 1000,
+            camera_silent_ms=_env_int("ZONEWATCH_CAMERA_SILENT_S", cls.camera_silent_ms // 1000) * 1000,
             replication_factor=_env_int("ZONEWATCH_REPLICATION_FACTOR", cls.replication_factor),
             kafka_security_protocol=_env("ZONEWATCH_KAFKA_SECURITY_PROTOCOL", cls.kafka_security_protocol).upper(),
             kafka_sasl_mechanism=_env("ZONEWATCH_KAFKA_SASL_MECHANISM", cls.kafka_sasl_mechanism).upper(),
@@ -173,6 +175,8 @@ class Settings:
         if not 6_000 <= self.session_timeout_ms <= 300_000:
             raise ConfigError(f"ZONEWATCH_SESSION_TIMEOUT_MS={self.session_timeout_ms} must be 6000..300000 "
                               "(Kafka's group.min.session.timeout.ms is 6 s by default)")
+        if not 60_000 <= self.camera_silent_ms <= 24 * 3_600_000:
+            raise ConfigError(f"ZONEWATCH_CAMERA_SILENT_S={self.camera_silent_ms // 1000} must be 60..86400 seconds")
         if not 500 <= self.snapshot_interval_ms <= 3_600_000:
             raise ConfigError(f"ZONEWATCH_SNAPSHOT_MS={self.snapshot_interval_ms} must be 500..3600000")
         if self.replication_factor < 1:

@@ -5,7 +5,8 @@ of one ingest batch for one partition, msgpack-encoded (msgspec, tagged arrays: 
 wire, named fields in code). Every field means one thing whatever the record's kind.
 
 Records for the zone stage (partitioned by zone, streams/partitioning.py):
-    ZoneCall, ZoneAlert, ZoneFix   an accepted input event, with the ids of its zones that
+    ZoneCall, ZoneAlert, ZoneFix,  an accepted input event, with the ids of its zones that
+    ZoneStatus
                                    belong to the partition; `primary` is true in exactly one
                                    partition per event (that copy is counted in the metrics)
     Arrival                        the incidents stage decided an arrival (the feedback loop)
@@ -42,6 +43,7 @@ class ZoneAlert(_Record, tag=2):
     type: str
     severity: int
     camera_id: str
+    presence: bool         # the camera's newest report so far: its position decides its zone
 
 
 class ZoneFix(_Record, tag=3):
@@ -53,6 +55,17 @@ class ZoneFix(_Record, tag=3):
     status: str
     kind: str
     presence: bool         # the unit's newest fix so far: it decides where the unit is present
+
+
+class ZoneStatus(_Record, tag=8):
+    """A camera status report (camera.status), for the zones' health."""
+    camera_id: str
+    ts: int
+    zones: list[str]
+    primary: bool
+    kafka_ts: int
+    online: bool
+    presence: bool
 
 
 class Arrival(_Record, tag=4):
@@ -90,10 +103,10 @@ class IncidentFix(_Record, tag=7):
     cell: str
 
 
-Record = ZoneCall | ZoneAlert | ZoneFix | Arrival | IncidentCall | IncidentAlert | IncidentFix
-ZONE_EVENTS = (ZoneCall, ZoneAlert, ZoneFix)
+Record = ZoneCall | ZoneAlert | ZoneFix | ZoneStatus | Arrival | IncidentCall | IncidentAlert | IncidentFix
+ZONE_EVENTS = (ZoneCall, ZoneAlert, ZoneFix, ZoneStatus)
 #: metric label `source` of a zone-stage event record
-SOURCE = {ZoneCall: "calls", ZoneAlert: "alerts", ZoneFix: "gps"}
+SOURCE = {ZoneCall: "calls", ZoneAlert: "alerts", ZoneFix: "gps", ZoneStatus: "status"}
 
 
 class Batch(msgspec.Struct, array_like=True, gc=False):

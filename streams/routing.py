@@ -17,7 +17,7 @@ from contract.response import ARRIVAL_RADIUS_M, CORROBORATION_RADIUS_M
 from contract.settings import Settings
 
 from .partitioning import HomeCells, partition_of
-from .records import IncidentAlert, IncidentCall, IncidentFix, ZoneAlert, ZoneCall, ZoneFix
+from .records import IncidentAlert, IncidentCall, IncidentFix, ZoneAlert, ZoneCall, ZoneFix, ZoneStatus
 from .zone_index import ZoneIndex
 
 
@@ -33,6 +33,8 @@ class Router:
         # also goes to the partitions of the previous one so they learn the unit left. After a
         # restart this map is empty, and a unit's first fix is sent to every partition.
         self.units: dict[str, tuple[int, tuple[int, ...]]] = {}
+        # the same for cameras (their latest report, alert or status, places them)
+        self.cameras: dict[str, tuple[int, tuple[int, ...]]] = {}
         self.all_parts = tuple(range(self.n))
         self.clock = 0
         self.base_topic = {settings.topic(t): t for t in topics.INPUT_TOPICS}  # prefixed -> contract name
@@ -103,6 +105,8 @@ class Router:
                 inc = IncidentAlert(eid, ts, lat, lon, ev["type"], cell)
                 for p in homes.within(cell, CORROBORATION_RADIUS_M):
                     _append(out, p, inc)
+            elif topic == topics.STATUS:
+                eid = ev["camera_id"]
             else:
                 eid = ev["unit_id"]
                 inc = IncidentFix(eid, ts, lat, lon, cell)
@@ -145,10 +149,23 @@ class Router:
                 lang = primary_language(ev.get("lang"))
                 for p, zl in by_part.items():
                     _append(out, p, ZoneCall(eid, ts, zl, p == primary, kts, cat, prio, lang))
-            else:
-                typ, sev, cam = ev["type"], ev["severity"], ev["camera_id"]
-                for p, zl in by_part.items():
-                    _append(out, p, ZoneAlert(eid, ts, zl, p == primary, kts, typ, sev, cam))
+            else:  # alerts and status reports also place their camera (zone health)
+                cam = ev["camera_id"]
+                prev = self.cameras.get(cam)
+                newest = prev is None or ts > prev[0]
+                if newest:
+                    self.cameras[cam] = (ts, tuple(by_part))
+                    for p in (self.all_parts if prev is None else prev[1]):
+                        if p not in by_part:
+                            by_part[p] = []
+                if topic == topics.STATUS:
+                    online = ev["online"]
+                    for p, zl in by_part.items():
+                        _append(out, p, ZoneStatus(cam, ts, zl, p == primary, kts, online, newest))
+                else:
+                    typ, sev = ev["type"], ev["severity"]
+                    for p, zl in by_part.items():
+                        _append(out, p, ZoneAlert(eid, ts, zl, p == primary, kts, typ, sev, cam, newest))
         if clock > self.clock:
             self.clock = clock
             # Everyone needs the clock, even partitions without events in this batch.

@@ -79,7 +79,8 @@ class StateStage:
 
     def new_state(self, p: int) -> PartitionState:
         return PartitionState(self.zones_of[p], tz=self.s.tz, rules=self.rules,
-                              unit_stale_ms=self.s.unit_stale_ms, grace_ms=self.s.grace_ms)
+                              unit_stale_ms=self.s.unit_stale_ms, grace_ms=self.s.grace_ms,
+                              camera_silent_ms=self.s.camera_silent_ms)
 
     def now_wm(self, clock: int, now_ms: int | None = None) -> int:
         return self.watermark.value(clock, int(time.time() * 1000) if now_ms is None else now_ms)

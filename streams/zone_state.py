@@ -15,13 +15,14 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
-from contract.response import BREACH_AFTER_MS, DEFAULT_GRACE_MS, EXPIRE_AFTER_MS, RESPONSE_WINDOW_MS
+from contract.response import (BREACH_AFTER_MS, CAMERA_KNOWN_MS, DEFAULT_GRACE_MS, EVENT_AGE_HORIZON_MS,
+                               EXPIRE_AFTER_MS, RESPONSE_WINDOW_MS, UNIT_QUIET_MS)
 from contract.zones import Zone
 
 from .days import LocalDays
 from .dedup import IdMemory, id_hash
 from .incidents import IncidentState
-from .records import Arrival, IncidentAlert, IncidentCall, IncidentFix, ZoneAlert, ZoneCall, ZoneFix
+from .records import Arrival, IncidentAlert, IncidentCall, IncidentFix, ZoneAlert, ZoneCall, ZoneFix, ZoneStatus
 from .rules import Rules, load_rules
 
 MINUTE_MS = 60_000
@@ -89,8 +90,8 @@ class MinuteBucket:
 class ZoneAgg:
     """Counters of one zone. Units present are tracked by the partition (units move)."""
 
-    __slots__ = ("zone", "days", "minutes", "units", "incidents", "version", "last_figures", "last_clock",
-                 "valid_until", "valid_until_wm", "resp_cache")
+    __slots__ = ("zone", "days", "minutes", "units", "incidents", "cameras", "last_ts", "version",
+                 "last_figures", "last_clock", "valid_until", "valid_until_wm", "resp_cache")
 
     def __init__(self, zone: Zone):
         self.zone = zone
@@ -99,6 +100,10 @@ class ZoneAgg:
         self.units: dict[str, tuple[int, str]] = {}  # unit_id -> (fix ts, status) of its latest fix
         # call_id -> [call ts, priority (None until the call is seen), response s (None = not arrived)]
         self.incidents: dict[str, list] = {}
+        # camera_id -> (ts of its latest report, online per its latest status) for cameras whose
+        # latest report lies in the zone (health)
+        self.cameras: dict[str, tuple[int, bool]] = {}
+        self.last_ts: dict[str, int] = {}   # source -> largest ts accepted inside the zone
         self.version = 0
         self.last_figures: dict | None = None
         self.last_clock = 0
@@ -112,18 +117,24 @@ class PartitionState:
     """All zones owned by one partition, their dedup memory, units, the clock and the watermark."""
 
     def __init__(self, zones: list[Zone], tz: str = "Asia/Shanghai", rules: Rules | None = None,
-                 unit_stale_ms: int = 120_000, grace_ms: int = DEFAULT_GRACE_MS):
+                 unit_stale_ms: int = 120_000, grace_ms: int = DEFAULT_GRACE_MS,
+                 camera_silent_ms: int = 1_800_000):
         self.tz_name = tz
         self.days = LocalDays(tz)
         self.rules = rules or load_rules(None)
         self.unit_stale_ms = unit_stale_ms
         self.grace_ms = grace_ms
+        self.camera_silent_ms = camera_silent_ms
         self.zones: dict[str, ZoneAgg] = {z.zone_id: ZoneAgg(z) for z in zones}
         self.clock = 0
         self.wm = 0
         self.seen = IdMemory()                  # hashes of "c|call_id" / "a|alert_id"
         self.seen_fix: dict[str, set] = {}      # unit_id -> {fix ts}
         self.unit_latest: dict[str, tuple[int, tuple[str, ...], str]] = {}
+        # camera_id -> (ts, zones, online) of its latest report; online from its latest status
+        self.camera_latest: dict[str, tuple[int, tuple[str, ...], bool]] = {}
+        self.camera_status: dict[str, tuple[int, bool]] = {}   # camera -> (ts, online) of its latest status
+        self.seen_status: dict[str, set] = {}                  # camera -> {status report ts}
         self.dirty: set[str] = set()
         # Incidents of the geo cells this partition is home to (a different key than zones).
         self.incidents = IncidentState(grace_ms)
@@ -170,8 +181,26 @@ class PartitionState:
             if len(seen) > GPS_DEDUP_PER_UNIT:
                 newest = max(seen)
                 self.seen_fix[unit] = {t for t in seen if t >= newest - GPS_DEDUP_HORIZON_MS}
+            for zid in rec.zones:
+                self._saw(zid, "gps", ts)
             if rec.presence:
                 self._apply_fix(unit, ts, tuple(rec.zones), rec.status)
+            return True
+        if t is ZoneStatus:
+            cam, ts = rec.camera_id, rec.ts
+            seen = self.seen_status.get(cam)
+            if seen is None:
+                seen = self.seen_status[cam] = set()
+            elif ts in seen:
+                return False
+            seen.add(ts)
+            if len(seen) > GPS_DEDUP_PER_UNIT:
+                newest = max(seen)
+                self.seen_status[cam] = {t for t in seen if t >= newest - GPS_DEDUP_HORIZON_MS}
+            prev = self.camera_status.get(cam)
+            if prev is None or ts > prev[0]:
+                self.camera_status[cam] = (ts, rec.online)
+            self._apply_camera(cam, ts, tuple(rec.zones), rec.presence)
             return True
         if t is IncidentFix:
             self.incidents.on_fix(rec.unit_id, rec.ts, rec.lat, rec.lon, rec.cell)
@@ -214,6 +243,8 @@ class PartitionState:
                 else:  # the arrival was decided before the call reached this partition
                     inc[0], inc[1] = ts, prio
                 agg.resp_cache = None
+                if ts > agg.last_ts.get("calls", 0):
+                    agg.last_ts["calls"] = ts
                 if keep_bucket:
                     b = agg.minutes.get(minute)
                     if b is None:
@@ -224,6 +255,7 @@ class PartitionState:
                 self.dirty.add(zid)
         else:
             typ = rec.type
+            self._apply_camera(rec.camera_id, ts, tuple(zones), rec.presence)
             for zid in zones:
                 agg = self.zones[zid]
                 day = agg.days.get(date)
@@ -231,6 +263,8 @@ class PartitionState:
                     day = agg.days[date] = DayCounts()
                 day.alerts += 1
                 day.by_type[typ] += 1
+                if ts > agg.last_ts.get("alerts", 0):
+                    agg.last_ts["alerts"] = ts
                 if keep_bucket:
                     b = agg.minutes.get(minute)
                     if b is None:
@@ -264,6 +298,34 @@ class PartitionState:
                 continue
             agg.resp_cache = None
             self.dirty.add(zid)
+
+    def _saw(self, zid: str, source: str, ts: int) -> None:
+        agg = self.zones[zid]
+        if ts > agg.last_ts.get(source, 0):
+            agg.last_ts[source] = ts
+            self.dirty.add(zid)
+
+    def _apply_camera(self, cam: str, ts: int, zones: tuple[str, ...], newest: bool) -> None:
+        """A camera's report (alert or status). Its newest report places it, like a unit's fix;
+        whether it is online is what its latest status report said (online until one says not)."""
+        prev = self.camera_latest.get(cam)
+        status = self.camera_status.get(cam)
+        online = True if status is None else status[1]
+        if newest and (prev is None or ts > prev[0]):
+            self.camera_latest[cam] = (ts, zones, online)
+            if prev is not None:
+                for zid in prev[1]:
+                    if zid not in zones:
+                        self.zones[zid].cameras.pop(cam, None)
+                        self.dirty.add(zid)
+            for zid in zones:
+                self.zones[zid].cameras[cam] = (ts, online)
+                self.dirty.add(zid)
+        elif prev is not None and prev[2] != online:
+            self.camera_latest[cam] = (prev[0], prev[1], online)
+            for zid in prev[1]:
+                self.zones[zid].cameras[cam] = (prev[0], online)
+                self.dirty.add(zid)
 
     def _apply_fix(self, unit: str, ts: int, zones: tuple[str, ...], status: str) -> None:
         prev = self.unit_latest.get(unit)
@@ -310,8 +372,9 @@ class PartitionState:
         valid_until = self.days.next_midnight(clock)  # `today.date` changes even with no counts
         if agg.minutes:
             valid_until = min(valid_until, (cm + 1) * MINUTE_MS)
-        present = available = 0
+        present = available = quiet = 0
         fresh_after = clock - self.unit_stale_ms
+        quiet_after = clock - UNIT_QUIET_MS
         for ts, status in agg.units.values():
             if ts >= fresh_after:
                 present += 1
@@ -319,6 +382,33 @@ class PartitionState:
                     available += 1
                 if ts + self.unit_stale_ms + 1 < valid_until:
                     valid_until = ts + self.unit_stale_ms + 1
+            elif ts >= quiet_after:
+                quiet += 1
+                if ts + UNIT_QUIET_MS + 1 < valid_until:
+                    valid_until = ts + UNIT_QUIET_MS + 1
+        known = silent = 0
+        for ts, online in agg.cameras.values():
+            if ts >= clock - CAMERA_KNOWN_MS:
+                known += 1
+                if ts + CAMERA_KNOWN_MS + 1 < valid_until:
+                    valid_until = ts + CAMERA_KNOWN_MS + 1
+                if not online or ts < clock - self.camera_silent_ms:
+                    silent += 1
+                elif ts + self.camera_silent_ms + 1 < valid_until:
+                    valid_until = ts + self.camera_silent_ms + 1
+        ages = {}
+        for source in ("calls", "gps", "alerts"):
+            last = agg.last_ts.get(source)
+            if last is None or clock - last > EVENT_AGE_HORIZON_MS:
+                ages[source] = None
+            else:
+                ages[source] = max(0, (clock - last) // 1000)
+                # the age is whole seconds: it changes at the next second of the clock
+                nxt = last + (ages[source] + 1) * 1000
+                if nxt < valid_until:
+                    valid_until = nxt
+                if last + EVENT_AGE_HORIZON_MS + 1 < valid_until:
+                    valid_until = last + EVENT_AGE_HORIZON_MS + 1
         cache = agg.resp_cache
         if cache is None or clock >= cache[3] or wm >= cache[4] or clock < cache[5] or wm < cache[6]:
             cache = agg.resp_cache = (*self._response(agg, clock, wm), clock, wm)
@@ -341,6 +431,8 @@ class PartitionState:
             "units": {"present": present, "available": available},
             "response": response,
             "open_incidents": open_all,
+            "health": {"cameras_known": known, "cameras_silent": silent, "units_quiet": quiet,
+                       "last_event_age_s": ages},
         }
         doc["level"] = self.rules.level(doc, open_p1=open_p1)
         return doc
@@ -419,7 +511,7 @@ class PartitionState:
                    "ring": fig["ring"], "version": agg.version, "clock": clock,
                    "level": fig["level"], "today": fig["today"], "windows": fig["windows"],
                    "units": fig["units"], "response": fig["response"],
-                   "open_incidents": fig["open_incidents"]}
+                   "open_incidents": fig["open_incidents"], "health": fig["health"]}
             out.append(doc)
         return out
 
@@ -438,9 +530,11 @@ class PartitionState:
             "v": 1, "clock": self.clock, "wm": self.wm, "last_pruned": self._last_pruned,
             "zones": {zid: [{d: c.dump() for d, c in agg.days.items()},
                             {m: b.dump() for m, b in agg.minutes.items()},
-                            agg.units, agg.incidents]
+                            agg.units, agg.incidents, agg.cameras, agg.last_ts]
                       for zid, agg in self.zones.items()},
             "unit_latest": {u: [ts, list(z), s] for u, (ts, z, s) in self.unit_latest.items()},
+            "camera_latest": {c: [ts, list(z), o] for c, (ts, z, o) in self.camera_latest.items()},
+            "camera_status": self.camera_status,
             # the sealed dedup hours are written apart, once each (streams/recovery.py)
             "seen": {"open_hour": self.seen.open_hour, "open": self.seen.open_bytes(),
                      "sealed": sorted(self.seen.sealed)},
@@ -450,7 +544,7 @@ class PartitionState:
     def restore(self, snap: dict, sealed: dict[int, bytes]) -> None:
         """Load a snapshot (and its sealed dedup hours) into this fresh state."""
         self.clock, self.wm, self._last_pruned = snap["clock"], snap["wm"], snap["last_pruned"]
-        for zid, (days, minutes, units, incidents) in snap["zones"].items():
+        for zid, (days, minutes, units, incidents, cameras, last_ts) in snap["zones"].items():
             agg = self.zones.get(zid)
             if agg is None:
                 continue  # a zone no longer in the zones file
@@ -458,8 +552,13 @@ class PartitionState:
             agg.minutes = {int(m): MinuteBucket.load(b) for m, b in minutes.items()}
             agg.units = {u: tuple(v) for u, v in units.items()}
             agg.incidents = {c: list(v) for c, v in incidents.items()}
+            agg.cameras = {c: tuple(v) for c, v in cameras.items()}
+            agg.last_ts = dict(last_ts)
         self.unit_latest = {u: (ts, tuple(z for z in zones if z in self.zones), s)
                             for u, (ts, zones, s) in snap["unit_latest"].items()}
+        self.camera_latest = {c: (ts, tuple(z for z in zones if z in self.zones), o)
+                              for c, (ts, zones, o) in snap["camera_latest"].items()}
+        self.camera_status = {c: tuple(v) for c, v in snap["camera_status"].items()}
         self.seen = IdMemory.restore(snap["seen"]["open_hour"], snap["seen"]["open"],
                                      {h: sealed[h] for h in snap["seen"]["sealed"]})
         self.incidents = IncidentState.restore(snap["incidents"], self.grace_ms)
@@ -484,10 +583,19 @@ class PartitionState:
                 for cid in [c for c, inc in agg.incidents.items() if inc[0] < oldest_incident]:
                     del agg.incidents[cid]
                     agg.resp_cache = None
-        stale = clock - self.unit_stale_ms
+        gone = clock - UNIT_QUIET_MS
         for unit, (ts, zones, _status) in list(self.unit_latest.items()):
-            if ts < stale:
-                # Stale fixes count nowhere; forgetting them keeps memory bounded by live units.
+            if ts < gone:
+                # Fixes older than the quiet horizon count nowhere; forgetting them keeps memory
+                # bounded by live units.
                 del self.unit_latest[unit]
                 for zid in zones:
                     self.zones[zid].units.pop(unit, None)
+        known = clock - CAMERA_KNOWN_MS
+        for cam, (ts, zones, _online) in list(self.camera_latest.items()):
+            if ts < known:
+                del self.camera_latest[cam]
+                self.camera_status.pop(cam, None)
+                self.seen_status.pop(cam, None)
+                for zid in zones:
+                    self.zones[zid].cameras.pop(cam, None)

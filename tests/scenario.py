@@ -95,13 +95,34 @@ def _w(calls=0, p1=0, alerts=0, by_type=None):
     return {"calls": calls, "calls_p1": p1, "alerts": alerts, "alerts_by_type": by_type or {}}
 
 
+# Health at the final clock 00:22:40 (CONTRACT §3), by hand:
+#   last_event_age_s: A calls c6 00:01:00 -> 1300 s, gps u2's older fix 00:21:50 -> 50 s, alerts a3
+#   00:10 -> 760 s; B calls c3 00:05 -> 1060, gps u1 00:22:30 -> 10, alerts a3 -> 760; outer and inner:
+#   calls c4 00:20 -> 160, gps u2 00:22 -> 40, alerts a2 00:22 -> 40; core: c4 -> 160, u2 -> 40, a1
+#   00:19 -> 220. units_quiet: u3 (00:19, 220 s old) in outer and inner. cameras_known: cam-a1 (core,
+#   inner, outer), cam-a2 (inner, outer), cam-a3 (A, B); none silent (a3's 00:10 is < 30 min old).
+HEALTH = {
+    "A": {"cameras_known": 1, "cameras_silent": 0, "units_quiet": 0,
+          "last_event_age_s": {"calls": 1300, "gps": 50, "alerts": 760}},
+    "B": {"cameras_known": 1, "cameras_silent": 0, "units_quiet": 0,
+          "last_event_age_s": {"calls": 1060, "gps": 10, "alerts": 760}},
+    "outer": {"cameras_known": 2, "cameras_silent": 0, "units_quiet": 1,
+              "last_event_age_s": {"calls": 160, "gps": 40, "alerts": 40}},
+    "inner": {"cameras_known": 2, "cameras_silent": 0, "units_quiet": 1,
+              "last_event_age_s": {"calls": 160, "gps": 40, "alerts": 40}},
+    "core": {"cameras_known": 1, "cameras_silent": 0, "units_quiet": 0,
+             "last_event_age_s": {"calls": 160, "gps": 40, "alerts": 220}},
+}
+
+
 def _doc(zid, name, kind, ring, level, today, windows, units):
     grid = kind == "grid"
     # no scenario call carries a `lang`: each counts as "und" (CONTRACT §3)
     today = {**today, "calls_by_lang": {"und": today["calls"]} if today["calls"] else {}}
     return {"zone_id": zid, "name": name, "kind": kind, "ring": ring, "level": level,
             "today": {"date": "2023-06-12", **today}, "windows": windows, "units": units,
-            "response": GRID_RESPONSE if grid else VENUE_RESPONSE, "open_incidents": 3 if grid else 0}
+            "response": GRID_RESPONSE if grid else VENUE_RESPONSE, "open_incidents": 3 if grid else 0,
+            "health": HEALTH[zid]}
 
 
 _VENUE_WINDOWS = _w(1, 1, 2, {"crowd_density": 1, "face_watchlist": 1})

@@ -173,7 +173,7 @@ def test_scenario_over_sasl_ssl_and_redis_acl_users(secure_stack, secure_deploym
 
     # no secret in the worker's log (it logs at info level here)
     log = dep.workers[0][2].read_text(errors="replace")
-    assert "state rebuilt" in log or "partition" in log, log[-2000:]
+    assert "took over" in log, log[-2000:]
     for name in ("kafka-zonewatch", "redis-zonewatch"):
         assert secure_stack.pw[name] not in log, f"the {name} password is in the worker log"
     for bad in ("NOPERM", "NoPermission", "AuthorizationFailed", "AuthenticationFailed"):
