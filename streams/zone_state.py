@@ -221,6 +221,8 @@ class PartitionState:
         if self.seen.seen(id_hash("c" if is_call else "a", eid), ts, self.clock, self._hits):
             return False
         zones = rec.zones
+        if not is_call:  # an alert also places its camera (in no zone, too)
+            self._apply_camera(rec.camera_id, ts, tuple(zones), rec.presence)
         if not zones:
             return True
         date = self.days.date_of(ts)
@@ -255,7 +257,6 @@ class PartitionState:
                 self.dirty.add(zid)
         else:
             typ = rec.type
-            self._apply_camera(rec.camera_id, ts, tuple(zones), rec.presence)
             for zid in zones:
                 agg = self.zones[zid]
                 day = agg.days.get(date)

@@ -1,0 +1,107 @@
+"""The worker's real flow in-process, without Kafka or Redis (as bytewax's `testing.py` does).
+
+    pipe = Pipeline(settings)
+    pipe.feed(messages, batch=50)        # aiokafka-like records, in the order they are read
+    pipe.finish()                        # the feeds go quiet: the watermark reaches the clock
+    pipe.documents(), pipe.sla, pipe.dead, pipe.router.positions
+
+Each batch goes through the same pieces as in the worker: the Router (validation, zones,
+partitioning, the watermark marks), the zone-events records encoded and decoded as on the wire,
+the partition states, the incidents stage's outputs, and the Arrival records fed back to the
+zones' partitions. Only the transport is missing. Wall time is simulated (1 ms per batch), so a
+run is a pure function of the messages and their read order.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+from contract.settings import Settings
+from contract.zones import load_zones
+
+from . import records
+from .routing import Router
+from .state_stage import Held, StateStage
+from .zone_index import ZoneIndex
+
+Msg = namedtuple("Msg", "topic partition offset key value timestamp")
+
+
+class _NoStore:
+    async def current_versions(self, zone_ids):
+        return {}
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, zones=None, repeat: int = 1, wall0: int = 1_700_000_000_000):
+        self.s = settings
+        zones = zones if zones is not None else load_zones(settings.zones)
+        self.router = Router(settings, ZoneIndex(zones, settings.h3_resolution))
+        self.stage = StateStage(settings, zones, _NoStore())
+        for p in range(settings.partitions):
+            self.stage.held[p] = Held(self.stage.new_state(p), generation=1)
+        self.repeat = repeat     # deliver every zone-events message this many times (at-least-once)
+        self.wall = wall0
+        self.sla: list[dict] = []
+        self.enriched: list[dict] = []
+        self.dead: list = []
+
+    @property
+    def states(self):
+        return self.stage.states
+
+    def feed(self, messages, batch: int = 50) -> None:
+        messages = list(messages)
+        for i in range(0, len(messages), batch):
+            self.wall += 1
+            prev = self.router.clock
+            out, dead, _rejected, _positions = self.router.route(messages[i:i + batch], self.wall)
+            self.dead.extend(dead)
+            marks = self.router.marks()
+            self._deliver({p: records.encode_split(recs, self.router.clock, prev, gps=marks, wall=self.wall)
+                           for p, recs in out.items()})
+
+    def finish(self, quiet_ms: int = 3_600_000) -> None:
+        """Every feed goes quiet: wall time passes, the watermark reaches the stream clock and
+        every decision due by then is made."""
+        self.wall += quiet_ms
+        self.stage.tick(self.wall)
+        self._deliver({})
+
+    def _deliver(self, payloads: dict[int, list[bytes]]) -> None:
+        while True:
+            feedback: dict[int, list[bytes]] = {}
+            for p, values in payloads.items():
+                st = self.stage.held[p].state
+                for value in values:
+                    for _ in range(self.repeat):
+                        self.stage.apply_batch(st, value)
+            for p, h in self.stage.held.items():
+                enriched, sla, arrivals = self.stage.take_outputs(h.state)
+                self.enriched.extend(enriched)
+                self.sla.extend(sla)
+                for q, recs in arrivals.items():
+                    feedback.setdefault(q, []).append(records.encode(h.state.clock, recs, None, self.wall))
+            if not feedback:
+                return
+            payloads = feedback
+
+    def documents(self) -> dict[str, dict]:
+        """Every zone's current document (as a full rewrite would write it)."""
+        docs = {}
+        for h in self.stage.held.values():
+            h.state.rewrite_all()
+            for doc in h.state.changed_documents(all_zones=True):
+                docs[doc["zone_id"]] = doc
+        return docs
+
+    def presence(self) -> dict[str, set[str]]:
+        """unit -> zones it is present in, over every partition."""
+        out: dict[str, set[str]] = {}
+        for h in self.stage.held.values():
+            st = h.state
+            for zid, agg in st.zones.items():
+                for unit, (ts, _status) in agg.units.items():
+                    if ts >= st.clock - st.unit_stale_ms:
+                        out.setdefault(unit, set()).add(zid)
+        return out

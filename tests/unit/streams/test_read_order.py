@@ -1,0 +1,203 @@
+"""Issue 11, "partition-independent state" and "arrivals exact under any read order": the same
+events give the same zone documents, unit presence and sla.events records with 1, 3, 4 and 7
+partitions, for read orders Kafka allows (each input partition in order, the topics interleaved
+freely: fixes read up to 40 s of event time ahead of or behind the rest, calls up to 9 minutes
+late, within the 10-minute grace and the watermark's 60 s bound), and equal an oracle written
+here from CONTRACT §3 alone (brute force over every call and every fix)."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import zlib
+from collections import Counter
+
+import orjson
+import pytest
+from shapely.geometry import Point, shape
+
+from contract import topics
+from contract.settings import Settings
+from streams.testing import Msg, Pipeline
+from tests import scenario
+
+T0 = scenario.ms(scenario.local(12, 8, 0))      # 08:00 local, 2023-06-12: one local day
+N_INPUT_PARTITIONS = 4
+EARTH_M = 6372797.560856
+
+
+def _zones():
+    doc = json.loads(scenario.ZONES_FILE.read_text())
+    return {f.get("id", f["properties"].get("id")): shape(f["geometry"]) for f in doc["features"]}
+
+
+ZONES = _zones()
+SPOTS = [scenario.PA, scenario.PAB, scenario.PB, scenario.PCORE, scenario.PIN, scenario.PA2, scenario.PB2]
+
+
+def _near(rng, pt, metres):
+    d = rng.uniform(0, metres)
+    a = rng.uniform(0, 2 * math.pi)
+    return (pt[0] + d * math.cos(a) / 111_000, pt[1] + d * math.sin(a) / (111_000 * math.cos(math.radians(pt[0]))))
+
+
+def events(seed: int):
+    """Calls, fixes (units walking between spots, some passing near calls), alerts."""
+    rng = random.Random(seed)
+    calls, fixes, alerts = [], [], []
+    for i in range(25):
+        at = rng.choice(SPOTS)
+        ts = T0 + rng.randrange(0, 40 * 60_000)
+        lat, lon = _near(rng, at, 30)
+        calls.append({"call_id": f"c{i}", "ts": ts, "lat": lat, "lon": lon, "category": "theft",
+                      "priority": rng.randint(1, 4), "lang": rng.choice(["zh", "en-US", None])})
+        if rng.random() < 0.7:  # a unit comes by: within 100 m or just outside it
+            for _ in range(rng.randint(1, 3)):
+                u = f"u{rng.randrange(6)}"
+                fts = ts + rng.choice([-30_000, 20_000, 95_000, 170_000, 290_000, 320_000, 900_000])
+                flat, flon = _near(rng, (lat, lon), rng.choice([20, 80, 99, 140, 400]))
+                fixes.append({"unit_id": u, "ts": fts, "lat": flat, "lon": flon,
+                              "status": rng.choice(["available", "busy"]), "kind": "foot"})
+    for u in range(6):  # patrols: a fix every 30-90 s, wandering across the zones
+        ts = T0
+        while ts < T0 + 45 * 60_000:
+            ts += rng.randrange(30_000, 90_000)
+            lat, lon = _near(rng, rng.choice(SPOTS), 1200)
+            fixes.append({"unit_id": f"u{u}", "ts": ts, "lat": lat, "lon": lon, "status": "available",
+                          "kind": "car"})
+    for i in range(40):
+        lat, lon = _near(rng, rng.choice(SPOTS), 200)
+        alerts.append({"alert_id": f"a{i}", "camera_id": f"cam{i % 7}", "ts": T0 + rng.randrange(0, 45 * 60_000),
+                       "lat": lat, "lon": lon, "type": rng.choice(["crowd_density", "fight"]), "confidence": 0.8})
+    alerts.append(dict(alerts[3]))            # a duplicate alert
+    calls.append(dict(calls[5]))              # a duplicate call
+    fixes.append(dict(fixes[10]))             # a duplicate fix
+    return calls, fixes, alerts
+
+
+def read_order(calls, fixes, alerts, seed: int) -> list[Msg]:
+    """A read order Kafka allows: each input partition (by key, as producers key them) in its
+    produced order (ts order), partitions interleaved with bounded event-time skews."""
+    rng = random.Random(seed)
+    queues: dict[tuple[str, int], list] = {}
+    for topic, evs, key in ((topics.CALLS, calls, "call_id"), (topics.GPS, fixes, "unit_id"),
+                            (topics.ALERTS, alerts, "camera_id")):
+        for ev in sorted(evs, key=lambda e: e["ts"]):
+            p = zlib.crc32(ev[key].encode()) % N_INPUT_PARTITIONS
+            queues.setdefault((topic, p), []).append(ev)
+    skew = {tp: (rng.randrange(0, 9 * 60_000) if tp[0] == topics.CALLS else rng.randrange(-40_000, 40_000))
+            for tp in queues}
+    keyed = []
+    for tp, evs in queues.items():
+        last = -math.inf
+        for i, ev in enumerate(evs):
+            last = max(last, ev["ts"] + skew[tp] + rng.randrange(0, 5_000))
+            keyed.append((last, rng.random(), tp, i, ev))
+    keyed.sort(key=lambda k: (k[0], k[1]))
+    return [Msg(tp[0], tp[1], i, None, orjson.dumps(ev), 1) for _k, _r, tp, i, ev in keyed]
+
+
+def run(msgs, partitions: int, batch: int):
+    s = Settings(zones=scenario.ZONES_FILE, partitions=partitions, future_tolerance_ms=10 ** 13)
+    pipe = Pipeline(s)
+    pipe.feed(msgs, batch=batch)
+    pipe.finish()
+    docs = {z: {k: v for k, v in d.items() if k not in ("version",)} for z, d in pipe.documents().items()}
+    # zone_ids in a canonical order (the contract gives none)
+    sla = Counter(tuple(sorted((k, tuple(sorted(v)) if isinstance(v, list) else v) for k, v in e.items()))
+                  for e in pipe.sla)
+    return docs, pipe.presence(), sla
+
+
+# --- the oracle: CONTRACT §3 by brute force ----------------------------------------------------
+
+def _dist(a, b):
+    p1, p2 = math.radians(a[0]), math.radians(b[0])
+    h = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(math.radians(b[1] - a[1]) / 2) ** 2
+    return 2 * EARTH_M * math.asin(math.sqrt(h))
+
+
+def _in(ev):
+    return sorted(z for z, g in ZONES.items() if g.contains(Point(ev["lon"], ev["lat"])))
+
+
+def oracle_sla(calls, fixes, final_clock):
+    seen, out = set(), Counter()
+    for c in calls:
+        if c["call_id"] in seen:
+            continue
+        seen.add(c["call_id"])
+        best = min(((f["ts"], f["unit_id"]) for f in fixes
+                    if c["ts"] <= f["ts"] < c["ts"] + 3_600_000 and _dist((c["lat"], c["lon"]), (f["lat"], f["lon"])) <= 100),
+                   default=None)
+        zones = tuple(_in(c))
+        if best is not None:
+            out[tuple(sorted({"type": "arrived", "call_id": c["call_id"], "zone_ids": zones, "unit_id": best[1],
+                              "response_s": round((best[0] - c["ts"]) / 1000, 3), "ts": best[0]}.items()))] += 1
+        if (best is None or best[0] - c["ts"] > 300_000) and c["ts"] + 300_000 <= final_clock:
+            out[tuple(sorted({"type": "breach", "call_id": c["call_id"], "zone_ids": zones, "unit_id": None,
+                              "response_s": None, "ts": c["ts"] + 300_000}.items()))] += 1
+    return out
+
+
+def oracle_presence(fixes, final_clock):
+    latest = {}
+    for f in fixes:
+        if f["unit_id"] not in latest or f["ts"] > latest[f["unit_id"]]["ts"]:
+            latest[f["unit_id"]] = f
+    return {u: set(_in(f)) for u, f in latest.items() if f["ts"] >= final_clock - 120_000 and _in(f)}
+
+
+def oracle_counts(calls, alerts):
+    """today.calls / today.alerts per zone (every event falls on the local day of the clock)."""
+    out = Counter()
+    for kind, evs, key in (("calls", calls, "call_id"), ("alerts", alerts, "alert_id")):
+        seen = set()
+        for ev in evs:
+            if ev[key] in seen:
+                continue
+            seen.add(ev[key])
+            for z in _in(ev):
+                out[(z, kind)] += 1
+    return out
+
+
+def oracle_cameras(alerts, final_clock):
+    """(known, silent) per zone: a camera is where its latest report was; silent after 30 min."""
+    latest = {}
+    for a in alerts:
+        if a["camera_id"] not in latest or a["ts"] > latest[a["camera_id"]]["ts"]:
+            latest[a["camera_id"]] = a
+    out = Counter()
+    for a in latest.values():
+        for z in _in(a):
+            out[(z, "known")] += 1
+            if a["ts"] < final_clock - 1_800_000:
+                out[(z, "silent")] += 1
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_same_events_same_results_in_any_allowed_read_order_and_partition_count(seed):
+    calls, fixes, alerts = events(seed)
+    final_clock = max(e["ts"] for e in calls + fixes + alerts)
+    want_sla = oracle_sla(calls, fixes, final_clock)
+    assert sum(1 for k in want_sla if dict(k)["type"] == "breach") >= 3  # the set exercises breaches
+    assert sum(1 for k in want_sla if dict(k)["type"] == "arrived") >= 3  # and arrivals
+    results = []
+    for i, partitions in enumerate((1, 3, 4, 7)):
+        msgs = read_order(calls, fixes, alerts, seed * 100 + i)
+        docs, presence, sla = run(msgs, partitions, batch=random.Random(seed + i).randint(1, 40))
+        assert sla == want_sla, (partitions, set(sla) ^ set(want_sla))
+        assert presence == oracle_presence(fixes, final_clock), partitions
+        counts = oracle_counts(calls, alerts)
+        cams = oracle_cameras(alerts, final_clock)
+        for z, d in docs.items():
+            assert d["clock"] == final_clock
+            assert (d["today"]["calls"], d["today"]["alerts"]) == (counts[(z, "calls")], counts[(z, "alerts")]), z
+            h = d["health"]
+            assert (h["cameras_known"], h["cameras_silent"]) == (cams[(z, "known")], cams[(z, "silent")]), z
+        results.append(docs)
+    for docs in results[1:]:
+        assert docs == results[0]
