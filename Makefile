@@ -11,6 +11,7 @@
 #   make test    the whole test suite; integration tests start their own stack on 19092/16379
 #   make demo    the stack + the bundled demo;  make bench  the stack + the benchmark
 #   make chaos   crash/restart scenarios vs a clean run;  make soak DURATION=1800  long city-scale load
+#   make failover  kill -9 a worker with 0.2 M / 1 M / 5 M events behind it: seconds until the wall is current
 #   make clean   stop every stack under .stack and delete .venv, .stack and build leftovers
 
 SHELL       := /bin/bash
@@ -28,10 +29,10 @@ STACK_ARGS  := --kafka-port $(KAFKA_PORT) --redis-port $(REDIS_PORT) --dir $(STA
 UV_VERSION  := 0.13.8
 TOOLS       := $(PYTHON) deploy/tools.py
 
-.PHONY: help setup lock lint tools up down status test demo bench chaos soak clean
+.PHONY: help setup lock lint tools up down status test demo bench chaos soak failover clean
 
 help:
-	@sed -n '1,16s/^# \{0,1\}//p' Makefile
+	@sed -n '1,17s/^# \{0,1\}//p' Makefile
 
 setup: $(STAMP)
 
@@ -81,6 +82,11 @@ demo: setup up
 
 bench: setup up
 	$(VPY) -m bench.run
+
+failover: export ZONEWATCH_KAFKA ?= 127.0.0.1:$(KAFKA_PORT)
+failover: export ZONEWATCH_REDIS ?= redis://127.0.0.1:$(REDIS_PORT)/0
+failover: setup up
+	$(VPY) -m bench.failover $(if $(EVENTS),--events $(EVENTS))
 
 # kill -9 / broker restart / Redis restart and flush during a replay, on a stack of its own (29092/26379)
 chaos: setup
