@@ -14,7 +14,8 @@ this process:
  * after a `--window`-second measurement, `--churn` clients that connect and hang up, spread evenly
    over the stages of the SSE and WebSocket handshakes (TCP only, half a request head, the whole
    request, the response head read, the first event read; WebSocket upgrade sent, 101 read, first
-   message read), half closing with FIN and half with RST, `--concurrency` at a time;
+   message read; or only the `--stage`s given), half closing with FIN and half with RST,
+   `--concurrency` at a time;
  * then up to `--settle` seconds for the gateway's client count to come back, and the same
    measurement again.
 

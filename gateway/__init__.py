@@ -10,6 +10,8 @@
                 snapshots, resume and resync, SSE and WebSocket framing
     stats.py    the workers' e2e latency for the wall's badge (scraped /metrics)
     metrics.py  the gateway's own /metrics
+    server.py   uvicorn with the connection limits (request-head and write timeouts, connection cap)
+    logs.py     the log filter that masks tokens
     openapi.py  /openapi.json
     promtext.py the one Prometheus text reader (the wall's badge, `zonewatch watch`, the bench)
     static/     the wall page

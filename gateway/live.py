@@ -34,7 +34,7 @@ from gateway.metrics import WRITERS
 log = logging.getLogger("zonewatch.gateway")
 
 WRITER_GRACE_S = 5.0   # how long a client's end waits for its writer; it ends by itself anyway
-SSE_HEAD_MORE = b"retry: 2000\n\n"
+SSE_PRELUDE = b"retry: 2000\n\n"   # the browser reconnects after 2 s
 
 
 def requested_last_id(params, headers) -> str | None:
@@ -119,7 +119,7 @@ class EventStream(Response):
     async def __call__(self, scope, receive, send):
         async def write(sub: Subscriber) -> None:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            await send({"type": "http.response.body", "body": SSE_HEAD_MORE, "more_body": True})
+            await send({"type": "http.response.body", "body": SSE_PRELUDE, "more_body": True})
             async for batch in _feed(self.hub, sub, self.last_id):
                 await send({"type": "http.response.body", "body": sse_encode(batch), "more_body": True})
 
