@@ -21,6 +21,8 @@ UNIT_INFO = f"{PREFIX}unit-info"              # HASH unit_id -> {ts, status, kin
 INCIDENTS = f"{PREFIX}incidents"              # HASH call_id -> the wall's entry of an open incident
 INCIDENT_UPDATES = f"{PREFIX}incident-updates"  # STREAM: call_id, status, state
 INCIDENT_UPDATES_MAXLEN = 10_000
+_INCIDENT = f"{PREFIX}incident:"             # + call_id: the incident's timeline (JSON, expires)
+INCIDENT_TTL_S = 48 * 3600
 FENCE = f"{PREFIX}fence"                      # HASH zone-events partition -> owner generation
 #: statuses of an entry that stays in INCIDENTS; the others remove it
 OPEN_STATUSES = ("open", "breached")
@@ -29,3 +31,16 @@ OPEN_STATUSES = ("open", "breached")
 def zone(zone_id: str) -> str:
     """`zw:zone:{zone_id}`: the zone's document, and the channel its updates are published on."""
     return f"{_ZONE}{zone_id}"
+
+
+def incident(call_id: str) -> str:
+    """`zw:incident:{call_id}`: one incident's timeline (GET /incidents/{call_id}), kept 48 h:
+    {"call_id", "call": {the call without caller or caller_ref}, "zones", "ring",
+     "nearest_units": [{unit_id, kind, distance_m, eta_s}] (at call time),
+     "corroborating_alerts": [{alert_id, type, distance_m, dt_s}],
+     "decision": null | {"type": "arrived"|"breach", "unit_id", "response_s", "ts"},
+     "arrival": null | {"unit_id", "response_s", "ts"}, "breach": null | {"ts"},
+     "status": "open"|"breached"|"arrived"|"expired",
+     "events": [{"ts", "what": "call"|"recommended"|"alert"|"breach"|"arrived"|"expired", ...}],
+     "clock": stream clock when written, "partition"}"""
+    return f"{_INCIDENT}{call_id}"

@@ -27,8 +27,24 @@ INPUT_TOPICS = (CALLS, GPS, ALERTS, STATUS)
 INCIDENTS = "incidents.enriched"  # key call_id: the call (caller_ref) + zones, ring, nearest_units, ...
 SLA = "sla.events"                # key call_id: {type: arrived|breach, call_id, zone_ids, unit_id, response_s, ts}
 ZONES_STATE = "zones.state"       # key zone_id, compacted: the Redis zone document
+#: key "{local date}|{zone_id}", compacted: the zone's day (DAILY_FIELDS below), rewritten as the
+#: day goes on, `final: true` once the stream clock passed the next local midnight plus the grace
+ZONES_DAILY = "zones.daily"
 DEADLETTER = "ingest.deadletter"  # key: original key: {topic, partition, offset, reason, raw, raw_encoding}
-OUTPUT_TOPICS = (INCIDENTS, SLA, ZONES_STATE, DEADLETTER)
+OUTPUT_TOPICS = (INCIDENTS, SLA, ZONES_STATE, ZONES_DAILY, DEADLETTER)
+
+#: A zones.daily record (CONTRACT §4; docs in README "The daily briefing"):
+#:   {"date": "2023-06-12", "zone_id", "name", "kind", "ring", "tz": "Asia/Shanghai", "final": bool,
+#:    "clock": ms (stream clock when written), "version": n (increasing per key),
+#:    "calls", "calls_by_category": {...}, "calls_by_priority": {"1": n, ...}, "calls_by_lang": {"zh": n, ...},
+#:    "alerts", "alerts_by_type": {...},
+#:    "hourly": {"calls": [24 counts by local hour], "alerts": [24 counts]},
+#:    "response": {"arrived", "within_1m", "within_3m", "within_5m", "breaches", "p50_s", "p90_s"}}
+#: `response` counts the day's decisions: arrivals whose fix ts and breaches whose deadline
+#: (call ts + 300 s) fall on the date; p50/p90 nearest-rank over the day's response times.
+DAILY_FIELDS = ("date", "zone_id", "name", "kind", "ring", "tz", "final", "clock", "version", "calls",
+                "calls_by_category", "calls_by_priority", "calls_by_lang", "alerts", "alerts_by_type",
+                "hourly", "response")
 
 # --- internal ({prefix}{app_id}-{suffix}) -------------------------------------------------------
 #: batches of normalised events per zone partition (streams/records.py)
@@ -74,6 +90,7 @@ def topic_specs(s: "Settings", partitions: int) -> list[TopicSpec]:
         TopicSpec(s.topic(INCIDENTS), partitions, rf),
         TopicSpec(s.topic(SLA), partitions, rf),
         TopicSpec(s.topic(ZONES_STATE), partitions, rf, topic_configs={"cleanup.policy": "compact"}),
+        TopicSpec(s.topic(ZONES_DAILY), partitions, rf, topic_configs={"cleanup.policy": "compact"}),
         TopicSpec(s.topic(DEADLETTER), 1, rf, topic_configs={"retention.ms": str(DEADLETTER_RETENTION_MS)}),
         TopicSpec(s.internal_zone_events, s.partitions, rf,
                   topic_configs={"retention.ms": str(ZONE_EVENTS_RETENTION_MS), **big}),
