@@ -638,8 +638,7 @@ class PartitionState:
             "camera_latest": {c: [ts, list(z), o] for c, (ts, z, o) in self.camera_latest.items()},
             "camera_status": self.camera_status,
             # the sealed dedup hours are written apart, once each (streams/recovery.py)
-            "seen": {"open_hour": self.seen.open_hour, "open": self.seen.open_bytes(),
-                     "sealed": sorted(self.seen.sealed)},
+            "seen": self.seen.snapshot(),
             "incidents": self.incidents.snapshot(),
         }
 
@@ -664,8 +663,7 @@ class PartitionState:
         self.camera_latest = {c: (ts, tuple(z for z in zones if z in self.zones), o)
                               for c, (ts, zones, o) in snap["camera_latest"].items()}
         self.camera_status = {c: tuple(v) for c, v in snap["camera_status"].items()}
-        self.seen = IdMemory.restore(snap["seen"]["open_hour"], snap["seen"]["open"],
-                                     {h: sealed[h] for h in snap["seen"]["sealed"]})
+        self.seen = IdMemory.restore(snap["seen"], sealed)
         self.incidents = IncidentState.restore(snap["incidents"], self.grace_ms)
 
     # -- housekeeping ----------------------------------------------------------------------
