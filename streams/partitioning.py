@@ -12,6 +12,7 @@ from __future__ import annotations
 import zlib
 
 import h3
+from h3.api import basic_int as h3i
 
 from contract.response import ARRIVAL_RADIUS_M, CORROBORATION_RADIUS_M
 
@@ -31,22 +32,22 @@ class HomeCells:
 
     def __init__(self, partitions: int):
         self.n = partitions
-        self._cache: dict[tuple[str, float], tuple[int, ...]] = {}
+        self._cache: dict[tuple[int, float], tuple[int, ...]] = {}
 
-    def own(self, cell: str) -> int:
-        """Partition of the home cell containing this fine cell."""
+    def own(self, cell: int) -> int:
+        """Partition of the home cell containing this fine cell (cells are H3 ints)."""
         key = (cell, 0.0)
         p = self._cache.get(key)
         if p is None:
-            p = self._cache[key] = (partition_of(h3.cell_to_parent(cell, HOME_RES), self.n),)
+            p = self._cache[key] = (partition_of(h3.int_to_str(h3i.cell_to_parent(cell, HOME_RES)), self.n),)
         return p[0]
 
-    def within(self, cell: str, radius: float) -> tuple[int, ...]:
+    def within(self, cell: int, radius: float) -> tuple[int, ...]:
         key = (cell, radius)
         parts = self._cache.get(key)
         if parts is None:
-            homes = {h3.cell_to_parent(c, HOME_RES) for c in h3.grid_disk(cell, DISK_K[radius])}
-            parts = self._cache[key] = tuple(sorted({partition_of(h, self.n) for h in homes}))
+            homes = {h3i.cell_to_parent(c, HOME_RES) for c in h3i.grid_disk(cell, DISK_K[radius])}
+            parts = self._cache[key] = tuple(sorted({partition_of(h3.int_to_str(h), self.n) for h in homes}))
             if len(self._cache) > 500_000:
                 self._cache.clear()
         return parts

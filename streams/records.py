@@ -82,7 +82,7 @@ class IncidentCall(_Record, tag=5):
     ts: int
     zones: list[str]
     kafka_ts: int
-    cell: str              # fine H3 cell of the call
+    cell: int              # fine H3 cell of the call (h3's 64-bit int form)
     record: dict           # the `incidents.enriched` record as far as ingest knows it
 
 
@@ -92,7 +92,7 @@ class IncidentAlert(_Record, tag=6):
     lat: float
     lon: float
     type: str
-    cell: str
+    cell: int
 
 
 class IncidentFix(_Record, tag=7):
@@ -100,7 +100,7 @@ class IncidentFix(_Record, tag=7):
     ts: int
     lat: float
     lon: float
-    cell: str
+    cell: int
 
 
 Record = ZoneCall | ZoneAlert | ZoneFix | ZoneStatus | Arrival | IncidentCall | IncidentAlert | IncidentFix
