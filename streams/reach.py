@@ -1,0 +1,327 @@
+"""Reach (CONTRACT §3): the share of a zone's area from which an available present unit can
+arrive within 180 s / 300 s, ETA = haversine distance × DETOUR_FACTOR / the kind's speed.
+
+Pure and built for the worker's hot path:
+- `zone_cells(zone)` once at start: H3 cells covering the zone at the finest resolution that
+  gives at most `MAX_CELLS` cells, each weighted by the area of its intersection with the zone
+  and sampled at one point (the H3 centre, or for a cell the boundary cuts, a point of the cut
+  cell); plus the unit-grid keys from which a unit could reach any sample point;
+- `UnitIndex`: the available present units on a coarse lat/lon grid (GRID_DEG), so `reach`
+  looks only at units within MAX_REACH_M of the zone's cells, not at the world;
+- `reach(zc, units)`: numpy over (cells × nearby units), exact: pairs whose float comparison
+  is too close to call are decided by `contract.response.haversine_m`, the rule's own formula;
+- `ReachMap`: unit-grid key -> zones whose reach a unit there can change, so a moved unit costs
+  two dict lookups to find the zones to re-evaluate.
+A cell counts as reached within T when the minimum over units of the ETA is ≤ T, i.e. when any
+unit reaches it in time: a near foot officer and a far car both count, whichever is "nearest".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import h3
+import numpy as np
+import shapely
+from shapely.geometry import Polygon
+
+from contract.response import DETOUR_FACTOR, EARTH_RADIUS_M, UNIT_SPEED_MS, haversine_m
+from contract.zones import LocalPlane, Zone
+
+LIMITS_S = (180.0, 300.0)                 # within_3m, within_5m
+#: no unit of any kind reaches anything farther than this within the largest limit
+MAX_REACH_M = max(LIMITS_S) * max(UNIT_SPEED_MS.values()) / DETOUR_FACTOR
+MAX_CELLS = 400                           # per zone; at least one cell whatever the zone's size
+GRID_DEG = 0.02                           # unit grid: 0.02° x 0.02° (2.2 km x 1.8 km at 35° N)
+_NX = round(360 / GRID_DEG)
+_NY = round(180 / GRID_DEG)
+#: |dot - cos(threshold angle)| below this is decided by haversine_m. Float error of the dot
+#: product is ~1e-15; 1e-13 is a band of ~2 cm around a 194 m threshold, 0.2 mm around 2 km.
+_EPS = 1e-13
+_GEMM_ELEMS = 32_768                      # cells x units per matrix product (see reach_cells)
+
+
+def _speed(kind: str) -> float:
+    return UNIT_SPEED_MS.get(kind, UNIT_SPEED_MS["other"])
+
+
+def _xyz(lat, lon) -> np.ndarray:
+    """Unit vectors on the sphere haversine_m uses (lat/lon taken as spherical, as there)."""
+    p, l = np.radians(lat), np.radians(lon)
+    return np.column_stack([np.cos(p) * np.cos(l), np.cos(p) * np.sin(l), np.sin(p)])
+
+
+def grid_key(lat: float, lon: float) -> int:
+    """The unit-grid cell of a position."""
+    iy = min(int(math.floor((lat + 90.0) / GRID_DEG)), _NY - 1)
+    return iy * _NX + int(math.floor((lon + 180.0) / GRID_DEG)) % _NX
+
+
+def _grid_keys(lat, lon) -> np.ndarray:
+    iy = np.minimum(np.floor((np.asarray(lat) + 90.0) / GRID_DEG).astype(np.int64), _NY - 1)
+    return iy * _NX + np.floor((np.asarray(lon) + 180.0) / GRID_DEG).astype(np.int64) % _NX
+
+
+def keys_within(lat: float, lon: float, dist_m: float) -> set[int]:
+    """Every grid key whose cell holds a point within `dist_m` (haversine_m) of (lat, lon).
+
+    Candidates are the cells meeting the lat/lon box of half-side dist_m; a candidate is kept
+    when the point of its cell nearest (lat, lon) in lat/lon (clamped) is within dist_m + 1 m.
+    The clamped point is not exactly the nearest on the sphere, but within ~1e-5 m of it at
+    these distances, so the 1 m margin keeps the set a superset."""
+    d = dist_m / EARTH_RADIUS_M * (1 + 1e-9)
+    dlat = math.degrees(d)
+    iy0 = max(int(math.floor((lat - dlat + 90.0) / GRID_DEG)), 0)
+    iy1 = min(int(math.floor((lat + dlat + 90.0) / GRID_DEG)), _NY - 1)
+    if abs(lat) + dlat >= 89.0:  # near a pole: every longitude, unfiltered
+        return {iy * _NX + x for iy in range(iy0, iy1 + 1) for x in range(_NX)}
+    dlon = math.degrees(math.asin(min(1.0, math.sin(d) / math.cos(math.radians(lat))))) * (1 + 1e-9)
+    i0 = int(math.floor((lon - dlon + 180.0) / GRID_DEG))
+    i1 = int(math.floor((lon + dlon + 180.0) / GRID_DEG))
+    keys = set()
+    for iy in range(iy0, iy1 + 1):
+        south = iy * GRID_DEG - 90.0
+        clat = min(max(lat, south), south + GRID_DEG)
+        for i in range(i0, i1 + 1):  # unwrapped: the cell's longitudes are consistent with lon
+            west = i * GRID_DEG - 180.0
+            if haversine_m(lat, lon, clat, min(max(lon, west), west + GRID_DEG)) <= dist_m + 1.0:
+                keys.add(iy * _NX + i % _NX)
+    return keys
+
+
+class ZoneCells:
+    """A zone's cell approximation, built once: H3 cells, their sample points and area weights."""
+
+    __slots__ = ("zone_id", "resolution", "cells", "lat", "lon", "xyz", "weights", "total", "keys", "_keyarr")
+
+    def __init__(self, zone_id: str, resolution: int, cells: tuple[str, ...], lat: np.ndarray,
+                 lon: np.ndarray, weights: np.ndarray):
+        self.zone_id, self.resolution, self.cells = zone_id, resolution, cells
+        self.lat, self.lon, self.weights = lat, lon, weights
+        self.total = float(weights.sum())
+        self.xyz = _xyz(lat, lon)  # (cells, 3) unit vectors
+        keys: set[int] = set()
+        for a, b in zip(lat.tolist(), lon.tolist()):
+            keys |= keys_within(a, b, MAX_REACH_M)
+        self.keys = tuple(sorted(keys))  # unit-grid cells whose units may reach a sample point
+        self._keyarr = np.array(self.keys, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.cells)
+
+
+def zone_cells(zone: Zone, max_cells: int = MAX_CELLS) -> ZoneCells:
+    """Cover the zone with H3 cells: the finest resolution giving at most `max_cells` cells.
+
+    Each cell's weight is the area (m², on the zone's LocalPlane) of its intersection with the
+    zone, so the weights sum to the zone's area and a share is an exact area share of the cell
+    approximation. A cell wholly inside is sampled at its H3 centre; a cell the boundary cuts at
+    the centroid of the cut cell (or a point on it if the centroid falls outside), so every
+    sample point lies in the zone.
+    """
+    geom = zone.geometry
+    minx, miny, maxx, maxy = geom.bounds
+    plane = LocalPlane((miny + maxy) / 2, (minx + maxx) / 2)
+    area = plane.to_plane(geom).area
+    res = next((r for r in range(15, -1, -1) if area / h3.average_hexagon_area(r, "m^2") <= max_cells), 0)
+    while True:
+        cells, polys, inter, w = _cover(geom, res, plane)
+        if len(cells) <= max_cells or res == 0:
+            break
+        res -= 1
+    inside = shapely.contains(geom, polys)
+    lat, lon = np.empty(len(cells)), np.empty(len(cells))
+    for i, c in enumerate(cells):
+        if inside[i]:
+            lat[i], lon[i] = h3.cell_to_latlng(c)
+        else:
+            pt = shapely.centroid(inter[i])
+            if not shapely.intersects(inter[i], pt):
+                pt = shapely.point_on_surface(inter[i])
+            lon[i], lat[i] = pt.x, pt.y
+    return ZoneCells(zone.zone_id, res, tuple(cells), lat, lon, w)
+
+
+def _cover(geom, res: int, plane: LocalPlane):
+    """(cells, cell polygons, intersections, weights) with every cell of positive overlap; grows
+    the 'overlap' polyfill by a ring of neighbours until the weights add up to the zone's area
+    (planar vs great-circle cell edges can leave a sliver uncovered)."""
+    cells = set(_polyfill(geom, res))
+    for _ in range(3):
+        order = sorted(cells)
+        polys = np.array([Polygon([(lo, la) for la, lo in h3.cell_to_boundary(c)]) for c in order], dtype=object)
+        inter = shapely.intersection(polys, geom)
+        # coverage is checked where the cells partition the zone exactly: in lon/lat
+        if shapely.area(inter).sum() >= geom.area * (1 - 1e-9):
+            break
+        cells |= {n for c in order for n in h3.grid_disk(c, 1)}
+    w = shapely.area(plane.to_plane(inter))
+    keep = w > 0
+    return [c for c, k in zip(order, keep) if k], polys[keep], inter[keep], w[keep]
+
+
+def _polyfill(geom, res: int) -> list[str]:
+    parts = list(geom.geoms) if geom.geom_type == "MultiPolygon" else [geom]
+    out: list[str] = []
+    for p in parts:
+        shp = h3.LatLngPoly([(la, lo) for lo, la in p.exterior.coords[:-1]],
+                            *[[(la, lo) for lo, la in r.coords[:-1]] for r in p.interiors])
+        out.extend(h3.h3shape_to_cells_experimental(shp, res, contain="overlap"))
+    if not out:  # a zone smaller than a cell seen from h3's side: the cell of a point in it
+        pt = shapely.point_on_surface(geom)
+        out.append(h3.latlng_to_cell(pt.y, pt.x, res))
+    return out
+
+
+class UnitIndex:
+    """Available present units by unit-grid cell; the worker puts and discards them as fixes,
+    status changes and staleness decide. `put`/`discard` return the previous position (or None)
+    so the caller can ask `ReachMap.affected(old, new)`."""
+
+    def __init__(self):
+        self._key: dict[str, int] = {}
+        self._pos: dict[str, tuple[float, float]] = {}
+        self._cells: dict[int, dict[str, tuple[float, float, float]]] = {}
+        self._blocks: dict[int, np.ndarray] = {}  # key -> (n, 6) [lat, lon, x, y, z, speed], cached
+
+    def __len__(self) -> int:
+        return len(self._key)
+
+    def __contains__(self, unit_id: str) -> bool:
+        return unit_id in self._key
+
+    def position(self, unit_id: str) -> tuple[float, float] | None:
+        return self._pos.get(unit_id)
+
+    def put(self, unit_id: str, lat: float, lon: float, kind: str) -> tuple[float, float] | None:
+        old = self.discard(unit_id)
+        k = grid_key(lat, lon)
+        self._key[unit_id] = k
+        self._pos[unit_id] = (lat, lon)
+        self._cells.setdefault(k, {})[unit_id] = (lat, lon, _speed(kind))
+        self._blocks.pop(k, None)
+        return old
+
+    def discard(self, unit_id: str) -> tuple[float, float] | None:
+        k = self._key.pop(unit_id, None)
+        if k is None:
+            return None
+        cell = self._cells[k]
+        del cell[unit_id]
+        if not cell:
+            del self._cells[k]
+        self._blocks.pop(k, None)
+        return self._pos.pop(unit_id)
+
+    def gather(self, keys: Iterable[int]) -> np.ndarray:
+        """The units in these grid cells as an (n, 6) array [lat, lon, x, y, z, speed]."""
+        blocks = []
+        cells, cache = self._cells, self._blocks
+        for k in keys:
+            b = cache.get(k)
+            if b is None:
+                cell = cells.get(k)
+                if cell is None:
+                    continue
+                b = cache[k] = _block(list(cell.values()))
+            blocks.append(b)
+        if not blocks:
+            return np.empty((0, 6))
+        return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+
+
+def _block(rows: list[tuple[float, float, float]]) -> np.ndarray:
+    a = np.array(rows, dtype=float).reshape(-1, 3)
+    return np.column_stack([a[:, 0], a[:, 1], _xyz(a[:, 0], a[:, 1]), a[:, 2]])
+
+
+def _units_near(zc: ZoneCells, units) -> np.ndarray:
+    if isinstance(units, UnitIndex):
+        return units.gather(zc.keys)
+    rows = [(float(la), float(lo), _speed(kind)) for la, lo, kind in units]
+    if not rows:
+        return np.empty((0, 6))
+    b = _block(rows)
+    return b[np.isin(_grid_keys(b[:, 0], b[:, 1]), zc._keyarr)]
+
+
+def reach_cells(zc: ZoneCells, units) -> tuple[np.ndarray, np.ndarray]:
+    """Per cell of `zc`, whether it is reached within 180 s and within 300 s (bool arrays).
+
+    `units`: a `UnitIndex`, or an iterable of (lat, lon, kind) of the available present units
+    (a kind outside UNIT_SPEED_MS moves at the `other` speed, as in contract.response.eta_s).
+    """
+    masks = (np.zeros(len(zc), bool), np.zeros(len(zc), bool))
+    u = _units_near(zc, units)
+    if not len(u):
+        return masks
+    u = u[np.argsort(u[:, 5], kind="stable")]  # one column range per speed
+    ut = np.ascontiguousarray(u[:, 2:5].T)
+    cuts = [0, *(np.flatnonzero(np.diff(u[:, 5])) + 1).tolist(), len(u)]
+    # column chunks small enough that OpenBLAS runs them on one thread: above its threshold it
+    # spawns threads that, on a busy worker host, made one product 20x slower
+    step = max(8, _GEMM_ELEMS // len(zc))
+    for s, e in zip(cuts, cuts[1:]):
+        sp = float(u[s, 5])  # units of one speed share a threshold: one max per cell for them
+        best = np.full(len(zc), -2.0)
+        for c0 in range(s, e, step):
+            np.maximum(best, (zc.xyz @ ut[:, c0:min(e, c0 + step)]).max(axis=1), out=best)
+        for limit, mask in zip(LIMITS_S, masks):
+            thr = math.cos(limit * sp / DETOUR_FACTOR / EARTH_RADIUS_M)
+            mask |= best > thr + _EPS
+            for c in np.flatnonzero(~mask & (best >= thr - _EPS)).tolist():
+                mask[c] = _exact(zc, c, u, ut, s, e, thr, sp, limit)
+    return masks
+
+
+def _exact(zc: ZoneCells, c: int, u: np.ndarray, ut: np.ndarray, s: int, e: int, thr: float,
+           sp: float, limit: float) -> bool:
+    """Cell c too close to call in floats: decide it with the rule's own haversine_m."""
+    la, lo = float(zc.lat[c]), float(zc.lon[c])
+    for j in (np.flatnonzero(zc.xyz[c] @ ut[:, s:e] >= thr - _EPS) + s).tolist():
+        if haversine_m(la, lo, float(u[j, 0]), float(u[j, 1])) * DETOUR_FACTOR / sp <= limit:
+            return True
+    return False
+
+
+def reach(zc: ZoneCells, units) -> tuple[float, float]:
+    """(within_3m, within_5m): shares of the zone's area in [0, 1], unrounded floats.
+
+    The caller publishes them rounded (CONTRACT §3 shows 2 decimals) and rate-limits them
+    (rewrite on a change ≥ 0.01, at most every 10 s of stream clock per zone).
+    """
+    m3, m5 = reach_cells(zc, units)
+    w = zc.weights
+    return float(w[m3].sum()) / zc.total, float(w[m5].sum()) / zc.total
+
+
+class ReachMap:
+    """Unit-grid key -> ids of the zones whose reach a unit in that grid cell can change.
+
+    A unit farther than MAX_REACH_M from every sample point of a zone changes none of its cells,
+    so a unit moving from `old` to `new` can change only the zones of `affected(old, new)`."""
+
+    def __init__(self, zone_cells_list: Iterable[ZoneCells]):
+        by_key: dict[int, list[str]] = {}
+        self.order: dict[str, int] = {}
+        for i, zc in enumerate(zone_cells_list):
+            self.order[zc.zone_id] = i
+            for k in zc.keys:
+                by_key.setdefault(k, []).append(zc.zone_id)
+        self._by_key = {k: tuple(v) for k, v in by_key.items()}
+
+    def near(self, lat: float, lon: float) -> tuple[str, ...]:
+        """Zones (in the order given) whose reach a unit at (lat, lon) can change."""
+        return self._by_key.get(grid_key(lat, lon), ())
+
+    def affected(self, old: tuple[float, float] | None, new: tuple[float, float] | None) -> tuple[str, ...]:
+        """Zones whose reach may change when a unit moves from `old` to `new` (either may be None:
+        a unit appearing, or leaving the available present set)."""
+        a = self._by_key.get(grid_key(*old), ()) if old is not None else ()
+        b = self._by_key.get(grid_key(*new), ()) if new is not None else ()
+        if not a or a is b:
+            return b
+        if not b:
+            return a
+        return tuple(sorted(set(a) | set(b), key=self.order.__getitem__))
