@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import shapely
-from shapely.geometry import LineString, MultiLineString, Point, shape
+from shapely.geometry import MultiLineString, Point, shape
 from shapely.ops import substring
 from shapely.validation import explain_validity
 

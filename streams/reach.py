@@ -24,7 +24,6 @@ from collections.abc import Iterable
 import h3
 import numpy as np
 import shapely
-from shapely.geometry import Polygon
 
 from contract.response import DETOUR_FACTOR, EARTH_RADIUS_M, UNIT_SPEED_MS, haversine_m
 from contract.zones import LocalPlane, Zone
@@ -64,29 +63,44 @@ def _grid_keys(lat, lon) -> np.ndarray:
 
 
 def keys_within(lat: float, lon: float, dist_m: float) -> set[int]:
-    """Every grid key whose cell holds a point within `dist_m` (haversine_m) of (lat, lon).
+    """Every grid key whose cell holds a point within `dist_m` (haversine_m) of (lat, lon)."""
+    return keys_near(np.array([lat]), np.array([lon]), dist_m)
 
-    Candidates are the cells meeting the lat/lon box of half-side dist_m; a candidate is kept
-    when the point of its cell nearest (lat, lon) in lat/lon (clamped) is within dist_m + 1 m.
-    The clamped point is not exactly the nearest on the sphere, but within ~1e-5 m of it at
-    these distances, so the 1 m margin keeps the set a superset."""
+
+def keys_near(lat: np.ndarray, lon: np.ndarray, dist_m: float) -> set[int]:
+    """Every grid key whose cell holds a point within `dist_m` of any of the points.
+
+    Candidates are the cells meeting each point's lat/lon box of half-side dist_m; a candidate
+    is kept when the point of its cell nearest the point in lat/lon (clamped) is within
+    dist_m + 1 m. The clamped point is not exactly the nearest on the sphere, but within ~1e-5 m
+    of it at these distances, so the 1 m margin keeps the set a superset."""
+    lat, lon = np.asarray(lat, float), np.asarray(lon, float)
     d = dist_m / EARTH_RADIUS_M * (1 + 1e-9)
     dlat = math.degrees(d)
-    iy0 = max(int(math.floor((lat - dlat + 90.0) / GRID_DEG)), 0)
-    iy1 = min(int(math.floor((lat + dlat + 90.0) / GRID_DEG)), _NY - 1)
-    if abs(lat) + dlat >= 89.0:  # near a pole: every longitude, unfiltered
-        return {iy * _NX + x for iy in range(iy0, iy1 + 1) for x in range(_NX)}
-    dlon = math.degrees(math.asin(min(1.0, math.sin(d) / math.cos(math.radians(lat))))) * (1 + 1e-9)
-    i0 = int(math.floor((lon - dlon + 180.0) / GRID_DEG))
-    i1 = int(math.floor((lon + dlon + 180.0) / GRID_DEG))
-    keys = set()
-    for iy in range(iy0, iy1 + 1):
-        south = iy * GRID_DEG - 90.0
-        clat = min(max(lat, south), south + GRID_DEG)
-        for i in range(i0, i1 + 1):  # unwrapped: the cell's longitudes are consistent with lon
-            west = i * GRID_DEG - 180.0
-            if haversine_m(lat, lon, clat, min(max(lon, west), west + GRID_DEG)) <= dist_m + 1.0:
-                keys.add(iy * _NX + i % _NX)
+    iy0 = np.maximum(np.floor((lat - dlat + 90.0) / GRID_DEG).astype(np.int64), 0)
+    iy1 = np.minimum(np.floor((lat + dlat + 90.0) / GRID_DEG).astype(np.int64), _NY - 1)
+    keys: set[int] = set()
+    polar = np.abs(lat) + dlat >= 89.0  # near a pole: every longitude of the rows, unfiltered
+    for a, b in zip(iy0[polar].tolist(), iy1[polar].tolist()):
+        keys.update(iy * _NX + x for iy in range(a, b + 1) for x in range(_NX))
+    lat, lon, iy0, iy1 = lat[~polar], lon[~polar], iy0[~polar], iy1[~polar]
+    if not len(lat):
+        return keys
+    dlon = np.degrees(np.arcsin(np.minimum(1.0, math.sin(d) / np.cos(np.radians(lat))))) * (1 + 1e-9)
+    i0 = np.floor((lon - dlon + 180.0) / GRID_DEG).astype(np.int64)
+    i1 = np.floor((lon + dlon + 180.0) / GRID_DEG).astype(np.int64)
+    dy = np.arange(int((iy1 - iy0).max()) + 1)[None, :, None]
+    dx = np.arange(int((i1 - i0).max()) + 1)[None, None, :]
+    iy, ix = np.broadcast_arrays(iy0[:, None, None] + dy, i0[:, None, None] + dx)  # ix unwrapped, as lon
+    valid = (iy <= iy1[:, None, None]) & (ix <= i1[:, None, None])
+    south, west = iy * GRID_DEG - 90.0, ix * GRID_DEG - 180.0
+    p, l = lat[:, None, None], lon[:, None, None]
+    clat, clon = np.clip(p, south, south + GRID_DEG), np.clip(l, west, west + GRID_DEG)
+    # haversine_m's formula, vectorised
+    p1, p2 = np.radians(p), np.radians(clat)
+    h = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(np.radians(clon - l) / 2) ** 2
+    near = valid & (2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(h)) <= dist_m + 1.0)
+    keys.update(np.unique(iy[near] * _NX + ix[near] % _NX).tolist())
     return keys
 
 
@@ -101,10 +115,8 @@ class ZoneCells:
         self.lat, self.lon, self.weights = lat, lon, weights
         self.total = float(weights.sum())
         self.xyz = _xyz(lat, lon)  # (cells, 3) unit vectors
-        keys: set[int] = set()
-        for a, b in zip(lat.tolist(), lon.tolist()):
-            keys |= keys_within(a, b, MAX_REACH_M)
-        self.keys = tuple(sorted(keys))  # unit-grid cells whose units may reach a sample point
+        # unit-grid cells whose units may reach a sample point
+        self.keys = tuple(sorted(keys_near(lat, lon, MAX_REACH_M)))
         self._keyarr = np.array(self.keys, dtype=np.int64)
 
     def __len__(self) -> int:
@@ -125,40 +137,52 @@ def zone_cells(zone: Zone, max_cells: int = MAX_CELLS) -> ZoneCells:
     plane = LocalPlane((miny + maxy) / 2, (minx + maxx) / 2)
     area = plane.to_plane(geom).area
     res = next((r for r in range(15, -1, -1) if area / h3.average_hexagon_area(r, "m^2") <= max_cells), 0)
-    while True:
-        cells, polys, inter, w = _cover(geom, res, plane)
-        if len(cells) <= max_cells or res == 0:
-            break
+    cells = _polyfill(geom, res)
+    while len(cells) > max_cells and res > 0:
         res -= 1
-    inside = shapely.contains(geom, polys)
+        cells = _polyfill(geom, res)
+    cells, inside, inter, w = _cover(geom, cells, plane)
     lat, lon = np.empty(len(cells)), np.empty(len(cells))
-    for i, c in enumerate(cells):
-        if inside[i]:
-            lat[i], lon[i] = h3.cell_to_latlng(c)
-        else:
-            pt = shapely.centroid(inter[i])
-            if not shapely.intersects(inter[i], pt):
-                pt = shapely.point_on_surface(inter[i])
-            lon[i], lat[i] = pt.x, pt.y
+    for i in np.flatnonzero(inside).tolist():
+        lat[i], lon[i] = h3.cell_to_latlng(cells[i])
+    cut = ~inside
+    pts = shapely.centroid(inter[cut])
+    off = ~shapely.intersects(inter[cut], pts)
+    pts[off] = shapely.point_on_surface(inter[cut][off])
+    lon[cut], lat[cut] = shapely.get_x(pts), shapely.get_y(pts)
     return ZoneCells(zone.zone_id, res, tuple(cells), lat, lon, w)
 
 
-def _cover(geom, res: int, plane: LocalPlane):
-    """(cells, cell polygons, intersections, weights) with every cell of positive overlap; grows
-    the 'overlap' polyfill by a ring of neighbours until the weights add up to the zone's area
-    (planar vs great-circle cell edges can leave a sliver uncovered)."""
-    cells = set(_polyfill(geom, res))
+def _cover(geom, cells: list[str], plane: LocalPlane):
+    """(cells, wholly inside?, cell ∩ zone, weights) for every cell of positive overlap; grows
+    the 'overlap' polyfill by a ring of neighbours until the pieces add up to the zone (planar
+    vs great-circle cell edges could leave a sliver uncovered)."""
+    found = set(cells)
     for _ in range(3):
-        order = sorted(cells)
-        polys = np.array([Polygon([(lo, la) for la, lo in h3.cell_to_boundary(c)]) for c in order], dtype=object)
-        inter = shapely.intersection(polys, geom)
+        order = sorted(found)
+        polys = _cell_polygons(order)
+        inside = shapely.contains(geom, polys)
+        inter = polys.copy()
+        inter[~inside] = shapely.intersection(polys[~inside], geom)
         # coverage is checked where the cells partition the zone exactly: in lon/lat
         if shapely.area(inter).sum() >= geom.area * (1 - 1e-9):
             break
-        cells |= {n for c in order for n in h3.grid_disk(c, 1)}
+        found |= {n for c in order for n in h3.grid_disk(c, 1)}
     w = shapely.area(plane.to_plane(inter))
     keep = w > 0
-    return [c for c, k in zip(order, keep) if k], polys[keep], inter[keep], w[keep]
+    return [c for c, k in zip(order, keep.tolist()) if k], inside[keep], inter[keep], w[keep]
+
+
+def _cell_polygons(cells: list[str]) -> np.ndarray:
+    """The cells' hexagons (pentagons, distorted cells) as planar (lon, lat) polygons."""
+    bounds = [h3.cell_to_boundary(c) for c in cells]
+    out = np.empty(len(cells), dtype=object)
+    by_n: dict[int, list[int]] = {}
+    for i, b in enumerate(bounds):
+        by_n.setdefault(len(b), []).append(i)
+    for idx in by_n.values():
+        out[idx] = shapely.polygons(np.array([bounds[i] for i in idx])[:, :, ::-1])
+    return out
 
 
 def _polyfill(geom, res: int) -> list[str]:
@@ -252,32 +276,37 @@ def reach_cells(zc: ZoneCells, units) -> tuple[np.ndarray, np.ndarray]:
     `units`: a `UnitIndex`, or an iterable of (lat, lon, kind) of the available present units
     (a kind outside UNIT_SPEED_MS moves at the `other` speed, as in contract.response.eta_s).
     """
-    masks = (np.zeros(len(zc), bool), np.zeros(len(zc), bool))
     u = _units_near(zc, units)
     if not len(u):
-        return masks
+        return np.zeros(len(zc), bool), np.zeros(len(zc), bool)
     u = u[np.argsort(u[:, 5], kind="stable")]  # one column range per speed
     ut = np.ascontiguousarray(u[:, 2:5].T)
-    cuts = [0, *(np.flatnonzero(np.diff(u[:, 5])) + 1).tolist(), len(u)]
-    # column chunks small enough that OpenBLAS runs them on one thread: above its threshold it
-    # spawns threads that, on a busy worker host, made one product 20x slower
-    step = max(8, _GEMM_ELEMS // len(zc))
-    for s, e in zip(cuts, cuts[1:]):
-        sp = float(u[s, 5])  # units of one speed share a threshold: one max per cell for them
-        best = np.full(len(zc), -2.0)
-        for c0 in range(s, e, step):
-            np.maximum(best, (zc.xyz @ ut[:, c0:min(e, c0 + step)]).max(axis=1), out=best)
-        for limit, mask in zip(LIMITS_S, masks):
-            thr = math.cos(limit * sp / DETOUR_FACTOR / EARTH_RADIUS_M)
-            mask |= best > thr + _EPS
-            for c in np.flatnonzero(~mask & (best >= thr - _EPS)).tolist():
-                mask[c] = _exact(zc, c, u, ut, s, e, thr, sp, limit)
-    return masks
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(u[:, 5])) + 1))
+    ends = np.append(starts[1:], len(u))
+    speeds = u[starts, 5]
+    # best[c, g]: cos of the angle from cell c to the nearest unit of speed group g (units of
+    # one speed share a threshold); row chunks keep each product small enough that OpenBLAS
+    # runs it on one thread: above its threshold it spawns threads that, on a busy worker host,
+    # made one product 20x slower
+    best = np.empty((len(zc), len(starts)))
+    rows = max(1, _GEMM_ELEMS // len(u))
+    for r0 in range(0, len(zc), rows):
+        best[r0:r0 + rows] = np.maximum.reduceat(zc.xyz[r0:r0 + rows] @ ut, starts, axis=1)
+    masks = []
+    for limit in LIMITS_S:
+        thr = np.cos(limit * speeds / DETOUR_FACTOR / EARTH_RADIUS_M)
+        mask = (best > thr + _EPS).any(axis=1)
+        close = best >= thr - _EPS
+        for c in np.flatnonzero(~mask & close.any(axis=1)).tolist():
+            mask[c] = any(_exact(zc, c, u, ut, int(starts[g]), int(ends[g]), float(thr[g]), float(speeds[g]), limit)
+                          for g in np.flatnonzero(close[c]).tolist())
+        masks.append(mask)
+    return masks[0], masks[1]
 
 
 def _exact(zc: ZoneCells, c: int, u: np.ndarray, ut: np.ndarray, s: int, e: int, thr: float,
            sp: float, limit: float) -> bool:
-    """Cell c too close to call in floats: decide it with the rule's own haversine_m."""
+    """Cell c too close to call in floats for units s..e: decide with the rule's own haversine_m."""
     la, lo = float(zc.lat[c]), float(zc.lon[c])
     for j in (np.flatnonzero(zc.xyz[c] @ ut[:, s:e] >= thr - _EPS) + s).tolist():
         if haversine_m(la, lo, float(u[j, 0]), float(u[j, 1])) * DETOUR_FACTOR / sp <= limit:
