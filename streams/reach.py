@@ -276,32 +276,55 @@ def reach_cells(zc: ZoneCells, units) -> tuple[np.ndarray, np.ndarray]:
     `units`: a `UnitIndex`, or an iterable of (lat, lon, kind) of the available present units
     (a kind outside UNIT_SPEED_MS moves at the `other` speed, as in contract.response.eta_s).
     """
+    m = _reached(zc, units)
+    return m[0], m[1]
+
+
+def _reached(zc: ZoneCells, units) -> np.ndarray:
+    """(2, cells) bool: row 0 reached within 180 s, row 1 within 300 s."""
     u = _units_near(zc, units)
     if not len(u):
-        return np.zeros(len(zc), bool), np.zeros(len(zc), bool)
+        return np.zeros((2, len(zc)), bool)
     u = u[np.argsort(u[:, 5], kind="stable")]  # one column range per speed
     ut = np.ascontiguousarray(u[:, 2:5].T)
-    starts = np.concatenate(([0], np.flatnonzero(np.diff(u[:, 5])) + 1))
-    ends = np.append(starts[1:], len(u))
-    speeds = u[starts, 5]
+    sp = u[:, 5]
+    starts = np.flatnonzero(np.r_[True, sp[1:] != sp[:-1]])
+    speeds = sp[starts]
     # best[c, g]: cos of the angle from cell c to the nearest unit of speed group g (units of
     # one speed share a threshold); row chunks keep each product small enough that OpenBLAS
     # runs it on one thread: above its threshold it spawns threads that, on a busy worker host,
     # made one product 20x slower
-    best = np.empty((len(zc), len(starts)))
     rows = max(1, _GEMM_ELEMS // len(u))
-    for r0 in range(0, len(zc), rows):
-        best[r0:r0 + rows] = np.maximum.reduceat(zc.xyz[r0:r0 + rows] @ ut, starts, axis=1)
-    masks = []
-    for limit in LIMITS_S:
-        thr = np.cos(limit * speeds / DETOUR_FACTOR / EARTH_RADIUS_M)
-        mask = (best > thr + _EPS).any(axis=1)
-        close = best >= thr - _EPS
-        for c in np.flatnonzero(~mask & close.any(axis=1)).tolist():
-            mask[c] = any(_exact(zc, c, u, ut, int(starts[g]), int(ends[g]), float(thr[g]), float(speeds[g]), limit)
-                          for g in np.flatnonzero(close[c]).tolist())
-        masks.append(mask)
-    return masks[0], masks[1]
+    if rows >= len(zc):
+        best = np.maximum.reduceat(zc.xyz @ ut, starts, axis=1)
+    else:
+        best = np.empty((len(zc), len(starts)))
+        for r0 in range(0, len(zc), rows):
+            best[r0:r0 + rows] = np.maximum.reduceat(zc.xyz[r0:r0 + rows] @ ut, starts, axis=1)
+    thr = _thresholds(speeds)  # (2, groups)
+    diff = best[None, :, :] - thr[:, None, :]  # (2, cells, groups)
+    mask = (diff > _EPS).any(axis=2)
+    close = diff >= -_EPS
+    todo = ~mask & close.any(axis=2)
+    if todo.any():
+        ends = np.append(starts[1:], len(u))
+        for li, c in zip(*np.nonzero(todo)):
+            mask[li, c] = any(_exact(zc, int(c), u, ut, int(starts[g]), int(ends[g]), float(thr[li, g]),
+                                     float(speeds[g]), LIMITS_S[li]) for g in np.flatnonzero(close[li, c]).tolist())
+    return mask
+
+
+_THR: dict[bytes, np.ndarray] = {}
+
+
+def _thresholds(speeds: np.ndarray) -> np.ndarray:
+    """cos(limit × speed / DETOUR_FACTOR / R) for both limits and each speed: the dot product
+    above which a unit of that speed is within the limit (cached: there are few speed sets)."""
+    key = speeds.tobytes()
+    t = _THR.get(key)
+    if t is None:
+        t = _THR[key] = np.cos(np.array(LIMITS_S)[:, None] * speeds[None, :] / DETOUR_FACTOR / EARTH_RADIUS_M)
+    return t
 
 
 def _exact(zc: ZoneCells, c: int, u: np.ndarray, ut: np.ndarray, s: int, e: int, thr: float,
@@ -320,9 +343,9 @@ def reach(zc: ZoneCells, units) -> tuple[float, float]:
     The caller publishes them rounded (CONTRACT §3 shows 2 decimals) and rate-limits them
     (rewrite on a change ≥ 0.01, at most every 10 s of stream clock per zone).
     """
-    m3, m5 = reach_cells(zc, units)
-    w = zc.weights
-    return float(w[m3].sum()) / zc.total, float(w[m5].sum()) / zc.total
+    # summed like zc.total (pairwise, in cell order): all cells reached is exactly 1.0
+    r3, r5 = np.where(_reached(zc, units), zc.weights, 0.0).sum(axis=1).tolist()
+    return r3 / zc.total, r5 / zc.total
 
 
 class ReachMap:

@@ -89,6 +89,8 @@ def test_reach_equals_brute_force(zid, data):
         assert r3 == pytest.approx(share(zc, want3), abs=1e-12)
         assert r5 == pytest.approx(share(zc, want5), abs=1e-12)
         assert 0.0 <= r3 <= r5 <= 1.0
+        assert (r3 == 1.0) == all(want3) and (r5 == 1.0) == all(want5)
+        assert (r3 == 0.0) == (not any(want3)) and (r5 == 0.0) == (not any(want5))
 
 
 def destination(lat, lon, bearing, dist_m) -> tuple[float, float]:
