@@ -69,6 +69,7 @@ class Settings:
     kafka: str = "127.0.0.1:9092"
     redis: str = "redis://127.0.0.1:6379/0"   # may carry a password: printed only via redacted_url
     zones: Path = DEMO_ZONES
+    zone_id_property: str | None = None  # ZONEWATCH_ZONE_ID_PROPERTY: gives a feature without `id` its id
     tz: str = "Asia/Shanghai"
     caller_secret: str = field(default="", repr=False)
     topic_prefix: str = ""
@@ -114,6 +115,7 @@ class Settings:
             kafka=_env("ZONEWATCH_KAFKA", cls.kafka),
             redis=redis_url_from_env(),
             zones=Path(_env("ZONEWATCH_ZONES", str(DEMO_ZONES))),
+            zone_id_property=os.environ.get("ZONEWATCH_ZONE_ID_PROPERTY") or None,
             tz=_env("ZONEWATCH_TZ", cls.tz),
             caller_secret=_env("ZONEWATCH_CALLER_SECRET", ""),
             topic_prefix=os.environ.get("ZONEWATCH_TOPIC_PREFIX", ""),
