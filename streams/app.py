@@ -61,7 +61,7 @@ REDIS_TIMEOUT_S = 5.0   # a hung Redis (SIGSTOP) must not block the worker forev
 def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.0.1") -> faust.App:
     """Build the Faust app for these settings (zones are loaded and indexed here)."""
     load_rules(settings.rules)  # a bad rules file is refused before anything starts
-    zones = load_zones(settings.zones)
+    zones = load_zones(settings.zones, id_property=settings.zone_id_property)
     zone_ids = [z.zone_id for z in zones]
     index = ZoneIndex(zones, settings.h3_resolution)
     datadir = os.environ.get("ZONEWATCH_DATADIR", os.path.join(".zonewatch", settings.app_id))

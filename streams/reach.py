@@ -18,6 +18,7 @@ unit reaches it in time: a near foot officer and a far car both count, whichever
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Iterable
 
@@ -51,10 +52,15 @@ def _xyz(lat, lon) -> np.ndarray:
     return np.column_stack([np.cos(p) * np.cos(l), np.cos(p) * np.sin(l), np.sin(p)])
 
 
+_INV = 1.0 / GRID_DEG
+
+
 def grid_key(lat: float, lon: float) -> int:
-    """The unit-grid cell of a position."""
-    iy = min(int(math.floor((lat + 90.0) / GRID_DEG)), _NY - 1)
-    return iy * _NX + int(math.floor((lon + 180.0) / GRID_DEG)) % _NX
+    """The unit-grid cell of a position (lat + 90 and lon + 180 are >= 0: int() floors them)."""
+    iy = int((lat + 90.0) * _INV)
+    if iy >= _NY:
+        iy = _NY - 1
+    return iy * _NX + int((lon + 180.0) * _INV) % _NX
 
 
 def _grid_keys(lat, lon) -> np.ndarray:
@@ -218,6 +224,22 @@ class UnitIndex:
     def position(self, unit_id: str) -> tuple[float, float] | None:
         return self._pos.get(unit_id)
 
+    def key_of(self, unit_id: str) -> int | None:
+        return self._key.get(unit_id)
+
+    def move(self, unit_id: str, k: int, lat: float, lon: float, kind: str) -> None:
+        """put() for a caller that has the grid key already; cheap when the key is unchanged."""
+        if self._key.get(unit_id) == k:
+            self._pos[unit_id] = (lat, lon)
+            self._cells[k][unit_id] = (lat, lon, _speed(kind))
+            self._blocks.pop(k, None)
+            return
+        self.discard(unit_id)
+        self._key[unit_id] = k
+        self._pos[unit_id] = (lat, lon)
+        self._cells.setdefault(k, {})[unit_id] = (lat, lon, _speed(kind))
+        self._blocks.pop(k, None)
+
     def put(self, unit_id: str, lat: float, lon: float, kind: str) -> tuple[float, float] | None:
         old = self.discard(unit_id)
         k = grid_key(lat, lon)
@@ -377,3 +399,124 @@ class ReachMap:
         if not b:
             return a
         return tuple(sorted(set(a) | set(b), key=self.order.__getitem__))
+
+
+def bbox_keys(bounds: tuple[float, float, float, float], dist_m: float = MAX_REACH_M) -> set[int]:
+    """Every unit-grid key within `dist_m` of a (min lon, min lat, max lon, max lat) box (a
+    superset: the box is widened by dist_m in degrees at its widest latitude). Cheap, so the
+    worker uses it at start for routing and dirtying; exact reach still comes from zone_cells."""
+    minx, miny, maxx, maxy = bounds
+    dlat = math.degrees(dist_m / EARTH_RADIUS_M) * 1.01
+    lat_far = min(89.0, max(abs(miny - dlat), abs(maxy + dlat)))
+    dlon = min(180.0, dlat / max(math.cos(math.radians(lat_far)), 1e-6))
+    iy0 = max(int(math.floor((miny - dlat + 90.0) / GRID_DEG)), 0)
+    iy1 = min(int(math.floor((maxy + dlat + 90.0) / GRID_DEG)), _NY - 1)
+    ix0 = int(math.floor((minx - dlon + 180.0) / GRID_DEG))
+    ix1 = int(math.floor((maxx + dlon + 180.0) / GRID_DEG))
+    return {iy * _NX + ix % _NX for iy in range(iy0, iy1 + 1) for ix in range(ix0, ix1 + 1)}
+
+
+class ZoneReach:
+    """The reach of one partition's zones, kept by the partition state (streams/zone_state.py).
+
+    Units enter when a fix of theirs (routed here because it is within MAX_REACH_M of one of
+    these zones, streams/routing.py) is their newest and says `available`; they leave when a
+    newer fix says otherwise or moves them away, and when their fix goes stale. A zone near a
+    change is marked dirty; `due()` recomputes the dirty zones, at most every `every_ms` of
+    stream clock per zone unless forced (the final refresh), and keeps a value only when it
+    moved by 0.01 or more (CONTRACT §3)."""
+
+    def __init__(self, zones, every_ms: int = 10_000):
+        self.zones = {z.zone_id: z for z in zones}
+        self.every_ms = every_ms
+        self.units = UnitIndex()
+        self.latest: dict[str, tuple[int, float, float, str]] = {}  # unit -> (ts, lat, lon, kind) while in
+        self._expiry: list[tuple[int, str]] = []   # (fix ts, unit): a heap, to drop stale units
+        by_key: dict[int, list[str]] = {}
+        for z in zones:
+            for k in bbox_keys(z.geometry.bounds):
+                by_key.setdefault(k, []).append(z.zone_id)
+        self.by_key = {k: tuple(v) for k, v in by_key.items()}
+        self.cells: dict[str, ZoneCells] = {}       # built on a zone's first evaluation
+        self.value: dict[str, tuple[float, float]] = {}
+        self.computed_at: dict[str, int] = {}
+        self.dirty: set[str] = set()
+        self.dirty_keys: set[int] = set()           # grid cells whose units changed (zones: by_key)
+
+    def fix(self, unit: str, ts: int, lat: float, lon: float, kind: str, available: bool) -> None:
+        """The unit's newest fix (the caller checks it is the newest)."""
+        if available:
+            k = grid_key(lat, lon)
+            units = self.units
+            old = units.key_of(unit)
+            units.move(unit, k, lat, lon, kind)
+            if unit not in self.latest:
+                heapq.heappush(self._expiry, (ts, unit))  # one entry per unit (see stale_before)
+            self.latest[unit] = (ts, lat, lon, kind)
+            self.dirty_keys.add(k)
+            if old is not None and old != k:
+                self.dirty_keys.add(old)
+        elif unit in self.latest:
+            self.leave(unit)
+
+    def leave(self, unit: str) -> None:
+        self.latest.pop(unit, None)
+        k = self.units.key_of(unit)
+        self.units.discard(unit)
+        if k is not None:
+            self.dirty_keys.add(k)
+
+    def stale_before(self, ts: int) -> None:
+        """Units whose fix is older than ts are no longer present."""
+        heap = self._expiry
+        while heap and heap[0][0] < ts:
+            t, unit = heapq.heappop(heap)
+            cur = self.latest.get(unit)
+            if cur is None:
+                continue
+            if cur[0] <= t:
+                self.leave(unit)
+            else:  # a newer fix came meanwhile: check it when it is due
+                heapq.heappush(heap, (cur[0], unit))
+
+    def snapshot(self) -> dict:
+        dirty = set(self.dirty)
+        for k in self.dirty_keys:
+            dirty.update(self.by_key.get(k, ()))
+        return {"latest": self.latest, "value": self.value, "at": self.computed_at, "dirty": sorted(dirty)}
+
+    def restore(self, snap: dict) -> None:
+        for unit, (ts, lat, lon, kind) in snap["latest"].items():
+            self.units.put(unit, lat, lon, kind)
+            self.latest[unit] = (ts, lat, lon, kind)
+            heapq.heappush(self._expiry, (ts, unit))
+        self.value = {z: tuple(v) for z, v in snap["value"].items() if z in self.zones}
+        self.computed_at = {z: t for z, t in snap["at"].items() if z in self.zones}
+        self.dirty = {z for z in snap["dirty"] if z in self.zones}
+
+    def due(self, clock: int, force: bool = False) -> set[str]:
+        """Recompute dirty zones now allowed; the ids whose published value changed."""
+        if self.dirty_keys:
+            by_key = self.by_key
+            for k in self.dirty_keys:
+                self.dirty.update(by_key.get(k, ()))
+            self.dirty_keys.clear()
+        changed = set()
+        for zid in list(self.dirty):
+            if not force and clock - self.computed_at.get(zid, -10**18) < self.every_ms:
+                continue
+            self.dirty.discard(zid)
+            self.computed_at[zid] = clock
+            zc = self.cells.get(zid)
+            if zc is None:
+                zc = self.cells[zid] = zone_cells(self.zones[zid])
+            r3, r5 = reach(zc, self.units)
+            old = self.value.get(zid, (0.0, 0.0))
+            if abs(r3 - old[0]) >= 0.01 or abs(r5 - old[1]) >= 0.01 or (force and (r3, r5) != old):
+                self.value[zid] = (r3, r5)
+                changed.add(zid)
+        return changed
+
+    def doc(self, zid: str) -> dict:
+        r3, r5 = self.value.get(zid, (0.0, 0.0))
+        return {"within_3m": round(r3, 2), "within_5m": round(r5, 2)}

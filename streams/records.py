@@ -55,6 +55,8 @@ class ZoneFix(_Record, tag=3):
     status: str
     kind: str
     presence: bool         # the unit's newest fix so far: it decides where the unit is present
+    lat: float             # its position (the reach of the partition's zones)
+    lon: float
 
 
 class ZoneStatus(_Record, tag=8):

@@ -17,6 +17,7 @@ from contract.response import ARRIVAL_RADIUS_M, CORROBORATION_RADIUS_M
 from contract.settings import Settings
 
 from .partitioning import HomeCells, partition_of
+from .reach import bbox_keys, grid_key
 from .records import IncidentAlert, IncidentCall, IncidentFix, ZoneAlert, ZoneCall, ZoneFix, ZoneStatus
 from .zone_index import ZoneIndex
 
@@ -29,6 +30,13 @@ class Router:
         self.index = index
         self.n = settings.partitions
         self.zone_part = {zid: partition_of(zid, self.n) for zid in index.zones}
+        # unit-grid key -> partitions with a zone an available unit there may reach (CONTRACT §3
+        # "Reach": any unit, not only those inside the zone, counts)
+        reach: dict[int, set[int]] = {}
+        for zid, z in index.zones.items():
+            for k in bbox_keys(z.geometry.bounds):
+                reach.setdefault(k, set()).add(self.zone_part[zid])
+        self.reach_parts = {k: tuple(sorted(v)) for k, v in reach.items()}
         # unit -> (ts of its latest fix seen here, partitions that fix was sent to). A new fix
         # also goes to the partitions of the previous one so they learn the unit left. After a
         # restart this map is empty, and a unit's first fix is sent to every partition.
@@ -55,7 +63,8 @@ class Router:
             prev = self.units.get(unit)
             if prev is None or ts > prev[0]:
                 _cell, zones = self.index.lookup_cell(lat, lon)
-                self.units[unit] = (ts, tuple(sorted({self.zone_part[z] for z in zones})))
+                parts = {self.zone_part[z] for z in zones} | set(self.reach_parts.get(grid_key(lat, lon), ()))
+                self.units[unit] = (ts, tuple(sorted(parts)))
 
     def marks(self) -> list[tuple[int, int, int]]:
         """[patrol.gps partition, largest ts, wall ms of its last delivery] (zone-events batches)."""
@@ -137,13 +146,17 @@ class Router:
                 # fix) still counts for arrivals and the zone's last gps event.
                 newest = prev is None or ts > prev[0]
                 if newest:
+                    if status == "available":  # the partitions whose zones it may reach learn it
+                        for p in self.reach_parts.get(grid_key(lat, lon), ()):
+                            if p not in by_part:
+                                by_part[p] = []
                     self.units[eid] = (ts, tuple(by_part))
                     for p in (self.all_parts if prev is None else prev[1]):
                         if p not in by_part:
                             by_part[p] = []
                     units_latest[eid] = self.positions[eid] = (ts, lat, lon, status, kind)
                 for p, zl in by_part.items():
-                    _append(out, p, ZoneFix(eid, ts, zl, p == primary, kts, status, kind, newest))
+                    _append(out, p, ZoneFix(eid, ts, zl, p == primary, kts, status, kind, newest, lat, lon))
             elif topic == topics.CALLS:
                 cat, prio = ev["category"], ev["priority"]
                 lang = primary_language(ev.get("lang"))

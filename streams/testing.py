@@ -35,7 +35,7 @@ class _NoStore:
 class Pipeline:
     def __init__(self, settings: Settings, zones=None, repeat: int = 1, wall0: int = 1_700_000_000_000):
         self.s = settings
-        zones = zones if zones is not None else load_zones(settings.zones)
+        zones = zones if zones is not None else load_zones(settings.zones, id_property=settings.zone_id_property)
         self.router = Router(settings, ZoneIndex(zones, settings.h3_resolution))
         self.stage = StateStage(settings, zones, _NoStore())
         for p in range(settings.partitions):
@@ -91,7 +91,7 @@ class Pipeline:
         docs = {}
         for h in self.stage.held.values():
             h.state.rewrite_all()
-            for doc in h.state.changed_documents(all_zones=True):
+            for doc in h.state.changed_documents(all_zones=True, refresh_clock=True):
                 docs[doc["zone_id"]] = doc
         return docs
 

@@ -24,6 +24,7 @@ from .days import LocalDays
 from .dedup import IdMemory, id_hash
 from .incidents import IncidentState
 from .records import Arrival, IncidentAlert, IncidentCall, IncidentFix, ZoneAlert, ZoneCall, ZoneFix, ZoneStatus
+from .reach import ZoneReach
 from .rules import Rules, load_rules
 
 MINUTE_MS = 60_000
@@ -152,6 +153,7 @@ class PartitionState:
         self.dirty: set[str] = set()
         # Incidents of the geo cells this partition is home to (a different key than zones).
         self.incidents = IncidentState(grace_ms)
+        self.reach = ZoneReach(zones)
         self._last_pruned = 0
         self._hits: set[int] = _NO_HITS  # ids of the current batch the sealed dedup hours hold
         self.deadlines: list[tuple[int, str, str]] = []  # (call ts + 300 s, zone, call) not yet passed
@@ -168,6 +170,7 @@ class PartitionState:
             self.wm = wm
         self.incidents.advance_clock(self.clock, self.wm)
         self.seen.advance(self.clock)
+        self.reach.stale_before(self.clock - self.unit_stale_ms)
         deadlines = self.deadlines
         while deadlines and deadlines[0][0] <= self.wm:
             # the day's decisions (zones.daily): a breach is decided on the watermark, at its deadline
@@ -209,8 +212,8 @@ class PartitionState:
                 self.seen_fix[unit] = {t for t in seen if t >= newest - GPS_DEDUP_HORIZON_MS}
             for zid in rec.zones:
                 self._saw(zid, "gps", ts)
-            if rec.presence:
-                self._apply_fix(unit, ts, tuple(rec.zones), rec.status)
+            if rec.presence and self._apply_fix(unit, ts, tuple(rec.zones), rec.status):
+                self.reach.fix(unit, ts, rec.lat, rec.lon, rec.kind, rec.status == "available")
             return True
         if t is ZoneStatus:
             cam, ts = rec.camera_id, rec.ts
@@ -388,10 +391,11 @@ class PartitionState:
                 self.zones[zid].cameras[cam] = (prev[0], online)
                 self.dirty.add(zid)
 
-    def _apply_fix(self, unit: str, ts: int, zones: tuple[str, ...], status: str) -> None:
+    def _apply_fix(self, unit: str, ts: int, zones: tuple[str, ...], status: str) -> bool:
+        """The unit's fix if it is its newest here (True); an older one decides nothing."""
         prev = self.unit_latest.get(unit)
         if prev is not None and prev[0] >= ts:
-            return  # an older fix than the one we hold: the latest fix decides presence
+            return False
         self.unit_latest[unit] = (ts, zones, status)
         if prev is not None:
             for zid in prev[1]:
@@ -401,6 +405,7 @@ class PartitionState:
         for zid in zones:
             self.zones[zid].units[unit] = (ts, status)
             self.dirty.add(zid)
+        return True
 
     # -- output ----------------------------------------------------------------------------
     def figures(self, agg: ZoneAgg) -> dict:
@@ -494,6 +499,7 @@ class PartitionState:
             "open_incidents": open_all,
             "health": {"cameras_known": known, "cameras_silent": silent, "units_quiet": quiet,
                        "last_event_age_s": ages},
+            "reach": self.reach.doc(z.zone_id),
         }
         doc["level"] = self.rules.level(doc, open_p1=open_p1)
         return doc
@@ -551,6 +557,8 @@ class PartitionState:
         """
         if self.clock == 0:
             return []
+        # reach: dirty zones whose turn came (every 10 s of stream clock), all of them when input pauses
+        self.dirty |= self.reach.due(self.clock, force=refresh_clock)
         dirty = self.dirty
         self.dirty = set()
         names = self.zones.keys() if (all_zones or refresh_clock) else dirty
@@ -571,7 +579,7 @@ class PartitionState:
                    "ring": fig["ring"], "version": agg.version, "clock": clock,
                    "level": fig["level"], "today": fig["today"], "windows": fig["windows"],
                    "units": fig["units"], "response": fig["response"],
-                   "open_incidents": fig["open_incidents"], "health": fig["health"]}
+                   "open_incidents": fig["open_incidents"], "health": fig["health"], "reach": fig["reach"]}
             out.append(doc)
         return out
 
@@ -640,6 +648,7 @@ class PartitionState:
             # the sealed dedup hours are written apart, once each (streams/recovery.py)
             "seen": self.seen.snapshot(),
             "incidents": self.incidents.snapshot(),
+            "reach": self.reach.snapshot(),
         }
 
     def restore(self, snap: dict, sealed: dict[int, bytes]) -> None:
@@ -665,6 +674,7 @@ class PartitionState:
         self.camera_status = {c: tuple(v) for c, v in snap["camera_status"].items()}
         self.seen = IdMemory.restore(snap["seen"], sealed)
         self.incidents = IncidentState.restore(snap["incidents"], self.grace_ms)
+        self.reach.restore(snap["reach"])
 
     # -- housekeeping ----------------------------------------------------------------------
     def _prune(self) -> None:
