@@ -55,6 +55,7 @@ IDLE_FLUSH_S = 0.25
 TICK_S = 0.25
 LAG_S = 5.0
 DAILY_S = 10.0
+FORGET_S = 300.0
 REDIS_TIMEOUT_S = 5.0   # a hung Redis (SIGSTOP) must not block the worker forever
 
 
@@ -272,6 +273,22 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
                 by[(ingest_group, topic)] = n
         for (group, topic), n in by.items():
             metrics.CONSUMER_LAG.labels(group, topic).set(n)
+
+    @app.timer(FORGET_S)
+    async def forget():
+        """Units (and cameras) silent for ZONEWATCH_UNIT_FORGET_S leave Redis and ingest's memory."""
+        ing = app.zonewatch_ingest
+        if ing is None or not ing.router.clock:
+            return
+        before = ing.router.clock - settings.unit_forget_ms
+        ing.router.forget(before)
+        try:
+            n = await store.forget_units(before)
+        except Exception as exc:  # Redis down: the next round does it
+            log.warning("forgetting silent units failed: %s", exc)
+            return
+        if n:
+            log.info("forgot %d units silent since before %d", n, before)
 
     @app.page("/metrics")
     async def metrics_page(web, request):

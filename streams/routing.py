@@ -66,6 +66,18 @@ class Router:
                 parts = {self.zone_part[z] for z in zones} | set(self.reach_parts.get(grid_key(lat, lon), ()))
                 self.units[unit] = (ts, tuple(sorted(parts)))
 
+    def forget(self, before_ts: int) -> int:
+        """Forget units and cameras whose latest report is older than before_ts (memory stays
+        bounded by live devices; one that reports again starts afresh)."""
+        units = [u for u, (ts, _p) in self.units.items() if ts < before_ts]
+        for u in units:
+            del self.units[u]
+            self.positions.pop(u, None)
+        cams = [c for c, (ts, _p) in self.cameras.items() if ts < before_ts]
+        for c in cams:
+            del self.cameras[c]
+        return len(units) + len(cams)
+
     def marks(self) -> list[tuple[int, int, int]]:
         """[patrol.gps partition, largest ts, wall ms of its last delivery] (zone-events batches)."""
         return [(p, ts, wall) for p, (ts, wall) in self.gps_marks.items()]
