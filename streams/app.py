@@ -39,7 +39,7 @@ from contract.security import aiokafka_kwargs, faust_broker_credentials, faust_b
 from contract.settings import Settings
 from contract.zones import load_zones
 
-from . import metrics, recovery
+from . import geocache, metrics, recovery
 from .dispatch import Dispatcher
 from .health import probe_forever
 from .ingest import IngestStage
@@ -47,7 +47,6 @@ from .outputs import OutputSender
 from .rules import load_rules
 from .state_stage import Held, StateStage
 from .store import RedisStore, until_redis_answers
-from .zone_index import ZoneIndex
 
 log = logging.getLogger("zonewatch.worker")
 
@@ -64,9 +63,12 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
     load_rules(settings.rules)  # a bad rules file is refused before anything starts
     zones = load_zones(settings.zones, id_property=settings.zone_id_property)
     zone_ids = [z.zone_id for z in zones]
-    index = ZoneIndex(zones, settings.h3_resolution)
     datadir = os.environ.get("ZONEWATCH_DATADIR", os.path.join(".zonewatch", settings.app_id))
     os.makedirs(datadir, exist_ok=True)
+    # the zone index and the reach cells, from the data folder when a previous start saved them
+    index, cells = geocache.prepare(zones, settings.h3_resolution,
+                                    geocache.cache_path(datadir, settings.zones, settings.h3_resolution,
+                                                        settings.zone_id_property))
     app = faust.App(
         settings.app_id,
         broker=faust_broker_url(settings), broker_credentials=faust_broker_credentials(settings),
@@ -101,7 +103,7 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
     redis = aioredis.from_url(settings.redis, socket_timeout=REDIS_TIMEOUT_S,
                               socket_connect_timeout=REDIS_TIMEOUT_S, health_check_interval=10)
     store = RedisStore(redis)
-    stage = StateStage(settings, zones, store)
+    stage = StateStage(settings, zones, store, reach_cells=cells)
     outputs = OutputSender(settings, app, Dispatcher(settings, store))
     stage.on_written = outputs.zone_states
     app.zonewatch_stage = stage  # for tests and the CLI

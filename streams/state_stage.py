@@ -51,8 +51,9 @@ class Held:
 class StateStage:
     """The PartitionState of every assigned zone-events partition, applied to and flushed."""
 
-    def __init__(self, settings: Settings, zones, store: RedisStore):
+    def __init__(self, settings: Settings, zones, store: RedisStore, reach_cells: dict | None = None):
         self.s = settings
+        self.reach_cells = reach_cells if reach_cells is not None else {}  # zone id -> ZoneCells (shared)
         self.rules = load_rules(settings.rules)
         self.store = store
         self.zones_of: dict[int, list] = {p: [] for p in range(settings.partitions)}
@@ -78,9 +79,11 @@ class StateStage:
         return {p: h.state for p, h in self.held.items()}
 
     def new_state(self, p: int) -> PartitionState:
-        return PartitionState(self.zones_of[p], tz=self.s.tz, rules=self.rules,
-                              unit_stale_ms=self.s.unit_stale_ms, grace_ms=self.s.grace_ms,
-                              camera_silent_ms=self.s.camera_silent_ms)
+        st = PartitionState(self.zones_of[p], tz=self.s.tz, rules=self.rules,
+                            unit_stale_ms=self.s.unit_stale_ms, grace_ms=self.s.grace_ms,
+                            camera_silent_ms=self.s.camera_silent_ms)
+        st.reach.cells = self.reach_cells  # built once for all partitions (streams/geocache.py)
+        return st
 
     def now_wm(self, clock: int, now_ms: int | None = None) -> int:
         return self.watermark.value(clock, int(time.time() * 1000) if now_ms is None else now_ms)
