@@ -195,7 +195,7 @@ def _peaks(hourly: dict) -> list[dict]:
 
 
 def _tz_of(day: list[dict]) -> str:
-    tzs = sorted({r.get("tz") for r in day if r.get("tz")})
+    tzs = sorted({str(r["tz"]) for r in day if r.get("tz")})
     return tzs[0] if tzs else "UTC"
 
 

@@ -9,8 +9,9 @@ the start of the read, keeping the last value per key: exactly what compaction w
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
@@ -88,7 +89,7 @@ def default_date(now: datetime, tz: str) -> str:
     return (now.astimezone(zone).date() - timedelta(days=1)).isoformat()
 
 
-def read_latest(s: "Settings", timeout_s: float = 60.0) -> tuple[str, dict[bytes, bytes]]:
+def read_latest(s: Settings, timeout_s: float = 60.0) -> tuple[str, dict[bytes, bytes]]:
     """(topic name, key -> latest value) of the whole zones.daily topic of this deployment."""
     from kafka import KafkaConsumer, TopicPartition
     from kafka.errors import KafkaError

@@ -5,20 +5,24 @@ the JSON do not depend on the language."""
 from __future__ import annotations
 
 import html
+from collections.abc import Collection
+from typing import Any
 
 import orjson
 
 FORMATS = ("md", "html", "json")
 LANGS = ("zh", "en")
 
-LABELS = {
+#: per language: label -> text; "kinds" and "lang_names" map codes to names
+LABELS: dict[str, dict[str, Any]] = {
     "zh": {
         "title": "每日研判", "status": "状态", "colon": "：", "final": "已定稿：全部 {n} 个区域已过次日零时及宽限期",
         "in_progress": "进行中：{n} 个区域中 {f} 个已定稿，数字仍会变化", "as_of": "数据截至",
         "totals": "总体", "calls": "警情", "p1": "一级警情", "alerts": "告警", "arrived": "到场",
         "within_1m": "1分钟内", "within_3m": "3分钟内", "within_5m": "5分钟内", "breaches": "超时",
         "decided": "已判定", "p50": "中位响应", "p90": "P90 响应", "share": "占比",
-        "zone_spread": "各区域中位响应 {min}–{max}（区域中位数 {med}）；各区域 P90 {min90}–{max90}（区域中位数 {med90}）",
+        "zone_spread": "各区域中位响应 {min}–{max}（区域中位数 {med}）；"
+                       "各区域 P90 {min90}–{max90}（区域中位数 {med90}）",
         "by_priority": "按级别", "by_category": "按类别", "by_type": "告警按类型", "prio": "{k}级",
         "by_kind": "按区域类型", "kind": "类型", "zones_n": "区域数",
         "worst_breaches": "超时最多的区域", "worst_median": "中位响应最慢的区域", "zone": "区域",
@@ -40,8 +44,8 @@ LABELS = {
                        "ko": "朝鲜语", "ru": "俄语", "ja": "日语", "yue": "粤语", "und": "未标注"},
     },
     "en": {
-        "title": "Daily briefing", "status": "Status", "colon": ": ", "final": "final: all {n} zones are past the next midnight "
-                                                              "and the grace",
+        "title": "Daily briefing", "status": "Status", "colon": ": ",
+        "final": "final: all {n} zones are past the next midnight and the grace",
         "in_progress": "in progress: {f} of {n} zones final, figures may still change", "as_of": "data as of",
         "totals": "Totals", "calls": "Calls", "p1": "Priority 1", "alerts": "Alerts", "arrived": "Arrived",
         "within_1m": "≤ 1 min", "within_3m": "≤ 3 min", "within_5m": "≤ 5 min", "breaches": "Breaches",
@@ -267,7 +271,7 @@ def _table(head: list[str], rows: list[list], id_: str, left: int = 1, row_attrs
     return f'<table id="{id_}"><thead><tr>{ths}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
-def svg_bars(values: list[int], title: str, id_: str, peaks: set[int] = frozenset(), cls: str = "") -> str:
+def svg_bars(values: list[int], title: str, id_: str, peaks: Collection[int] = (), cls: str = "") -> str:
     """A 24-bar chart of hourly counts: one `rect.bar` per hour (`.peak` on the busiest ones)."""
     w, gap, top, h, bottom, left = 40, 8, 16, 140, 18, 4
     width, height = left + 24 * w + 4, top + h + bottom

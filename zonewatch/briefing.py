@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from contract.errors import BriefingError
@@ -49,7 +49,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     s = Settings.from_env().with_(kafka=args.kafka)
-    day = args.date or daily.default_date(datetime.now(timezone.utc), s.tz)
+    day = args.date or daily.default_date(datetime.now(UTC), s.tz)
     _topic, latest = daily.read_latest(s, timeout_s=args.timeout)
     records, unreadable = daily.decode(latest)
     text = render(briefing(records, day, unreadable), args.format, args.lang)

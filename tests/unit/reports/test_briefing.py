@@ -14,7 +14,7 @@ tests/golden/zones_daily.jsonl, every figure computed by hand from the fixture's
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -83,11 +83,11 @@ def test_values_that_are_no_zone_day_are_named_not_used(value, reason):
     ((2023, 6, 13, 3, 0), "2023-06-12"),
 ])
 def test_default_date_is_yesterday_in_the_configured_zone(utc, expected):
-    assert daily.default_date(datetime(*utc, tzinfo=timezone.utc), "Asia/Shanghai") == expected
+    assert daily.default_date(datetime(*utc, tzinfo=UTC), "Asia/Shanghai") == expected
 
 
 def test_default_date_in_another_zone_and_a_bad_zone():
-    now = datetime(2023, 6, 12, 15, 59, tzinfo=timezone.utc)
+    now = datetime(2023, 6, 12, 15, 59, tzinfo=UTC)
     assert daily.default_date(now, "Europe/Berlin") == "2023-06-11"   # 17:59 on the 12th
     assert daily.default_date(now, "Pacific/Kiritimati") == "2023-06-12"  # UTC+14: 05:59 on the 13th
     with pytest.raises(ZonewatchError, match="ZONEWATCH_TZ='Mars/Olympus'"):

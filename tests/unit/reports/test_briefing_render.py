@@ -82,7 +82,8 @@ def test_markdown_in_chinese(report):
     md = render_md(report, "zh")
     assert md.startswith("# 每日研判 — 2023-06-12 (Asia/Shanghai)\n")
     assert "**状态**：已定稿：全部 7 个区域已过次日零时及宽限期" in md
-    for heading in ("## 总体", "## 超时最多的区域", "## 中位响应最慢的区域", "## 高峰时段", "## 警情语种", "## 各区域", "## 说明"):
+    for heading in ("## 总体", "## 超时最多的区域", "## 中位响应最慢的区域", "## 高峰时段", "## 警情语种", "## 各区域",
+                    "## 说明"):
         assert heading in md
     assert "| 中文 (zh) | 24 | 82.8% |" in md and "| 场馆 | 3 | 10 | 31 | 8 | 7 | 3 |" in md
     assert "Daily briefing" not in md and "Breaches" not in md

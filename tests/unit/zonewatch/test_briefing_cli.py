@@ -3,7 +3,7 @@ the fixture's messages here (tests/integration/test_briefing.py reads a real top
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -65,7 +65,7 @@ def test_default_date_is_yesterday(topic, monkeypatch, capsysbinary):
     class Frozen(datetime):
         @classmethod
         def now(cls, tz=None):
-            return datetime(2023, 6, 13, 1, 0, tzinfo=timezone.utc).astimezone(tz)   # 09:00 on the 13th
+            return datetime(2023, 6, 13, 1, 0, tzinfo=UTC).astimezone(tz)   # 09:00 on the 13th
 
     monkeypatch.setattr(face, "datetime", Frozen)
     assert main(["briefing", "--format", "json"]) == 0
