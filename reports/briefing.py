@@ -13,7 +13,7 @@ zones' own p50/p90 instead (min, median of zones, max). README "Daily briefing" 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from contract import topics
@@ -96,8 +96,33 @@ def _not_there(records: list[dict], date: str) -> str:
     if not there:
         return (f"no {topics.ZONES_DAILY} records for {date}: the topic holds no day yet "
                 "(the worker writes it as the day goes on)")
-    listed = ", ".join(d if final else f"{d} (in progress)" for d, final in there.items())
+    listed = ", ".join(_runs(there))
     return f"no {topics.ZONES_DAILY} records for {date}; the dates there are: {listed} (pass one with --date)"
+
+
+def _runs(there: dict[str, bool]) -> list[str]:
+    """Dates for a message: three or more consecutive final days as "first … last (n days)"
+    (a compacted topic keeps a year of them), days in progress marked."""
+    out: list[str] = []
+    run: list[str] = []
+
+    def flush():
+        if len(run) >= 3:
+            out.append(f"{run[0]} … {run[-1]} ({len(run)} days)")
+        else:
+            out.extend(run)
+        run.clear()
+
+    for d, final in there.items():
+        if not final:
+            flush()
+            out.append(f"{d} (in progress)")
+            continue
+        if run and date.fromisoformat(d) - date.fromisoformat(run[-1]) != timedelta(days=1):
+            flush()
+        run.append(d)
+    flush()
+    return out
 
 
 def _int(v) -> int:

@@ -50,8 +50,8 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     s = Settings.from_env().with_(kafka=args.kafka)
     day = args.date or daily.default_date(datetime.now(UTC), s.tz)
-    _topic, latest = daily.read_latest(s, timeout_s=args.timeout)
-    records, unreadable = daily.decode(latest)
+    _topic, latest = daily.read_latest(s, day, timeout_s=args.timeout)
+    records, unreadable = daily.decode(latest, day)
     text = render(briefing(records, day, unreadable), args.format, args.lang)
     if args.out is None:
         sys.stdout.buffer.write(text.encode("utf-8"))

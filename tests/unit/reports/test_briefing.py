@@ -77,6 +77,23 @@ def test_values_that_are_no_zone_day_are_named_not_used(value, reason):
     assert records == [] and unreadable == {"2023-06-12|A": reason}
 
 
+def test_other_dates_are_kept_slim_and_still_listed():
+    """read_latest keeps only date, zone_id and final of other dates' records (the topic holds every
+    day); decode accepts those for the listing and the asked date's records are still whole."""
+    msgs = [(k, v if v is None or k.startswith(b"2023-06-12|") else daily.slim(v)) for k, v in messages()]
+    latest = daily.fold_latest(msgs)
+    assert orjson.loads(latest[b"2023-06-13|A"]) == {"date": "2023-06-13", "zone_id": "A", "final": False}
+    assert daily.slim(b"not json {") == b"not json {" and daily.slim(b"[1]") == b"[1]"
+    records, unreadable = daily.decode(latest, DATE)
+    assert dates(records) == {"2023-06-11": True, "2023-06-12": True, "2023-06-13": False}
+    assert unreadable == {"2023-06-12|X": "not JSON"}
+    whole, _ = daily.decode(daily.fold_latest(messages()))
+    assert briefing(records, DATE, unreadable) == briefing(whole, DATE, unreadable)
+    # a slim record of the asked date is not a zone's day
+    _, bad = daily.decode({b"2023-06-12|A": daily.slim(dict(messages())[b"2023-06-12|B"])}, DATE)
+    assert bad == {"2023-06-12|A": "missing calls, alerts, hourly, response"}
+
+
 @pytest.mark.parametrize("utc, expected", [
     ((2023, 6, 12, 15, 59), "2023-06-11"),   # 23:59 on the 12th in Shanghai
     ((2023, 6, 12, 16, 0), "2023-06-12"),    # 00:00 on the 13th
@@ -192,6 +209,16 @@ def test_a_date_not_in_the_topic_lists_the_dates_there(decoded):
     assert isinstance(exc.value, ZonewatchError)
     with pytest.raises(BriefingError, match="holds no day yet"):
         briefing([], "2023-06-12")
+
+
+def test_a_long_list_of_dates_is_shown_as_runs():
+    days = [f"2023-01-{d:02d}" for d in range(1, 32)] + ["2023-02-02", "2023-02-03", "2023-02-05"]
+    recs = [{"date": d, "zone_id": "A", "final": d != "2023-01-20"} for d in days]
+    with pytest.raises(BriefingError) as exc:
+        briefing(recs, "2023-03-01")
+    assert str(exc.value).endswith(
+        "the dates there are: 2023-01-01 … 2023-01-19 (19 days), 2023-01-20 (in progress), "
+        "2023-01-21 … 2023-01-31 (11 days), 2023-02-02, 2023-02-03, 2023-02-05 (pass one with --date)")
 
 
 def test_the_json_equals_the_golden_file(report):

@@ -19,9 +19,12 @@ def topic(monkeypatch):
     """read_latest answers with the fixture; records what it was asked."""
     asked = []
 
-    def read_latest(s, timeout_s=60.0):
-        asked.append((s.kafka, s.topic_prefix, timeout_s))
-        return "zones.daily", daily.fold_latest(messages())
+    def read_latest(s, date=None, timeout_s=60.0):
+        asked.append((s.kafka, s.topic_prefix, date, timeout_s))
+        # as the reader does: whole values for the asked date, slim ones for the others
+        msgs = [(k, v if v is None or date is None or k.startswith(f"{date}|".encode()) else daily.slim(v))
+                for k, v in messages()]
+        return "zones.daily", daily.fold_latest(msgs)
 
     monkeypatch.setattr(daily, "read_latest", read_latest)
     monkeypatch.delenv("ZONEWATCH_TZ", raising=False)
@@ -48,7 +51,7 @@ def test_json_to_a_file_equals_the_golden_file(topic, tmp_path, capsys):
                "--timeout", "5"])
     assert rc == 0
     assert out.read_bytes() == GOLDEN.read_bytes()
-    assert topic == [("k:1", "", 5.0)]
+    assert topic == [("k:1", "", "2023-06-12", 5.0)]
     assert "wrote" in capsys.readouterr().err
 
 
