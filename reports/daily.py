@@ -94,13 +94,20 @@ def problem(rec: object, required: tuple[str, ...] = REQUIRED) -> str | None:
         return f"date {rec['date']!r} is not YYYY-MM-DD"
     if required is not REQUIRED:
         return None
+    if any(not _count(rec[k]) for k in ("calls", "alerts")):
+        return "calls and alerts must be counts"
     hourly = rec["hourly"]
     if not isinstance(hourly, dict) or any(
-            not isinstance(hourly.get(k), list) or len(hourly[k]) != 24 for k in ("calls", "alerts")):
+            not isinstance(hourly.get(k), list) or len(hourly[k]) != 24 or not all(map(_count, hourly[k]))
+            for k in ("calls", "alerts")):
         return "hourly.calls and hourly.alerts must be 24 counts"
     if not isinstance(rec["response"], dict):
         return "response must be an object"
     return None
+
+
+def _count(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
 def default_date(now: datetime, tz: str) -> str:

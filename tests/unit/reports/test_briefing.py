@@ -71,6 +71,16 @@ def test_the_fixture_folds_to_the_latest_versions(decoded):
      "date and zone_id must be strings"),
     (b'{"date": "2023-06-12", "zone_id": "A", "calls": 0, "alerts": 0, "hourly": {"calls": [0], "alerts": []},'
      b' "response": {}}', "hourly.calls and hourly.alerts must be 24 counts"),
+    (b'{"date": "2023-06-12", "zone_id": "A", "calls": 0, "alerts": 0, "hourly": {"calls": [0] * 24}, '
+     b'"response": {}}', "not JSON"),
+    (b'{"date": "2023-06-12", "zone_id": "A", "calls": "3", "alerts": 0, "hourly": {}, "response": {}}',
+     "calls and alerts must be counts"),
+    (b'{"date": "2023-06-12", "zone_id": "A", "calls": 1, "alerts": 0, "hourly": {"calls": [0, 0, 0, 0, 0, 0, 0, '
+     b'0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, "1"], "alerts": []}, "response": {}}',
+     "hourly.calls and hourly.alerts must be 24 counts"),
+    (b'{"date": "2023-06-12", "zone_id": "A", "calls": 0, "alerts": 0, "hourly": {"calls": [0, 0, 0, 0, 0, 0, 0, '
+     b'0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], "alerts": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, '
+     b'0, 0, 0, 0, 0, 0, 0, 0, 0]}, "response": []}', "response must be an object"),
 ])
 def test_values_that_are_no_zone_day_are_named_not_used(value, reason):
     records, unreadable = daily.decode({b"2023-06-12|A": value})
