@@ -16,8 +16,8 @@ LANGS = ("zh", "en")
 #: per language: label -> text; "kinds" and "lang_names" map codes to names
 LABELS: dict[str, dict[str, Any]] = {
     "zh": {
-        "title": "每日研判", "status": "状态", "colon": "：", "final": "已定稿：全部 {n} 个区域已过次日零时及宽限期",
-        "in_progress": "进行中：{n} 个区域中 {f} 个已定稿，数字仍会变化", "as_of": "数据截至",
+        "title": "每日研判", "status": "状态", "colon": "：", "final": "已定稿：{n} 个区域的记录均已过次日零时及宽限期",
+        "in_progress": "进行中：{n} 个区域记录中 {f} 个已定稿，数字仍会变化", "as_of": "数据截至",
         "totals": "总体", "calls": "警情", "p1": "一级警情", "alerts": "告警", "arrived": "到场",
         "within_1m": "1分钟内", "within_3m": "3分钟内", "within_5m": "5分钟内", "breaches": "超时",
         "decided": "已判定", "p50": "中位响应", "p90": "P90 响应", "share": "占比",
@@ -45,8 +45,8 @@ LABELS: dict[str, dict[str, Any]] = {
     },
     "en": {
         "title": "Daily briefing", "status": "Status", "colon": ": ",
-        "final": "final: all {n} zones are past the next midnight and the grace",
-        "in_progress": "in progress: {f} of {n} zones final, figures may still change", "as_of": "data as of",
+        "final": "final: all {n} zone records are closed (past the next midnight and the grace)",
+        "in_progress": "in progress: {f} of {n} zone records final, figures may still change", "as_of": "data as of",
         "totals": "Totals", "calls": "Calls", "p1": "Priority 1", "alerts": "Alerts", "arrived": "Arrived",
         "within_1m": "≤ 1 min", "within_3m": "≤ 3 min", "within_5m": "≤ 5 min", "breaches": "Breaches",
         "decided": "Decided", "p50": "p50", "p90": "p90", "share": "Share",

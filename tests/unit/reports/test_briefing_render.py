@@ -64,7 +64,7 @@ def test_time_and_share_formats():
 def test_markdown_in_english(report):
     md = render_md(report, "en")
     assert md.startswith("# Daily briefing — 2023-06-12 (Asia/Shanghai)\n")
-    assert "**Status**: final: all 7 zones are past the next midnight and the grace · data as of " \
+    assert "**Status**: final: all 7 zone records are closed (past the next midnight and the grace) · data as of " \
            "2023-06-13T00:10:05+08:00" in md
     assert "| 29 | 7 | 45 | 24 | 7 (25.0%) | 16 (57.1%) | 22 (78.6%) | 6 | 28 | — | — |" in md
     assert "Zone medians 1:00–6:40 (median of zones 2:30); zone p90 2:20–6:40 (median of zones 4:10)" in md
@@ -81,7 +81,7 @@ def test_markdown_in_english(report):
 def test_markdown_in_chinese(report):
     md = render_md(report, "zh")
     assert md.startswith("# 每日研判 — 2023-06-12 (Asia/Shanghai)\n")
-    assert "**状态**：已定稿：全部 7 个区域已过次日零时及宽限期" in md
+    assert "**状态**：已定稿：7 个区域的记录均已过次日零时及宽限期" in md
     for heading in ("## 总体", "## 超时最多的区域", "## 中位响应最慢的区域", "## 高峰时段", "## 警情语种", "## 各区域",
                     "## 说明"):
         assert heading in md
@@ -92,8 +92,8 @@ def test_markdown_in_chinese(report):
 def test_a_day_in_progress_says_so(report):
     rep = copy.deepcopy(report)
     rep["status"], rep["zones_final"] = "in_progress", 5
-    assert "in progress: 5 of 7 zones final, figures may still change" in render_md(rep, "en")
-    assert "进行中：7 个区域中 5 个已定稿" in render_md(rep, "zh")
+    assert "in progress: 5 of 7 zone records final, figures may still change" in render_md(rep, "en")
+    assert "进行中：7 个区域记录中 5 个已定稿" in render_md(rep, "zh")
     assert 'data-status="in_progress"' in render_html(rep, "en")
 
 

@@ -59,7 +59,7 @@ def test_markdown_to_stdout_in_english(topic, capsysbinary):
     assert main(["briefing", "--date", "2023-06-13", "--lang", "en"]) == 0
     out = capsysbinary.readouterr().out.decode("utf-8")
     assert out.startswith("# Daily briefing — 2023-06-13")
-    assert "in progress: 1 of 2 zones final" in out
+    assert "in progress: 1 of 2 zone records final" in out
 
 
 def test_default_date_is_yesterday(topic, monkeypatch, capsysbinary):
