@@ -354,12 +354,12 @@ class PartitionState:
         return self.clock < self.days.end_of(date) + self.grace_ms
 
     def _day(self, agg: ZoneAgg, ts: int) -> DayCounts | None:
-        """The zone's day holding ts, created if it is still open; None once it is final."""
+        """The zone's day holding a decision at ts: its record until that is emitted final, or a
+        new one while the day is still open by the clock; None otherwise. (A decision falls on
+        its own time, so the clock jumping past the day's close in the same batch loses nothing.)"""
         date = self.days.date_of(ts)
-        if not self._day_open(date):
-            return None
         day = agg.days.get(date)
-        if day is None:
+        if day is None and self._day_open(date):
             day = agg.days[date] = DayCounts()
         return day
 

@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from contract import topics
+from contract.events import parse_ts
 from tests import scenario
 from tests.integration.conftest import wait_until
 from tests.integration.test_briefing import ARTIFACTS, briefing_json, check_html_in_chromium, run_briefing
@@ -31,8 +32,7 @@ WANT["2023-06-12|A"] = {**EXPECTED["2023-06-12|A"],
 def _events():
     evs = [(topics.CALLS, c) for c in CALLS] + [(topics.ALERTS, a) for a in scenario.ALERTS] \
         + [(topics.GPS, f) for f in scenario.FIXES]
-    return sorted(evs, key=lambda te: scenario.ms(scenario.local(12, 0, 0)) if isinstance(te[1]["ts"], str)
-                  else te[1]["ts"])
+    return sorted(evs, key=lambda te: parse_ts(te[1]["ts"]))
 
 
 def _publish(dep, events):
