@@ -36,6 +36,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
 from contract.security import aiokafka_kwargs, faust_broker_credentials, faust_broker_url
+from contract.topics import SNAPSHOT_MAX_BYTES
 from contract.settings import Settings
 from contract.zones import load_zones
 
@@ -83,6 +84,8 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
         web_in_thread=False,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        # snapshots and split zone-events batches are up to several MB (the topics allow them)
+        producer_max_request_size=SNAPSHOT_MAX_BYTES,
         broker_commit_every=100,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=64,
