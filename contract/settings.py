@@ -99,7 +99,7 @@ class Settings:
     watermark_max_lag_ms: int = 60_000      # the watermark is never further behind the stream clock
     session_timeout_ms: int = 6_000         # consumer groups: a dead member leaves after this
     instance_id: str = ""                   # static group membership (a restarted worker keeps its partitions)
-    snapshot_interval_ms: int = 5_000       # state snapshots per partition, at most this often
+    snapshot_interval_ms: int = 10_000      # state snapshots per partition, at most this often
     unit_forget_ms: int = 24 * 3_600_000    # units silent this long leave zw:units* and memory
     camera_silent_ms: int = 1_800_000       # ZONEWATCH_CAMERA_SILENT_S (CONTRACT §3 "Health")
     # CONTRACT §7: replicas of every topic zonewatch creates (1 locally, 3 on a production cluster;
