@@ -162,7 +162,7 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
                                     max_batch_size=1 << 20, max_request_size=8 << 20,
                                     client_id=f"{settings.app_id}-ingest", **aiokafka_kwargs(settings))
         await producer.start()
-        st = IngestStage(settings, index, store, producer)
+        st = IngestStage(settings, index, store, producer, cells)
         await st.start()
         app.zonewatch_ingest = st
         probe = asyncio.ensure_future(probe_forever(producer.client, redis))

@@ -1,7 +1,11 @@
 """Which partition of the zone-events topic a record goes to: the one partitioning rule.
 
-Zones map to partitions by `crc32(zone_id) % partitions`; an event in no zone is counted in the
-partition of its id. Incidents are partitioned by geography instead: a call belongs to the
+Zones map to partitions by geography (`zone_partitions`): sorted by their representative point,
+west to east (then south to north, then id), they are cut into `partitions` runs of equal size, so
+neighbouring zones — nested rings, a district and its grid cells — share a partition and a patrol
+fix, which must reach every partition with a zone its unit can reach in 5 minutes (2.1 km), goes
+to one or two partitions rather than all of them. Every worker computes the same map from the
+zones file. An event in no zone is counted in the partition of `crc32(its id)`. Incidents are partitioned by geography instead: a call belongs to the
 partition of its H3 resolution-6 "home" cell, and every fix (alert) goes to the home partitions
 within the arrival (corroboration) radius of it, so the partition of a call sees every fix and
 alert that can matter to it. The same function serves every worker and language (crc32 of UTF-8).
@@ -20,6 +24,14 @@ FINE_RES = 9          # fine cells: spatial hashing of fixes, alerts and inciden
 HOME_RES = 6          # home cells: partitioning of incidents (~3.7 km edge)
 # Cells to search around a point for a radius, at FINE_RES (cell inradius ~174 m).
 DISK_K = {ARRIVAL_RADIUS_M: 1, CORROBORATION_RADIUS_M: 2}
+
+
+def zone_partitions(zones, partitions: int) -> dict[str, int]:
+    """zone id -> partition: runs of neighbouring zones, as equal in number as can be."""
+    order = sorted(zones, key=lambda z: (round(z.geometry.representative_point().x, 9),
+                                         round(z.geometry.representative_point().y, 9), z.zone_id))
+    n = len(order)
+    return {z.zone_id: min(i * partitions // max(n, 1), partitions - 1) for i, z in enumerate(order)}
 
 
 def partition_of(key: str, partitions: int) -> int:

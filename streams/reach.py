@@ -416,6 +416,12 @@ def bbox_keys(bounds: tuple[float, float, float, float], dist_m: float = MAX_REA
     return {iy * _NX + ix % _NX for iy in range(iy0, iy1 + 1) for ix in range(ix0, ix1 + 1)}
 
 
+def reach_keys(zone, cells: "ZoneCells | None" = None):
+    """Unit-grid keys from which a unit may reach the zone: its cells' own (exact) when built,
+    else a superset from the zone's bounding box."""
+    return cells.keys if cells is not None else bbox_keys(zone.geometry.bounds)
+
+
 class ZoneReach:
     """The reach of one partition's zones, kept by the partition state (streams/zone_state.py).
 
@@ -426,18 +432,19 @@ class ZoneReach:
     stream clock per zone unless forced (the final refresh), and keeps a value only when it
     moved by 0.01 or more (CONTRACT §3)."""
 
-    def __init__(self, zones, every_ms: int = 10_000):
+    def __init__(self, zones, every_ms: int = 10_000, cells: dict | None = None):
         self.zones = {z.zone_id: z for z in zones}
         self.every_ms = every_ms
         self.units = UnitIndex()
         self.latest: dict[str, tuple[int, float, float, str]] = {}  # unit -> (ts, lat, lon, kind) while in
         self._expiry: list[tuple[int, str]] = []   # (fix ts, unit): a heap, to drop stale units
+        # zone cells (streams/geocache.py) when given: their exact reach keys; else the zones' boxes
+        self.cells: dict[str, ZoneCells] = cells if cells is not None else {}  # else built on first use
         by_key: dict[int, list[str]] = {}
         for z in zones:
-            for k in bbox_keys(z.geometry.bounds):
+            for k in reach_keys(z, self.cells.get(z.zone_id)):
                 by_key.setdefault(k, []).append(z.zone_id)
         self.by_key = {k: tuple(v) for k, v in by_key.items()}
-        self.cells: dict[str, ZoneCells] = {}       # built on a zone's first evaluation
         self.value: dict[str, tuple[float, float]] = {}
         self.computed_at: dict[str, int] = {}
         self.dirty: set[str] = set()

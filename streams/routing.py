@@ -16,8 +16,8 @@ from contract.events import caller_ref
 from contract.response import ARRIVAL_RADIUS_M, CORROBORATION_RADIUS_M
 from contract.settings import Settings
 
-from .partitioning import HomeCells, partition_of
-from .reach import bbox_keys, grid_key
+from .partitioning import HomeCells, partition_of, zone_partitions
+from .reach import grid_key, reach_keys
 from .records import IncidentAlert, IncidentCall, IncidentFix, ZoneAlert, ZoneCall, ZoneFix, ZoneStatus
 from .zone_index import ZoneIndex
 
@@ -25,16 +25,16 @@ from .zone_index import ZoneIndex
 class Router:
     """Raw messages in, per-partition record lists and dead letters out."""
 
-    def __init__(self, settings: Settings, index: ZoneIndex):
+    def __init__(self, settings: Settings, index: ZoneIndex, reach_cells: dict | None = None):
         self.s = settings
         self.index = index
         self.n = settings.partitions
-        self.zone_part = {zid: partition_of(zid, self.n) for zid in index.zones}
+        self.zone_part = zone_partitions(index.zones.values(), self.n)
         # unit-grid key -> partitions with a zone an available unit there may reach (CONTRACT §3
         # "Reach": any unit, not only those inside the zone, counts)
         reach: dict[int, set[int]] = {}
         for zid, z in index.zones.items():
-            for k in bbox_keys(z.geometry.bounds):
+            for k in reach_keys(z, (reach_cells or {}).get(zid)):
                 reach.setdefault(k, set()).add(self.zone_part[zid])
         self.reach_parts = {k: tuple(sorted(v)) for k, v in reach.items()}
         # unit -> (ts of its latest fix seen here, partitions that fix was sent to). A new fix

@@ -21,7 +21,7 @@ from contract.response import CORROBORATION_WINDOW_MS
 from contract.settings import Settings
 
 from . import metrics, records
-from .partitioning import partition_of
+from .partitioning import zone_partitions
 from .records import Arrival
 from .rules import load_rules
 from .store import RedisStore
@@ -58,9 +58,10 @@ class StateStage:
         self.reach_cells = reach_cells if reach_cells is not None else {}  # zone id -> ZoneCells (shared)
         self.rules = load_rules(settings.rules)
         self.store = store
+        self.zone_part = zone_partitions(zones, settings.partitions)
         self.zones_of: dict[int, list] = {p: [] for p in range(settings.partitions)}
         for z in zones:
-            self.zones_of[partition_of(z.zone_id, settings.partitions)].append(z)
+            self.zones_of[self.zone_part[z.zone_id]].append(z)
         self.held: dict[int, Held] = {}
         self.watermark = Watermark(settings.watermark_idle_ms, settings.watermark_max_lag_ms)
         self.flushed_clock: dict[int, int] = {}
@@ -83,8 +84,8 @@ class StateStage:
     def new_state(self, p: int) -> PartitionState:
         st = PartitionState(self.zones_of[p], tz=self.s.tz, rules=self.rules,
                             unit_stale_ms=self.s.unit_stale_ms, grace_ms=self.s.grace_ms,
-                            camera_silent_ms=self.s.camera_silent_ms)
-        st.reach.cells = self.reach_cells  # built once for all partitions (streams/geocache.py)
+                            camera_silent_ms=self.s.camera_silent_ms,
+                            reach_cells=self.reach_cells)  # built once for all partitions (geocache)
         return st
 
     def now_wm(self, clock: int, now_ms: int | None = None) -> int:
@@ -166,7 +167,7 @@ class StateStage:
                 call_id, call_ts, zones, response_s, unit = item
                 by_part: dict[int, list] = {}
                 for zid in zones:
-                    by_part.setdefault(partition_of(zid, self.s.partitions), []).append(zid)
+                    by_part.setdefault(self.zone_part[zid], []).append(zid)
                 for q, zl in by_part.items():
                     arrivals.setdefault(q, []).append(Arrival(call_id, call_ts, zl, response_s, unit))
         return enriched, sla, arrivals

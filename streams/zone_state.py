@@ -133,7 +133,7 @@ class PartitionState:
 
     def __init__(self, zones: list[Zone], tz: str = "Asia/Shanghai", rules: Rules | None = None,
                  unit_stale_ms: int = 120_000, grace_ms: int = DEFAULT_GRACE_MS,
-                 camera_silent_ms: int = 1_800_000):
+                 camera_silent_ms: int = 1_800_000, reach_cells: dict | None = None):
         self.tz_name = tz
         self.days = LocalDays(tz)
         self.rules = rules or load_rules(None)
@@ -153,7 +153,7 @@ class PartitionState:
         self.dirty: set[str] = set()
         # Incidents of the geo cells this partition is home to (a different key than zones).
         self.incidents = IncidentState(grace_ms)
-        self.reach = ZoneReach(zones)
+        self.reach = ZoneReach(zones, cells=reach_cells)
         self._last_pruned = 0
         self._hits: set[int] = _NO_HITS  # ids of the current batch the sealed dedup hours hold
         self.deadlines: list[tuple[int, str, str]] = []  # (call ts + 300 s, zone, call) not yet passed
@@ -198,21 +198,31 @@ class PartitionState:
         incident-stage and arrival records."""
         t = type(rec)
         if t is ZoneFix:
-            # Fixes are remembered per unit, relative to the unit's own latest fix rather than to
-            # the stream clock, so a backlog that moves the clock far ahead still finds repeats.
             unit, ts = rec.unit_id, rec.ts
-            seen = self.seen_fix.get(unit)
-            if seen is None:
-                seen = self.seen_fix[unit] = set()
-            elif ts in seen:
-                return False
-            seen.add(ts)
-            if len(seen) > GPS_DEDUP_PER_UNIT:
-                newest = max(seen)
-                self.seen_fix[unit] = {t for t in seen if t >= newest - GPS_DEDUP_HORIZON_MS}
-            for zid in rec.zones:
-                self._saw(zid, "gps", ts)
-            if rec.presence and self._apply_fix(unit, ts, tuple(rec.zones), rec.status):
+            if rec.primary:
+                # Only the primary copy is counted (accepted or duplicate), so only it needs the
+                # memory of fixes; every other use of a fix (presence, last gps event, reach) is
+                # idempotent. Fixes are remembered per unit, relative to the unit's own newest fix
+                # rather than the stream clock, so a backlog that moves the clock far ahead still
+                # finds repeats.
+                seen = self.seen_fix.get(unit)
+                if seen is None:
+                    seen = self.seen_fix[unit] = set()
+                elif ts in seen:
+                    return False
+                seen.add(ts)
+                if len(seen) > GPS_DEDUP_PER_UNIT:
+                    newest = max(seen)
+                    self.seen_fix[unit] = {t for t in seen if t >= newest - GPS_DEDUP_HORIZON_MS}
+            zones = rec.zones
+            if zones:
+                zs = self.zones
+                for zid in zones:
+                    agg = zs[zid]
+                    if ts > agg.last_ts.get("gps", 0):
+                        agg.last_ts["gps"] = ts
+                        self.dirty.add(zid)
+            if rec.presence and self._apply_fix(unit, ts, tuple(zones), rec.status):
                 self.reach.fix(unit, ts, rec.lat, rec.lon, rec.kind, rec.status == "available")
             return True
         if t is ZoneStatus:
