@@ -111,6 +111,7 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
     stage.on_written = outputs.zone_states
     app.zonewatch_stage = stage  # for tests and the CLI
     metrics.set_build_info()
+    metrics.watch_gc()
     app.zonewatch_ingest = None
     taking: dict[int, asyncio.Future] = {}   # partition -> takeover in progress or done
 

@@ -123,3 +123,28 @@ def set_build_info() -> None:
     except PackageNotFoundError:
         v = "0+unknown"
     BUILD_INFO.labels(v).set(1)
+
+
+GC_PAUSE = Histogram(names.GC_PAUSE, "Python garbage collector pauses, by generation",
+                     ["generation"], buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+                     registry=REGISTRY)
+
+
+def watch_gc() -> None:
+    """Time every garbage collection (a full one over a big heap stalls the event loop) and make
+    them rarer: the worker allocates many short-lived objects per batch, most of which die young,
+    so gen0 runs every 50,000 allocations instead of 700 and gen2 after 100 gen1 runs."""
+    import gc
+    import time as _time
+
+    started: dict[int, float] = {}
+
+    def callback(phase, info):
+        gen = info.get("generation", 0)
+        if phase == "start":
+            started[gen] = _time.perf_counter()
+        elif gen in started:
+            GC_PAUSE.labels(str(gen)).observe(_time.perf_counter() - started.pop(gen))
+
+    gc.callbacks.append(callback)
+    gc.set_threshold(50_000, 20, 100)
