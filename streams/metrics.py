@@ -131,9 +131,11 @@ GC_PAUSE = Histogram(names.GC_PAUSE, "Python garbage collector pauses, by genera
 
 
 def watch_gc() -> None:
-    """Time every garbage collection (a full one over a big heap stalls the event loop) and make
-    them rarer: the worker allocates many short-lived objects per batch, most of which die young,
-    so gen0 runs every 50,000 allocations instead of 700 and gen2 after 100 gen1 runs."""
+    """Time every garbage collection and make them rarer. With Python's defaults (700, 10, 10) the
+    collector took ~35 us per event of the worker's flow (in-process, demo zones: 13.4k -> 18.4k
+    events/s CPU with these settings); a full collection over a district's state took 0.3 s. The
+    heap built at start (zones, index, geometry) is frozen out of every scan; gen0 runs every
+    10,000 allocations (pauses of ~10-20 ms), gen2 only after 1,000 gen1 runs."""
     import gc
     import time as _time
 
@@ -147,4 +149,5 @@ def watch_gc() -> None:
             GC_PAUSE.labels(str(gen)).observe(_time.perf_counter() - started.pop(gen))
 
     gc.callbacks.append(callback)
-    gc.set_threshold(50_000, 20, 100)
+    gc.set_threshold(10_000, 50, 1_000)
+    gc.freeze()
