@@ -7,7 +7,7 @@ drives it directly (nothing outside tests/ imports tests).
 
 Every record `consume_all` reads and every zone document `zone_docs` returns is checked against its
 published JSON Schema (contract/schemas.py, docs/schemas/): the first one that does not match
-raises `SchemaMismatch` naming the topic, the record's position, the failing field and the rule,
+raises an AssertionError naming the topic, the record's position, the failing field and the rule,
 so every integration test that reads records checks them against the contract for free.
 """
 
@@ -58,10 +58,6 @@ def wait_until(check, timeout: float = 90.0, interval: float = 0.2, what: str = 
     raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
 
 
-class SchemaMismatch(AssertionError):
-    """A record or document read by a test does not match its published schema."""
-
-
 @cache
 def _validator(name: str):
     from jsonschema import Draft202012Validator
@@ -70,12 +66,14 @@ def _validator(name: str):
 
 
 def check_schema(name: str, doc, where: str) -> None:
-    """Raise SchemaMismatch when `doc` does not match the schema `name` (docs/schemas/{name}.json)."""
-    err = next(iter(sorted(_validator(name).iter_errors(doc), key=lambda e: list(e.absolute_path))), None)
+    """AssertionError when `doc` does not match the schema `name` (docs/schemas/{name}.json)."""
+    from jsonschema.exceptions import best_match
+
+    err = best_match(_validator(name).iter_errors(doc))  # the deepest, most telling error (into oneOf)
     if err is not None:
         path = "/".join(map(str, err.absolute_path)) or "(the document)"
         shown = orjson.dumps(doc).decode(errors="replace")
-        raise SchemaMismatch(f"{where} does not match docs/schemas/{name}.json at {path}: {err.message} "
+        raise AssertionError(f"{where} does not match docs/schemas/{name}.json at {path}: {err.message} "
                              f"(rule: {'/'.join(map(str, err.schema_path))}); document: {shown[:600]}")
 
 
@@ -84,15 +82,15 @@ def check_record(topic: str, msg) -> None:
     against the key rule of an output topic (contract.schemas.record_key)."""
     where = f"{topic} record (partition {msg.partition}, offset {msg.offset})"
     if msg.value is None:
-        raise SchemaMismatch(f"{where} has no value (a tombstone): zonewatch never writes one")
+        raise AssertionError(f"{where} has no value (a tombstone): zonewatch never writes one")
     try:
         doc = orjson.loads(msg.value)
     except orjson.JSONDecodeError as exc:
-        raise SchemaMismatch(f"{where} is not JSON ({exc}): {msg.value[:200]!r}") from None
+        raise AssertionError(f"{where} is not JSON ({exc}): {msg.value[:200]!r}") from None
     check_schema(topic, doc, where)
     want = schemas.record_key(topic, doc) if topic in topics.OUTPUT_TOPICS else None
     if want is not None and msg.key != want.encode():
-        raise SchemaMismatch(f"{where} has key {msg.key!r}; the contract's key is {want!r}")
+        raise AssertionError(f"{where} has key {msg.key!r}; the contract's key is {want!r}")
 
 
 class Deployment:

@@ -389,3 +389,27 @@ def test_output_schemas_reject_what_zonewatch_never_writes(name, mutate):
     doc = orjson.loads(orjson.dumps(schemas.schema(name)["examples"][0]))
     mutate(doc)
     assert errors(name, doc), doc
+
+
+# --- the integration tests' hook (bench/harness.py) -------------------------------------------------
+
+
+def test_harness_hook_raises_on_the_first_record_off_the_contract():
+    from collections import namedtuple
+
+    from bench.harness import check_record, check_schema
+
+    Rec = namedtuple("Rec", "partition offset key value")
+    good = schemas.schema(topics.SLA)["examples"][0]
+    check_record(topics.SLA, Rec(0, 5, good["call_id"].encode(), orjson.dumps(good)))
+    with pytest.raises(AssertionError, match=r"sla.events record \(partition 0, offset 6\) does not match "
+                                             r"docs/schemas/sla.events.json at response_s"):
+        check_record(topics.SLA, Rec(0, 6, good["call_id"].encode(), orjson.dumps({**good, "response_s": -1})))
+    with pytest.raises(AssertionError, match="has key b'other'; the contract's key is"):
+        check_record(topics.SLA, Rec(0, 7, b"other", orjson.dumps(good)))
+    with pytest.raises(AssertionError, match="not JSON"):
+        check_record(topics.SLA, Rec(0, 8, None, b"{"))
+    with pytest.raises(AssertionError, match="tombstone"):
+        check_record(topics.ZONES_STATE, Rec(0, 9, b"A", None))
+    with pytest.raises(AssertionError, match=r"Redis zw:zone:A does not match docs/schemas/zone.json at level"):
+        check_schema("zone", {**schemas.schema("zone")["examples"][0], "level": "purple"}, "Redis zw:zone:A")
