@@ -74,7 +74,7 @@ def check_schema(name: str, doc, where: str) -> None:
         path = "/".join(map(str, err.absolute_path)) or "(the document)"
         shown = orjson.dumps(doc).decode(errors="replace")
         raise AssertionError(f"{where} does not match docs/schemas/{name}.json at {path}: {err.message} "
-                             f"(rule: {'/'.join(map(str, err.schema_path))}); document: {shown[:600]}")
+                             f"(rule: {'/'.join(map(str, err.absolute_schema_path))}); document: {shown[:600]}")
 
 
 def check_record(topic: str, msg) -> None:
