@@ -64,36 +64,46 @@ DAILY_KEY_SEP = "|"
 
 
 @lru_cache(maxsize=1)
-def printable_pattern() -> str:
-    """`^[^...]*$` refusing what str.isprintable() refuses (contract/events.py ids): every code
-    point of the categories Cc, Cf, Co, Zs (but the space), Zl, Zp, as literal ranges. Unassigned
-    code points (Cn) are refused by the worker too but are left out: there are hundreds of
-    ranges and they change with each Unicode version. Surrogates (Cs) cannot occur in JSON text."""
-    bad = [c for c in range(0x110000)
-           if unicodedata.category(chr(c)) in ("Cc", "Cf", "Co", "Zs", "Zl", "Zp") and c != 0x20]
+def nonprintable_class() -> str:
+    """A regex character class of every code point str.isprintable() refuses (contract/events.py
+    ids): the categories Cc, Cf, Co, Cn (unassigned), Zs but the space, Zl, Zp, as literal ranges, per
+    the Unicode version of the Python that generates it (3.11: Unicode 14.0). Surrogates (Cs) are left
+    out: they cannot occur in JSON text."""
     ranges: list[list[int]] = []
-    for c in bad:
+    for c in range(0x110000):
+        ch = chr(c)
+        if ch.isprintable() or unicodedata.category(ch) == "Cs":
+            continue
         if ranges and ranges[-1][1] == c - 1:
             ranges[-1][1] = c
         else:
             ranges.append([c, c])
-    body = "".join(chr(a) if a == b else f"{chr(a)}-{chr(b)}" for a, b in ranges)
-    return f"^[^{body}]*$"
+    return "[" + "".join(chr(a) if a == b else f"{chr(a)}-{chr(b)}" for a, b in ranges) + "]"
 
 
-_ID_COMMENT = ("printable: the worker also refuses unassigned code points (Python str.isprintable), "
-               "which this pattern does not list")
-
-
-def _ident(description: str) -> Schema:
-    return {"type": "string", "minLength": 1, "maxLength": events.MAX_ID_LEN, "pattern": printable_pattern(),
-            "description": description, "$comment": _ID_COMMENT}
+def _ident(description: str, exact: bool = False) -> Schema:
+    """An id: 1..64 characters, printable. Input schemas check "printable" exactly (a long class of
+    code points); output ids were checked on input, so their schemas only say so."""
+    out: Schema = {"type": "string", "minLength": 1, "maxLength": events.MAX_ID_LEN, "description": description}
+    if exact:
+        out["not"] = {"pattern": nonprintable_class(), "description": "no character str.isprintable() refuses"}
+        out["$comment"] = (f"printable per Unicode {unicodedata.unidata_version} (Python str.isprintable): the "
+                           "class lists code points beyond the BMP, so match it with a Unicode-aware regex "
+                           "(ECMA-262 `u` flag)")
+    else:
+        out["$comment"] = "printable (checked on input)"
+    return out
 
 
 def _ts_pattern() -> str:
-    """RFC 3339 date-time with an offset, years 2000..9999, no leap second (Python refuses 60)."""
-    return (r"^(2\d{3}|[3-9]\d{3})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt ]([01]\d|2[0-3]):[0-5]\d:[0-5]\d"
-            r"(\.\d{1,9})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$")
+    """RFC 3339 date-time with an offset, on a date that exists, years 2000..9999, no leap second
+    (Python refuses 60), nothing after it (`$` alone would let a final newline through in Python)."""
+    year = r"(2\d{3}|[3-9]\d{3})"
+    leap = r"([2-9]\d(0[48]|[2468][048]|[13579][26])|(2[048]|[3579][26]|[468][048])00)"
+    date = (rf"({year}-((0[13578]|1[02])-(0[1-9]|[12]\d|3[01])|(0[469]|11)-(0[1-9]|[12]\d|30)"
+            rf"|02-(0[1-9]|1\d|2[0-8]))|{leap}-02-29)")
+    time = r"([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,9})?"
+    return rf"^(?!.*\n){date}[Tt ]{time}(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$"
 
 
 def _ts_input(what: str) -> Schema:
@@ -105,10 +115,10 @@ def _ts_input(what: str) -> Schema:
             {"type": "integer", "minimum": events.MIN_TS_MS},
             {"type": "string", "maxLength": events.MAX_TS_STR_LEN, "pattern": _ts_pattern()},
         ],
-        "$comment": "Not expressible here: the upper bound (host clock + tolerance), dates that do not exist "
-                    "(2023-02-30), and the 2000-01-01T00:00:00Z bound for strings within a day of it (the "
-                    "pattern checks the local year). The worker also accepts other ISO 8601 forms with an "
-                    "offset (Python datetime.fromisoformat); producers should send RFC 3339 as this schema says.",
+        "$comment": "Not expressible here: the upper bound (host clock + tolerance), and the 2000-01-01T00:00:00Z "
+                    "bound for strings within a day of it (the pattern checks the local year). The worker also "
+                    "accepts other ISO 8601 forms with an offset (Python datetime.fromisoformat); producers "
+                    "should send RFC 3339 as this schema says.",
     }
 
 
@@ -231,7 +241,7 @@ def _normalised_call(extra: dict[str, Schema] | None = None) -> dict[str, Schema
 
 def _call() -> Schema:
     props = {
-        "call_id": _ident("unique per call; a repeat is a duplicate, counted once"),
+        "call_id": _ident("unique per call; a repeat is a duplicate, counted once", exact=True),
         "ts": _ts_input("when the call was received"),
         "lat": _coord(90.0, "WGS84 latitude"), "lon": _coord(180.0, "WGS84 longitude"),
         "category": _open_enum(events.CATEGORIES, "call category"),
@@ -248,7 +258,7 @@ def _call() -> Schema:
 
 def _gps() -> Schema:
     props = {
-        "unit_id": _ident("the patrol unit"),
+        "unit_id": _ident("the patrol unit", exact=True),
         "ts": _ts_input("fix time"),
         "lat": _coord(90.0, "WGS84 latitude"), "lon": _coord(180.0, "WGS84 longitude"),
         "status": {"enum": [*sorted(events.UNIT_STATUSES), None], "default": "available"},
@@ -262,8 +272,8 @@ def _gps() -> Schema:
 
 def _alert() -> Schema:
     props = {
-        "alert_id": _ident("unique; a repeat is a duplicate"),
-        "camera_id": _ident("the camera"),
+        "alert_id": _ident("unique; a repeat is a duplicate", exact=True),
+        "camera_id": _ident("the camera", exact=True),
         "ts": _ts_input("when the alert fired"),
         "lat": _coord(90.0, "camera latitude"), "lon": _coord(180.0, "camera longitude"),
         "type": _open_enum(events.ALERT_TYPES, "alert type"),
@@ -277,7 +287,7 @@ def _alert() -> Schema:
 
 def _status() -> Schema:
     props = {
-        "camera_id": _ident("the camera"),
+        "camera_id": _ident("the camera", exact=True),
         "ts": _ts_input("when the camera (or its platform) reported"),
         "lat": _coord(90.0, "camera latitude"), "lon": _coord(180.0, "camera longitude"),
         "online": {"type": ["boolean", "null"], "default": True,
