@@ -95,6 +95,12 @@ def _ident(description: str, exact: bool = False) -> Schema:
     return out
 
 
+def _rx(body: str) -> str:
+    """`body` matching the whole string: `^...$`, and no newline anywhere (Python's `$`, which
+    jsonschema uses, also matches before a final newline; ECMA-262's does not)."""
+    return f"^(?!.*\\n){body}$"
+
+
 def _ts_pattern() -> str:
     """RFC 3339 date-time with an offset, on a date that exists, years 2000..9999, no leap second
     (Python refuses 60), nothing after it (`$` alone would let a final newline through in Python)."""
@@ -103,7 +109,7 @@ def _ts_pattern() -> str:
     date = (rf"({year}-((0[13578]|1[02])-(0[1-9]|[12]\d|3[01])|(0[469]|11)-(0[1-9]|[12]\d|30)"
             rf"|02-(0[1-9]|1\d|2[0-8]))|{leap}-02-29)")
     time = r"([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,9})?"
-    return rf"^(?!.*\n){date}[Tt ]{time}(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$"
+    return _rx(rf"{date}[Tt ]{time}(Z|[+-]([01]\d|2[0-3]):[0-5]\d)")
 
 
 def _ts_input(what: str) -> Schema:
@@ -184,7 +190,7 @@ _RING = {"enum": [*zones.RINGS, None], "description": "the zone's ring, or null"
 _PRIORITY = {"type": "integer", "minimum": 1, "maximum": 4, "description": "1 = most urgent"}
 _CAT_COUNTS = _counts_by({"enum": sorted(events.CATEGORIES)}, "accepted calls by category")
 _PRIO_COUNTS = _counts_by({"enum": ["1", "2", "3", "4"]}, "accepted calls by priority")
-_LANG_COUNTS = _counts_by({"pattern": "^[a-z]{1,8}$"},
+_LANG_COUNTS = _counts_by({"pattern": _rx("[a-z]{1,8}")},
                           "accepted calls by the BCP 47 primary language subtag of `lang`, lower case; `und` "
                           "when a call has none")
 _TYPE_COUNTS = _counts_by({"enum": sorted(events.ALERT_TYPES)}, "accepted alerts by type")
@@ -302,7 +308,7 @@ def _status() -> Schema:
 
 def _enriched() -> Schema:
     props = _normalised_call({
-        "caller_ref": {"type": "string", "pattern": f"^[0-9a-f]{{{CALLER_REF_LEN}}}$",
+        "caller_ref": {"type": "string", "pattern": _rx(f"[0-9a-f]{{{CALLER_REF_LEN}}}"),
                        "description": "HMAC-SHA256 of the caller's number under ZONEWATCH_CALLER_SECRET, 16 hex "
                                       "chars; absent when the call had no caller or no secret is set"},
     })
@@ -350,7 +356,7 @@ def _zone_doc() -> Schema:
         "clock": _ms("stream clock (largest accepted input ts) when computed, epoch ms"),
         "level": {"enum": list(LEVELS)},
         "today": _obj({
-            "date": {"type": "string", "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$",
+            "date": {"type": "string", "format": "date", "pattern": _rx(r"\d{4}-\d{2}-\d{2}"),
                      "description": "local date of the stream clock (ZONEWATCH_TZ)"},
             "calls": _count(), "calls_by_category": _CAT_COUNTS, "calls_by_priority": _PRIO_COUNTS,
             "calls_by_lang": _LANG_COUNTS, "alerts": _count(), "alerts_by_type": _TYPE_COUNTS,
@@ -381,7 +387,7 @@ def _daily() -> Schema:
     hourly = {"type": "array", "items": _count(), "minItems": 24, "maxItems": 24,
               "description": "counts by local hour 0..23"}
     props: dict[str, Schema] = {
-        "date": {"type": "string", "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$", "description": "local date"},
+        "date": {"type": "string", "format": "date", "pattern": _rx(r"\d{4}-\d{2}-\d{2}"), "description": "local date"},
         "zone_id": {"type": "string", "minLength": 1}, "name": {"type": "string"},
         "kind": {"enum": list(zones.KINDS)}, "ring": _RING,
         "tz": {"type": "string", "minLength": 1, "description": "IANA time zone of the date (ZONEWATCH_TZ)"},
@@ -404,7 +410,7 @@ def _daily() -> Schema:
 def _deadletter() -> Schema:
     names = "|".join(re.escape(t) for t in topics.INPUT_TOPICS)
     body = _obj({
-        "topic": {"type": "string", "pattern": f"({names})$",
+        "topic": {"type": "string", "pattern": _rx(f".*({names})"),
                   "description": "the input topic's full name (with ZONEWATCH_TOPIC_PREFIX)"},
         "partition": _count(), "offset": _count(),
         "reason": {"type": "string", "minLength": 1, "description": "why the record was rejected"},
@@ -415,7 +421,7 @@ def _deadletter() -> Schema:
     body["oneOf"] = [
         _obj({"raw_encoding": {"const": "utf-8"}, "raw": {"maxLength": events.DEADLETTER_RAW_LIMIT}}, strict=False),
         _obj({"raw_encoding": {"const": "base64"},
-              "raw": {"maxLength": _B64_MAX, "pattern": "^[A-Za-z0-9+/]*={0,2}$"}}, strict=False),
+              "raw": {"maxLength": _B64_MAX, "pattern": _rx("[A-Za-z0-9+/]*={0,2}")}}, strict=False),
     ]
     return body
 
@@ -674,7 +680,7 @@ def _key_schema(topic: str) -> Schema:
     if topic == topics.ZONES_STATE:
         return {"type": "string", "description": "the record's zone_id"}
     if topic == topics.ZONES_DAILY:
-        return {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}\|.+$",
+        return {"type": "string", "pattern": _rx(r"\d{4}-\d{2}-\d{2}\|.+"),
                 "description": "\"{date}|{zone_id}\" of the record"}
     return {"type": ["string", "null"], "maxLength": events.DEADLETTER_RAW_LIMIT,
             "description": "the rejected record's original key; null when it had none or it was over 64 KiB"}

@@ -456,3 +456,20 @@ def test_harness_hook_raises_on_the_first_record_off_the_contract():
 def test_leap_days_and_the_last_second_of_a_year_are_accepted(text):
     rec = {**schemas.schema(topics.CALLS)["examples"][0], "ts": text}
     assert VALIDATORS[topics.CALLS].is_valid(rec) and accepted(topics.CALLS, rec)
+
+
+@pytest.mark.parametrize("name,field,value", [
+    (topics.INCIDENTS, "caller_ref", "5f1c0a9e2b7d4c11\n"), (topics.ZONES_DAILY, "date", "2023-06-11\n"),
+    (topics.DEADLETTER, "topic", "calls.110\n"), ("zone", "today", None),
+])
+def test_patterns_refuse_a_final_newline(name, field, value):
+    """Python's `$` (jsonschema) matches before a final newline; every pattern refuses one all the same."""
+    doc = orjson.loads(orjson.dumps(schemas.schema(name)["examples"][0]))
+    if value is None:
+        doc["today"]["calls_by_lang"] = {"zh\n": 1}
+    else:
+        doc[field] = value
+    assert errors(name, doc)
+    if value is not None:
+        doc[field] = value[:-1]
+        assert errors(name, doc) == []
