@@ -7,6 +7,7 @@ the update stream consistent, the wall's incident list the worker's."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 
@@ -47,6 +48,7 @@ def sentinel_redis():
         yield info
     finally:
         sentinel.down(state)
+    shutil.rmtree(state, ignore_errors=True)  # kept (with the servers' logs) when the test failed
 
 
 def worker_open_incidents() -> dict[str, str]:
