@@ -33,8 +33,9 @@ FIRST_CLOCK = max(ev["ts"] for _t, evs in FIRST_HALF for ev in evs if isinstance
 
 
 @pytest.fixture
-def sentinel_redis():
+def sentinel_redis(request):
     """A primary, a replica and three sentinels on free loopback ports (a failover in a second)."""
+    failed_before = request.session.testsfailed
     ports: list[int] = []
     while len(ports) < 5:
         p = free_port()
@@ -48,7 +49,8 @@ def sentinel_redis():
         yield info
     finally:
         sentinel.down(state)
-    shutil.rmtree(state, ignore_errors=True)  # kept (with the servers' logs) when the test failed
+    if request.session.testsfailed == failed_before:  # kept, with the servers' logs, after a failure
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def worker_open_incidents() -> dict[str, str]:
