@@ -5,6 +5,7 @@ The same fixed event set (the bundled scenario at a fixed start time, so event t
 every run) is replayed into one deployment per scenario (own topic prefix, app id and Redis db on
 a stack of its own), in chunks; between chunks, while the workers are busy, the scenario strikes:
 
+    clean2         a second clean run: the same events must give the same records (determinism)
     kill           kill -9 of the worker, 5 times, a new one started each time
     workers2/3     two (three) workers: kill -9 one and start a replacement, SIGSTOP one past the
                    session timeout so its partitions move and SIGCONT it (a zombie: its writes must
@@ -17,10 +18,12 @@ a stack of its own), in chunks; between chunks, while the workers are busy, the 
                    (their max.message.bytes below any batch) until the worker has retried sends
     redis-flush    FLUSHDB during the replay and once more after it
     connector      `zonewatch simulate` publishing through a broker outage
+    freezes        (not in the default list; the test's version) Redis, then Kafka frozen in one replay
 
 Per scenario it prints events in, zone counts, lost and duplicated counters in the final zone
 state (against the clean run), whether the zone documents, `incidents.enriched` and `zones.state`
-(last record per key) and the wall's open incidents (zw:incidents) are equal, and `sla.events` as
+(last record per key), the wall's open incidents (zw:incidents) and every unit's latest fix
+(zw:unit-info) are equal, and `sla.events` as
 exact record sets (its records are deterministic, CONTRACT §3 "Decision time"): lost, extra,
 redelivered (identical copies, at-least-once) and retracted breaches (a breach for a call whose
 clean-run decision is an arrival within 300 s). A reader follows zw:zone-updates for the whole
@@ -57,7 +60,7 @@ from deploy import stack as stack_module  # noqa: E402
 
 START_MS = 1_714_550_400_000  # 2024-05-01T08:00:00Z: a fixed past, so every run has the same event time
 COUNTERS = ("calls", "alerts")
-ALL_SCENARIOS = ("kill,workers2,workers3,broker,redis-restart,redis-freeze,kafka-freeze,refused-send,"
+ALL_SCENARIOS = ("clean2,kill,workers2,workers3,broker,redis-restart,redis-freeze,kafka-freeze,refused-send,"
                  "redis-flush,connector")
 #: a worker frozen this long past the session timeout has certainly been evicted from its groups
 ZOMBIE_EXTRA_S = 4.0
@@ -304,8 +307,8 @@ class Chaos:
         dump(self.state_dir / "runs" / f"{dep.settings.app_id}.json", snap)
         return snap
 
-    def clean(self, events) -> dict:
-        with self.running("clean", joined=False) as dep:
+    def clean(self, events, name: str = "clean") -> dict:
+        with self.running(name, joined=False) as dep:
             produce_chunks(dep, events, 1)
             return self.finish(dep, events)
 
@@ -627,9 +630,30 @@ def details(clean: dict, run: dict, cmp: dict) -> list[str]:
     return out
 
 
+def table_row(label: str, cmp: dict, run: dict) -> str:
+    """One markdown row of the closing summary."""
+    v = cmp.get("versions") or {}
+    seen = run.get("seen")
+    return (f"| {label} | {cmp['events_counted']}/{cmp['events_expected']} | {cmp['lost']} / {cmp['duplicated']} "
+            f"| {'equal' if cmp['docs_equal'] else 'DIFFER'} "
+            f"| {cmp['sla_records']}: lost {cmp['sla_lost']}, extra {cmp['sla_extra']}, "
+            f"retracted {len(cmp['sla_retracted'])} (redelivered {cmp['sla_redelivered']}) "
+            f"| {'equal' if cmp['enriched_equal'] else 'DIFFER'} | {'yes' if cmp['zones_state_equal'] else 'NO'} "
+            f"| {'equal' if cmp['wall_equal'] else 'DIFFER'} | {'equal' if cmp['units_equal'] else 'DIFFER'} "
+            f"| {len(v.get('problems', []))} / {len(v.get('frozen', []))} "
+            f"| {'-' if seen is None else ('yes' if seen['ok'] else 'NO')} | {'equal' if cmp['ok'] else 'FAILED'} |")
+
+
+TABLE_HEAD = ("| scenario | zone counts | lost / duplicated | zone docs | sla.events records | incidents.enriched "
+              "| zones.state = Redis | wall incidents | unit positions | versions not increasing / zones frozen "
+              "| seen by operators | result |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+
 def run_scenario(chaos: Chaos, name: str, events, kills: int):
     """(label, snapshot) of one named scenario."""
     o = f"{chaos.outage_s:.0f}s"
+    if name == "clean2":
+        return "clean again", chaos.clean(events, name="clean2")
     if name == "kill":
         return f"kill -9 x{kills}", chaos.kills(events, kills)
     if name in ("workers2", "workers3"):
@@ -674,6 +698,7 @@ def main(argv=None) -> int:
         for line in details(clean, clean, cmp):
             print(f"  {line}", flush=True)
         failed = not cmp["ok"]
+        rows = [table_row("clean", cmp, clean)]
         for name in args.scenarios.split(","):
             if name == "connector":
                 r = chaos.connector_outage()
@@ -683,15 +708,28 @@ def main(argv=None) -> int:
                       f"duplicated {max(0, r['in_kafka'] - r['sent'])}, outage in its log {r['outage_logged']}",
                       flush=True)
                 failed |= not ok
+                rows.append(f"| connector, broker down {args.outage:.0f} s "
+                            f"| sent {r['sent']}, in Kafka {r['in_kafka']} "
+                            f"| {max(0, r['sent'] - r['in_kafka'])} / {max(0, r['in_kafka'] - r['sent'])} "
+                            f"| | | | | | | | outage in its log: {'yes' if r['outage_logged'] else 'NO'} "
+                            f"| {'equal' if ok else 'FAILED'} |")
                 continue
             print(f"-- {name}", flush=True)
-            label, run = run_scenario(chaos, name, events, args.kills)
+            try:
+                label, run = run_scenario(chaos, name, events, args.kills)
+            except Exception as exc:  # the next scenarios still run; this one failed
+                print(f"{name:<16} ERROR {type(exc).__name__}: {str(exc)[:600]}", flush=True)
+                failed = True
+                rows.append(f"| {name} | error: {type(exc).__name__} | | | | | | | | | | FAILED |")
+                continue
             cmp = compare(clean, run)
             print(report_line(label, len(events), cmp), flush=True)
             for line in details(clean, run, cmp):
                 print(f"  {line}", flush=True)
             print(f"  => {'equal to the clean run' if cmp['ok'] else 'FAILED'}", flush=True)
             failed |= not cmp["ok"]
+            rows.append(table_row(label, cmp, run))
+        print("\n" + TABLE_HEAD + "\n" + "\n".join(rows), flush=True)
         print("chaos: " + ("FAILED" if failed else "every scenario equal to the clean run"), flush=True)
         return 1 if failed else 0
     finally:
