@@ -31,6 +31,10 @@ run as a wall does: every zone's versions must strictly increase, and at the end
 show every zone at the final clock. Where operators should see something (an outage, a zombie's
 fenced writes, a refused send) it prints what the worker's /metrics and log showed.
 
+Every run, the clean one included, is also compared with an in-process reference: the worker's
+own flow (streams/testing.py) fed the event set in file order, without transport or faults (zone
+documents and sla.events). It tells a fault's effect from a difference the clean run has already.
+
     python -m bench.chaos [--kills 5] [--minutes 10] [--outage 30] [--scenarios kill,workers2,...]
 """
 
@@ -55,7 +59,7 @@ from bench.harness import Deployment, UpdatesReader, frozen, refused_sends, wait
 from connectors.scenario import scenario_events  # noqa: E402
 from contract import keys, metrics, topics  # noqa: E402
 from contract.security import kafka_python_kwargs  # noqa: E402
-from contract.settings import DEMO_ZONES  # noqa: E402
+from contract.settings import DEMO_ZONES, Settings  # noqa: E402
 from deploy import stack as stack_module  # noqa: E402
 
 START_MS = 1_714_550_400_000  # 2024-05-01T08:00:00Z: a fixed past, so every run has the same event time
@@ -203,6 +207,21 @@ def snapshot(dep: Deployment, docs: dict, reader: UpdatesReader | None = None) -
     return out
 
 
+def reference(events, partitions: int = 4) -> dict:
+    """The worker's own flow in-process (streams/testing.py), fed the event set in file order with
+    no transport and no faults: the zone documents and sla.events the runs should have. Wall time
+    is simulated, so the watermark only moves with the data, and at the end the feeds go quiet."""
+    from streams.testing import Msg, Pipeline
+
+    s = Settings(zones=DEMO_ZONES, partitions=partitions, caller_secret="test-secret")
+    pipe = Pipeline(s, wall0=int(time.time() * 1000))  # after the events' ts: none is in the future
+    pipe.feed([Msg(s.topic(t), 0, i, str(ev.get(topics.KEY_FIELD[t], "")).encode(), orjson.dumps(ev), ev["ts"])
+               for i, (t, ev) in enumerate(events)], batch=50)
+    pipe.finish()
+    return {"docs": {z: {k: v for k, v in d.items() if k != "version"} for z, d in pipe.documents().items()},
+            "sla": {sla_record(e) for e in pipe.sla}}
+
+
 def dump(path: Path, snap: dict) -> None:
     """A run's snapshot as JSON, for finding the first difference by hand."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -226,19 +245,20 @@ def _flat_counts(docs: dict) -> dict:
     return out
 
 
-def _first_difference(a: dict, b: dict) -> str | None:
-    """Where two last-record-per-key maps differ first (for the report)."""
+def _first_difference(a: dict, b: dict, name: str = "clean") -> str | None:
+    """Where two last-record-per-key maps differ first (`a` is the clean run or the reference)."""
     for key in sorted(set(a) | set(b)):
         ra, rb = a.get(key), b.get(key)
         if ra != rb:
             if ra is None or rb is None:
-                return f"{key}: only in {'clean' if rb is None else 'this'} run"
+                return f"{key}: only in {name if rb is None else 'this run'}"
             fields = sorted(k for k in set(ra) | set(rb) if ra.get(k) != rb.get(k))
-            return f"{key}: " + "; ".join(f"{f}: clean {ra.get(f)!r} vs {rb.get(f)!r}" for f in fields)[:400]
+            return f"{key}: " + "; ".join(f"{f}: {name} {ra.get(f)!r} vs {rb.get(f)!r}" for f in fields)[:400]
     return None
 
 
-def compare(clean: dict, run: dict) -> dict:
+def compare(clean: dict, run: dict, ref: dict | None = None) -> dict:
+    """`run` against the clean run, and against the in-process reference when given."""
     a, b = _flat_counts(clean["docs"]), _flat_counts(run["docs"])
     lost = sum(max(0, a[k] - b.get(k, 0)) for k in a)
     dup = sum(max(0, b.get(k, 0) - a[k]) for k in a)
@@ -263,13 +283,19 @@ def compare(clean: dict, run: dict) -> dict:
                                               {u: {"fix": f} for u, f in run["units"].items()}),
         "versions": run.get("versions"),
     }
+    if ref is not None:
+        out["ref_docs_equal"] = ref["docs"] == run["docs"]
+        out["ref_docs_difference"] = _first_difference(ref["docs"], run["docs"], "reference")
+        out["ref_sla_lost"] = sorted(ref["sla"] - run["sla"])
+        out["ref_sla_extra"] = sorted(run["sla"] - ref["sla"])
     v = out["versions"]
     out["ok"] = bool(
         out["events_counted"] == out["events_expected"] > 0 and not lost and not dup and out["docs_equal"]
         and not out["sla_lost"] and not out["sla_extra"] and not out["sla_retracted"] and not out["sla_flipped"]
         and out["enriched_equal"] and out["zones_state_equal"] and out["wall_equal"] and out["units_equal"]
         and (v is None or (not v["problems"] and not v["frozen"]))
-        and run.get("seen", {}).get("ok", True))
+        and run.get("seen", {}).get("ok", True)
+        and (ref is None or (out["ref_docs_equal"] and not out["ref_sla_lost"] and not out["ref_sla_extra"])))
     return out
 
 
@@ -280,6 +306,7 @@ class Chaos:
         self.partitions = partitions
         self.rng = random.Random(seed)
         self.outage_s = 30.0
+        self.ref: dict | None = None   # reference(events), for whoever compares
         self.say = lambda msg: print(f"  {msg}", flush=True)
 
     @contextlib.contextmanager
@@ -578,6 +605,9 @@ def report_line(name: str, n_in: int, cmp: dict) -> str:
             f"zones.state = Redis {cmp['zones_state_equal']}  "
             f"wall incidents equal {cmp['wall_equal']} ({cmp['wall_open']} open)  "
             f"unit positions equal {cmp['units_equal']}")
+    if "ref_docs_equal" in cmp:
+        line += (f"\n{'':<16} against the in-process reference: zone docs equal {cmp['ref_docs_equal']}, sla.events "
+                 f"lost {len(cmp['ref_sla_lost'])} extra {len(cmp['ref_sla_extra'])}")
     v = cmp.get("versions")
     if v is not None:
         line += (f"\n{'':<16} zw:zone-updates: {v['entries']} updates of {v['zones']} zones, versions not increasing "
@@ -594,6 +624,11 @@ def details(clean: dict, run: dict, cmp: dict) -> list[str]:
             other = sorted(r for r in (clean if label == "only in this run" else run)["sla"] if r[1] == call_id)
             out.append(f"sla {label}: {typ} {call_id} unit {unit} response {resp} ts {ts}; "
                        f"the other run for this call: {other}")
+    for label, recs in (("extra", cmp.get("ref_sla_extra") or []), ("missing", cmp.get("ref_sla_lost") or [])):
+        for typ, call_id, unit, resp, ts, _zones in recs[:8]:
+            out.append(f"sla {label} against the reference: {typ} {call_id} unit {unit} response {resp} ts {ts}")
+    if "ref_docs_equal" in cmp and not cmp["ref_docs_equal"]:
+        out.append(f"first difference from the reference's zone documents: {cmp['ref_docs_difference']}")
     if cmp["sla_retracted"]:
         out.append(f"retracted breaches (calls): {cmp['sla_retracted'][:10]}")
     if cmp["sla_flipped"]:
@@ -641,12 +676,16 @@ def table_row(label: str, cmp: dict, run: dict) -> str:
             f"| {'equal' if cmp['enriched_equal'] else 'DIFFER'} | {'yes' if cmp['zones_state_equal'] else 'NO'} "
             f"| {'equal' if cmp['wall_equal'] else 'DIFFER'} | {'equal' if cmp['units_equal'] else 'DIFFER'} "
             f"| {len(v.get('problems', []))} / {len(v.get('frozen', []))} "
+            + (f"| docs {'equal' if cmp['ref_docs_equal'] else 'DIFFER'}, sla.events missing "
+               f"{len(cmp['ref_sla_lost'])}, extra {len(cmp['ref_sla_extra'])}, flips {len(cmp['sla_flipped'])} "
+               if "ref_docs_equal" in cmp else "| ") +
             f"| {'-' if seen is None else ('yes' if seen['ok'] else 'NO')} | {'equal' if cmp['ok'] else 'FAILED'} |")
 
 
 TABLE_HEAD = ("| scenario | zone counts | lost / duplicated | zone docs | sla.events records | incidents.enriched "
               "| zones.state = Redis | wall incidents | unit positions | versions not increasing / zones frozen "
-              "| seen by operators | result |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+              "| against the in-process reference | seen by operators | result |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def run_scenario(chaos: Chaos, name: str, events, kills: int):
@@ -690,10 +729,14 @@ def main(argv=None) -> int:
     try:
         events = event_set(args.minutes)
         print(f"event set: {len(events)} events, {args.minutes} simulated minutes", flush=True)
+        ref = reference(events)
+        print(f"in-process reference (streams/testing.py, file order): {len(ref['docs'])} zone documents, "
+              f"{len(ref['sla'])} sla.events records, breaches followed by an arrival within 300 s: "
+              f"{len(flipped(ref['sla']))}", flush=True)
         chaos = Chaos(stack, state)
         chaos.outage_s = args.outage
         clean = chaos.clean(events)
-        cmp = compare(clean, clean)
+        cmp = compare(clean, clean, ref)
         print(report_line("clean", len(events), cmp), flush=True)
         for line in details(clean, clean, cmp):
             print(f"  {line}", flush=True)
@@ -711,7 +754,7 @@ def main(argv=None) -> int:
                 rows.append(f"| connector, broker down {args.outage:.0f} s "
                             f"| sent {r['sent']}, in Kafka {r['in_kafka']} "
                             f"| {max(0, r['sent'] - r['in_kafka'])} / {max(0, r['in_kafka'] - r['sent'])} "
-                            f"| | | | | | | | outage in its log: {'yes' if r['outage_logged'] else 'NO'} "
+                            f"| | | | | | | | | outage in its log: {'yes' if r['outage_logged'] else 'NO'} "
                             f"| {'equal' if ok else 'FAILED'} |")
                 continue
             print(f"-- {name}", flush=True)
@@ -720,9 +763,9 @@ def main(argv=None) -> int:
             except Exception as exc:  # the next scenarios still run; this one failed
                 print(f"{name:<16} ERROR {type(exc).__name__}: {str(exc)[:600]}", flush=True)
                 failed = True
-                rows.append(f"| {name} | error: {type(exc).__name__} | | | | | | | | | | FAILED |")
+                rows.append(f"| {name} | error: {type(exc).__name__} | | | | | | | | | | | FAILED |")
                 continue
-            cmp = compare(clean, run)
+            cmp = compare(clean, run, ref)
             print(report_line(label, len(events), cmp), flush=True)
             for line in details(clean, run, cmp):
                 print(f"  {line}", flush=True)
