@@ -610,8 +610,8 @@ def report_line(name: str, n_in: int, cmp: dict) -> str:
                  f"lost {len(cmp['ref_sla_lost'])} extra {len(cmp['ref_sla_extra'])}")
     v = cmp.get("versions")
     if v is not None:
-        line += (f"\n{'':<16} zw:zone-updates: {v['entries']} updates of {v['zones']} zones, versions not increasing "
-                 f"{len(v['problems'])}, zones frozen on the wall {len(v['frozen'])}")
+        line += (f"\n{'':<16} {keys.ZONE_UPDATES}: {v['entries']} updates of {v['zones']} zones, versions not "
+                 f"increasing {len(v['problems'])}, zones frozen on the wall {len(v['frozen'])}")
     return line
 
 
@@ -640,13 +640,13 @@ def details(clean: dict, run: dict, cmp: dict) -> list[str]:
         out.append(f"zone documents that differ: {len(differ)} {differ[:8]}; units present summed over all "
                    f"zones: clean {present[0]}, this run {present[1]} ({len(clean['units'])} units known)")
     if cmp["units_difference"]:
-        out.append(f"first difference in zw:unit-info: {cmp['units_difference']}")
+        out.append(f"first difference in {keys.UNIT_INFO}: {cmp['units_difference']}")
     if cmp["enriched_difference"]:
         out.append(f"first difference in incidents.enriched: {cmp['enriched_difference']}")
     v = cmp.get("versions")
     if v is not None:
         for r in v["repeats"][:5]:
-            out.append(f"zw:zone-updates: zone {r['zone']} version {r['version']} (entry {r['id']}) after "
+            out.append(f"{keys.ZONE_UPDATES}: zone {r['zone']} version {r['version']} (entry {r['id']}) after "
                        f"{r['previous']} (entry {r['previous_id']}), "
                        f"{'the same document' if r['same_document'] else 'a different document'}")
         if v["frozen"]:

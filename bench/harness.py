@@ -329,7 +329,7 @@ class UpdatesReader(threading.Thread):
 
     def catch_up(self, timeout: float = 30.0) -> None:
         """Wait until everything now in the stream has been read."""
-        target = wait_until(lambda: self._last_in_stream(), timeout=timeout, what="zw:zone-updates' last id")
+        target = wait_until(lambda: self._last_in_stream(), timeout=timeout, what=f"the last id of {keys.ZONE_UPDATES}")
         wait_until(lambda: _id_tuple(self.last_id) >= target, timeout=timeout, what="the reader at the stream's end")
 
     def _last_in_stream(self):
