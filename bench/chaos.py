@@ -323,8 +323,10 @@ class Chaos:
                 dep.wait_workers_joined()
             yield dep
         finally:
-            reader.stop()
-            dep.close()
+            try:
+                reader.stop()
+            finally:
+                dep.close()
 
     def finish(self, dep: Deployment, events) -> dict:
         snap = snapshot(dep, settle(dep, final_clock(events)), dep.reader)
