@@ -457,8 +457,8 @@ class Chaos:
 
     def _outage(self, events, name: str, faults) -> dict:
         """Each (service, fault) of `faults` in turn, `fault(service, during)` while the worker is
-        busy with a chunk (the first after the first chunk); the snapshot also tells what
-        operators saw of each outage."""
+        busy with a chunk (the first after the first chunk); the worker's dependency gauge is
+        scraped every 0.5 s of each outage, and the snapshot tells what operators saw of it."""
         with self.running(name) as dep:
             during: dict = {}
 
@@ -466,10 +466,11 @@ class Chaos:
                 if 1 <= i <= len(faults):
                     service, fault = faults[i - 1]
                     time.sleep(self.rng.uniform(0.05, 1.0))  # while the worker is busy with the chunks
-                    fault(service, lambda: during.update({service: worker_gauge(dep, service)}))
+                    gauge = during.setdefault(service, [])
+                    fault(service, lambda t: gauge.append((t, worker_gauge(dep, service))))
             produce_chunks(dep, events, len(faults) + 2, between)
             snap = self.finish(dep, events)
-            seen = [outage_seen(dep, service, during.get(service)) for service, _f in faults]
+            seen = [outage_seen(dep, service, during.get(service, [])) for service, _f in faults]
             snap["seen"] = {"ok": all(x["ok"] for x in seen), "text": "\n    ".join(x["text"] for x in seen)}
             return snap
 
@@ -536,28 +537,31 @@ class Chaos:
         return {"exit_code": sim.returncode, "sent": sent, "in_kafka": in_kafka,
                 "outage_logged": "Unable connect" in out or "Connect call failed" in out}
 
+    def _outage_for(self, during) -> float:
+        """`self.outage_s` seconds (a scrape may add up to its 3 s timeout), calling
+        `during(seconds since the start)` every 0.5 s; the seconds it took."""
+        t0 = time.monotonic()
+        while (left := self.outage_s - (time.monotonic() - t0)) > 0:
+            time.sleep(min(0.5, left))
+            if during is not None:
+                during(time.monotonic() - t0)
+        return time.monotonic() - t0
+
     def _restart(self, name: str, during=None) -> None:
-        """Stop a server, keep it down for `self.outage_s`, start it again; `during()` is called
-        halfway through the outage."""
+        """Stop a server, keep it down for `self.outage_s` (calling `during`), start it again."""
         stack_module.stop_service(name, self.state_dir)
         self.say(f"{name} down for {self.outage_s:.0f} s")
-        time.sleep(self.outage_s / 2)
-        if during is not None:
-            during()
-        time.sleep(self.outage_s / 2)
+        self._outage_for(during)
         kport = int(self.stack["kafka"].rsplit(":", 1)[1])
         rport = int(self.stack["redis"].rsplit(":", 1)[1].split("/")[0])
         stack_module.up(kafka_port=kport, redis_port=rport, state_dir=self.state_dir)
 
     def _freeze(self, name: str, during=None) -> None:
-        """SIGSTOP a server for `self.outage_s`, then SIGCONT; `during()` is called halfway."""
+        """SIGSTOP a server for `self.outage_s` (calling `during`), then SIGCONT."""
         with frozen(self.state_dir, name) as pid:
             self.say(f"{name} (pid {pid}) frozen (SIGSTOP) for {self.outage_s:.0f} s")
-            time.sleep(self.outage_s / 2)
-            if during is not None:
-                during()
-            time.sleep(self.outage_s / 2)
-        self.say(f"{name} resumed (SIGCONT)")
+            took = self._outage_for(during)
+        self.say(f"{name} resumed (SIGCONT) after {took:.1f} s")
 
 
 def worker_ready(dep: Deployment, timeout: float = 120) -> None:
@@ -573,15 +577,19 @@ def worker_gauge(dep: Deployment, dependency: str) -> float | None:
     return None if got is None else got.get(dependency)
 
 
-def outage_seen(dep: Deployment, dependency: str, up_during) -> dict:
-    """What an operator saw of an outage: the gauge during it, the counter and log lines after."""
+def outage_seen(dep: Deployment, dependency: str, samples) -> dict:
+    """What an operator saw of an outage: the gauge during it ((seconds into it, value) samples;
+    it must have gone to 0), the counter and log lines after."""
     what = {"kafka": "Kafka", "redis": "Redis"}[dependency]
+    zero = next((t for t, v in samples if v == 0), None)
+    up_during = (f"0 from {zero:.1f} s into it" if zero is not None
+                 else "never 0 (" + ", ".join(sorted({str(v) for _t, v in samples})) + ")")
     outages = (dep.worker_metric(-1, metrics.DEPENDENCY_OUTAGES, by="dependency") or {}).get(dependency, 0)
     up_after = worker_gauge(dep, dependency)
     log = dep.worker_log(-1).splitlines()
     down_line = next((ln for ln in log if f"{what} unreachable" in ln), None)
     back_line = next((ln for ln in log if f"{what} reachable again" in ln), None)
-    ok = up_during == 0 and up_after == 1 and outages >= 1 and down_line is not None and back_line is not None
+    ok = zero is not None and up_after == 1 and outages >= 1 and down_line is not None and back_line is not None
     short = lambda ln: ln[ln.index(what):][:110] if ln else "MISSING"  # noqa: E731
     return {"ok": ok, "text": f'{metrics.DEPENDENCY_UP}{{dependency="{dependency}"}} during {up_during}, '
                               f"after {up_after}; outages_total {outages:.0f}; log: {short(down_line)!r} / "
