@@ -1,18 +1,41 @@
-"""`make chaos`: kill -9 workers, restart the broker, restart and flush Redis during a replay,
-and compare the end state with a clean run of the same events.
+"""`make chaos`: crash, freeze and starve the deployment during a replay, and compare the end state
+with a clean run of the same events.
 
-The same fixed event set (the bundled scenario at a fixed start time, so event time is the
-same in every run) is replayed into one deployment per scenario (own topic prefix, app id and
-Redis db on the shared stack). For each scenario the harness prints: events in, zone counters
-compared, lost and duplicated counters in the final zone state (against the clean run), and the
-same for the output topics (sla.events as a set of decisions, incidents.enriched and
-zones.state as the last record per key, and the wall's open incidents in zw:incidents). Outputs
-are at-least-once: a decision re-made after a crash is re-sent as an identical record, which is
-reported as a redelivery, not a duplicate. For the broker and Redis outages it also shows what an
-operator sees: the worker's `zonewatch_dependency_up` scraped during the outage, its outage
-counter afterwards, and the worker's log lines about it.
+The same fixed event set (the bundled scenario at a fixed start time, so event time is the same in
+every run) is replayed into one deployment per scenario (own topic prefix, app id and Redis db on
+a stack of its own), in chunks; between chunks, while the workers are busy, the scenario strikes:
 
-    python -m bench.chaos [--kills 5] [--minutes 10] [--scenarios kill,broker,redis-restart,redis-flush]
+    clean2         a second clean run: the same events must give the same records (determinism)
+    kill           kill -9 of the worker, 5 times, a new one started each time
+    workers2/3     two (three) workers: kill -9 one and start a replacement, SIGSTOP one past the
+                   session timeout so its partitions move and SIGCONT it (a zombie: its writes must
+                   be fenced), start one more, stop one (SIGTERM), kill -9 the zombie and replace it
+    broker         the broker stopped for --outage seconds, then started again
+    redis-restart  Redis stopped for --outage seconds (no persistence: it comes back empty)
+    redis-freeze   Redis frozen (SIGSTOP) for --outage seconds, then SIGCONT
+    kafka-freeze   the broker frozen (SIGSTOP) for --outage seconds, then SIGCONT
+    refused-send   the broker refuses every record sent to sla.events and incidents.enriched
+                   (their max.message.bytes below any batch) until the worker has retried sends
+    redis-flush    FLUSHDB during the replay and once more after it
+    connector      `zonewatch simulate` publishing through a broker outage
+    freezes        (not in the default list; the test's version) Redis, then Kafka frozen in one replay
+
+Per scenario it prints events in, zone counts, lost and duplicated counters in the final zone
+state (against the clean run), whether the zone documents, `incidents.enriched` and `zones.state`
+(last record per key), the wall's open incidents (zw:incidents) and every unit's latest fix
+(zw:unit-info) are equal, and `sla.events` as
+exact record sets (its records are deterministic, CONTRACT §3 "Decision time"): lost, extra,
+redelivered (identical copies, at-least-once) and retracted breaches (a breach for a call whose
+clean-run decision is an arrival within 300 s). A reader follows zw:zone-updates for the whole
+run as a wall does: every zone's versions must strictly increase, and at the end the wall must
+show every zone at the final clock. Where operators should see something (an outage, a zombie's
+fenced writes, a refused send) it prints what the worker's /metrics and log showed.
+
+Every run, the clean one included, is also compared with an in-process reference: the worker's
+own flow (streams/testing.py) fed the event set in file order, without transport or faults (zone
+documents and sla.events). It tells a fault's effect from a difference the clean run has already.
+
+    python -m bench.chaos [--kills 5] [--minutes 10] [--outage 30] [--scenarios kill,workers2,...]
 """
 
 from __future__ import annotations
@@ -21,6 +44,7 @@ import argparse
 import contextlib
 import os
 import random
+import re
 import signal
 import sys
 import time
@@ -31,17 +55,19 @@ import orjson
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.harness import Deployment, wait_until  # noqa: E402
+from bench.harness import Deployment, UpdatesReader, frozen, refused_sends, wait_until  # noqa: E402
 from connectors.scenario import scenario_events  # noqa: E402
 from contract import keys, metrics, topics  # noqa: E402
-from gateway import promtext  # noqa: E402
-from deploy import stack as stack_module  # noqa: E402
-from contract.settings import DEMO_ZONES  # noqa: E402
-
 from contract.security import kafka_python_kwargs  # noqa: E402
+from contract.settings import DEMO_ZONES, Settings  # noqa: E402
+from deploy import stack as stack_module  # noqa: E402
 
 START_MS = 1_714_550_400_000  # 2024-05-01T08:00:00Z: a fixed past, so every run has the same event time
 COUNTERS = ("calls", "alerts")
+ALL_SCENARIOS = ("clean2,kill,workers2,workers3,broker,redis-restart,redis-freeze,kafka-freeze,refused-send,"
+                 "redis-flush,connector")
+#: a worker frozen this long past the session timeout has certainly been evicted from its groups
+ZOMBIE_EXTRA_S = 4.0
 
 
 def event_set(minutes: float, seed: int = 11) -> list[tuple[str, dict]]:
@@ -56,7 +82,7 @@ def produce_chunks(dep: Deployment, events, chunks: int, between=None) -> None:
     prod = KafkaProducer(bootstrap_servers=dep.settings.kafka, acks="all", linger_ms=5,
                          retries=2**31 - 1, max_in_flight_requests_per_connection=1,
                          **kafka_python_kwargs(dep.settings))
-    size = max(1, len(events) // chunks)
+    size = max(1, -(-len(events) // chunks))
     for i in range(0, len(events), size):
         for topic, ev in events[i:i + size]:
             key = str(ev.get(topics.KEY_FIELD[topic], "")).encode() or None
@@ -123,33 +149,29 @@ def settle(dep: Deployment, clock: int, timeout: float = 300) -> dict:
     return wait_until(done, timeout=60, interval=1.0, what="final state (stable)")
 
 
-def snapshot(dep: Deployment, docs: dict) -> dict:
-    """What must be equal to the clean run: zone documents and the output topics."""
-    sla_raw = [orjson.loads(m.value) for m in dep.consume_all(topics.SLA, 10**9, timeout=4)]
-    sla = {(e["type"], e["call_id"], e["unit_id"], e["response_s"], e["ts"], tuple(e["zone_ids"])) for e in sla_raw}
-    # The decisions in effect (README, "Reading sla.events"): a call's earliest arrival (an arrival
-    # decided from the fixes consumed so far is corrected by an earlier fix consumed later), and its
-    # breach unless an arrival within 300 s supersedes it (that fix was consumed after the stream
-    # clock had passed the deadline: which fixes are consumed before the clock passes a deadline
-    # depends on how the input topics interleave, not on the events, so it differs between runs).
-    effective: dict = {}
-    breaches: dict = {}
-    for typ, call_id, unit, resp, ts, zones in sla:
-        if typ == "breach":
-            breaches[call_id] = (-1, ts, unit, zones)
-            continue
-        key = (typ, call_id)
-        cand = (resp, ts, unit, zones)
-        if key not in effective or cand < effective[key]:
-            effective[key] = cand
-    superseded = 0
-    for call_id, dec in breaches.items():
-        arrived = effective.get(("arrived", call_id))
-        if arrived is not None and arrived[0] <= 300:
-            superseded += 1
-        else:
-            effective[("breach", call_id)] = dec
-    enriched_raw = dep.consume_all(topics.INCIDENTS, 10**9, timeout=4)
+def sla_record(e: dict) -> tuple:
+    """One sla.events record as a comparable value (CONTRACT §4: every field)."""
+    return (e["type"], e["call_id"], e["unit_id"], e["response_s"], e["ts"], tuple(e["zone_ids"]))
+
+
+def flipped(sla: set) -> list[str]:
+    """Calls with a breach and an arrival within 300 s in the same record set: a breach a later
+    record contradicts (CONTRACT §3: a breach is final, so this never happens)."""
+    breached = {r[1] for r in sla if r[0] == "breach"}
+    return sorted({r[1] for r in sla if r[0] == "arrived" and r[3] <= 300 and r[1] in breached})
+
+
+def retracted(clean_sla: set, run_sla: set) -> list[str]:
+    """Breaches of this run for calls whose clean-run decision is an arrival within 300 s."""
+    met = {r[1] for r in clean_sla if r[0] == "arrived" and r[3] <= 300}
+    return sorted({r[1] for r in run_sla if r[0] == "breach" and r[1] in met})
+
+
+def snapshot(dep: Deployment, docs: dict, reader: UpdatesReader | None = None) -> dict:
+    """What must be equal to the clean run: zone documents, the output topics, the wall's list;
+    and, when a reader followed zw:zone-updates, whether its versions only increased."""
+    sla_raw = [sla_record(orjson.loads(m.value)) for m in dep.read_topic(topics.SLA)]
+    enriched_raw = dep.read_topic(topics.INCIDENTS)
     enriched = {}
     for m in enriched_raw:
         rec = orjson.loads(m.value)
@@ -161,19 +183,50 @@ def snapshot(dep: Deployment, docs: dict) -> dict:
     for cid, js in dep.redis.hgetall(keys.INCIDENTS).items():
         d = orjson.loads(js)
         wall[cid.decode()] = (d["status"], d["ts"], tuple(d["zones"]), d["breach_at"], d["priority"])
+    units = {}  # the latest fix of every unit (ingest writes it; dispatch reads it)
+    for uid, js in dep.redis.hgetall(keys.UNIT_INFO).items():
+        d = orjson.loads(js)
+        units[uid.decode()] = (d["ts"], d["status"], d["kind"], d["lat"], d["lon"])
     zstate = {}
-    for m in dep.consume_all(topics.ZONES_STATE, 10**9, timeout=4):
+    for m in dep.read_topic(topics.ZONES_STATE):
         doc = orjson.loads(m.value)
         doc.pop("version", None)
         zstate[m.key.decode()] = doc
-    return {
+    out = {
         "docs": {z: {k: v for k, v in d.items() if k != "version"} for z, d in docs.items()},
-        "sla": set(effective.items()), "sla_superseded": superseded,
-        "sla_corrections": len(sla) - len(effective) - superseded,
-        "sla_redelivered": len(sla_raw) - len(sla),
+        "sla": set(sla_raw), "sla_redelivered": len(sla_raw) - len(set(sla_raw)),
         "enriched": enriched, "enriched_redelivered": len(enriched_raw) - len(enriched),
-        "zones_state": zstate, "wall": wall,
+        "zones_state": zstate, "wall": wall, "units": units,
     }
+    if reader is not None:
+        reader.catch_up()
+        clock = max(d["clock"] for d in docs.values())
+        out["versions"] = {"entries": reader.entries, "zones": len(reader.versions),
+                           "problems": reader.problems(), "repeats": reader.repeats,
+                           "frozen": reader.frozen(docs, clock), "read_errors": reader.errors}
+    return out
+
+
+def reference(events, partitions: int = 4) -> dict:
+    """The worker's own flow in-process (streams/testing.py), fed the event set in file order with
+    no transport and no faults: the zone documents and sla.events the runs should have. Wall time
+    is simulated, so the watermark only moves with the data, and at the end the feeds go quiet."""
+    from streams.testing import Msg, Pipeline
+
+    s = Settings(zones=DEMO_ZONES, partitions=partitions, caller_secret="test-secret")
+    pipe = Pipeline(s, wall0=int(time.time() * 1000))  # after the events' ts: none is in the future
+    pipe.feed([Msg(s.topic(t), 0, i, str(ev.get(topics.KEY_FIELD[t], "")).encode(), orjson.dumps(ev), ev["ts"])
+               for i, (t, ev) in enumerate(events)], batch=50)
+    pipe.finish()
+    return {"docs": {z: {k: v for k, v in d.items() if k != "version"} for z, d in pipe.documents().items()},
+            "sla": {sla_record(e) for e in pipe.sla}}
+
+
+def dump(path: Path, snap: dict) -> None:
+    """A run's snapshot as JSON, for finding the first difference by hand."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(snap, default=lambda o: sorted(o) if isinstance(o, set) else str(o),
+                                  option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
 
 
 def _flat_counts(docs: dict) -> dict:
@@ -192,37 +245,58 @@ def _flat_counts(docs: dict) -> dict:
     return out
 
 
-def _first_difference(a: dict, b: dict) -> str | None:
-    """Where two last-record-per-key maps differ first (for the report)."""
+def _first_difference(a: dict, b: dict, name: str = "clean") -> str | None:
+    """Where two last-record-per-key maps differ first (`a` is the clean run or the reference)."""
     for key in sorted(set(a) | set(b)):
         ra, rb = a.get(key), b.get(key)
         if ra != rb:
             if ra is None or rb is None:
-                return f"{key}: only in {'clean' if rb is None else 'this'} run"
+                return f"{key}: only in {name if rb is None else 'this run'}"
             fields = sorted(k for k in set(ra) | set(rb) if ra.get(k) != rb.get(k))
-            return f"{key}: " + "; ".join(f"{f}: clean {ra.get(f)!r} vs {rb.get(f)!r}" for f in fields)[:400]
+            return f"{key}: " + "; ".join(f"{f}: {name} {ra.get(f)!r} vs {rb.get(f)!r}" for f in fields)[:400]
     return None
 
 
-def compare(clean: dict, run: dict) -> dict:
+def compare(clean: dict, run: dict, ref: dict | None = None) -> dict:
+    """`run` against the clean run, and against the in-process reference when given."""
     a, b = _flat_counts(clean["docs"]), _flat_counts(run["docs"])
     lost = sum(max(0, a[k] - b.get(k, 0)) for k in a)
     dup = sum(max(0, b.get(k, 0) - a[k]) for k in a)
-    return {
+    out = {
         "counters": len(a),
         "events_counted": sum(v for k, v in b.items() if k[1] == "today"),
         "events_expected": sum(v for k, v in a.items() if k[1] == "today"),
         "lost": lost, "duplicated": dup,
         "docs_equal": clean["docs"] == run["docs"],
+        "docs_difference": _first_difference(clean["docs"], run["docs"]),
+        "sla_records": len(run["sla"]),
         "sla_lost": len(clean["sla"] - run["sla"]), "sla_extra": len(run["sla"] - clean["sla"]),
-        "sla_redelivered": run["sla_redelivered"], "sla_corrections": run["sla_corrections"],
-        "sla_superseded": run["sla_superseded"],
+        "sla_redelivered": run["sla_redelivered"],
+        "sla_retracted": retracted(clean["sla"], run["sla"]), "sla_flipped": flipped(run["sla"]),
         "enriched_equal": clean["enriched"] == run["enriched"],
         "enriched_difference": _first_difference(clean["enriched"], run["enriched"]),
         "enriched_redelivered": run["enriched_redelivered"],
         "zones_state_equal": run["zones_state"] == run["docs"],
         "wall_equal": clean["wall"] == run["wall"], "wall_open": len(run["wall"]),
+        "units_equal": clean["units"] == run["units"],
+        "units_difference": _first_difference({u: {"fix": f} for u, f in clean["units"].items()},
+                                              {u: {"fix": f} for u, f in run["units"].items()}),
+        "versions": run.get("versions"),
     }
+    if ref is not None:
+        out["ref_docs_equal"] = ref["docs"] == run["docs"]
+        out["ref_docs_difference"] = _first_difference(ref["docs"], run["docs"], "reference")
+        out["ref_sla_lost"] = sorted(ref["sla"] - run["sla"])
+        out["ref_sla_extra"] = sorted(run["sla"] - ref["sla"])
+    v = out["versions"]
+    out["ok"] = bool(
+        out["events_counted"] == out["events_expected"] > 0 and not lost and not dup and out["docs_equal"]
+        and not out["sla_lost"] and not out["sla_extra"] and not out["sla_retracted"] and not out["sla_flipped"]
+        and out["enriched_equal"] and out["zones_state_equal"] and out["wall_equal"] and out["units_equal"]
+        and (v is None or (not v["problems"] and not v["frozen"]))
+        and run.get("seen", {}).get("ok", True)
+        and (ref is None or (out["ref_docs_equal"] and not out["ref_sla_lost"] and not out["ref_sla_extra"])))
+    return out
 
 
 class Chaos:
@@ -231,25 +305,41 @@ class Chaos:
         self.state_dir = state_dir
         self.partitions = partitions
         self.rng = random.Random(seed)
-        self.outage_s = 1.0
+        self.outage_s = 30.0
+        self.ref: dict | None = None   # reference(events), for whoever compares
+        self.say = lambda msg: print(f"  {msg}", flush=True)
 
     @contextlib.contextmanager
-    def running(self, name: str, joined: bool = True):
-        """A fresh deployment with one worker (a member of its groups unless `joined` is false);
-        its workers are stopped and its Redis db flushed on leaving."""
+    def running(self, name: str, workers: int = 1, joined: bool = True):
+        """A fresh deployment with `workers` workers (members of their groups unless `joined` is
+        false) and a reader of zw:zone-updates; workers stopped and Redis db flushed on leaving."""
         dep = Deployment(self.stack, DEMO_ZONES, self.partitions, name=f"{name}-{os.getpid()}")
+        reader = dep.reader = UpdatesReader(dep)
+        reader.start()
         try:
-            dep.start_worker()
+            for _ in range(workers):
+                dep.start_worker()
             if joined:
                 dep.wait_workers_joined()
             yield dep
         finally:
-            dep.close()
+            try:
+                reader.stop()
+            finally:
+                dep.close()
 
-    def clean(self, events) -> dict:
-        with self.running("clean", joined=False) as dep:
+    def finish(self, dep: Deployment, events) -> dict:
+        snap = snapshot(dep, settle(dep, final_clock(events)), dep.reader)
+        snap["log_errors"] = log_errors(dep)
+        snap["takeovers"] = dep.takeovers()
+        snap["logs"] = [str(log) for _c, _p, log in dep.workers]
+        dump(self.state_dir / "runs" / f"{dep.settings.app_id}.json", snap)
+        return snap
+
+    def clean(self, events, name: str = "clean") -> dict:
+        with self.running(name, joined=False) as dep:
             produce_chunks(dep, events, 1)
-            return snapshot(dep, settle(dep, final_clock(events)))
+            return self.finish(dep, events)
 
     def kills(self, events, kills: int) -> dict:
         with self.running("kill") as dep:
@@ -260,14 +350,95 @@ class Chaos:
                     dep.start_worker()
                     worker_ready(dep)  # the next kill hits a worker that is processing
             produce_chunks(dep, events, kills + 1, between)
-            return snapshot(dep, settle(dep, final_clock(events)))
+            return self.finish(dep, events)
 
+    # -- several workers: kills, rebalances and a zombie ----------------------------------------
+    def workers(self, events, n: int) -> dict:
+        """`n` workers; between chunks: kill -9 one and start a replacement; freeze one (SIGSTOP)
+        past the session timeout; once its partitions are taken over, resume it (a zombie: what it
+        still writes must be refused); start one more; stop one (SIGTERM); read the zombie's
+        fenced writes, kill -9 it and start a replacement. Partitions move at every step while
+        the replay goes on."""
+        with self.running(f"workers{n}", workers=n) as dep:
+            zombie: dict = {}
+            session_s = dep.settings.session_timeout_ms / 1000.0
+
+            def kill_one():
+                i = self.rng.choice(dep.live())
+                dep.kill_worker(i, signal.SIGKILL)
+                dep.start_worker()
+                self.say(f"kill -9 worker {i}; worker {len(dep.workers) - 1} started")
+
+            def freeze_one():
+                i = dep.live()[0]  # the oldest: it holds partitions
+                time.sleep(self.rng.uniform(0.0, 0.2))  # while it has applied but not yet written
+                zombie.update(index=i, lines=len(dep.takeovers()), t=time.monotonic())
+                dep.pause_worker(i)
+                self.say(f"SIGSTOP worker {i} (session timeout {session_s:.0f} s)")
+
+            def thaw():
+                i = zombie["index"]
+                # evicted (its groups are stable without it) and every partition taken over by
+                # the others since it froze: from now on anything it writes is stale
+                dep.wait_workers_joined(timeout=120)
+                wait_until(lambda: {p for w, p, _s, _g in dep.takeovers()[zombie["lines"]:] if w != i}
+                           == set(range(self.partitions)), timeout=120, interval=0.5,
+                           what="the frozen worker's partitions taken over")
+                wait_until(lambda: time.monotonic() - zombie["t"] > session_s + ZOMBIE_EXTRA_S, timeout=60)
+                zombie["frozen_s"] = time.monotonic() - zombie["t"]
+                dep.resume_worker(i)
+                self.say(f"SIGCONT worker {i} after {zombie['frozen_s']:.1f} s: its partitions had moved")
+
+            def scale_out():
+                dep.start_worker()
+                self.say(f"worker {len(dep.workers) - 1} started (scale out)")
+
+            def leave():
+                i = [j for j in dep.live() if j != zombie["index"]][0]
+                dep.kill_worker(i, signal.SIGTERM)
+                self.say(f"SIGTERM worker {i} (it leaves its groups)")
+
+            def kill_zombie():
+                i = zombie["index"]
+                # what the zombie saw after SIGCONT: its stale flushes refused by the fence
+                if dep.workers[i][0].poll() is None:
+                    with contextlib.suppress(AssertionError):  # reported below either way
+                        wait_until(lambda: (dep.worker_metric(i, metrics.FENCED) or 0) > 0
+                                   or "(fenced)" in dep.worker_log(i), timeout=60, interval=0.5,
+                                   what="the zombie's fenced writes")
+                zombie["fenced"] = dep.worker_metric(i, metrics.FENCED)
+                zombie["fenced_lines"] = [ln for ln in dep.worker_log(i).splitlines() if "(fenced)" in ln]
+                dep.kill_worker(i, signal.SIGKILL)
+                dep.start_worker()
+                self.say(f"kill -9 worker {i} (the zombie); worker {len(dep.workers) - 1} started")
+
+            plan = [kill_one, freeze_one, thaw, scale_out, leave, kill_zombie]
+
+            def between(i):
+                if i < len(plan):
+                    if plan[i] is not freeze_one:
+                        time.sleep(self.rng.uniform(0.05, 1.0))  # while the workers are busy with the chunk
+                    plan[i]()
+
+            produce_chunks(dep, events, len(plan) + 1, between)
+            snap = self.finish(dep, events)
+            fenced_n = zombie.get("fenced") or 0
+            line = zombie["fenced_lines"][0] if zombie.get("fenced_lines") else None
+            snap["seen"] = {
+                "ok": fenced_n > 0 or line is not None,
+                "text": f"zombie (worker {zombie['index']}, frozen {zombie.get('frozen_s', 0):.1f} s): "
+                        f"{metrics.FENCED} {fenced_n if fenced_n is not None else 'unreadable'}; log: "
+                        + (repr(line[line.index('partitions'):][:110]) if line else "no fenced write logged"),
+            }
+            return snap
+
+    # -- dependencies down, frozen, refusing ------------------------------------------------------
     def broker_restart(self, events) -> dict:
-        return self._outage(events, "broker", "kafka", "Kafka")
+        return self._outage(events, "broker", [("kafka", self._restart)])
 
     def redis_restart(self, events, flush: bool) -> dict:
         if not flush:
-            return self._outage(events, "redisrestart", "redis", "Redis")
+            return self._outage(events, "redisrestart", [("redis", self._restart)])
         with self.running("redisflush") as dep:
             def between(i):
                 if i == 1:
@@ -277,27 +448,67 @@ class Chaos:
             settle(dep, final_clock(events))
             dep.redis.flushdb()  # once more after the end: restored without any new input
             time.sleep(3.0)
-            return snapshot(dep, settle(dep, final_clock(events)))
+            return self.finish(dep, events)
 
-    def _outage(self, events, name: str, service: str, what: str) -> dict:
-        """`service` (kafka | redis) down for `outage_s` while the worker is busy with the second
-        of three chunks; the snapshot also tells what operators saw of the outage."""
+    def freeze(self, events, *services: str) -> dict:
+        """Each of `services` (kafka | redis) frozen with SIGSTOP for `outage_s`, then SIGCONT,
+        one after the other, each while the worker is busy with a chunk."""
+        return self._outage(events, "freeze" + "".join(services), [(s, self._freeze) for s in services])
+
+    def _outage(self, events, name: str, faults) -> dict:
+        """Each (service, fault) of `faults` in turn, `fault(service, during)` while the worker is
+        busy with a chunk (the first after the first chunk); the worker's dependency gauge is
+        scraped every 0.5 s of each outage, and the snapshot tells what operators saw of it."""
         with self.running(name) as dep:
-            during = {}
+            during: dict = {}
 
             def between(i):
-                if i == 1:
+                if 1 <= i <= len(faults):
+                    service, fault = faults[i - 1]
                     time.sleep(self.rng.uniform(0.05, 1.0))  # while the worker is busy with the chunks
-                    self._restart(service, lambda: during.update(up=worker_gauge(dep, service)))
+                    gauge = during.setdefault(service, [])
+                    fault(service, lambda t: gauge.append((t, worker_gauge(dep, service))))
+            produce_chunks(dep, events, len(faults) + 2, between)
+            snap = self.finish(dep, events)
+            seen = [outage_seen(dep, service, during.get(service, [])) for service, _f in faults]
+            snap["seen"] = {"ok": all(x["ok"] for x in seen), "text": "\n    ".join(x["text"] for x in seen)}
+            return snap
+
+    def refused_send(self, events) -> dict:
+        """The broker refuses every record sent to sla.events and incidents.enriched from while the
+        worker is busy with the first chunk until it has retried refused sends for a while (the
+        second chunk is published meanwhile); then it accepts them again."""
+        with self.running("refused") as dep, contextlib.ExitStack() as refusing:
+            seen: dict = {}
+
+            def between(i):
+                if i == 0:
+                    time.sleep(self.rng.uniform(0.05, 0.5))
+                    refusing.enter_context(refused_sends(dep, (topics.SLA, topics.INCIDENTS)))
+                    seen["t"] = time.monotonic()
+                    self.say("the broker refuses records for sla.events and incidents.enriched")
+                elif i == 1:
+                    wait_until(lambda: (dep.worker_metric(-1, metrics.OUTPUT_RETRIES) or 0) > 0, timeout=120,
+                               interval=0.5, what="a refused output send")
+                    time.sleep(5.0)  # more records refused, and retries with a longer backoff
+                    seen["during"] = dep.worker_metric(-1, metrics.OUTPUT_RETRIES)
+                    refusing.close()
+                    self.say(f"accepted again after {time.monotonic() - seen['t']:.1f} s")
             produce_chunks(dep, events, 3, between)
-            snap = snapshot(dep, settle(dep, final_clock(events)))
-            snap["outage_seen"] = outage_seen(dep, service, what, during.get("up"))
+            snap = self.finish(dep, events)
+            retries = dep.worker_metric(-1, metrics.OUTPUT_RETRIES)
+            errors = dep.worker_metric(-1, metrics.OUTPUT_ERRORS)
+            line = next((ln for ln in dep.worker_log(-1).splitlines() if "Kafka refused" in ln), None)
+            snap["seen"] = {
+                "ok": bool(retries) and line is not None,
+                "text": f"{metrics.OUTPUT_RETRIES} {retries:.0f} ({metrics.OUTPUT_ERRORS} {errors:.0f}); log: "
+                        + (repr(line[line.index('Kafka refused'):][:120]) if line else "MISSING"),
+            }
             return snap
 
     def connector_outage(self) -> dict:
         """`zonewatch simulate` publishing while the broker is down for `outage_s`: it must buffer
         (or fail loudly); every event it reports as sent must be in Kafka exactly once."""
-        import re
         import subprocess
 
         from kafka import KafkaConsumer, TopicPartition
@@ -326,18 +537,31 @@ class Chaos:
         return {"exit_code": sim.returncode, "sent": sent, "in_kafka": in_kafka,
                 "outage_logged": "Unable connect" in out or "Connect call failed" in out}
 
+    def _outage_for(self, during) -> float:
+        """`self.outage_s` seconds (a scrape may add up to its 3 s timeout), calling
+        `during(seconds since the start)` every 0.5 s; the seconds it took."""
+        t0 = time.monotonic()
+        while (left := self.outage_s - (time.monotonic() - t0)) > 0:
+            time.sleep(min(0.5, left))
+            if during is not None:
+                during(time.monotonic() - t0)
+        return time.monotonic() - t0
+
     def _restart(self, name: str, during=None) -> None:
-        """Stop a server, keep it down for `self.outage_s`, start it again; `during()` is called
-        halfway through the outage."""
+        """Stop a server, keep it down for `self.outage_s` (calling `during`), start it again."""
         stack_module.stop_service(name, self.state_dir)
-        print(f"  {name} down for {self.outage_s:.0f} s", flush=True)
-        time.sleep(self.outage_s / 2)
-        if during is not None:
-            during()
-        time.sleep(self.outage_s / 2)
+        self.say(f"{name} down for {self.outage_s:.0f} s")
+        self._outage_for(during)
         kport = int(self.stack["kafka"].rsplit(":", 1)[1])
         rport = int(self.stack["redis"].rsplit(":", 1)[1].split("/")[0])
         stack_module.up(kafka_port=kport, redis_port=rport, state_dir=self.state_dir)
+
+    def _freeze(self, name: str, during=None) -> None:
+        """SIGSTOP a server for `self.outage_s` (calling `during`), then SIGCONT."""
+        with frozen(self.state_dir, name) as pid:
+            self.say(f"{name} (pid {pid}) frozen (SIGSTOP) for {self.outage_s:.0f} s")
+            took = self._outage_for(during)
+        self.say(f"{name} resumed (SIGCONT) after {took:.1f} s")
 
 
 def worker_ready(dep: Deployment, timeout: float = 120) -> None:
@@ -347,49 +571,166 @@ def worker_ready(dep: Deployment, timeout: float = 120) -> None:
                what="the restarted worker ready")
 
 
-def worker_dependencies(dep: Deployment, metric: str) -> dict[str, float]:
-    """The newest worker's `metric` (labelled by dependency) as {dependency: value}."""
-    rows = promtext.parse(promtext.fetch(f"http://127.0.0.1:{dep.workers[-1][1]}/metrics"))
-    return promtext.counter_sum(rows, metric, by="dependency")
-
-
 def worker_gauge(dep: Deployment, dependency: str) -> float | None:
-    try:
-        return worker_dependencies(dep, metrics.DEPENDENCY_UP).get(dependency)
-    except OSError:
-        return None
+    """The newest worker's zonewatch_dependency_up for `dependency` (None: /metrics did not answer)."""
+    got = dep.worker_metric(-1, metrics.DEPENDENCY_UP, by="dependency")
+    return None if got is None else got.get(dependency)
 
 
-def outage_seen(dep: Deployment, dependency: str, what: str, up_during) -> dict:
-    """What an operator saw of an outage: the gauge during it, the counter and log lines after."""
-    outages = worker_dependencies(dep, metrics.DEPENDENCY_OUTAGES).get(dependency, 0)
-    up_after = worker_dependencies(dep, metrics.DEPENDENCY_UP).get(dependency)
-    log = dep.workers[-1][2].read_text(errors="replace").splitlines()
+def outage_seen(dep: Deployment, dependency: str, samples) -> dict:
+    """What an operator saw of an outage: the gauge during it ((seconds into it, value) samples;
+    it must have gone to 0), the counter and log lines after."""
+    what = {"kafka": "Kafka", "redis": "Redis"}[dependency]
+    zero = next((t for t, v in samples if v == 0), None)
+    up_during = (f"0 from {zero:.1f} s into it" if zero is not None
+                 else "never 0 (" + ", ".join(sorted({str(v) for _t, v in samples})) + ")")
+    outages = (dep.worker_metric(-1, metrics.DEPENDENCY_OUTAGES, by="dependency") or {}).get(dependency, 0)
+    up_after = worker_gauge(dep, dependency)
+    log = dep.worker_log(-1).splitlines()
     down_line = next((ln for ln in log if f"{what} unreachable" in ln), None)
     back_line = next((ln for ln in log if f"{what} reachable again" in ln), None)
-    ok = up_during == 0 and up_after == 1 and outages >= 1 and down_line is not None and back_line is not None
+    ok = zero is not None and up_after == 1 and outages >= 1 and down_line is not None and back_line is not None
     short = lambda ln: ln[ln.index(what):][:110] if ln else "MISSING"  # noqa: E731
     return {"ok": ok, "text": f'{metrics.DEPENDENCY_UP}{{dependency="{dependency}"}} during {up_during}, '
                               f"after {up_after}; outages_total {outages:.0f}; log: {short(down_line)!r} / "
                               f"{short(back_line)!r}"}
 
 
+def log_errors(dep: Deployment) -> list[str]:
+    """ERROR/CRITICAL lines and tracebacks in the deployment's worker logs (for the report)."""
+    out = []
+    for i in range(len(dep.workers)):
+        for ln in dep.worker_log(i).splitlines():
+            if "ERROR" in ln or "CRITICAL" in ln or ln.startswith("Traceback"):
+                out.append(f"worker {i}: {ln.strip()[:200]}")
+    return out
+
+
 def report_line(name: str, n_in: int, cmp: dict) -> str:
-    return (f"{name:<15} events in {n_in:>6}  zone counts {cmp['events_counted']:>6}/{cmp['events_expected']:<6} "
+    line = (f"{name:<16} events in {n_in:>6}  zone counts {cmp['events_counted']:>6}/{cmp['events_expected']:<6} "
             f"lost {cmp['lost']}  duplicated {cmp['duplicated']}  zone docs equal {cmp['docs_equal']}  "
-            f"sla lost {cmp['sla_lost']} extra {cmp['sla_extra']} (redelivered {cmp['sla_redelivered']}, "
-            f"corrected {cmp['sla_corrections']}, superseded breaches {cmp['sla_superseded']})  "
+            f"sla.events {cmp['sla_records']} records: lost {cmp['sla_lost']} extra {cmp['sla_extra']} "
+            f"retracted breaches {len(cmp['sla_retracted'])} (redelivered {cmp['sla_redelivered']})  "
             f"enriched equal {cmp['enriched_equal']} (redelivered {cmp['enriched_redelivered']})  "
             f"zones.state = Redis {cmp['zones_state_equal']}  "
-            f"wall incidents equal {cmp['wall_equal']} ({cmp['wall_open']} open)")
+            f"wall incidents equal {cmp['wall_equal']} ({cmp['wall_open']} open)  "
+            f"unit positions equal {cmp['units_equal']}")
+    if "ref_docs_equal" in cmp:
+        line += (f"\n{'':<16} against the in-process reference: zone docs equal {cmp['ref_docs_equal']}, sla.events "
+                 f"lost {len(cmp['ref_sla_lost'])} extra {len(cmp['ref_sla_extra'])}")
+    v = cmp.get("versions")
+    if v is not None:
+        line += (f"\n{'':<16} {keys.ZONE_UPDATES}: {v['entries']} updates of {v['zones']} zones, versions not "
+                 f"increasing {len(v['problems'])}, zones frozen on the wall {len(v['frozen'])}")
+    return line
+
+
+def details(clean: dict, run: dict, cmp: dict) -> list[str]:
+    """The first differences and what operators saw, for the report."""
+    out = []
+    for label, decs in (("only in this run", run["sla"] - clean["sla"]),
+                        ("only in clean run", clean["sla"] - run["sla"])):
+        for typ, call_id, unit, resp, ts, _zones in sorted(decs, key=lambda r: (r[1], r[0]))[:5]:
+            other = sorted(r for r in (clean if label == "only in this run" else run)["sla"] if r[1] == call_id)
+            out.append(f"sla {label}: {typ} {call_id} unit {unit} response {resp} ts {ts}; "
+                       f"the other run for this call: {other}")
+    for label, recs in (("extra", cmp.get("ref_sla_extra") or []), ("missing", cmp.get("ref_sla_lost") or [])):
+        for typ, call_id, unit, resp, ts, _zones in recs[:8]:
+            out.append(f"sla {label} against the reference: {typ} {call_id} unit {unit} response {resp} ts {ts}")
+    if "ref_docs_equal" in cmp and not cmp["ref_docs_equal"]:
+        out.append(f"first difference from the reference's zone documents: {cmp['ref_docs_difference']}")
+    if cmp["sla_retracted"]:
+        out.append(f"retracted breaches (calls): {cmp['sla_retracted'][:10]}")
+    if cmp["sla_flipped"]:
+        out.append(f"breach and arrival <= 300 s for the same call in this run: {cmp['sla_flipped'][:10]}")
+    if not cmp["docs_equal"] and cmp["docs_difference"]:
+        out.append(f"first difference in the zone documents: {cmp['docs_difference']}")
+        differ = sorted(z for z in clean["docs"] if clean["docs"][z] != run["docs"].get(z))
+        present = [sum(d["units"]["present"] for d in r["docs"].values()) for r in (clean, run)]
+        out.append(f"zone documents that differ: {len(differ)} {differ[:8]}; units present summed over all "
+                   f"zones: clean {present[0]}, this run {present[1]} ({len(clean['units'])} units known)")
+    if cmp["units_difference"]:
+        out.append(f"first difference in {keys.UNIT_INFO}: {cmp['units_difference']}")
+    if cmp["enriched_difference"]:
+        out.append(f"first difference in incidents.enriched: {cmp['enriched_difference']}")
+    v = cmp.get("versions")
+    if v is not None:
+        for r in v["repeats"][:5]:
+            out.append(f"{keys.ZONE_UPDATES}: zone {r['zone']} version {r['version']} (entry {r['id']}) after "
+                       f"{r['previous']} (entry {r['previous_id']}), "
+                       f"{'the same document' if r['same_document'] else 'a different document'}")
+        if v["frozen"]:
+            out.append(f"zones the wall shows wrongly at the end: {v['frozen'][:10]}")
+    seen = run.get("seen")
+    if seen is not None:
+        out.append(f"seen by operators: {seen['text']}")
+    tk = run.get("takeovers") or []
+    if tk:
+        longest = max(s for _w, _p, s, _g in tk)
+        out.append(f"takeovers: {len(tk)} over {len({w for w, *_ in tk})} workers, longest {longest:.2f} s, "
+                   f"highest generation {max(g for _w, _p, _s, g in tk)}")
+    errs = run.get("log_errors") or []
+    if errs:
+        out.append(f"worker logs: {len(errs)} error lines, first: {errs[0]}")
+    return out
+
+
+def table_row(label: str, cmp: dict, run: dict) -> str:
+    """One markdown row of the closing summary."""
+    v = cmp.get("versions") or {}
+    seen = run.get("seen")
+    return (f"| {label} | {cmp['events_counted']}/{cmp['events_expected']} | {cmp['lost']} / {cmp['duplicated']} "
+            f"| {'equal' if cmp['docs_equal'] else 'DIFFER'} "
+            f"| {cmp['sla_records']}: lost {cmp['sla_lost']}, extra {cmp['sla_extra']}, "
+            f"retracted {len(cmp['sla_retracted'])} (redelivered {cmp['sla_redelivered']}) "
+            f"| {'equal' if cmp['enriched_equal'] else 'DIFFER'} | {'yes' if cmp['zones_state_equal'] else 'NO'} "
+            f"| {'equal' if cmp['wall_equal'] else 'DIFFER'} | {'equal' if cmp['units_equal'] else 'DIFFER'} "
+            f"| {len(v.get('problems', []))} / {len(v.get('frozen', []))} "
+            + (f"| docs {'equal' if cmp['ref_docs_equal'] else 'DIFFER'}, sla.events missing "
+               f"{len(cmp['ref_sla_lost'])}, extra {len(cmp['ref_sla_extra'])}, flips {len(cmp['sla_flipped'])} "
+               if "ref_docs_equal" in cmp else "| ") +
+            f"| {'-' if seen is None else ('yes' if seen['ok'] else 'NO')} | {'equal' if cmp['ok'] else 'FAILED'} |")
+
+
+TABLE_HEAD = ("| scenario | zone counts | lost / duplicated | zone docs | sla.events records | incidents.enriched "
+              "| zones.state = Redis | wall incidents | unit positions | versions not increasing / zones frozen "
+              "| against the in-process reference | seen by operators | result |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def run_scenario(chaos: Chaos, name: str, events, kills: int):
+    """(label, snapshot) of one named scenario."""
+    o = f"{chaos.outage_s:.0f}s"
+    if name == "clean2":
+        return "clean again", chaos.clean(events, name="clean2")
+    if name == "kill":
+        return f"kill -9 x{kills}", chaos.kills(events, kills)
+    if name in ("workers2", "workers3"):
+        n = int(name[-1])
+        return f"{n} workers", chaos.workers(events, n)
+    if name == "broker":
+        return f"broker down {o}", chaos.broker_restart(events)
+    if name == "redis-restart":
+        return f"redis down {o}", chaos.redis_restart(events, flush=False)
+    if name == "redis-freeze":
+        return f"redis frozen {o}", chaos.freeze(events, "redis")
+    if name == "kafka-freeze":
+        return f"kafka frozen {o}", chaos.freeze(events, "kafka")
+    if name == "freezes":
+        return f"redis+kafka frozen {o}", chaos.freeze(events, "redis", "kafka")
+    if name == "refused-send":
+        return "refused send", chaos.refused_send(events)
+    if name == "redis-flush":
+        return "redis flush x2", chaos.redis_restart(events, flush=True)
+    raise SystemExit(f"unknown scenario {name!r}; one of {ALL_SCENARIOS}")
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kills", type=int, default=5)
     ap.add_argument("--minutes", type=float, default=10.0, help="simulated minutes of the event set")
-    ap.add_argument("--scenarios", default="kill,broker,redis-restart,redis-flush,connector")
-    ap.add_argument("--outage", type=float, default=30.0, help="seconds the broker / Redis stay down")
+    ap.add_argument("--scenarios", default=ALL_SCENARIOS)
+    ap.add_argument("--outage", type=float, default=30.0, help="seconds the broker / Redis stay down or frozen")
     ap.add_argument("--kafka-port", type=int, default=int(os.environ.get("ZONEWATCH_CHAOS_KAFKA_PORT", 29092)))
     ap.add_argument("--redis-port", type=int, default=int(os.environ.get("ZONEWATCH_CHAOS_REDIS_PORT", 26379)))
     args = ap.parse_args(argv)
@@ -398,48 +739,51 @@ def main(argv=None) -> int:
     try:
         events = event_set(args.minutes)
         print(f"event set: {len(events)} events, {args.minutes} simulated minutes", flush=True)
+        ref = reference(events)
+        print(f"in-process reference (streams/testing.py, file order): {len(ref['docs'])} zone documents, "
+              f"{len(ref['sla'])} sla.events records, breaches followed by an arrival within 300 s: "
+              f"{len(flipped(ref['sla']))}", flush=True)
         chaos = Chaos(stack, state)
         chaos.outage_s = args.outage
         clean = chaos.clean(events)
-        print(report_line("clean", len(events), compare(clean, clean)), flush=True)
-        failed = False
+        cmp = compare(clean, clean, ref)
+        print(report_line("clean", len(events), cmp), flush=True)
+        for line in details(clean, clean, cmp):
+            print(f"  {line}", flush=True)
+        failed = not cmp["ok"]
+        rows = [table_row("clean", cmp, clean)]
         for name in args.scenarios.split(","):
-            if name == "kill":
-                run = chaos.kills(events, args.kills)
-                label = f"kill -9 x{args.kills}"
-            elif name == "broker":
-                run, label = chaos.broker_restart(events), f"broker down {args.outage:.0f}s"
-            elif name == "redis-restart":
-                run, label = chaos.redis_restart(events, flush=False), f"redis down {args.outage:.0f}s"
-            elif name == "connector":
+            if name == "connector":
                 r = chaos.connector_outage()
                 ok = r["exit_code"] == 0 and r["sent"] == r["in_kafka"] > 0
-                print(f"{'connector, broker down ' + str(int(args.outage)) + 's':<15} simulate exit {r['exit_code']}, "
+                print(f"{'connector, broker down ' + str(int(args.outage)) + 's':<16} simulate exit {r['exit_code']}, "
                       f"reported sent {r['sent']}, in Kafka {r['in_kafka']}, lost {max(0, r['sent'] - r['in_kafka'])}, "
                       f"duplicated {max(0, r['in_kafka'] - r['sent'])}, outage in its log {r['outage_logged']}",
                       flush=True)
                 failed |= not ok
+                rows.append(f"| connector, broker down {args.outage:.0f} s "
+                            f"| sent {r['sent']}, in Kafka {r['in_kafka']} "
+                            f"| {max(0, r['sent'] - r['in_kafka'])} / {max(0, r['in_kafka'] - r['sent'])} "
+                            f"| | | | | | | | | outage in its log: {'yes' if r['outage_logged'] else 'NO'} "
+                            f"| {'equal' if ok else 'FAILED'} |")
                 continue
-            elif name == "redis-flush":
-                run, label = chaos.redis_restart(events, flush=True), "redis flush x2"
-            else:
-                raise SystemExit(f"unknown scenario {name!r}")
-            cmp = compare(clean, run)
+            print(f"-- {name}", flush=True)
+            try:
+                label, run = run_scenario(chaos, name, events, args.kills)
+            except Exception as exc:  # the next scenarios still run; this one failed
+                print(f"{name:<16} ERROR {type(exc).__name__}: {str(exc)[:600]}", flush=True)
+                failed = True
+                rows.append(f"| {name} | error: {type(exc).__name__} | | | | | | | | | | | FAILED |")
+                continue
+            cmp = compare(clean, run, ref)
             print(report_line(label, len(events), cmp), flush=True)
-            for label2, decs in (("only in this run", run["sla"] - clean["sla"]), ("only in clean run", clean["sla"] - run["sla"])):
-                for (typ, call_id), (resp, ts, unit, zones) in sorted(decs)[:5]:
-                    other = [d for d in (clean if label2 == "only in this run" else run)["sla"] if d[0][1] == call_id]
-                    print(f"  sla {label2}: {typ} {call_id} response {resp} ts {ts} unit {unit}; "
-                          f"the other run for this call: {sorted(other)}", flush=True)
-            if cmp["enriched_difference"]:
-                print(f"  first difference in incidents.enriched: {cmp['enriched_difference']}", flush=True)
-            failed |= bool(cmp["lost"] or cmp["duplicated"] or not cmp["docs_equal"] or cmp["sla_lost"]
-                           or cmp["sla_extra"] or not cmp["enriched_equal"] or not cmp["zones_state_equal"]
-                           or not cmp["wall_equal"])
-            seen = run.get("outage_seen")
-            if seen is not None:
-                print(f"  seen by operators: {seen['text']}", flush=True)
-                failed |= not seen["ok"]
+            for line in details(clean, run, cmp):
+                print(f"  {line}", flush=True)
+            print(f"  => {'equal to the clean run' if cmp['ok'] else 'FAILED'}", flush=True)
+            failed |= not cmp["ok"]
+            rows.append(table_row(label, cmp, run))
+        print("\n" + TABLE_HEAD + "\n" + "\n".join(rows), flush=True)
+        print("chaos: " + ("FAILED" if failed else "every scenario equal to the clean run"), flush=True)
         return 1 if failed else 0
     finally:
         stack_module.down(state_dir=state)

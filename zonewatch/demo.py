@@ -8,11 +8,19 @@ group, a grace period, then SIGKILL.
 
 It uses the environment as it is (CONTRACT §7; the Makefile exports ZONEWATCH_KAFKA and
 ZONEWATCH_REDIS of the `make up` stack) and the default deployment: app id `zonewatch`, no topic
-prefix.
+prefix. `--scenario marathon` runs the Lanzhou marathon instead of the venue: the worker and the
+gateway get its zones file (ZONEWATCH_ZONES = contract/data/marathon_zones.geojson), and unless
+ZONEWATCH_APP_ID / ZONEWATCH_TOPIC_PREFIX are set it runs as a deployment of its own (app id
+`zonewatch-marathon`, topic prefix `marathon.`, the next Redis database), so it never mixes its
+zones and state with those of an earlier venue demo on the same stack.
+
+At start it prints where Prometheus would scrape (the worker's and the gateway's /metrics) and
+where the Grafana dashboard and the alert rules are (deploy/grafana, deploy/prometheus).
 
     python -m zonewatch.demo                    # until Ctrl-C
     python -m zonewatch.demo --duration 40      # stops by itself after 40 s (scripted checks)
     python -m zonewatch.demo --speed 10         # ten simulated seconds per second (a past period ending now)
+    python -m zonewatch.demo --scenario marathon --speed 10
 """
 
 from __future__ import annotations
@@ -32,14 +40,21 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from deploy.procs import Child
 from contract.errors import ChildExited, ConfigError, DemoError, KafkaUnavailable, RedisUnavailable, WatchError
-from contract.settings import Settings
+from contract.settings import DATA_DIR, Settings
+from deploy.procs import Child
+
 from .watch import Watcher, _mask, watch_live
 
 WORKER_READY_TIMEOUT_S = 120.0
 #: with --speed > 1 and no --duration the simulated period is this much wall time long, ending now
 FAST_WALL_S = 1800.0
+#: --scenario -> its zones file (the simulator writes the same, byte for byte: connectors/simulate.py)
+SCENARIO_ZONES = {"demo": DATA_DIR / "demo_zones.geojson", "marathon": DATA_DIR / "marathon_zones.geojson"}
+#: what operators point Prometheus and Grafana at (docs/OPERATIONS.md)
+DEPLOY_DIR = Path(__file__).resolve().parents[1] / "deploy"
+DASHBOARD = DEPLOY_DIR / "grafana" / "dashboards" / "zonewatch.json"
+RULES = DEPLOY_DIR / "prometheus" / "rules.yml"
 
 
 class _Terminated(BaseException):
@@ -64,9 +79,12 @@ def _metrics_answer(url: str) -> bool:
         return False
 
 
-def simulator_cmd(py: str, speed: float, remaining_s: float | None) -> list[str]:
+def simulator_cmd(py: str, speed: float, remaining_s: float | None, scenario: str = "demo") -> list[str]:
     """The simulator command line: real time from now, or with --speed > 1 a past period ending now."""
-    cmd = [py, "-m", "zonewatch.cli", "simulate", "--quiet", "--speed", f"{speed:g}"]
+    cmd = [py, "-m", "zonewatch.cli", "simulate", "--quiet"]
+    if scenario != "demo":
+        cmd += ["--scenario", scenario]
+    cmd += ["--speed", f"{speed:g}"]
     if speed > 1:
         # simulated time runs faster than the wall clock: give it a duration, so that the simulator
         # starts in the past and catches up with now exactly at the end (the pipeline rejects events
@@ -74,6 +92,41 @@ def simulator_cmd(py: str, speed: float, remaining_s: float | None) -> list[str]
         wall = remaining_s if remaining_s is not None else FAST_WALL_S
         cmd += ["--duration", f"{max(1.0, wall) * speed:.0f}"]
     return cmd
+
+
+def scenario_env(scenario: str, environ: dict[str, str]) -> dict[str, str]:
+    """What --scenario changes in the environment of the demo's children (and of the demo itself).
+
+    The venue changes nothing. The marathon needs its zones file, and runs as a deployment of its
+    own unless the app id or the topic prefix are set: its own topics and consumer groups (an
+    earlier venue demo's snapshots must not be restored onto the marathon's zones) and the next
+    Redis database (zw:zones would otherwise list both scenarios' zones)."""
+    if scenario == "demo":
+        return {}
+    out = {"ZONEWATCH_ZONES": str(SCENARIO_ZONES[scenario])}
+    if not environ.get("ZONEWATCH_APP_ID") and not environ.get("ZONEWATCH_TOPIC_PREFIX"):
+        out["ZONEWATCH_APP_ID"] = f"zonewatch-{scenario}"
+        out["ZONEWATCH_TOPIC_PREFIX"] = f"{scenario}."
+        url = environ.get("ZONEWATCH_REDIS") or Settings.redis
+        out["ZONEWATCH_REDIS"] = _next_db(url)
+    return out
+
+
+def _next_db(url: str) -> str:
+    """The Redis URL with the database after its own (redis://h:p/0 -> redis://h:p/1)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    path = parts.path.strip("/")
+    db = int(path) if path.isdigit() else 0
+    return urlunsplit(parts._replace(path=f"/{(db + 1) % 16}"))
+
+
+def observability_lines(web_port: int, gateway_port: int) -> list[str]:
+    """Where Prometheus would scrape, and the dashboard and rules to load (printed at start)."""
+    return [f"prometheus: scrape the worker at http://127.0.0.1:{web_port}/metrics and the gateway at "
+            f"http://127.0.0.1:{gateway_port}/metrics (as {DEPLOY_DIR / 'prometheus' / 'prometheus.yml'} does)",
+            f"grafana: import the dashboard {DASHBOARD}; alert rules: {RULES}"]
 
 
 def _error_lines(log_path: Path, offset: int = 0, limit: int = 5) -> tuple[int, list[str]]:
@@ -99,6 +152,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, metavar="SECONDS",
                    help="stop by itself this many seconds after starting (default: until Ctrl-C)")
     p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second (default 1)")
+    p.add_argument("--scenario", choices=tuple(SCENARIO_ZONES), default="demo",
+                   help="the venue in Zhengzhou (demo, the default) or the Lanzhou marathon; the worker and "
+                        "the gateway get the scenario's zones file")
     p.add_argument("--gateway-port", type=int, default=8080, help="port of the wall and its gateway (default 8080)")
     p.add_argument("--web-port", type=int, default=int(os.environ.get("ZONEWATCH_WEB_PORT") or 6066),
                    help="the worker's /metrics port (default 6066)")
@@ -170,6 +226,7 @@ class Demo:
 
     # -- steps ---------------------------------------------------------------------------------
     def start_child(self, name: str, cmd: list[str], log_name: str) -> Child:
+        # os.environ carries the scenario's settings (run() puts them there, see scenario_env)
         child = Child(name, cmd, self.args.log_dir / log_name, env=dict(os.environ, PYTHONUNBUFFERED="1"),
                       banner=True)
         with self.uninterrupted():
@@ -207,7 +264,7 @@ class Demo:
         if self.expired():
             self.stop.set()
         t = Text()
-        t.append(f"demo: worker pid {self.worker.pid} · simulator pid {self.sim.pid} "
+        t.append(f"demo: {self.args.scenario} · worker pid {self.worker.pid} · simulator pid {self.sim.pid} "
                  f"(speed {self.args.speed:g}x) · logs {self.args.log_dir}/ · ", style="dim")
         r = self.remaining()
         t.append("Ctrl-C stops all" if r is None else f"stops in {max(0, r):.0f} s (Ctrl-C stops all)", style="dim")
@@ -217,16 +274,19 @@ class Demo:
 
     def run(self) -> int:
         args = self.args
+        os.environ.update(scenario_env(args.scenario, dict(os.environ)))
         try:
             settings = Settings.from_env()
         except ConfigError as exc:
             raise DemoError(str(exc)) from exc
         from contract.topics import ensure_topics
 
-        self.say(f"zonewatch demo: Kafka {settings.kafka}, Redis {_mask(settings.redis)}, app id {settings.app_id}"
-                 f"{', topic prefix ' + settings.topic_prefix if settings.topic_prefix else ''}", "bold")
+        prefix = f", topic prefix {settings.topic_prefix}" if settings.topic_prefix else ""
+        self.say(f"zonewatch demo ({args.scenario}): Kafka {settings.kafka}, Redis {_mask(settings.redis)}, "
+                 f"app id {settings.app_id}{prefix}, zones {settings.zones}", "bold")
         created = ensure_topics(settings, timeout_s=30.0)
-        self.say(f"topics: {len(created)} created" + (f" ({', '.join(created)})" if created else ", all present"), "dim")
+        self.say(f"topics: {len(created)} created" + (f" ({', '.join(created)})" if created else ", all present"),
+                 "dim")
 
         watcher = Watcher(settings.redis, [f"http://127.0.0.1:{args.web_port}/metrics"])
         try:
@@ -239,7 +299,10 @@ class Demo:
                 "worker", [py, "-m", "zonewatch.cli", "worker", "--web-port", str(args.web_port)], "worker.log")
             self.wait_for_worker(f"http://127.0.0.1:{args.web_port}/metrics")
             self.start_gateway(py)
-            self.sim = self.start_child("simulator", simulator_cmd(py, args.speed, self.remaining()), "simulate.log")
+            for line in observability_lines(args.web_port, args.gateway_port):
+                self.say(line, "cyan")
+            self.sim = self.start_child("simulator", simulator_cmd(py, args.speed, self.remaining(), args.scenario),
+                                        "simulate.log")
             if self.expired():
                 return 0
             watch_live(watcher, interval=args.interval, tz_name=settings.tz, console=self.console,
