@@ -23,6 +23,7 @@ INCIDENT_UPDATES = f"{PREFIX}incident-updates"  # STREAM: call_id, status, state
 INCIDENT_UPDATES_MAXLEN = 10_000
 _INCIDENT = f"{PREFIX}incident:"             # + call_id: the incident's timeline (JSON, expires)
 INCIDENT_TTL_S = 48 * 3600
+ZONE_VERSIONS = f"{PREFIX}zone-versions"     # HASH zone_id -> version last written (idempotent writes)
 FENCE = f"{PREFIX}fence"                      # HASH zone-events partition -> owner generation
 #: statuses of an entry that stays in INCIDENTS; the others remove it
 OPEN_STATUSES = ("open", "breached")

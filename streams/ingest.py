@@ -18,8 +18,10 @@ import logging
 import time
 from collections import deque
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
+from aiokafka.structs import TopicPartition
 
 from contract import events, topics
 from contract.security import aiokafka_kwargs
@@ -51,6 +53,7 @@ class IngestStage:
         self.paused: set = set()
         self.linger_s = settings.ingest_linger_ms / 1000.0
         self._commits: deque = deque()
+        self._positions: dict = {}   # tp -> next offset to route (as far as this ingest knows)
         self.events_in = 0
 
     async def start(self) -> None:
@@ -92,12 +95,19 @@ class IngestStage:
                 more = await consumer.getmany(timeout_ms=0, max_records=MAX_RECORDS)
                 for tp, recs in more.items():
                     batches[tp] = batches.get(tp, []) + recs
+            batches = self._cut(batches)
             msgs = [m for recs in batches.values() for m in recs]
+            if not msgs:
+                await self._align()
+                continue
             self.events_in += len(msgs)
             prev_clock = self.router.clock
             now_ms = int(time.time() * 1000)
             out, dead, rejected, positions = self.router.route(msgs, now_ms)
             clock = self.router.clock
+            offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items()}
+            self._positions.update(offsets)
+            self.router.still_delivering(self._gps_behind(), now_ms)
             marks = self.router.marks()
             futures = []
             for p, recs in out.items():
@@ -115,12 +125,59 @@ class IngestStage:
                 await self.store.write_positions(positions)
             # Commit once Kafka has the batch's outputs, without holding up the next batch;
             # commits stay in order (each waits for the one before).
-            offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items()}
             self._commits.append(asyncio.ensure_future(
                 self._commit_when_sent(self._commits[-1] if self._commits else None, futures, offsets)))
             while len(self._commits) > MAX_PENDING_COMMITS or (self._commits and self._commits[0].done()):
                 await self._commits.popleft()  # re-raises a failed send: the worker stops, loudly
             await self._align()
+
+    def _cut(self, batches: dict) -> dict:
+        """Record-level event-time alignment inside one fetch: a partition's records beyond the
+        patrol.gps frontier + ALIGN_MS are not routed now (the consumer is moved back to the first
+        of them, and `_align` pauses the partition until the frontier catches up). One fetch can
+        hold minutes of one topic and seconds of another; without this the stream clock would run
+        past patrol.gps and its watermark's 60 s bound would decide breaches before the fixes that
+        prevent them are read (README "Decisions never flip")."""
+        gps = self.s.topic(topics.GPS)
+        last = {tp: _peek_ts(recs[-1]) for tp, recs in batches.items()}
+        marks = [ts for tp, ts in last.items() if tp.topic == gps and ts is not None]
+        marks += [ts for (t, _p), ts in self.router.tp_ts.items()
+                  if t == gps and not any(tp.topic == t and tp.partition == _p for tp in batches)
+                  and self._behind(t, _p)]
+        if not marks:
+            return batches
+        limit = min(marks) + ALIGN_MS
+        out = {}
+        for tp, recs in batches.items():
+            ts = last[tp]
+            if ts is None or ts <= limit:
+                out[tp] = recs
+                continue
+            lo, hi = 0, len(recs)  # the first record past the limit (records of a partition are in
+            while lo < hi:         # ts order in practice; a late one only cuts a little early)
+                mid = (lo + hi) // 2
+                t = _peek_ts(recs[mid])
+                if t is not None and t > limit:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            if lo < len(recs):
+                self.consumer.seek(tp, recs[lo].offset)
+            if lo:
+                out[tp] = recs[:lo]
+        return out
+
+    def _gps_behind(self) -> list[int]:
+        """The patrol.gps partitions of this ingest that have records not routed yet."""
+        gps = self.s.topic(topics.GPS)
+        return [tp.partition for tp in self.consumer.assignment()
+                if tp.topic == gps and self._behind(tp.topic, tp.partition)]
+
+    def _behind(self, topic: str, partition: int) -> bool:
+        """Whether an input partition still has records to read (a backlog)."""
+        tp = TopicPartition(topic, partition)
+        hw = self.consumer.highwater(tp)
+        return hw is not None and tp in self.consumer.assignment() and self._positions.get(tp, hw) < hw
 
     async def _commit_when_sent(self, previous, futures, offsets) -> None:
         if previous is not None:
@@ -142,6 +199,8 @@ class IngestStage:
         consumer = self.consumer
         assigned = consumer.assignment()
         self.paused &= assigned  # a rebalance may have taken paused partitions away
+        if len(self._positions) > len(assigned):
+            self._positions = {tp: o for tp, o in self._positions.items() if tp in assigned}
         if not assigned:
             return
         behind = {}
@@ -188,3 +247,11 @@ class IngestStage:
         """Rewrite every unit position this ingest knows (after Redis lost its data)."""
         await self.store.write_positions(dict(self.router.positions))
         return len(self.router.positions)
+
+
+def _peek_ts(m) -> int | None:
+    """The event ts of a raw input message, for alignment only (None when it has none readable)."""
+    try:
+        return events.parse_ts(orjson.loads(m.value)["ts"])
+    except Exception:
+        return None

@@ -449,6 +449,7 @@ class ZoneReach:
         self.computed_at: dict[str, int] = {}
         self.dirty: set[str] = set()
         self.dirty_keys: set[int] = set()           # grid cells whose units changed (zones: by_key)
+        self.inexact: set[str] = set()              # zones whose published value lags by < 0.01
 
     def fix(self, unit: str, ts: int, lat: float, lon: float, kind: str, available: bool) -> None:
         """The unit's newest fix (the caller checks it is the newest)."""
@@ -487,7 +488,7 @@ class ZoneReach:
                 heapq.heappush(heap, (cur[0], unit))
 
     def snapshot(self) -> dict:
-        dirty = set(self.dirty)
+        dirty = set(self.dirty) | self.inexact
         for k in self.dirty_keys:
             dirty.update(self.by_key.get(k, ()))
         return {"latest": self.latest, "value": self.value, "at": self.computed_at, "dirty": sorted(dirty)}
@@ -502,14 +503,17 @@ class ZoneReach:
         self.dirty = {z for z in snap["dirty"] if z in self.zones}
 
     def due(self, clock: int, force: bool = False) -> set[str]:
-        """Recompute dirty zones now allowed; the ids whose published value changed."""
+        """Recompute dirty zones now allowed; the ids whose published value changed. A value that
+        moved by less than 0.01 is not published, and the zone stays `inexact`: the forced pass
+        (input paused) publishes every zone's exact value, whatever the history of evaluations."""
         if self.dirty_keys:
             by_key = self.by_key
             for k in self.dirty_keys:
                 self.dirty.update(by_key.get(k, ()))
             self.dirty_keys.clear()
         changed = set()
-        for zid in list(self.dirty):
+        todo = self.dirty | self.inexact if force else self.dirty
+        for zid in list(todo):
             if not force and clock - self.computed_at.get(zid, -10**18) < self.every_ms:
                 continue
             self.dirty.discard(zid)
@@ -519,9 +523,13 @@ class ZoneReach:
                 zc = self.cells[zid] = zone_cells(self.zones[zid])
             r3, r5 = reach(zc, self.units)
             old = self.value.get(zid, (0.0, 0.0))
-            if abs(r3 - old[0]) >= 0.01 or abs(r5 - old[1]) >= 0.01 or (force and (r3, r5) != old):
-                self.value[zid] = (r3, r5)
-                changed.add(zid)
+            if force or abs(r3 - old[0]) >= 0.01 or abs(r5 - old[1]) >= 0.01:
+                if (r3, r5) != old:
+                    self.value[zid] = (r3, r5)
+                    changed.add(zid)
+                self.inexact.discard(zid)
+            elif (r3, r5) != old:
+                self.inexact.add(zid)
         return changed
 
     def doc(self, zid: str) -> dict:

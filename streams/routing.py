@@ -82,6 +82,15 @@ class Router:
         """[patrol.gps partition, largest ts, wall ms of its last delivery] (zone-events batches)."""
         return [(p, ts, wall) for p, (ts, wall) in self.gps_marks.items()]
 
+    def still_delivering(self, partitions, now_ms: int) -> None:
+        """patrol.gps partitions with records not read yet count as delivering: a feed that
+        has data waiting has not stopped, even while this ingest was too busy (or the broker too
+        slow) to fetch it; only a feed that is caught up and silent goes idle for the watermark."""
+        for p in partitions:
+            mark = self.gps_marks.get(p)
+            if mark is not None:
+                mark[1] = now_ms
+
     def route(self, messages, now_ms: int | None = None) -> tuple[dict[int, list], list, dict, dict]:
         """messages: iterable of aiokafka ConsumerRecord (topic, partition, offset, key, value, timestamp).
 

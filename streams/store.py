@@ -48,7 +48,7 @@ async def until_redis_answers(what: str, call):
 #: a new owner that took the generation and then read the versions cannot be overtaken by the
 #: old owner's write, and one call (one command) per flush whatever the number of zones.
 WRITE_LUA = """
-local fence, zstream, ihash, istream = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local fence, zstream, ihash, istream, vhash = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local zmax, imax, zprefix, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local i = 5
 local fenced = {}
@@ -67,9 +67,13 @@ while i <= #ARGV do
   for _ = 1, nd do
     if ok then
       local zid, v, js = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-      redis.call('SET', zprefix .. zid, js)
-      redis.call('XADD', zstream, 'MAXLEN', '~', zmax, '*', 'zone_id', zid, 'version', v, 'state', js)
-      redis.call('PUBLISH', zprefix .. zid, js)
+      -- a write retried after a timeout may have run already: a version is written once
+      if tonumber(v) > tonumber(redis.call('HGET', vhash, zid) or '0') then
+        redis.call('HSET', vhash, zid, v)
+        redis.call('SET', zprefix .. zid, js)
+        redis.call('XADD', zstream, 'MAXLEN', '~', zmax, '*', 'zone_id', zid, 'version', v, 'state', js)
+        redis.call('PUBLISH', zprefix .. zid, js)
+      end
     end
     i = i + 3
   end
@@ -107,18 +111,23 @@ class RedisStore:
             await self.redis.sadd(keys.ZONES, *zone_ids)
 
     async def current_versions(self, zone_ids) -> dict[str, int]:
-        """Versions already in Redis, so a restarted or re-assigned worker keeps them increasing."""
+        """Versions already in Redis, so a restarted or re-assigned worker keeps them increasing:
+        the larger of the versions hash and the documents (a deployment older than the hash)."""
         zone_ids = list(zone_ids)
         if not zone_ids:
             return {}
+        hashed = await self.redis.hmget(keys.ZONE_VERSIONS, zone_ids)
         raw = await self.redis.mget([keys.zone(z) for z in zone_ids])
         out = {}
-        for zid, val in zip(zone_ids, raw):
+        for zid, h, val in zip(zone_ids, hashed, raw):
+            v = int(h) if h else 0
             if val:
                 try:
-                    out[zid] = int(orjson.loads(val).get("version", 0))
+                    v = max(v, int(orjson.loads(val).get("version", 0)))
                 except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
-                    out[zid] = 0
+                    pass
+            if v:
+                out[zid] = v
         return out
 
     async def open_incidents(self) -> dict[str, dict]:
@@ -166,7 +175,7 @@ class RedisStore:
         while True:
             try:
                 fenced = await self._write_script(keys=[keys.FENCE, keys.ZONE_UPDATES, keys.INCIDENTS,
-                                                        keys.INCIDENT_UPDATES], args=args)
+                                                        keys.INCIDENT_UPDATES, keys.ZONE_VERSIONS], args=args)
                 break
             except Exception as exc:  # connection errors of any kind: keep trying, loudly
                 metrics.REDIS_ERRORS.inc()

@@ -1,0 +1,90 @@
+"""Ingest's event-time alignment inside one fetch (`IngestStage._cut`) and the watermark's notion of
+a patrol.gps partition that still delivers, driven with a fake consumer (no Kafka)."""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import orjson
+
+from aiokafka.structs import TopicPartition
+from contract import topics
+from contract.settings import Settings
+from contract.zones import load_zones
+from streams.ingest import ALIGN_MS, IngestStage
+from streams.zone_index import ZoneIndex
+from tests import scenario
+
+Msg = namedtuple("Msg", "topic partition offset key value timestamp")
+T0 = 1_714_550_400_000
+
+
+class FakeConsumer:
+    def __init__(self, assigned, highwater):
+        self.assigned = set(assigned)
+        self.hw = dict(highwater)
+        self.seeks = {}
+
+    def assignment(self):
+        return set(self.assigned)
+
+    def highwater(self, tp):
+        return self.hw.get(tp)
+
+    def seek(self, tp, offset):
+        self.seeks[tp] = offset
+
+
+def stage(consumer) -> IngestStage:
+    s = Settings(zones=scenario.ZONES_FILE, partitions=1)
+    st = IngestStage(s, ZoneIndex(load_zones(s.zones)), store=None, producer=None)
+    st.consumer = consumer
+    return st
+
+
+def recs(topic, partition, ts_list, first_offset=0):
+    return [Msg(topic, partition, first_offset + i, None, orjson.dumps({"ts": ts}), 0)
+            for i, ts in enumerate(ts_list)]
+
+
+def test_a_topic_read_past_the_gps_frontier_is_held_back_and_re_read():
+    s = Settings(zones=scenario.ZONES_FILE, partitions=1)
+    calls, gps = TopicPartition(s.topic(topics.CALLS), 0), TopicPartition(s.topic(topics.GPS), 0)
+    c = FakeConsumer([calls, gps], {calls: 10, gps: 1000})
+    st = stage(c)
+    call_ts = [T0 + i * 60_000 for i in range(10)]          # ten minutes of calls in one fetch
+    gps_ts = [T0 + i * 1_000 for i in range(100)]            # 100 s of fixes
+    out = st._cut({calls: recs(calls.topic, 0, call_ts), gps: recs(gps.topic, 0, gps_ts)})
+    limit = gps_ts[-1] + ALIGN_MS
+    kept = [orjson.loads(m.value)["ts"] for m in out[calls]]
+    assert kept == [t for t in call_ts if t <= limit]
+    assert c.seeks == {calls: len(kept)}                      # the rest is read again later
+    assert len(out[gps]) == 100                               # the frontier itself is never cut
+
+
+def test_nothing_is_held_back_when_gps_is_caught_up_and_quiet():
+    s = Settings(zones=scenario.ZONES_FILE, partitions=1)
+    calls, gps = TopicPartition(s.topic(topics.CALLS), 0), TopicPartition(s.topic(topics.GPS), 0)
+    c = FakeConsumer([calls, gps], {calls: 10, gps: 5})
+    st = stage(c)
+    st.router.tp_ts[gps.topic, 0] = T0           # gps read to its end (position 5 = highwater)
+    st._positions[gps] = 5
+    batch = {calls: recs(calls.topic, 0, [T0 + i * 600_000 for i in range(10)])}
+    assert st._cut(batch) == batch and c.seeks == {}
+    # the same with unread fixes: calls past their frontier + ALIGN_MS wait for them
+    st._positions[gps] = 3
+    out = st._cut(batch)
+    assert [orjson.loads(m.value)["ts"] for m in out[calls]] == [T0]
+    assert c.seeks == {calls: 1}
+
+
+def test_a_gps_partition_with_unread_records_counts_as_delivering():
+    s = Settings(zones=scenario.ZONES_FILE, partitions=2)
+    g0, g1 = TopicPartition(s.topic(topics.GPS), 0), TopicPartition(s.topic(topics.GPS), 1)
+    c = FakeConsumer([g0, g1], {g0: 10, g1: 10})
+    st = stage(c)
+    st.router.gps_marks = {0: [T0, 1_000], 1: [T0, 1_000]}
+    st._positions = {g0: 10, g1: 4}               # g0 caught up, g1 behind
+    assert st._gps_behind() == [1]
+    st.router.still_delivering(st._gps_behind(), 50_000)
+    assert st.router.gps_marks == {0: [T0, 1_000], 1: [T0, 50_000]}
