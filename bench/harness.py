@@ -32,6 +32,7 @@ from functools import cache
 from pathlib import Path
 
 import orjson
+import redis
 
 from contract import keys, metrics, redisurl, schemas, topics
 from contract.security import kafka_python_kwargs
@@ -334,8 +335,8 @@ class UpdatesReader(threading.Thread):
 
     def __init__(self, dep: Deployment):
         super().__init__(daemon=True, name="zone-updates-reader")
-        self.client = redis.Redis(port=dep.redis.connection_pool.connection_kwargs["port"], db=dep.db,
-                                  socket_timeout=5.0, socket_connect_timeout=5.0)
+        self.client = redisurl.sync_client(dep.env["ZONEWATCH_REDIS"], socket_timeout=5.0,
+                                           socket_connect_timeout=5.0)
         self.versions: dict[str, list[int]] = {}
         self.last: dict[str, tuple[bytes, bytes]] = {}   # zone -> (entry id, state) of its last entry
         self.repeats: list[dict] = []                     # every entry whose version is not above the last
