@@ -20,6 +20,8 @@ class Context:
     geojson: bytes          # the zones file as served at /zones.geojson
     zone_count: int
     wall_html: bytes
+    intake: object = None   # gateway.intake.Intake when ZONEWATCH_INGEST_TOKENS is set
+    clock: object = None    # gateway.rest.StreamClock
 
 
 def ctx(conn) -> Context:
