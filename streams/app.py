@@ -54,6 +54,7 @@ log = logging.getLogger("zonewatch.worker")
 IDLE_FLUSH_S = 0.25
 TICK_S = 0.25
 LAG_S = 5.0
+DAILY_S = 10.0
 REDIS_TIMEOUT_S = 5.0   # a hung Redis (SIGSTOP) must not block the worker forever
 
 
@@ -200,6 +201,8 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
                 fut.cancel()
         stage.drop(gone)
 
+    daily_last = [0.0]
+
     @app.timer(TICK_S)
     async def tick():
         """The watermark moves with wall time too (a quiet feed stops holding it back)."""
@@ -208,6 +211,16 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
             if held is not None:
                 async with held.lock:
                     await emit(held.state)
+        if time.monotonic() - daily_last[0] >= DAILY_S:  # zones.daily, at most every DAILY_S per zone-day
+            daily_last[0] = time.monotonic()
+            for p, held in list(stage.held.items()):
+                if not held.generation:
+                    continue
+                async with held.lock:
+                    docs = held.state.daily_docs(settings.grace_ms)
+                    if docs:
+                        await outputs.daily(docs)
+                        held.state.daily_taken(docs)
         for p in [p for p in stage.held if stage.snapshot_due(p)]:  # quiet partitions too
             held = stage.held.get(p)
             if held is not None:

@@ -41,17 +41,20 @@ class LocalDays:
 
     def next_midnight(self, ts: int) -> int:
         """Epoch ms of the first instant of the local day after the one holding ts."""
-        today = self.date_of(ts)
-        nm = self._midnights.get(today)
+        return self.end_of(self.date_of(ts))
+
+    def end_of(self, day: str) -> int:
+        """Epoch ms of the first instant of the local day after `day` (YYYY-MM-DD)."""
+        nm = self._midnights.get(day)
         if nm is None:
-            nxt = (date.fromisoformat(today) + timedelta(days=1)).isoformat()
+            nxt = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
             # the first quarter hour whose local date is the next day (a midnight can fall in a
             # DST gap, so search rather than construct 00:00)
             guess = datetime.fromisoformat(nxt).replace(tzinfo=self.tz)
             q = int(guess.timestamp() * 1000) // QUARTER_MS - 16
             while self.date_of(q * QUARTER_MS) < nxt:
                 q += 1
-            nm = self._midnights[today] = q * QUARTER_MS
+            nm = self._midnights[day] = q * QUARTER_MS
             if len(self._midnights) > 10_000:
                 self._midnights.clear()
         return nm

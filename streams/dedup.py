@@ -31,7 +31,9 @@ class IdMemory:
         self.horizon_ms = horizon_ms
         self.open_hour: int | None = None
         self.open: set[int] = set()
+        self.open_max_ts = 0
         self.sealed: dict[int, np.ndarray] = {}    # arrival hour -> sorted uint64 hashes
+        self.sealed_max_ts: dict[int, int] = {}    # arrival hour -> largest ts among its ids
 
     def __len__(self) -> int:
         return len(self.open) + sum(len(a) for a in self.sealed.values())
@@ -48,12 +50,16 @@ class IdMemory:
         elif hour > self.open_hour:
             if self.open:
                 self.sealed[self.open_hour] = np.array(sorted(self.open), dtype=np.uint64)
+                self.sealed_max_ts[self.open_hour] = self.open_max_ts
             self.open = set()
+            self.open_max_ts = 0
             self.open_hour = hour
-        # every id of hour h has ts < (h + 1) hours: beyond the horizon once that is
-        oldest = (clock - self.horizon_ms) // HOUR_MS
-        for h in [h for h in self.sealed if h < oldest]:
+        # an hour's ids can all be forgotten once its largest ts is beyond the horizon (an id can
+        # carry a ts ahead of the clock it arrived at: the clock moves after its batch)
+        horizon = clock - self.horizon_ms
+        for h in [h for h, t in self.sealed_max_ts.items() if t < horizon]:
             del self.sealed[h]
+            del self.sealed_max_ts[h]
 
     def hit_sealed(self, hashes: list[int]) -> set[int]:
         """Which of these hashes the sealed hours hold (vectorised: one search per hour)."""
@@ -73,6 +79,8 @@ class IdMemory:
             return True
         if ts >= clock - self.horizon_ms:
             self.open.add(h)
+            if ts > self.open_max_ts:
+                self.open_max_ts = ts
         return False
 
     # -- snapshots ---------------------------------------------------------------------------
@@ -80,10 +88,18 @@ class IdMemory:
         return np.array(sorted(self.open), dtype=np.uint64).tobytes()
 
     @classmethod
-    def restore(cls, open_hour: int | None, open_raw: bytes, sealed: dict[int, bytes],
-                horizon_ms: int = DEDUP_HORIZON_MS) -> "IdMemory":
+    def restore(cls, snap: dict, sealed: dict[int, bytes], horizon_ms: int = DEDUP_HORIZON_MS) -> "IdMemory":
         m = cls(horizon_ms)
-        m.open_hour = open_hour
-        m.open = {int(x) for x in np.frombuffer(open_raw, dtype=np.uint64)}
-        m.sealed = {int(h): np.frombuffer(raw, dtype=np.uint64).copy() for h, raw in sealed.items()}
+        m.open_hour = snap["open_hour"]
+        m.open = {int(x) for x in np.frombuffer(snap["open"], dtype=np.uint64)}
+        m.open_max_ts = snap["open_max_ts"]
+        for h, t in snap["sealed_max_ts"].items():
+            if int(h) in sealed:
+                m.sealed[int(h)] = np.frombuffer(sealed[int(h)], dtype=np.uint64).copy()
+                m.sealed_max_ts[int(h)] = t
         return m
+
+    def snapshot(self) -> dict:
+        """The open hour inline; the sealed hours are written apart, once each (by their hour)."""
+        return {"open_hour": self.open_hour, "open": self.open_bytes(), "open_max_ts": self.open_max_ts,
+                "sealed_max_ts": dict(self.sealed_max_ts)}

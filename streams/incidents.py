@@ -45,6 +45,7 @@ class Incident:
     arrival_unit: str | None = None
     candidate: tuple | None = None   # (ts, unit) of the earliest fix within reach, not yet decided
     breached: bool = False
+    recommended_at: int | None = None  # stream clock when its dispatch recommendation was made
     alerts: dict = field(default_factory=dict)  # alert_id -> corroboration entry
     alerts_rank: dict = field(default_factory=dict)  # alert_id -> (|dt| ms, alert_id)
     worst: tuple | None = None
@@ -78,6 +79,8 @@ class IncidentState:
         self._calls_pruned = 0
         # incidents whose wall entry (board_doc) changed since the last take_board
         self.board: dict[str, Incident] = {}
+        # incidents whose timeline (timeline_doc) changed since the last take_timelines
+        self.timelines: dict[str, Incident] = {}
 
     # -- input -----------------------------------------------------------------------------
     def on_call(self, call_id: str, ts: int, lat: float, lon: float, cell: str, zones: list,
@@ -224,6 +227,7 @@ class IncidentState:
         for inc in self.changed_records.values():
             self._finish_record(inc)
             self.out.append(("enriched", inc.record))
+            self.timelines[inc.call_id] = inc
         self.changed_records.clear()
         out, self.out = self.out, []
         return out
@@ -231,13 +235,59 @@ class IncidentState:
     def take_board(self) -> dict[str, Incident]:
         """Incidents whose wall entry changed since the last call (render with board_doc)."""
         out, self.board = self.board, {}
+        self.timelines.update(out)
         return out
+
+    def take_timelines(self) -> dict[str, Incident]:
+        """Incidents whose timeline changed since the last call (render with timeline_doc)."""
+        out, self.timelines = self.timelines, {}
+        return out
+
+    def timeline_doc(self, inc: Incident, partition: int) -> dict:
+        """GET /incidents/{call_id} (contract.keys.incident): the call without any caller, its
+        zones, ring, recommendation, corroboration, decision and events on the stream clock."""
+        r = inc.record
+        call = {k: v for k, v in r.items() if k not in ("caller", "caller_ref", "zones", "ring", "nearest_units",
+                                                        "corroborating_alerts", "processed_at")}
+        status = self.board_doc(inc, partition)["status"]
+        events = [{"ts": inc.ts, "what": "call"}]
+        if inc.recommended_at is not None:
+            events.append({"ts": inc.recommended_at, "what": "recommended",
+                           "unit_ids": [u["unit_id"] for u in r.get("nearest_units") or ()]})
+        for a in sorted(inc.alerts.values(), key=lambda a: (a["dt_s"], a["alert_id"])):
+            events.append({"ts": inc.ts + round(a["dt_s"] * 1000), "what": "alert", "alert_id": a["alert_id"],
+                           "type": a["type"], "distance_m": a["distance_m"]})
+        breach = {"ts": inc.ts + BREACH_AFTER_MS} if inc.breached else None
+        if breach:
+            events.append({"ts": breach["ts"], "what": "breach"})
+        arrival = None
+        if inc.arrival_ts is not None:
+            arrival = {"unit_id": inc.arrival_unit, "response_s": round((inc.arrival_ts - inc.ts) / 1000.0, 3),
+                       "ts": inc.arrival_ts}
+            events.append({"ts": inc.arrival_ts, "what": "arrived", "unit_id": inc.arrival_unit,
+                           "response_s": arrival["response_s"]})
+        elif status == "expired":
+            events.append({"ts": inc.ts + EXPIRE_AFTER_MS, "what": "expired"})
+        decision = None
+        if arrival is not None and (arrival["response_s"] <= BREACH_AFTER_MS / 1000 or not inc.breached):
+            decision = {"type": "arrived", **arrival}
+        elif inc.breached:
+            decision = {"type": "breach", "unit_id": None, "response_s": None, "ts": inc.ts + BREACH_AFTER_MS}
+        events.sort(key=lambda e: (e["ts"], e["what"]))
+        return {"call_id": inc.call_id, "call": call, "zones": inc.zones, "ring": r.get("ring"),
+                "nearest_units": r.get("nearest_units") or [], "corroborating_alerts": r.get("corroborating_alerts") or [],
+                "decision": decision, "arrival": arrival, "breach": breach, "status": status, "events": events,
+                "clock": self.clock, "partition": partition}
 
     def touch(self, call_id: str) -> None:
         """Its record changed outside this state (dispatch recommendations): re-render its entry."""
         inc = self.incidents.get(call_id)
-        if inc is not None and inc.arrival_ts is None:
-            self.board[call_id] = inc
+        if inc is not None:
+            if inc.recommended_at is None:
+                inc.recommended_at = self.clock
+            self.timelines[call_id] = inc
+            if inc.arrival_ts is None:
+                self.board[call_id] = inc
 
     def open_incidents(self) -> list[Incident]:
         """Incidents neither arrived nor expired (the wall's list; `open_incidents` of §3)."""
@@ -269,7 +319,7 @@ class IncidentState:
             "seen_calls": self.seen_calls,
             "incidents": [[i.call_id, i.ts, i.lat, i.lon, i.cell, i.zones, i.record, i.consumed_late,
                            i.arrival_ts, i.arrival_unit, list(i.candidate) if i.candidate else None,
-                           i.breached, [[a, i.alerts_rank[k][0]] for k, a in i.alerts.items()]]
+                           i.breached, [[a, i.alerts_rank[k][0]] for k, a in i.alerts.items()], i.recommended_at]
                           for i in self.incidents.values()],
         }
 
@@ -279,9 +329,9 @@ class IncidentState:
         s.clock, s.wm, s._calls_pruned = snap["clock"], snap["wm"], snap["calls_pruned"]
         s.seen_calls = dict(snap["seen_calls"])
         for (cid, ts, lat, lon, cell, zones, record, late, arr_ts, arr_unit, cand, breached,
-             alerts) in snap["incidents"]:
+             alerts, recommended_at) in snap["incidents"]:
             inc = Incident(cid, ts, lat, lon, cell, list(zones), record, late, arr_ts, arr_unit,
-                           tuple(cand) if cand else None, breached)
+                           tuple(cand) if cand else None, breached, recommended_at)
             for a, rank in alerts:
                 inc.alerts[a["alert_id"]] = a
                 inc.alerts_rank[a["alert_id"]] = (rank, a["alert_id"])

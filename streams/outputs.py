@@ -45,6 +45,7 @@ class OutputSender:
         self.t_incidents = settings.topic(topics.INCIDENTS)
         self.t_sla = settings.topic(topics.SLA)
         self.t_zones = settings.topic(topics.ZONES_STATE)
+        self.t_daily = settings.topic(topics.ZONES_DAILY)
         self.t_snapshots = settings.internal_snapshots
 
     async def deliver(self, items: list[tuple[str, bytes | None, bytes | None, int | None]]) -> None:
@@ -85,6 +86,11 @@ class OutputSender:
         for q, recs in arrivals.items():
             items.append((self.s.internal_zone_events, None, records.encode(clock, recs, None, wall), q))
         await self.deliver(items)
+
+    async def daily(self, docs: list[tuple[str, str, dict]]) -> None:
+        """zones.daily records (compacted, key "{date}|{zone_id}"), acknowledged."""
+        await self.deliver([(self.t_daily, f"{date}|{zid}".encode(), orjson.dumps(doc), None)
+                            for date, zid, doc in docs])
 
     async def snapshot(self, p: int, parts: list[tuple[bytes, bytes | None]]) -> None:
         """A partition's snapshot records, in order, to its partition of the snapshots topic."""

@@ -240,8 +240,9 @@ class StateStage:
             self.flushed_clock[p] = st.clock
             board = [st.incidents.board_doc(inc, p) for inc in st.incidents.take_board().values()]
             board += self.pending_board.pop(p, [])
-            if docs or board:
-                parts.append((p, h.generation, docs, board))
+            timelines = [st.incidents.timeline_doc(inc, p) for inc in st.incidents.take_timelines().values()]
+            if docs or board or timelines:
+                parts.append((p, h.generation, docs, board, timelines))
         pending = self.pending_e2e
         self.pending_e2e = {"calls": [], "gps": [], "alerts": []}
         if not parts:

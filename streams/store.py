@@ -49,8 +49,8 @@ async def until_redis_answers(what: str, call):
 #: old owner's write, and one call (one command) per flush whatever the number of zones.
 WRITE_LUA = """
 local fence, zstream, ihash, istream = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local zmax, imax, zprefix = ARGV[1], ARGV[2], ARGV[3]
-local i = 4
+local zmax, imax, zprefix, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local i = 5
 local fenced = {}
 while i <= #ARGV do
   local p, gen, nd = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
@@ -82,6 +82,12 @@ while i <= #ARGV do
       redis.call('XADD', istream, 'MAXLEN', '~', imax, '*', 'call_id', cid, 'status', st, 'state', js)
     end
     i = i + 4
+  end
+  local nt = tonumber(ARGV[i])
+  i = i + 1
+  for _ = 1, nt do
+    if ok then redis.call('SET', ARGV[i], ARGV[i + 1], 'EX', ttl) end
+    i = i + 2
   end
 end
 return fenced
@@ -130,17 +136,18 @@ class RedisStore:
         write of the previous owner (see WRITE_LUA). Versions read after this are final."""
         return int(await self.redis.hincrby(keys.FENCE, str(partition), 1))
 
-    async def write(self, parts: list[tuple[int, int, list[dict], list[dict]]]) -> tuple[list[bytes], list[str], set[int]]:
-        """Write, per partition (p, generation, zone documents, incident entries), in one
-        atomic script call; retries until Redis accepts it (state must not be skipped).
+    async def write(self, parts: list[tuple]) -> tuple[list[bytes], list[str], set[int]]:
+        """Write, per partition (p, generation, zone documents, incident entries, incident
+        timelines), in one atomic script call; retries until Redis accepts it (state must not be
+        skipped).
 
         Returns the encoded documents and their zone ids that were written (for zones.state),
         and the partitions whose generation is no longer current (another worker owns them;
         nothing of theirs was written)."""
-        args: list = [keys.ZONE_UPDATES_MAXLEN, keys.INCIDENT_UPDATES_MAXLEN, keys.zone("")]
+        args: list = [keys.ZONE_UPDATES_MAXLEN, keys.INCIDENT_UPDATES_MAXLEN, keys.zone(""), keys.INCIDENT_TTL_S]
         written: list[tuple[int, bytes, str]] = []
         n_docs = 0
-        for p, gen, docs, incidents in parts:
+        for p, gen, docs, incidents, timelines in parts:
             args += [p, gen, len(docs)]
             for doc in docs:
                 js = orjson.dumps(doc)
@@ -151,6 +158,9 @@ class RedisStore:
             for inc in incidents:
                 args += [inc["call_id"], inc["status"], orjson.dumps(inc),
                          1 if inc["status"] in keys.OPEN_STATUSES else 0]
+            args.append(len(timelines))
+            for t in timelines:
+                args += [keys.incident(t["call_id"]), orjson.dumps(t)]
         delay = 0.1
         while True:
             try:

@@ -95,6 +95,24 @@ class Pipeline:
                 docs[doc["zone_id"]] = doc
         return docs
 
+    def daily(self) -> dict[str, dict]:
+        """zones.daily records now due ("{date}|{zone_id}" -> record), as the worker emits them."""
+        out = {}
+        for h in self.stage.held.values():
+            docs = h.state.daily_docs(self.s.grace_ms)
+            h.state.daily_taken(docs)
+            out.update({f"{date}|{zid}": doc for date, zid, doc in docs})
+        return out
+
+    def timelines(self) -> dict[str, dict]:
+        """Incident timelines changed since the last call (zw:incident:{call_id})."""
+        out = {}
+        for p, h in self.stage.held.items():
+            inc = h.state.incidents
+            inc.take_board()
+            out.update({cid: inc.timeline_doc(i, p) for cid, i in inc.take_timelines().items()})
+        return out
+
     def presence(self) -> dict[str, set[str]]:
         """unit -> zones it is present in, over every partition."""
         out: dict[str, set[str]] = {}

@@ -12,6 +12,7 @@ figure, so a batch delivered twice after a crash or rebalance changes nothing th
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import defaultdict
 
@@ -42,7 +43,10 @@ def empty_response() -> dict:
 
 
 class DayCounts:
-    __slots__ = ("calls", "alerts", "by_category", "by_priority", "by_lang", "by_type")
+    """A zone's local day: `today` of the zone document and the record of zones.daily."""
+
+    __slots__ = ("calls", "alerts", "by_category", "by_priority", "by_lang", "by_type", "hourly_calls",
+                 "hourly_alerts", "responses", "breaches", "version", "changed")
 
     def __init__(self):
         self.calls = 0
@@ -51,10 +55,17 @@ class DayCounts:
         self.by_priority: dict[int, int] = defaultdict(int)
         self.by_lang: dict[str, int] = defaultdict(int)
         self.by_type: dict[str, int] = defaultdict(int)
+        self.hourly_calls = [0] * 24
+        self.hourly_alerts = [0] * 24
+        self.responses: dict[str, float] = {}   # call_id -> response s, arrivals decided this day
+        self.breaches: set[str] = set()         # call_ids whose breach falls on this day
+        self.version = 0                        # of its zones.daily record
+        self.changed = True                     # since its zones.daily record was last taken
 
     def dump(self) -> list:
         return [self.calls, self.alerts, dict(self.by_category), {str(k): v for k, v in self.by_priority.items()},
-                dict(self.by_lang), dict(self.by_type)]
+                dict(self.by_lang), dict(self.by_type), self.hourly_calls, self.hourly_alerts, self.responses,
+                sorted(self.breaches), self.version, self.changed]
 
     @classmethod
     def load(cls, raw: list) -> "DayCounts":
@@ -64,6 +75,9 @@ class DayCounts:
         d.by_priority.update({int(k): v for k, v in raw[3].items()})
         d.by_lang.update(raw[4])
         d.by_type.update(raw[5])
+        d.hourly_calls, d.hourly_alerts = list(raw[6]), list(raw[7])
+        d.responses, d.breaches = dict(raw[8]), set(raw[9])
+        d.version, d.changed = raw[10], raw[11]
         return d
 
 
@@ -140,6 +154,7 @@ class PartitionState:
         self.incidents = IncidentState(grace_ms)
         self._last_pruned = 0
         self._hits: set[int] = _NO_HITS  # ids of the current batch the sealed dedup hours hold
+        self.deadlines: list[tuple[int, str, str]] = []  # (call ts + 300 s, zone, call) not yet passed
 
     # -- input -----------------------------------------------------------------------------
     def advance_clock(self, clock: int, wm: int | None = None) -> None:
@@ -153,6 +168,17 @@ class PartitionState:
             self.wm = wm
         self.incidents.advance_clock(self.clock, self.wm)
         self.seen.advance(self.clock)
+        deadlines = self.deadlines
+        while deadlines and deadlines[0][0] <= self.wm:
+            # the day's decisions (zones.daily): a breach is decided on the watermark, at its deadline
+            due, zid, call_id = heapq.heappop(deadlines)
+            agg = self.zones[zid]
+            inc = agg.incidents.get(call_id)
+            if inc is not None and (inc[2] is None or inc[2] > BREACH_AFTER_MS / 1000):
+                day = self._day(agg, due)
+                if day is not None and call_id not in day.breaches:
+                    day.breaches.add(call_id)
+                    day.changed = True
         if self.clock - self._last_pruned >= PRUNE_EVERY_MS:
             self._prune()
 
@@ -226,24 +252,30 @@ class PartitionState:
         if not zones:
             return True
         date = self.days.date_of(ts)
+        hour = self.days.hour_of(ts)
+        counted = self._day_open(date)  # a day whose zones.daily record is final takes nothing more
         minute = ts // MINUTE_MS
         keep_bucket = minute > self.clock // MINUTE_MS - KEEP_MINUTES
         if is_call:
             cat, prio, lang = rec.category, rec.priority, rec.lang
             for zid in zones:
                 agg = self.zones[zid]
-                day = agg.days.get(date)
-                if day is None:
+                day = agg.days.get(date) if counted else None
+                if day is None and counted:
                     day = agg.days[date] = DayCounts()
-                day.calls += 1
-                day.by_category[cat] += 1
-                day.by_priority[prio] += 1
-                day.by_lang[lang] += 1
+                if day is not None:
+                    day.calls += 1
+                    day.by_category[cat] += 1
+                    day.by_priority[prio] += 1
+                    day.by_lang[lang] += 1
+                    day.hourly_calls[hour] += 1
+                    day.changed = True
                 inc = agg.incidents.get(eid)
                 if inc is None:
                     agg.incidents[eid] = [ts, prio, None]
                 else:  # the arrival was decided before the call reached this partition
                     inc[0], inc[1] = ts, prio
+                heapq.heappush(self.deadlines, (ts + BREACH_AFTER_MS, zid, eid))
                 agg.resp_cache = None
                 if ts > agg.last_ts.get("calls", 0):
                     agg.last_ts["calls"] = ts
@@ -259,11 +291,14 @@ class PartitionState:
             typ = rec.type
             for zid in zones:
                 agg = self.zones[zid]
-                day = agg.days.get(date)
-                if day is None:
+                day = agg.days.get(date) if counted else None
+                if day is None and counted:
                     day = agg.days[date] = DayCounts()
-                day.alerts += 1
-                day.by_type[typ] += 1
+                if day is not None:
+                    day.alerts += 1
+                    day.by_type[typ] += 1
+                    day.hourly_alerts[hour] += 1
+                    day.changed = True
                 if ts > agg.last_ts.get("alerts", 0):
                     agg.last_ts["alerts"] = ts
                 if keep_bucket:
@@ -293,12 +328,37 @@ class PartitionState:
             inc = agg.incidents.get(call_id)
             if inc is None:
                 agg.incidents[call_id] = [call_ts, None, response]
+                old = None
             elif inc[2] is None or response < inc[2]:
+                old = inc[2]
                 inc[2] = response  # the earliest arrival by event time wins, in any order
             else:
                 continue
             agg.resp_cache = None
             self.dirty.add(zid)
+            # the day's decisions (zones.daily): an arrival is decided at its fix's ts
+            if old is not None:
+                d = agg.days.get(self.days.date_of(call_ts + round(old * 1000)))
+                if d is not None and d.responses.pop(call_id, None) is not None:
+                    d.changed = True
+            day = self._day(agg, call_ts + round(response * 1000))
+            if day is not None:
+                day.responses[call_id] = response
+                day.changed = True
+
+    def _day_open(self, date: str) -> bool:
+        """Whether the day's zones.daily record is not final yet (CONTRACT §4)."""
+        return self.clock < self.days.end_of(date) + self.grace_ms
+
+    def _day(self, agg: ZoneAgg, ts: int) -> DayCounts | None:
+        """The zone's day holding ts, created if it is still open; None once it is final."""
+        date = self.days.date_of(ts)
+        if not self._day_open(date):
+            return None
+        day = agg.days.get(date)
+        if day is None:
+            day = agg.days[date] = DayCounts()
+        return day
 
     def _saw(self, zid: str, source: str, ts: int) -> None:
         agg = self.zones[zid]
@@ -438,8 +498,7 @@ class PartitionState:
         doc["level"] = self.rules.level(doc, open_p1=open_p1)
         return doc
 
-    @staticmethod
-    def _response(agg: ZoneAgg, clock: int, wm: int) -> tuple[dict, int, int, float, float]:
+    def _response(self, agg: ZoneAgg, clock: int, wm: int) -> tuple[dict, int, int, float, float]:
         """`response` of the last 60 min, open incidents, open priority-1 incidents, and the
         clock and the watermark at which these change next by time alone. Breaches and expiry
         are on the watermark (CONTRACT §3 "Decision time"), the 60-minute window on the clock."""
@@ -516,6 +575,48 @@ class PartitionState:
             out.append(doc)
         return out
 
+    def daily_docs(self, final_after_ms: int) -> list[tuple[str, str, dict]]:
+        """(date, zone_id, zones.daily record) of every zone-day changed since it was last taken,
+        and of every day now final (the clock passed its next local midnight + final_after_ms).
+        Nothing changes until `daily_taken` is called with what was delivered."""
+        out = []
+        clock = self.clock
+        for zid, agg in self.zones.items():
+            for date, day in agg.days.items():
+                final = clock >= self.days.end_of(date) + final_after_ms
+                if day.changed or final:
+                    out.append((date, zid, self._daily_doc(agg, date, day, final)))
+        return out
+
+    def daily_taken(self, docs: list[tuple[str, str, dict]]) -> None:
+        for date, zid, doc in docs:
+            agg = self.zones[zid]
+            day = agg.days.get(date)
+            if day is None:
+                continue
+            day.version = doc["version"]
+            day.changed = False
+            if doc["final"]:
+                del agg.days[date]
+
+    def _daily_doc(self, agg: ZoneAgg, date: str, day: DayCounts, final: bool) -> dict:
+        z = agg.zone
+        responses = sorted(day.responses.values())
+        n = len(responses)
+        response = {"arrived": n, "within_1m": sum(1 for r in responses if r <= 60),
+                    "within_3m": sum(1 for r in responses if r <= 180),
+                    "within_5m": sum(1 for r in responses if r <= 300), "breaches": len(day.breaches),
+                    "p50_s": round(responses[math.ceil(0.5 * n) - 1]) if n else None,
+                    "p90_s": round(responses[math.ceil(0.9 * n) - 1]) if n else None}
+        return {"date": date, "zone_id": z.zone_id, "name": z.name, "kind": z.kind, "ring": z.ring,
+                "tz": self.tz_name, "final": final, "clock": self.clock, "version": day.version + 1,
+                "calls": day.calls, "calls_by_category": dict(sorted(day.by_category.items())),
+                "calls_by_priority": {str(k): v for k, v in sorted(day.by_priority.items())},
+                "calls_by_lang": dict(sorted(day.by_lang.items())),
+                "alerts": day.alerts, "alerts_by_type": dict(sorted(day.by_type.items())),
+                "hourly": {"calls": list(day.hourly_calls), "alerts": list(day.hourly_alerts)},
+                "response": response}
+
     def rewrite_all(self) -> int:
         """Make the next changed_documents() return every zone (Redis lost them, or a new owner)."""
         for zid, agg in self.zones.items():
@@ -537,8 +638,7 @@ class PartitionState:
             "camera_latest": {c: [ts, list(z), o] for c, (ts, z, o) in self.camera_latest.items()},
             "camera_status": self.camera_status,
             # the sealed dedup hours are written apart, once each (streams/recovery.py)
-            "seen": {"open_hour": self.seen.open_hour, "open": self.seen.open_bytes(),
-                     "sealed": sorted(self.seen.sealed)},
+            "seen": self.seen.snapshot(),
             "incidents": self.incidents.snapshot(),
         }
 
@@ -554,24 +654,27 @@ class PartitionState:
             agg.units = {u: tuple(v) for u, v in units.items()}
             agg.incidents = {c: list(v) for c, v in incidents.items()}
             agg.cameras = {c: tuple(v) for c, v in cameras.items()}
+            for call_id, (ts, prio, _resp) in agg.incidents.items():
+                if prio is not None and ts + BREACH_AFTER_MS > self.wm:
+                    heapq.heappush(self.deadlines, (ts + BREACH_AFTER_MS, zid, call_id))
             agg.last_ts = dict(last_ts)
         self.unit_latest = {u: (ts, tuple(z for z in zones if z in self.zones), s)
                             for u, (ts, zones, s) in snap["unit_latest"].items()}
         self.camera_latest = {c: (ts, tuple(z for z in zones if z in self.zones), o)
                               for c, (ts, zones, o) in snap["camera_latest"].items()}
         self.camera_status = {c: tuple(v) for c, v in snap["camera_status"].items()}
-        self.seen = IdMemory.restore(snap["seen"]["open_hour"], snap["seen"]["open"],
-                                     {h: sealed[h] for h in snap["seen"]["sealed"]})
+        self.seen = IdMemory.restore(snap["seen"], sealed)
         self.incidents = IncidentState.restore(snap["incidents"], self.grace_ms)
 
     # -- housekeeping ----------------------------------------------------------------------
     def _prune(self) -> None:
         clock = self.clock
         self._last_pruned = clock
-        today = self.days.date_of(clock)
+        # days leave through zones.daily (daily_taken, once final); a day this old never will
+        oldest_day = self.days.date_of(clock - 3 * 24 * 3_600_000)
         oldest_minute = clock // MINUTE_MS - KEEP_MINUTES
         for agg in self.zones.values():
-            for d in [d for d in agg.days if d < today]:
+            for d in [d for d in agg.days if d < oldest_day]:
                 del agg.days[d]
             for m in [m for m in agg.minutes if m <= oldest_minute]:
                 del agg.minutes[m]

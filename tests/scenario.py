@@ -82,6 +82,7 @@ EXPECTED_COUNTS = {  # zonewatch_events_total
     ("calls", "accepted"): 7, ("calls", "duplicate"): 1, ("calls", "rejected"): 3,
     ("alerts", "accepted"): 3, ("alerts", "duplicate"): 1, ("alerts", "rejected"): 0,
     ("gps", "accepted"): 6, ("gps", "duplicate"): 0, ("gps", "rejected"): 0,
+    ("status", "accepted"): 0, ("status", "duplicate"): 0, ("status", "rejected"): 0,   # camera.status
 }
 # A: c2, c6, c7 open (c1 expired at 00:10); their breaches (23:55, 00:06, 00:04) are within the last
 # 60 min, c1's (23:15) is not. B: c2, c3, c6 open and breached. Venue: c4 arrived after 120 s.

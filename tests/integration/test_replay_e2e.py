@@ -46,7 +46,8 @@ def test_replay_with_column_mapping_and_local_times(deployment, tmp_path):
     # 08:00:05 Asia/Shanghai = 00:00:05Z: the local time was converted, and the day is 2023-06-12
     assert docs["A"]["today"] == {"date": "2023-06-12", "calls": 2,
                                   "calls_by_category": {"theft": 1, "violent": 1},
-                                  "calls_by_priority": {"1": 1, "2": 1}, "alerts": 0, "alerts_by_type": {}}
+                                  "calls_by_priority": {"1": 1, "2": 1}, "calls_by_lang": {"und": 2},
+                                  "alerts": 0, "alerts_by_type": {}}
     assert docs["B"]["today"]["calls_by_category"] == {"public_order": 1, "violent": 1}
     assert docs["B"]["clock"] == scenario.ms(scenario.local(12, 8, 2))
 

@@ -1,0 +1,89 @@
+"""zones.daily (CONTRACT §4) over the scenario's midnight (tests/scenario.py), computed by hand.
+
+The scenario runs from 2023-06-11 23:10 to 2023-06-12 00:22:40 local time. With the 10-minute
+grace, the 11th is final once the clock passes 00:10 on the 12th. Read in the scenario's order,
+in batches of 3, call c7 (23:59 on the 11th) is consumed when the clock is already 00:21:30: the
+11th is final by then, so c7 is in no daily record (it is in no `today` either), but its breach
+(00:04 on the 12th) is a decision of the 12th.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from contract.settings import Settings
+from streams.testing import Pipeline
+from tests import scenario
+from tests.unit.streams.test_pipeline import messages
+
+EMPTY_HOURS = [0] * 24
+
+
+def hours(**at):
+    out = [0] * 24
+    for h, n in at.items():
+        out[int(h[1:])] = n
+    return out
+
+
+def rec(date, zid, final, calls, cat, prio, alerts, types, hc, ha, arrived=0, breaches=0, p=None):
+    within = 1 if arrived else 0
+    return {"date": date, "zone_id": zid, "final": final, "calls": calls, "calls_by_category": cat,
+            "calls_by_priority": prio, "calls_by_lang": {"und": calls} if calls else {},
+            "alerts": alerts, "alerts_by_type": types, "hourly": {"calls": hc, "alerts": ha},
+            "response": {"arrived": arrived, "within_1m": 0, "within_3m": within, "within_5m": within,
+                         "breaches": breaches, "p50_s": p, "p90_s": p}}
+
+
+D11, D12 = "2023-06-11", "2023-06-12"
+VENUE_CALL = ({"medical": 1}, {"1": 1})
+EXPECTED = {
+    f"{D11}|A": rec(D11, "A", True, 2, {"theft": 1, "violent": 1}, {"1": 1, "2": 1}, 0, {},
+                    hours(h23=2), EMPTY_HOURS, breaches=2),                     # c1, c2; breaches 23:15, 23:55
+    f"{D11}|B": rec(D11, "B", True, 1, {"violent": 1}, {"1": 1}, 0, {}, hours(h23=1), EMPTY_HOURS, breaches=1),
+    f"{D12}|A": rec(D12, "A", False, 1, {"dispute": 1}, {"2": 1}, 1, {"crowd_density": 1},
+                    hours(h0=1), hours(h0=1), breaches=2),                      # c6; breaches c6 00:06, c7 00:04
+    f"{D12}|B": rec(D12, "B", False, 2, {"dispute": 1, "fraud": 1}, {"2": 1, "3": 1}, 1, {"crowd_density": 1},
+                    hours(h0=2), hours(h0=1), breaches=2),                      # c3, c6
+    f"{D12}|outer": rec(D12, "outer", False, 1, *VENUE_CALL, 2, {"crowd_density": 1, "face_watchlist": 1},
+                        hours(h0=1), hours(h0=2), arrived=1, p=120),            # c4 reached by u2 after 120 s
+    f"{D12}|inner": rec(D12, "inner", False, 1, *VENUE_CALL, 2, {"crowd_density": 1, "face_watchlist": 1},
+                        hours(h0=1), hours(h0=2), arrived=1, p=120),
+    f"{D12}|core": rec(D12, "core", False, 1, *VENUE_CALL, 1, {"face_watchlist": 1},
+                       hours(h0=1), hours(h0=1), arrived=1, p=120),
+}
+VOLATILE = ("name", "kind", "ring", "tz", "clock", "version")
+
+
+@pytest.mark.parametrize("partitions", [1, 2, 4, 7])
+def test_zones_daily_across_midnight_equals_the_hand_computed_records(partitions):
+    pipe = Pipeline(Settings(zones=scenario.ZONES_FILE, partitions=partitions))
+    pipe.feed(messages(), batch=3)
+    pipe.finish()
+    got = pipe.daily()
+    assert {k: {f: v for f, v in d.items() if f not in VOLATILE} for k, d in got.items()} == EXPECTED
+    assert all(d["tz"] == "Asia/Shanghai" and d["clock"] == scenario.FINAL_CLOCK for d in got.values())
+    # taken: nothing more until something changes; the final days are gone from the state
+    assert pipe.daily() == {}
+
+
+def test_daily_records_survive_a_snapshot_and_versions_keep_increasing():
+    s = Settings(zones=scenario.ZONES_FILE, partitions=2)
+    pipe = Pipeline(s)
+    msgs = messages()
+    pipe.feed(msgs[:7], batch=3)
+    first = pipe.daily()
+    for p, h in pipe.stage.held.items():  # a new owner restores every partition from its snapshot
+        snap = h.state.snapshot()
+        sealed = {hour: arr.tobytes() for hour, arr in h.state.seen.sealed.items()}
+        fresh = pipe.stage.new_state(p)
+        fresh.restore(snap, sealed)
+        h.state = fresh
+    pipe.feed(msgs[7:], batch=3)
+    pipe.finish()
+    second = pipe.daily()
+    assert {k: {f: v for f, v in d.items() if f not in VOLATILE} for k, d in second.items()} == \
+        {k: v for k, v in EXPECTED.items() if k in second}
+    for key, doc in second.items():
+        if key in first:
+            assert doc["version"] > first[key]["version"]
