@@ -181,7 +181,15 @@ class Intake:
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
+        """Connect in the background; wait for it up to produce_timeout_s (a gateway whose Kafka is
+        away starts anyway and serves its walls)."""
         self._connector = asyncio.create_task(self._connect(), name="zonewatch-intake-connect")
+        await asyncio.wait([self._connector], timeout=self.produce_timeout_s)
+
+    @property
+    def state(self) -> str:
+        """"connected" or "connecting" (for /healthz)."""
+        return "connected" if self.producer is not None else "connecting"
 
     async def _connect(self) -> None:
         from aiokafka import AIOKafkaProducer

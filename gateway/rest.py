@@ -67,7 +67,10 @@ async def healthz(request: Request):
     except Exception:
         ok = False
     body = {"status": "ok" if ok else "redis unreachable", "redis": ok,
-            "clients": len(c.hub.subs), "last_update_id": c.hub.last_id}
+            "clients": len(c.hub.subs), "last_update_id": c.hub.last_id,
+            # intake's Kafka producer: "off" (no ingest tokens), "connecting" (POST /ingest answers
+            # 503 meanwhile) or "connected"; it does not make /healthz fail: the walls are served
+            "intake": c.intake.state if c.intake is not None else "off"}
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
@@ -187,8 +190,9 @@ async def units(request: Request):
             continue
         if clock - ts > UNIT_STALE_MS or (statuses is not None and status not in statuses):
             continue
+        dist = round(d, 1)
         out.append({"unit_id": uid, "lat": round(coord[1], 7), "lon": round(coord[0], 7),
-                    "distance_m": round(d, 1), "eta_s": eta_s(d, kind), "status": status, "kind": kind, "ts": ts})
+                    "distance_m": dist, "eta_s": eta_s(dist, kind), "status": status, "kind": kind, "ts": ts})
         if len(out) >= limit:
             break
     return json_bytes(orjson.dumps(out))

@@ -31,11 +31,12 @@ STREAM = "zw:zone-updates"
 class GatewayProcess:
     """`zonewatch gateway` as a subprocess on a free port, on the deployment's Redis database."""
 
-    def __init__(self, dep: Deployment, worker_port: int | None = None, extra: tuple = (), port: int | None = None):
+    def __init__(self, dep: Deployment, worker_port: int | None = None, extra: tuple = (), port: int | None = None,
+                 env: dict | None = None):
         self.dep, self.extra = dep, tuple(extra)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = dict(dep.env, ZONEWATCH_GATEWAY_TOKENS=f"{TOKEN},{SECOND_TOKEN}")
+        self.env = dict(dep.env, ZONEWATCH_GATEWAY_TOKENS=f"{TOKEN},{SECOND_TOKEN}", **(env or {}))
         if worker_port:
             self.env["ZONEWATCH_WORKER_METRICS"] = f"http://127.0.0.1:{worker_port}/metrics"
         self.log = REPO / ".stack" / "test" / f"gateway-{dep.settings.app_id}-{self.port}.log"
