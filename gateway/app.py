@@ -97,9 +97,9 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
     from gateway import intake as intake_module
     from gateway import live, openapi, rest
     from gateway.auth import Tokens
-    from gateway.intake import Intake
     from gateway.context import Context
     from gateway.feed import Hub
+    from gateway.intake import Intake
     from gateway.stats import WorkerStats
 
     tokens = Tokens(settings.gateway_tokens, insecure, ingest=settings.ingest_tokens)
@@ -242,7 +242,8 @@ def intake_from(args: argparse.Namespace) -> dict:
             try:
                 value = kind(os.environ[env])
             except ValueError:
-                raise ConfigError(f"{env}={os.environ[env]!r} is not a {'whole ' if kind is int else ''}number") from None
+                whole = "whole " if kind is int else ""
+                raise ConfigError(f"{env}={os.environ[env]!r} is not a {whole}number") from None
         value = default if value is None else value
         if not value > 0:
             raise ConfigError(f"{flag} ({env}) must be positive, not {value!r}")
@@ -279,7 +280,8 @@ def run(args: argparse.Namespace) -> int:
     log.info("gateway on http://%s:%d/ (Redis %s, zones %s); limits: request head within %gs, keep-alive %gs, "
              "write timeout %gs, %d connections", args.host, args.port, redacted_url(settings.redis), settings.zones,
              limits.header_timeout_s, limits.keepalive_s, limits.write_timeout_s, limits.max_connections)
-    log.info("intake (POST /ingest): %s", f"on, {len(settings.ingest_tokens)} ingest token(s), Kafka {settings.kafka}, "
-             f"topic prefix {settings.topic_prefix!r}" if settings.ingest_tokens else "off (ZONEWATCH_INGEST_TOKENS unset)")
+    intake = (f"on, {len(settings.ingest_tokens)} ingest token(s), Kafka {settings.kafka}, topic prefix "
+              f"{settings.topic_prefix!r}" if settings.ingest_tokens else "off (ZONEWATCH_INGEST_TOKENS unset)")
+    log.info("intake (POST /ingest): %s", intake)
     srv.run()
     return 0

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from contract import events, topics
-from contract.errors import Rejected
+from contract.errors import KafkaUnavailable, Rejected
 from contract.security import aiokafka_kwargs
 from contract.settings import Settings
 from gateway.metrics import INGEST_RECORDS, INGEST_REQUESTS
@@ -58,12 +58,10 @@ CONNECT_RETRY_S = (0.5, 5.0)      # producer start retries: first and longest pa
 MAX_BATCH_BYTES = 512 * 1024      # one Kafka record batch
 
 
-class TooLarge(Exception):
-    """The body is over MAX_BYTES or holds more than MAX_RECORDS records (413)."""
-
-
-class Unavailable(Exception):
-    """Kafka did not take the records in time, or the producer is not connected (503)."""
+#: a body refused as a whole: over MAX_BYTES or MAX_RECORDS (413)
+TooLarge = Rejected
+#: Kafka did not take the records in time, or the producer is not connected (503)
+Unavailable = KafkaUnavailable
 
 
 def body_format(content_type: str | None) -> str:
@@ -230,7 +228,7 @@ class Intake:
     async def _bounded_stop(self, producer) -> None:
         try:
             await asyncio.wait_for(producer.stop(), self.produce_timeout_s)
-        except (asyncio.TimeoutError, Exception):
+        except Exception:
             pass
 
     def _reset(self, old, why: str) -> None:
@@ -358,7 +356,7 @@ async def ingest(request):
     busy = {"Retry-After": str(RETRY_AFTER_S)}
     try:
         await asyncio.wait_for(intake.slots.acquire(), intake.produce_timeout_s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return _answer(source, 503, {"error": "too many intake requests at once", "retry_after_s": RETRY_AFTER_S},
                        busy)
     try:

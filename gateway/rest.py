@@ -180,7 +180,7 @@ async def units(request: Request):
     ids = [_str(m) for m, _d, _c in found]
     infos = await c.redis.hmget(keys.UNIT_INFO, ids)
     out = []
-    for (_m, d, coord), uid, raw in zip(found, ids, infos):
+    for (_m, d, coord), uid, raw in zip(found, ids, infos, strict=True):
         if raw is None:
             continue   # no zw:unit-info (written with every position): the fix's age is unknown
         try:

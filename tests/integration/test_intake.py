@@ -130,7 +130,8 @@ def test_ten_thousand_records_per_post_reach_the_worker_and_are_counted(deployme
             assert r.json() == {"accepted": n, "rejected": []}
             rates[f"{source} ({ctype or 'no type'})"] = (n, len(body), took)
         for source, (n, size, took) in rates.items():
-            print(f"\nPOST /ingest/{source}: {n} records, {size / 1e6:.1f} MB, {took:.2f} s = {n / took:,.0f} records/s")
+            print(f"\nPOST /ingest/{source}: {n} records, {size / 1e6:.1f} MB, {took:.2f} s = "
+                  f"{n / took:,.0f} records/s")
 
         want = {("calls", "accepted"): 10_000, ("gps", "accepted"): 10_000, ("alerts", "accepted"): 10_000,
                 ("status", "accepted"): 1001}
@@ -198,7 +199,7 @@ def test_the_hostile_corpus_by_post_gives_one_rejection_each_with_its_reason(dep
             batch: list[int] = []
             size = 0
 
-            def flush():
+            def flush(topic=topic):
                 nonlocal batch, size
                 if batch:
                     send(topic, batch, b"".join(msgs[i].value + b"\n" for i in batch), NDJSON)

@@ -76,7 +76,8 @@ def test_ndjson_every_line_is_a_record_and_index_is_the_line_number():
 
 def test_a_json_body_is_one_value_even_when_it_is_not_json():
     p = intake.parse(topics.GPS, b'{"unit_id": "u1", "ts": 1', JSON, MAX_TS)
-    assert p.records == 1 and p.rejected == [{"index": 0, "reason": worker_reason(topics.GPS, b'{"unit_id": "u1", "ts": 1')}]
+    cut = b'{"unit_id": "u1", "ts": 1'
+    assert p.records == 1 and p.rejected == [{"index": 0, "reason": worker_reason(topics.GPS, cut)}]
     assert p.rejected[0]["reason"].startswith("invalid JSON: ")
     assert intake.parse(topics.GPS, b"", JSON, MAX_TS).rejected == [{"index": 0, "reason": "empty message value"}]
     assert intake.parse(topics.GPS, b"42", JSON, MAX_TS).rejected == [
@@ -125,7 +126,8 @@ def test_record_limits():
         intake.parse(topics.CALLS, b"[" + b",".join([b"{}"] * (MAX_RECORDS + 1)) + b"]", JSON, MAX_TS)
     with pytest.raises(TooLarge):
         intake.parse(topics.CALLS, ok + b"\n{}", AUTO, MAX_TS)
-    assert intake.parse(topics.CALLS, b"[" + b",".join([b"{}"] * MAX_RECORDS) + b"]", AUTO, MAX_TS).records == MAX_RECORDS
+    full = b"[" + b",".join([b"{}"] * MAX_RECORDS) + b"]"
+    assert intake.parse(topics.CALLS, full, AUTO, MAX_TS).records == MAX_RECORDS
 
 
 class FakeRequest:
