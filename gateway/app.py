@@ -1,6 +1,6 @@
 """`zonewatch gateway` — the HTTP / Server-Sent Events gateway and the wall page (CONTRACT §9).
 
-    ZONEWATCH_GATEWAY_TOKENS=secret1,secret2 zonewatch gateway --port 8080
+    ZONEWATCH_GATEWAY_TOKENS=secret1,secret2 [ZONEWATCH_INGEST_TOKENS=secret3] zonewatch gateway --port 8080
     open http://127.0.0.1:8080/?token=secret1
 
 Starlette on uvicorn, redis.asyncio for Redis. Endpoints (all but `/healthz`, `/metrics` and the
@@ -9,8 +9,16 @@ static wall page need `Authorization: Bearer <token>`; `/stream` and `/ws` also 
   GET /zones                 all zone states (JSON array of CONTRACT §3 documents)
   GET /zones/{id}            one zone state, 404 if Redis has none for that id
   GET /zones.geojson         the zones file (ZONEWATCH_ZONES) with every feature's id at top level
-  GET /units?near=LAT,LON&radius=M[&limit=N]   units of zw:units within M metres, nearest first
+  GET /units?near=LAT,LON&radius=M[&limit=N][&status=S,...]   units of zw:units within M metres,
+                             nearest first, with eta_s, status, kind, ts; stale ones (fix > 120 s
+                             older than the stream clock) left out
   GET /incidents             open incidents (zw:incidents), oldest call first
+  GET /incidents/{call_id}   one incident's timeline (zw:incident:{call_id}), never a caller; 404 if none
+  POST /ingest/{calls|gps|alerts|status}   with an ingest token (ZONEWATCH_INGEST_TOKENS; unset = 404):
+                             a JSON object, array or NDJSON of at most 10,000 records and 10 MB, each
+                             validated as the worker does; valid ones in Kafka (acks=all) before
+                             200 {"accepted", "rejected": [{"index", "reason"}]}; 503 + Retry-After
+                             when Kafka does not take them in --ingest-timeout (send the body again)
   GET /stream                Server-Sent Events: `snapshot`, then one `zone` event per zw:zone-updates
                              entry; resumable with Last-Event-ID (header or ?last_event_id=);
                              `resync` + a fresh `snapshot` when the id was trimmed or the client fell
@@ -34,7 +42,8 @@ Limits (docs/SECURITY.md): a connection must send its complete request head with
 --header-timeout (10 s) of connecting or of its last response, is closed after --keepalive (5 s)
 idle, and is dropped when its client stops reading for --write-timeout (30 s); at most
 --max-connections (1000) are open. Tokens need 16 characters or more and are masked in every log
-line. WebSocket client messages are limited to 4 KiB (the gateway needs none).
+line. WebSocket client messages are limited to 4 KiB (the gateway needs none). An /ingest body must
+arrive within --ingest-body-timeout (60 s); at most --ingest-concurrency (4) bodies are handled at once.
 """
 from __future__ import annotations
 

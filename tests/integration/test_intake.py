@@ -107,6 +107,7 @@ def test_ten_thousand_records_per_post_reach_the_worker_and_are_counted(deployme
     status = [{"camera_id": f"cam-{i}", "ts": t0 + 1000 + i, "lat": places[i % 5][0], "lon": places[i % 5][1],
                "online": i % 10 != 0} for i in range(1000)]
     try:
+        assert httpx.get(f"{gw.url}/healthz", timeout=5).json()["intake"] == "connected"
         # tokens: none 401, a read token 403 on /ingest, an ingest token 403 on reads
         assert post(gw, "calls", ndjson(calls[:1]), headers={}).status_code == 401
         r = post(gw, "calls", ndjson(calls[:1]), headers=AUTH)
