@@ -332,6 +332,8 @@ def _answer(source: str, status: int, body: dict, headers: dict | None = None):
 
 async def ingest(request):
     """POST /ingest/{source}. Never logs the body or anything from it."""
+    from starlette.requests import ClientDisconnect
+
     from gateway.auth import OK, refusal
     from gateway.context import ctx
 
@@ -367,6 +369,8 @@ async def ingest(request):
         except TimeoutError:
             return _answer(source, 408, {"error": f"the body did not arrive within {intake.body_timeout_s:g} s"},
                            {"Connection": "close"})
+        except ClientDisconnect:   # the client went away mid-body: nothing was accepted, nobody reads this
+            return _answer(source, 400, {"error": "the client disconnected before the body was complete"})
         max_ts = int(time.time() * 1000) + c.settings.future_tolerance_ms
         try:
             parsed = await asyncio.to_thread(parse, topic, body, fmt, max_ts)
