@@ -10,7 +10,7 @@
 #   make status  what is running
 #   make test    the whole test suite; integration tests start their own stack on 19092/16379
 #   make demo    the stack + the bundled demo;  make bench  the stack + the benchmark
-#   make chaos   crash/restart scenarios vs a clean run;  make soak DURATION=1800  long city-scale load
+#   make chaos   crash/restart scenarios vs a clean run;  make soak  two hours at 5x a district (DURATION=7200 SPEED=5)
 #   make failover  kill -9 a worker with 0.2 M / 1 M / 5 M events behind it: seconds until the wall is current
 #   make clean   stop every stack under .stack and delete .venv, .stack and build leftovers
 
@@ -92,8 +92,8 @@ failover: setup up
 chaos: setup
 	$(VPY) -m bench.chaos
 
-# city-scale live load for DURATION seconds (default 1800): RSS and e2e p50/p99 per 5 minutes
-DURATION ?= 1800
+# district-scale live load at SPEED x real time for DURATION seconds: RSS and e2e p50/p99 per 10 minutes
+DURATION ?= 7200
 soak: export ZONEWATCH_KAFKA ?= 127.0.0.1:$(KAFKA_PORT)
 soak: export ZONEWATCH_REDIS ?= redis://127.0.0.1:$(REDIS_PORT)/0
 soak: setup up

@@ -100,7 +100,7 @@ def one_run(stack: dict, zones: Path, bbox, n: int, *, static: bool, partitions:
         wait_until(lambda: counted(port_a) >= n, timeout=3600, interval=2.0, what="worker A counted the backlog")
         took_a = time.monotonic() - started
         log(f"worker A counted {n:,} events in {took_a:.0f} s ({n / took_a:,.0f} events/s)")
-        time.sleep(7)  # one snapshot interval (5 s) and then some: every partition has one
+        time.sleep(12)  # one snapshot interval (10 s) and then some: every partition has one
         a.stop(grace=0.0, sig=signal.SIGKILL)
         log("worker A killed (-9)")
         # the new call: in the city, after the backlog

@@ -74,6 +74,11 @@ class WatchError(ZonewatchError, RuntimeError):
     """`zonewatch watch` cannot show the deployment; the message says why."""
 
 
+class BriefingError(ZonewatchError, LookupError):
+    """`zonewatch briefing` cannot make the report: the date is not in zones.daily (the message
+    lists the dates that are), the topic is missing, or it cannot be read to its end."""
+
+
 class DemoError(ZonewatchError, RuntimeError):
     """The demo cannot go on; the message says why."""
 

@@ -74,6 +74,7 @@ class Settings:
     kafka: str = "127.0.0.1:9092"
     redis: str = "redis://127.0.0.1:6379/0"   # may carry a password: printed only via redacted_url
     zones: Path = DEMO_ZONES
+    zone_id_property: str | None = None  # ZONEWATCH_ZONE_ID_PROPERTY: gives a feature without `id` its id
     tz: str = "Asia/Shanghai"
     caller_secret: str = field(default="", repr=False)
     topic_prefix: str = ""
@@ -105,7 +106,7 @@ class Settings:
     watermark_max_lag_ms: int = 60_000      # the watermark is never further behind the stream clock
     session_timeout_ms: int = 6_000         # consumer groups: a dead member leaves after this
     instance_id: str = ""                   # static group membership (a restarted worker keeps its partitions)
-    snapshot_interval_ms: int = 5_000       # state snapshots per partition, at most this often
+    snapshot_interval_ms: int = 10_000      # state snapshots per partition, at most this often
     unit_forget_ms: int = 24 * 3_600_000    # units silent this long leave zw:units* and memory
     camera_silent_ms: int = 1_800_000       # ZONEWATCH_CAMERA_SILENT_S (CONTRACT §3 "Health")
     # CONTRACT §7: replicas of every topic zonewatch creates (1 locally, 3 on a production cluster;
@@ -121,6 +122,7 @@ class Settings:
             kafka=_env("ZONEWATCH_KAFKA", cls.kafka),
             redis=redis_url_from_env(),
             zones=Path(_env("ZONEWATCH_ZONES", str(DEMO_ZONES))),
+            zone_id_property=os.environ.get("ZONEWATCH_ZONE_ID_PROPERTY") or None,
             tz=_env("ZONEWATCH_TZ", cls.tz),
             caller_secret=_env("ZONEWATCH_CALLER_SECRET", ""),
             topic_prefix=os.environ.get("ZONEWATCH_TOPIC_PREFIX", ""),

@@ -112,7 +112,7 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
     from gateway.stats import WorkerStats
 
     tokens = Tokens(settings.gateway_tokens, insecure, ingest=settings.ingest_tokens)
-    zones = load_zones(settings.zones)
+    zones = load_zones(settings.zones, id_property=settings.zone_id_property)
     # A bounded pool: snapshots, catch-ups and REST calls share it, and a burst of connecting clients
     # waits for a free connection instead of opening one each; every call on it is bounded by
     # redis-py's socket timeout (5 s unless the URL says otherwise).

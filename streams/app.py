@@ -36,10 +36,11 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
 from contract.security import aiokafka_kwargs, faust_broker_credentials, faust_broker_url
+from contract.topics import SNAPSHOT_MAX_BYTES
 from contract.settings import Settings
 from contract.zones import load_zones
 
-from . import metrics, recovery
+from . import geocache, metrics, recovery
 from .dispatch import Dispatcher
 from .health import probe_forever
 from .ingest import IngestStage
@@ -47,7 +48,6 @@ from .outputs import OutputSender
 from .rules import load_rules
 from .state_stage import Held, StateStage
 from .store import RedisStore, until_redis_answers
-from .zone_index import ZoneIndex
 
 log = logging.getLogger("zonewatch.worker")
 
@@ -55,17 +55,21 @@ IDLE_FLUSH_S = 0.25
 TICK_S = 0.25
 LAG_S = 5.0
 DAILY_S = 10.0
+FORGET_S = 300.0
 REDIS_TIMEOUT_S = 5.0   # a hung Redis (SIGSTOP) must not block the worker forever
 
 
 def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.0.1") -> faust.App:
     """Build the Faust app for these settings (zones are loaded and indexed here)."""
     load_rules(settings.rules)  # a bad rules file is refused before anything starts
-    zones = load_zones(settings.zones)
+    zones = load_zones(settings.zones, id_property=settings.zone_id_property)
     zone_ids = [z.zone_id for z in zones]
-    index = ZoneIndex(zones, settings.h3_resolution)
     datadir = os.environ.get("ZONEWATCH_DATADIR", os.path.join(".zonewatch", settings.app_id))
     os.makedirs(datadir, exist_ok=True)
+    # the zone index and the reach cells, from the data folder when a previous start saved them
+    index, cells = geocache.prepare(zones, settings.h3_resolution,
+                                    geocache.cache_path(datadir, settings.zones, settings.h3_resolution,
+                                                        settings.zone_id_property))
     app = faust.App(
         settings.app_id,
         broker=faust_broker_url(settings), broker_credentials=faust_broker_credentials(settings),
@@ -80,6 +84,8 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
         web_in_thread=False,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        # snapshots and split zone-events batches are up to several MB (the topics allow them)
+        producer_max_request_size=SNAPSHOT_MAX_BYTES,
         broker_commit_every=100,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=64,
@@ -100,7 +106,7 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
     redis = aioredis.from_url(settings.redis, socket_timeout=REDIS_TIMEOUT_S,
                               socket_connect_timeout=REDIS_TIMEOUT_S, health_check_interval=10)
     store = RedisStore(redis)
-    stage = StateStage(settings, zones, store)
+    stage = StateStage(settings, zones, store, reach_cells=cells)
     outputs = OutputSender(settings, app, Dispatcher(settings, store))
     stage.on_written = outputs.zone_states
     app.zonewatch_stage = stage  # for tests and the CLI
@@ -156,7 +162,7 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
                                     max_batch_size=1 << 20, max_request_size=8 << 20,
                                     client_id=f"{settings.app_id}-ingest", **aiokafka_kwargs(settings))
         await producer.start()
-        st = IngestStage(settings, index, store, producer)
+        st = IngestStage(settings, index, store, producer, cells)
         await st.start()
         app.zonewatch_ingest = st
         probe = asyncio.ensure_future(probe_forever(producer.client, redis))
@@ -181,8 +187,7 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
                 stage.applied(p, msg.offset)
                 # arrivals go back into zone-events, to the partitions of the call's zones
                 await emit(held.state)
-                if stage.snapshot_due(p):
-                    await outputs.snapshot(p, stage.snapshot(p))
+
 
     @app.on_partitions_assigned.connect
     async def on_assigned(app_, assigned, **kwargs):
@@ -221,11 +226,14 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
                     if docs:
                         await outputs.daily(docs)
                         held.state.daily_taken(docs)
-        for p in [p for p in stage.held if stage.snapshot_due(p)]:  # quiet partitions too
-            held = stage.held.get(p)
+        # quiet partitions too; at most one a tick, so snapshots of several partitions do not
+        # stall the loop together
+        due = [p for p in stage.held if stage.snapshot_due(p)]
+        if due:
+            held = stage.held.get(due[0])
             if held is not None:
                 async with held.lock:
-                    await outputs.snapshot(p, stage.snapshot(p))
+                    await outputs.snapshot(due[0], stage.snapshot(due[0]))
         metrics.observe_clocks(stage)
 
     # -- stage 3: states -> Redis (store.py) and zones.state -------------------------------------
@@ -272,6 +280,22 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
                 by[(ingest_group, topic)] = n
         for (group, topic), n in by.items():
             metrics.CONSUMER_LAG.labels(group, topic).set(n)
+
+    @app.timer(FORGET_S)
+    async def forget():
+        """Units (and cameras) silent for ZONEWATCH_UNIT_FORGET_S leave Redis and ingest's memory."""
+        ing = app.zonewatch_ingest
+        if ing is None or not ing.router.clock:
+            return
+        before = ing.router.clock - settings.unit_forget_ms
+        ing.router.forget(before)
+        try:
+            n = await store.forget_units(before)
+        except Exception as exc:  # Redis down: the next round does it
+            log.warning("forgetting silent units failed: %s", exc)
+            return
+        if n:
+            log.info("forgot %d units silent since before %d", n, before)
 
     @app.page("/metrics")
     async def metrics_page(web, request):

@@ -20,8 +20,10 @@ from .store import RedisStore
 log = logging.getLogger("zonewatch.dispatch")
 
 RECOMMEND_RADIUS_M = 20_000
-RECOMMEND_CANDIDATES = 10
 RECOMMENDED = 3
+#: candidates asked of Redis per round, and the rounds' radii: stale or busy units are filtered out
+#: *before* the nearest three are taken, so a crowd of dead devices cannot hide a live unit
+ROUNDS = ((2_000, 50), (20_000, 500))
 
 
 class Dispatcher:
@@ -32,24 +34,31 @@ class Dispatcher:
     async def recommend(self, records: list[dict]) -> None:
         """Set `nearest_units` on each enriched record (left as it is when Redis fails: no
         recommendation beats no enriched record)."""
-        try:
-            found, info = await self.store.nearby_available([(r["lat"], r["lon"]) for r in records],
-                                                            RECOMMEND_RADIUS_M, RECOMMEND_CANDIDATES)
-        except Exception as exc:
-            metrics.REDIS_ERRORS.inc()
-            log.warning("dispatch recommendation failed: %s", exc)
-            return
-        for r, hits in zip(records, found):
-            out = []
-            for unit, dist in hits:
-                raw = info.get(unit)
-                if raw is None:
-                    continue
-                meta = orjson.loads(raw)
-                if meta["status"] != "available" or meta["ts"] < r["ts"] - self.s.unit_stale_ms:
-                    continue
-                out.append({"unit_id": unit.decode(), "kind": meta["kind"], "distance_m": round(dist, 1),
-                            "eta_s": eta_s(dist, meta["kind"])})
-                if len(out) == RECOMMENDED:
-                    break
-            r["nearest_units"] = out
+        todo = list(records)
+        for radius, count in ROUNDS:
+            try:
+                found, info = await self.store.nearby_available([(r["lat"], r["lon"]) for r in todo], radius, count)
+            except Exception as exc:
+                metrics.REDIS_ERRORS.inc()
+                log.warning("dispatch recommendation failed: %s", exc)
+                return
+            short = []
+            for r, hits in zip(todo, found):
+                out = []
+                for unit, dist in hits:
+                    raw = info.get(unit)
+                    if raw is None:
+                        continue
+                    meta = orjson.loads(raw)
+                    if meta["status"] != "available" or meta["ts"] < r["ts"] - self.s.unit_stale_ms:
+                        continue
+                    out.append({"unit_id": unit.decode(), "kind": meta["kind"], "distance_m": round(dist, 1),
+                                "eta_s": eta_s(dist, meta["kind"])})
+                    if len(out) == RECOMMENDED:
+                        break
+                r["nearest_units"] = out
+                if len(out) < RECOMMENDED and len(hits) == count:
+                    short.append(r)  # the round's candidates ran out before three fresh ones: widen
+            todo = short
+            if not todo:
+                return

@@ -21,7 +21,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 
-import h3
+from h3.api import basic_int as h3
 
 from contract.response import (ARRIVAL_RADIUS_M, BREACH_AFTER_MS, CORROBORATION_RADIUS_M, CORROBORATION_WINDOW_MS,
                                DEDUP_HORIZON_MS, DEFAULT_GRACE_MS, EXPIRE_AFTER_MS, MAX_CORROBORATING, haversine_m)
@@ -37,7 +37,7 @@ class Incident:
     ts: int
     lat: float
     lon: float
-    cell: str
+    cell: int                        # fine H3 cell (int form)
     zones: list
     record: dict                     # the enriched record (without processed_at)
     consumed_late: bool = False      # consumed after the grace: fixes before that don't count
@@ -67,7 +67,9 @@ class IncidentState:
         self.wm = 0                                    # watermark of patrol.gps (<= clock)
         self.incidents: dict[str, Incident] = {}
         self.near: dict[str, list[Incident]] = {}      # fine cell -> incidents within reach
-        self.calls_at: dict[str, list[Incident]] = {}  # fine cell of the call -> incidents
+        # fine cell -> incidents still collecting corroboration whose call lies within the
+        # corroboration reach of the cell (an alert looks up its own cell only)
+        self.calls_near: dict[int, list[Incident]] = {}
         self.clock_timers: list[tuple[int, str, str]] = []  # (due, uncorr|settle, call_id)
         self.wm_timers: list[tuple[int, str, str]] = []     # (due, arrive|breach|expire, call_id)
         self.seen_calls: dict[str, int] = {}           # call_id -> ts, for DEDUP_HORIZON_MS
@@ -83,7 +85,7 @@ class IncidentState:
         self.timelines: dict[str, Incident] = {}
 
     # -- input -----------------------------------------------------------------------------
-    def on_call(self, call_id: str, ts: int, lat: float, lon: float, cell: str, zones: list,
+    def on_call(self, call_id: str, ts: int, lat: float, lon: float, cell: int, zones: list,
                 record: dict) -> None:
         if call_id in self.seen_calls:
             return  # duplicate call
@@ -120,7 +122,7 @@ class IncidentState:
             if best is not None:
                 self._candidate(inc, best[0], best[1])
 
-    def on_fix(self, unit: str, ts: int, lat: float, lon: float, cell: str) -> None:
+    def on_fix(self, unit: str, ts: int, lat: float, lon: float, cell: int) -> None:
         self.keep_fix(unit, ts, lat, lon, cell)
         near = self.near.get(cell)
         if near:
@@ -132,7 +134,7 @@ class IncidentState:
                             and haversine_m(inc.lat, inc.lon, lat, lon) <= self.radius:
                         self._candidate(inc, ts, unit)
 
-    def keep_fix(self, unit: str, ts: int, lat: float, lon: float, cell: str) -> None:
+    def keep_fix(self, unit: str, ts: int, lat: float, lon: float, cell: int) -> None:
         """Hold a fix for the look-back (also used alone when a snapshot's look-back is rebuilt)."""
         if ts >= self.clock - self.grace_ms:
             m = ts // MINUTE_MS
@@ -145,19 +147,16 @@ class IncidentState:
             else:
                 lst.append((ts, unit, lat, lon))
 
-    def on_alert(self, alert_id: str, ts: int, typ: str, lat: float, lon: float, cell: str) -> None:
+    def on_alert(self, alert_id: str, ts: int, typ: str, lat: float, lon: float, cell: int) -> None:
         entry = (ts, alert_id, typ, lat, lon)
         if not self.keep_alert(alert_id, ts, typ, lat, lon, cell):
             return  # duplicate
-        if not self.calls_at:
-            return
         # calls still collecting corroboration (call ts within +-10 min of the alert)
-        for c in h3.grid_disk(cell, DISK_K[CORROBORATION_RADIUS_M]):
-            for inc in self.calls_at.get(c, ()):
-                if self._corroborate(inc, *entry):
-                    self.changed_records[inc.call_id] = inc  # re-emitted once, in take_output
+        for inc in self.calls_near.get(cell, ()):
+            if self._corroborate(inc, *entry):
+                self.changed_records[inc.call_id] = inc  # re-emitted once, in take_output
 
-    def keep_alert(self, alert_id: str, ts: int, typ: str, lat: float, lon: float, cell: str) -> bool:
+    def keep_alert(self, alert_id: str, ts: int, typ: str, lat: float, lon: float, cell: int) -> bool:
         """Hold an alert for corroboration look-back; False when it is a duplicate."""
         if ts >= self.clock - CORROBORATION_WINDOW_MS - self.grace_ms:
             if alert_id in self.seen_alerts:
@@ -348,7 +347,8 @@ class IncidentState:
             for c in h3.grid_disk(inc.cell, DISK_K[ARRIVAL_RADIUS_M]):
                 self.near.setdefault(c, []).append(inc)
         if not restoring or self.clock < ts + CORROBORATION_WINDOW_MS + self.grace_ms:
-            self.calls_at.setdefault(inc.cell, []).append(inc)
+            for c in h3.grid_disk(inc.cell, DISK_K[CORROBORATION_RADIUS_M]):
+                self.calls_near.setdefault(c, []).append(inc)
             heapq.heappush(self.clock_timers, (ts + CORROBORATION_WINDOW_MS + self.grace_ms, "uncorr", cid))
         if not restoring or not inc.breached:
             heapq.heappush(self.wm_timers, (ts + BREACH_AFTER_MS, "breach", cid))
@@ -414,11 +414,12 @@ class IncidentState:
         self._unlink_near(inc)
 
     def _unlink_calls_at(self, inc: Incident) -> None:
-        lst = self.calls_at.get(inc.cell)
-        if lst is not None:
-            lst[:] = [i for i in lst if i is not inc]
-            if not lst:
-                del self.calls_at[inc.cell]
+        for c in h3.grid_disk(inc.cell, DISK_K[CORROBORATION_RADIUS_M]):
+            lst = self.calls_near.get(c)
+            if lst:
+                lst[:] = [i for i in lst if i is not inc]
+                if not lst:
+                    del self.calls_near[c]
 
     def _unlink_near(self, inc: Incident) -> None:
         for c in h3.grid_disk(inc.cell, DISK_K[ARRIVAL_RADIUS_M]):

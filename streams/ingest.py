@@ -41,9 +41,10 @@ ALIGN_MS = 30_000  # how far (event time) one input partition may read ahead of 
 class IngestStage:
     """Consumer group `{app_id}-ingest` over the three input topics."""
 
-    def __init__(self, settings: Settings, index: ZoneIndex, store: RedisStore, producer: AIOKafkaProducer):
+    def __init__(self, settings: Settings, index: ZoneIndex, store: RedisStore, producer: AIOKafkaProducer,
+                 reach_cells: dict | None = None):
         self.s = settings
-        self.router = Router(settings, index)
+        self.router = Router(settings, index, reach_cells)
         self.store = store
         self.producer = producer
         self.consumer: AIOKafkaConsumer | None = None

@@ -14,6 +14,7 @@ import time
 
 import faust
 import orjson
+from aiokafka.errors import MessageSizeTooLargeError
 
 from contract import topics
 from contract.settings import Settings
@@ -55,13 +56,27 @@ class OutputSender:
         pending = items
         delay = 0.1
         while pending:
-            futures = [await producer.send(t, k, v, part, None, None) for t, k, v, part in pending]
-            results = await asyncio.gather(*futures, return_exceptions=True)
-            failed = [it for it, r in zip(pending, results) if isinstance(r, BaseException)]
+            futures, refused = [], []
+            for item in pending:
+                t, k, v, part = item
+                try:
+                    futures.append((item, await producer.send(t, k, v, part, None, None)))
+                except Exception as exc:
+                    if isinstance(exc, MessageSizeTooLargeError) or isinstance(exc.__cause__, MessageSizeTooLargeError):
+                        # never accepted, however often: count it, say it loudly, go on
+                        metrics.OUTPUT_ERRORS.inc()
+                        log.error("a record for %s of %d bytes is too large and was dropped: %s",
+                                  t, len(v or b""), exc)
+                    else:  # the producer refused it at once: send it again below
+                        refused.append((item, exc))
+            results = await asyncio.gather(*(f for _i, f in futures), return_exceptions=True)
+            failed = [it for (it, _f), r in zip(futures, results) if isinstance(r, BaseException)]
+            failed += [it for it, _exc in refused]
+            results = [r for r in results if isinstance(r, BaseException)] + [exc for _it, exc in refused]
             if failed:
                 metrics.OUTPUT_ERRORS.inc(len(failed))
                 metrics.OUTPUT_RETRIES.inc(len(failed))
-                first = next(r for r in results if isinstance(r, BaseException))
+                first = results[0]
                 log.warning("Kafka refused %d output records (%s); sending them again in %.1fs",
                             len(failed), first, delay)
                 await asyncio.sleep(delay)

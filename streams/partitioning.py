@@ -1,7 +1,11 @@
 """Which partition of the zone-events topic a record goes to: the one partitioning rule.
 
-Zones map to partitions by `crc32(zone_id) % partitions`; an event in no zone is counted in the
-partition of its id. Incidents are partitioned by geography instead: a call belongs to the
+Zones map to partitions by geography (`zone_partitions`): sorted by their representative point,
+west to east (then south to north, then id), they are cut into `partitions` runs of equal size, so
+neighbouring zones — nested rings, a district and its grid cells — share a partition and a patrol
+fix, which must reach every partition with a zone its unit can reach in 5 minutes (2.1 km), goes
+to one or two partitions rather than all of them. Every worker computes the same map from the
+zones file. An event in no zone is counted in the partition of `crc32(its id)`. Incidents are partitioned by geography instead: a call belongs to the
 partition of its H3 resolution-6 "home" cell, and every fix (alert) goes to the home partitions
 within the arrival (corroboration) radius of it, so the partition of a call sees every fix and
 alert that can matter to it. The same function serves every worker and language (crc32 of UTF-8).
@@ -12,6 +16,7 @@ from __future__ import annotations
 import zlib
 
 import h3
+from h3.api import basic_int as h3i
 
 from contract.response import ARRIVAL_RADIUS_M, CORROBORATION_RADIUS_M
 
@@ -19,6 +24,14 @@ FINE_RES = 9          # fine cells: spatial hashing of fixes, alerts and inciden
 HOME_RES = 6          # home cells: partitioning of incidents (~3.7 km edge)
 # Cells to search around a point for a radius, at FINE_RES (cell inradius ~174 m).
 DISK_K = {ARRIVAL_RADIUS_M: 1, CORROBORATION_RADIUS_M: 2}
+
+
+def zone_partitions(zones, partitions: int) -> dict[str, int]:
+    """zone id -> partition: runs of neighbouring zones, as equal in number as can be."""
+    order = sorted(zones, key=lambda z: (round(z.geometry.representative_point().x, 9),
+                                         round(z.geometry.representative_point().y, 9), z.zone_id))
+    n = len(order)
+    return {z.zone_id: min(i * partitions // max(n, 1), partitions - 1) for i, z in enumerate(order)}
 
 
 def partition_of(key: str, partitions: int) -> int:
@@ -31,22 +44,22 @@ class HomeCells:
 
     def __init__(self, partitions: int):
         self.n = partitions
-        self._cache: dict[tuple[str, float], tuple[int, ...]] = {}
+        self._cache: dict[tuple[int, float], tuple[int, ...]] = {}
 
-    def own(self, cell: str) -> int:
-        """Partition of the home cell containing this fine cell."""
+    def own(self, cell: int) -> int:
+        """Partition of the home cell containing this fine cell (cells are H3 ints)."""
         key = (cell, 0.0)
         p = self._cache.get(key)
         if p is None:
-            p = self._cache[key] = (partition_of(h3.cell_to_parent(cell, HOME_RES), self.n),)
+            p = self._cache[key] = (partition_of(h3.int_to_str(h3i.cell_to_parent(cell, HOME_RES)), self.n),)
         return p[0]
 
-    def within(self, cell: str, radius: float) -> tuple[int, ...]:
+    def within(self, cell: int, radius: float) -> tuple[int, ...]:
         key = (cell, radius)
         parts = self._cache.get(key)
         if parts is None:
-            homes = {h3.cell_to_parent(c, HOME_RES) for c in h3.grid_disk(cell, DISK_K[radius])}
-            parts = self._cache[key] = tuple(sorted({partition_of(h, self.n) for h in homes}))
+            homes = {h3i.cell_to_parent(c, HOME_RES) for c in h3i.grid_disk(cell, DISK_K[radius])}
+            parts = self._cache[key] = tuple(sorted({partition_of(h3.int_to_str(h), self.n) for h in homes}))
             if len(self._cache) > 500_000:
                 self._cache.clear()
         return parts

@@ -55,6 +55,8 @@ class ZoneFix(_Record, tag=3):
     status: str
     kind: str
     presence: bool         # the unit's newest fix so far: it decides where the unit is present
+    lat: float             # its position (the reach of the partition's zones)
+    lon: float
 
 
 class ZoneStatus(_Record, tag=8):
@@ -82,7 +84,7 @@ class IncidentCall(_Record, tag=5):
     ts: int
     zones: list[str]
     kafka_ts: int
-    cell: str              # fine H3 cell of the call
+    cell: int              # fine H3 cell of the call (h3's 64-bit int form)
     record: dict           # the `incidents.enriched` record as far as ingest knows it
 
 
@@ -92,7 +94,7 @@ class IncidentAlert(_Record, tag=6):
     lat: float
     lon: float
     type: str
-    cell: str
+    cell: int
 
 
 class IncidentFix(_Record, tag=7):
@@ -100,7 +102,7 @@ class IncidentFix(_Record, tag=7):
     ts: int
     lat: float
     lon: float
-    cell: str
+    cell: int
 
 
 Record = ZoneCall | ZoneAlert | ZoneFix | ZoneStatus | Arrival | IncidentCall | IncidentAlert | IncidentFix

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 
 import msgspec
 from aiokafka import AIOKafkaConsumer
@@ -34,7 +35,7 @@ from aiokafka.structs import TopicPartition
 from contract.security import aiokafka_kwargs
 
 from . import metrics, records
-from .state_stage import Held, StateStage
+from .state_stage import SNAPSHOT_ZLIB, Held, StateStage
 from .store import RedisStore, until_redis_answers
 
 log = logging.getLogger("zonewatch.recovery")
@@ -70,6 +71,8 @@ async def read_snapshot(stage: StateStage, p: int) -> tuple[dict | None, dict[in
         return None, {}
     prefix = f"{p}/seen/".encode()
     sealed = {int(k[len(prefix):]): v for k, v in latest.items() if k.startswith(prefix) and v is not None}
+    if state_raw[:1] == SNAPSHOT_ZLIB:
+        state_raw = zlib.decompress(state_raw[1:])
     return _decode(state_raw), sealed
 
 

@@ -16,7 +16,8 @@ from contract.events import caller_ref
 from contract.response import ARRIVAL_RADIUS_M, CORROBORATION_RADIUS_M
 from contract.settings import Settings
 
-from .partitioning import HomeCells, partition_of
+from .partitioning import HomeCells, partition_of, zone_partitions
+from .reach import grid_key, reach_keys
 from .records import IncidentAlert, IncidentCall, IncidentFix, ZoneAlert, ZoneCall, ZoneFix, ZoneStatus
 from .zone_index import ZoneIndex
 
@@ -24,11 +25,18 @@ from .zone_index import ZoneIndex
 class Router:
     """Raw messages in, per-partition record lists and dead letters out."""
 
-    def __init__(self, settings: Settings, index: ZoneIndex):
+    def __init__(self, settings: Settings, index: ZoneIndex, reach_cells: dict | None = None):
         self.s = settings
         self.index = index
         self.n = settings.partitions
-        self.zone_part = {zid: partition_of(zid, self.n) for zid in index.zones}
+        self.zone_part = zone_partitions(index.zones.values(), self.n)
+        # unit-grid key -> partitions with a zone an available unit there may reach (CONTRACT §3
+        # "Reach": any unit, not only those inside the zone, counts)
+        reach: dict[int, set[int]] = {}
+        for zid, z in index.zones.items():
+            for k in reach_keys(z, (reach_cells or {}).get(zid)):
+                reach.setdefault(k, set()).add(self.zone_part[zid])
+        self.reach_parts = {k: tuple(sorted(v)) for k, v in reach.items()}
         # unit -> (ts of its latest fix seen here, partitions that fix was sent to). A new fix
         # also goes to the partitions of the previous one so they learn the unit left. After a
         # restart this map is empty, and a unit's first fix is sent to every partition.
@@ -55,7 +63,20 @@ class Router:
             prev = self.units.get(unit)
             if prev is None or ts > prev[0]:
                 _cell, zones = self.index.lookup_cell(lat, lon)
-                self.units[unit] = (ts, tuple(sorted({self.zone_part[z] for z in zones})))
+                parts = {self.zone_part[z] for z in zones} | set(self.reach_parts.get(grid_key(lat, lon), ()))
+                self.units[unit] = (ts, tuple(sorted(parts)))
+
+    def forget(self, before_ts: int) -> int:
+        """Forget units and cameras whose latest report is older than before_ts (memory stays
+        bounded by live devices; one that reports again starts afresh)."""
+        units = [u for u, (ts, _p) in self.units.items() if ts < before_ts]
+        for u in units:
+            del self.units[u]
+            self.positions.pop(u, None)
+        cams = [c for c, (ts, _p) in self.cameras.items() if ts < before_ts]
+        for c in cams:
+            del self.cameras[c]
+        return len(units) + len(cams)
 
     def marks(self) -> list[tuple[int, int, int]]:
         """[patrol.gps partition, largest ts, wall ms of its last delivery] (zone-events batches)."""
@@ -137,13 +158,17 @@ class Router:
                 # fix) still counts for arrivals and the zone's last gps event.
                 newest = prev is None or ts > prev[0]
                 if newest:
+                    if status == "available":  # the partitions whose zones it may reach learn it
+                        for p in self.reach_parts.get(grid_key(lat, lon), ()):
+                            if p not in by_part:
+                                by_part[p] = []
                     self.units[eid] = (ts, tuple(by_part))
                     for p in (self.all_parts if prev is None else prev[1]):
                         if p not in by_part:
                             by_part[p] = []
                     units_latest[eid] = self.positions[eid] = (ts, lat, lon, status, kind)
                 for p, zl in by_part.items():
-                    _append(out, p, ZoneFix(eid, ts, zl, p == primary, kts, status, kind, newest))
+                    _append(out, p, ZoneFix(eid, ts, zl, p == primary, kts, status, kind, newest, lat, lon))
             elif topic == topics.CALLS:
                 cat, prio = ev["category"], ev["priority"]
                 lang = primary_language(ev.get("lang"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -20,7 +21,7 @@ from contract.response import CORROBORATION_WINDOW_MS
 from contract.settings import Settings
 
 from . import metrics, records
-from .partitioning import partition_of
+from .partitioning import zone_partitions
 from .records import Arrival
 from .rules import load_rules
 from .store import RedisStore
@@ -30,6 +31,7 @@ from .zone_state import PartitionState
 log = logging.getLogger("zonewatch.state")
 
 HEARTBEAT_S = 10.0
+SNAPSHOT_ZLIB = b"z"   # first byte of a compressed snapshot value
 _snap_encoder = msgspec.msgpack.Encoder()
 
 
@@ -51,13 +53,15 @@ class Held:
 class StateStage:
     """The PartitionState of every assigned zone-events partition, applied to and flushed."""
 
-    def __init__(self, settings: Settings, zones, store: RedisStore):
+    def __init__(self, settings: Settings, zones, store: RedisStore, reach_cells: dict | None = None):
         self.s = settings
+        self.reach_cells = reach_cells if reach_cells is not None else {}  # zone id -> ZoneCells (shared)
         self.rules = load_rules(settings.rules)
         self.store = store
+        self.zone_part = zone_partitions(zones, settings.partitions)
         self.zones_of: dict[int, list] = {p: [] for p in range(settings.partitions)}
         for z in zones:
-            self.zones_of[partition_of(z.zone_id, settings.partitions)].append(z)
+            self.zones_of[self.zone_part[z.zone_id]].append(z)
         self.held: dict[int, Held] = {}
         self.watermark = Watermark(settings.watermark_idle_ms, settings.watermark_max_lag_ms)
         self.flushed_clock: dict[int, int] = {}
@@ -78,9 +82,11 @@ class StateStage:
         return {p: h.state for p, h in self.held.items()}
 
     def new_state(self, p: int) -> PartitionState:
-        return PartitionState(self.zones_of[p], tz=self.s.tz, rules=self.rules,
-                              unit_stale_ms=self.s.unit_stale_ms, grace_ms=self.s.grace_ms,
-                              camera_silent_ms=self.s.camera_silent_ms)
+        st = PartitionState(self.zones_of[p], tz=self.s.tz, rules=self.rules,
+                            unit_stale_ms=self.s.unit_stale_ms, grace_ms=self.s.grace_ms,
+                            camera_silent_ms=self.s.camera_silent_ms,
+                            reach_cells=self.reach_cells)  # built once for all partitions (geocache)
+        return st
 
     def now_wm(self, clock: int, now_ms: int | None = None) -> int:
         return self.watermark.value(clock, int(time.time() * 1000) if now_ms is None else now_ms)
@@ -161,7 +167,7 @@ class StateStage:
                 call_id, call_ts, zones, response_s, unit = item
                 by_part: dict[int, list] = {}
                 for zid in zones:
-                    by_part.setdefault(partition_of(zid, self.s.partitions), []).append(zid)
+                    by_part.setdefault(self.zone_part[zid], []).append(zid)
                 for q, zl in by_part.items():
                     arrivals.setdefault(q, []).append(Arrival(call_id, call_ts, zl, response_s, unit))
         return enriched, sla, arrivals
@@ -197,8 +203,9 @@ class StateStage:
                 lookback = max(lookback, offset)
             else:
                 break
-        value = _snap_encoder.encode({"v": 1, "offset": h.applied_upto, "lookback": lookback,
-                                      "floor": h.floor, "state": st.snapshot()})
+        # zlib level 1: a district partition's state shrinks several times for a few milliseconds
+        value = SNAPSHOT_ZLIB + zlib.compress(_snap_encoder.encode(
+            {"v": 1, "offset": h.applied_upto, "lookback": lookback, "floor": h.floor, "state": st.snapshot()}), 1)
         out.append((f"{p}/state".encode(), value))
         metrics.SNAPSHOT_BYTES.set(len(value))
         return out

@@ -209,6 +209,25 @@ class RedisStore:
             metrics.REDIS_ERRORS.inc()
             log.warning("unit positions update failed: %s", exc)
 
+    async def forget_units(self, before_ts: int) -> int:
+        """Remove units whose latest fix is older than `before_ts` from zw:units, zw:units:available
+        and zw:unit-info (a device that went silent for a day is no unit any more)."""
+        gone = []
+        async for unit, raw in self.redis.hscan_iter(keys.UNIT_INFO, count=1000):
+            try:
+                if int(orjson.loads(raw)["ts"]) < before_ts:
+                    gone.append(unit)
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                gone.append(unit)
+        for i in range(0, len(gone), 1000):
+            chunk = gone[i:i + 1000]
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.zrem(keys.UNITS, *chunk)
+            pipe.zrem(keys.UNITS_AVAILABLE, *chunk)
+            pipe.hdel(keys.UNIT_INFO, *chunk)
+            await pipe.execute()
+        return len(gone)
+
     async def unit_latest(self) -> dict[str, tuple[int, float, float]]:
         """unit -> (ts, lat, lon) of its latest fix, from zw:unit-info (ingest's routing memory)."""
         out = {}

@@ -33,11 +33,15 @@ class _NoStore:
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, zones=None, repeat: int = 1, wall0: int = 1_700_000_000_000):
+    def __init__(self, settings: Settings, zones=None, repeat: int = 1, wall0: int = 1_700_000_000_000,
+                 reach_cells: bool = False):
         self.s = settings
-        zones = zones if zones is not None else load_zones(settings.zones)
-        self.router = Router(settings, ZoneIndex(zones, settings.h3_resolution))
-        self.stage = StateStage(settings, zones, _NoStore())
+        zones = zones if zones is not None else load_zones(settings.zones, id_property=settings.zone_id_property)
+        from .reach import zone_cells
+
+        cells = {z.zone_id: zone_cells(z) for z in zones} if reach_cells else None
+        self.router = Router(settings, ZoneIndex(zones, settings.h3_resolution), cells)
+        self.stage = StateStage(settings, zones, _NoStore(), reach_cells=cells)
         for p in range(settings.partitions):
             self.stage.held[p] = Held(self.stage.new_state(p), generation=1)
         self.repeat = repeat     # deliver every zone-events message this many times (at-least-once)
@@ -91,7 +95,7 @@ class Pipeline:
         docs = {}
         for h in self.stage.held.values():
             h.state.rewrite_all()
-            for doc in h.state.changed_documents(all_zones=True):
+            for doc in h.state.changed_documents(all_zones=True, refresh_clock=True):
                 docs[doc["zone_id"]] = doc
         return docs
 

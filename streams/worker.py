@@ -40,7 +40,7 @@ def run(args) -> int:
                                   partitions=args.partitions)
     s.check()
     load_rules(s.rules)   # refuse a bad rules or zones file before touching Kafka
-    load_zones(s.zones)
+    load_zones(s.zones, id_property=s.zone_id_property)
     ensure_topics(s)
     level = level_name(getattr(args, "log_level", None))
     app = create_app(s, web_port=args.web_port, web_bind=args.web_bind)

@@ -24,6 +24,7 @@ from .days import LocalDays
 from .dedup import IdMemory, id_hash
 from .incidents import IncidentState
 from .records import Arrival, IncidentAlert, IncidentCall, IncidentFix, ZoneAlert, ZoneCall, ZoneFix, ZoneStatus
+from .reach import ZoneReach
 from .rules import Rules, load_rules
 
 MINUTE_MS = 60_000
@@ -132,7 +133,7 @@ class PartitionState:
 
     def __init__(self, zones: list[Zone], tz: str = "Asia/Shanghai", rules: Rules | None = None,
                  unit_stale_ms: int = 120_000, grace_ms: int = DEFAULT_GRACE_MS,
-                 camera_silent_ms: int = 1_800_000):
+                 camera_silent_ms: int = 1_800_000, reach_cells: dict | None = None):
         self.tz_name = tz
         self.days = LocalDays(tz)
         self.rules = rules or load_rules(None)
@@ -152,6 +153,7 @@ class PartitionState:
         self.dirty: set[str] = set()
         # Incidents of the geo cells this partition is home to (a different key than zones).
         self.incidents = IncidentState(grace_ms)
+        self.reach = ZoneReach(zones, cells=reach_cells)
         self._last_pruned = 0
         self._hits: set[int] = _NO_HITS  # ids of the current batch the sealed dedup hours hold
         self.deadlines: list[tuple[int, str, str]] = []  # (call ts + 300 s, zone, call) not yet passed
@@ -168,6 +170,7 @@ class PartitionState:
             self.wm = wm
         self.incidents.advance_clock(self.clock, self.wm)
         self.seen.advance(self.clock)
+        self.reach.stale_before(self.clock - self.unit_stale_ms)
         deadlines = self.deadlines
         while deadlines and deadlines[0][0] <= self.wm:
             # the day's decisions (zones.daily): a breach is decided on the watermark, at its deadline
@@ -195,22 +198,32 @@ class PartitionState:
         incident-stage and arrival records."""
         t = type(rec)
         if t is ZoneFix:
-            # Fixes are remembered per unit, relative to the unit's own latest fix rather than to
-            # the stream clock, so a backlog that moves the clock far ahead still finds repeats.
             unit, ts = rec.unit_id, rec.ts
-            seen = self.seen_fix.get(unit)
-            if seen is None:
-                seen = self.seen_fix[unit] = set()
-            elif ts in seen:
-                return False
-            seen.add(ts)
-            if len(seen) > GPS_DEDUP_PER_UNIT:
-                newest = max(seen)
-                self.seen_fix[unit] = {t for t in seen if t >= newest - GPS_DEDUP_HORIZON_MS}
-            for zid in rec.zones:
-                self._saw(zid, "gps", ts)
-            if rec.presence:
-                self._apply_fix(unit, ts, tuple(rec.zones), rec.status)
+            if rec.primary:
+                # Only the primary copy is counted (accepted or duplicate), so only it needs the
+                # memory of fixes; every other use of a fix (presence, last gps event, reach) is
+                # idempotent. Fixes are remembered per unit, relative to the unit's own newest fix
+                # rather than the stream clock, so a backlog that moves the clock far ahead still
+                # finds repeats.
+                seen = self.seen_fix.get(unit)
+                if seen is None:
+                    seen = self.seen_fix[unit] = set()
+                elif ts in seen:
+                    return False
+                seen.add(ts)
+                if len(seen) > GPS_DEDUP_PER_UNIT:
+                    newest = max(seen)
+                    self.seen_fix[unit] = {t for t in seen if t >= newest - GPS_DEDUP_HORIZON_MS}
+            zones = rec.zones
+            if zones:
+                zs = self.zones
+                for zid in zones:
+                    agg = zs[zid]
+                    if ts > agg.last_ts.get("gps", 0):
+                        agg.last_ts["gps"] = ts
+                        self.dirty.add(zid)
+            if rec.presence and self._apply_fix(unit, ts, tuple(zones), rec.status):
+                self.reach.fix(unit, ts, rec.lat, rec.lon, rec.kind, rec.status == "available")
             return True
         if t is ZoneStatus:
             cam, ts = rec.camera_id, rec.ts
@@ -351,12 +364,12 @@ class PartitionState:
         return self.clock < self.days.end_of(date) + self.grace_ms
 
     def _day(self, agg: ZoneAgg, ts: int) -> DayCounts | None:
-        """The zone's day holding ts, created if it is still open; None once it is final."""
+        """The zone's day holding a decision at ts: its record until that is emitted final, or a
+        new one while the day is still open by the clock; None otherwise. (A decision falls on
+        its own time, so the clock jumping past the day's close in the same batch loses nothing.)"""
         date = self.days.date_of(ts)
-        if not self._day_open(date):
-            return None
         day = agg.days.get(date)
-        if day is None:
+        if day is None and self._day_open(date):
             day = agg.days[date] = DayCounts()
         return day
 
@@ -388,10 +401,11 @@ class PartitionState:
                 self.zones[zid].cameras[cam] = (prev[0], online)
                 self.dirty.add(zid)
 
-    def _apply_fix(self, unit: str, ts: int, zones: tuple[str, ...], status: str) -> None:
+    def _apply_fix(self, unit: str, ts: int, zones: tuple[str, ...], status: str) -> bool:
+        """The unit's fix if it is its newest here (True); an older one decides nothing."""
         prev = self.unit_latest.get(unit)
         if prev is not None and prev[0] >= ts:
-            return  # an older fix than the one we hold: the latest fix decides presence
+            return False
         self.unit_latest[unit] = (ts, zones, status)
         if prev is not None:
             for zid in prev[1]:
@@ -401,6 +415,7 @@ class PartitionState:
         for zid in zones:
             self.zones[zid].units[unit] = (ts, status)
             self.dirty.add(zid)
+        return True
 
     # -- output ----------------------------------------------------------------------------
     def figures(self, agg: ZoneAgg) -> dict:
@@ -494,6 +509,7 @@ class PartitionState:
             "open_incidents": open_all,
             "health": {"cameras_known": known, "cameras_silent": silent, "units_quiet": quiet,
                        "last_event_age_s": ages},
+            "reach": self.reach.doc(z.zone_id),
         }
         doc["level"] = self.rules.level(doc, open_p1=open_p1)
         return doc
@@ -551,6 +567,8 @@ class PartitionState:
         """
         if self.clock == 0:
             return []
+        # reach: dirty zones whose turn came (every 10 s of stream clock), all of them when input pauses
+        self.dirty |= self.reach.due(self.clock, force=refresh_clock)
         dirty = self.dirty
         self.dirty = set()
         names = self.zones.keys() if (all_zones or refresh_clock) else dirty
@@ -571,7 +589,7 @@ class PartitionState:
                    "ring": fig["ring"], "version": agg.version, "clock": clock,
                    "level": fig["level"], "today": fig["today"], "windows": fig["windows"],
                    "units": fig["units"], "response": fig["response"],
-                   "open_incidents": fig["open_incidents"], "health": fig["health"]}
+                   "open_incidents": fig["open_incidents"], "health": fig["health"], "reach": fig["reach"]}
             out.append(doc)
         return out
 
@@ -640,6 +658,7 @@ class PartitionState:
             # the sealed dedup hours are written apart, once each (streams/recovery.py)
             "seen": self.seen.snapshot(),
             "incidents": self.incidents.snapshot(),
+            "reach": self.reach.snapshot(),
         }
 
     def restore(self, snap: dict, sealed: dict[int, bytes]) -> None:
@@ -665,6 +684,7 @@ class PartitionState:
         self.camera_status = {c: tuple(v) for c, v in snap["camera_status"].items()}
         self.seen = IdMemory.restore(snap["seen"], sealed)
         self.incidents = IncidentState.restore(snap["incidents"], self.grace_ms)
+        self.reach.restore(snap["reach"])
 
     # -- housekeeping ----------------------------------------------------------------------
     def _prune(self) -> None:

@@ -116,6 +116,14 @@ HEALTH = {
 }
 
 
+# Reach at the final clock (CONTRACT §3): the only available present unit is u2, a car at PCORE
+# (fix 00:22, 40 s old): 180 s x 8.3 m/s / 1.3 = 1,149 m and 300 s -> 1,915 m. Every vertex of the
+# convex venue rings lies within 863 m of PCORE, so all of each ring is reached; grids A and B are
+# more than 6 km away. u4 (available, at PNONE) is 100 km away; u3 is stale; u1 is busy.
+REACH = {"A": {"within_3m": 0.0, "within_5m": 0.0}, "B": {"within_3m": 0.0, "within_5m": 0.0},
+         **{z: {"within_3m": 1.0, "within_5m": 1.0} for z in ("outer", "inner", "core")}}
+
+
 def _doc(zid, name, kind, ring, level, today, windows, units):
     grid = kind == "grid"
     # no scenario call carries a `lang`: each counts as "und" (CONTRACT §3)
@@ -123,7 +131,7 @@ def _doc(zid, name, kind, ring, level, today, windows, units):
     return {"zone_id": zid, "name": name, "kind": kind, "ring": ring, "level": level,
             "today": {"date": "2023-06-12", **today}, "windows": windows, "units": units,
             "response": GRID_RESPONSE if grid else VENUE_RESPONSE, "open_incidents": 3 if grid else 0,
-            "health": HEALTH[zid]}
+            "health": HEALTH[zid], "reach": REACH[zid]}
 
 
 _VENUE_WINDOWS = _w(1, 1, 2, {"crowd_density": 1, "face_watchlist": 1})

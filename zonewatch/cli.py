@@ -23,6 +23,7 @@ COMMANDS = {
     "simulate": "connectors.simulate",
     "watch": "zonewatch.watch",
     "gateway": "gateway.app",
+    "briefing": "zonewatch.briefing",
 }
 
 

@@ -17,12 +17,13 @@ MAY_IMPORT = {
     "connectors": {"contract"},
     "streams": {"contract"},
     "gateway": {"contract"},
-    "zonewatch": {"contract", "connectors", "streams", "gateway", "deploy"},
+    "reports": {"contract"},
+    "zonewatch": {"contract", "connectors", "streams", "gateway", "reports", "deploy"},
     "deploy": set(),
-    "bench": {"contract", "connectors", "streams", "gateway", "zonewatch", "deploy"},
+    "bench": {"contract", "connectors", "streams", "gateway", "reports", "zonewatch", "deploy"},
 }
 PARTS = tuple(MAY_IMPORT)
-SOURCE_PARTS = ("contract", "connectors", "streams", "gateway", "zonewatch", "deploy", "bench")
+SOURCE_PARTS = ("contract", "connectors", "streams", "gateway", "reports", "zonewatch", "deploy", "bench")
 
 
 def _modules() -> dict[str, Path]:
@@ -91,7 +92,7 @@ RAW = {m: _imports(m, p) for m, p in MODULES.items()}
 
 
 def test_the_tree_has_every_part():
-    for part in ("contract", "connectors", "streams", "gateway", "zonewatch", "deploy"):
+    for part in ("contract", "connectors", "streams", "gateway", "reports", "zonewatch", "deploy"):
         assert any(m.split(".")[0] == part for m in MODULES), part
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import h3
+from h3.api import basic_int as h3
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from hypothesis import given, settings, strategies as st
 import pytest
@@ -22,6 +23,23 @@ COARSE = ZoneIndex(ZONES, resolution=7)  # cells much larger than the zones: all
 def test_index_equals_polygon_scan(lat, lon):
     assert INDEX.lookup(lat, lon) == INDEX.lookup_exact(lat, lon)
     assert COARSE.lookup(lat, lon) == INDEX.lookup_exact(lat, lon)
+
+
+GENERATED = load_zones(Path(scenario.__file__).parent / "zones_reach_test.geojson")  # polygon, route segments, a point
+GEN_INDEX = ZoneIndex(GENERATED, resolution=9)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.floats(34.738, 34.763), st.floats(113.638, 113.678))
+def test_index_of_route_segments_and_points_equals_polygon_scan(lat, lon):
+    assert GEN_INDEX.lookup(lat, lon) == GEN_INDEX.lookup_exact(lat, lon)
+
+
+def test_route_segments_overlap_at_their_cut():
+    # the course starts at (34.740, 113.660) heading east: 1 km on, both segments hold the cut
+    cut = GENERATED[1].line["coordinates"][-1]
+    assert GEN_INDEX.lookup(cut[1], cut[0]) == ("course/0", "course/1")
+    assert GEN_INDEX.lookup(34.7600, 113.6550) == ("aid-1",)
 
 
 @pytest.mark.parametrize("pt,zones", [
@@ -51,8 +69,8 @@ def test_ids_from_properties_and_id_property(tmp_path):
 
 def test_bad_files_are_refused_with_a_reason(tmp_path):
     p = tmp_path / "bad.geojson"
-    p.write_text('{"type": "FeatureCollection", "features": [{"id": "x", "geometry": {"type": "Point", "coordinates": [0, 0]}}]}')
-    with pytest.raises(ZonesFileError, match="Polygon or MultiPolygon"):
+    p.write_text('{"type": "FeatureCollection", "features": [{"id": "x", "geometry": {"type": "GeometryCollection", "geometries": []}}]}')
+    with pytest.raises(ZonesFileError, match=r"feature #0 \(id 'x'\): geometry type 'GeometryCollection' is not one of"):
         load_zones(p)
     p.write_text("not json")
     with pytest.raises(ZonesFileError, match="cannot read"):
