@@ -129,7 +129,7 @@ def test_ten_thousand_records_per_post_reach_the_worker_and_are_counted(deployme
             took = time.perf_counter() - started
             assert r.status_code == 200, r.text[:300]
             assert r.json() == {"accepted": n, "rejected": []}
-            rates[f"{source} ({ctype or 'no type'})"] = (n, len(body), took)
+            rates[f"{source} ({ctype or 'no type'}, {n} records)"] = (n, len(body), took)
         for source, (n, size, took) in rates.items():
             print(f"\nPOST /ingest/{source}: {n} records, {size / 1e6:.1f} MB, {took:.2f} s = "
                   f"{n / took:,.0f} records/s")

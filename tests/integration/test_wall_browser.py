@@ -282,7 +282,8 @@ def test_wall_health_reach_course_timeline_and_nearest_units(deployment, tmp_pat
                 page.click("#layer-reach")
                 assert page.evaluate("window.__zw.layer") == "reach"
                 bpath = page.locator('path.zone[data-zone="B"]')
-                assert bpath.get_attribute("fill") == REACH_RED
+                page.wait_for_function(f"""() => document.querySelector('path.zone[data-zone="B"]')
+                                           .getAttribute('fill') === '{REACH_RED}'""", timeout=5_000)
                 r3 = docs["B"]["reach"]["within_3m"]
                 assert abs(float(bpath.evaluate("e => e.style.fillOpacity")) - (0.05 + 0.8 * (1 - r3))) < 1e-3
 
@@ -297,6 +298,10 @@ def test_wall_health_reach_course_timeline_and_nearest_units(deployment, tmp_pat
                 page.screenshot(path=str(ARTIFACTS / "wall-health-reach.png"))
                 page.click("#layer-reach")
                 assert page.evaluate("window.__zw.layer") == "level"
+                level_fill = {"green": GREEN, "yellow": "#e8c21f", "orange": ORANGE, "red": RED}
+                b_fill = level_fill[dep.zone_docs()["B"]["level"]]   # back to the level colours
+                page.wait_for_function(f"""() => document.querySelector('path.zone[data-zone="B"]')
+                                           .getAttribute('fill') === '{b_fill}'""", timeout=5_000)
 
                 # a click on an incident: its timeline, its camera and its recommended units
                 page.click('#inc-list li[data-call="w-call"]')
