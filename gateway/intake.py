@@ -87,7 +87,7 @@ def _too_many(n: int) -> TooLarge:
     return TooLarge(f"{n} records; at most {MAX_RECORDS} per request")
 
 
-def split(body: bytes | bytearray, fmt: str) -> list:
+def split(body: bytes, fmt: str) -> list:
     """The records of a body: raw bytes (one per NDJSON line, or the whole body as one record) or
     the parsed elements of a JSON array. TooLarge beyond MAX_RECORDS."""
     if fmt != NDJSON:
@@ -123,7 +123,7 @@ def validate(topic: str, records: list, max_ts: int) -> Parsed:
         try:
             if type(rec) is dict:
                 ev = check(rec, max_ts)
-            elif isinstance(rec, (bytes, bytearray)):
+            elif isinstance(rec, bytes):
                 ev = events.decode_and_validate(topic, rec, max_ts)
             elif rec is EMPTY:
                 ev = events.decode_and_validate(topic, None, max_ts)
@@ -136,12 +136,12 @@ def validate(topic: str, records: list, max_ts: int) -> Parsed:
     return out
 
 
-def parse(topic: str, body: bytes | bytearray, fmt: str, max_ts: int) -> Parsed:
+def parse(topic: str, body: bytes, fmt: str, max_ts: int) -> Parsed:
     """split + validate (run in a thread: a 10 MB body takes tens of milliseconds)."""
     return validate(topic, split(body, fmt), max_ts)
 
 
-async def read_body(request, fmt: str, timeout_s: float) -> bytearray:
+async def read_body(request, fmt: str, timeout_s: float) -> bytes:
     """The request body, counted while it arrives: TooLarge past MAX_BYTES (or, for NDJSON, past
     MAX_RECORDS newlines) without reading further; TimeoutError when it takes over `timeout_s`."""
     length = request.headers.get("content-length")
@@ -158,7 +158,7 @@ async def read_body(request, fmt: str, timeout_s: float) -> bytearray:
                 if newlines > MAX_RECORDS:
                     raise _too_many(newlines)
             buf += chunk
-    return buf
+    return bytes(buf)
 
 
 class Intake:
