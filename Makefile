@@ -4,6 +4,7 @@
 #   make setup   .venv from requirements.lock (pinned, with the test extras) + the project in editable mode
 #   make lock    regenerate requirements.lock after editing pyproject.toml's dependencies (uv)
 #   make lint    ruff + mypy (configured in pyproject.toml); reports findings per package
+#   make schemas docs/schemas/*.json and docs/asyncapi.yaml from contract/schemas.py (commit them)
 #   make tools   build Prometheus, promtool, kustomize and the manifest checks into .stack/tools
 #   make up      Kafka on 127.0.0.1:$(KAFKA_PORT), Redis on 127.0.0.1:$(REDIS_PORT) (state in $(STACK_DIR))
 #   make down    stop them (data kept; `make down WIPE=1` deletes it)
@@ -29,10 +30,10 @@ STACK_ARGS  := --kafka-port $(KAFKA_PORT) --redis-port $(REDIS_PORT) --dir $(STA
 UV_VERSION  := 0.13.8
 TOOLS       := $(PYTHON) deploy/tools.py
 
-.PHONY: help setup lock lint tools up down status test demo bench chaos soak failover clean
+.PHONY: help setup lock lint schemas tools up down status test demo bench chaos soak failover clean
 
 help:
-	@sed -n '1,17s/^# \{0,1\}//p' Makefile
+	@sed -n '1,18s/^# \{0,1\}//p' Makefile
 
 setup: $(STAMP)
 
@@ -56,6 +57,12 @@ lint: setup
 	out=$$($(VPY) -m mypy 2>&1) || rc=1; echo "$$out"; \
 	echo "== mypy errors per package:"; echo "$$out" | grep -E '^[^ :]+\.py:[0-9]+: error' | cut -d/ -f1 | sort | uniq -c; \
 	exit $$rc
+
+# the contract's schemas as files; the zone-events struct (streams/records.py) is passed in here, as
+# contract/ imports nothing of the project. A unit test fails when the committed files are stale.
+schemas: setup
+	$(VPY) -c 'from contract import schemas; from streams import records; \
+	  print("\n".join(schemas.write("docs", zone_events=records.Batch)) or "docs/schemas: up to date")'
 
 tools:
 	$(TOOLS) ensure

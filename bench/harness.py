@@ -4,6 +4,11 @@
 topic prefix, app id (consumer groups) and Redis database, and real worker processes started and
 stopped with deploy/procs.py. tests/integration/conftest.py wraps it in fixtures; bench/chaos.py
 drives it directly (nothing outside tests/ imports tests).
+
+Every record `consume_all` reads and every zone document `zone_docs` returns is checked against its
+published JSON Schema (contract/schemas.py, docs/schemas/): the first one that does not match
+raises an AssertionError naming the topic, the record's position, the failing field and the rule,
+so every integration test that reads records checks them against the contract for free.
 """
 
 from __future__ import annotations
@@ -14,19 +19,18 @@ import signal
 import socket
 import sys
 import time
-import urllib.parse
 import uuid
+from functools import cache
 from pathlib import Path
 
 import orjson
-import redis
 
+from contract import keys, metrics, redisurl, schemas, topics
+from contract.security import kafka_python_kwargs
+from contract.settings import Settings
+from contract.topics import ensure_topics
 from deploy.procs import Child
 from gateway import promtext
-from contract import keys, metrics, topics
-from contract.settings import Settings
-from contract.security import kafka_python_kwargs
-from contract.topics import ensure_topics
 
 REPO = Path(__file__).resolve().parents[1]
 #: worker logs and Faust data of the deployments
@@ -54,8 +58,39 @@ def wait_until(check, timeout: float = 90.0, interval: float = 0.2, what: str = 
     raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
 
 
-def _redis_port(url: str) -> int:
-    return urllib.parse.urlsplit(url).port or 6379
+@cache
+def _validator(name: str):
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(schemas.schema(name), format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def check_schema(name: str, doc, where: str) -> None:
+    """AssertionError when `doc` does not match the schema `name` (docs/schemas/{name}.json)."""
+    from jsonschema.exceptions import best_match
+
+    err = best_match(_validator(name).iter_errors(doc))  # the deepest, most telling error (into oneOf)
+    if err is not None:
+        path = "/".join(map(str, err.absolute_path)) or "(the document)"
+        shown = orjson.dumps(doc).decode(errors="replace")
+        raise AssertionError(f"{where} does not match docs/schemas/{name}.json at {path}: {err.message} "
+                             f"(rule: {'/'.join(map(str, err.absolute_schema_path))}); document: {shown[:600]}")
+
+
+def check_record(topic: str, msg) -> None:
+    """A consumed Kafka record of `topic` (unprefixed) against its topic's schema, and its key
+    against the key rule of an output topic (contract.schemas.record_key)."""
+    where = f"{topic} record (partition {msg.partition}, offset {msg.offset})"
+    if msg.value is None:
+        raise AssertionError(f"{where} has no value (a tombstone): zonewatch never writes one")
+    try:
+        doc = orjson.loads(msg.value)
+    except orjson.JSONDecodeError as exc:
+        raise AssertionError(f"{where} is not JSON ({exc}): {msg.value[:200]!r}") from None
+    check_schema(topic, doc, where)
+    want = schemas.record_key(topic, doc) if topic in topics.OUTPUT_TOPICS else None
+    if want is not None and msg.key != want.encode():
+        raise AssertionError(f"{where} has key {msg.key!r}; the contract's key is {want!r}")
 
 
 class Deployment:
@@ -66,11 +101,11 @@ class Deployment:
     def __init__(self, stack: dict, zones: Path, partitions: int = 4, name: str | None = None):
         tag = name or uuid.uuid4().hex[:8]
         self.db = next(_db_counter) % 16
-        redis_port = _redis_port(stack["redis"])
         self.env = dict(os.environ)
         self.env.update({
             "ZONEWATCH_KAFKA": stack["kafka"],
-            "ZONEWATCH_REDIS": f"redis://127.0.0.1:{redis_port}/{self.db}",
+            # the stack's Redis (a single server or a sentinel URL), on a database of its own
+            "ZONEWATCH_REDIS": redisurl.with_db(stack["redis"], self.db),
             "ZONEWATCH_ZONES": str(zones),
             "ZONEWATCH_TOPIC_PREFIX": f"t-{tag}.",
             "ZONEWATCH_APP_ID": f"zw-{tag}",
@@ -84,7 +119,7 @@ class Deployment:
         self.settings = Settings(kafka=stack["kafka"], redis=self.env["ZONEWATCH_REDIS"], zones=zones,
                                  topic_prefix=self.env["ZONEWATCH_TOPIC_PREFIX"],
                                  app_id=self.env["ZONEWATCH_APP_ID"], partitions=partitions)
-        self.redis = redis.Redis(port=redis_port, db=self.db)
+        self.redis = redisurl.sync_client(self.env["ZONEWATCH_REDIS"], socket_timeout=10)
         self.redis.flushdb()
         ensure_topics(self.settings)
         self.workers: list[tuple[Child, int, Path]] = []
@@ -168,11 +203,17 @@ class Deployment:
         return promtext.fetch(f"http://127.0.0.1:{port}/metrics")
 
     def zone_docs(self) -> dict[str, dict]:
+        """Every zone document in Redis, by zone id, each checked against docs/schemas/zone.json."""
         ids = [z.decode() for z in self.redis.smembers(keys.ZONES)]
         vals = self.redis.mget([keys.zone(z) for z in ids]) if ids else []
-        return {z: orjson.loads(v) for z, v in zip(ids, vals) if v}
+        docs = {z: orjson.loads(v) for z, v in zip(ids, vals, strict=True) if v}
+        for z, doc in docs.items():
+            check_schema("zone", doc, f"Redis {keys.zone(z)}")
+        return docs
 
-    def consume_all(self, topic: str, expect: int, timeout: float = 30.0) -> list:
+    def consume_all(self, topic: str, expect: int, timeout: float = 30.0, validate: bool = True) -> list:
+        """Records of `topic` (unprefixed) from the start, until `expect` or `timeout`; each checked
+        against its topic's schema unless validate=False (a test reading deliberately broken input)."""
         from kafka import KafkaConsumer
 
         c = KafkaConsumer(self.settings.topic(topic), bootstrap_servers=self.settings.kafka,
@@ -183,6 +224,9 @@ class Deployment:
         while len(out) < expect and time.monotonic() < deadline:
             out.extend(c)
         c.close()
+        if validate:
+            for m in out:
+                check_record(topic, m)
         return out
 
     def kill_worker(self, index: int = 0, sig=signal.SIGTERM) -> None:

@@ -9,6 +9,8 @@
     metrics    metric names (§5)
     settings   configuration from the environment (§7)
     security   Kafka/Redis client security from the settings, secret redaction
+    redisurl   every Redis client, from a redis:// or a redis+sentinel:// URL
+    schemas    JSON Schemas of the records and Redis documents, the AsyncAPI document (docs/schemas)
 
 It imports nothing else of the project; everything else imports it.
 """

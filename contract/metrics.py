@@ -34,4 +34,5 @@ BUILD_INFO = "zonewatch_build_info"                     # gauge 1 {version}
 SNAPSHOT_BYTES = "zonewatch_snapshot_bytes"             # gauge: size of the last state snapshot
 FENCED = "zonewatch_fenced_writes_total"                # counter: partitions found owned by another worker
 OUTPUT_RETRIES = "zonewatch_output_retries_total"       # counter: output records sent again
+GC_PAUSE = "zonewatch_gc_pause_seconds"                 # histogram {generation}: collector pauses
 SLA_DECISION_TYPES = ("arrived", "breach")

@@ -32,9 +32,9 @@ import os
 import time
 
 import faust
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
+from contract import redisurl
 from contract.security import aiokafka_kwargs, faust_broker_credentials, faust_broker_url
 from contract.topics import SNAPSHOT_MAX_BYTES
 from contract.settings import Settings
@@ -103,14 +103,15 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
     # -- the topics and the stages ----------------------------------------------------------------
     zone_events = app.topic(settings.internal_zone_events, value_serializer="raw", key_serializer="raw",
                             partitions=settings.partitions)   # schema: streams/records.py
-    redis = aioredis.from_url(settings.redis, socket_timeout=REDIS_TIMEOUT_S,
-                              socket_connect_timeout=REDIS_TIMEOUT_S, health_check_interval=10)
+    redis = redisurl.async_client(settings.redis, socket_timeout=REDIS_TIMEOUT_S,
+                                  socket_connect_timeout=REDIS_TIMEOUT_S, health_check_interval=10)
     store = RedisStore(redis)
     stage = StateStage(settings, zones, store, reach_cells=cells)
     outputs = OutputSender(settings, app, Dispatcher(settings, store))
     stage.on_written = outputs.zone_states
     app.zonewatch_stage = stage  # for tests and the CLI
     metrics.set_build_info()
+    metrics.watch_gc()
     app.zonewatch_ingest = None
     taking: dict[int, asyncio.Future] = {}   # partition -> takeover in progress or done
 

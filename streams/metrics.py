@@ -123,3 +123,31 @@ def set_build_info() -> None:
     except PackageNotFoundError:
         v = "0+unknown"
     BUILD_INFO.labels(v).set(1)
+
+
+GC_PAUSE = Histogram(names.GC_PAUSE, "Python garbage collector pauses, by generation",
+                     ["generation"], buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+                     registry=REGISTRY)
+
+
+def watch_gc() -> None:
+    """Time every garbage collection and make them rarer. With Python's defaults (700, 10, 10) the
+    collector took ~35 us per event of the worker's flow (in-process, demo zones: 13.4k -> 18.4k
+    events/s CPU with these settings); a full collection over a district's state took 0.3 s. The
+    heap built at start (zones, index, geometry) is frozen out of every scan; gen0 runs every
+    10,000 allocations (pauses of ~10-20 ms), gen2 only after 1,000 gen1 runs."""
+    import gc
+    import time as _time
+
+    started: dict[int, float] = {}
+
+    def callback(phase, info):
+        gen = info.get("generation", 0)
+        if phase == "start":
+            started[gen] = _time.perf_counter()
+        elif gen in started:
+            GC_PAUSE.labels(str(gen)).observe(_time.perf_counter() - started.pop(gen))
+
+    gc.callbacks.append(callback)
+    gc.set_threshold(10_000, 50, 1_000)
+    gc.freeze()

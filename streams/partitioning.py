@@ -1,7 +1,8 @@
 """Which partition of the zone-events topic a record goes to: the one partitioning rule.
 
 Zones map to partitions by geography (`zone_partitions`): sorted by their representative point,
-west to east (then south to north, then id), they are cut into `partitions` runs of equal size, so
+west to east (then south to north, then id), they are cut into runs of equal size — as many as the
+partitions, or fewer when the zones are too close together for runs twice the 5-minute reach wide —, so
 neighbouring zones — nested rings, a district and its grid cells — share a partition and a patrol
 fix, which must reach every partition with a zone its unit can reach in 5 minutes (2.1 km), goes
 to one or two partitions rather than all of them. Every worker computes the same map from the
@@ -13,13 +14,16 @@ alert that can matter to it. The same function serves every worker and language 
 
 from __future__ import annotations
 
+import math
 import zlib
 
 import h3
 from h3.api import basic_int as h3i
 
-from contract.response import ARRIVAL_RADIUS_M, CORROBORATION_RADIUS_M
+from contract.response import ARRIVAL_RADIUS_M, CORROBORATION_RADIUS_M, DETOUR_FACTOR, UNIT_SPEED_MS
 
+#: the farthest any unit reaches in 5 minutes (streams/reach.py: MAX_REACH_M)
+MAX_REACH_M = 300.0 * max(UNIT_SPEED_MS.values()) / DETOUR_FACTOR
 FINE_RES = 9          # fine cells: spatial hashing of fixes, alerts and incidents
 HOME_RES = 6          # home cells: partitioning of incidents (~3.7 km edge)
 # Cells to search around a point for a radius, at FINE_RES (cell inradius ~174 m).
@@ -27,11 +31,21 @@ DISK_K = {ARRIVAL_RADIUS_M: 1, CORROBORATION_RADIUS_M: 2}
 
 
 def zone_partitions(zones, partitions: int) -> dict[str, int]:
-    """zone id -> partition: runs of neighbouring zones, as equal in number as can be."""
-    order = sorted(zones, key=lambda z: (round(z.geometry.representative_point().x, 9),
-                                         round(z.geometry.representative_point().y, 9), z.zone_id))
+    """zone id -> partition: runs of neighbouring zones, as equal in number as can be, in as many
+    runs as the zones' extent allows while each run stays at least twice the farthest reach wide
+    (a compact venue is one run: every unit there would reach every run anyway)."""
+    zones = list(zones)
+    if not zones:
+        return {}
+    pts = {z.zone_id: z.geometry.representative_point() for z in zones}
+    order = sorted(zones, key=lambda z: (round(pts[z.zone_id].x, 9), round(pts[z.zone_id].y, 9), z.zone_id))
+    xs = [pts[z.zone_id].x for z in order]
+    lat = sum(pts[z.zone_id].y for z in order) / len(order)
+    width_m = (xs[-1] - xs[0]) * 111_320.0 * math.cos(math.radians(lat))
+    runs = max(1, min(partitions, int(width_m // (2 * MAX_REACH_M))))
     n = len(order)
-    return {z.zone_id: min(i * partitions // max(n, 1), partitions - 1) for i, z in enumerate(order)}
+    # run r goes to partition r * partitions // runs: spread over the partitions (and workers)
+    return {z.zone_id: min(i * runs // n, runs - 1) * partitions // runs for i, z in enumerate(order)}
 
 
 def partition_of(key: str, partitions: int) -> int:

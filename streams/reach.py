@@ -29,9 +29,9 @@ import shapely
 from contract.response import DETOUR_FACTOR, EARTH_RADIUS_M, UNIT_SPEED_MS, haversine_m
 from contract.zones import LocalPlane, Zone
 
+from .partitioning import MAX_REACH_M  # no unit of any kind reaches farther within the largest limit
+
 LIMITS_S = (180.0, 300.0)                 # within_3m, within_5m
-#: no unit of any kind reaches anything farther than this within the largest limit
-MAX_REACH_M = max(LIMITS_S) * max(UNIT_SPEED_MS.values()) / DETOUR_FACTOR
 MAX_CELLS = 400                           # per zone; at least one cell whatever the zone's size
 GRID_DEG = 0.02                           # unit grid: 0.02° x 0.02° (2.2 km x 1.8 km at 35° N)
 _NX = round(360 / GRID_DEG)

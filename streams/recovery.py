@@ -164,22 +164,33 @@ async def reconcile_incidents(stage: StateStage, p: int, held: Held) -> None:
 
 
 async def restore_if_redis_lost(stage: StateStage, store: RedisStore, zone_ids: list[str], ingest) -> None:
-    """A Redis restart without persistence or a FLUSHDB loses the zone documents, unit positions
-    and owner generations; the worker holds the first two, so it writes them again, and it takes
-    its partitions' generations again."""
+    """A Redis restart without persistence, a FLUSHDB or a Sentinel failover (a promoted replica
+    may lack the last writes: replication is asynchronous) loses zone documents, unit positions,
+    incident entries and owner generations. The worker holds the state, so it writes it all
+    again and takes its partitions' generations again. Unit positions whose write failed while
+    Redis was away are written again too."""
     try:
-        if await store.exists():
-            return
+        run_id = await store.server_id()
+        lost = not await store.exists() or (stage.redis_run_id is not None and run_id != stage.redis_run_id)
     except Exception:
         return  # Redis unreachable: the writer's retries report it
+    if not lost:
+        stage.redis_run_id = run_id
+        if store.positions_lost and ingest is not None:
+            store.positions_lost = False
+            await ingest.restore_positions()
+        return
     try:
         await store.register_zones(zone_ids)
         for p, h in list(stage.held.items()):
             if h.generation:
                 h.generation = await store.take_partition(p)
+                await reconcile_incidents(stage, p, h)
     except Exception:
         return  # down again: the next check retries
+    stage.redis_run_id = run_id
     n_zones = stage.rewrite_all()
+    store.positions_lost = False
     n_units = await ingest.restore_positions() if ingest is not None else 0
-    log.warning("Redis had lost the zone state (restart or flush): rewriting %d zones and %d unit "
+    log.warning("Redis lost the zone state (restart, flush or failover): rewriting %d zones and %d unit "
                 "positions held by this worker", n_zones, n_units)

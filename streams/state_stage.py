@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from contract import metrics as metric_names
 from contract.response import CORROBORATION_WINDOW_MS
 from contract.settings import Settings
 
@@ -66,7 +67,7 @@ class StateStage:
         self.watermark = Watermark(settings.watermark_idle_ms, settings.watermark_max_lag_ms)
         self.flushed_clock: dict[int, int] = {}
         self.last_heartbeat: dict[int, float] = {}
-        self.pending_e2e: dict[str, list[float]] = {"calls": [], "gps": [], "alerts": []}
+        self.pending_e2e: dict[str, list[float]] = {src: [] for src in metric_names.SOURCES}
         self.events_applied = 0
         self.pending_board: dict[int, list[dict]] = {}   # incident entries not held by any state
         self.wake = asyncio.Event()
@@ -76,6 +77,7 @@ class StateStage:
         self.on_fenced = None
         self.lookback_ms = settings.grace_ms + CORROBORATION_WINDOW_MS
         self.last_wall = 0   # wall time of the batch applied last (carried by the arrival records it causes)
+        self.redis_run_id: str | None = None   # the Redis server last written to (streams/recovery.py)
 
     @property
     def states(self) -> dict[int, PartitionState]:
@@ -251,7 +253,7 @@ class StateStage:
             if docs or board or timelines:
                 parts.append((p, h.generation, docs, board, timelines))
         pending = self.pending_e2e
-        self.pending_e2e = {"calls": [], "gps": [], "alerts": []}
+        self.pending_e2e = {src: [] for src in metric_names.SOURCES}
         if not parts:
             return
         encoded, ids, fenced = await self.store.write(parts)

@@ -100,6 +100,7 @@ class RedisStore:
     def __init__(self, redis):
         self.redis = redis
         self._write_script = redis.register_script(WRITE_LUA)
+        self.positions_lost = False   # a positions write failed: rewrite them all when Redis answers
 
     async def register_zones(self, zone_ids) -> None:
         if zone_ids:
@@ -177,6 +178,11 @@ class RedisStore:
         metrics.ZONE_WRITES.inc(len(kept))
         return [js for js, _ in kept], [zid for _, zid in kept], fenced
 
+    async def server_id(self) -> str:
+        """The Redis server's run id: it changes when Redis restarts or a replica is promoted
+        (Sentinel), and writes acknowledged just before may be gone (replication is asynchronous)."""
+        return str((await self.redis.info("server")).get("run_id", ""))
+
     async def exists(self) -> bool:
         """Whether Redis still holds the zone registry (False after a restart or a FLUSHDB)."""
         return bool(await self.redis.exists(keys.ZONES))
@@ -205,8 +211,9 @@ class RedisStore:
         pipe.hset(keys.UNIT_INFO, mapping=info)
         try:
             await pipe.execute()
-        except Exception as exc:  # Redis down must not stop ingest
+        except Exception as exc:  # Redis down must not stop ingest: every position is written again once it is back
             metrics.REDIS_ERRORS.inc()
+            self.positions_lost = True
             log.warning("unit positions update failed: %s", exc)
 
     async def forget_units(self, before_ts: int) -> int:

@@ -27,7 +27,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable
-from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
@@ -37,10 +36,11 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from contract import keys, metrics
+from contract import keys, metrics, redisurl
 from gateway import promtext
 from gateway.promtext import histogram_quantile
 from contract.errors import RedisUnavailable, WatchError
+from contract.security import redacted_url
 from contract.settings import Settings, redis_url_from_env
 from contract.zones import RING_ORDER
 
@@ -150,18 +150,8 @@ class Snapshot:
 
 
 def _mask(url: str) -> str:
-    """The URL without a password, for messages."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+    """The URL without a password, for messages (any form, sentinel URLs too)."""
+    return redacted_url(url)
 
 
 _NUM = re.compile(r"(\d+)")
@@ -200,11 +190,9 @@ class Watcher:
                  latency: LatencySampler | None = None, timeout: float = 2.0):
         self.redis_url = redis_url
         if client is None:
-            import redis
-
             try:
-                client = redis.Redis.from_url(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
-            except ValueError as exc:
+                client = redisurl.sync_client(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+            except ValueError as exc:  # ConfigError (a bad sentinel URL) is a ValueError too
                 raise WatchError(f"bad Redis URL {_mask(redis_url)!r}: {exc}") from exc
         self.r = client
         self.latency = latency or LatencySampler(metrics_urls, timeout=min(timeout, 0.5))

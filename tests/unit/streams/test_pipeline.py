@@ -11,7 +11,9 @@ import pytest
 
 from contract.zones import load_zones
 from streams import records
+from streams import metrics
 from streams.routing import Router
+from streams.testing import Pipeline
 from streams.state_stage import StateStage
 from streams.zone_index import ZoneIndex
 from tests import scenario
@@ -173,3 +175,25 @@ def test_skipping_unchanged_zones_never_hides_a_change(seed):
                 written[doc["zone_id"]] = scenario.strip_volatile(doc)
             for zid, agg in st.zones.items():
                 assert written[zid] == st.figures(agg), (step, zid)
+
+
+def test_a_camera_status_report_in_a_zone_counts_and_places_its_camera():
+    """camera.status reports inside zones (the wall's health): counted under source "status",
+    the camera known to its zones, silent once its status says offline."""
+    s = settings(2)
+    pipe = Pipeline(s)
+    t = scenario.ms(scenario.local(12, 0, 0))
+    reports = [{"camera_id": "cam-x", "ts": t, "lat": scenario.PCORE[0], "lon": scenario.PCORE[1]},
+               {"camera_id": "cam-x", "ts": t + 60_000, "lat": scenario.PCORE[0], "lon": scenario.PCORE[1],
+                "online": False},
+               {"camera_id": "cam-x", "ts": t + 60_000, "lat": scenario.PCORE[0], "lon": scenario.PCORE[1],
+                "online": False}]  # a repeat: a duplicate
+    before = {o: metrics.EVENTS.labels("status", o)._value.get() for o in ("accepted", "duplicate")}
+    pipe.feed([Msg(topics.STATUS, 0, i, None, orjson.dumps(r), 1) for i, r in enumerate(reports)], batch=3)
+    pipe.finish()
+    docs = pipe.documents()
+    assert {z: docs[z]["health"]["cameras_known"] for z in ("core", "inner", "outer", "A")} == \
+        {"core": 1, "inner": 1, "outer": 1, "A": 0}
+    assert docs["core"]["health"]["cameras_silent"] == 1
+    after = {o: metrics.EVENTS.labels("status", o)._value.get() for o in ("accepted", "duplicate")}
+    assert (after["accepted"] - before["accepted"], after["duplicate"] - before["duplicate"]) == (2, 1)
