@@ -1,28 +1,22 @@
 """/openapi.json: the gateway's endpoints as OpenAPI 3.1, with the schemas of what they take and
-return (CONTRACT §1, §3, §9; README "Gateway and wall"). tests/unit/gateway/test_openapi.py checks
-the documents the gateway serves against these schemas."""
+return (CONTRACT §1, §3, §9; README "Gateway and wall"): the documents zonewatch writes and the
+input records from contract/schemas.py, the gateway's own answers from here.
+tests/unit/gateway/test_openapi.py and test_rest.py check real answers against them."""
 
 from __future__ import annotations
+
+import copy
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from contract.events import ALERT_TYPES, CATEGORIES, MAX_ID_LEN, MAX_TEXT_LEN, UNIT_KINDS, UNIT_STATUSES
+from contract import schemas, topics
+from contract.events import MAX_ID_LEN, UNIT_KINDS, UNIT_STATUSES
 from contract.response import UNIT_STALE_MS
 from gateway.intake import MAX_BYTES, MAX_RECORDS, NDJSON_TYPES, RETRY_AFTER_S, SOURCES
 from gateway.rest import MAX_RADIUS_M, MAX_UNITS, protected
 
-LEVELS = ["green", "yellow", "orange", "red"]
-RINGS = ["core", "inner", "outer", None]
-STATUSES = ["open", "breached", "arrived", "expired"]
-TS = {"type": "integer", "description": "epoch ms (UTC)"}
-NULLABLE_INT = {"type": ["integer", "null"]}
-COUNTS = {"type": "object", "additionalProperties": {"type": "integer"}}
 _ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LEN}
-_TS_IN = {"oneOf": [{"type": "integer"}, {"type": "string", "format": "date-time"}],
-          "description": "epoch ms, or RFC 3339 with an offset; 2000-01-01 .. host clock + 5 min"}
-_LAT = {"type": "number", "minimum": -90, "maximum": 90}
-_LON = {"type": "number", "minimum": -180, "maximum": 180}
 
 
 def _obj(props: dict, required=(), **extra) -> dict:
@@ -44,92 +38,38 @@ ERR = _json(_ref("Error"), "error")
 UNAUTHORIZED = _json(_ref("Error"), "missing or unknown token")
 FORBIDDEN = _json(_ref("Error"), "a token of the other kind (an ingest-only token on a read endpoint)")
 
-WINDOW = _obj({"calls": {"type": "integer"}, "calls_p1": {"type": "integer"}, "alerts": {"type": "integer"},
-               "alerts_by_type": COUNTS})
+def _input(topic: str) -> dict:
+    """An input topic's record schema (contract/schemas.py: exactly what the validator accepts)."""
+    out = schemas.schema(topic)
+    out.pop("$schema", None)
+    return out
+
+
+def _units_item(unit: dict) -> dict:
+    """contract/schemas.py's `unit` with what GET /units adds to each unit (README "Units near a
+    point"): the ETA to `near` by kind and the latest fix's status, kind and ts."""
+    out = copy.deepcopy(unit)
+    out["properties"].update({
+        "eta_s": {"type": "integer", "minimum": 0,
+                  "description": "distance_m x 1.3 / the kind's speed (contract.response.eta_s)"},
+        "status": {"enum": sorted(UNIT_STATUSES), "description": "the latest fix's status"},
+        "kind": {"enum": sorted(UNIT_KINDS), "description": "the latest fix's kind"},
+        "ts": {"type": "integer", "minimum": 0, "description": "the latest fix's ts, epoch ms (at most "
+               f"{UNIT_STALE_MS // 1000} s older than the stream clock)"}})
+    out["required"] = [*out.get("required", ()), "eta_s", "status", "kind", "ts"]
+    out["description"] = "GET /units items"
+    return out
+
+
+# The documents zonewatch writes (zone state, wall incident, timeline) come from contract/schemas.py,
+# the one description of them (also published as docs/schemas/*.json); the gateway's own answers
+# are described here.
+_CONTRACT = schemas.openapi_components()
 SCHEMAS = {
-    "ZoneState": _obj({
-        "zone_id": {"type": "string"}, "name": {"type": "string"},
-        "kind": {"enum": ["venue", "district", "grid", "route", "other"]}, "ring": {"enum": RINGS},
-        "version": {"type": "integer", "description": "strictly increasing per zone; keep the highest"},
-        "clock": {**TS, "description": "stream clock when this state was computed"},
-        "level": {"enum": LEVELS},
-        "today": _obj({"date": {"type": "string", "format": "date"}, "calls": {"type": "integer"},
-                       "calls_by_category": COUNTS, "calls_by_priority": COUNTS,
-                       "calls_by_lang": {**COUNTS, "description": "BCP 47 primary tag -> calls; `und` without lang"},
-                       "alerts": {"type": "integer"}, "alerts_by_type": COUNTS}),
-        "windows": _obj({"5m": WINDOW, "15m": WINDOW, "60m": WINDOW}),
-        "units": _obj({"present": {"type": "integer"}, "available": {"type": "integer"}}),
-        "response": _obj({"arrived": {"type": "integer"}, "within_1m": {"type": "integer"},
-                          "within_3m": {"type": "integer"}, "within_5m": {"type": "integer"},
-                          "breaches": {"type": "integer"}, "p50_s": {"type": ["number", "null"]},
-                          "p90_s": {"type": ["number", "null"]}},
-                         description="decisions of the last 60 min"),
-        "open_incidents": {"type": "integer"},
-        "health": _obj({"cameras_known": {"type": "integer"}, "cameras_silent": {"type": "integer"},
-                        "units_quiet": {"type": "integer"},
-                        "last_event_age_s": _obj({"calls": {"type": ["number", "null"]},
-                                                  "gps": {"type": ["number", "null"]},
-                                                  "alerts": {"type": ["number", "null"]}},
-                                                 description="clock minus the newest ts per source inside the "
-                                                             "zone; null when none in 24 h")}),
-        "reach": _obj({"within_3m": {"type": "number", "minimum": 0, "maximum": 1},
-                       "within_5m": {"type": "number", "minimum": 0, "maximum": 1}},
-                      description="share of the zone's area the nearest available unit reaches in 3 / 5 min"),
-    }, ["zone_id", "version", "clock", "level"], description="CONTRACT §3 zone state document"),
-    "Unit": _obj({
-        "unit_id": {"type": "string"}, "lat": {"type": "number"}, "lon": {"type": "number"},
-        "distance_m": {"type": "number", "description": "from `near`, as Redis GEO measures it"},
-        "eta_s": {"type": "integer", "description": "distance x 1.3 / the kind's speed (contract.response.eta_s)"},
-        "status": {"enum": sorted(UNIT_STATUSES)}, "kind": {"enum": sorted(UNIT_KINDS)},
-        "ts": {**TS, "description": "the unit's latest fix"}},
-        ["unit_id", "lat", "lon", "distance_m", "eta_s", "status", "kind", "ts"]),
-    "NearestUnit": _obj({"unit_id": {"type": "string"}, "kind": {"enum": sorted(UNIT_KINDS)},
-                         "distance_m": {"type": "number"}, "eta_s": {"type": "integer"}},
-                        ["unit_id", "kind", "distance_m", "eta_s"], description="an available unit at call time"),
-    "CorroboratingAlert": _obj({"alert_id": {"type": "string"}, "type": {"enum": sorted(ALERT_TYPES)},
-                                "distance_m": {"type": "number"}, "dt_s": {"type": "number",
-                                                                           "description": "alert ts - call ts"}},
-                               ["alert_id", "type", "distance_m", "dt_s"]),
-    "Incident": _obj({
-        "call_id": {"type": "string"}, "status": {"enum": STATUSES}, "ts": {**TS, "description": "call time"},
-        "lat": {"type": "number"}, "lon": {"type": "number"}, "category": {"enum": sorted(CATEGORIES)},
-        "priority": {"type": "integer", "minimum": 1, "maximum": 4},
-        "zones": {"type": "array", "items": {"type": "string"}}, "ring": {"enum": RINGS},
-        "breach_at": {**TS, "description": "ts + 300 s"}, "arrived_ts": NULLABLE_INT,
-        "unit_id": {"type": ["string", "null"]}, "response_s": {"type": ["number", "null"]},
-        "nearest_units": {"type": "array", "items": _ref("NearestUnit")},
-        "clock": {**TS, "description": "stream clock when written"}, "partition": {"type": "integer"}},
-        ["call_id", "status", "ts"],
-        description="An incident on the wall (README: Open incidents on the wall); in zw:incidents while "
-                    "status is open or breached"),
-    "Call": _obj({"call_id": {"type": "string"}, "ts": TS, "lat": {"type": "number"}, "lon": {"type": "number"},
-                  "category": {"enum": sorted(CATEGORIES)}, "priority": {"type": "integer"},
-                  "lang": {"type": "string"}, "text": {"type": "string"}},
-                 ["call_id", "ts", "lat", "lon", "category", "priority"],
-                 description="the call as validated; never `caller` nor `caller_ref`", additionalProperties=False),
-    "Decision": _obj({"type": {"enum": ["arrived", "breach"]}, "unit_id": {"type": ["string", "null"]},
-                      "response_s": {"type": ["number", "null"]}, "ts": TS},
-                     ["type", "unit_id", "response_s", "ts"], description="the sla.events decision"),
-    "TimelineEvent": _obj({"ts": TS, "what": {"enum": ["call", "recommended", "alert", "breach", "arrived",
-                                                       "expired"]},
-                           "unit_ids": {"type": "array", "items": {"type": "string"}}, "alert_id": {"type": "string"},
-                           "type": {"type": "string"}, "distance_m": {"type": "number"},
-                           "unit_id": {"type": "string"}, "response_s": {"type": "number"}}, ["ts", "what"]),
-    "Timeline": _obj({
-        "call_id": {"type": "string"}, "call": _ref("Call"),
-        "zones": {"type": "array", "items": {"type": "string"}}, "ring": {"enum": RINGS},
-        "nearest_units": {"type": "array", "items": _ref("NearestUnit")},
-        "corroborating_alerts": {"type": "array", "items": _ref("CorroboratingAlert")},
-        "decision": {"oneOf": [_ref("Decision"), {"type": "null"}]},
-        "arrival": {"oneOf": [_obj({"unit_id": {"type": "string"}, "response_s": {"type": "number"}, "ts": TS},
-                                   ["unit_id", "response_s", "ts"]), {"type": "null"}]},
-        "breach": {"oneOf": [_obj({"ts": TS}, ["ts"]), {"type": "null"}]},
-        "status": {"enum": STATUSES},
-        "events": {"type": "array", "items": _ref("TimelineEvent"), "description": "in stream-clock order"},
-        "clock": TS, "partition": {"type": "integer"}},
-        ["call_id", "call", "zones", "ring", "nearest_units", "corroborating_alerts", "decision", "status",
-         "events"],
-        description="One incident's story (zw:incident:{call_id}, kept 48 h), all times on the stream clock"),
+    "ZoneState": _CONTRACT["ZoneState"],
+    "Incident": _CONTRACT["Incident"],
+    "IncidentTimeline": _CONTRACT["IncidentTimeline"],
+    "Unit": _units_item(_CONTRACT["Unit"]),
     "Stats": _obj({
         "e2e": _obj({"metric": {"type": "string"}, "what": {"type": "string"},
                      "p50_ms": {"type": ["number", "null"]}, "p99_ms": {"type": ["number", "null"]},
@@ -140,37 +80,21 @@ SCHEMAS = {
     "Health": _obj({"status": {"type": "string"}, "redis": {"type": "boolean"}, "clients": {"type": "integer"},
                     "last_update_id": {"type": ["string", "null"]},
                     "intake": {"enum": ["off", "connecting", "connected"],
-                               "description": "POST /ingest's Kafka producer"}}),
+                               "description": "POST /ingest's Kafka producer"}},
+                   ["status", "redis", "intake"]),
     "IngestResult": _obj({
-        "accepted": {"type": "integer", "description": "records in Kafka (acks=all) before this answer"},
+        "accepted": {"type": "integer", "minimum": 0,
+                     "description": "records in Kafka (acks=all) before this answer"},
         "rejected": {"type": "array", "items": _obj({
-            "index": {"type": "integer", "description": "the record's position: array index or NDJSON line, from 0"},
+            "index": {"type": "integer", "minimum": 0,
+                      "description": "the record's position: array index or NDJSON line, from 0"},
             "reason": {"type": "string", "description": "the validator's reason, as in the worker's dead letters"}},
-            ["index", "reason"])}},
-        ["accepted", "rejected"]),
-    "CallIn": _obj({"call_id": _ID, "ts": _TS_IN, "lat": _LAT, "lon": _LON,
-                    "category": {"type": "string", "description": f"{', '.join(sorted(CATEGORIES))}; "
-                                                                   "others become `other`"},
-                    "priority": {"type": "integer", "minimum": 1, "maximum": 4},
-                    "caller": {"type": "string", "maxLength": 64, "description": "personal data (CONTRACT §6)"},
-                    "lang": {"type": "string", "maxLength": 35}, "text": {"type": "string", "maxLength": MAX_TEXT_LEN}},
-                   ["call_id", "ts", "lat", "lon", "category", "priority"], description="CONTRACT §1 calls.110"),
-    "FixIn": _obj({"unit_id": _ID, "ts": _TS_IN, "lat": _LAT, "lon": _LON,
-                   "status": {"enum": sorted(UNIT_STATUSES), "default": "available"},
-                   "kind": {"enum": sorted(UNIT_KINDS), "default": "car"},
-                   "speed": {"type": "number", "minimum": 0}, "heading": {"type": "number", "minimum": 0,
-                                                                          "maximum": 360}},
-                  ["unit_id", "ts", "lat", "lon"], description="CONTRACT §1 patrol.gps"),
-    "AlertIn": _obj({"alert_id": _ID, "camera_id": _ID, "ts": _TS_IN, "lat": _LAT, "lon": _LON,
-                     "type": {"type": "string", "description": f"{', '.join(sorted(ALERT_TYPES))}; others become "
-                                                               "`other`"},
-                     "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-                     "severity": {"type": "integer", "minimum": 1, "maximum": 4, "default": 3}},
-                    ["alert_id", "camera_id", "ts", "lat", "lon", "type", "confidence"],
-                    description="CONTRACT §1 camera.alerts"),
-    "StatusIn": _obj({"camera_id": _ID, "ts": _TS_IN, "lat": _LAT, "lon": _LON,
-                      "online": {"type": "boolean", "default": True}},
-                     ["camera_id", "ts", "lat", "lon"], description="CONTRACT §1 camera.status"),
+            ["index", "reason"], additionalProperties=False)}},
+        ["accepted", "rejected"], additionalProperties=False),
+    "CallIn": _input(topics.CALLS),
+    "FixIn": _input(topics.GPS),
+    "AlertIn": _input(topics.ALERTS),
+    "StatusIn": _input(topics.STATUS),
     "Error": _obj({"error": {"type": "string"}, "retry_after_s": {"type": "integer"}}, ["error"]),
 }
 INPUT_OF = {"calls": "CallIn", "gps": "FixIn", "alerts": "AlertIn", "status": "StatusIn"}
@@ -269,7 +193,7 @@ SPEC = {
             "summary": "One incident's timeline: the call (never its caller), zones, ring, nearest units at "
                        "call time, corroborating alerts, arrival or breach, events on the stream clock",
             "parameters": [{"name": "call_id", "in": "path", "required": True, "schema": _ID}],
-            "responses": {"200": _json(_ref("Timeline"), "the timeline"),
+            "responses": {"200": _json(_ref("IncidentTimeline"), "the timeline"),
                           "404": _json(_ref("Error"), "unknown call id (or older than 48 h)"),
                           "401": UNAUTHORIZED, "403": FORBIDDEN}}},
         "/ingest/{source}": _INGEST,
