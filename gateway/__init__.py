@@ -14,6 +14,7 @@
     server.py   uvicorn with the connection limits (request-head and write timeouts, connection cap)
     logs.py     the log filter that masks tokens
     openapi.py  /openapi.json
+    schemas.py  /schemas/{name}.json (the contract's published JSON Schemas, open)
     promtext.py the one Prometheus text reader (the wall's badge, `zonewatch watch`, the bench)
     static/     the wall page
 """

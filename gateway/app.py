@@ -28,6 +28,7 @@ static wall page need `Authorization: Bearer <token>`; `/stream` and `/ws` also 
   WS  /ws                    the same feed as JSON messages over a WebSocket
   GET /stats                 the worker's e2e latency (p50/p99 over the last 30 s, scraped from its
                              /metrics), connected clients, the stream's time zone
+  GET /schemas/{name}.json   the published JSON Schemas (contract/schemas.py), no token; /schemas/index.json
   GET /healthz  /metrics  /openapi.json  /  (the wall)
 
 Fan-out: ONE task per gateway process reads zw:zone-updates with XREAD BLOCK and puts each entry
@@ -104,7 +105,7 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
 
     from contract.zones import load_zones, zones_geojson
     from gateway import intake as intake_module
-    from gateway import live, openapi, rest
+    from gateway import live, openapi, rest, schemas
     from gateway.auth import Tokens
     from gateway.context import Context
     from gateway.feed import Hub
@@ -158,6 +159,7 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
         Route("/healthz", rest.healthz),
         Route("/metrics", rest.metrics),
         Route("/openapi.json", openapi.openapi),
+        Route("/schemas/{name}.json", schemas.schema),   # open, like /healthz (gateway/schemas.py)
         Route("/zones", rest.zones),
         Route("/zones.geojson", rest.zones_geojson),
         Route("/zones/{zone_id:path}", rest.zone_one),

@@ -218,6 +218,14 @@ SPEC = {
         "/stats": {"get": {"summary": "Worker e2e latency (last 30 s), clients, time zone",
                            "responses": {"200": _json(_ref("Stats"), "stats"), "401": UNAUTHORIZED,
                                          "403": FORBIDDEN}}},
+        "/schemas/{name}.json": {"get": {
+            "summary": "A published JSON Schema (contract/schemas.py, as docs/schemas/): topic records and Redis "
+                       "documents; `index` lists them (no token: public documentation)", "security": [],
+            "parameters": [{"name": "name", "in": "path", "required": True,
+                            "schema": {"enum": [*schemas.names(), "index"]}}],
+            "responses": {"200": {"description": "a JSON Schema (draft 2020-12)",
+                                  "content": {"application/schema+json": {"schema": {"type": "object"}}}},
+                          "404": _json(_ref("Error"), "no such schema")}}},
         "/healthz": {"get": {"summary": "Liveness, Redis reachability and intake's state (no token)", "security": [],
                              "responses": {"200": _json(_ref("Health"), "ok"),
                                            "503": _json(_ref("Health"), "Redis down")}}},

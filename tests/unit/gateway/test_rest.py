@@ -206,3 +206,16 @@ def test_intake_refusals_without_kafka():
     h = c.get("/healthz").json()
     assert h["intake"] == "connecting"
     conforms(h, response_schema("/healthz", 200))
+
+
+def test_the_published_schemas_are_served_without_a_token():
+    c = client(FakeRedis())
+    index = c.get("/schemas/index.json")
+    assert index.status_code == 200
+    names = [x["name"] for x in index.json()["schemas"]]
+    assert {"zone", "incident-timeline", "unit", "calls.110"} <= set(names)
+    r = c.get("/schemas/incident-timeline.json")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/schema+json")
+    assert r.json()["title"] == "Incident timeline"
+    assert c.get("/schemas/zone-events.json").status_code == 404     # internal: not served
+    assert c.get("/schemas/nope.json").status_code == 404
