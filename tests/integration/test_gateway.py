@@ -335,7 +335,7 @@ def test_snapshot_then_updates_from_the_pipeline(live):
 def test_tokens_required_except_healthz_and_wall(live):
     dep, gw = live
     for path in ("/zones", "/zones/A", "/zones.geojson", "/units?near=34.7,113.6&radius=100", "/stream",
-                 "/stats", "/openapi.json", "/incidents"):
+                 "/stats", "/openapi.json", "/incidents", "/incidents/c1"):
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
             r = gw.get(path, headers=headers)
             assert r.status_code == 401, (path, headers, r.status_code)
