@@ -54,6 +54,11 @@ def _with_redis_password(url: str, password: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{hostport}"))
 
 
+def _tokens(name: str) -> tuple[str, ...]:
+    """A comma-separated token list (blanks around and between commas ignored)."""
+    return tuple(t.strip() for t in _env(name, "").split(",") if t.strip())
+
+
 def _env_int(name: str, default: int) -> int:
     raw = _env(name, str(default))
     try:
@@ -75,6 +80,8 @@ class Settings:
     topic_prefix: str = ""
     app_id: str = "zonewatch"
     gateway_tokens: tuple[str, ...] = field(default=(), repr=False)
+    # CONTRACT §7: tokens allowed to POST /ingest/... (apart from the read tokens); () = intake off
+    ingest_tokens: tuple[str, ...] = field(default=(), repr=False)
     # Connection security (docs/SECURITY.md); the defaults are the plaintext local stack.
     kafka_security_protocol: str = "PLAINTEXT"   # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
     kafka_sasl_mechanism: str = "SCRAM-SHA-512"  # with SASL_*: SCRAM-SHA-512 | SCRAM-SHA-256 | PLAIN
@@ -109,7 +116,7 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> "Settings":
-        tokens = tuple(t.strip() for t in _env("ZONEWATCH_GATEWAY_TOKENS", "").split(",") if t.strip())
+        tokens = _tokens("ZONEWATCH_GATEWAY_TOKENS")
         rules = os.environ.get("ZONEWATCH_RULES")
         s = cls(
             kafka=_env("ZONEWATCH_KAFKA", cls.kafka),
@@ -121,6 +128,7 @@ class Settings:
             topic_prefix=os.environ.get("ZONEWATCH_TOPIC_PREFIX", ""),
             app_id=_env("ZONEWATCH_APP_ID", cls.app_id),
             gateway_tokens=tokens,
+            ingest_tokens=_tokens("ZONEWATCH_INGEST_TOKENS"),
             partitions=_env_int("ZONEWATCH_PARTITIONS", cls.partitions),
             future_tolerance_ms=_env_int("ZONEWATCH_FUTURE_TOLERANCE_MS", cls.future_tolerance_ms),
             h3_resolution=_env_int("ZONEWATCH_H3_RESOLUTION", cls.h3_resolution),

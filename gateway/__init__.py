@@ -4,7 +4,8 @@
     app.py      the Starlette app, its routes and `zonewatch gateway` (add_parser / run)
     context.py  what every handler shares (tokens, Redis, the hub, the zones file, the wall page)
     auth.py     bearer and `?token=` tokens
-    rest.py     the request/response endpoints (/zones, /units, /incidents, /stats, ...)
+    rest.py     the request/response endpoints (/zones, /units, /incidents, /incidents/{id}, /stats, ...)
+    intake.py   POST /ingest: bodies counted as they arrive, the contract's validator, one Kafka producer
     live.py     the two live endpoints, /stream (SSE) and /ws, one writer per client
     feed.py     the hub: one reader of zw:zone-updates fanning out to bounded client queues,
                 snapshots, resume and resync, SSE and WebSocket framing
@@ -13,6 +14,7 @@
     server.py   uvicorn with the connection limits (request-head and write timeouts, connection cap)
     logs.py     the log filter that masks tokens
     openapi.py  /openapi.json
+    schemas.py  /schemas/{name}.json (the contract's published JSON Schemas, open)
     promtext.py the one Prometheus text reader (the wall's badge, `zonewatch watch`, the bench)
     static/     the wall page
 """

@@ -1,6 +1,6 @@
 """`zonewatch gateway` — the HTTP / Server-Sent Events gateway and the wall page (CONTRACT §9).
 
-    ZONEWATCH_GATEWAY_TOKENS=secret1,secret2 zonewatch gateway --port 8080
+    ZONEWATCH_GATEWAY_TOKENS=secret1,secret2 [ZONEWATCH_INGEST_TOKENS=secret3] zonewatch gateway --port 8080
     open http://127.0.0.1:8080/?token=secret1
 
 Starlette on uvicorn, redis.asyncio for Redis. Endpoints (all but `/healthz`, `/metrics` and the
@@ -9,8 +9,16 @@ static wall page need `Authorization: Bearer <token>`; `/stream` and `/ws` also 
   GET /zones                 all zone states (JSON array of CONTRACT §3 documents)
   GET /zones/{id}            one zone state, 404 if Redis has none for that id
   GET /zones.geojson         the zones file (ZONEWATCH_ZONES) with every feature's id at top level
-  GET /units?near=LAT,LON&radius=M[&limit=N]   units of zw:units within M metres, nearest first
+  GET /units?near=LAT,LON&radius=M[&limit=N][&status=S,...]   units of zw:units within M metres,
+                             nearest first, with eta_s, status, kind, ts; stale ones (fix > 120 s
+                             older than the stream clock) left out
   GET /incidents             open incidents (zw:incidents), oldest call first
+  GET /incidents/{call_id}   one incident's timeline (zw:incident:{call_id}), never a caller; 404 if none
+  POST /ingest/{calls|gps|alerts|status}   with an ingest token (ZONEWATCH_INGEST_TOKENS; unset = 404):
+                             a JSON object, array or NDJSON of at most 10,000 records and 10 MB, each
+                             validated as the worker does; valid ones in Kafka (acks=all) before
+                             200 {"accepted", "rejected": [{"index", "reason"}]}; 503 + Retry-After
+                             when Kafka does not take them in --ingest-timeout (send the body again)
   GET /stream                Server-Sent Events: `snapshot`, then one `zone` event per zw:zone-updates
                              entry; resumable with Last-Event-ID (header or ?last_event_id=);
                              `resync` + a fresh `snapshot` when the id was trimmed or the client fell
@@ -20,6 +28,7 @@ static wall page need `Authorization: Bearer <token>`; `/stream` and `/ws` also 
   WS  /ws                    the same feed as JSON messages over a WebSocket
   GET /stats                 the worker's e2e latency (p50/p99 over the last 30 s, scraped from its
                              /metrics), connected clients, the stream's time zone
+  GET /schemas/{name}.json   the published JSON Schemas (contract/schemas.py), no token; /schemas/index.json
   GET /healthz  /metrics  /openapi.json  /  (the wall)
 
 Fan-out: ONE task per gateway process reads zw:zone-updates with XREAD BLOCK and puts each entry
@@ -34,7 +43,8 @@ Limits (docs/SECURITY.md): a connection must send its complete request head with
 --header-timeout (10 s) of connecting or of its last response, is closed after --keepalive (5 s)
 idle, and is dropped when its client stops reading for --write-timeout (30 s); at most
 --max-connections (1000) are open. Tokens need 16 characters or more and are masked in every log
-line. WebSocket client messages are limited to 4 KiB (the gateway needs none).
+line. WebSocket client messages are limited to 4 KiB (the gateway needs none). An /ingest body must
+arrive within --ingest-body-timeout (60 s); at most --ingest-concurrency (4) bodies are handled at once.
 """
 from __future__ import annotations
 
@@ -49,6 +59,7 @@ from contract.errors import ConfigError, ZonewatchError
 from contract.security import redacted_url
 from contract.settings import Settings
 from gateway.feed import DEFAULT_HEARTBEAT_S, DEFAULT_QUEUE, READ_BLOCK_MS, READER_TIMEOUT_MARGIN_S
+from gateway.intake import DEFAULT_BODY_TIMEOUT_S, DEFAULT_CONCURRENCY, DEFAULT_PRODUCE_TIMEOUT_S
 from gateway.stats import DEFAULT_WORKER_METRICS
 
 log = logging.getLogger("zonewatch.gateway")
@@ -60,10 +71,29 @@ LIMIT_OPTIONS = (("--header-timeout", "ZONEWATCH_GATEWAY_HEADER_TIMEOUT_S", "hea
                  ("--keepalive", "ZONEWATCH_GATEWAY_KEEPALIVE_S", "keepalive_s", float),
                  ("--write-timeout", "ZONEWATCH_GATEWAY_WRITE_TIMEOUT_S", "write_timeout_s", float),
                  ("--max-connections", "ZONEWATCH_GATEWAY_MAX_CONNECTIONS", "max_connections", int))
+#: intake (POST /ingest) options: flag, variable, Intake keyword, type, default, help
+INTAKE_OPTIONS = (
+    ("--ingest-timeout", "ZONEWATCH_INGEST_TIMEOUT_S", "produce_timeout_s", float, DEFAULT_PRODUCE_TIMEOUT_S,
+     "seconds an /ingest request waits for Kafka to acknowledge its records, then 503"),
+    ("--ingest-body-timeout", "ZONEWATCH_INGEST_BODY_TIMEOUT_S", "body_timeout_s", float, DEFAULT_BODY_TIMEOUT_S,
+     "seconds an /ingest body may take to arrive, then 408"),
+    ("--ingest-concurrency", "ZONEWATCH_INGEST_CONCURRENCY", "concurrency", int, DEFAULT_CONCURRENCY,
+     "/ingest bodies read and produced at once; more wait up to --ingest-timeout, then 503"),
+)
+
+
+def quiet_kafka_client_logs() -> None:
+    """aiokafka logs every record it sends (key and value) at debug level: the intake producer's
+    records hold callers' numbers, which never reach a log (CONTRACT §6), whatever --log-level says."""
+    for name in ("aiokafka", "kafka"):
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.INFO:
+            logger.setLevel(logging.INFO)
 
 
 def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), worker_metrics=(),
-               queue_size: int = DEFAULT_QUEUE, heartbeat_s: float = DEFAULT_HEARTBEAT_S):
+               queue_size: int = DEFAULT_QUEUE, heartbeat_s: float = DEFAULT_HEARTBEAT_S,
+               intake_options: dict | None = None):
     """The Starlette app of one gateway; its context is `app.state.gw`."""
     import orjson
     import redis.asyncio as aioredis
@@ -74,13 +104,15 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
     from starlette.routing import Route, WebSocketRoute
 
     from contract.zones import load_zones, zones_geojson
-    from gateway import live, openapi, rest
+    from gateway import intake as intake_module
+    from gateway import live, openapi, rest, schemas
     from gateway.auth import Tokens
     from gateway.context import Context
     from gateway.feed import Hub
+    from gateway.intake import Intake
     from gateway.stats import WorkerStats
 
-    tokens = Tokens(settings.gateway_tokens, insecure)
+    tokens = Tokens(settings.gateway_tokens, insecure, ingest=settings.ingest_tokens)
     zones = load_zones(settings.zones, id_property=settings.zone_id_property)
     # A bounded pool: snapshots, catch-ups and REST calls share it, and a burst of connecting clients
     # waits for a free connection instead of opening one each; every call on it is bounded by
@@ -96,10 +128,12 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
                                                           READ_BLOCK_MS / 1000 + READER_TIMEOUT_MARGIN_S)
     reader = aioredis.Redis.from_pool(reader_pool)
     hub = Hub(redis, queue_size=queue_size, heartbeat_s=heartbeat_s, reader=reader)
+    intake = Intake(settings, **(intake_options or {})) if tokens.intake else None
     context = Context(settings=settings, tokens=tokens, redis=redis, hub=hub,
                       stats=WorkerStats(list(worker_metrics) or [DEFAULT_WORKER_METRICS]),
                       geojson=orjson.dumps(zones_geojson(zones)), zone_count=len(zones),
-                      wall_html=(STATIC_DIR / "index.html").read_bytes())
+                      wall_html=(STATIC_DIR / "index.html").read_bytes(), intake=intake,
+                      clock=rest.StreamClock(redis))
 
     async def redis_down(request, exc):
         log.warning("redis error on %s: %s", request.url.path, exc)
@@ -107,10 +141,15 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        quiet_kafka_client_logs()
         await hub.start()
+        if intake is not None:
+            await intake.start()
         try:
             yield
         finally:
+            if intake is not None:
+                await intake.stop()
             await hub.stop()
             await redis.aclose()
             await reader.aclose()
@@ -120,11 +159,14 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
         Route("/healthz", rest.healthz),
         Route("/metrics", rest.metrics),
         Route("/openapi.json", openapi.openapi),
+        Route("/schemas/{name}.json", schemas.schema),   # open, like /healthz (gateway/schemas.py)
         Route("/zones", rest.zones),
         Route("/zones.geojson", rest.zones_geojson),
         Route("/zones/{zone_id:path}", rest.zone_one),
         Route("/units", rest.units),
         Route("/incidents", rest.incidents),
+        Route("/incidents/{call_id:path}", rest.incident_one),
+        Route("/ingest/{source}", intake_module.ingest, methods=["POST"]),
         Route("/stats", rest.stats),
         Route("/stream", live.stream),
         WebSocketRoute("/ws", live.ws),
@@ -174,6 +216,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     for flag, env, field, kind in LIMIT_OPTIONS:
         p.add_argument(flag, type=kind, default=None, metavar="N" if kind is int else "S",
                        help=f"{helps[field]} (default {env} or {getattr(Limits, field):g})")
+    for flag, env, _field, kind, default, text in INTAKE_OPTIONS:
+        p.add_argument(flag, type=kind, default=None, metavar="N" if kind is int else "S",
+                       help=f"{text} (default {env} or {default:g})")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.add_argument("--access-log", action="store_true", help="log every request (tokens masked)")
     p.set_defaults(func=run)
@@ -199,6 +244,24 @@ def limits_from(args: argparse.Namespace):
     return limits
 
 
+def intake_from(args: argparse.Namespace) -> dict:
+    """The intake options: each flag, else its ZONEWATCH_INGEST_* variable, else the default."""
+    values = {}
+    for flag, env, field, kind, default, _text in INTAKE_OPTIONS:
+        value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
+        if value is None and os.environ.get(env, "").strip():
+            try:
+                value = kind(os.environ[env])
+            except ValueError:
+                whole = "whole " if kind is int else ""
+                raise ConfigError(f"{env}={os.environ[env]!r} is not a {whole}number") from None
+        value = default if value is None else value
+        if not value > 0:
+            raise ConfigError(f"{flag} ({env}) must be positive, not {value!r}")
+        values[field] = value
+    return values
+
+
 def run(args: argparse.Namespace) -> int:
     from gateway.server import check_fd_limit, server
 
@@ -214,7 +277,8 @@ def run(args: argparse.Namespace) -> int:
             u.strip() for u in os.environ.get("ZONEWATCH_WORKER_METRICS", DEFAULT_WORKER_METRICS).split(",")
             if u.strip()]
         app = create_app(settings, insecure=args.insecure, cors_origins=args.cors_origin,
-                         worker_metrics=metrics_urls, queue_size=args.client_queue, heartbeat_s=args.heartbeat)
+                         worker_metrics=metrics_urls, queue_size=args.client_queue, heartbeat_s=args.heartbeat,
+                         intake_options=intake_from(args))
     except ZonewatchError as exc:
         print(f"zonewatch gateway: {exc}", file=sys.stderr)
         return 2
@@ -227,5 +291,8 @@ def run(args: argparse.Namespace) -> int:
     log.info("gateway on http://%s:%d/ (Redis %s, zones %s); limits: request head within %gs, keep-alive %gs, "
              "write timeout %gs, %d connections", args.host, args.port, redacted_url(settings.redis), settings.zones,
              limits.header_timeout_s, limits.keepalive_s, limits.write_timeout_s, limits.max_connections)
+    intake = (f"on, {len(settings.ingest_tokens)} ingest token(s), Kafka {settings.kafka}, topic prefix "
+              f"{settings.topic_prefix!r}" if settings.ingest_tokens else "off (ZONEWATCH_INGEST_TOKENS unset)")
+    log.info("intake (POST /ingest): %s", intake)
     srv.run()
     return 0

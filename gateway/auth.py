@@ -1,6 +1,13 @@
-"""Bearer tokens (ZONEWATCH_GATEWAY_TOKENS): `Authorization: Bearer <token>` on every data
-endpoint, `?token=` also on /stream and /ws (browsers cannot set headers there). Constant-time
-comparison; the header wins over the query."""
+"""Bearer tokens. Two kinds, kept apart (README "Intake"):
+
+* read tokens (ZONEWATCH_GATEWAY_TOKENS): `Authorization: Bearer <token>` on every data endpoint,
+  `?token=` also on /stream and /ws (browsers cannot set headers there);
+* ingest tokens (ZONEWATCH_INGEST_TOKENS): `POST /ingest/...` only, and only in the header.
+
+A token grants what the lists it is in grant: an ingest-only token reads nothing (403 on the read
+endpoints), a read-only token ingests nothing (403 on /ingest). Constant-time comparison; the header
+wins over the query.
+"""
 
 from __future__ import annotations
 
@@ -11,38 +18,77 @@ from contract.errors import ConfigError
 
 #: shortest accepted token: 16 characters of `secrets.token_urlsafe` are 96 random bits
 MIN_TOKEN_LENGTH = 16
+OK, MISSING, FORBIDDEN = 200, 401, 403
+
+
+def _checked(tokens: Iterable[str], variable: str) -> list[bytes]:
+    tokens = list(tokens)
+    short = [f"#{i} has {len(t)}" for i, t in enumerate(tokens, 1) if len(t) < MIN_TOKEN_LENGTH]
+    if short:   # never name the token itself: this message goes to logs
+        raise ConfigError(f"{variable}: every token needs at least {MIN_TOKEN_LENGTH} characters; "
+                          f"token {', '.join(short)} (make one with: python3 -c "
+                          "'import secrets; print(secrets.token_urlsafe(24))')")
+    return [t.encode() for t in tokens]
+
+
+def _match(given: bytes, tokens: list[bytes]) -> bool:
+    found = False
+    for t in tokens:   # no early exit: the time taken does not tell which token matched
+        found |= hmac.compare_digest(given, t)
+    return found
 
 
 class Tokens:
-    """The accepted tokens; `insecure` (no tokens at all) only when none are configured."""
+    """The accepted tokens; `insecure` (reads without any token) only when no read tokens are
+    configured. Intake never runs without ingest tokens, --insecure or not."""
 
-    def __init__(self, tokens: Iterable[str], insecure: bool = False):
-        tokens = list(tokens)
-        short = [f"#{i} has {len(t)}" for i, t in enumerate(tokens, 1) if len(t) < MIN_TOKEN_LENGTH]
-        if short:   # never name the token itself: this message goes to logs
-            raise ConfigError(f"ZONEWATCH_GATEWAY_TOKENS: every token needs at least {MIN_TOKEN_LENGTH} characters; "
-                              f"token {', '.join(short)} (make one with: python3 -c "
-                              "'import secrets; print(secrets.token_urlsafe(24))')")
-        self._tokens = [t.encode() for t in tokens]
+    def __init__(self, tokens: Iterable[str], insecure: bool = False, ingest: Iterable[str] = ()):
+        self._tokens = _checked(tokens, "ZONEWATCH_GATEWAY_TOKENS")
+        self._ingest = _checked(ingest, "ZONEWATCH_INGEST_TOKENS")
         self.insecure = insecure and not self._tokens   # tokens, when configured, are always required
         if not self._tokens and not self.insecure:
             raise ConfigError("ZONEWATCH_GATEWAY_TOKENS is not set: give the gateway its bearer tokens "
                               "(comma-separated) or start it with --insecure")
 
-    def allows(self, conn, query_ok: bool = False) -> bool:
-        """True when the request (or WebSocket) `conn` carries a valid token."""
-        if self.insecure:
-            return True
-        given = None
+    @property
+    def intake(self) -> bool:
+        """Whether POST /ingest is on (ZONEWATCH_INGEST_TOKENS is set)."""
+        return bool(self._ingest)
+
+    @staticmethod
+    def _given(conn, query_ok: bool) -> bytes | None:
         auth = conn.headers.get("authorization", "")
         if auth[:7].lower() == "bearer ":
             given = auth[7:].strip()
         elif query_ok:
             given = conn.query_params.get("token")
-        if not given:
-            return False
-        g = given.encode()
-        return any(hmac.compare_digest(g, t) for t in self._tokens)
+        else:
+            given = None
+        return given.encode() if given else None
+
+    def read(self, conn, query_ok: bool = False) -> int:
+        """OK, MISSING (no token, or an unknown one) or FORBIDDEN (an ingest-only token)."""
+        if self.insecure:
+            return OK
+        given = self._given(conn, query_ok)
+        if given is None:
+            return MISSING
+        if _match(given, self._tokens):
+            return OK
+        return FORBIDDEN if _match(given, self._ingest) else MISSING
+
+    def ingest(self, conn) -> int:
+        """OK, MISSING (no token, or an unknown one) or FORBIDDEN (a read-only token); header only."""
+        given = self._given(conn, False)
+        if given is None:
+            return MISSING
+        if _match(given, self._ingest):
+            return OK
+        return FORBIDDEN if _match(given, self._tokens) else MISSING
+
+    def allows(self, conn, query_ok: bool = False) -> bool:
+        """True when the request (or WebSocket) `conn` carries a valid read token."""
+        return self.read(conn, query_ok) == OK
 
 
 def unauthorized():
@@ -50,3 +96,14 @@ def unauthorized():
 
     return JSONResponse({"error": "missing or invalid bearer token"}, status_code=401,
                         headers={"WWW-Authenticate": 'Bearer realm="zonewatch"'})
+
+
+def forbidden(what: str):
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"error": f"this token may not {what}"}, status_code=403)
+
+
+def refusal(status: int, what: str):
+    """The answer for a MISSING or FORBIDDEN check."""
+    return unauthorized() if status == MISSING else forbidden(what)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from contract.settings import Settings
 from gateway.auth import Tokens
 from gateway.feed import Hub
 from gateway.stats import WorkerStats
+
+if TYPE_CHECKING:
+    from gateway.intake import Intake
+    from gateway.rest import StreamClock
 
 
 @dataclass
@@ -20,6 +25,8 @@ class Context:
     geojson: bytes          # the zones file as served at /zones.geojson
     zone_count: int
     wall_html: bytes
+    clock: StreamClock                 # the stream clock of /units
+    intake: Intake | None = None       # when ZONEWATCH_INGEST_TOKENS is set
 
 
 def ctx(conn) -> Context:

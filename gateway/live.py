@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from gateway.auth import unauthorized
+from gateway.auth import OK, refusal
 from gateway.context import ctx
 from gateway.feed import Hub, Subscriber, parse_last_event_id, sse_encode, ws_encode
 from gateway.metrics import WRITERS
@@ -96,8 +96,9 @@ async def _feed(hub: Hub, sub: Subscriber, last_id: str | None):
 
 async def stream(request: Request):
     c = ctx(request)
-    if not c.tokens.allows(request, query_ok=True):
-        return unauthorized()
+    status = c.tokens.read(request, query_ok=True)
+    if status != OK:
+        return refusal(status, "read")
     try:
         last_id = requested_last_id(request.query_params, request.headers)
     except ValueError as exc:

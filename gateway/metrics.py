@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
 
+from contract.metrics import SOURCES
+
 disable_created_metrics()
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -26,6 +28,11 @@ CONNECTIONS_CLOSED = Counter("zonewatch_gateway_connections_closed_total",
                              "time, write_timeout = the client stopped reading", ["reason"], registry=REGISTRY)
 REDIS_ERRORS = Counter("zonewatch_gateway_redis_errors_total", "Failed reads of zw:zone-updates (retried)",
                        registry=REGISTRY)
+INGEST_REQUESTS = Counter("zonewatch_gateway_ingest_requests_total",
+                          "POST /ingest requests by source and HTTP status", ["source", "status"], registry=REGISTRY)
+INGEST_RECORDS = Counter("zonewatch_gateway_ingest_records_total",
+                         "Records of POST /ingest bodies: accepted = in Kafka (acknowledged) and answered, "
+                         "rejected = refused by the contract's validator", ["source", "outcome"], registry=REGISTRY)
 
 TRANSPORTS = ("sse", "ws")
 for _t in TRANSPORTS:
@@ -35,3 +42,6 @@ for _r in ("header_timeout", "write_timeout"):
     CONNECTIONS_CLOSED.labels(_r)
 for _r in ("slow", "trimmed", "reset"):
     RESYNCS.labels(_r)
+for _s in SOURCES:
+    for _o in ("accepted", "rejected"):
+        INGEST_RECORDS.labels(_s, _o)

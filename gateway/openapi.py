@@ -1,103 +1,238 @@
-"""/openapi.json: the gateway's endpoints as OpenAPI 3.1."""
+"""/openapi.json: the gateway's endpoints as OpenAPI 3.1, with the schemas of what they take and
+return (CONTRACT §1, §3, §9; README "Gateway and wall"): the documents zonewatch writes and the
+input records from contract/schemas.py, the gateway's own answers from here.
+tests/unit/gateway/test_openapi.py and test_rest.py check real answers against them."""
 
 from __future__ import annotations
+
+import copy
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from contract import schemas, topics
+from contract.events import MAX_ID_LEN, UNIT_KINDS, UNIT_STATUSES
+from contract.response import UNIT_STALE_MS
+from gateway.intake import MAX_BYTES, MAX_RECORDS, NDJSON_TYPES, RETRY_AFTER_S, SOURCES
 from gateway.rest import MAX_RADIUS_M, MAX_UNITS, protected
+
+_ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LEN}
+
+
+def _obj(props: dict, required=(), **extra) -> dict:
+    out = {"type": "object", "properties": props, **extra}
+    if required:
+        out["required"] = list(required)
+    return out
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+ERR = _json(_ref("Error"), "error")
+UNAUTHORIZED = _json(_ref("Error"), "missing or unknown token")
+FORBIDDEN = _json(_ref("Error"), "a token of the other kind (an ingest-only token on a read endpoint)")
+
+def _input(topic: str) -> dict:
+    """An input topic's record schema (contract/schemas.py: exactly what the validator accepts)."""
+    out = schemas.schema(topic)
+    out.pop("$schema", None)
+    return out
+
+
+def _units_item(unit: dict) -> dict:
+    """contract/schemas.py's `unit` with what GET /units adds to each unit (README "Units near a
+    point"): the ETA to `near` by kind and the latest fix's status, kind and ts."""
+    out = copy.deepcopy(unit)
+    out["properties"].update({
+        "eta_s": {"type": "integer", "minimum": 0,
+                  "description": "distance_m x 1.3 / the kind's speed (contract.response.eta_s)"},
+        "status": {"enum": sorted(UNIT_STATUSES), "description": "the latest fix's status"},
+        "kind": {"enum": sorted(UNIT_KINDS), "description": "the latest fix's kind"},
+        "ts": {"type": "integer", "minimum": 0, "description": "the latest fix's ts, epoch ms (at most "
+               f"{UNIT_STALE_MS // 1000} s older than the stream clock)"}})
+    out["required"] = [*out.get("required", ()), "eta_s", "status", "kind", "ts"]
+    out["description"] = "GET /units items"
+    return out
+
+
+# The documents zonewatch writes (zone state, wall incident, timeline) come from contract/schemas.py,
+# the one description of them (also published as docs/schemas/*.json); the gateway's own answers
+# are described here.
+_CONTRACT = schemas.openapi_components()
+SCHEMAS = {
+    "ZoneState": _CONTRACT["ZoneState"],
+    "Incident": _CONTRACT["Incident"],
+    "IncidentTimeline": _CONTRACT["IncidentTimeline"],
+    "Unit": _units_item(_CONTRACT["Unit"]),
+    "Stats": _obj({
+        "e2e": _obj({"metric": {"type": "string"}, "what": {"type": "string"},
+                     "p50_ms": {"type": ["number", "null"]}, "p99_ms": {"type": ["number", "null"]},
+                     "events": {"type": "integer"}, "window_s": {"type": ["number", "null"]},
+                     "error": {"type": ["string", "null"]}}),
+        "clients": {"type": "integer"}, "tz": {"type": "string"}, "last_update_id": {"type": ["string", "null"]},
+        "zones": {"type": "integer"}}),
+    "Health": _obj({"status": {"type": "string"}, "redis": {"type": "boolean"}, "clients": {"type": "integer"},
+                    "last_update_id": {"type": ["string", "null"]},
+                    "intake": {"enum": ["off", "connecting", "connected"],
+                               "description": "POST /ingest's Kafka producer"}},
+                   ["status", "redis", "intake"]),
+    "IngestResult": _obj({
+        "accepted": {"type": "integer", "minimum": 0,
+                     "description": "records in Kafka (acks=all) before this answer"},
+        "rejected": {"type": "array", "items": _obj({
+            "index": {"type": "integer", "minimum": 0,
+                      "description": "the record's position: array index or NDJSON line, from 0"},
+            "reason": {"type": "string", "description": "the validator's reason, as in the worker's dead letters"}},
+            ["index", "reason"], additionalProperties=False)}},
+        ["accepted", "rejected"], additionalProperties=False),
+    "CallIn": _input(topics.CALLS),
+    "FixIn": _input(topics.GPS),
+    "AlertIn": _input(topics.ALERTS),
+    "StatusIn": _input(topics.STATUS),
+    "Error": _obj({"error": {"type": "string"}, "retry_after_s": {"type": "integer"}}, ["error"]),
+}
+INPUT_OF = {"calls": "CallIn", "gps": "FixIn", "alerts": "AlertIn", "status": "StatusIn"}
+assert set(INPUT_OF) == set(SOURCES)
+
+_INGEST = {"post": {
+    "summary": "Events from sources that cannot speak Kafka (CONTRACT §9)",
+    "description": (
+        f"An ingest token (ZONEWATCH_INGEST_TOKENS) in `Authorization: Bearer`; a read token gets 403. "
+        f"At most {MAX_RECORDS} records and {MAX_BYTES} bytes, counted while the body arrives. Body by "
+        f"Content-Type: NDJSON ({', '.join(sorted(NDJSON_TYPES))}: every line is a record, index = line "
+        "number); application/json (one JSON value: an array's elements are the records, anything else is one "
+        "record — an unparseable or empty body is one rejected record); any other or no type: JSON when the "
+        "whole body parses as one value, else NDJSON. Each record is validated exactly as the worker "
+        "validates Kafka messages; valid ones are published normalised (CONTRACT §1 fields, ts as epoch ms), "
+        "keyed by the topic's key field, and acknowledged by Kafka (acks=all) before the 200. On 503 nothing "
+        "of the request counts as accepted: send the same body again (records of a 503'd body may have "
+        "landed; the pipeline counts a repeat once — calls and alerts by id, fixes by (unit_id, ts), status "
+        "reports by (camera_id, ts)). Content-Encoding other than identity: 415."),
+    "security": [{"bearer": []}],
+    "parameters": [{"name": "source", "in": "path", "required": True, "schema": {"enum": list(SOURCES)},
+                    "description": "calls -> calls.110, gps -> patrol.gps, alerts -> camera.alerts, "
+                                   "status -> camera.status"}],
+    "requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"oneOf": [
+            {"oneOf": [_ref(n) for n in INPUT_OF.values()]},
+            {"type": "array", "maxItems": MAX_RECORDS, "items": {"oneOf": [_ref(n) for n in INPUT_OF.values()]}}]},
+            "description": "one record, or an array of records of the path's source"},
+        "application/x-ndjson": {"schema": {"type": "string"},
+                                 "description": "one JSON record per line (the schemas above)"}}},
+    "responses": {
+        "200": _json(_ref("IngestResult"), "every accepted record is in Kafka"),
+        "401": UNAUTHORIZED,
+        "403": _json(_ref("Error"), "a read token (not an ingest token)"),
+        "404": _json(_ref("Error"), "intake is off (ZONEWATCH_INGEST_TOKENS unset) or an unknown source"),
+        "405": {"description": "only POST"},
+        "408": _json(_ref("Error"), "the body did not arrive within --ingest-body-timeout (60 s)"),
+        "413": _json(_ref("Error"), f"over {MAX_BYTES} bytes or {MAX_RECORDS} records (refused while reading, "
+                                    "the connection is closed)"),
+        "415": _json(_ref("Error"), "a compressed body"),
+        "503": {**_json(_ref("Error"), "Kafka did not take the records within --ingest-timeout (5 s), the "
+                                       "producer is not connected, or too many intake requests at once; "
+                                       "send the body again"),
+                "headers": {"Retry-After": {"schema": {"type": "integer", "const": RETRY_AFTER_S}}}},
+    }}}
 
 SPEC = {
     "openapi": "3.1.0",
-    "info": {"title": "zonewatch gateway", "version": "0.1.0",
-             "description": "Zone states for wall displays and tools (CONTRACT §3, §9)."},
+    "info": {"title": "zonewatch gateway", "version": "0.2.0",
+             "description": "Zone states, incidents and intake for wall displays and tools (CONTRACT §3, §9)."},
     "components": {
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                       "description": "a read token (ZONEWATCH_GATEWAY_TOKENS); /ingest takes an "
+                                                      "ingest token (ZONEWATCH_INGEST_TOKENS) instead"},
                             "token": {"type": "apiKey", "in": "query", "name": "token"}},
-        "schemas": {
-            "ZoneState": {"type": "object", "description": "CONTRACT §3 zone state document",
-                          "required": ["zone_id", "version", "clock", "level"],
-                          "properties": {
-                              "zone_id": {"type": "string"}, "name": {"type": "string"},
-                              "kind": {"type": "string"}, "ring": {"type": ["string", "null"]},
-                              "version": {"type": "integer"}, "clock": {"type": "integer"},
-                              "level": {"enum": ["green", "yellow", "orange", "red"]},
-                              "today": {"type": "object"}, "windows": {"type": "object"},
-                              "units": {"type": "object"}, "response": {"type": "object"},
-                              "open_incidents": {"type": "integer"}}},
-            "Unit": {"type": "object", "properties": {
-                "unit_id": {"type": "string"}, "lat": {"type": "number"}, "lon": {"type": "number"},
-                "distance_m": {"type": "number"}}},
-            "Incident": {"type": "object", "description": "An incident on the wall (README: Open incidents "
-                         "on the wall); in zw:incidents while status is open or breached",
-                         "properties": {
-                             "call_id": {"type": "string"},
-                             "status": {"enum": ["open", "breached", "arrived", "expired", "closed"]},
-                             "ts": {"type": "integer", "description": "call time, epoch ms"},
-                             "lat": {"type": "number"}, "lon": {"type": "number"},
-                             "category": {"type": "string"}, "priority": {"type": "integer"},
-                             "zones": {"type": "array", "items": {"type": "string"}},
-                             "ring": {"type": ["string", "null"]},
-                             "breach_at": {"type": "integer", "description": "ts + 300 s"},
-                             "arrived_ts": {"type": ["integer", "null"]}, "unit_id": {"type": ["string", "null"]},
-                             "response_s": {"type": ["number", "null"]},
-                             "nearest_units": {"type": "array", "items": {"type": "object"}},
-                             "clock": {"type": "integer", "description": "stream clock when written"},
-                             "partition": {"type": "integer"}}},
-            "Error": {"type": "object", "properties": {"error": {"type": "string"}}},
-        },
+        "schemas": SCHEMAS,
     },
     "security": [{"bearer": []}],
     "paths": {
         "/zones": {"get": {"summary": "All zone states", "responses": {
-            "200": {"description": "zone states", "content": {"application/json": {"schema": {
-                "type": "array", "items": {"$ref": "#/components/schemas/ZoneState"}}}}},
-            "401": {"description": "missing or invalid token"}}}},
+            "200": _json({"type": "array", "items": _ref("ZoneState")}, "zone states"),
+            "401": UNAUTHORIZED, "403": FORBIDDEN}}},
         "/zones/{zone_id}": {"get": {"summary": "One zone state", "parameters": [
             {"name": "zone_id", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "responses": {"200": {"description": "zone state", "content": {"application/json": {
-                "schema": {"$ref": "#/components/schemas/ZoneState"}}}},
-                "404": {"description": "no state for this zone id"},
-                "401": {"description": "missing or invalid token"}}}},
-        "/zones.geojson": {"get": {"summary": "The zones file (every feature's id at top level)",
-                                   "responses": {"200": {"description": "GeoJSON FeatureCollection"}}}},
-        "/units": {"get": {"summary": "Units near a point, nearest first (zw:units)", "parameters": [
-            {"name": "near", "in": "query", "required": True, "schema": {"type": "string"},
-             "description": "LAT,LON"},
-            {"name": "radius", "in": "query", "schema": {"type": "number", "default": 1000,
-                                                         "maximum": MAX_RADIUS_M}, "description": "metres"},
-            {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 1000, "maximum": MAX_UNITS}}],
-            "responses": {"200": {"description": "units", "content": {"application/json": {"schema": {
-                "type": "array", "items": {"$ref": "#/components/schemas/Unit"}}}}},
-                "400": {"description": "bad parameters"}}}},
+            "responses": {"200": _json(_ref("ZoneState"), "zone state"),
+                          "404": _json(_ref("Error"), "no state for this zone id"),
+                          "401": UNAUTHORIZED, "403": FORBIDDEN}}},
+        "/zones.geojson": {"get": {
+            "summary": "The zones as the wall draws them: one feature per zone (route segments and point "
+                       "circles generated), its id at top level; properties name, kind, ring, and for route "
+                       "segments route_id, segment, start_m, end_m, line (centre line), for points center "
+                       "([lat, lon]) and radius_m",
+            "responses": {"200": {"description": "GeoJSON FeatureCollection",
+                                  "content": {"application/geo+json": {"schema": {"type": "object"}}}},
+                          "401": UNAUTHORIZED, "403": FORBIDDEN}}},
+        "/units": {"get": {
+            "summary": "Units near a point, nearest first, with their status, kind, latest fix and ETA",
+            "description": f"Units of zw:units within `radius` of `near`, with zw:unit-info. Units whose latest "
+                           f"fix is more than {UNIT_STALE_MS // 1000} s older than the stream clock (the newest "
+                           "`clock` among the latest zone updates; wall time before there is any) are left out, "
+                           "and so are units without zw:unit-info.",
+            "parameters": [
+                {"name": "near", "in": "query", "required": True, "schema": {"type": "string"},
+                 "description": "LAT,LON (latitude within ±85.05112878, the range of Redis GEO)"},
+                {"name": "radius", "in": "query", "schema": {"type": "number", "default": 1000,
+                                                             "maximum": MAX_RADIUS_M}, "description": "metres"},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 1000, "maximum": MAX_UNITS}},
+                {"name": "status", "in": "query", "schema": {"type": "string"},
+                 "description": f"only these statuses (comma-separated: {', '.join(sorted(UNIT_STATUSES))})"}],
+            "responses": {"200": _json({"type": "array", "items": _ref("Unit")}, "units"),
+                          "400": _json(_ref("Error"), "bad parameters"), "401": UNAUTHORIZED, "403": FORBIDDEN}}},
         "/incidents": {"get": {"summary": "Open incidents (not arrived, not expired), oldest call first",
-                               "responses": {"200": {"description": "incidents", "content": {"application/json": {
-                                   "schema": {"type": "array", "items": {"$ref": "#/components/schemas/Incident"}}}}},
-                                   "401": {"description": "missing or invalid token"}}}},
+                               "responses": {"200": _json({"type": "array", "items": _ref("Incident")}, "incidents"),
+                                             "401": UNAUTHORIZED, "403": FORBIDDEN}}},
+        "/incidents/{call_id}": {"get": {
+            "summary": "One incident's timeline: the call (never its caller), zones, ring, nearest units at "
+                       "call time, corroborating alerts, arrival or breach, events on the stream clock",
+            "parameters": [{"name": "call_id", "in": "path", "required": True, "schema": _ID}],
+            "responses": {"200": _json(_ref("IncidentTimeline"), "the timeline"),
+                          "404": _json(_ref("Error"), "unknown call id (or older than 48 h)"),
+                          "401": UNAUTHORIZED, "403": FORBIDDEN}}},
+        "/ingest/{source}": _INGEST,
         "/stream": {"get": {
             "summary": "Server-Sent Events: snapshot, then one `zone` event per update",
-            "description": "Events: `snapshot` (data: array of zone states, id: the stream id it is "
-                           "consistent with), `zone` (data: one zone state, id: its zw:zone-updates id), "
-                           "`resync` (a fresh `snapshot` follows), `incidents` (data: array of open "
-                           "incidents; after every snapshot and on resume; no id), `incident` (data: one "
-                           "incident after a change; drop it from the list unless status is open or "
-                           "breached; no id). Resume with the Last-Event-ID header "
-                           "or ?last_event_id=. Clients keep the highest `version` per zone. "
-                           "Heartbeat comment every 15 s.",
+            "description": "Events: `snapshot` (data: array of ZoneState, id: the stream id it is "
+                           "consistent with), `zone` (data: one ZoneState, id: its zw:zone-updates id), "
+                           "`resync` (a fresh `snapshot` follows), `incidents` (data: array of Incident; "
+                           "after every snapshot and on resume; no id), `incident` (data: one Incident after a "
+                           "change; drop it from the list unless status is open or breached; no id). Resume "
+                           "with the Last-Event-ID header or ?last_event_id=. Clients keep the highest "
+                           "`version` per zone. Heartbeat comment every 15 s.",
             "security": [{"bearer": []}, {"token": []}],
             "parameters": [{"name": "last_event_id", "in": "query", "schema": {"type": "string"}},
                            {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}}],
             "responses": {"200": {"description": "event stream", "content": {"text/event-stream": {}}},
-                          "400": {"description": "malformed Last-Event-ID"}}}},
+                          "400": _json(_ref("Error"), "malformed Last-Event-ID"),
+                          "401": UNAUTHORIZED, "403": FORBIDDEN}}},
         "/ws": {"get": {"summary": "WebSocket: the /stream feed as JSON messages {type: snapshot|zone|"
                                    "incidents|incident|resync|ping, ...}", "security": [{"bearer": []}, {"token": []}],
                         "responses": {"101": {"description": "switching protocols"}}}},
         "/stats": {"get": {"summary": "Worker e2e latency (last 30 s), clients, time zone",
-                           "responses": {"200": {"description": "stats"}}}},
-        "/healthz": {"get": {"summary": "Liveness and Redis reachability (no token)", "security": [],
-                             "responses": {"200": {"description": "ok"}, "503": {"description": "Redis down"}}}},
+                           "responses": {"200": _json(_ref("Stats"), "stats"), "401": UNAUTHORIZED,
+                                         "403": FORBIDDEN}}},
+        "/schemas/{name}.json": {"get": {
+            "summary": "A published JSON Schema (contract/schemas.py, as docs/schemas/): topic records and Redis "
+                       "documents; `index` lists them (no token: public documentation)", "security": [],
+            "parameters": [{"name": "name", "in": "path", "required": True,
+                            "schema": {"enum": [*schemas.names(), "index"]}}],
+            "responses": {"200": {"description": "a JSON Schema (draft 2020-12)",
+                                  "content": {"application/schema+json": {"schema": {"type": "object"}}}},
+                          "404": _json(_ref("Error"), "no such schema")}}},
+        "/healthz": {"get": {"summary": "Liveness, Redis reachability and intake's state (no token)", "security": [],
+                             "responses": {"200": _json(_ref("Health"), "ok"),
+                                           "503": _json(_ref("Health"), "Redis down")}}},
         "/metrics": {"get": {"summary": "Prometheus metrics (no token)", "security": [],
                              "responses": {"200": {"description": "text format"}}}},
+        "/openapi.json": {"get": {"summary": "This document", "responses": {
+            "200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
         "/": {"get": {"summary": "The wall page (static; reads ?token=)", "security": [],
                       "responses": {"200": {"description": "HTML"}}}},
     },

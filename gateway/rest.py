@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+import time
 
 import orjson
 from prometheus_client import generate_latest
@@ -13,24 +14,32 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from contract import keys
-from gateway.auth import unauthorized
+from contract.events import MAX_ID_LEN, UNIT_STATUSES
+from contract.response import UNIT_STALE_MS, eta_s
+from gateway.auth import OK, refusal
 from gateway.context import ctx
 from gateway.metrics import REGISTRY
 
 MAX_RADIUS_M = 100_000.0
 MAX_UNITS = 10_000
+CLOCK_TTL_S = 1.0       # the stream clock read from Redis is reused this long
+CLOCK_ENTRIES = 32      # zone updates looked at for the newest clock (partitions write in any order)
+#: never in a timeline answer, at any depth, whatever the worker wrote (CONTRACT §6)
+PERSONAL = frozenset(("caller", "caller_ref"))
 #: Redis GEO indexes latitudes up to ±85.05112878 (Web Mercator); no unit can be stored beyond, and
 #: GEOSEARCH refuses a centre there, so such a `near` is the client's error (400), not Redis' (503)
 GEO_LAT_LIMIT = 85.05112878
 
 
 def protected(handler):
-    """The handler, answered with 401 unless the request carries a bearer token."""
+    """The handler, answered with 401 unless the request carries a read token (403 for an
+    ingest-only token)."""
 
     @functools.wraps(handler)
     async def wrapped(request: Request):
-        if not ctx(request).tokens.allows(request):
-            return unauthorized()
+        status = ctx(request).tokens.read(request)
+        if status != OK:
+            return refusal(status, "read")
         return await handler(request)
 
     return wrapped
@@ -58,7 +67,10 @@ async def healthz(request: Request):
     except Exception:
         ok = False
     body = {"status": "ok" if ok else "redis unreachable", "redis": ok,
-            "clients": len(c.hub.subs), "last_update_id": c.hub.last_id}
+            "clients": len(c.hub.subs), "last_update_id": c.hub.last_id,
+            # intake's Kafka producer: "off" (no ingest tokens), "connecting" (POST /ingest answers
+            # 503 meanwhile) or "connected"; it does not make /healthz fail: the walls are served
+            "intake": c.intake.state if c.intake is not None else "off"}
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
@@ -88,8 +100,55 @@ async def zones_geojson(request: Request):
     return Response(ctx(request).geojson, media_type="application/geo+json", headers={"Cache-Control": "no-cache"})
 
 
+class StreamClock:
+    """The stream clock as the gateway sees it: the largest `clock` of the newest zone documents
+    (the last CLOCK_ENTRIES entries of zw:zone-updates), read at most every CLOCK_TTL_S; wall time
+    when there is no zone document yet. `source` says which ("stream" or "wall")."""
+
+    def __init__(self, redis):
+        self.redis = redis
+        self.value: int | None = None
+        self.read_at = -math.inf
+        self.lock = asyncio.Lock()
+
+    async def now(self) -> tuple[int, str]:
+        async with self.lock:
+            if time.monotonic() - self.read_at >= CLOCK_TTL_S:
+                entries = await self.redis.xrevrange(keys.ZONE_UPDATES, count=CLOCK_ENTRIES)
+                clocks = []
+                for _sid, fields in entries:
+                    try:
+                        clocks.append(int(orjson.loads(fields.get(b"state") or b"{}").get("clock")))
+                    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+                        continue
+                if not clocks:   # the stream may have been trimmed to nothing: the documents themselves
+                    clocks = await self._from_documents()
+                self.value = max(clocks) if clocks else None
+                self.read_at = time.monotonic()
+        if self.value is None:
+            return int(time.time() * 1000), "wall"
+        return self.value, "stream"
+
+    async def _from_documents(self) -> list[int]:
+        ids = [m.decode() for m in await self.redis.smembers(keys.ZONES)]
+        out = []
+        for doc in (await self.redis.mget([keys.zone(z) for z in ids]) if ids else []):
+            try:
+                out.append(int(orjson.loads(doc)["clock"]))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue
+        return out
+
+
+def _str(v) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
 @protected
 async def units(request: Request):
+    """Units of zw:units within `radius` of `near`, nearest first, with their latest fix's status,
+    kind and ts (zw:unit-info) and an ETA to `near` by kind; units whose fix is older than
+    UNIT_STALE_MS on the stream clock, and units without zw:unit-info, are left out."""
     q = request.query_params
     try:
         lat_s, lon_s = (q.get("near") or "").split(",")
@@ -105,16 +164,68 @@ async def units(request: Request):
                           "stored beyond it)")
     if not (0 < radius <= MAX_RADIUS_M) or not 1 <= limit <= MAX_UNITS:
         return error(400, f"radius must be in (0, {MAX_RADIUS_M:.0f}] metres and limit 1..{MAX_UNITS}")
-    found = await ctx(request).redis.geosearch(keys.UNITS, longitude=lon, latitude=lat, radius=radius, unit="m",
-                                               sort="ASC", count=limit, withdist=True, withcoord=True)
-    out = [{"unit_id": m.decode() if isinstance(m, bytes) else m, "lat": round(c[1], 7),
-            "lon": round(c[0], 7), "distance_m": round(d, 1)} for m, d, c in found]
+    statuses = None
+    if q.get("status"):
+        statuses = {s.strip() for s in q["status"].split(",") if s.strip()}
+        if not statuses or not statuses <= UNIT_STATUSES:
+            return error(400, f"status must be a comma-separated list of {', '.join(sorted(UNIT_STATUSES))}")
+    c = ctx(request)
+    # every unit in the circle (up to MAX_UNITS): stale ones are dropped below, and must not take
+    # the places of fresh ones further out
+    found = await c.redis.geosearch(keys.UNITS, longitude=lon, latitude=lat, radius=radius, unit="m",
+                                    sort="ASC", count=MAX_UNITS, withdist=True, withcoord=True)
+    if not found:
+        return json_bytes(b"[]")
+    clock, _source = await c.clock.now()
+    ids = [_str(m) for m, _d, _c in found]
+    infos = await c.redis.hmget(keys.UNIT_INFO, ids)
+    out = []
+    for (_m, d, coord), uid, raw in zip(found, ids, infos, strict=True):
+        if raw is None:
+            continue   # no zw:unit-info (written with every position): the fix's age is unknown
+        try:
+            info = orjson.loads(raw)
+            ts, status, kind = int(info["ts"]), str(info["status"]), str(info["kind"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            continue
+        if clock - ts > UNIT_STALE_MS or (statuses is not None and status not in statuses):
+            continue
+        dist = round(d, 1)
+        out.append({"unit_id": uid, "lat": round(coord[1], 7), "lon": round(coord[0], 7),
+                    "distance_m": dist, "eta_s": eta_s(dist, kind), "status": status, "kind": kind, "ts": ts})
+        if len(out) >= limit:
+            break
     return json_bytes(orjson.dumps(out))
 
 
 @protected
 async def incidents(request: Request):
     return json_bytes((await ctx(request).hub.incidents()).array())
+
+
+def without_personal(value):
+    """`value` with every `caller` / `caller_ref` key removed, at any depth."""
+    if isinstance(value, dict):
+        return {k: without_personal(v) for k, v in value.items() if k not in PERSONAL}
+    if isinstance(value, list):
+        return [without_personal(v) for v in value]
+    return value
+
+
+@protected
+async def incident_one(request: Request):
+    """GET /incidents/{call_id}: the incident's timeline (zw:incident:{call_id}), 404 if none."""
+    call_id = request.path_params["call_id"]
+    if not 0 < len(call_id) <= MAX_ID_LEN:
+        return error(404, "no incident with that call_id (call ids are 1..64 characters)")
+    raw = await ctx(request).redis.get(keys.incident(call_id))
+    if raw is None:
+        return error(404, f"no incident {call_id!r} (unknown, or older than {keys.INCIDENT_TTL_S // 3600} h)")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return error(502, "the stored timeline is not JSON")
+    return json_bytes(orjson.dumps(without_personal(doc)))
 
 
 @protected

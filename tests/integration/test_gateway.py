@@ -31,11 +31,12 @@ STREAM = "zw:zone-updates"
 class GatewayProcess:
     """`zonewatch gateway` as a subprocess on a free port, on the deployment's Redis database."""
 
-    def __init__(self, dep: Deployment, worker_port: int | None = None, extra: tuple = (), port: int | None = None):
+    def __init__(self, dep: Deployment, worker_port: int | None = None, extra: tuple = (), port: int | None = None,
+                 env: dict | None = None):
         self.dep, self.extra = dep, tuple(extra)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = dict(dep.env, ZONEWATCH_GATEWAY_TOKENS=f"{TOKEN},{SECOND_TOKEN}")
+        self.env = dict(dep.env, ZONEWATCH_GATEWAY_TOKENS=f"{TOKEN},{SECOND_TOKEN}", **(env or {}))
         if worker_port:
             self.env["ZONEWATCH_WORKER_METRICS"] = f"http://127.0.0.1:{worker_port}/metrics"
         self.log = REPO / ".stack" / "test" / f"gateway-{dep.settings.app_id}-{self.port}.log"
@@ -303,10 +304,18 @@ def test_snapshot_then_updates_from_the_pipeline(live):
     units = r.json()
     assert units[0]["unit_id"] == "u1" and units[0]["distance_m"] < 1.0, (units, dep.redis.geopos("zw:units", "u1"))
     assert [u["distance_m"] for u in units] == sorted(u["distance_m"] for u in units)
-    assert {u["unit_id"] for u in units} == {"u1", "u2", "u3"}   # u4 (no zone) is ~100 km away
+    # u3's fix is more than 120 s older than the stream clock (stale: left out); u4 is ~100 km away
+    assert {u["unit_id"] for u in units} == {"u1", "u2"}
+    fixes = {f["unit_id"]: f for f in scenario.FIXES}   # one fix per unit (u3 has only one)
+    latest = {"u1": scenario.FIXES[1], "u2": scenario.FIXES[2]}
     for u in units:
         elat, elon = scenario.EXPECTED_UNIT_POSITIONS[u["unit_id"]]
         assert abs(u["lat"] - elat) < 1e-5 and abs(u["lon"] - elon) < 1e-5
+        want = latest[u["unit_id"]]
+        assert (u["status"], u["kind"], u["ts"]) == (want["status"], want["kind"], want["ts"]), u
+        assert u["eta_s"] == round(u["distance_m"] * 1.3 / 8.3)        # cars: 8.3 m/s, 1.3 detour
+    assert set(fixes) == {"u1", "u2", "u3", "u4"}
+    assert scenario.FINAL_CLOCK - fixes["u3"]["ts"] > 120_000
     assert gw.get("/units", params={"near": f"{lat},{lon}", "radius": "50"}).json()[0]["unit_id"] == "u1"
     for bad in ({"near": "x"}, {"near": "91,113"}, {"near": f"{lat},{lon}", "radius": "-1"}, {}):
         assert gw.get("/units", params=bad).status_code == 400, bad
@@ -326,7 +335,7 @@ def test_snapshot_then_updates_from_the_pipeline(live):
 def test_tokens_required_except_healthz_and_wall(live):
     dep, gw = live
     for path in ("/zones", "/zones/A", "/zones.geojson", "/units?near=34.7,113.6&radius=100", "/stream",
-                 "/stats", "/openapi.json", "/incidents"):
+                 "/stats", "/openapi.json", "/incidents", "/incidents/c1"):
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
             r = gw.get(path, headers=headers)
             assert r.status_code == 401, (path, headers, r.status_code)

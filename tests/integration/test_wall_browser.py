@@ -177,3 +177,177 @@ def test_wall_follows_a_replay_live_and_reconnects(deployment, tmp_path):
             replay.kill()
             replay.wait(10)
         gw.stop()
+
+
+# --- issue 13 and 14 on the wall: health, reach, the course, timelines, nearest units ------------
+
+REACH_RED = "#e5383b"
+ROUTE = [[113.64, 34.692], [113.667, 34.692]]     # 2.5 km east-west between B and the venue
+POINT = (34.692, 113.68)                          # an emergency point, 100 m
+
+
+def wall_zones(tmp_path) -> Path:
+    doc = orjson.loads(scenario.ZONES_FILE.read_bytes())
+    doc["features"] += [
+        {"type": "Feature", "id": "run", "properties": {"name": "Run", "segment_m": 1000, "buffer_m": 60},
+         "geometry": {"type": "LineString", "coordinates": ROUTE}},
+        {"type": "Feature", "id": "ep1", "properties": {"name": "Emergency point 1", "radius_m": 100},
+         "geometry": {"type": "Point", "coordinates": [POINT[1], POINT[0]]}},
+    ]
+    path = tmp_path / "wall_zones.geojson"
+    path.write_bytes(orjson.dumps(doc))
+    return path
+
+
+def km_label(m: float) -> str:
+    return f"{m / 1000:.3f}".rstrip("0").rstrip(".")
+
+
+def test_wall_health_reach_course_timeline_and_nearest_units(deployment, tmp_path):
+    """Health marks, the reach column and layer, the course with its km marks and a point zone;
+    a click on an incident opens its timeline (its cameras and recommended units on the map); a
+    click on the map lists the nearest available units with their ETA. Events go in by POST /ingest."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run deploy/install-browser.sh (Debian's chromium) first")
+    import httpx
+    from playwright.sync_api import sync_playwright
+
+    from tests.integration.test_intake import IAUTH, INGEST_TOKEN
+
+    dep = deployment(wall_zones(tmp_path), partitions=2)
+    wport = dep.start_worker()
+    gw = GatewayProcess(dep, wport, env={"ZONEWATCH_INGEST_TOKENS": INGEST_TOKEN})
+
+    def ingest(source, records):
+        r = httpx.post(f"{gw.url}/ingest/{source}", content=orjson.dumps(records), timeout=30,
+                       headers={**IAUTH, "Content-Type": "application/json"})
+        assert r.status_code == 200 and r.json()["accepted"] == len(records), r.text
+
+    now = int(time.time() * 1000)
+    a, b = scenario.PA, scenario.PB
+    seg1 = (34.692, 113.655)   # on the course, 1.4 km from its start: segment run/1
+    try:
+        # zone A: a camera that reported 40 min ago and never since (silent) -> not trustworthy;
+        # B: a unit present, nothing silent -> fine
+        ingest("status", [{"camera_id": "cam-a", "ts": now - 40 * 60_000, "lat": a[0], "lon": a[1]}])
+        ingest("gps", [{"unit_id": "w-car", "ts": now - 6000, "lat": b[0], "lon": b[1], "kind": "car"},
+                       {"unit_id": "w-foot", "ts": now - 5000, "lat": b[0] + 0.002, "lon": b[1], "kind": "foot"},
+                       {"unit_id": "w-run", "ts": now - 5000, "lat": seg1[0], "lon": seg1[1], "kind": "motorcycle"}])
+        ingest("alerts", [{"alert_id": "w-al", "camera_id": "cam-b", "ts": now - 60_000, "lat": b[0] + 0.0009,
+                           "lon": b[1], "type": "fight", "confidence": 0.9}])
+        ingest("calls", [{"call_id": "w-call", "ts": now - 3000, "lat": b[0] + 0.0005, "lon": b[1],
+                          "category": "violent", "priority": 1, "caller": "13700000000"}])
+        zone_ids = {"A", "B", "outer", "inner", "core", "run/0", "run/1", "run/2", "ep1"}
+        docs = wait_until(lambda: (d := dep.zone_docs()) and set(d) == zone_ids
+                          and d["A"]["health"]["cameras_silent"] == 1 and d["B"]["open_incidents"] == 1 and d,
+                          timeout=60, what="every zone in Redis, A with its silent camera, B with its call")
+        assert all("reach" in d for d in docs.values()), "the worker writes no `reach` in the zone documents"
+        timeline = wait_until(lambda: (r := gw.get("/incidents/w-call")).status_code == 200
+                              and r.json()["nearest_units"] and r.json(), timeout=30, what="w-call's timeline")
+        geo = gw.get("/zones.geojson").json()
+        segs = sorted((f["properties"] for f in geo["features"] if f["properties"].get("route_id") == "run"),
+                      key=lambda p: p["segment"])
+        assert [p["segment"] for p in segs] == [0, 1, 2]
+
+        ARTIFACTS.mkdir(exist_ok=True)
+        errors: list[str] = []
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1920, "height": 1080})
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+                page.goto(f"{gw.url}/?token={TOKEN}")
+                page.wait_for_selector('tr[data-zone="A"][data-trust="untrusted"]', timeout=30_000)
+                page.wait_for_selector('#inc-list li[data-call="w-call"]', state="attached", timeout=30_000)
+                docs = dep.zone_docs()
+
+                # health: A marked on the map and in the table, its figures on hover; B not marked
+                assert page.locator('path.zone[data-zone="A"]').get_attribute("data-trust") == "untrusted"
+                assert page.locator('text.lbl[data-zone="A"] .warn').text_content().strip() == "⚠"
+                assert page.locator('tr[data-zone="B"]').get_attribute("data-trust") == "ok"
+                assert page.locator('path.zone[data-zone="B"]').get_attribute("data-trust") == "ok"
+                h = docs["A"]["health"]
+                cell = page.locator('tr[data-zone="A"] .c-health')
+                assert cell.text_content() == f"⚠ {h['cameras_silent']}/{h['cameras_known']} · {h['units_quiet']}"
+                hover = cell.get_attribute("title")
+                assert f"{h['cameras_known']} known, {h['cameras_silent']} silent" in hover
+                assert "cameras silent" in hover
+                assert "1 silent" in page.locator('path.zone[data-zone="A"] title').text_content()
+
+                # reach: each zone's share as its document says; the layer shades by it
+                for zid, d in docs.items():
+                    want = f"{round(d['reach']['within_3m'] * 100)}%"
+                    assert page.locator(f'tr[data-zone="{zid}"] .c-reach').text_content() == want, zid
+                page.click("#layer-reach")
+                assert page.evaluate("window.__zw.layer") == "reach"
+                bpath = page.locator('path.zone[data-zone="B"]')
+                page.wait_for_function(f"""() => document.querySelector('path.zone[data-zone="B"]')
+                                           .getAttribute('fill') === '{REACH_RED}'""", timeout=5_000)
+                r3 = docs["B"]["reach"]["within_3m"]
+                assert abs(float(bpath.evaluate("e => e.style.fillOpacity")) - (0.05 + 0.8 * (1 - r3))) < 1e-3
+
+                # the course: one line per segment coloured by level, km marks at 0, 1, 2 and the
+                # finish; the emergency point as a circle
+                assert page.locator('path.course-seg[data-route="run"]').count() == 3
+                marks = page.locator('g.km[data-route="run"] text').all_text_contents()
+                assert marks == [f"{km_label(p['start_m'])} km" for p in segs] + [f"{km_label(segs[-1]['end_m'])} km"]
+                assert marks[:3] == ["0 km", "1 km", "2 km"]
+                assert page.locator('circle.zone.point[data-zone="ep1"]').count() == 1
+                page.wait_for_timeout(500)
+                page.screenshot(path=str(ARTIFACTS / "wall-health-reach.png"))
+                page.click("#layer-reach")
+                assert page.evaluate("window.__zw.layer") == "level"
+                level_fill = {"green": GREEN, "yellow": "#e8c21f", "orange": ORANGE, "red": RED}
+                b_fill = level_fill[dep.zone_docs()["B"]["level"]]   # back to the level colours
+                page.wait_for_function(f"""() => document.querySelector('path.zone[data-zone="B"]')
+                                           .getAttribute('fill') === '{b_fill}'""", timeout=5_000)
+
+                # a click on an incident: its timeline, its camera and its recommended units
+                page.click('#inc-list li[data-call="w-call"]')
+                page.wait_for_selector('#detail.open[data-kind="timeline"]', timeout=10_000)
+                detail = page.locator("#detail")
+                assert "w-call" in detail.locator("h3").text_content()
+                assert detail.locator("ol.events li").count() == len(timeline["events"])
+                assert [li.get_attribute("data-unit") for li in detail.locator("ul.rec li[data-unit]").all()] == \
+                    [u["unit_id"] for u in timeline["nearest_units"]]
+                assert detail.locator('ul.alerts li[data-alert="w-al"]').count() == 1
+                assert "13700000000" not in detail.inner_text()
+                page.wait_for_selector('#g-focus [data-alert="w-al"]', state="attached", timeout=5_000)
+                page.wait_for_selector('#g-focus circle.rec[data-unit="w-car"]', state="attached", timeout=10_000)
+                assert page.locator('circle.inc[data-call="w-call"]').get_attribute("class").split()[-1] == "sel"
+                page.screenshot(path=str(ARTIFACTS / "wall-timeline.png"))
+                page.click("#detail .close")
+                assert page.locator("#detail.open").count() == 0
+                # ...also from its marker on the map
+                page.locator('circle.inc[data-call="w-call"]').dispatch_event("click")
+                page.wait_for_selector('#detail.open[data-kind="timeline"]', timeout=10_000)
+                page.click("#detail .close")
+
+                # a click on the map near B: the nearest available units with their ETA
+                x, y = page.evaluate(f"""() => {{
+                    const [sx, sy] = window.__zw.project({b[1] + 0.003}, {b[0] - 0.003});
+                    const m = document.getElementById('map'), p = m.createSVGPoint();
+                    p.x = sx; p.y = sy;
+                    const q = p.matrixTransform(m.getScreenCTM());
+                    return [q.x, q.y]; }}""")
+                page.mouse.click(x, y)
+                page.wait_for_selector('#detail.open[data-kind="units"] li[data-unit]', timeout=10_000)
+                probe = page.evaluate("window.__zw.lastProbe")
+                assert abs(probe["lat"] - (b[0] - 0.003)) < 2e-4 and abs(probe["lon"] - (b[1] + 0.003)) < 2e-4
+                api = gw.get(f"/units?near={probe['lat']},{probe['lon']}&radius=5000&status=available&limit=200").json()
+                want = sorted(api, key=lambda u: (u["eta_s"], u["distance_m"]))[:8]
+                shown = [(li.get_attribute("data-unit"), int(li.get_attribute("data-eta")))
+                         for li in page.locator("#detail ol.units li[data-unit]").all()]
+                assert shown == [(u["unit_id"], u["eta_s"]) for u in want]
+                assert {"w-car", "w-foot", "w-run"} <= {u for u, _ in shown}
+                eta = next(e for u, e in shown if u == "w-car")
+                assert page.locator('#detail li[data-unit="w-car"] .eta').text_content() == \
+                    f"ETA {eta // 60}:{eta % 60:02d}"
+                assert page.locator("#g-focus g.probe line").count() == len(shown)
+                page.screenshot(path=str(ARTIFACTS / "wall-units.png"))
+            finally:
+                browser.close()
+        assert not errors, errors
+    finally:
+        gw.stop()

@@ -68,3 +68,32 @@ def test_limits_flag_over_environment_over_default(monkeypatch):
         limits_from(_args())
     with pytest.raises(ConfigError, match="--keepalive"):
         limits_from(_args("--max-connections", "5", "--keepalive", "0"))
+
+
+def test_ingest_tokens_come_from_their_own_variable(monkeypatch):
+    monkeypatch.setenv("ZONEWATCH_GATEWAY_TOKENS", "r" * 20)
+    monkeypatch.setenv("ZONEWATCH_INGEST_TOKENS", f" {'i' * 20} ,, {'j' * 20} ")
+    monkeypatch.setenv("ZONEWATCH_ZONES", str(scenario.ZONES_FILE))
+    s = Settings.from_env()
+    assert s.gateway_tokens == ("r" * 20,) and s.ingest_tokens == ("i" * 20, "j" * 20)
+    assert "i" * 20 not in repr(s)          # never printed
+    app = create_app(s)
+    assert app.state.gw.intake is not None and app.state.gw.tokens.intake
+    monkeypatch.delenv("ZONEWATCH_INGEST_TOKENS")
+    assert create_app(Settings.from_env()).state.gw.intake is None   # unset: intake off
+
+
+def test_intake_options_flag_over_environment_over_default(monkeypatch):
+    from gateway.app import intake_from
+
+    for var in ("ZONEWATCH_INGEST_TIMEOUT_S", "ZONEWATCH_INGEST_BODY_TIMEOUT_S", "ZONEWATCH_INGEST_CONCURRENCY"):
+        monkeypatch.delenv(var, raising=False)
+    assert intake_from(_args()) == {"produce_timeout_s": 5.0, "body_timeout_s": 60.0, "concurrency": 4}
+    monkeypatch.setenv("ZONEWATCH_INGEST_CONCURRENCY", "2")
+    assert intake_from(_args("--ingest-timeout", "3"))["concurrency"] == 2
+    assert intake_from(_args("--ingest-timeout", "3"))["produce_timeout_s"] == 3.0
+    with pytest.raises(ConfigError, match="--ingest-body-timeout"):
+        intake_from(_args("--ingest-body-timeout", "0"))
+    monkeypatch.setenv("ZONEWATCH_INGEST_CONCURRENCY", "many")
+    with pytest.raises(ConfigError, match="ZONEWATCH_INGEST_CONCURRENCY"):
+        intake_from(_args())
