@@ -30,7 +30,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from . import events, keys, topics, zones
+from . import events, keys, response, topics, zones
 from .response import MAX_CORROBORATING
 
 Schema = dict[str, Any]
@@ -479,7 +479,14 @@ def _unit() -> Schema:
     return _obj({"unit_id": _ident("the unit"),
                  "lat": _coord(85.05112878, "latest fix (Redis GEO keeps latitudes within ±85.05112878)"),
                  "lon": _coord(180.0, "latest fix"),
-                 "distance_m": {"type": "number", "minimum": 0, "description": "from the requested point"}})
+                 "distance_m": {"type": "number", "minimum": 0, "description": "from the requested point"},
+                 "eta_s": {"type": "integer", "minimum": 0,
+                           "description": "distance_m x 1.3 / the kind's speed (contract/response.py)"},
+                 "status": {"enum": sorted(events.UNIT_STATUSES), "description": "the latest fix's status"},
+                 "kind": {"enum": sorted(events.UNIT_KINDS), "description": "the latest fix's kind"},
+                 "ts": {"type": "integer", "minimum": 0,
+                        "description": "the latest fix's ts, epoch ms (at most "
+                                       f"{response.UNIT_STALE_MS // 1000} s older than the stream clock)"}})
 
 
 # --------------------------------------------------------------------------------- examples
@@ -579,7 +586,8 @@ _DOC_SCHEMAS: dict[str, tuple[str, str, Any, list[Any]]] = {
     "incident-timeline": ("Incident timeline", "Redis zw:incident:{call_id}, kept 48 h; GET /incidents/{call_id} "
                           "(contract/keys.py incident()).", _timeline, [_EX_TIMELINE]),
     "unit": ("Unit near a point", "GET /units items (Redis zw:units, GEO).", _unit,
-             [{"unit_id": "P-117", "lat": 34.7466, "lon": 113.6253, "distance_m": 412.5}]),
+             [{"unit_id": "P-117", "lat": 34.7466, "lon": 113.6253, "distance_m": 412.5, "eta_s": 384,
+               "status": "available", "kind": "foot", "ts": 1686439790000}]),
 }
 ZONE_EVENTS = "zone-events"
 

@@ -567,7 +567,7 @@ CERT_DAYS = 30
 REDIS_WORKER_COMMANDS = ("ping", "select", "get", "set", "mget", "exists", "sadd", "smembers", "xadd",
                          "publish", "geoadd", "geosearch", "zrem", "hset", "hget", "hmget", "hdel", "hgetall",
                          "hincrby", "hscan", "eval", "evalsha", "script|load")
-REDIS_READER_COMMANDS = ("ping", "select", "get", "mget", "exists", "smembers", "xread", "xrange",
+REDIS_READER_COMMANDS = ("ping", "select", "get", "mget", "hmget", "exists", "smembers", "xread", "xrange",
                          "xrevrange", "xlen", "xinfo|stream", "geosearch", "geopos", "subscribe", "unsubscribe",
                          "hgetall")
 REDIS_USERS = {"zonewatch": REDIS_WORKER_COMMANDS, "zonewatch-read": REDIS_READER_COMMANDS}

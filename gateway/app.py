@@ -96,13 +96,13 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
                intake_options: dict | None = None):
     """The Starlette app of one gateway; its context is `app.state.gw`."""
     import orjson
-    import redis.asyncio as aioredis
     from redis.exceptions import RedisError
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
     from starlette.middleware.cors import CORSMiddleware
     from starlette.routing import Route, WebSocketRoute
 
+    from contract import redisurl
     from contract.zones import load_zones, zones_geojson
     from gateway import intake as intake_module
     from gateway import live, openapi, rest, schemas
@@ -117,16 +117,13 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
     # A bounded pool: snapshots, catch-ups and REST calls share it, and a burst of connecting clients
     # waits for a free connection instead of opening one each; every call on it is bounded by
     # redis-py's socket timeout (5 s unless the URL says otherwise).
-    pool = aioredis.BlockingConnectionPool.from_url(settings.redis, max_connections=REDIS_POOL - 1, timeout=30,
-                                                    health_check_interval=30)
-    redis = aioredis.Redis.from_pool(pool)
+    redis = redisurl.async_client(settings.redis, pool_timeout=30, max_connections=REDIS_POOL - 1,
+                                  health_check_interval=30)
     # The reader's own connection: XREAD BLOCK waits up to READ_BLOCK_MS for an answer, so its socket
     # timeout must be longer, or an idle feed would end every read in a timeout.
-    reader_pool = aioredis.BlockingConnectionPool.from_url(settings.redis, max_connections=1, timeout=30,
-                                                           health_check_interval=30)
-    reader_pool.connection_kwargs["socket_timeout"] = max(reader_pool.connection_kwargs.get("socket_timeout") or 0,
-                                                          READ_BLOCK_MS / 1000 + READER_TIMEOUT_MARGIN_S)
-    reader = aioredis.Redis.from_pool(reader_pool)
+    reader = redisurl.async_client(settings.redis, pool_timeout=30, max_connections=1, health_check_interval=30)
+    conn_kw = reader.connection_pool.connection_kwargs
+    conn_kw["socket_timeout"] = max(conn_kw.get("socket_timeout") or 0, READ_BLOCK_MS / 1000 + READER_TIMEOUT_MARGIN_S)
     hub = Hub(redis, queue_size=queue_size, heartbeat_s=heartbeat_s, reader=reader)
     intake = Intake(settings, **(intake_options or {})) if tokens.intake else None
     context = Context(settings=settings, tokens=tokens, redis=redis, hub=hub,

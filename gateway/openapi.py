@@ -5,13 +5,11 @@ tests/unit/gateway/test_openapi.py and test_rest.py check real answers against t
 
 from __future__ import annotations
 
-import copy
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from contract import schemas, topics
-from contract.events import MAX_ID_LEN, UNIT_KINDS, UNIT_STATUSES
+from contract.events import MAX_ID_LEN, UNIT_STATUSES
 from contract.response import UNIT_STALE_MS
 from gateway.intake import MAX_BYTES, MAX_RECORDS, NDJSON_TYPES, RETRY_AFTER_S, SOURCES
 from gateway.rest import MAX_RADIUS_M, MAX_UNITS, protected
@@ -45,22 +43,6 @@ def _input(topic: str) -> dict:
     return out
 
 
-def _units_item(unit: dict) -> dict:
-    """contract/schemas.py's `unit` with what GET /units adds to each unit (README "Units near a
-    point"): the ETA to `near` by kind and the latest fix's status, kind and ts."""
-    out = copy.deepcopy(unit)
-    out["properties"].update({
-        "eta_s": {"type": "integer", "minimum": 0,
-                  "description": "distance_m x 1.3 / the kind's speed (contract.response.eta_s)"},
-        "status": {"enum": sorted(UNIT_STATUSES), "description": "the latest fix's status"},
-        "kind": {"enum": sorted(UNIT_KINDS), "description": "the latest fix's kind"},
-        "ts": {"type": "integer", "minimum": 0, "description": "the latest fix's ts, epoch ms (at most "
-               f"{UNIT_STALE_MS // 1000} s older than the stream clock)"}})
-    out["required"] = [*out.get("required", ()), "eta_s", "status", "kind", "ts"]
-    out["description"] = "GET /units items"
-    return out
-
-
 # The documents zonewatch writes (zone state, wall incident, timeline) come from contract/schemas.py,
 # the one description of them (also published as docs/schemas/*.json); the gateway's own answers
 # are described here.
@@ -69,7 +51,7 @@ SCHEMAS = {
     "ZoneState": _CONTRACT["ZoneState"],
     "Incident": _CONTRACT["Incident"],
     "IncidentTimeline": _CONTRACT["IncidentTimeline"],
-    "Unit": _units_item(_CONTRACT["Unit"]),
+    "Unit": _CONTRACT["Unit"],
     "Stats": _obj({
         "e2e": _obj({"metric": {"type": "string"}, "what": {"type": "string"},
                      "p50_ms": {"type": ["number", "null"]}, "p99_ms": {"type": ["number", "null"]},
