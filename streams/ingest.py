@@ -21,7 +21,6 @@ from collections import deque
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
-from aiokafka.structs import TopicPartition
 
 from contract import events, topics
 from contract.security import aiokafka_kwargs
@@ -53,7 +52,6 @@ class IngestStage:
         self.paused: set = set()
         self.linger_s = settings.ingest_linger_ms / 1000.0
         self._commits: deque = deque()
-        self._positions: dict = {}   # tp -> next offset to route (as far as this ingest knows)
         self.events_in = 0
 
     async def start(self) -> None:
@@ -95,7 +93,7 @@ class IngestStage:
                 more = await consumer.getmany(timeout_ms=0, max_records=MAX_RECORDS)
                 for tp, recs in more.items():
                     batches[tp] = batches.get(tp, []) + recs
-            batches = self._cut(batches)
+            batches = await self._cut(batches)
             msgs = [m for recs in batches.values() for m in recs]
             if not msgs:
                 await self._align()
@@ -105,9 +103,7 @@ class IngestStage:
             now_ms = int(time.time() * 1000)
             out, dead, rejected, positions = self.router.route(msgs, now_ms)
             clock = self.router.clock
-            offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items()}
-            self._positions.update(offsets)
-            self.router.still_delivering(self._gps_behind(), now_ms)
+            self.router.still_delivering(await self._gps_behind(), now_ms)
             marks = self.router.marks()
             futures = []
             for p, recs in out.items():
@@ -125,30 +121,45 @@ class IngestStage:
                 await self.store.write_positions(positions)
             # Commit once Kafka has the batch's outputs, without holding up the next batch;
             # commits stay in order (each waits for the one before).
+            offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items()}
             self._commits.append(asyncio.ensure_future(
                 self._commit_when_sent(self._commits[-1] if self._commits else None, futures, offsets)))
             while len(self._commits) > MAX_PENDING_COMMITS or (self._commits and self._commits[0].done()):
                 await self._commits.popleft()  # re-raises a failed send: the worker stops, loudly
             await self._align()
 
-    def _cut(self, batches: dict) -> dict:
+    async def _cut(self, batches: dict) -> dict:
         """Record-level event-time alignment inside one fetch: a partition's records beyond the
         patrol.gps frontier + ALIGN_MS are not routed now (the consumer is moved back to the first
         of them, and `_align` pauses the partition until the frontier catches up). One fetch can
         hold minutes of one topic and seconds of another; without this the stream clock would run
         past patrol.gps and its watermark's 60 s bound would decide breaches before the fixes that
-        prevent them are read (README "Decisions never flip")."""
+        prevent them are read (README "Decisions never flip"). A patrol.gps partition with
+        records waiting whose time is not known yet (never read) holds the other topics back
+        entirely: this happens on the first fetches after a start."""
         gps = self.s.topic(topics.GPS)
         last = {tp: _peek_ts(recs[-1]) for tp, recs in batches.items()}
         marks = [ts for tp, ts in last.items() if tp.topic == gps and ts is not None]
-        marks += [ts for (t, _p), ts in self.router.tp_ts.items()
-                  if t == gps and not any(tp.topic == t and tp.partition == _p for tp in batches)
-                  and self._behind(t, _p)]
-        if not marks:
+        unknown = False
+        for tp in self.consumer.assignment():
+            if tp.topic != gps or tp in batches or not await self._behind(tp):
+                continue
+            ts = self.router.tp_ts.get((gps, tp.partition))
+            if ts is None:
+                unknown = True
+            else:
+                marks.append(ts)
+        if not marks and not unknown:
             return batches
-        limit = min(marks) + ALIGN_MS
+        limit = min(marks) + ALIGN_MS if marks else 0
         out = {}
         for tp, recs in batches.items():
+            if unknown:
+                if tp.topic == gps:
+                    out[tp] = recs
+                else:
+                    self.consumer.seek(tp, recs[0].offset)
+                continue
             ts = last[tp]
             if ts is None or ts <= limit:
                 out[tp] = recs
@@ -167,17 +178,20 @@ class IngestStage:
                 out[tp] = recs[:lo]
         return out
 
-    def _gps_behind(self) -> list[int]:
+    async def _gps_behind(self) -> list[int]:
         """The patrol.gps partitions of this ingest that have records not routed yet."""
         gps = self.s.topic(topics.GPS)
-        return [tp.partition for tp in self.consumer.assignment()
-                if tp.topic == gps and self._behind(tp.topic, tp.partition)]
+        return [tp.partition for tp in self.consumer.assignment() if tp.topic == gps and await self._behind(tp)]
 
-    def _behind(self, topic: str, partition: int) -> bool:
-        """Whether an input partition still has records to read (a backlog)."""
-        tp = TopicPartition(topic, partition)
+    async def _behind(self, tp) -> bool:
+        """Whether an input partition of this ingest has records not returned by the consumer yet."""
         hw = self.consumer.highwater(tp)
-        return hw is not None and tp in self.consumer.assignment() and self._positions.get(tp, hw) < hw
+        if hw is None:
+            return False
+        try:
+            return await self.consumer.position(tp) < hw
+        except IllegalStateError:   # no longer assigned
+            return False
 
     async def _commit_when_sent(self, previous, futures, offsets) -> None:
         if previous is not None:
@@ -199,8 +213,6 @@ class IngestStage:
         consumer = self.consumer
         assigned = consumer.assignment()
         self.paused &= assigned  # a rebalance may have taken paused partitions away
-        if len(self._positions) > len(assigned):
-            self._positions = {tp: o for tp, o in self._positions.items() if tp in assigned}
         if not assigned:
             return
         behind = {}

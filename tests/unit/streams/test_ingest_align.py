@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections import namedtuple
 
+import asyncio
+
 import orjson
 
 from aiokafka.structs import TopicPartition
@@ -20,10 +22,16 @@ T0 = 1_714_550_400_000
 
 
 class FakeConsumer:
-    def __init__(self, assigned, highwater):
+    """assignment, highwater and position (records not returned yet) as aiokafka's consumer."""
+
+    def __init__(self, assigned, highwater, positions=None):
         self.assigned = set(assigned)
         self.hw = dict(highwater)
+        self.pos = dict(positions or {})
         self.seeks = {}
+
+    async def position(self, tp):
+        return self.pos.get(tp, 0)
 
     def assignment(self):
         return set(self.assigned)
@@ -33,6 +41,7 @@ class FakeConsumer:
 
     def seek(self, tp, offset):
         self.seeks[tp] = offset
+        self.pos[tp] = offset
 
 
 def stage(consumer) -> IngestStage:
@@ -40,6 +49,10 @@ def stage(consumer) -> IngestStage:
     st = IngestStage(s, ZoneIndex(load_zones(s.zones)), store=None, producer=None)
     st.consumer = consumer
     return st
+
+
+def cut(st, batches):
+    return asyncio.run(st._cut(batches))
 
 
 def recs(topic, partition, ts_list, first_offset=0):
@@ -50,11 +63,11 @@ def recs(topic, partition, ts_list, first_offset=0):
 def test_a_topic_read_past_the_gps_frontier_is_held_back_and_re_read():
     s = Settings(zones=scenario.ZONES_FILE, partitions=1)
     calls, gps = TopicPartition(s.topic(topics.CALLS), 0), TopicPartition(s.topic(topics.GPS), 0)
-    c = FakeConsumer([calls, gps], {calls: 10, gps: 1000})
+    c = FakeConsumer([calls, gps], {calls: 10, gps: 1000}, {calls: 10, gps: 100})
     st = stage(c)
     call_ts = [T0 + i * 60_000 for i in range(10)]          # ten minutes of calls in one fetch
     gps_ts = [T0 + i * 1_000 for i in range(100)]            # 100 s of fixes
-    out = st._cut({calls: recs(calls.topic, 0, call_ts), gps: recs(gps.topic, 0, gps_ts)})
+    out = cut(st, {calls: recs(calls.topic, 0, call_ts), gps: recs(gps.topic, 0, gps_ts)})
     limit = gps_ts[-1] + ALIGN_MS
     kept = [orjson.loads(m.value)["ts"] for m in out[calls]]
     assert kept == [t for t in call_ts if t <= limit]
@@ -65,15 +78,14 @@ def test_a_topic_read_past_the_gps_frontier_is_held_back_and_re_read():
 def test_nothing_is_held_back_when_gps_is_caught_up_and_quiet():
     s = Settings(zones=scenario.ZONES_FILE, partitions=1)
     calls, gps = TopicPartition(s.topic(topics.CALLS), 0), TopicPartition(s.topic(topics.GPS), 0)
-    c = FakeConsumer([calls, gps], {calls: 10, gps: 5})
+    c = FakeConsumer([calls, gps], {calls: 10, gps: 5}, {calls: 10, gps: 5})
     st = stage(c)
     st.router.tp_ts[gps.topic, 0] = T0           # gps read to its end (position 5 = highwater)
-    st._positions[gps] = 5
     batch = {calls: recs(calls.topic, 0, [T0 + i * 600_000 for i in range(10)])}
-    assert st._cut(batch) == batch and c.seeks == {}
+    assert cut(st, batch) == batch and c.seeks == {}
     # the same with unread fixes: calls past their frontier + ALIGN_MS wait for them
-    st._positions[gps] = 3
-    out = st._cut(batch)
+    c.pos[gps] = 3
+    out = cut(st, batch)
     assert [orjson.loads(m.value)["ts"] for m in out[calls]] == [T0]
     assert c.seeks == {calls: 1}
 
@@ -81,10 +93,24 @@ def test_nothing_is_held_back_when_gps_is_caught_up_and_quiet():
 def test_a_gps_partition_with_unread_records_counts_as_delivering():
     s = Settings(zones=scenario.ZONES_FILE, partitions=2)
     g0, g1 = TopicPartition(s.topic(topics.GPS), 0), TopicPartition(s.topic(topics.GPS), 1)
-    c = FakeConsumer([g0, g1], {g0: 10, g1: 10})
+    c = FakeConsumer([g0, g1], {g0: 10, g1: 10}, {g0: 10, g1: 4})   # g0 caught up, g1 behind
     st = stage(c)
     st.router.gps_marks = {0: [T0, 1_000], 1: [T0, 1_000]}
-    st._positions = {g0: 10, g1: 4}               # g0 caught up, g1 behind
-    assert st._gps_behind() == [1]
-    st.router.still_delivering(st._gps_behind(), 50_000)
+    behind = asyncio.run(st._gps_behind())
+    assert behind == [1]
+    st.router.still_delivering(behind, 50_000)
     assert st.router.gps_marks == {0: [T0, 1_000], 1: [T0, 50_000]}
+
+
+def test_other_topics_wait_while_a_gps_partition_with_records_was_never_read():
+    """The first fetches after a start: calls returned before any fix would move the clock to the
+    end of the calls (and the watermark with it: no patrol.gps partition has a time yet)."""
+    s = Settings(zones=scenario.ZONES_FILE, partitions=1)
+    calls, gps = TopicPartition(s.topic(topics.CALLS), 0), TopicPartition(s.topic(topics.GPS), 0)
+    c = FakeConsumer([calls, gps], {calls: 10, gps: 1000}, {calls: 10, gps: 0})
+    st = stage(c)
+    batch = {calls: recs(calls.topic, 0, [T0 + i * 60_000 for i in range(10)], first_offset=0)}
+    assert cut(st, batch) == {} and c.seeks == {calls: 0}
+    # an empty patrol.gps holds nothing back
+    c2 = FakeConsumer([calls, gps], {calls: 10, gps: 0}, {calls: 10, gps: 0})
+    assert cut(stage(c2), batch) == batch
