@@ -53,6 +53,9 @@ class IngestStage:
         self.linger_s = settings.ingest_linger_ms / 1000.0
         self._commits: deque = deque()
         self.events_in = 0
+        # partition -> ts of its first record held back by `_cut`: where it stands for `_align`
+        # (its last routed ts would make a sparse topic with a gap look behind, and pause patrol.gps)
+        self._held: dict = {}
 
     async def start(self) -> None:
         self.consumer = AIOKafkaConsumer(
@@ -138,6 +141,8 @@ class IngestStage:
         records waiting whose time is not known yet (never read) holds the other topics back
         entirely: this happens on the first fetches after a start."""
         gps = self.s.topic(topics.GPS)
+        for tp in batches:
+            self._held.pop(tp, None)
         last = {tp: _peek_ts(recs[-1]) for tp, recs in batches.items()}
         marks = [ts for tp, ts in last.items() if tp.topic == gps and ts is not None]
         unknown = False
@@ -159,6 +164,7 @@ class IngestStage:
                     out[tp] = recs
                 else:
                     self.consumer.seek(tp, recs[0].offset)
+                    self._held[tp] = _peek_ts(recs[0])
                 continue
             ts = last[tp]
             if ts is None or ts <= limit:
@@ -174,6 +180,7 @@ class IngestStage:
                     lo = mid + 1
             if lo < len(recs):
                 self.consumer.seek(tp, recs[lo].offset)
+                self._held[tp] = _peek_ts(recs[lo])
             if lo:
                 out[tp] = recs[:lo]
         return out
@@ -213,11 +220,14 @@ class IngestStage:
         consumer = self.consumer
         assigned = consumer.assignment()
         self.paused &= assigned  # a rebalance may have taken paused partitions away
+        for tp in [tp for tp in self._held if tp not in assigned]:
+            del self._held[tp]
         if not assigned:
             return
         behind = {}
+        held = self._held
         for tp in assigned:
-            ts = self.router.tp_ts.get((tp.topic, tp.partition))
+            ts = held.get(tp) or self.router.tp_ts.get((tp.topic, tp.partition))
             hw = consumer.highwater(tp)
             if ts is None or hw is None:
                 continue
@@ -230,7 +240,7 @@ class IngestStage:
             return
         frontier = min(behind.values())
         ahead = {tp for tp in assigned
-                 if self.router.tp_ts.get((tp.topic, tp.partition), frontier) > frontier + ALIGN_MS}
+                 if (held.get(tp) or self.router.tp_ts.get((tp.topic, tp.partition), frontier)) > frontier + ALIGN_MS}
         if ahead != self.paused:
             if self.paused - ahead:
                 consumer.resume(*(self.paused - ahead))

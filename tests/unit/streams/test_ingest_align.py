@@ -29,6 +29,7 @@ class FakeConsumer:
         self.hw = dict(highwater)
         self.pos = dict(positions or {})
         self.seeks = {}
+        self.paused = set()
 
     async def position(self, tp):
         return self.pos.get(tp, 0)
@@ -38,6 +39,12 @@ class FakeConsumer:
 
     def highwater(self, tp):
         return self.hw.get(tp)
+
+    def pause(self, *tps):
+        self.paused.update(tps)
+
+    def resume(self, *tps):
+        self.paused.difference_update(tps)
 
     def seek(self, tp, offset):
         self.seeks[tp] = offset
@@ -114,3 +121,21 @@ def test_other_topics_wait_while_a_gps_partition_with_records_was_never_read():
     # an empty patrol.gps holds nothing back
     c2 = FakeConsumer([calls, gps], {calls: 10, gps: 0}, {calls: 10, gps: 0})
     assert cut(stage(c2), batch) == batch
+
+
+def test_a_sparse_topic_held_back_does_not_pause_the_fixes_it_waits_for():
+    """calls.110 with a 10-minute gap: its next call is held back (past the patrol.gps frontier +
+    ALIGN_MS); between fetches it must count as being at that call's time, not at its last
+    routed call, or patrol.gps would be paused as "ahead" of it and neither could move."""
+    s = Settings(zones=scenario.ZONES_FILE, partitions=1)
+    calls, gps = TopicPartition(s.topic(topics.CALLS), 0), TopicPartition(s.topic(topics.GPS), 0)
+    c = FakeConsumer([calls, gps], {calls: 2, gps: 1000}, {calls: 2, gps: 100})
+    st = stage(c)
+    batch = {calls: recs(calls.topic, 0, [T0, T0 + 600_000]),
+             gps: recs(gps.topic, 0, [T0 + i * 1_000 for i in range(100)])}
+    out = cut(st, batch)
+    assert len(out[calls]) == 1 and c.seeks == {calls: 1}
+    st.router.tp_ts.update({(calls.topic, 0): T0, (gps.topic, 0): T0 + 99_000})   # as routed
+    asyncio.run(st._align())
+    assert gps not in c.paused
+    assert calls in c.paused          # it is ahead: it waits for the fixes, paused
