@@ -82,7 +82,7 @@ def test_health_scenario_through_real_kafka_and_redis(deployment):
         check_updates_and_units(dep, docs, phase)
         levels[phase] = sc.levels(docs)
         n_sla += len(sc.EXPECTED_SLA[phase])
-        sla = wait_until(lambda: (r := dep.consume_all(topics.SLA, n_sla, timeout=5)) and len(r) >= n_sla and r,
+        sla = wait_until(lambda n=n_sla: (r := dep.consume_all(topics.SLA, n, timeout=5)) and len(r) >= n and r,
                          timeout=60, what=f"{n_sla} sla.events records")
         got = sorted(sc.sla_tuple(orjson.loads(m.value)) for m in sla)
         assert got == sorted(sc.EXPECTED_SLA[1] + (sc.EXPECTED_SLA[2] if phase == 2 else []))
