@@ -124,9 +124,12 @@ class Deployment:
             "ZONEWATCH_PARTITIONS": str(partitions),
             "ZONEWATCH_DATADIR": str(STATE_DIR / "faust" / tag),
             "ZONEWATCH_CALLER_SECRET": "test-secret",
-            # a quiet patrol.gps partition stops holding the watermark back after 2 s, not 30 s,
-            # so a run's final decisions come seconds after its input ends
-            "ZONEWATCH_WATERMARK_IDLE_MS": "2000",
+            # a quiet patrol.gps partition stops holding the watermark back after 12 s, not 30 s,
+            # so a run's final decisions come soon after its input ends; still longer than a
+            # takeover (6 s session timeout + the rebalance), during which a dead or moving worker's
+            # patrol.gps partitions deliver nothing: a shorter bound would decide breaches while
+            # their fixes wait in Kafka (the chaos runs saw exactly that with 2 s)
+            "ZONEWATCH_WATERMARK_IDLE_MS": "12000",
         })
         self.settings = Settings(kafka=stack["kafka"], redis=self.env["ZONEWATCH_REDIS"], zones=zones,
                                  topic_prefix=self.env["ZONEWATCH_TOPIC_PREFIX"],

@@ -20,7 +20,7 @@ from collections import deque
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, RebalanceInProgressError
 
 from contract import events, topics
 from contract.security import aiokafka_kwargs
@@ -45,6 +45,7 @@ class IngestStage:
     def __init__(self, settings: Settings, index: ZoneIndex, store: RedisStore, producer: AIOKafkaProducer,
                  reach_cells: dict | None = None):
         self.s = settings
+        self.index, self.reach_cells = index, reach_cells
         self.router = Router(settings, index, reach_cells)
         self.store = store
         self.producer = producer
@@ -83,8 +84,6 @@ class IngestStage:
 
     async def run(self) -> None:
         consumer = self.consumer
-        dl_topic = self.s.topic(topics.DEADLETTER)
-        ze_topic = self.s.internal_zone_events
         while True:
             batches = await consumer.getmany(timeout_ms=50, max_records=MAX_RECORDS)
             if not batches:
@@ -96,40 +95,77 @@ class IngestStage:
                 more = await consumer.getmany(timeout_ms=0, max_records=MAX_RECORDS)
                 for tp, recs in more.items():
                     batches[tp] = batches.get(tp, []) + recs
-            batches = await self._cut(batches)
-            msgs = [m for recs in batches.values() for m in recs]
-            if not msgs:
-                await self._align()
-                continue
-            self.events_in += len(msgs)
-            prev_clock = self.router.clock
-            now_ms = int(time.time() * 1000)
-            out, dead, rejected, positions = self.router.route(msgs, now_ms)
-            clock = self.router.clock
-            self.router.still_delivering(await self._gps_behind(), now_ms)
-            marks = self.router.marks()
-            futures = []
-            for p, recs in out.items():
-                for payload in records.encode_split(recs, clock, prev_clock, gps=marks, wall=now_ms):
-                    futures.append(await self.producer.send(ze_topic, payload, partition=p))
-            for m, reason in dead:
-                base = self.router.base_topic[m.topic]
-                raw = events.redact_callers(m.value, self.router.secret) if m.value else m.value
-                value = events.deadletter_record(m.topic, m.partition, m.offset, reason, raw)
-                futures.append(await self.producer.send(dl_topic, value, key=events.deadletter_key(m.key)))
-                metrics.DEADLETTERS.labels(topics.SOURCE_OF_TOPIC[base], metrics.reason_class(reason)).inc()
-            for src, n in rejected.items():
-                metrics.EVENTS.labels(src, "rejected").inc(n)
-            if positions:
-                await self.store.write_positions(positions)
-            # Commit once Kafka has the batch's outputs, without holding up the next batch;
-            # commits stay in order (each waits for the one before).
-            offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items()}
-            self._commits.append(asyncio.ensure_future(
-                self._commit_when_sent(self._commits[-1] if self._commits else None, futures, offsets)))
-            while len(self._commits) > MAX_PENDING_COMMITS or (self._commits and self._commits[0].done()):
-                await self._commits.popleft()  # re-raises a failed send: the worker stops, loudly
+            try:
+                await self._handle(batches)
+            except KafkaError as exc:
+                await self._rewind(exc)
+
+    async def _handle(self, batches: dict) -> None:
+        """Route one fetch, send its records, and queue its commit behind Kafka's acknowledgement."""
+        dl_topic = self.s.topic(topics.DEADLETTER)
+        ze_topic = self.s.internal_zone_events
+        batches = await self._cut(batches)
+        msgs = [m for recs in batches.values() for m in recs]
+        if not msgs:
             await self._align()
+            return
+        self.events_in += len(msgs)
+        prev_clock = self.router.clock
+        now_ms = int(time.time() * 1000)
+        out, dead, rejected, positions = self.router.route(msgs, now_ms)
+        clock = self.router.clock
+        self.router.still_delivering(await self._gps_behind(), now_ms)
+        marks = self.router.marks()
+        futures = []
+        for p, recs in out.items():
+            for payload in records.encode_split(recs, clock, prev_clock, gps=marks, wall=now_ms):
+                futures.append(await self.producer.send(ze_topic, payload, partition=p))
+        for m, reason in dead:
+            base = self.router.base_topic[m.topic]
+            raw = events.redact_callers(m.value, self.router.secret) if m.value else m.value
+            value = events.deadletter_record(m.topic, m.partition, m.offset, reason, raw)
+            futures.append(await self.producer.send(dl_topic, value, key=events.deadletter_key(m.key)))
+            metrics.DEADLETTERS.labels(topics.SOURCE_OF_TOPIC[base], metrics.reason_class(reason)).inc()
+        for src, n in rejected.items():
+            metrics.EVENTS.labels(src, "rejected").inc(n)
+        if positions:
+            await self.store.write_positions(positions)
+        # Commit once Kafka has the batch's outputs, without holding up the next batch;
+        # commits stay in order (each waits for the one before).
+        offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items()}
+        self._commits.append(asyncio.ensure_future(
+            self._commit_when_sent(self._commits[-1] if self._commits else None, futures, offsets)))
+        while len(self._commits) > MAX_PENDING_COMMITS or (self._commits and self._commits[0].done()):
+            await self._commits.popleft()  # re-raises a failed send (see run: _rewind)
+        await self._align()
+
+    async def _rewind(self, exc: Exception) -> None:
+        """Kafka did not take a batch's records (a broker down longer than the producer's
+        delivery timeout): nothing after the last commit is trusted. Drop the pending commits,
+        start routing afresh as a restarted ingest would (unit registry from Redis) and read again
+        from the last committed offsets; what did land is delivered twice, and the partition
+        states drop the repeats (at-least-once, idempotent state)."""
+        metrics.OUTPUT_RETRIES.inc()
+        log.warning("Kafka did not take ingest's records (%r); reading again from the last commit", exc)
+        pending, self._commits = list(self._commits), deque()
+        for fut in pending:
+            fut.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        self._held.clear()
+        self.router = Router(self.s, self.index, self.reach_cells)
+        self.router.load_units(await until_redis_answers("read zw:unit-info", self.store.unit_latest))
+        while True:
+            try:
+                for tp in self.consumer.assignment():
+                    offset = await self.consumer.committed(tp)
+                    if offset is None:
+                        await self.consumer.seek_to_beginning(tp)
+                    else:
+                        self.consumer.seek(tp, offset)
+                return
+            except KafkaError as again:
+                log.warning("reading the committed offsets failed (%r); retrying in 1 s", again)
+                await asyncio.sleep(1.0)
 
     async def _cut(self, batches: dict) -> dict:
         """Record-level event-time alignment inside one fetch: a partition's records beyond the
@@ -143,7 +179,15 @@ class IngestStage:
         gps = self.s.topic(topics.GPS)
         for tp in batches:
             self._held.pop(tp, None)
-        last = {tp: _peek_ts(recs[-1]) for tp, recs in batches.items()}
+        # only a ts the validator accepts holds anything back: a hostile ts (year 9999) is routed,
+        # rejected and dead-lettered, never waited for
+        max_ts = int(time.time() * 1000) + self.s.future_tolerance_ms
+
+        def peek(m) -> int | None:
+            ts = _peek_ts(m)
+            return ts if ts is not None and events.MIN_TS_MS <= ts <= max_ts else None
+
+        last = {tp: peek(recs[-1]) for tp, recs in batches.items()}
         marks = [ts for tp, ts in last.items() if tp.topic == gps and ts is not None]
         unknown = False
         for tp in self.consumer.assignment():
@@ -164,7 +208,7 @@ class IngestStage:
                     out[tp] = recs
                 else:
                     self.consumer.seek(tp, recs[0].offset)
-                    self._held[tp] = _peek_ts(recs[0])
+                    self._held[tp] = peek(recs[0])
                 continue
             ts = last[tp]
             if ts is None or ts <= limit:
@@ -173,14 +217,14 @@ class IngestStage:
             lo, hi = 0, len(recs)  # the first record past the limit (records of a partition are in
             while lo < hi:         # ts order in practice; a late one only cuts a little early)
                 mid = (lo + hi) // 2
-                t = _peek_ts(recs[mid])
+                t = peek(recs[mid])
                 if t is not None and t > limit:
                     hi = mid
                 else:
                     lo = mid + 1
             if lo < len(recs):
                 self.consumer.seek(tp, recs[lo].offset)
-                self._held[tp] = _peek_ts(recs[lo])
+                self._held[tp] = peek(recs[lo])
             if lo:
                 out[tp] = recs[:lo]
         return out

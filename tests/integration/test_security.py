@@ -108,6 +108,8 @@ class SecureDeployment(Deployment):
         self.redis = st.redis("zonewatch-read", db=self.db)
         ensure_topics(self.settings)
         self.workers = []
+        self.paused: set[int] = set()   # Deployment's bookkeeping (no worker is frozen here)
+        self.reader = None
 
     def close(self) -> None:
         for i in range(len(self.workers)):

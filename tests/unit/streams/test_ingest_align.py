@@ -139,3 +139,56 @@ def test_a_sparse_topic_held_back_does_not_pause_the_fixes_it_waits_for():
     asyncio.run(st._align())
     assert gps not in c.paused
     assert calls in c.paused          # it is ahead: it waits for the fixes, paused
+
+
+def test_a_ts_the_validator_refuses_holds_nothing_back():
+    """Hostile input (a ts in year 9999, before 2000) is routed to be rejected, never waited for:
+    bad input never stops the pipeline."""
+    s = Settings(zones=scenario.ZONES_FILE, partitions=1)
+    calls, gps = TopicPartition(s.topic(topics.CALLS), 0), TopicPartition(s.topic(topics.GPS), 0)
+    c = FakeConsumer([calls, gps], {calls: 3, gps: 1000}, {calls: 3, gps: 100})
+    st = stage(c)
+    batch = {calls: recs(calls.topic, 0, [T0, 253_402_300_799_000, 5]),
+             gps: recs(gps.topic, 0, [T0 + i * 1_000 for i in range(100)])}
+    out = cut(st, batch)
+    assert len(out[calls]) == 3 and c.seeks == {} and st._held == {}
+
+
+def test_a_batch_kafka_did_not_take_is_read_again_from_the_last_commit():
+    """A send that fails (a broker down past the producer's timeout) fails the batch: pending
+    commits are dropped, routing restarts as after a restart, and the consumer goes back to the
+    committed offsets (the beginning where none was committed)."""
+    from aiokafka.errors import LeaderNotAvailableError
+
+    s = Settings(zones=scenario.ZONES_FILE, partitions=1)
+    calls, gps = TopicPartition(s.topic(topics.CALLS), 0), TopicPartition(s.topic(topics.GPS), 0)
+
+    class Consumer(FakeConsumer):
+        begun: list = []
+
+        async def committed(self, tp):
+            return {calls: 7}.get(tp)
+
+        async def seek_to_beginning(self, *tps):
+            self.begun.extend(tps)
+
+    class Store:
+        async def unit_latest(self):
+            return {"u1": (T0, 34.7, 113.6)}
+
+    c = Consumer([calls, gps], {calls: 10, gps: 10}, {calls: 10, gps: 10})
+    st = IngestStage(s, ZoneIndex(load_zones(s.zones)), store=Store(), producer=None)
+    st.consumer = c
+    old_router = st.router
+    old_router.clock = T0 + 99
+
+    async def go():
+        never = asyncio.get_running_loop().create_future()
+        st._commits.append(asyncio.ensure_future(never))
+        await st._rewind(LeaderNotAvailableError())
+        return never
+
+    never = asyncio.run(go())
+    assert never.cancelled() and not st._commits
+    assert c.seeks == {calls: 7} and c.begun == [gps]
+    assert st.router is not old_router and st.router.clock == 0 and "u1" in st.router.units
