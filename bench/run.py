@@ -53,15 +53,15 @@ import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
-from deploy.procs import Child
 from contract import keys, metrics, topics
-from contract.settings import Settings
 from contract.security import redacted_url
+from contract.settings import Settings
 from contract.topics import ensure_topics
+from deploy.procs import Child
+from gateway import promtext
 
 from . import events as gen
 from .harness import free_port
-from gateway import promtext
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -256,7 +256,7 @@ class Bench:
         med_w = median_or_none(x.get("events_per_s") for x in runs_w if x["completed"])
         self.result = {
             "run_id": self.tag,
-            "started_at": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(timespec="seconds"),
+            "started_at": dt.datetime.fromtimestamp(started, dt.UTC).isoformat(timespec="seconds"),
             "machine": machine_info(),
             "config": {"events": n, "partitions": a.partitions, "repeat": a.repeat, "rate": a.rate,
                        "seconds": a.seconds, "warmup_s": a.warmup, "redis_db": a.redis_db,
@@ -593,7 +593,7 @@ class Bench:
         rows = promtext.parse(await asyncio.to_thread(promtext.fetch, f"http://127.0.0.1:{port}/metrics"))
         return promtext.counter_sum(rows, EVENTS_METRIC), rows
 
-    async def _wait_counted(self, p, port: int, target: int, watch: "LogWatch") -> tuple[bool, float, list, str]:
+    async def _wait_counted(self, p, port: int, target: int, watch: LogWatch) -> tuple[bool, float, list, str]:
         """Wait until the worker counted `target` events: (ok, counted, rows, why not)."""
         last, last_change = -1.0, time.perf_counter()
         deadline = last_change + self.a.timeout
@@ -613,7 +613,7 @@ class Bench:
                                         else f"no progress for {now - last_change:.0f}s")
             await asyncio.sleep(POLL_S)
 
-    async def _paced(self, s: Settings, proc, port: int, watch: "LogWatch") -> dict:
+    async def _paced(self, s: Settings, proc, port: int, watch: LogWatch) -> dict:
         a = self.a
         bbox = gen.bbox_of(s.zones)
         f = gen.EventFactory(bbox, seed=a.seed + 100, tag=f"{self.tag}L", weights=a.weights)
@@ -760,7 +760,7 @@ class SseSubscribers:
     """A gateway on the latency worker's Redis and N Server-Sent-Events clients reading /stream,
     in a thread of their own (one asyncio loop, one TCP connection per client)."""
 
-    def __init__(self, bench: "Bench", s: Settings, n: int):
+    def __init__(self, bench: Bench, s: Settings, n: int):
         import secrets
         import threading
 

@@ -78,15 +78,15 @@ def read_secret_file(path: str, variable: str) -> str:
 # ---------------------------------------------------------------------------------------- kafka
 
 
-def uses_tls(s: "Settings") -> bool:
+def uses_tls(s: Settings) -> bool:
     return s.kafka_security_protocol in ("SSL", "SASL_SSL")
 
 
-def uses_sasl(s: "Settings") -> bool:
+def uses_sasl(s: Settings) -> bool:
     return s.kafka_security_protocol in ("SASL_PLAINTEXT", "SASL_SSL")
 
 
-def ssl_context(s: "Settings") -> ssl.SSLContext | None:
+def ssl_context(s: Settings) -> ssl.SSLContext | None:
     """A client TLS context: the CA bundle (or the system's), optional client certificate,
     hostname verification on. None unless the protocol uses TLS."""
     if not uses_tls(s):
@@ -101,7 +101,7 @@ def ssl_context(s: "Settings") -> ssl.SSLContext | None:
     )
 
 
-def aiokafka_kwargs(s: "Settings") -> dict[str, Any]:
+def aiokafka_kwargs(s: Settings) -> dict[str, Any]:
     """Keyword arguments for AIOKafkaProducer / AIOKafkaConsumer ({} for PLAINTEXT)."""
     if s.kafka_security_protocol == "PLAINTEXT":
         return {}
@@ -114,7 +114,7 @@ def aiokafka_kwargs(s: "Settings") -> dict[str, Any]:
     return kw
 
 
-def kafka_python_kwargs(s: "Settings") -> dict[str, Any]:
+def kafka_python_kwargs(s: Settings) -> dict[str, Any]:
     """Keyword arguments for kafka-python's KafkaAdminClient / KafkaProducer / KafkaConsumer."""
     if s.kafka_security_protocol == "PLAINTEXT":
         return {}
@@ -132,13 +132,13 @@ def kafka_python_kwargs(s: "Settings") -> dict[str, Any]:
     return kw
 
 
-def faust_broker_url(s: "Settings") -> str:
+def faust_broker_url(s: Settings) -> str:
     """Faust's broker URL: `kafka://host:port` per bootstrap server (the aiokafka transport; the
     scheme does not select the security protocol, the credentials below do)."""
     return ";".join(f"kafka://{h.strip()}" for h in s.kafka.split(",") if h.strip())
 
 
-def faust_broker_credentials(s: "Settings"):
+def faust_broker_credentials(s: Settings):
     """faust.SASLCredentials / faust.SSLCredentials for `broker_credentials`, None for PLAINTEXT."""
     proto = s.kafka_security_protocol
     if proto == "PLAINTEXT":

@@ -81,7 +81,7 @@ class TopicSpec:
     topic_configs: dict = field(default_factory=dict)
 
 
-def topic_specs(s: "Settings", partitions: int) -> list[TopicSpec]:
+def topic_specs(s: Settings, partitions: int) -> list[TopicSpec]:
     """Every topic zonewatch uses, with its partitions, replication factor and config."""
     big = {"max.message.bytes": str(MAX_INPUT_BYTES)}
     rf = s.replication_factor
@@ -103,7 +103,7 @@ def topic_specs(s: "Settings", partitions: int) -> list[TopicSpec]:
     return specs
 
 
-def ensure_topics(s: "Settings", partitions: int | None = None, timeout_s: float = 60.0) -> list[str]:
+def ensure_topics(s: Settings, partitions: int | None = None, timeout_s: float = 60.0) -> list[str]:
     """Create what is missing; returns the names created. Waits for Kafka up to `timeout_s`."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import InvalidReplicationFactorError, KafkaError, TopicAlreadyExistsError

@@ -54,7 +54,7 @@ class Child:
         self.log_offset = 0          # where this run's part of an appended log starts
         self.stopped_rc: int | None = None
 
-    def start(self) -> "Child":
+    def start(self) -> Child:
         """Start it; `banner` writes a `=== time command` line into the log first. Returns self."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab" if self.append else "wb") as log:

@@ -36,8 +36,8 @@ from aiokafka import AIOKafkaProducer
 
 from contract import redisurl
 from contract.security import aiokafka_kwargs, faust_broker_credentials, faust_broker_url
-from contract.topics import SNAPSHOT_MAX_BYTES
 from contract.settings import Settings
+from contract.topics import SNAPSHOT_MAX_BYTES
 from contract.zones import load_zones
 
 from . import geocache, metrics, recovery
@@ -250,7 +250,7 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
         while True:
             try:
                 await asyncio.wait_for(stage.wake.wait(), IDLE_FLUSH_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             if time.monotonic() - last_check >= recovery.REDIS_CHECK_S:
                 last_check = time.monotonic()

@@ -88,7 +88,7 @@ class IdMemory:
         return np.array(sorted(self.open), dtype=np.uint64).tobytes()
 
     @classmethod
-    def restore(cls, snap: dict, sealed: dict[int, bytes], horizon_ms: int = DEDUP_HORIZON_MS) -> "IdMemory":
+    def restore(cls, snap: dict, sealed: dict[int, bytes], horizon_ms: int = DEDUP_HORIZON_MS) -> IdMemory:
         m = cls(horizon_ms)
         m.open_hour = snap["open_hour"]
         m.open = {int(x) for x in np.frombuffer(snap["open"], dtype=np.uint64)}

@@ -23,8 +23,17 @@ from dataclasses import dataclass, field
 
 from h3.api import basic_int as h3
 
-from contract.response import (ARRIVAL_RADIUS_M, BREACH_AFTER_MS, CORROBORATION_RADIUS_M, CORROBORATION_WINDOW_MS,
-                               DEDUP_HORIZON_MS, DEFAULT_GRACE_MS, EXPIRE_AFTER_MS, MAX_CORROBORATING, haversine_m)
+from contract.response import (
+    ARRIVAL_RADIUS_M,
+    BREACH_AFTER_MS,
+    CORROBORATION_RADIUS_M,
+    CORROBORATION_WINDOW_MS,
+    DEDUP_HORIZON_MS,
+    DEFAULT_GRACE_MS,
+    EXPIRE_AFTER_MS,
+    MAX_CORROBORATING,
+    haversine_m,
+)
 
 from .partitioning import DISK_K
 
@@ -323,7 +332,7 @@ class IncidentState:
         }
 
     @classmethod
-    def restore(cls, snap: dict, grace_ms: int = DEFAULT_GRACE_MS) -> "IncidentState":
+    def restore(cls, snap: dict, grace_ms: int = DEFAULT_GRACE_MS) -> IncidentState:
         s = cls(grace_ms)
         s.clock, s.wm, s._calls_pruned = snap["clock"], snap["wm"], snap["calls_pruned"]
         s.seen_calls = dict(snap["seen_calls"])

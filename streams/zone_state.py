@@ -16,15 +16,22 @@ import heapq
 import math
 from collections import defaultdict
 
-from contract.response import (BREACH_AFTER_MS, CAMERA_KNOWN_MS, DEFAULT_GRACE_MS, EVENT_AGE_HORIZON_MS,
-                               EXPIRE_AFTER_MS, RESPONSE_WINDOW_MS, UNIT_QUIET_MS)
+from contract.response import (
+    BREACH_AFTER_MS,
+    CAMERA_KNOWN_MS,
+    DEFAULT_GRACE_MS,
+    EVENT_AGE_HORIZON_MS,
+    EXPIRE_AFTER_MS,
+    RESPONSE_WINDOW_MS,
+    UNIT_QUIET_MS,
+)
 from contract.zones import Zone
 
 from .days import LocalDays
 from .dedup import IdMemory, id_hash
 from .incidents import IncidentState
-from .records import Arrival, IncidentAlert, IncidentCall, IncidentFix, ZoneAlert, ZoneCall, ZoneFix, ZoneStatus
 from .reach import ZoneReach
+from .records import Arrival, IncidentAlert, IncidentCall, IncidentFix, ZoneAlert, ZoneCall, ZoneFix, ZoneStatus
 from .rules import Rules, load_rules
 
 MINUTE_MS = 60_000
@@ -69,7 +76,7 @@ class DayCounts:
                 sorted(self.breaches), self.version, self.changed]
 
     @classmethod
-    def load(cls, raw: list) -> "DayCounts":
+    def load(cls, raw: list) -> DayCounts:
         d = cls()
         d.calls, d.alerts = raw[0], raw[1]
         d.by_category.update(raw[2])
@@ -95,7 +102,7 @@ class MinuteBucket:
         return [self.calls, self.calls_p1, self.alerts, dict(self.by_type)]
 
     @classmethod
-    def load(cls, raw: list) -> "MinuteBucket":
+    def load(cls, raw: list) -> MinuteBucket:
         b = cls()
         b.calls, b.calls_p1, b.alerts = raw[0], raw[1], raw[2]
         b.by_type.update(raw[3])

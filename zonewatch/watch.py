@@ -23,10 +23,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Callable, Iterable
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
@@ -37,12 +37,12 @@ from rich.table import Table
 from rich.text import Text
 
 from contract import keys, metrics, redisurl
-from gateway import promtext
-from gateway.promtext import histogram_quantile
 from contract.errors import RedisUnavailable, WatchError
 from contract.security import redacted_url
 from contract.settings import Settings, redis_url_from_env
 from contract.zones import RING_ORDER
+from gateway import promtext
+from gateway.promtext import histogram_quantile
 
 DEFAULT_WEB_PORT = 6066
 
@@ -262,7 +262,7 @@ def _tz(name: str):
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        return timezone.utc
+        return UTC
 
 
 def fmt_age(seconds: float | None) -> Text:
@@ -350,7 +350,7 @@ def render(snap: Snapshot, tz_name: str = Settings.tz, note: str | Text | None =
     head.append(f"{title}  ", style="bold")
     head.append("stream clock ")
     if clock is not None:
-        local = datetime.fromtimestamp(clock / 1000, timezone.utc).astimezone(tz)
+        local = datetime.fromtimestamp(clock / 1000, UTC).astimezone(tz)
         head.append(local.strftime("%Y-%m-%d %H:%M:%S %Z"), style="bold cyan")
         head.append(" (")
         head.append_text(fmt_age((snap.taken_ms - clock) / 1000))
@@ -370,7 +370,7 @@ def render(snap: Snapshot, tz_name: str = Settings.tz, note: str | Text | None =
     for lv in LEVEL_ORDER:
         levels.append_text(level_cell(lv))
         levels.append(f" {counts[lv]}  ")
-    now_local = datetime.fromtimestamp(snap.taken_ms / 1000, timezone.utc).astimezone(tz)
+    now_local = datetime.fromtimestamp(snap.taken_ms / 1000, UTC).astimezone(tz)
     levels.append(f"  now {now_local.strftime('%H:%M:%S %Z')}", style="dim")
 
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), show_edge=False, expand=False)

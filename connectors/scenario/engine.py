@@ -83,7 +83,7 @@ class Frame:
         object.__setattr__(self, "ky", 1.0 / self.m_per_deg_lat)
 
     @classmethod
-    def wgs84(cls, lat0: float, lon0: float) -> "Frame":
+    def wgs84(cls, lat0: float, lon0: float) -> Frame:
         """The frame whose scales are the WGS84 ellipsoid's at lat0 (lengths true to ~0.1 m per km)."""
         a, e2 = 6_378_137.0, 6.69437999014e-3
         s2 = math.sin(math.radians(lat0)) ** 2

@@ -15,10 +15,10 @@ import httpx
 import orjson
 import pytest
 
+from contract import topics
 from deploy.procs import Child
 from tests import scenario
 from tests.integration.conftest import REPO, Deployment, free_port, wait_until
-from contract import topics
 
 pytestmark = pytest.mark.integration
 

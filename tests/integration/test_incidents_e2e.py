@@ -21,10 +21,10 @@ from datetime import datetime, timedelta, timezone
 import orjson
 import pytest
 
+from contract import topics
 from contract.response import eta_s, haversine_m
 from tests import scenario
 from tests.integration.conftest import wait_until
-from contract import topics
 
 pytestmark = pytest.mark.integration
 

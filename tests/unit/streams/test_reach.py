@@ -13,14 +13,14 @@ from pathlib import Path
 import h3
 import pytest
 import shapely
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from shapely.geometry import Point
 
 import streams.reach as reach_mod
 from contract.response import EARTH_RADIUS_M, haversine_m
 from contract.zones import load_zones
-from streams.reach import (GRID_DEG, MAX_CELLS, ReachMap, UnitIndex, keys_within, reach, reach_cells,
-                           zone_cells)
+from streams.reach import GRID_DEG, MAX_CELLS, ReachMap, UnitIndex, keys_within, reach, reach_cells, zone_cells
 
 TESTS = Path(__file__).resolve().parents[2]
 SPEED = {"foot": 1.4, "car": 8.3, "motorcycle": 9.0, "swat": 8.3, "other": 6.0}  # CONTRACT §3

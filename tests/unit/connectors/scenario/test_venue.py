@@ -15,7 +15,8 @@ import pytest
 from shapely.geometry import Point, box, shape
 
 from connectors.scenario import scenario_events, venue
-from connectors.scenario.venue import VenueScenario as Scenario, write_demo_zones
+from connectors.scenario.venue import VenueScenario as Scenario
+from connectors.scenario.venue import write_demo_zones
 from contract import errors, events, topics
 from contract.settings import DEMO_ZONES
 
