@@ -397,7 +397,9 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown(res))
         print("\nchurners by stage (done/error): "
               + ", ".join(f"{s} {v['done']}/{v['error']}" for s, v in res["churn_by_stage"].items()))
-        print(f"client count back {'after ' + str(res['settled_after_s']) + ' s' if res['settled_after_s'] is not None else 'NOT within ' + str(a.settle) + ' s'}"
+        settled = res["settled_after_s"]
+        back = f"after {settled} s" if settled is not None else f"NOT within {a.settle} s"
+        print(f"client count back {back}"
               f"; {res['updates_written']} updates written; results in {out}")
         return 0
     finally:

@@ -3,7 +3,8 @@ memory (RSS) and e2e latency p50/p99 per window over time.
 
 The load is the bundled simulator at the scale of a district on an event day: 5,200 patrol units
 pinging every 5-10 s, 6,000 cameras raising 1,200 alerts/min, 10 calls/min (about 750 events/s
-of event time), played `--speed` times faster than real time (default 5: ~3,700 events/s). It runs on the `make up` stack (ZONEWATCH_KAFKA / ZONEWATCH_REDIS) with a
+of event time), played `--speed` times faster than real time (default 5: ~3,700 events/s). It
+runs on the `make up` stack (ZONEWATCH_KAFKA / ZONEWATCH_REDIS) with a
 topic prefix and app id of its own, and deletes its topics at the end.
 
     python -m bench.soak --duration 1800 [--window 300] [--units 5200] ...
@@ -82,7 +83,7 @@ def main(argv=None) -> int:
                 break
             except OSError:
                 if worker.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"worker did not start (log {logs}/soak-worker-{tag}.log)")
+                    raise SystemExit(f"worker did not start (log {logs}/soak-worker-{tag}.log)") from None
                 time.sleep(0.5)
         sim = Child("simulator", [py, "-m", "zonewatch.cli", "simulate", "--speed", str(args.speed), "--quiet",
                                   "--units", str(args.units), "--cameras", str(args.cameras),

@@ -16,7 +16,8 @@ fly, row by row, without editing it:
 Numbers are coerced where the contract wants them (lat, lon, speed, heading, confidence -> float;
 priority, severity -> int), ids become strings, enum values (category, type, status, kind) are
 lower-cased, `online` (camera.status) becomes a boolean from true/false, 1/0, yes/no, on/off or
-online/offline (any case; `--value-map` first for other words), empty cells are omitted. Which other columns travel along: `--extra keep|drop`
+online/offline (any case; `--value-map` first for other words), empty cells are omitted. Which
+other columns travel along: `--extra keep|drop`
 (default: drop for CSV — exports carry dozens of columns — keep for JSON/JSONL).
 
 Nothing is dropped: a row that cannot be converted (or that the contract validator would reject) is
@@ -37,7 +38,8 @@ repeats: those repeats are duplicates by `call_id`, which the pipeline counts on
         --map priority='Original Priority' --latlon Location \\
         --ts-format '%m/%d/%Y %I:%M:%S %p' --tz America/Los_Angeles \\
         --value-map 'priority=E:1,3:2,2:3,1:4,A:4' \\
-        --value-map 'category=Medical Incident:medical,Structure Fire:fire,Outside Fire:fire,Vehicle Fire:fire,Traffic Collision:traffic,Citizen Assist / Service Call:assistance,*:other' \\
+        --value-map 'category=Medical Incident:medical,Structure Fire:fire,Outside Fire:fire,Vehicle Fire:fire' \\
+        --value-map 'category=Traffic Collision:traffic,Citizen Assist / Service Call:assistance,*:other' \\
         --set lang=en --dry-run --limit 3
 
 (SFFD's "3" is Code 3 — lights and siren — and "2" Code 2, the reverse of the contract's 1 = most

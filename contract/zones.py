@@ -87,8 +87,8 @@ class LocalPlane:
 
     def __init__(self, lat0: float, lon0: float):
         self.lat0, self.lon0 = lat0, lon0
-        p, l = math.radians(lat0), math.radians(lon0)
-        sp, cp, sl, cl = math.sin(p), math.cos(p), math.sin(l), math.cos(l)
+        p, lam = math.radians(lat0), math.radians(lon0)
+        sp, cp, sl, cl = math.sin(p), math.cos(p), math.sin(lam), math.cos(lam)
         self._origin = self._ecef(np.array([lat0]), np.array([lon0]))[:, 0]
         # rows: east, north, up unit vectors in ECEF
         self._rot = np.array([[-sl, cl, 0.0], [-sp * cl, -sp * sl, cp], [cp * cl, cp * sl, sp]])
@@ -96,10 +96,10 @@ class LocalPlane:
 
     @classmethod
     def _ecef(cls, lat, lon) -> np.ndarray:
-        p, l = np.radians(lat), np.radians(lon)
+        p, lam = np.radians(lat), np.radians(lon)
         sp = np.sin(p)
         n = cls.A / np.sqrt(1 - cls.E2 * sp * sp)
-        return np.stack([n * np.cos(p) * np.cos(l), n * np.cos(p) * np.sin(l), n * (1 - cls.E2) * sp])
+        return np.stack([n * np.cos(p) * np.cos(lam), n * np.cos(p) * np.sin(lam), n * (1 - cls.E2) * sp])
 
     def forward(self, lat, lon) -> tuple[np.ndarray, np.ndarray]:
         """(lat, lon) degrees -> (x east, y north) metres."""
@@ -289,7 +289,7 @@ def _geometry(g) -> tuple[str, object]:
             where = f"part {j}: " if gtype == "MultiPolygon" else ""
             raise _Bad(f"{where}invalid polygon: {explain_validity(p)} (repair it, e.g. QGIS 'Fix geometries')")
         if p.area <= 0:
-            raise _Bad(f"{'part %d: ' % j if gtype == 'MultiPolygon' else ''}polygon has no area")
+            raise _Bad(f"{f'part {j}: ' if gtype == 'MultiPolygon' else ''}polygon has no area")
     if not geom.is_valid:
         # Each part is a valid polygon, only the parts touch along an edge or overlap (DataV
         # exports do this): the zone is unambiguously their union, so nothing is guessed.
@@ -388,7 +388,7 @@ def _route_zones(rid, name, ring, geom, segment_m: float, buffer_m: float) -> li
     for k in range(n):
         s, e = k * segment_m, (total if k == n - 1 else (k + 1) * segment_m)
         pieces = []
-        for p, c0 in zip(parts, starts):
+        for p, c0 in zip(parts, starts, strict=True):
             a, b = max(s, c0), min(e, c0 + p.length)
             if b - a > 0:
                 pieces.append(substring(p, a - c0, b - c0))

@@ -286,6 +286,8 @@ listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 """
     # Secure mode: clients and the broker itself on SASL_SSL (SCRAM-SHA-512), the controller on
     # mutual TLS. Passwords are Kafka `password` configs: the broker logs them as [hidden].
+    jaas = ("org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="admin" password="{sec.password("kafka-admin")}";')
     return f"""listeners=SASL_SSL://{HOST}:{port},CONTROLLER://{HOST}:{port + 1}
 advertised.listeners=SASL_SSL://{HOST}:{port}
 controller.listener.names=CONTROLLER
@@ -293,7 +295,7 @@ inter.broker.listener.name=SASL_SSL
 listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SSL
 sasl.enabled.mechanisms=SCRAM-SHA-512
 sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
-listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="{sec.password('kafka-admin')}";
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={jaas}
 ssl.keystore.type=PEM
 ssl.keystore.location={sec.tls / 'broker-keystore.pem'}
 ssl.truststore.type=PEM

@@ -79,7 +79,7 @@ class Entry:
         return b"id: %s\nevent: zone\ndata: %s\n\n" % (self.id.encode(), self.state)
 
     def _ws_text(self) -> str:
-        return '{"type":"zone","id":"%s","state":%s}' % (self.id, self.state.decode())
+        return f'{{"type":"zone","id":"{self.id}","state":{self.state.decode()}}}'
 
     @property
     def sse(self) -> bytes:
@@ -105,7 +105,7 @@ class IncidentEntry(Entry):
         return b"event: incident\ndata: %s\n\n" % self.state
 
     def _ws_text(self) -> str:
-        return '{"type":"incident","state":%s}' % self.state.decode()
+        return f'{{"type":"incident","state":{self.state.decode()}}}'
 
 
 RESYNC = object()   # queue sentinel: the client fell behind
@@ -467,9 +467,9 @@ def ws_encode(kind, val) -> str:
     if kind == "zone" or kind == "incident":
         return val.ws
     if kind == "incidents":
-        return '{"type":"incidents","incidents":%s}' % val.array().decode()
+        return f'{{"type":"incidents","incidents":{val.array().decode()}}}'
     if kind == "snapshot":
-        return '{"type":"snapshot","id":"%s","zones":%s}' % (val.id, val.array().decode())
+        return f'{{"type":"snapshot","id":"{val.id}","zones":{val.array().decode()}}}'
     if kind == "resync":
-        return '{"type":"resync","reason":"%s"}' % val
+        return f'{{"type":"resync","reason":"{val}"}}'
     return '{"type":"ping"}'

@@ -219,7 +219,7 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
                     await emit(held.state)
         if time.monotonic() - daily_last[0] >= DAILY_S:  # zones.daily, at most every DAILY_S per zone-day
             daily_last[0] = time.monotonic()
-            for p, held in list(stage.held.items()):
+            for held in list(stage.held.values()):
                 if not held.generation:
                     continue
                 async with held.lock:

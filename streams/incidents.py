@@ -283,7 +283,8 @@ class IncidentState:
             decision = {"type": "breach", "unit_id": None, "response_s": None, "ts": inc.ts + BREACH_AFTER_MS}
         events.sort(key=lambda e: (e["ts"], e["what"]))
         return {"call_id": inc.call_id, "call": call, "zones": inc.zones, "ring": r.get("ring"),
-                "nearest_units": r.get("nearest_units") or [], "corroborating_alerts": r.get("corroborating_alerts") or [],
+                "nearest_units": r.get("nearest_units") or [],
+                "corroborating_alerts": r.get("corroborating_alerts") or [],
                 "decision": decision, "arrival": arrival, "breach": breach, "status": status, "events": events,
                 "clock": self.clock, "partition": partition}
 

@@ -70,7 +70,7 @@ class OutputSender:
                     else:  # the producer refused it at once: send it again below
                         refused.append((item, exc))
             results = await asyncio.gather(*(f for _i, f in futures), return_exceptions=True)
-            failed = [it for (it, _f), r in zip(futures, results) if isinstance(r, BaseException)]
+            failed = [it for (it, _f), r in zip(futures, results, strict=True) if isinstance(r, BaseException)]
             failed += [it for it, _exc in refused]
             results = [r for r in results if isinstance(r, BaseException)] + [exc for _it, exc in refused]
             if failed:
@@ -114,5 +114,5 @@ class OutputSender:
     async def zone_states(self, docs: list[bytes], ids: list[str]) -> None:
         """The compacted `zones.state` topic: the same documents as Redis, key zone_id."""
         producer = self.app.producer
-        for zid, js in zip(ids, docs):
+        for zid, js in zip(ids, docs, strict=True):
             _watch(await producer.send(self.t_zones, zid.encode(), js, None, None, None))

@@ -111,7 +111,7 @@ class StateStage:
         ages: dict[str, list[float]] = {}
         pending = self.pending_e2e
         source = records.SOURCE
-        for rec, fresh in zip(recs, st.apply_all(recs)):
+        for rec, fresh in zip(recs, st.apply_all(recs), strict=True):
             if fresh is None or not rec.primary:
                 continue
             src = source[type(rec)]

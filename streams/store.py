@@ -119,7 +119,7 @@ class RedisStore:
         hashed = await self.redis.hmget(keys.ZONE_VERSIONS, zone_ids)
         raw = await self.redis.mget([keys.zone(z) for z in zone_ids])
         out = {}
-        for zid, h, val in zip(zone_ids, hashed, raw):
+        for zid, h, val in zip(zone_ids, hashed, raw, strict=True):
             v = int(h) if h else 0
             if val:
                 try:
@@ -265,5 +265,5 @@ class RedisStore:
                            sort="ASC", count=count, withdist=True)
         found = await pipe.execute()
         units = sorted({u[0] for hits in found for u in hits})
-        info = dict(zip(units, await self.redis.hmget(keys.UNIT_INFO, units))) if units else {}
+        info = dict(zip(units, await self.redis.hmget(keys.UNIT_INFO, units), strict=True)) if units else {}
         return found, info

@@ -80,7 +80,7 @@ class Pipeline:
                 for value in values:
                     for _ in range(self.repeat):
                         self.stage.apply_batch(st, value)
-            for p, h in self.stage.held.items():
+            for h in self.stage.held.values():
                 enriched, sla, arrivals = self.stage.take_outputs(h.state)
                 self.enriched.extend(enriched)
                 self.sla.extend(sla)

@@ -4,7 +4,8 @@ Reads Redis only (`SMEMBERS zw:zones`, one `MGET zw:zone:{id}...` per refresh, `
 zw:zone-updates` for the update rate) and, for the header's end-to-end latency, the workers'
 Prometheus `/metrics` (`zonewatch_e2e_latency_seconds_bucket`, summed over sources and workers; the
 quantiles are interpolated within buckets as Prometheus' `histogram_quantile` does, over the bucket
-deltas of the last refresh window; a window without events shows the last figures, marked idle). Polling every `--interval` costs a handful of small round trips:
+deltas of the last refresh window; a window without events shows the last figures, marked idle).
+Polling every `--interval` costs a handful of small round trips:
 cheap enough for a wall display, and it never misses the latest state (a document is the whole truth).
 
     zonewatch watch                                # live, Ctrl-C to leave
@@ -99,7 +100,7 @@ class LatencySampler:
         lat = Latency(asked=len(self.urls))
         window: dict[float, float] = {}
         have_window = False
-        for url, cur in zip(self.urls, scraped):
+        for url, cur in zip(self.urls, scraped, strict=True):
             if cur is None:
                 self.prev.pop(url, None)      # a worker that comes back starts a new window
                 continue
@@ -166,7 +167,7 @@ def zone_sort_key(doc: dict) -> tuple:
 
 def parse_docs(ids: list[str], raw: list[bytes | None]) -> list[dict]:
     docs = []
-    for zid, val in zip(ids, raw):
+    for zid, val in zip(ids, raw, strict=True):
         if val is None:
             docs.append({"zone_id": zid, "_missing": True})
             continue

@@ -70,8 +70,10 @@ def test_ids_from_properties_and_id_property(tmp_path):
 
 def test_bad_files_are_refused_with_a_reason(tmp_path):
     p = tmp_path / "bad.geojson"
-    p.write_text('{"type": "FeatureCollection", "features": [{"id": "x", "geometry": {"type": "GeometryCollection", "geometries": []}}]}')
-    with pytest.raises(ZonesFileError, match=r"feature #0 \(id 'x'\): geometry type 'GeometryCollection' is not one of"):
+    p.write_text('{"type": "FeatureCollection", "features": '
+                 '[{"id": "x", "geometry": {"type": "GeometryCollection", "geometries": []}}]}')
+    with pytest.raises(ZonesFileError,
+                       match=r"feature #0 \(id 'x'\): geometry type 'GeometryCollection' is not one of"):
         load_zones(p)
     p.write_text("not json")
     with pytest.raises(ZonesFileError, match="cannot read"):
