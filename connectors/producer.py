@@ -210,6 +210,7 @@ class EventProducer:
             parts = await self._check_topic(full)
         key = encode_key(topic, record)
         value = encode_value(record)
+        part: int | None
         if key is None:
             part = parts[random.randrange(len(parts))]
         else:
@@ -242,11 +243,11 @@ class EventProducer:
         """Send every record to `topic` without waiting per message; flush at the end. Returns count."""
         n = 0
         if hasattr(records, "__aiter__"):
-            async for rec in records:  # type: ignore[union-attr]
+            async for rec in records:
                 await self.send(topic, rec)
                 n += 1
         else:
-            for rec in records:  # type: ignore[union-attr]
+            for rec in records:
                 await self.send(topic, rec)
                 n += 1
         await self.flush()

@@ -214,7 +214,7 @@ class Converter:
         self._coerce(out, problems)
         if not problems and self.validate:
             try:
-                self._validator(out, self.max_ts)
+                self._validator(out, self.max_ts)  # type: ignore[arg-type]  # int since __post_init__
             except errors.Rejected as exc:
                 problems.append(exc.reason)
         return out, problems

@@ -27,6 +27,8 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 from .errors import ConfigError
 
 if TYPE_CHECKING:  # settings imports this module; no import back
+    from faust.types.auth import CredentialsT
+
     from .settings import Settings
 
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -93,12 +95,13 @@ def ssl_context(s: Settings) -> ssl.SSLContext | None:
         return None
     from aiokafka.helpers import create_ssl_context
 
-    return create_ssl_context(
+    ctx: ssl.SSLContext = create_ssl_context(
         cafile=str(s.kafka_ca) if s.kafka_ca else None,
         certfile=str(s.kafka_cert) if s.kafka_cert else None,
         keyfile=str(s.kafka_key) if s.kafka_key else None,
         password=s.kafka_key_password or None,
     )
+    return ctx
 
 
 def aiokafka_kwargs(s: Settings) -> dict[str, Any]:
@@ -138,7 +141,7 @@ def faust_broker_url(s: Settings) -> str:
     return ";".join(f"kafka://{h.strip()}" for h in s.kafka.split(",") if h.strip())
 
 
-def faust_broker_credentials(s: Settings):
+def faust_broker_credentials(s: Settings) -> CredentialsT | None:
     """faust.SASLCredentials / faust.SSLCredentials for `broker_credentials`, None for PLAINTEXT."""
     proto = s.kafka_security_protocol
     if proto == "PLAINTEXT":

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 from .errors import ConfigError, KafkaUnavailable
 
 if TYPE_CHECKING:
+    from kafka.admin import KafkaAdminClient
+
     from .settings import Settings
 
 # --- input (CONTRACT §1): records validated by contract.events --------------------------------
@@ -140,7 +142,7 @@ def ensure_topics(s: Settings, partitions: int | None = None, timeout_s: float =
         admin.close()
 
 
-def _wait_for_metadata(admin, names, deadline) -> None:
+def _wait_for_metadata(admin: KafkaAdminClient, names: list[str], deadline: float) -> None:
     while names:
         known = set(admin.list_topics())
         names = [n for n in names if n not in known]

@@ -30,6 +30,7 @@ import asyncio
 import logging
 import os
 import time
+from typing import TYPE_CHECKING, cast
 
 import faust
 from aiokafka import AIOKafkaProducer
@@ -51,6 +52,12 @@ from .store import RedisStore, until_redis_answers
 
 log = logging.getLogger("zonewatch.worker")
 
+if TYPE_CHECKING:
+    class _App(faust.App):
+        """The app with the handles create_app hangs on it (for tests, the CLI and the timers)."""
+        zonewatch_stage: StateStage
+        zonewatch_ingest: IngestStage | None
+
 IDLE_FLUSH_S = 0.25
 TICK_S = 0.25
 LAG_S = 5.0
@@ -70,7 +77,7 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
     index, cells = geocache.prepare(zones, settings.h3_resolution,
                                     geocache.cache_path(datadir, settings.zones, settings.h3_resolution,
                                                         settings.zone_id_property))
-    app = faust.App(
+    app = cast("_App", faust.App(
         settings.app_id,
         broker=faust_broker_url(settings), broker_credentials=faust_broker_credentials(settings),
         store="memory://",
@@ -98,7 +105,7 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
         # the partitions come back in seconds rather than after the 5-minute default
         consumer_metadata_max_age_ms=10_000,
         producer_metadata_max_age_ms=10_000,
-    )
+    ))
 
     # -- the topics and the stages ----------------------------------------------------------------
     zone_events = app.topic(settings.internal_zone_events, value_serializer="raw", key_serializer="raw",
@@ -190,7 +197,8 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
                 await emit(held.state)
 
 
-    @app.on_partitions_assigned.connect
+    # faust types receivers as (sender, *args, signal=...); it calls them (app, assigned, signal=...)
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(app_, assigned, **kwargs):
         # restore at once, not on the partition's first new message: the wall must be right
         # after a crash even while input is quiet
@@ -198,7 +206,7 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
             if tp.topic == settings.internal_zone_events:
                 held_or_taking(tp.partition)
 
-    @app.on_partitions_revoked.connect
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # as above
     async def on_revoked(app_, revoked, **kwargs):
         gone = [tp.partition for tp in revoked if tp.topic == settings.internal_zone_events]
         for p in gone:
@@ -263,7 +271,7 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
             await asyncio.sleep(gap)
 
     @app.timer(LAG_S)
-    async def lag():
+    async def lag() -> None:
         """zonewatch_consumer_lag: how far each group of this worker is behind the log ends."""
         state_group, ingest_group = settings.app_id, f"{settings.app_id}-ingest"
         by: dict[tuple[str, str], int] = {}

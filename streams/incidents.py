@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
+from typing import Any
 
 from h3.api import basic_int as h3
 
@@ -75,15 +76,15 @@ class IncidentState:
         self.clock = 0
         self.wm = 0                                    # watermark of patrol.gps (<= clock)
         self.incidents: dict[str, Incident] = {}
-        self.near: dict[str, list[Incident]] = {}      # fine cell -> incidents within reach
+        self.near: dict[int, list[Incident]] = {}      # fine cell -> incidents within reach
         # fine cell -> incidents still collecting corroboration whose call lies within the
         # corroboration reach of the cell (an alert looks up its own cell only)
         self.calls_near: dict[int, list[Incident]] = {}
         self.clock_timers: list[tuple[int, str, str]] = []  # (due, uncorr|settle, call_id)
         self.wm_timers: list[tuple[int, str, str]] = []     # (due, arrive|breach|expire, call_id)
         self.seen_calls: dict[str, int] = {}           # call_id -> ts, for DEDUP_HORIZON_MS
-        self.fixes: dict[int, dict[str, list]] = {}    # minute -> fine cell -> [(ts, unit, lat, lon)]
-        self.alerts: dict[int, dict[str, list]] = {}   # minute -> fine cell -> [(ts, id, type, lat, lon)]
+        self.fixes: dict[int, dict[int, list]] = {}    # minute -> fine cell -> [(ts, unit, lat, lon)]
+        self.alerts: dict[int, dict[int, list]] = {}   # minute -> fine cell -> [(ts, id, type, lat, lon)]
         self.seen_alerts: set[str] = set()
         self.out: list[tuple[str, object]] = []        # ("enriched", rec) | ("sla", ev) | ("arrival", ...)
         self.changed_records: dict[str, Incident] = {}
@@ -268,7 +269,7 @@ class IncidentState:
         breach = {"ts": inc.ts + BREACH_AFTER_MS} if inc.breached else None
         if breach:
             events.append({"ts": breach["ts"], "what": "breach"})
-        arrival = None
+        arrival: dict[str, Any] | None = None
         if inc.arrival_ts is not None:
             arrival = {"unit_id": inc.arrival_unit, "response_s": round((inc.arrival_ts - inc.ts) / 1000.0, 3),
                        "ts": inc.arrival_ts}
@@ -376,7 +377,7 @@ class IncidentState:
             heapq.heappush(self.wm_timers, (ts, "arrive", inc.call_id))
 
     def _decide(self, inc: Incident) -> None:
-        ts, unit = inc.candidate
+        ts, unit = inc.candidate  # type: ignore[misc]  # only an incident with a candidate is decided
         inc.candidate = None
         if inc.arrival_ts is not None and inc.arrival_ts <= ts:
             return

@@ -201,7 +201,10 @@ class RedisStore:
         available units, the spatial index of dispatch recommendations) and the hash
         `zw:unit-info` (unit -> {ts, status, kind, lat, lon}). A failure is counted and logged,
         not raised: positions refresh with the next fix."""
-        geo, avail, gone, info = [], [], [], {}
+        geo: list = []
+        avail: list = []
+        gone: list = []
+        info: dict = {}
         for unit, (ts, lat, lon, status, kind) in latest.items():
             if -GEO_LAT_LIMIT <= lat <= GEO_LAT_LIMIT:
                 geo.extend((lon, lat, unit))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import defaultdict
+from collections.abc import Set as AbstractSet
 
 from contract.response import (
     BREACH_AFTER_MS,
@@ -42,7 +43,7 @@ GPS_DEDUP_HORIZON_MS = 10 * 60 * 1000  # per unit, behind its newest fix
 GPS_DEDUP_PER_UNIT = 128
 PRUNE_EVERY_MS = 60_000
 INCIDENT_KEEP_MS = EXPIRE_AFTER_MS + RESPONSE_WINDOW_MS
-_NO_HITS: frozenset = frozenset()
+_NO_HITS: frozenset[int] = frozenset()
 
 
 def empty_response() -> dict:
@@ -56,7 +57,7 @@ class DayCounts:
     __slots__ = ("calls", "alerts", "by_category", "by_priority", "by_lang", "by_type", "hourly_calls",
                  "hourly_alerts", "responses", "breaches", "version", "changed")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.calls = 0
         self.alerts = 0
         self.by_category: dict[str, int] = defaultdict(int)
@@ -92,7 +93,7 @@ class DayCounts:
 class MinuteBucket:
     __slots__ = ("calls", "calls_p1", "alerts", "by_type")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.calls = 0
         self.calls_p1 = 0
         self.alerts = 0
@@ -162,7 +163,7 @@ class PartitionState:
         self.incidents = IncidentState(grace_ms)
         self.reach = ZoneReach(zones, cells=reach_cells)
         self._last_pruned = 0
-        self._hits: set[int] = _NO_HITS  # ids of the current batch the sealed dedup hours hold
+        self._hits: AbstractSet[int] = _NO_HITS  # ids of the current batch the sealed dedup hours hold
         self.deadlines: list[tuple[int, str, str]] = []  # (call ts + 300 s, zone, call) not yet passed
 
     # -- input -----------------------------------------------------------------------------
@@ -479,15 +480,15 @@ class PartitionState:
                     silent += 1
                 elif ts + self.camera_silent_ms + 1 < valid_until:
                     valid_until = ts + self.camera_silent_ms + 1
-        ages = {}
+        ages: dict[str, int | None] = {}
         for source in ("calls", "gps", "alerts"):
             last = agg.last_ts.get(source)
             if last is None or clock - last > EVENT_AGE_HORIZON_MS:
                 ages[source] = None
             else:
-                ages[source] = max(0, (clock - last) // 1000)
+                age = ages[source] = max(0, (clock - last) // 1000)
                 # the age is whole seconds: it changes at the next second of the clock
-                nxt = last + (ages[source] + 1) * 1000
+                nxt = last + (age + 1) * 1000
                 if nxt < valid_until:
                     valid_until = nxt
                 if last + EVENT_AGE_HORIZON_MS + 1 < valid_until:

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
@@ -162,7 +163,8 @@ def zone_sort_key(doc: dict) -> tuple:
     """Venue rings first (core, inner, outer), then every other zone; by id (numbers compared as numbers)."""
     zid = str(doc.get("zone_id", ""))
     natural = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in _NUM.split(zid) if p)
-    return (RING_ORDER.get(doc.get("ring"), len(RING_ORDER)), natural, zid)
+    ring: Any = doc.get("ring")  # a string, or None/absent: sorts after the rings
+    return (RING_ORDER.get(ring, len(RING_ORDER)), natural, zid)
 
 
 def parse_docs(ids: list[str], raw: list[bytes | None]) -> list[dict]:
@@ -432,7 +434,7 @@ def render(snap: Snapshot, tz_name: str = Settings.tz, note: str | Text | None =
 
 def watch_live(watcher: Watcher, *, interval: float = 0.5, tz_name: str = Settings.tz,
                console: Console | None = None, stop: threading.Event | None = None,
-               check: Callable[[], str | None] | None = None, title: str = "zonewatch") -> None:
+               check: Callable[[], str | Text | None] | None = None, title: str = "zonewatch") -> None:
     """Refresh the table every `interval` s until `stop` is set (or KeyboardInterrupt).
 
     `check()` runs before each refresh: it may return a note for the screen, or raise to leave

@@ -126,7 +126,7 @@ CENTRES = {"start": FRAME.to_xy(*START), "finish": FRAME.to_xy(*FINISH)}
 
 
 # --- the zones file -------------------------------------------------------------------------------
-def _point(fid: str, name: str, role: str, radius: float, xy, **extra) -> dict:
+def _point(fid: str, name: str, role: str, radius: float, xy: tuple[float, float], **extra) -> dict:
     return {"type": "Feature", "id": fid,
             "properties": {"name": name, "kind": "other", "point": role, "radius_m": radius, **extra},
             "geometry": {"type": "Point", "coordinates": FRAME.to_lonlat(*xy, 6)}}
