@@ -8,8 +8,8 @@ One run, one Kafka, fresh topics (prefix `bench-<uuid8>.`):
  1. backlog: N mixed events (85 % patrol fixes, 14.5 % camera alerts, 0.5 % 110 calls over the
     zones' bounding box; a city's 110 calls are ~1 per second, so even 0.5 % of 5,000 ev/s is
     25 calls/s, and the old 5 % default was 250/s — `--mix 80,15,5` still measures that), ts
-    increasing within the last hour, ~0.5 % duplicates, ~0.1 % invalid) produced
-    with aiokafka (acks=all, idempotent, large batches) into the three input topics;
+    increasing within the last hour, ~0.5 % duplicates, ~0.1 % invalid) produced with aiokafka
+    (acks=all, idempotent, large batches) into the three input topics;
  2. three consumers of that whole backlog, each `--repeat` times (median reported):
     A  bare aiokafka consumer, `getmany` + `orjson.loads` of every value (no group, all partitions);
     B  a trivial stateless Faust agent (subprocess, own app id, value_serializer='raw');

@@ -4,8 +4,8 @@ memory (RSS) and e2e latency p50/p99 per window over time.
 The load is the bundled simulator at the scale of a district on an event day: 5,200 patrol units
 pinging every 5-10 s, 6,000 cameras raising 1,200 alerts/min, 10 calls/min (about 750 events/s
 of event time), played `--speed` times faster than real time (default 5: ~3,700 events/s). It
-runs on the `make up` stack (ZONEWATCH_KAFKA / ZONEWATCH_REDIS) with a
-topic prefix and app id of its own, and deletes its topics at the end.
+runs on the `make up` stack (ZONEWATCH_KAFKA / ZONEWATCH_REDIS) with a topic prefix and app id
+of its own, and deletes its topics at the end.
 
     python -m bench.soak --duration 1800 [--window 300] [--units 5200] ...
 """

@@ -17,8 +17,8 @@ Numbers are coerced where the contract wants them (lat, lon, speed, heading, con
 priority, severity -> int), ids become strings, enum values (category, type, status, kind) are
 lower-cased, `online` (camera.status) becomes a boolean from true/false, 1/0, yes/no, on/off or
 online/offline (any case; `--value-map` first for other words), empty cells are omitted. Which
-other columns travel along: `--extra keep|drop`
-(default: drop for CSV — exports carry dozens of columns — keep for JSON/JSONL).
+other columns travel along: `--extra keep|drop` (default: drop for CSV — exports carry dozens of
+columns — keep for JSON/JSONL).
 
 Nothing is dropped: a row that cannot be converted (or that the contract validator would reject) is
 published anyway, so the pipeline dead-letters it with a reason (an unparseable JSONL line is sent as

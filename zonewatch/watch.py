@@ -5,8 +5,8 @@ zw:zone-updates` for the update rate) and, for the header's end-to-end latency, 
 Prometheus `/metrics` (`zonewatch_e2e_latency_seconds_bucket`, summed over sources and workers; the
 quantiles are interpolated within buckets as Prometheus' `histogram_quantile` does, over the bucket
 deltas of the last refresh window; a window without events shows the last figures, marked idle).
-Polling every `--interval` costs a handful of small round trips:
-cheap enough for a wall display, and it never misses the latest state (a document is the whole truth).
+Polling every `--interval` costs a handful of small round trips: cheap enough for a wall display,
+and it never misses the latest state (a document is the whole truth).
 
     zonewatch watch                                # live, Ctrl-C to leave
     zonewatch watch --once                         # one table (scripts, tests)
