@@ -8,7 +8,8 @@ strictly increase per zone and no zone is frozen on the wall. The clean run is h
 
 - two workers: kill -9 one and start a replacement, freeze one (SIGSTOP) past the session timeout
   and resume it, a zombie whose writes must be refused (its zonewatch_fenced_writes_total or its
-  log), start one more, stop one, kill -9 the zombie and replace it;
+  log) unless it learns of its expulsion first (its log), start one more, stop one, kill -9 the
+  zombie and replace it; tests/integration/test_store.py shows the fence itself deterministically;
 - Redis flushed during and after the replay;
 - Redis and then Kafka frozen (SIGSTOP) for 10 s each: the worker's zonewatch_dependency_up is 0
   during each and its log says so; nothing lost after SIGCONT;
