@@ -4,8 +4,8 @@ A rules file is TOML: a list of `[[level]]` tables checked from the most severe 
 applies when any of its conditions holds. A condition is `<path> <op> <number>`, where path is
 a dotted path into the zone-state document (e.g. `windows.15m.calls_p1`,
 `windows.5m.alerts_by_type.fight`, `units.available`, `open_incidents`) and op is one of
->= > <= < ==. A missing path reads as 0. The core-ring escalation of the contract is applied
-after the rules and cannot be switched off.
+>= > <= < ==. A missing path reads as 0. The ring escalations of the contract (core: orange;
+any ring and a drone: yellow) are applied after the rules and cannot be switched off.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ any = ["windows.15m.calls >= 3", "windows.5m.alerts >= 10", "open_incidents >= 3
 """
 
 _OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
-CORE_ALERT_TYPES = ("face_watchlist", "fence_intrusion")
+CORE_ALERT_TYPES = ("face_watchlist", "fence_intrusion", "drone")
+#: alerts that make any ringed zone at least yellow (a drone: low, slow, small aircraft over a venue)
+RING_ALERT_TYPES = ("drone",)
 
 
 @dataclass(frozen=True)
@@ -73,15 +75,24 @@ class Rules:
             if any(c.holds(doc) for c in conds):
                 found = name
                 break
-        if doc.get("ring") == "core" and RANK[found] < RANK["orange"] and core_escalates(doc, open_p1):
+        ring = doc.get("ring")
+        if ring == "core" and RANK[found] < RANK["orange"] and core_escalates(doc, open_p1):
             found = "orange"
+        if ring and found == "green" and ring_escalates(doc):
+            found = "yellow"
         return found
 
 
 def core_escalates(doc: dict, open_p1: int) -> bool:
-    """Contract: an open priority-1 incident or a watch-list/fence alert in 5 min in a core zone."""
+    """Contract: an open priority-1 incident or a watch-list/fence/drone alert in 5 min in a core zone."""
     by_type = doc["windows"]["5m"]["alerts_by_type"]
     return open_p1 > 0 or any(by_type.get(t, 0) for t in CORE_ALERT_TYPES)
+
+
+def ring_escalates(doc: dict) -> bool:
+    """Contract: a drone alert in any ringed zone (in the last 5 min, as for the core rule)."""
+    by_type = doc["windows"]["5m"]["alerts_by_type"]
+    return any(by_type.get(t, 0) for t in RING_ALERT_TYPES)
 
 
 def parse_condition(text: str) -> Condition:

@@ -1,5 +1,11 @@
 """`zonewatch watch`: a live terminal table of every zone's state (CONTRACT §3) against any deployment.
 
+Columns per zone: ring (or the kind of a zone without one: grid, district, route, other), level,
+calls and alerts today, 5-minute and 15-minute figures, units present/available, open incidents,
+the 3-minute reach share (`reach.within_3m`, red below 50 %), health (`✓`, or `⚠` when the picture
+cannot be trusted by the wall's rule, `distrust`; then silent/known cameras · quiet units), the
+document's version and age. Rings come first, route segments last in course order.
+
 Reads Redis only (`SMEMBERS zw:zones`, one `MGET zw:zone:{id}...` per refresh, `XINFO STREAM
 zw:zone-updates` for the update rate) and, for the header's end-to-end latency, the workers'
 Prometheus `/metrics` (`zonewatch_e2e_latency_seconds_bucket`, summed over sources and workers; the
@@ -50,6 +56,11 @@ DEFAULT_WEB_PORT = 6066
 
 LEVEL_STYLE = {"green": "bold green", "yellow": "bold yellow", "orange": "bold dark_orange", "red": "bold white on red"}
 LEVEL_ORDER = ("red", "orange", "yellow", "green")
+#: the wall's trust rule (README "The wall", gateway/static/index.html): no patrol fix from inside
+#: the zone for longer than this makes its picture untrustworthy
+GPS_STALE_S = 900
+#: a 3-minute reach share below this is shown in red (as on the wall)
+REACH_LOW = 0.5
 
 
 # --------------------------------------------------------------------------- latency quantiles
@@ -160,11 +171,12 @@ _NUM = re.compile(r"(\d+)")
 
 
 def zone_sort_key(doc: dict) -> tuple:
-    """Venue rings first (core, inner, outer), then every other zone; by id (numbers compared as numbers)."""
+    """Venue rings first (core, inner, outer), then every other zone, then route segments, each
+    route's in course order (`course/2` before `course/10`); by id, numbers compared as numbers."""
     zid = str(doc.get("zone_id", ""))
     natural = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in _NUM.split(zid) if p)
     ring: Any = doc.get("ring")  # a string, or None/absent: sorts after the rings
-    return (RING_ORDER.get(ring, len(RING_ORDER)), natural, zid)
+    return (RING_ORDER.get(ring, len(RING_ORDER)), doc.get("kind") == "route", natural, zid)
 
 
 def parse_docs(ids: list[str], raw: list[bytes | None]) -> list[dict]:
@@ -311,6 +323,60 @@ def _get(doc: dict, *path, default=None):
     return cur
 
 
+def distrust(doc: dict) -> list[str]:
+    """Why a zone's picture cannot be trusted, [] when it can: the wall's rule (README "The wall",
+    CONTRACT §3 `health`): a silent camera, units quiet in the zone while none is present, or no
+    patrol fix from inside for more than GPS_STALE_S (none in 24 h, null, is not a reason alone:
+    points and route segments often have no patrol inside)."""
+    h = doc.get("health")
+    if not isinstance(h, dict):
+        return []
+    out = []
+    known, silent, quiet = h.get("cameras_known") or 0, h.get("cameras_silent") or 0, h.get("units_quiet") or 0
+    if silent > 0:
+        out.append(f"{silent}/{known} cameras silent")
+    if quiet > 0 and not (_get(doc, "units", "present") or 0) > 0:
+        out.append(f"{quiet} units quiet, none present")
+    gps = _get(h, "last_event_age_s", "gps")
+    if isinstance(gps, (int, float)) and gps > GPS_STALE_S:
+        out.append(f"no patrol fix for {gps / 60:.0f} min")
+    return out
+
+
+def health_cell(doc: dict) -> Text:
+    """`✓`/`⚠`, silent/known cameras · quiet units (the wall's Health column), and how long no
+    patrol fix came when that is a reason."""
+    h = doc.get("health")
+    if not isinstance(h, dict):
+        return Text("–", style="dim")
+    why = distrust(doc)
+    t = Text()
+    t.append("⚠ " if why else "✓ ", style="bold yellow" if why else "green")
+    t.append(f"{h.get('cameras_silent', '–')}/{h.get('cameras_known', '–')}",
+             style="bold yellow" if (h.get("cameras_silent") or 0) > 0 else "")
+    t.append(" · ")
+    t.append(str(h.get("units_quiet", "–")), style="bold yellow" if (h.get("units_quiet") or 0) > 0 else "")
+    gps = _get(h, "last_event_age_s", "gps")
+    if isinstance(gps, (int, float)) and gps > GPS_STALE_S:
+        t.append(f" · no fix {gps / 60:.0f}m", style="yellow")
+    return t
+
+
+def reach_cell(doc: dict) -> Text:
+    """`reach.within_3m` as a percentage, red below REACH_LOW; `–` without reach."""
+    r3 = _get(doc, "reach", "within_3m")
+    if not isinstance(r3, (int, float)):
+        return Text("–", style="dim")
+    return Text(f"{r3 * 100:.0f}%", style="bold red" if r3 < REACH_LOW else "")
+
+
+def ring_or_kind(doc: dict) -> Text:
+    """The ring, or (dim) the kind for a zone without one: grid, district, route, other."""
+    if doc.get("ring"):
+        return Text(str(doc["ring"]))
+    return Text(str(doc.get("kind") or "–"), style="dim")
+
+
 def _pair(a, b) -> str:
     a = "–" if a is None else a
     b = "–" if b is None else b
@@ -374,11 +440,14 @@ def render(snap: Snapshot, tz_name: str = Settings.tz, note: str | Text | None =
         levels.append_text(level_cell(lv))
         levels.append(f" {counts[lv]}  ")
     now_local = datetime.fromtimestamp(snap.taken_ms / 1000, UTC).astimezone(tz)
-    levels.append(f"  now {now_local.strftime('%H:%M:%S %Z')}", style="dim")
+    untrusted = sum(1 for d in docs if not d.get("_missing") and distrust(d))
+    levels.append("⚠ ", style="bold yellow" if untrusted else "dim")
+    levels.append(f"{untrusted} untrusted", style="bold yellow" if untrusted else "dim")
+    levels.append(f"    now {now_local.strftime('%H:%M:%S %Z')}", style="dim")
 
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), show_edge=False, expand=False)
     table.add_column("zone", no_wrap=True, overflow="ellipsis", max_width=44)
-    table.add_column("ring", no_wrap=True)
+    table.add_column("ring/\nkind", no_wrap=True)
     table.add_column("level", no_wrap=True, justify="center")
     table.add_column("today\ncalls", justify="right")
     table.add_column("today\nalerts", justify="right")
@@ -386,6 +455,8 @@ def render(snap: Snapshot, tz_name: str = Settings.tz, note: str | Text | None =
     table.add_column("15m\ncalls (p1)", justify="right", no_wrap=True)
     table.add_column("units\npres/avail", justify="right", no_wrap=True)
     table.add_column("open\ninc", justify="right")
+    table.add_column("reach\n3 min", justify="right", no_wrap=True)
+    table.add_column("health ✓/⚠\nsilent/known · quiet", no_wrap=True)
     table.add_column("ver", justify="right")
     table.add_column("age", justify="right")
     for d in docs:
@@ -394,7 +465,7 @@ def render(snap: Snapshot, tz_name: str = Settings.tz, note: str | Text | None =
             zone.append(" " + str(d["name"]), style="dim")
         if d.get("_missing"):
             zone.append(" (unreadable)" if d.get("_bad") else " (not written yet)", style="italic yellow")
-            table.add_row(zone, "", level_cell(None), *([Text("–", style="dim")] * 8))
+            table.add_row(zone, "", level_cell(None), *([Text("–", style="dim")] * 10))
             continue
         c15 = _get(d, "windows", "15m", "calls")
         p1 = _get(d, "windows", "15m", "calls_p1")
@@ -406,7 +477,7 @@ def render(snap: Snapshot, tz_name: str = Settings.tz, note: str | Text | None =
         age = (snap.taken_ms - d["clock"]) / 1000 if isinstance(d.get("clock"), (int, float)) else None
         table.add_row(
             zone,
-            d.get("ring") or Text("–", style="dim"),
+            ring_or_kind(d),
             level_cell(d.get("level")),
             str(_get(d, "today", "calls", default="–")),
             str(_get(d, "today", "alerts", default="–")),
@@ -414,6 +485,8 @@ def render(snap: Snapshot, tz_name: str = Settings.tz, note: str | Text | None =
             c15_txt,
             _pair(_get(d, "units", "present"), _get(d, "units", "available")),
             str(d.get("open_incidents", "–")),
+            reach_cell(d),
+            health_cell(d),
             str(d.get("version", "–")),
             fmt_age(age),
         )

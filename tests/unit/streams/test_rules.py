@@ -29,6 +29,16 @@ def test_core_ring_escalation_only_in_core():
     assert rules.level(doc("core", p1=3)) == "red"  # escalation never lowers a level
 
 
+def test_a_drone_raises_any_ringed_zone_to_yellow_and_core_to_orange():
+    rules = load_rules(None)
+    drone = {"drone": 1}
+    assert rules.level(doc("core", types5=drone, alerts5=1)) == "orange"
+    assert rules.level(doc("inner", types5=drone, alerts5=1)) == "yellow"
+    assert rules.level(doc("outer", types5=drone, alerts5=1)) == "yellow"
+    assert rules.level(doc(None, types5=drone, alerts5=1)) == "green"          # a grid: no ring
+    assert rules.level(doc("outer", types5=drone, alerts5=1, p1=1)) == "orange"  # never lowers
+
+
 @pytest.mark.parametrize("text,msg", [
     ("not toml [", "not valid TOML"),
     ("x = 1", "at least one"),

@@ -16,8 +16,11 @@ from zonewatch.watch import (
     Latency,
     LatencySampler,
     Snapshot,
+    distrust,
+    health_cell,
     level_cell,
     parse_docs,
+    reach_cell,
     render,
     zone_sort_key,
 )
@@ -156,3 +159,72 @@ def test_render_marks_an_idle_latency_window():
                     latency=Latency(asked=2, answered=2, count=0, p50=0.05, p99=0.1, idle_s=1.5))
     text = _screen(snap)
     assert "p50 50 ms · p99 100 ms (idle 1.5s) (2/2 workers)" in text
+
+
+def _hdoc(zid, *, kind="grid", ring=None, known=0, silent=0, quiet=0, present=0, gps=None, reach=None):
+    d = doc(zid, ring=ring, present=present)
+    d["kind"] = kind
+    d["health"] = {"cameras_known": known, "cameras_silent": silent, "units_quiet": quiet,
+                   "last_event_age_s": {"calls": None, "gps": gps, "alerts": None}}
+    if reach is not None:
+        d["reach"] = {"within_3m": reach[0], "within_5m": reach[1]}
+    return d
+
+
+def test_distrust_is_the_walls_rule():
+    assert distrust(_hdoc("ok", known=3, gps=30)) == []
+    assert distrust(_hdoc("cam", known=3, silent=2)) == ["2/3 cameras silent"]
+    # quiet units matter only while no unit is present
+    assert distrust(_hdoc("quiet", quiet=1)) == ["1 units quiet, none present"]
+    assert distrust(_hdoc("covered", quiet=1, present=2)) == []
+    # no fix from inside for more than 15 min; none in 24 h (null) is not a reason on its own
+    assert distrust(_hdoc("stale", gps=901)) == ["no patrol fix for 15 min"]
+    assert distrust(_hdoc("edge", gps=900)) == []
+    assert distrust(_hdoc("never", gps=None)) == []
+    assert distrust(_hdoc("all", known=1, silent=1, quiet=1, gps=1800)) == \
+        ["1/1 cameras silent", "1 units quiet, none present", "no patrol fix for 30 min"]
+    assert distrust(doc("old-doc")) == []          # a document without health (an older worker)
+
+
+def test_health_and_reach_cells():
+    ok = health_cell(_hdoc("ok", known=3, gps=30))
+    assert ok.plain == "✓ 0/3 · 0" and (ok.spans[0].start, str(ok.spans[0].style)) == (0, "green")
+    bad = health_cell(_hdoc("bad", known=3, silent=2, quiet=1, gps=1200))
+    assert bad.plain == "⚠ 2/3 · 1 · no fix 20m"
+    assert (bad.spans[0].start, bad.spans[0].end, str(bad.spans[0].style)) == (0, 2, "bold yellow")
+    assert health_cell(doc("old-doc")).plain == "–"
+    assert reach_cell(_hdoc("r", reach=(0.82, 0.97))).plain == "82%"
+    low = reach_cell(_hdoc("r", reach=(0.25, 0.25)))
+    assert low.plain == "25%" and "red" in str(low.style)
+    assert reach_cell(_hdoc("r", reach=(1.0, 1.0))).plain == "100%"
+    assert reach_cell(doc("old-doc")).plain == "–"
+
+
+def test_sort_key_puts_route_segments_after_areas_in_course_order():
+    ds = [_hdoc("course/10", kind="route"), _hdoc("course/2", kind="route"), _hdoc("zz", kind="grid"),
+          _hdoc("aid-1", kind="other"), _hdoc("core", kind="venue", ring="core"), _hdoc("course/0", kind="route")]
+    assert [d["zone_id"] for d in sorted(ds, key=zone_sort_key)] == \
+        ["core", "aid-1", "zz", "course/0", "course/2", "course/10"]
+
+
+def test_render_shows_health_reach_and_routes_of_the_health_scenario():
+    """The hand-computed documents of tests/scenario_health.py at its first moment, as Redis holds them."""
+    import orjson
+
+    from tests import scenario_health as sc
+
+    docs = {z: {**d, "version": 2, "clock": sc.T1} for z, d in sc.EXPECTED[1].items()}
+    ids = sorted(docs)
+    zones = parse_docs(ids, [orjson.dumps(docs[i]) for i in ids])
+    text = _screen(Snapshot(taken_ms=sc.T1 + 1000, zones=zones))
+    rows = [line.split()[0] for line in text.splitlines() if line.split() and line.split()[0] in docs]
+    assert rows == ["core", "inner", "outer", "D", "G1", "G2", "aid-1", "course/0", "course/1", "course/2"]
+    lines = {line.split()[0]: line for line in text.splitlines() if line.split() and line.split()[0] in docs}
+    # G1: two of three cameras silent (cam-s, cam-o offline); car-1 there: 100 % in 3 min
+    assert "⚠ 2/3 · 0" in lines["G1"] and "100%" in lines["G1"]
+    # G2: foot-q quiet and no unit present: untrusted, nothing reached
+    assert "⚠ 0/1 · 1" in lines["G2"] and " 0%" in lines["G2"]
+    assert "25%" in lines["D"] and "✓ 0/0 · 0" in lines["D"]
+    assert "Course 2–2.745 km" in lines["course/2"] and "route" in lines["course/2"]
+    assert "other" in lines["aid-1"] and "grid" in lines["G1"] and "district" in lines["D"]
+    assert "⚠ 2 untrusted" in text
