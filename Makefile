@@ -3,13 +3,13 @@
 #
 #   make setup   .venv from requirements.lock (pinned, with the test extras) + the project in editable mode
 #   make lock    regenerate requirements.lock after editing pyproject.toml's dependencies (uv)
-#   make lint    ruff + mypy (configured in pyproject.toml); reports findings per package
+#   make lint    ruff + mypy (configured in pyproject.toml); reports findings per package, fails on any
 #   make schemas docs/schemas/*.json and docs/asyncapi.yaml from contract/schemas.py (commit them)
 #   make tools   build Prometheus, promtool, kustomize and the manifest checks into .stack/tools
 #   make up      Kafka on 127.0.0.1:$(KAFKA_PORT), Redis on 127.0.0.1:$(REDIS_PORT) (state in $(STACK_DIR))
 #   make down    stop them (data kept; `make down WIPE=1` deletes it)
 #   make status  what is running
-#   make test    the whole test suite; integration tests start their own stack on 19092/16379
+#   make test    `make lint`, then the whole test suite; integration tests start their own stack on 19092/16379
 #   make demo    the stack + the bundled demo;  make bench  the stack + the benchmark
 #   make chaos   crash/restart scenarios vs a clean run;  make soak  two hours at 5x a district (DURATION=7200 SPEED=5)
 #   make failover  kill -9 a worker with 0.2 M / 1 M / 5 M events behind it: seconds until the wall is current
@@ -76,7 +76,8 @@ down:
 status:
 	$(STACK) status --dir $(STACK_DIR)
 
-test: setup
+# lint first: a finding fails the run before the (long) suite starts
+test: setup lint
 	bash deploy/install-browser.sh
 	$(VPY) -m pytest -v tests
 

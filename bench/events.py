@@ -104,7 +104,7 @@ class EventFactory:
 
     def pick_topic(self) -> str:
         x = self.rng.random() * self._cum[-1]
-        for t, c in zip(self._topics, self._cum):
+        for t, c in zip(self._topics, self._cum, strict=True):
             if x < c:
                 return t
         return self._topics[-1]

@@ -157,8 +157,9 @@ def main(argv=None) -> int:
     print("\n| backlog | membership | new call on the wall after | worker A throughput | takeover per partition |")
     print("|---:|---|---:|---:|---|")
     for r in results:
+        takeover = ", ".join(f"{x:.2f}" for x in r["takeover_s_per_partition"])
         print(f"| {r['events']:,} | {'static' if r['static_membership'] else 'dynamic'} | {r['wall_seconds']:.2f} s "
-              f"| {r['worker_a_events_per_s']:,} ev/s | {', '.join(f'{x:.2f}' for x in r['takeover_s_per_partition'])} s |")
+              f"| {r['worker_a_events_per_s']:,} ev/s | {takeover} s |")
     out = REPO / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "failover.json").write_text(json.dumps(results, indent=2))

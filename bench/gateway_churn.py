@@ -52,8 +52,8 @@ from pathlib import Path
 import orjson
 
 from contract import keys
-from contract.zones import load_zones
 from contract.settings import DEMO_ZONES
+from contract.zones import load_zones
 from gateway import promtext
 
 REPO = Path(__file__).resolve().parents[1]
@@ -395,9 +395,11 @@ def main(argv: list[str] | None = None) -> int:
         out = RESULTS / f"gateway_churn-{stamp}.json"
         out.write_text(json.dumps(res, indent=2))
         print(markdown(res))
-        print(f"\nchurners by stage (done/error): "
+        print("\nchurners by stage (done/error): "
               + ", ".join(f"{s} {v['done']}/{v['error']}" for s, v in res["churn_by_stage"].items()))
-        print(f"client count back {'after ' + str(res['settled_after_s']) + ' s' if res['settled_after_s'] is not None else 'NOT within ' + str(a.settle) + ' s'}"
+        settled = res["settled_after_s"]
+        back = f"after {settled} s" if settled is not None else f"NOT within {a.settle} s"
+        print(f"client count back {back}"
               f"; {res['updates_written']} updates written; results in {out}")
         return 0
     finally:

@@ -97,7 +97,7 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         zc = zone_cells(z)
         build_ms = (time.perf_counter() - t) * 1000
-        us = best_us(lambda: reach(zc, units), a.n, a.repeat)
+        us = best_us(lambda zc=zc: reach(zc, units), a.n, a.repeat)
         r3, r5 = reach(zc, units)
         print(f"{z.zone_id:<24} {zc.total / 1e6:>8.2f} {zc.resolution:>3} {len(zc):>5} "
               f"{len(units.gather(zc.keys)):>10} {build_ms:>8.1f} {us:>9.0f} {r3:>6.2f} {r5:>6.2f}")

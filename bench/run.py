@@ -7,8 +7,9 @@ One run, one Kafka, fresh topics (prefix `bench-<uuid8>.`):
 
  1. backlog: N mixed events (85 % patrol fixes, 14.5 % camera alerts, 0.5 % 110 calls over the
     zones' bounding box; a city's 110 calls are ~1 per second, so even 0.5 % of 5,000 ev/s is
-    25 calls/s, and the old 5 % default was 250/s — `--mix 80,15,5` still measures that), ts increasing within the last hour, ~0.5 % duplicates, ~0.1 % invalid) produced
-    with aiokafka (acks=all, idempotent, large batches) into the three input topics;
+    25 calls/s, and the old 5 % default was 250/s — `--mix 80,15,5` still measures that), ts
+    increasing within the last hour, ~0.5 % duplicates, ~0.1 % invalid) produced with aiokafka
+    (acks=all, idempotent, large batches) into the three input topics;
  2. three consumers of that whole backlog, each `--repeat` times (median reported):
     A  bare aiokafka consumer, `getmany` + `orjson.loads` of every value (no group, all partitions);
     B  a trivial stateless Faust agent (subprocess, own app id, value_serializer='raw');
@@ -53,15 +54,15 @@ import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
-from deploy.procs import Child
 from contract import keys, metrics, topics
-from contract.settings import Settings
 from contract.security import redacted_url
+from contract.settings import Settings
 from contract.topics import ensure_topics
+from deploy.procs import Child
+from gateway import promtext
 
 from . import events as gen
 from .harness import free_port
-from gateway import promtext
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -256,7 +257,7 @@ class Bench:
         med_w = median_or_none(x.get("events_per_s") for x in runs_w if x["completed"])
         self.result = {
             "run_id": self.tag,
-            "started_at": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(timespec="seconds"),
+            "started_at": dt.datetime.fromtimestamp(started, dt.UTC).isoformat(timespec="seconds"),
             "machine": machine_info(),
             "config": {"events": n, "partitions": a.partitions, "repeat": a.repeat, "rate": a.rate,
                        "seconds": a.seconds, "warmup_s": a.warmup, "redis_db": a.redis_db,
@@ -496,7 +497,7 @@ class Bench:
                 time.sleep(POLL_S)
             res["counted"] = last_c
             curve, last_t = [], -1.0
-            for (t, c), src in zip(samples, by_src):  # progress curve for the record, at most every 0.5 s
+            for (t, c), src in zip(samples, by_src, strict=True):  # progress curve for the record, at most every 0.5 s
                 if t - t0 - last_t >= 0.5 or c >= n:
                     last_t = t - t0
                     curve.append([round(last_t, 2), int(c)] + [int(src.get(k, 0)) for k in ("gps", "alerts", "calls")])
@@ -506,7 +507,7 @@ class Bench:
             per_src = {}
             for t_name, total in expected.by_topic.items():
                 src = topics.SOURCE_OF_TOPIC[t_name]
-                series = [(t, d.get(src, 0.0)) for (t, _c), d in zip(samples, by_src)]
+                series = [(t, d.get(src, 0.0)) for (t, _c), d in zip(samples, by_src, strict=True)]
                 per_src[src] = rate_between(series, total) if total >= 20 else None
             res["events_per_s_by_source"] = per_src
             res["progress_columns"] = ["s since start", "counted", "gps", "alerts", "calls"]
@@ -593,7 +594,7 @@ class Bench:
         rows = promtext.parse(await asyncio.to_thread(promtext.fetch, f"http://127.0.0.1:{port}/metrics"))
         return promtext.counter_sum(rows, EVENTS_METRIC), rows
 
-    async def _wait_counted(self, p, port: int, target: int, watch: "LogWatch") -> tuple[bool, float, list, str]:
+    async def _wait_counted(self, p, port: int, target: int, watch: LogWatch) -> tuple[bool, float, list, str]:
         """Wait until the worker counted `target` events: (ok, counted, rows, why not)."""
         last, last_change = -1.0, time.perf_counter()
         deadline = last_change + self.a.timeout
@@ -613,7 +614,7 @@ class Bench:
                                         else f"no progress for {now - last_change:.0f}s")
             await asyncio.sleep(POLL_S)
 
-    async def _paced(self, s: Settings, proc, port: int, watch: "LogWatch") -> dict:
+    async def _paced(self, s: Settings, proc, port: int, watch: LogWatch) -> dict:
         a = self.a
         bbox = gen.bbox_of(s.zones)
         f = gen.EventFactory(bbox, seed=a.seed + 100, tag=f"{self.tag}L", weights=a.weights)
@@ -760,7 +761,7 @@ class SseSubscribers:
     """A gateway on the latency worker's Redis and N Server-Sent-Events clients reading /stream,
     in a thread of their own (one asyncio loop, one TCP connection per client)."""
 
-    def __init__(self, bench: "Bench", s: Settings, n: int):
+    def __init__(self, bench: Bench, s: Settings, n: int):
         import secrets
         import threading
 
@@ -787,9 +788,9 @@ class SseSubscribers:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     break
-            except OSError:
+            except OSError as exc:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError(f"gateway did not start (log {self.log_path})")
+                    raise RuntimeError(f"gateway did not start (log {self.log_path})") from exc
                 time.sleep(0.2)
         self._thread.start()
         deadline = time.monotonic() + 30
@@ -858,7 +859,8 @@ def render_sse(plain: dict, sse: dict, markdown: bool = False) -> str:
                 f"  p99 {q(r, 'p99_s')}" for name, r in rows]
     out.append(f"{'' if markdown else '  '}subscribers: {sub.get('connected')}/{sub.get('clients')} connected, "
                f"zone events per subscriber: min {sub.get('zone_events_per_client_min')}, median "
-               f"{sub.get('zone_events_per_client_median')}; resyncs {sub.get('resyncs')}; errors {len(sub.get('errors') or [])}")
+               f"{sub.get('zone_events_per_client_median')}; resyncs {sub.get('resyncs')}; "
+               f"errors {len(sub.get('errors') or [])}")
     return "\n".join(out)
 
 
@@ -970,7 +972,8 @@ def render_table(r: dict) -> str:
         if w.get("completed"):
             lines.append(
                 f"worker run {i}: /metrics up {fmt_s(w.get('metrics_up_s'))}s, first event counted "
-                f"{fmt_s(w.get('first_event_s'))}s, all {c['events']:,} counted {fmt_s(w.get('start_to_all_counted_s'))}s, "
+                f"{fmt_s(w.get('first_event_s'))}s, all {c['events']:,} counted "
+                f"{fmt_s(w.get('start_to_all_counted_s'))}s, "
                 f"Redis at final clock {fmt_s(w.get('redis_final_clock_s'))}s after process start; "
                 f"first→all {fmt_rate(w.get('events_per_s_first_to_all'))} ev/s")
             lines.append("  each source alone, 5% → 95% of its events: " + ", ".join(
@@ -1003,7 +1006,8 @@ def render_table(r: dict) -> str:
                 f"  p50 {q_txt(e2e, 'p50', 'ms')}   p99 {q_txt(e2e, 'p99', 'ms')}   max in bucket {_max_txt(e2e)}   "
                 f"mean {fmt_ms(e2e['mean_s'])}   ({e2e['count']:,.0f} observations; histogram_quantile "
                 "interpolation within buckets)",
-                f"  worker counted {fmt_rate(L.get('worker_events_per_s_while_sending'))} ev/s while the producer sent; "
+                f"  worker counted {fmt_rate(L.get('worker_events_per_s_while_sending'))} ev/s "
+                "while the producer sent; "
                 f"{_ratio(L.get('e2e_observations_per_accepted_event'))} e2e observations per accepted event; "
                 f"worker max lag {fmt_rate(L.get('max_worker_lag_events'))} events; caught up "
                 f"{fmt_s(L.get('catch_up_after_last_send_s'))}s after the last send",
@@ -1046,9 +1050,12 @@ def render_markdown(r: dict) -> str:
         "",
         "| consumer of the backlog | events/s | measured as |",
         "|---|---:|---|",
-        f"| A: bare aiokafka `getmany` + `orjson.loads` | {fmt_rate(A['median_events_per_s'])} | first batch → all N read |",
-        f"| B: trivial stateless Faust agent | {fmt_rate(B['median_events_per_s'])} | first → last event in the agent |",
-        f"| **zonewatch worker** (1 process) | **{fmt_rate(W['median_events_per_s'])}** | 5 % → 95 % of N counted (`/metrics`) |",
+        f"| A: bare aiokafka `getmany` + `orjson.loads` | {fmt_rate(A['median_events_per_s'])} "
+        "| first batch → all N read |",
+        f"| B: trivial stateless Faust agent | {fmt_rate(B['median_events_per_s'])} "
+        "| first → last event in the agent |",
+        f"| **zonewatch worker** (1 process) | **{fmt_rate(W['median_events_per_s'])}** "
+        "| 5 % → 95 % of N counted (`/metrics`) |",
         "",
         f"worker / A = {_ratio(r['ratios']['worker_over_a'])}, worker / B = {_ratio(r['ratios']['worker_over_b'])}.",
     ]
@@ -1124,7 +1131,7 @@ def parse_args(argv=None) -> argparse.Namespace:
             raise ValueError
     except ValueError:
         p.error("--mix takes three non-negative percentages, e.g. 80,15,5")
-    a.weights = tuple((t, w / sum(mix)) for t, w in zip((topics.GPS, topics.ALERTS, topics.CALLS), mix))
+    a.weights = tuple((t, w / sum(mix)) for t, w in zip((topics.GPS, topics.ALERTS, topics.CALLS), mix, strict=True))
     if a.repeat < 1:
         p.error("--repeat must be at least 1")
     if not 0 <= a.redis_db <= 15:

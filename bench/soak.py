@@ -3,8 +3,9 @@ memory (RSS) and e2e latency p50/p99 per window over time.
 
 The load is the bundled simulator at the scale of a district on an event day: 5,200 patrol units
 pinging every 5-10 s, 6,000 cameras raising 1,200 alerts/min, 10 calls/min (about 750 events/s
-of event time), played `--speed` times faster than real time (default 5: ~3,700 events/s). It runs on the `make up` stack (ZONEWATCH_KAFKA / ZONEWATCH_REDIS) with a
-topic prefix and app id of its own, and deletes its topics at the end.
+of event time), played `--speed` times faster than real time (default 5: ~3,700 events/s). It
+runs on the `make up` stack (ZONEWATCH_KAFKA / ZONEWATCH_REDIS) with a topic prefix and app id
+of its own, and deletes its topics at the end.
 
     python -m bench.soak --duration 1800 [--window 300] [--units 5200] ...
 """
@@ -24,10 +25,10 @@ sys.path.insert(0, str(REPO))
 
 from bench.harness import free_port  # noqa: E402
 from contract import metrics  # noqa: E402
-from deploy.procs import Child  # noqa: E402
-from gateway import promtext  # noqa: E402
 from contract.settings import Settings  # noqa: E402
 from contract.topics import ensure_topics  # noqa: E402
+from deploy.procs import Child  # noqa: E402
+from gateway import promtext  # noqa: E402
 
 
 def rss_mib(pid: int) -> float:
@@ -82,7 +83,7 @@ def main(argv=None) -> int:
                 break
             except OSError:
                 if worker.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"worker did not start (log {logs}/soak-worker-{tag}.log)")
+                    raise SystemExit(f"worker did not start (log {logs}/soak-worker-{tag}.log)") from None
                 time.sleep(0.5)
         sim = Child("simulator", [py, "-m", "zonewatch.cli", "simulate", "--speed", str(args.speed), "--quiet",
                                   "--units", str(args.units), "--cameras", str(args.cameras),

@@ -42,8 +42,7 @@ async def send_paced(producer: Any, records: Iterable[tuple[str, Any]], speed: f
 
     `on_send(topic, record)` is called after each record is handed over. Does not flush: the
     caller flushes (or leaves the producer's `async with`), then reports."""
-    paced = speed is not None
-    if paced and not speed > 0:
+    if speed is not None and not speed > 0:
         raise ValueError("speed must be > 0")
     send = producer.send
     wall0 = monotonic()
@@ -51,7 +50,7 @@ async def send_paced(producer: Any, records: Iterable[tuple[str, Any]], speed: f
     prev_ts = origin_ms
     n = 0
     for topic, rec in records:
-        if paced:
+        if speed is not None:
             ts = record_ts(rec)
             if ts is not None:
                 if prev_ts is not None and ts > prev_ts:

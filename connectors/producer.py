@@ -44,8 +44,8 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from contract import topics
 from contract.errors import DeliveryFailed, KafkaUnavailable, ProducerError, TopicUnavailable
-from contract.settings import Settings
 from contract.security import aiokafka_kwargs
+from contract.settings import Settings
 
 DEFAULT_LINGER_MS = 10
 DEFAULT_MAX_BATCH_SIZE = 512 * 1024
@@ -115,7 +115,7 @@ class EventProducer:
         self._producer: AIOKafkaProducer | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
-    async def start(self) -> "EventProducer":
+    async def start(self) -> EventProducer:
         producer = AIOKafkaProducer(**self._producer_kwargs)
         try:
             await producer.start()
@@ -144,7 +144,7 @@ class EventProducer:
         producer = self._require()
         try:
             found = await asyncio.wait_for(producer.partitions_for(full_name), METADATA_TIMEOUT_S)
-        except (asyncio.TimeoutError, KafkaTimeoutError) as exc:
+        except (TimeoutError, KafkaTimeoutError) as exc:
             raise TopicUnavailable(
                 f"topic {full_name!r} is not available on {self.settings.kafka} after "
                 f"{METADATA_TIMEOUT_S:g} s — create the topics first with `zonewatch topics` "
@@ -189,7 +189,7 @@ class EventProducer:
         if producer is not None:
             await _quiet_stop(producer)
 
-    async def __aenter__(self) -> "EventProducer":
+    async def __aenter__(self) -> EventProducer:
         return await self.start()
 
     async def __aexit__(self, exc_type, exc, tb) -> None:
@@ -210,6 +210,7 @@ class EventProducer:
             parts = await self._check_topic(full)
         key = encode_key(topic, record)
         value = encode_value(record)
+        part: int | None
         if key is None:
             part = parts[random.randrange(len(parts))]
         else:
@@ -242,11 +243,11 @@ class EventProducer:
         """Send every record to `topic` without waiting per message; flush at the end. Returns count."""
         n = 0
         if hasattr(records, "__aiter__"):
-            async for rec in records:  # type: ignore[union-attr]
+            async for rec in records:
                 await self.send(topic, rec)
                 n += 1
         else:
-            for rec in records:  # type: ignore[union-attr]
+            for rec in records:
                 await self.send(topic, rec)
                 n += 1
         await self.flush()

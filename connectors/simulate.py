@@ -69,7 +69,7 @@ import itertools
 import sys
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -97,7 +97,7 @@ def parse_start(value: str | None) -> int | None:
     except ValueError:
         raise argparse.ArgumentTypeError(f"--start {value!r}: use 'now', epoch ms or ISO 8601") from None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1000)
 
 
@@ -157,7 +157,7 @@ class _Status:
         n = sum(self.counts.values())
         rate = (n - self.last_n) / max(1e-9, now - self.last)
         self.last, self.last_n = now, n
-        sim = datetime.fromtimestamp(self.sim_ts / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S") \
+        sim = datetime.fromtimestamp(self.sim_ts / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S") \
             if self.sim_ts else "-"
         shown = (CALLS, GPS, ALERTS, STATUS) if self.counts[STATUS] else (CALLS, GPS, ALERTS)
         per = "  ".join(f"{t} {self.counts[t]:,}" for t in shown)
@@ -254,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return command.fail("simulate", exc, 2)
     if not args.quiet:
-        start_s = datetime.fromtimestamp(start_ms / 1000, timezone.utc).isoformat(timespec="seconds")
+        start_s = datetime.fromtimestamp(start_ms / 1000, UTC).isoformat(timespec="seconds")
         what = "" if args.scenario == "demo" else f"the {args.scenario} scenario, "
         print(f"simulating {what}seed {args.seed} from {start_s} "
               f"({'max speed' if speed is None else f'speed {speed:g}x'}"

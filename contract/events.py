@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import math
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -35,7 +35,7 @@ MAX_TEXT_LEN = 4096
 MAX_TS_STR_LEN = 64
 DEADLETTER_RAW_LIMIT = 64 * 1024
 MAX_FLOAT = 1.7976931348623157e308
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
 
@@ -296,7 +296,7 @@ def deadletter_record(topic: str, partition: int, offset: int, reason: str, raw:
 
 def to_epoch_ms(dt: datetime) -> int:
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return (dt - _EPOCH) // _MS
 
 

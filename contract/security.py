@@ -27,6 +27,8 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 from .errors import ConfigError
 
 if TYPE_CHECKING:  # settings imports this module; no import back
+    from faust.types.auth import CredentialsT
+
     from .settings import Settings
 
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -78,30 +80,31 @@ def read_secret_file(path: str, variable: str) -> str:
 # ---------------------------------------------------------------------------------------- kafka
 
 
-def uses_tls(s: "Settings") -> bool:
+def uses_tls(s: Settings) -> bool:
     return s.kafka_security_protocol in ("SSL", "SASL_SSL")
 
 
-def uses_sasl(s: "Settings") -> bool:
+def uses_sasl(s: Settings) -> bool:
     return s.kafka_security_protocol in ("SASL_PLAINTEXT", "SASL_SSL")
 
 
-def ssl_context(s: "Settings") -> ssl.SSLContext | None:
+def ssl_context(s: Settings) -> ssl.SSLContext | None:
     """A client TLS context: the CA bundle (or the system's), optional client certificate,
     hostname verification on. None unless the protocol uses TLS."""
     if not uses_tls(s):
         return None
     from aiokafka.helpers import create_ssl_context
 
-    return create_ssl_context(
+    ctx: ssl.SSLContext = create_ssl_context(
         cafile=str(s.kafka_ca) if s.kafka_ca else None,
         certfile=str(s.kafka_cert) if s.kafka_cert else None,
         keyfile=str(s.kafka_key) if s.kafka_key else None,
         password=s.kafka_key_password or None,
     )
+    return ctx
 
 
-def aiokafka_kwargs(s: "Settings") -> dict[str, Any]:
+def aiokafka_kwargs(s: Settings) -> dict[str, Any]:
     """Keyword arguments for AIOKafkaProducer / AIOKafkaConsumer ({} for PLAINTEXT)."""
     if s.kafka_security_protocol == "PLAINTEXT":
         return {}
@@ -114,7 +117,7 @@ def aiokafka_kwargs(s: "Settings") -> dict[str, Any]:
     return kw
 
 
-def kafka_python_kwargs(s: "Settings") -> dict[str, Any]:
+def kafka_python_kwargs(s: Settings) -> dict[str, Any]:
     """Keyword arguments for kafka-python's KafkaAdminClient / KafkaProducer / KafkaConsumer."""
     if s.kafka_security_protocol == "PLAINTEXT":
         return {}
@@ -132,13 +135,13 @@ def kafka_python_kwargs(s: "Settings") -> dict[str, Any]:
     return kw
 
 
-def faust_broker_url(s: "Settings") -> str:
+def faust_broker_url(s: Settings) -> str:
     """Faust's broker URL: `kafka://host:port` per bootstrap server (the aiokafka transport; the
     scheme does not select the security protocol, the credentials below do)."""
     return ";".join(f"kafka://{h.strip()}" for h in s.kafka.split(",") if h.strip())
 
 
-def faust_broker_credentials(s: "Settings"):
+def faust_broker_credentials(s: Settings) -> CredentialsT | None:
     """faust.SASLCredentials / faust.SSLCredentials for `broker_credentials`, None for PLAINTEXT."""
     proto = s.kafka_security_protocol
     if proto == "PLAINTEXT":

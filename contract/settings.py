@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 from . import topics
 from .errors import ConfigError
@@ -115,7 +116,7 @@ class Settings:
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def from_env(cls) -> "Settings":
+    def from_env(cls) -> Settings:
         tokens = _tokens("ZONEWATCH_GATEWAY_TOKENS")
         rules = os.environ.get("ZONEWATCH_RULES")
         s = cls(
@@ -214,7 +215,7 @@ class Settings:
         if (self.kafka_cert is None) != (self.kafka_key is None):
             raise ConfigError("ZONEWATCH_KAFKA_CERT and ZONEWATCH_KAFKA_KEY go together (mutual TLS)")
 
-    def with_(self, **changes) -> "Settings":
+    def with_(self, **changes: Any) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     # Topic names (CONTRACT §1, §4): every public topic carries the prefix.

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 from .errors import ConfigError, KafkaUnavailable
 
 if TYPE_CHECKING:
+    from kafka.admin import KafkaAdminClient
+
     from .settings import Settings
 
 # --- input (CONTRACT §1): records validated by contract.events --------------------------------
@@ -81,7 +83,7 @@ class TopicSpec:
     topic_configs: dict = field(default_factory=dict)
 
 
-def topic_specs(s: "Settings", partitions: int) -> list[TopicSpec]:
+def topic_specs(s: Settings, partitions: int) -> list[TopicSpec]:
     """Every topic zonewatch uses, with its partitions, replication factor and config."""
     big = {"max.message.bytes": str(MAX_INPUT_BYTES)}
     rf = s.replication_factor
@@ -103,7 +105,7 @@ def topic_specs(s: "Settings", partitions: int) -> list[TopicSpec]:
     return specs
 
 
-def ensure_topics(s: "Settings", partitions: int | None = None, timeout_s: float = 60.0) -> list[str]:
+def ensure_topics(s: Settings, partitions: int | None = None, timeout_s: float = 60.0) -> list[str]:
     """Create what is missing; returns the names created. Waits for Kafka up to `timeout_s`."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import InvalidReplicationFactorError, KafkaError, TopicAlreadyExistsError
@@ -140,7 +142,7 @@ def ensure_topics(s: "Settings", partitions: int | None = None, timeout_s: float
         admin.close()
 
 
-def _wait_for_metadata(admin, names, deadline) -> None:
+def _wait_for_metadata(admin: KafkaAdminClient, names: list[str], deadline: float) -> None:
     while names:
         known = set(admin.list_topics())
         names = [n for n in names if n not in known]

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import shapely
 from shapely.geometry import MultiLineString, Point, shape
+from shapely.geometry.base import BaseGeometry
 from shapely.ops import substring
 from shapely.validation import explain_validity
 
@@ -56,7 +60,7 @@ class Zone:
     name: str
     kind: str
     ring: str | None
-    geometry: object = field(compare=False)  # shapely geometry (lon, lat), prepared
+    geometry: BaseGeometry = field(compare=False)  # (lon, lat), prepared
     #: the geometry the wall draws: the file's polygon, or the generated segment/circle polygon
     geojson: dict = field(compare=False, default_factory=dict)
     # route segments (`{route_id}/{segment}`): position along the course, metres from its start,
@@ -87,27 +91,27 @@ class LocalPlane:
 
     def __init__(self, lat0: float, lon0: float):
         self.lat0, self.lon0 = lat0, lon0
-        p, l = math.radians(lat0), math.radians(lon0)
-        sp, cp, sl, cl = math.sin(p), math.cos(p), math.sin(l), math.cos(l)
+        p, lam = math.radians(lat0), math.radians(lon0)
+        sp, cp, sl, cl = math.sin(p), math.cos(p), math.sin(lam), math.cos(lam)
         self._origin = self._ecef(np.array([lat0]), np.array([lon0]))[:, 0]
         # rows: east, north, up unit vectors in ECEF
         self._rot = np.array([[-sl, cl, 0.0], [-sp * cl, -sp * sl, cp], [cp * cl, cp * sl, sp]])
         self._w = np.array([1 / self.A**2, 1 / self.A**2, 1 / self.B**2])
 
     @classmethod
-    def _ecef(cls, lat, lon) -> np.ndarray:
-        p, l = np.radians(lat), np.radians(lon)
+    def _ecef(cls, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+        p, lam = np.radians(lat), np.radians(lon)
         sp = np.sin(p)
         n = cls.A / np.sqrt(1 - cls.E2 * sp * sp)
-        return np.stack([n * np.cos(p) * np.cos(l), n * np.cos(p) * np.sin(l), n * (1 - cls.E2) * sp])
+        return np.stack([n * np.cos(p) * np.cos(lam), n * np.cos(p) * np.sin(lam), n * (1 - cls.E2) * sp])
 
-    def forward(self, lat, lon) -> tuple[np.ndarray, np.ndarray]:
+    def forward(self, lat: npt.ArrayLike, lon: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """(lat, lon) degrees -> (x east, y north) metres."""
         d = self._ecef(np.asarray(lat, float), np.asarray(lon, float)) - self._origin[:, None]
         enu = self._rot @ d
         return enu[0], enu[1]
 
-    def inverse(self, x, y) -> tuple[np.ndarray, np.ndarray]:
+    def inverse(self, x: npt.ArrayLike, y: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """(x, y) metres -> (lat, lon) degrees of the ellipsoid point that projects there."""
         x, y = np.asarray(x, float), np.asarray(y, float)
         e, n, u = self._rot
@@ -121,16 +125,16 @@ class LocalPlane:
         lat = np.degrees(np.arctan2(Z, (1 - self.E2) * np.hypot(X, Y)))
         return lat, np.degrees(np.arctan2(Y, X))
 
-    def to_plane(self, geom):
+    def to_plane(self, geom: BaseGeometry) -> BaseGeometry:
         """A shapely geometry in (lon, lat) -> the same in (x, y) metres."""
-        def fwd(c):
+        def fwd(c: np.ndarray) -> np.ndarray:
             x, y = self.forward(c[:, 1], c[:, 0])
             return np.column_stack([x, y])
         return shapely.transform(geom, fwd)
 
-    def to_lonlat(self, geom):
+    def to_lonlat(self, geom: BaseGeometry) -> BaseGeometry:
         """A shapely geometry in (x, y) metres -> the same in (lon, lat)."""
-        def inv(c):
+        def inv(c: np.ndarray) -> np.ndarray:
             lat, lon = self.inverse(c[:, 0], c[:, 1])
             return np.column_stack([lon, lat])
         return shapely.transform(geom, inv)
@@ -175,11 +179,12 @@ def load_zones(path: str | Path, id_property: str | None = None) -> list[Zone]:
     return zones
 
 
-def _label(feat, id_property: str | None) -> str:
+def _label(feat: object, id_property: str | None) -> str:
     """How an error message names a feature: its id and name as far as they can be read."""
     if not isinstance(feat, dict):
         return "not an object"
-    props = feat.get("properties") if isinstance(feat.get("properties"), dict) else {}
+    raw_props = feat.get("properties")
+    props: dict = raw_props if isinstance(raw_props, dict) else {}
     zid = _raw_id(feat, props, id_property)
     parts = [f"id {zid!r}" if zid is not None else "no id"]
     if props.get("name") not in (None, ""):
@@ -187,7 +192,7 @@ def _label(feat, id_property: str | None) -> str:
     return ", ".join(parts)
 
 
-def _raw_id(feat: dict, props: dict, id_property: str | None):
+def _raw_id(feat: dict, props: dict, id_property: str | None) -> object:
     for v in (feat.get("id"), props.get("id"), props.get(id_property) if id_property else None):
         if v is not None:
             return v
@@ -212,7 +217,7 @@ def _zone_id(feat: dict, props: dict, id_property: str | None) -> str:
     return zid
 
 
-def _feature_zones(feat, id_property: str | None) -> list[Zone]:
+def _feature_zones(feat: object, id_property: str | None) -> list[Zone]:
     if not isinstance(feat, dict) or feat.get("type", "Feature") != "Feature":
         raise _Bad("not a GeoJSON Feature")
     props = feat.get("properties")
@@ -255,7 +260,7 @@ def _metres(props: dict, key: str, default: float) -> float:
 # -- geometry checks ----------------------------------------------------------------------------
 
 
-def _geometry(g) -> tuple[str, object]:
+def _geometry(g: object) -> tuple[str, BaseGeometry]:
     """The feature's geometry as shapely, after every check the contract's "invalid or empty"
     implies; refuses with the reason (and where, for self-intersections)."""
     if not isinstance(g, dict):
@@ -263,7 +268,7 @@ def _geometry(g) -> tuple[str, object]:
     gtype = g.get("type")
     if gtype not in _TYPES:
         raise _Bad(f"geometry type {gtype!r} is not one of {', '.join(_TYPES)}")
-    coords = g.get("coordinates")
+    coords: Any = g.get("coordinates")  # JSON, checked below
     if gtype == "Point":
         _position(coords)
         return gtype, Point(coords[0], coords[1])
@@ -289,7 +294,7 @@ def _geometry(g) -> tuple[str, object]:
             where = f"part {j}: " if gtype == "MultiPolygon" else ""
             raise _Bad(f"{where}invalid polygon: {explain_validity(p)} (repair it, e.g. QGIS 'Fix geometries')")
         if p.area <= 0:
-            raise _Bad(f"{'part %d: ' % j if gtype == 'MultiPolygon' else ''}polygon has no area")
+            raise _Bad(f"{f'part {j}: ' if gtype == 'MultiPolygon' else ''}polygon has no area")
     if not geom.is_valid:
         # Each part is a valid polygon, only the parts touch along an edge or overlap (DataV
         # exports do this): the zone is unambiguously their union, so nothing is guessed.
@@ -297,13 +302,13 @@ def _geometry(g) -> tuple[str, object]:
     return gtype, geom
 
 
-def _nonempty(coords, what: str) -> list:
+def _nonempty(coords: object, what: str) -> list:
     if not isinstance(coords, list) or not coords:
         raise _Bad(f"empty {what}")
     return coords
 
 
-def _position(p) -> None:
+def _position(p: object) -> None:
     if (not isinstance(p, list) or len(p) < 2
             or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in p[:2])):
         raise _Bad(f"position {p!r} is not [lon, lat]")
@@ -312,7 +317,7 @@ def _position(p) -> None:
         raise _Bad(f"position {p!r} is out of range (lon -180..180, lat -90..90)")
 
 
-def _line(coords, where: str) -> None:
+def _line(coords: object, where: str) -> None:
     if not isinstance(coords, list) or len(coords) < 2:
         raise _Bad(f"{where}a LineString needs at least 2 positions")
     for p in coords:
@@ -321,7 +326,7 @@ def _line(coords, where: str) -> None:
         raise _Bad(f"{where}the line has zero length")
 
 
-def _polygon(rings, where: str) -> None:
+def _polygon(rings: object, where: str) -> None:
     if not isinstance(rings, list) or not rings:
         raise _Bad(f"{where}empty Polygon")
     for r, ring in enumerate(rings):
@@ -336,16 +341,17 @@ def _polygon(rings, where: str) -> None:
 # -- generated zones ----------------------------------------------------------------------------
 
 
-def _snap(geom):
+def _snap(geom: BaseGeometry) -> BaseGeometry:
     """Coordinates on the COORD_GRID; polygons stay valid (shapely.set_precision)."""
     return shapely.set_precision(geom, COORD_GRID)
 
 
-def _as_geojson(geom) -> dict:
-    return json.loads(shapely.to_geojson(geom))
+def _as_geojson(geom: BaseGeometry) -> dict:
+    doc: dict = json.loads(shapely.to_geojson(geom))
+    return doc
 
 
-def _generated(zid, name, kind, ring, poly, **extra) -> Zone:
+def _generated(zid: str, name: str, kind: str, ring: str | None, poly: BaseGeometry, **extra: Any) -> Zone:
     poly = _snap(poly)
     if poly.is_empty or not poly.is_valid or poly.area <= 0:  # defensive: buffers are valid
         raise _Bad(f"the generated polygon of zone {zid!r} is empty or invalid")
@@ -354,7 +360,7 @@ def _generated(zid, name, kind, ring, poly, **extra) -> Zone:
     return Zone(zid, name, kind, ring, poly, gj, **extra)
 
 
-def _point_zone(zid, name, kind, ring, pt, radius_m: float) -> Zone:
+def _point_zone(zid: str, name: str, kind: str, ring: str | None, pt: Point, radius_m: float) -> Zone:
     plane = LocalPlane(pt.y, pt.x)
     circle = plane.to_lonlat(Point(0.0, 0.0).buffer(radius_m, quad_segs=QUAD_SEGS))
     return _generated(zid, name, kind, ring, circle, center=(pt.y, pt.x), radius_m=radius_m)
@@ -365,7 +371,8 @@ def km_label(m: float) -> str:
     return f"{m / 1000:.3f}".rstrip("0").rstrip(".")
 
 
-def _route_zones(rid, name, ring, geom, segment_m: float, buffer_m: float) -> list[Zone]:
+def _route_zones(rid: str, name: str, ring: str | None, geom: BaseGeometry, segment_m: float,
+                 buffer_m: float) -> list[Zone]:
     """Cut the course into segment_m pieces from its start and buffer each by buffer_m.
 
     A MultiLineString is one course through its parts in file order, each part from its first
@@ -388,7 +395,7 @@ def _route_zones(rid, name, ring, geom, segment_m: float, buffer_m: float) -> li
     for k in range(n):
         s, e = k * segment_m, (total if k == n - 1 else (k + 1) * segment_m)
         pieces = []
-        for p, c0 in zip(parts, starts):
+        for p, c0 in zip(parts, starts, strict=True):
             a, b = max(s, c0), min(e, c0 + p.length)
             if b - a > 0:
                 pieces.append(substring(p, a - c0, b - c0))
@@ -400,10 +407,10 @@ def _route_zones(rid, name, ring, geom, segment_m: float, buffer_m: float) -> li
     return zones
 
 
-def innermost_ring(rings) -> str | None:
+def innermost_ring(rings: Iterable[str | None]) -> str | None:
     """The innermost of some rings (None when there are none)."""
-    rings = [r for r in rings if r]
-    return min(rings, key=RING_ORDER.__getitem__) if rings else None
+    present = [r for r in rings if r]
+    return min(present, key=RING_ORDER.__getitem__) if present else None
 
 
 def zones_geojson(zones: list[Zone]) -> dict:
@@ -413,7 +420,7 @@ def zones_geojson(zones: list[Zone]) -> dict:
     points `center` ([lat, lon]) and `radius_m`."""
     feats = []
     for z in zones:
-        props = {"name": z.name, "kind": z.kind, "ring": z.ring}
+        props: dict[str, Any] = {"name": z.name, "kind": z.kind, "ring": z.ring}
         if z.route_id is not None:
             props.update(route_id=z.route_id, segment=z.segment, start_m=z.start_m, end_m=z.end_m, line=z.line)
         if z.center is not None:

@@ -54,7 +54,7 @@ class Child:
         self.log_offset = 0          # where this run's part of an appended log starts
         self.stopped_rc: int | None = None
 
-    def start(self) -> "Child":
+    def start(self) -> Child:
         """Start it; `banner` writes a `=== time command` line into the log first. Returns self."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab" if self.append else "wb") as log:
@@ -83,6 +83,8 @@ class Child:
         return None if self.proc is None else self.proc.poll()
 
     def wait(self, timeout: float | None = None) -> int:
+        if self.proc is None:
+            raise RuntimeError(f"{self.name} was not started")
         return self.proc.wait(timeout)
 
     def signal_group(self, sig: int) -> None:
@@ -170,7 +172,9 @@ def alive(pid: int) -> bool:
 
 def ours(pid: int | None, marker: str) -> bool:
     """The pid is alive and its command line contains `marker` (guards against pid reuse)."""
-    return bool(pid) and alive(pid) and any(marker in a for a in cmdline(pid))
+    if not pid:
+        return False
+    return alive(pid) and any(marker in a for a in cmdline(pid))
 
 
 def _signal_pid(pid: int, sig: int) -> None:

@@ -58,8 +58,8 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
 import secrets
+import shutil
 import socket
 import ssl
 import struct
@@ -276,7 +276,7 @@ def _kafka_uuid() -> str:
             return cid
 
 
-def _listener_config(port: int, sec: "Secure | None") -> str:
+def _listener_config(port: int, sec: Secure | None) -> str:
     if sec is None:
         return f"""listeners=PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{port + 1}
 advertised.listeners=PLAINTEXT://{HOST}:{port}
@@ -286,6 +286,8 @@ listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 """
     # Secure mode: clients and the broker itself on SASL_SSL (SCRAM-SHA-512), the controller on
     # mutual TLS. Passwords are Kafka `password` configs: the broker logs them as [hidden].
+    jaas = ("org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="admin" password="{sec.password("kafka-admin")}";')
     return f"""listeners=SASL_SSL://{HOST}:{port},CONTROLLER://{HOST}:{port + 1}
 advertised.listeners=SASL_SSL://{HOST}:{port}
 controller.listener.names=CONTROLLER
@@ -293,7 +295,7 @@ inter.broker.listener.name=SASL_SSL
 listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SSL
 sasl.enabled.mechanisms=SCRAM-SHA-512
 sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
-listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="{sec.password('kafka-admin')}";
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={jaas}
 ssl.keystore.type=PEM
 ssl.keystore.location={sec.tls / 'broker-keystore.pem'}
 ssl.truststore.type=PEM
@@ -307,7 +309,7 @@ allow.everyone.if.no.acl.found=false
 """
 
 
-def _write_kafka_config(kdir: Path, port: int, sec: "Secure | None" = None) -> tuple[Path, Path]:
+def _write_kafka_config(kdir: Path, port: int, sec: Secure | None = None) -> tuple[Path, Path]:
     data = kdir / "data"
     logs = kdir / "logs"
     data.mkdir(parents=True, exist_ok=True)
@@ -374,7 +376,7 @@ def _java() -> str:
 
 
 def _format_kafka_storage(kdir: Path, libs: Path, props: Path, log4j: Path, port: int,
-                          sec: "Secure | None" = None) -> None:
+                          sec: Secure | None = None) -> None:
     data = kdir / "data"
     stamp = kdir / "formatted.json"
     if (data / "meta.properties").exists():
@@ -444,7 +446,7 @@ def _running_pid(sdir: Path, name: str, port: int) -> int | None:
     return pid
 
 
-def _up_kafka(sdir: Path, port: int, version: str, sec: "Secure | None" = None) -> int:
+def _up_kafka(sdir: Path, port: int, version: str, sec: Secure | None = None) -> int:
     pid_file = sdir / "kafka.pid"
     kdir = sdir / "kafka"
     log = kdir / "logs" / "server.log"
@@ -519,7 +521,7 @@ def redis_ping_ok(port: int, timeout: float = 1.0, ca: Path | None = None) -> bo
         return False
 
 
-def _up_redis(sdir: Path, port: int, sec: "Secure | None" = None) -> int:
+def _up_redis(sdir: Path, port: int, sec: Secure | None = None) -> int:
     pid_file = sdir / "redis.pid"
     rdir = sdir / "redis"
     log = rdir / "redis.log"
@@ -606,7 +608,7 @@ class Secure:
             text = text.replace(pw, "***")
         return text
 
-    def ensure(self) -> "Secure":
+    def ensure(self) -> Secure:
         self.all_passwords()
         self._ensure_certs()
         return self
@@ -696,8 +698,17 @@ def _grant_kafka_acls(port: int, sec: Secure, prefixes, timeout: float = 60.0) -
     """ALL on topics and groups named with one of `prefixes` (None: every topic and group) for
     User:zonewatch, as the admin user; returns when the broker's authorizer has them."""
     try:
-        from kafka.admin import (ACL, ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType,
-                                 KafkaAdminClient, ResourcePattern, ResourcePatternFilter, ResourceType)
+        from kafka.admin import (
+            ACL,
+            ACLFilter,
+            ACLOperation,
+            ACLPermissionType,
+            ACLResourcePatternType,
+            KafkaAdminClient,
+            ResourcePattern,
+            ResourcePatternFilter,
+            ResourceType,
+        )
         from kafka.errors import KafkaError
     except ImportError as exc:
         raise StackError("kafka: secure mode grants ACLs with kafka-python; run this with the project's "

@@ -233,7 +233,8 @@ def limits_from(args: argparse.Namespace):
             try:
                 value = kind(os.environ[env])
             except ValueError:
-                raise ConfigError(f"{env}={os.environ[env]!r} is not a {'whole ' if kind is int else ''}number") from None
+                whole = "whole " if kind is int else ""
+                raise ConfigError(f"{env}={os.environ[env]!r} is not a {whole}number") from None
         if value is not None:
             values[field] = value
     limits = Limits(**values)

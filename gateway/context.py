@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from contract.settings import Settings
 from gateway.auth import Tokens
@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 class Context:
     settings: Settings
     tokens: Tokens
-    redis: object           # redis.asyncio.Redis on the shared pool
+    # redis.asyncio.Redis on the shared pool; Any, as redis-py types its replies bytes | str
+    # whatever decode_responses says (ours are bytes)
+    redis: Any
     hub: Hub
     stats: WorkerStats
     geojson: bytes          # the zones file as served at /zones.geojson

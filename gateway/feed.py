@@ -14,6 +14,7 @@ import asyncio
 import logging
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -79,7 +80,7 @@ class Entry:
         return b"id: %s\nevent: zone\ndata: %s\n\n" % (self.id.encode(), self.state)
 
     def _ws_text(self) -> str:
-        return '{"type":"zone","id":"%s","state":%s}' % (self.id, self.state.decode())
+        return f'{{"type":"zone","id":"{self.id}","state":{self.state.decode()}}}'
 
     @property
     def sse(self) -> bytes:
@@ -105,7 +106,7 @@ class IncidentEntry(Entry):
         return b"event: incident\ndata: %s\n\n" % self.state
 
     def _ws_text(self) -> str:
-        return '{"type":"incident","state":%s}' % self.state.decode()
+        return f'{{"type":"incident","state":{self.state.decode()}}}'
 
 
 RESYNC = object()   # queue sentinel: the client fell behind
@@ -192,7 +193,7 @@ class Hub:
         self.yield_every = max(1, queue_size // 4)
         self.heartbeat_s = heartbeat_s
         self.subs: set[Subscriber] = set()
-        self.last_id = "0-0"
+        self.last_id: str | None = "0-0"   # None: unknown (Redis was down at start)
         self.inc_last_id = "0-0"
         self._tasks: list[asyncio.Task] = []
         self.reading = False
@@ -289,7 +290,7 @@ class Hub:
         top = await self._top_id()
         inc_top = await self._top_id(keys.INCIDENT_UPDATES)
         reset = False
-        if id_key(top) < id_key(self.last_id):
+        if id_key(top) < id_key(self.last_id):  # type: ignore[arg-type]  # _read_loop has set it
             log.warning("%s was recreated (last id %s < %s): every client resyncs",
                         keys.ZONE_UPDATES, top, self.last_id)
             self.last_id = top
@@ -421,7 +422,7 @@ class Hub:
                     items.append(queue.get_nowait())
                 except asyncio.QueueEmpty:
                     break
-            out = []
+            out: list[tuple[str, Any]] = []
             for it in items:
                 if it is CLOSED or sub.closed:
                     return
@@ -467,9 +468,9 @@ def ws_encode(kind, val) -> str:
     if kind == "zone" or kind == "incident":
         return val.ws
     if kind == "incidents":
-        return '{"type":"incidents","incidents":%s}' % val.array().decode()
+        return f'{{"type":"incidents","incidents":{val.array().decode()}}}'
     if kind == "snapshot":
-        return '{"type":"snapshot","id":"%s","zones":%s}' % (val.id, val.array().decode())
+        return f'{{"type":"snapshot","id":"{val.id}","zones":{val.array().decode()}}}'
     if kind == "resync":
-        return '{"type":"resync","reason":"%s"}' % val
+        return f'{{"type":"resync","reason":"{val}"}}'
     return '{"type":"ping"}'

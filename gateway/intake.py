@@ -29,6 +29,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -37,6 +38,10 @@ from contract.errors import KafkaUnavailable, Rejected
 from contract.security import aiokafka_kwargs
 from contract.settings import Settings
 from gateway.metrics import INGEST_RECORDS, INGEST_REQUESTS
+
+if TYPE_CHECKING:  # starlette is imported where the endpoint runs
+    from starlette.requests import Request
+    from starlette.responses import Response
 
 log = logging.getLogger("zonewatch.gateway")
 
@@ -318,19 +323,19 @@ async def _quiet_stop(producer) -> None:
 # the endpoint
 
 
-def _json(body: dict, status: int, headers: dict | None = None):
+def _json(body: dict, status: int, headers: dict | None = None) -> Response:
     from starlette.responses import Response
 
     return Response(orjson.dumps(body), status_code=status, media_type="application/json",
                     headers={"Cache-Control": "no-store", **(headers or {})})
 
 
-def _answer(source: str, status: int, body: dict, headers: dict | None = None):
+def _answer(source: str, status: int, body: dict, headers: dict | None = None) -> Response:
     INGEST_REQUESTS.labels(source, str(status)).inc()
     return _json(body, status, headers)
 
 
-async def ingest(request):
+async def ingest(request: Request) -> Response:
     """POST /ingest/{source}. Never logs the body or anything from it."""
     from starlette.requests import ClientDisconnect
 

@@ -48,7 +48,8 @@ class RedactSecrets(logging.Filter):
         if isinstance(args, tuple):
             out = [redact(a) if isinstance(a, str) else a for a in args]
             for i in range(1, len(out)):   # ("< %s: %s", "Authorization", value): a header logged in parts
-                if isinstance(out[i - 1], str) and out[i - 1].strip().lower() == "authorization":
+                prev = out[i - 1]
+                if isinstance(prev, str) and prev.strip().lower() == "authorization":
                     out[i] = MASK
             record.args = tuple(out)
         elif isinstance(args, dict):

@@ -87,7 +87,7 @@ class Histogram:
         self.count = count
 
     @classmethod
-    def from_rows(cls, rows: Iterable[Row], name: str) -> "Histogram":
+    def from_rows(cls, rows: Iterable[Row], name: str) -> Histogram:
         b: dict[float, float] = {}
         s = c = 0.0
         for n, lab, v in rows:
@@ -101,10 +101,10 @@ class Histogram:
         return cls(b, s, c)
 
     @classmethod
-    def from_text(cls, text: str, name: str) -> "Histogram":
+    def from_text(cls, text: str, name: str) -> Histogram:
         return cls.from_rows(parse(text), name)
 
-    def __sub__(self, other: "Histogram") -> "Histogram":
+    def __sub__(self, other: Histogram) -> Histogram:
         return Histogram({le: v - other.buckets.get(le, 0.0) for le, v in self.buckets.items()},
                          self.sum - other.sum, self.count - other.count)
 

@@ -105,7 +105,7 @@ class StreamClock:
     (the last CLOCK_ENTRIES entries of zw:zone-updates), read at most every CLOCK_TTL_S; wall time
     when there is no zone document yet. `source` says which ("stream" or "wall")."""
 
-    def __init__(self, redis):
+    def __init__(self, redis) -> None:
         self.redis = redis
         self.value: int | None = None
         self.read_at = -math.inf

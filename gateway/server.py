@@ -25,6 +25,7 @@ import resource
 import socket
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from contract.errors import ConfigError
 from gateway import logs
@@ -83,10 +84,20 @@ def _user_timeout(transport, seconds: float) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(seconds * 1000))
 
 
-class _WriteTimeout:
+if TYPE_CHECKING:  # what the mixin finds in the uvicorn protocol it is mixed into
+    import asyncio
+
+    _Protocol = asyncio.Protocol
+else:
+    _Protocol = object
+
+
+class _WriteTimeout(_Protocol):
     """Abort the connection when its writes stay paused for `write_timeout_s`."""
 
     limits: Limits
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
     _write_timer = None
 
     def pause_writing(self) -> None:
@@ -213,7 +224,9 @@ def server(app, *, host: str, port: int, limits: Limits, log_level: str = "info"
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=access_log, lifespan="on",
                             http=http, ws=ws, ws_max_size=WS_MAX_MESSAGE_BYTES,
                             ws_ping_interval=WS_PING_INTERVAL_S, ws_ping_timeout=WS_PING_TIMEOUT_S,
-                            timeout_keep_alive=limits.keepalive_s, h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+                            # uvicorn annotates int; it is call_later's delay, fractions work
+                            timeout_keep_alive=limits.keepalive_s,  # type: ignore[arg-type]
+                            h11_max_incomplete_event_size=MAX_HEAD_BYTES,
                             timeout_graceful_shutdown=2, server_header=False)
     logs.redact_uvicorn()   # after uvicorn.Config: it (re)configures the uvicorn loggers
     srv = uvicorn.Server(config)

@@ -7,6 +7,7 @@ import asyncio
 import math
 import time
 from collections import deque
+from typing import Any
 
 from contract import metrics
 from gateway import promtext
@@ -56,7 +57,7 @@ class WorkerStats:
             self.history.append((now, total))
 
     def summary(self) -> dict:
-        out = {"metric": metrics.E2E_LATENCY, "what": "Kafka producer timestamp -> Redis write",
+        out: dict[str, Any] = {"metric": metrics.E2E_LATENCY, "what": "Kafka producer timestamp -> Redis write",
                "p50_ms": None, "p99_ms": None, "events": 0, "window_s": None, "error": self.error}
         if not self.history:
             return out

@@ -30,14 +30,15 @@ import asyncio
 import logging
 import os
 import time
+from typing import TYPE_CHECKING, cast
 
 import faust
 from aiokafka import AIOKafkaProducer
 
 from contract import redisurl
 from contract.security import aiokafka_kwargs, faust_broker_credentials, faust_broker_url
-from contract.topics import SNAPSHOT_MAX_BYTES
 from contract.settings import Settings
+from contract.topics import SNAPSHOT_MAX_BYTES
 from contract.zones import load_zones
 
 from . import geocache, metrics, recovery
@@ -50,6 +51,12 @@ from .state_stage import Held, StateStage
 from .store import RedisStore, until_redis_answers
 
 log = logging.getLogger("zonewatch.worker")
+
+if TYPE_CHECKING:
+    class _App(faust.App):
+        """The app with the handles create_app hangs on it (for tests, the CLI and the timers)."""
+        zonewatch_stage: StateStage
+        zonewatch_ingest: IngestStage | None
 
 IDLE_FLUSH_S = 0.25
 TICK_S = 0.25
@@ -70,7 +77,7 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
     index, cells = geocache.prepare(zones, settings.h3_resolution,
                                     geocache.cache_path(datadir, settings.zones, settings.h3_resolution,
                                                         settings.zone_id_property))
-    app = faust.App(
+    app = cast("_App", faust.App(
         settings.app_id,
         broker=faust_broker_url(settings), broker_credentials=faust_broker_credentials(settings),
         store="memory://",
@@ -98,7 +105,7 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
         # the partitions come back in seconds rather than after the 5-minute default
         consumer_metadata_max_age_ms=10_000,
         producer_metadata_max_age_ms=10_000,
-    )
+    ))
 
     # -- the topics and the stages ----------------------------------------------------------------
     zone_events = app.topic(settings.internal_zone_events, value_serializer="raw", key_serializer="raw",
@@ -190,7 +197,8 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
                 await emit(held.state)
 
 
-    @app.on_partitions_assigned.connect
+    # faust types receivers as (sender, *args, signal=...); it calls them (app, assigned, signal=...)
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(app_, assigned, **kwargs):
         # restore at once, not on the partition's first new message: the wall must be right
         # after a crash even while input is quiet
@@ -198,7 +206,7 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
             if tp.topic == settings.internal_zone_events:
                 held_or_taking(tp.partition)
 
-    @app.on_partitions_revoked.connect
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # as above
     async def on_revoked(app_, revoked, **kwargs):
         gone = [tp.partition for tp in revoked if tp.topic == settings.internal_zone_events]
         for p in gone:
@@ -219,7 +227,7 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
                     await emit(held.state)
         if time.monotonic() - daily_last[0] >= DAILY_S:  # zones.daily, at most every DAILY_S per zone-day
             daily_last[0] = time.monotonic()
-            for p, held in list(stage.held.items()):
+            for held in list(stage.held.values()):
                 if not held.generation:
                     continue
                 async with held.lock:
@@ -250,7 +258,7 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
         while True:
             try:
                 await asyncio.wait_for(stage.wake.wait(), IDLE_FLUSH_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             if time.monotonic() - last_check >= recovery.REDIS_CHECK_S:
                 last_check = time.monotonic()
@@ -263,7 +271,7 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
             await asyncio.sleep(gap)
 
     @app.timer(LAG_S)
-    async def lag():
+    async def lag() -> None:
         """zonewatch_consumer_lag: how far each group of this worker is behind the log ends."""
         state_group, ingest_group = settings.app_id, f"{settings.app_id}-ingest"
         by: dict[tuple[str, str], int] = {}

@@ -9,7 +9,7 @@ property test checks this against zoneinfo for every zone.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 QUARTER_MS = 900_000
@@ -32,7 +32,7 @@ class LocalDays:
         q = ts // QUARTER_MS
         d = self._dates.get(q)
         if d is None:
-            local = datetime.fromtimestamp(q * 900, tz=timezone.utc).astimezone(self.tz)
+            local = datetime.fromtimestamp(q * 900, tz=UTC).astimezone(self.tz)
             d = (local.date().isoformat(), local.hour)
             if len(self._dates) > 100_000:
                 self._dates.clear()

@@ -11,6 +11,7 @@ million ids remembered, about 5e-13 per new id. Measured sizes: docs/BENCHMARKS.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from hashlib import blake2b
 
 import numpy as np
@@ -73,7 +74,7 @@ class IdMemory:
             hit |= arr[idx] == keys
         return {int(k) for k in keys[hit]}
 
-    def seen(self, h: int, ts: int, clock: int, sealed_hits: set[int]) -> bool:
+    def seen(self, h: int, ts: int, clock: int, sealed_hits: AbstractSet[int]) -> bool:
         """True when the id was seen before; otherwise remember it if it can still matter."""
         if h in self.open or h in sealed_hits:
             return True
@@ -88,7 +89,7 @@ class IdMemory:
         return np.array(sorted(self.open), dtype=np.uint64).tobytes()
 
     @classmethod
-    def restore(cls, snap: dict, sealed: dict[int, bytes], horizon_ms: int = DEDUP_HORIZON_MS) -> "IdMemory":
+    def restore(cls, snap: dict, sealed: dict[int, bytes], horizon_ms: int = DEDUP_HORIZON_MS) -> IdMemory:
         m = cls(horizon_ms)
         m.open_hour = snap["open_hour"]
         m.open = {int(x) for x in np.frombuffer(snap["open"], dtype=np.uint64)}

@@ -43,7 +43,7 @@ class Dispatcher:
                 log.warning("dispatch recommendation failed: %s", exc)
                 return
             short = []
-            for r, hits in zip(todo, found):
+            for r, hits in zip(todo, found, strict=True):
                 out = []
                 for unit, dist in hits:
                     raw = info.get(unit)

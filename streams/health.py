@@ -50,7 +50,7 @@ async def _kafka_ok(client) -> tuple[bool, str]:
     try:
         ok = await asyncio.wait_for(client.force_metadata_update(), PROBE_TIMEOUT_S)
         return bool(ok), "" if ok else "no broker answered a metadata request"
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return False, f"no metadata within {PROBE_TIMEOUT_S:.0f} s"
     except Exception as exc:
         return False, str(exc)[:200]
@@ -60,7 +60,7 @@ async def _redis_ok(redis) -> tuple[bool, str]:
     try:
         await asyncio.wait_for(redis.ping(), PROBE_TIMEOUT_S)
         return True, ""
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return False, f"no PING reply within {PROBE_TIMEOUT_S:.0f} s"
     except Exception as exc:
         return False, str(exc)[:200]

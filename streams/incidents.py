@@ -20,11 +20,21 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
+from typing import Any
 
 from h3.api import basic_int as h3
 
-from contract.response import (ARRIVAL_RADIUS_M, BREACH_AFTER_MS, CORROBORATION_RADIUS_M, CORROBORATION_WINDOW_MS,
-                               DEDUP_HORIZON_MS, DEFAULT_GRACE_MS, EXPIRE_AFTER_MS, MAX_CORROBORATING, haversine_m)
+from contract.response import (
+    ARRIVAL_RADIUS_M,
+    BREACH_AFTER_MS,
+    CORROBORATION_RADIUS_M,
+    CORROBORATION_WINDOW_MS,
+    DEDUP_HORIZON_MS,
+    DEFAULT_GRACE_MS,
+    EXPIRE_AFTER_MS,
+    MAX_CORROBORATING,
+    haversine_m,
+)
 
 from .partitioning import DISK_K
 
@@ -66,15 +76,15 @@ class IncidentState:
         self.clock = 0
         self.wm = 0                                    # watermark of patrol.gps (<= clock)
         self.incidents: dict[str, Incident] = {}
-        self.near: dict[str, list[Incident]] = {}      # fine cell -> incidents within reach
+        self.near: dict[int, list[Incident]] = {}      # fine cell -> incidents within reach
         # fine cell -> incidents still collecting corroboration whose call lies within the
         # corroboration reach of the cell (an alert looks up its own cell only)
         self.calls_near: dict[int, list[Incident]] = {}
         self.clock_timers: list[tuple[int, str, str]] = []  # (due, uncorr|settle, call_id)
         self.wm_timers: list[tuple[int, str, str]] = []     # (due, arrive|breach|expire, call_id)
         self.seen_calls: dict[str, int] = {}           # call_id -> ts, for DEDUP_HORIZON_MS
-        self.fixes: dict[int, dict[str, list]] = {}    # minute -> fine cell -> [(ts, unit, lat, lon)]
-        self.alerts: dict[int, dict[str, list]] = {}   # minute -> fine cell -> [(ts, id, type, lat, lon)]
+        self.fixes: dict[int, dict[int, list]] = {}    # minute -> fine cell -> [(ts, unit, lat, lon)]
+        self.alerts: dict[int, dict[int, list]] = {}   # minute -> fine cell -> [(ts, id, type, lat, lon)]
         self.seen_alerts: set[str] = set()
         self.out: list[tuple[str, object]] = []        # ("enriched", rec) | ("sla", ev) | ("arrival", ...)
         self.changed_records: dict[str, Incident] = {}
@@ -259,7 +269,7 @@ class IncidentState:
         breach = {"ts": inc.ts + BREACH_AFTER_MS} if inc.breached else None
         if breach:
             events.append({"ts": breach["ts"], "what": "breach"})
-        arrival = None
+        arrival: dict[str, Any] | None = None
         if inc.arrival_ts is not None:
             arrival = {"unit_id": inc.arrival_unit, "response_s": round((inc.arrival_ts - inc.ts) / 1000.0, 3),
                        "ts": inc.arrival_ts}
@@ -274,7 +284,8 @@ class IncidentState:
             decision = {"type": "breach", "unit_id": None, "response_s": None, "ts": inc.ts + BREACH_AFTER_MS}
         events.sort(key=lambda e: (e["ts"], e["what"]))
         return {"call_id": inc.call_id, "call": call, "zones": inc.zones, "ring": r.get("ring"),
-                "nearest_units": r.get("nearest_units") or [], "corroborating_alerts": r.get("corroborating_alerts") or [],
+                "nearest_units": r.get("nearest_units") or [],
+                "corroborating_alerts": r.get("corroborating_alerts") or [],
                 "decision": decision, "arrival": arrival, "breach": breach, "status": status, "events": events,
                 "clock": self.clock, "partition": partition}
 
@@ -323,7 +334,7 @@ class IncidentState:
         }
 
     @classmethod
-    def restore(cls, snap: dict, grace_ms: int = DEFAULT_GRACE_MS) -> "IncidentState":
+    def restore(cls, snap: dict, grace_ms: int = DEFAULT_GRACE_MS) -> IncidentState:
         s = cls(grace_ms)
         s.clock, s.wm, s._calls_pruned = snap["clock"], snap["wm"], snap["calls_pruned"]
         s.seen_calls = dict(snap["seen_calls"])
@@ -366,7 +377,7 @@ class IncidentState:
             heapq.heappush(self.wm_timers, (ts, "arrive", inc.call_id))
 
     def _decide(self, inc: Incident) -> None:
-        ts, unit = inc.candidate
+        ts, unit = inc.candidate  # type: ignore[misc]  # only an incident with a candidate is decided
         inc.candidate = None
         if inc.arrival_ts is not None and inc.arrival_ts <= ts:
             return

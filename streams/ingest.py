@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -49,7 +50,8 @@ class IngestStage:
         self.router = Router(settings, index, reach_cells)
         self.store = store
         self.producer = producer
-        self.consumer: AIOKafkaConsumer | None = None
+        # the AIOKafkaConsumer start() makes; every other method runs after start() (aiokafka is untyped)
+        self.consumer: Any = None
         self.paused: set = set()
         self.linger_s = settings.ingest_linger_ms / 1000.0
         self._commits: deque = deque()

@@ -22,6 +22,9 @@ from contract.settings import Settings
 from . import metrics, records
 from .dispatch import Dispatcher
 
+#: (topic, key, value, partition) of one output record
+OutRecord = tuple[str, bytes | None, bytes | None, int | None]
+
 log = logging.getLogger("zonewatch.outputs")
 
 RETRY_MAX_S = 5.0
@@ -49,7 +52,7 @@ class OutputSender:
         self.t_daily = settings.topic(topics.ZONES_DAILY)
         self.t_snapshots = settings.internal_snapshots
 
-    async def deliver(self, items: list[tuple[str, bytes | None, bytes | None, int | None]]) -> None:
+    async def deliver(self, items: list[OutRecord]) -> None:
         """Send (topic, key, value, partition) records and wait until Kafka acknowledged them
         all, sending the refused ones again."""
         producer = self.app.producer
@@ -70,13 +73,13 @@ class OutputSender:
                     else:  # the producer refused it at once: send it again below
                         refused.append((item, exc))
             results = await asyncio.gather(*(f for _i, f in futures), return_exceptions=True)
-            failed = [it for (it, _f), r in zip(futures, results) if isinstance(r, BaseException)]
+            failed = [it for (it, _f), r in zip(futures, results, strict=True) if isinstance(r, BaseException)]
             failed += [it for it, _exc in refused]
-            results = [r for r in results if isinstance(r, BaseException)] + [exc for _it, exc in refused]
+            excs = [r for r in results if isinstance(r, BaseException)] + [exc for _it, exc in refused]
             if failed:
                 metrics.OUTPUT_ERRORS.inc(len(failed))
                 metrics.OUTPUT_RETRIES.inc(len(failed))
-                first = results[0]
+                first = excs[0]
                 log.warning("Kafka refused %d output records (%s); sending them again in %.1fs",
                             len(failed), first, delay)
                 await asyncio.sleep(delay)
@@ -89,7 +92,7 @@ class OutputSender:
         if new:
             await self.dispatcher.recommend(new)
         now = int(time.time() * 1000)
-        items = []
+        items: list[OutRecord] = []
         for rec in enriched:
             rec["processed_at"] = now
             items.append((self.t_incidents, rec["call_id"].encode(), orjson.dumps(rec), None))
@@ -114,5 +117,5 @@ class OutputSender:
     async def zone_states(self, docs: list[bytes], ids: list[str]) -> None:
         """The compacted `zones.state` topic: the same documents as Redis, key zone_id."""
         producer = self.app.producer
-        for zid, js in zip(ids, docs):
+        for zid, js in zip(ids, docs, strict=True):
             _watch(await producer.send(self.t_zones, zid.encode(), js, None, None, None))

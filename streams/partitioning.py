@@ -6,10 +6,11 @@ partitions, or fewer when the zones are too close together for runs twice the 5-
 neighbouring zones — nested rings, a district and its grid cells — share a partition and a patrol
 fix, which must reach every partition with a zone its unit can reach in 5 minutes (2.1 km), goes
 to one or two partitions rather than all of them. Every worker computes the same map from the
-zones file. An event in no zone is counted in the partition of `crc32(its id)`. Incidents are partitioned by geography instead: a call belongs to the
-partition of its H3 resolution-6 "home" cell, and every fix (alert) goes to the home partitions
-within the arrival (corroboration) radius of it, so the partition of a call sees every fix and
-alert that can matter to it. The same function serves every worker and language (crc32 of UTF-8).
+zones file. An event in no zone is counted in the partition of `crc32(its id)`. Incidents are
+partitioned by geography instead: a call belongs to the partition of its H3 resolution-6 "home"
+cell, and every fix (alert) goes to the home partitions within the arrival (corroboration) radius
+of it, so the partition of a call sees every fix and alert that can matter to it. The same
+function serves every worker and language (crc32 of UTF-8).
 """
 
 from __future__ import annotations

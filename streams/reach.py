@@ -48,8 +48,8 @@ def _speed(kind: str) -> float:
 
 def _xyz(lat, lon) -> np.ndarray:
     """Unit vectors on the sphere haversine_m uses (lat/lon taken as spherical, as there)."""
-    p, l = np.radians(lat), np.radians(lon)
-    return np.column_stack([np.cos(p) * np.cos(l), np.cos(p) * np.sin(l), np.sin(p)])
+    p, lam = np.radians(lat), np.radians(lon)
+    return np.column_stack([np.cos(p) * np.cos(lam), np.cos(p) * np.sin(lam), np.sin(p)])
 
 
 _INV = 1.0 / GRID_DEG
@@ -87,7 +87,7 @@ def keys_near(lat: np.ndarray, lon: np.ndarray, dist_m: float) -> set[int]:
     iy1 = np.minimum(np.floor((lat + dlat + 90.0) / GRID_DEG).astype(np.int64), _NY - 1)
     keys: set[int] = set()
     polar = np.abs(lat) + dlat >= 89.0  # near a pole: every longitude of the rows, unfiltered
-    for a, b in zip(iy0[polar].tolist(), iy1[polar].tolist()):
+    for a, b in zip(iy0[polar].tolist(), iy1[polar].tolist(), strict=True):
         keys.update(iy * _NX + x for iy in range(a, b + 1) for x in range(_NX))
     lat, lon, iy0, iy1 = lat[~polar], lon[~polar], iy0[~polar], iy1[~polar]
     if not len(lat):
@@ -100,11 +100,11 @@ def keys_near(lat: np.ndarray, lon: np.ndarray, dist_m: float) -> set[int]:
     iy, ix = np.broadcast_arrays(iy0[:, None, None] + dy, i0[:, None, None] + dx)  # ix unwrapped, as lon
     valid = (iy <= iy1[:, None, None]) & (ix <= i1[:, None, None])
     south, west = iy * GRID_DEG - 90.0, ix * GRID_DEG - 180.0
-    p, l = lat[:, None, None], lon[:, None, None]
-    clat, clon = np.clip(p, south, south + GRID_DEG), np.clip(l, west, west + GRID_DEG)
+    p, lam = lat[:, None, None], lon[:, None, None]
+    clat, clon = np.clip(p, south, south + GRID_DEG), np.clip(lam, west, west + GRID_DEG)
     # haversine_m's formula, vectorised
     p1, p2 = np.radians(p), np.radians(clat)
-    h = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(np.radians(clon - l) / 2) ** 2
+    h = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(np.radians(clon - lam) / 2) ** 2
     near = valid & (2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(h)) <= dist_m + 1.0)
     keys.update(np.unique(iy[near] * _NX + ix[near] % _NX).tolist())
     return keys
@@ -176,7 +176,7 @@ def _cover(geom, cells: list[str], plane: LocalPlane):
         found |= {n for c in order for n in h3.grid_disk(c, 1)}
     w = shapely.area(plane.to_plane(inter))
     keep = w > 0
-    return [c for c, k in zip(order, keep.tolist()) if k], inside[keep], inter[keep], w[keep]
+    return [c for c, k in zip(order, keep.tolist(), strict=True) if k], inside[keep], inter[keep], w[keep]
 
 
 def _cell_polygons(cells: list[str]) -> np.ndarray:
@@ -209,7 +209,7 @@ class UnitIndex:
     status changes and staleness decide. `put`/`discard` return the previous position (or None)
     so the caller can ask `ReachMap.affected(old, new)`."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._key: dict[str, int] = {}
         self._pos: dict[str, tuple[float, float]] = {}
         self._cells: dict[int, dict[str, tuple[float, float, float]]] = {}
@@ -330,7 +330,7 @@ def _reached(zc: ZoneCells, units) -> np.ndarray:
     todo = ~mask & close.any(axis=2)
     if todo.any():
         ends = np.append(starts[1:], len(u))
-        for li, c in zip(*np.nonzero(todo)):
+        for li, c in zip(*np.nonzero(todo), strict=True):
             mask[li, c] = any(_exact(zc, int(c), u, ut, int(starts[g]), int(ends[g]), float(thr[li, g]),
                                      float(speeds[g]), LIMITS_S[li]) for g in np.flatnonzero(close[li, c]).tolist())
     return mask
@@ -416,7 +416,7 @@ def bbox_keys(bounds: tuple[float, float, float, float], dist_m: float = MAX_REA
     return {iy * _NX + ix % _NX for iy in range(iy0, iy1 + 1) for ix in range(ix0, ix1 + 1)}
 
 
-def reach_keys(zone, cells: "ZoneCells | None" = None):
+def reach_keys(zone, cells: ZoneCells | None = None):
     """Unit-grid keys from which a unit may reach the zone: its cells' own (exact) when built,
     else a superset from the zone's bounding box."""
     return cells.keys if cells is not None else bbox_keys(zone.geometry.bounds)

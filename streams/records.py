@@ -16,14 +16,19 @@ Records for the incidents stage (partitioned by the call's geo cell):
 
 from __future__ import annotations
 
+from typing import final
+
 import msgspec
 
 
 class _Record(msgspec.Struct, array_like=True, tag_field="k", gc=False, frozen=True):
+    # msgspec passes frozen on to subclasses, mypy (dataclass_transform) does not: each record
+    # repeats it. @final: no record is subclassed, so `type(r) is ZoneCall` narrows both ways.
     pass
 
 
-class ZoneCall(_Record, tag=1):
+@final
+class ZoneCall(_Record, tag=1, frozen=True):
     call_id: str
     ts: int
     zones: list[str]
@@ -34,7 +39,8 @@ class ZoneCall(_Record, tag=1):
     lang: str              # BCP 47 primary language subtag, "und" when the call has none
 
 
-class ZoneAlert(_Record, tag=2):
+@final
+class ZoneAlert(_Record, tag=2, frozen=True):
     alert_id: str
     ts: int
     zones: list[str]
@@ -46,7 +52,8 @@ class ZoneAlert(_Record, tag=2):
     presence: bool         # the camera's newest report so far: its position decides its zone
 
 
-class ZoneFix(_Record, tag=3):
+@final
+class ZoneFix(_Record, tag=3, frozen=True):
     unit_id: str
     ts: int
     zones: list[str]
@@ -59,7 +66,8 @@ class ZoneFix(_Record, tag=3):
     lon: float
 
 
-class ZoneStatus(_Record, tag=8):
+@final
+class ZoneStatus(_Record, tag=8, frozen=True):
     """A camera status report (camera.status), for the zones' health."""
     camera_id: str
     ts: int
@@ -70,7 +78,8 @@ class ZoneStatus(_Record, tag=8):
     presence: bool
 
 
-class Arrival(_Record, tag=4):
+@final
+class Arrival(_Record, tag=4, frozen=True):
     """An arrival decided by the incidents stage, for the zone partitions of the call's zones."""
     call_id: str
     call_ts: int
@@ -79,7 +88,8 @@ class Arrival(_Record, tag=4):
     unit_id: str
 
 
-class IncidentCall(_Record, tag=5):
+@final
+class IncidentCall(_Record, tag=5, frozen=True):
     call_id: str
     ts: int
     zones: list[str]
@@ -88,7 +98,8 @@ class IncidentCall(_Record, tag=5):
     record: dict           # the `incidents.enriched` record as far as ingest knows it
 
 
-class IncidentAlert(_Record, tag=6):
+@final
+class IncidentAlert(_Record, tag=6, frozen=True):
     alert_id: str
     ts: int
     lat: float
@@ -97,7 +108,8 @@ class IncidentAlert(_Record, tag=6):
     cell: int
 
 
-class IncidentFix(_Record, tag=7):
+@final
+class IncidentFix(_Record, tag=7, frozen=True):
     unit_id: str
     ts: int
     lat: float
@@ -108,7 +120,7 @@ class IncidentFix(_Record, tag=7):
 Record = ZoneCall | ZoneAlert | ZoneFix | ZoneStatus | Arrival | IncidentCall | IncidentAlert | IncidentFix
 ZONE_EVENTS = (ZoneCall, ZoneAlert, ZoneFix, ZoneStatus)
 #: metric label `source` of a zone-stage event record
-SOURCE = {ZoneCall: "calls", ZoneAlert: "alerts", ZoneFix: "gps", ZoneStatus: "status"}
+SOURCE: dict[type, str] = {ZoneCall: "calls", ZoneAlert: "alerts", ZoneFix: "gps", ZoneStatus: "status"}
 
 
 class Batch(msgspec.Struct, array_like=True, gc=False):

@@ -156,9 +156,9 @@ async def reconcile_incidents(stage: StateStage, p: int, held: Held) -> None:
     for cid, doc in existing.items():
         if doc.get("partition") != p or cid in board:
             continue
-        inc = st.incidents.incidents.get(cid)
-        if inc is not None:
-            board[cid] = inc  # arrived meanwhile
+        known = st.incidents.incidents.get(cid)
+        if known is not None:
+            board[cid] = known  # arrived meanwhile
         else:  # forgotten already: how it ended is no longer known here
             stage.pending_board.setdefault(p, []).append({**doc, "status": "closed", "clock": st.clock})
 

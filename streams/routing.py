@@ -139,9 +139,9 @@ class Router:
                 eid = ev["camera_id"]
             else:
                 eid = ev["unit_id"]
-                inc = IncidentFix(eid, ts, lat, lon, cell)
+                fix = IncidentFix(eid, ts, lat, lon, cell)
                 for p in homes.within(cell, ARRIVAL_RADIUS_M):
-                    _append(out, p, inc)
+                    _append(out, p, fix)
             by_part: dict[int, list[str]] = {}
             for zid in zones:
                 p = zone_part[zid]

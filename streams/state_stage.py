@@ -13,7 +13,9 @@ import logging
 import time
 import zlib
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
@@ -72,9 +74,9 @@ class StateStage:
         self.pending_board: dict[int, list[dict]] = {}   # incident entries not held by any state
         self.wake = asyncio.Event()
         # awaited with (documents as JSON, zone ids) after each write (the zones.state topic)
-        self.on_written = None
+        self.on_written: Callable[[list[bytes], list[str]], Awaitable[None]] | None = None
         # called with the partitions a write found owned by another worker (after they are dropped)
-        self.on_fenced = None
+        self.on_fenced: Callable[[set[int]], None] | None = None
         self.lookback_ms = settings.grace_ms + CORROBORATION_WINDOW_MS
         self.last_wall = 0   # wall time of the batch applied last (carried by the arrival records it causes)
         self.redis_run_id: str | None = None   # the Redis server last written to (streams/recovery.py)
@@ -111,7 +113,8 @@ class StateStage:
         ages: dict[str, list[float]] = {}
         pending = self.pending_e2e
         source = records.SOURCE
-        for rec, fresh in zip(recs, st.apply_all(recs)):
+        rec: Any  # a zone event wherever fresh is not None (apply's result), the fields read below
+        for rec, fresh in zip(recs, st.apply_all(recs), strict=True):
             if fresh is None or not rec.primary:
                 continue
             src = source[type(rec)]
@@ -159,7 +162,9 @@ class StateStage:
     def take_outputs(self, st: PartitionState) -> tuple[list, list, dict[int, list]]:
         """What the incidents stage of a partition decided since the last call: enriched
         records, SLA events, and arrival records for the zone partitions of each call's zones."""
-        enriched, sla, arrivals = [], [], {}
+        enriched: list = []
+        sla: list = []
+        arrivals: dict[int, list] = {}
         for what, item in st.incidents.take_output():
             if what == "enriched":
                 enriched.append(item)

@@ -119,7 +119,7 @@ class RedisStore:
         hashed = await self.redis.hmget(keys.ZONE_VERSIONS, zone_ids)
         raw = await self.redis.mget([keys.zone(z) for z in zone_ids])
         out = {}
-        for zid, h, val in zip(zone_ids, hashed, raw):
+        for zid, h, val in zip(zone_ids, hashed, raw, strict=True):
             v = int(h) if h else 0
             if val:
                 try:
@@ -201,7 +201,10 @@ class RedisStore:
         available units, the spatial index of dispatch recommendations) and the hash
         `zw:unit-info` (unit -> {ts, status, kind, lat, lon}). A failure is counted and logged,
         not raised: positions refresh with the next fix."""
-        geo, avail, gone, info = [], [], [], {}
+        geo: list = []
+        avail: list = []
+        gone: list = []
+        info: dict = {}
         for unit, (ts, lat, lon, status, kind) in latest.items():
             if -GEO_LAT_LIMIT <= lat <= GEO_LAT_LIMIT:
                 geo.extend((lon, lat, unit))
@@ -265,5 +268,5 @@ class RedisStore:
                            sort="ASC", count=count, withdist=True)
         found = await pipe.execute()
         units = sorted({u[0] for hits in found for u in hits})
-        info = dict(zip(units, await self.redis.hmget(keys.UNIT_INFO, units))) if units else {}
+        info = dict(zip(units, await self.redis.hmget(keys.UNIT_INFO, units), strict=True)) if units else {}
         return found, info

@@ -15,6 +15,7 @@ run is a pure function of the messages and their read order.
 from __future__ import annotations
 
 from collections import namedtuple
+from typing import cast
 
 from contract.settings import Settings
 from contract.zones import load_zones
@@ -22,6 +23,7 @@ from contract.zones import load_zones
 from . import records
 from .routing import Router
 from .state_stage import Held, StateStage
+from .store import RedisStore
 from .zone_index import ZoneIndex
 
 Msg = namedtuple("Msg", "topic partition offset key value timestamp")
@@ -41,7 +43,8 @@ class Pipeline:
 
         cells = {z.zone_id: zone_cells(z) for z in zones} if reach_cells else None
         self.router = Router(settings, ZoneIndex(zones, settings.h3_resolution), cells)
-        self.stage = StateStage(settings, zones, _NoStore(), reach_cells=cells)
+        # the stand-in has the one store call a pipeline without flushes reaches
+        self.stage = StateStage(settings, zones, cast(RedisStore, _NoStore()), reach_cells=cells)
         for p in range(settings.partitions):
             self.stage.held[p] = Held(self.stage.new_state(p), generation=1)
         self.repeat = repeat     # deliver every zone-events message this many times (at-least-once)
@@ -80,7 +83,7 @@ class Pipeline:
                 for value in values:
                     for _ in range(self.repeat):
                         self.stage.apply_batch(st, value)
-            for p, h in self.stage.held.items():
+            for h in self.stage.held.values():
                 enriched, sla, arrivals = self.stage.take_outputs(h.state)
                 self.enriched.extend(enriched)
                 self.sla.extend(sla)

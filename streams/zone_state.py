@@ -15,16 +15,24 @@ from __future__ import annotations
 import heapq
 import math
 from collections import defaultdict
+from collections.abc import Set as AbstractSet
 
-from contract.response import (BREACH_AFTER_MS, CAMERA_KNOWN_MS, DEFAULT_GRACE_MS, EVENT_AGE_HORIZON_MS,
-                               EXPIRE_AFTER_MS, RESPONSE_WINDOW_MS, UNIT_QUIET_MS)
+from contract.response import (
+    BREACH_AFTER_MS,
+    CAMERA_KNOWN_MS,
+    DEFAULT_GRACE_MS,
+    EVENT_AGE_HORIZON_MS,
+    EXPIRE_AFTER_MS,
+    RESPONSE_WINDOW_MS,
+    UNIT_QUIET_MS,
+)
 from contract.zones import Zone
 
 from .days import LocalDays
 from .dedup import IdMemory, id_hash
 from .incidents import IncidentState
-from .records import Arrival, IncidentAlert, IncidentCall, IncidentFix, ZoneAlert, ZoneCall, ZoneFix, ZoneStatus
 from .reach import ZoneReach
+from .records import Arrival, IncidentAlert, IncidentCall, IncidentFix, ZoneAlert, ZoneCall, ZoneFix, ZoneStatus
 from .rules import Rules, load_rules
 
 MINUTE_MS = 60_000
@@ -35,7 +43,7 @@ GPS_DEDUP_HORIZON_MS = 10 * 60 * 1000  # per unit, behind its newest fix
 GPS_DEDUP_PER_UNIT = 128
 PRUNE_EVERY_MS = 60_000
 INCIDENT_KEEP_MS = EXPIRE_AFTER_MS + RESPONSE_WINDOW_MS
-_NO_HITS: frozenset = frozenset()
+_NO_HITS: frozenset[int] = frozenset()
 
 
 def empty_response() -> dict:
@@ -49,7 +57,7 @@ class DayCounts:
     __slots__ = ("calls", "alerts", "by_category", "by_priority", "by_lang", "by_type", "hourly_calls",
                  "hourly_alerts", "responses", "breaches", "version", "changed")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.calls = 0
         self.alerts = 0
         self.by_category: dict[str, int] = defaultdict(int)
@@ -69,7 +77,7 @@ class DayCounts:
                 sorted(self.breaches), self.version, self.changed]
 
     @classmethod
-    def load(cls, raw: list) -> "DayCounts":
+    def load(cls, raw: list) -> DayCounts:
         d = cls()
         d.calls, d.alerts = raw[0], raw[1]
         d.by_category.update(raw[2])
@@ -85,7 +93,7 @@ class DayCounts:
 class MinuteBucket:
     __slots__ = ("calls", "calls_p1", "alerts", "by_type")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.calls = 0
         self.calls_p1 = 0
         self.alerts = 0
@@ -95,7 +103,7 @@ class MinuteBucket:
         return [self.calls, self.calls_p1, self.alerts, dict(self.by_type)]
 
     @classmethod
-    def load(cls, raw: list) -> "MinuteBucket":
+    def load(cls, raw: list) -> MinuteBucket:
         b = cls()
         b.calls, b.calls_p1, b.alerts = raw[0], raw[1], raw[2]
         b.by_type.update(raw[3])
@@ -155,7 +163,7 @@ class PartitionState:
         self.incidents = IncidentState(grace_ms)
         self.reach = ZoneReach(zones, cells=reach_cells)
         self._last_pruned = 0
-        self._hits: set[int] = _NO_HITS  # ids of the current batch the sealed dedup hours hold
+        self._hits: AbstractSet[int] = _NO_HITS  # ids of the current batch the sealed dedup hours hold
         self.deadlines: list[tuple[int, str, str]] = []  # (call ts + 300 s, zone, call) not yet passed
 
     # -- input -----------------------------------------------------------------------------
@@ -472,15 +480,15 @@ class PartitionState:
                     silent += 1
                 elif ts + self.camera_silent_ms + 1 < valid_until:
                     valid_until = ts + self.camera_silent_ms + 1
-        ages = {}
+        ages: dict[str, int | None] = {}
         for source in ("calls", "gps", "alerts"):
             last = agg.last_ts.get(source)
             if last is None or clock - last > EVENT_AGE_HORIZON_MS:
                 ages[source] = None
             else:
-                ages[source] = max(0, (clock - last) // 1000)
+                age = ages[source] = max(0, (clock - last) // 1000)
                 # the age is whole seconds: it changes at the next second of the clock
-                nxt = last + (ages[source] + 1) * 1000
+                nxt = last + (age + 1) * 1000
                 if nxt < valid_until:
                     valid_until = nxt
                 if last + EVENT_AGE_HORIZON_MS + 1 < valid_until:

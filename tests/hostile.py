@@ -43,7 +43,7 @@ import json
 import random
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import orjson
@@ -55,7 +55,6 @@ KEY_FIELD = {CALLS: "call_id", GPS: "unit_id", ALERTS: "camera_id"}
 
 ZONES_FILE = Path(__file__).parent / "zones_test.geojson"
 CST = timezone(timedelta(hours=8))  # the deployment's default tz, Asia/Shanghai
-UTC = timezone.utc
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MIN_TS_MS = 946_684_800_000
 DAY = "2023-06-12"

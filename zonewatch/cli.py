@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"zonewatch {__version__}")
     _log_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in COMMANDS.items():
+    for module in COMMANDS.values():
         try:
             importlib.import_module(module).add_parser(sub)
         except ModuleNotFoundError as exc:  # a piece not built yet is absent, not faked

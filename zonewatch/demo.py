@@ -36,6 +36,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import cast
 
 from rich.console import Console
 from rich.text import Text
@@ -131,7 +132,8 @@ def observability_lines(web_port: int, gateway_port: int) -> list[str]:
 
 def _error_lines(log_path: Path, offset: int = 0, limit: int = 5) -> tuple[int, list[str]]:
     """Lines of a log from `offset` on that look like errors (ERROR / CRITICAL / Traceback), the first few."""
-    n, first = 0, []
+    n = 0
+    first: list[str] = []
     try:
         with open(log_path, "rb") as f:
             f.seek(offset)
@@ -256,7 +258,7 @@ class Demo:
                 raise DemoError("--duration ran out before the worker was ready")
             if time.monotonic() > limit:
                 raise DemoError(f"the worker did not answer on {url} within {WORKER_READY_TIMEOUT_S:.0f} s "
-                                f"(log {self.worker.log_path})")
+                                f"(log {cast(Child, self.worker).log_path})")
             self.stop.wait(0.5)
 
     def note(self) -> Text:
@@ -264,7 +266,8 @@ class Demo:
         if self.expired():
             self.stop.set()
         t = Text()
-        t.append(f"demo: {self.args.scenario} · worker pid {self.worker.pid} · simulator pid {self.sim.pid} "
+        worker, sim = cast(Child, self.worker), cast(Child, self.sim)  # both started before the table shows
+        t.append(f"demo: {self.args.scenario} · worker pid {worker.pid} · simulator pid {sim.pid} "
                  f"(speed {self.args.speed:g}x) · logs {self.args.log_dir}/ · ", style="dim")
         r = self.remaining()
         t.append("Ctrl-C stops all" if r is None else f"stops in {max(0, r):.0f} s (Ctrl-C stops all)", style="dim")
@@ -349,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         except (KeyboardInterrupt, _Terminated):
             rc = 0
         except ChildExited as exc:
-            failed, rc = exc.child, 1
+            failed, rc = cast(Child, exc.child), 1  # contract/ cannot name the type
             demo.say(f"zonewatch demo: error: {exc}", "bold red")
         except (DemoError, WatchError, KafkaUnavailable, RedisUnavailable) as exc:
             rc = 1

@@ -10,8 +10,9 @@ Reads Redis only (`SMEMBERS zw:zones`, one `MGET zw:zone:{id}...` per refresh, `
 zw:zone-updates` for the update rate) and, for the header's end-to-end latency, the workers'
 Prometheus `/metrics` (`zonewatch_e2e_latency_seconds_bucket`, summed over sources and workers; the
 quantiles are interpolated within buckets as Prometheus' `histogram_quantile` does, over the bucket
-deltas of the last refresh window; a window without events shows the last figures, marked idle). Polling every `--interval` costs a handful of small round trips:
-cheap enough for a wall display, and it never misses the latest state (a document is the whole truth).
+deltas of the last refresh window; a window without events shows the last figures, marked idle).
+Polling every `--interval` costs a handful of small round trips: cheap enough for a wall display,
+and it never misses the latest state (a document is the whole truth).
 
     zonewatch watch                                # live, Ctrl-C to leave
     zonewatch watch --once                         # one table (scripts, tests)
@@ -29,10 +30,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
@@ -43,12 +45,12 @@ from rich.table import Table
 from rich.text import Text
 
 from contract import keys, metrics, redisurl
-from gateway import promtext
-from gateway.promtext import histogram_quantile
 from contract.errors import RedisUnavailable, WatchError
 from contract.security import redacted_url
 from contract.settings import Settings, redis_url_from_env
 from contract.zones import RING_ORDER
+from gateway import promtext
+from gateway.promtext import histogram_quantile
 
 DEFAULT_WEB_PORT = 6066
 
@@ -110,7 +112,7 @@ class LatencySampler:
         lat = Latency(asked=len(self.urls))
         window: dict[float, float] = {}
         have_window = False
-        for url, cur in zip(self.urls, scraped):
+        for url, cur in zip(self.urls, scraped, strict=True):
             if cur is None:
                 self.prev.pop(url, None)      # a worker that comes back starts a new window
                 continue
@@ -173,12 +175,13 @@ def zone_sort_key(doc: dict) -> tuple:
     route's in course order (`course/2` before `course/10`); by id, numbers compared as numbers."""
     zid = str(doc.get("zone_id", ""))
     natural = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in _NUM.split(zid) if p)
-    return (RING_ORDER.get(doc.get("ring"), len(RING_ORDER)), doc.get("kind") == "route", natural, zid)
+    ring: Any = doc.get("ring")  # a string, or None/absent: sorts after the rings
+    return (RING_ORDER.get(ring, len(RING_ORDER)), doc.get("kind") == "route", natural, zid)
 
 
 def parse_docs(ids: list[str], raw: list[bytes | None]) -> list[dict]:
     docs = []
-    for zid, val in zip(ids, raw):
+    for zid, val in zip(ids, raw, strict=True):
         if val is None:
             docs.append({"zone_id": zid, "_missing": True})
             continue
@@ -274,7 +277,7 @@ def _tz(name: str):
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        return timezone.utc
+        return UTC
 
 
 def fmt_age(seconds: float | None) -> Text:
@@ -416,7 +419,7 @@ def render(snap: Snapshot, tz_name: str = Settings.tz, note: str | Text | None =
     head.append(f"{title}  ", style="bold")
     head.append("stream clock ")
     if clock is not None:
-        local = datetime.fromtimestamp(clock / 1000, timezone.utc).astimezone(tz)
+        local = datetime.fromtimestamp(clock / 1000, UTC).astimezone(tz)
         head.append(local.strftime("%Y-%m-%d %H:%M:%S %Z"), style="bold cyan")
         head.append(" (")
         head.append_text(fmt_age((snap.taken_ms - clock) / 1000))
@@ -436,7 +439,7 @@ def render(snap: Snapshot, tz_name: str = Settings.tz, note: str | Text | None =
     for lv in LEVEL_ORDER:
         levels.append_text(level_cell(lv))
         levels.append(f" {counts[lv]}  ")
-    now_local = datetime.fromtimestamp(snap.taken_ms / 1000, timezone.utc).astimezone(tz)
+    now_local = datetime.fromtimestamp(snap.taken_ms / 1000, UTC).astimezone(tz)
     untrusted = sum(1 for d in docs if not d.get("_missing") and distrust(d))
     levels.append("⚠ ", style="bold yellow" if untrusted else "dim")
     levels.append(f"{untrusted} untrusted", style="bold yellow" if untrusted else "dim")
@@ -504,7 +507,7 @@ def render(snap: Snapshot, tz_name: str = Settings.tz, note: str | Text | None =
 
 def watch_live(watcher: Watcher, *, interval: float = 0.5, tz_name: str = Settings.tz,
                console: Console | None = None, stop: threading.Event | None = None,
-               check: Callable[[], str | None] | None = None, title: str = "zonewatch") -> None:
+               check: Callable[[], str | Text | None] | None = None, title: str = "zonewatch") -> None:
     """Refresh the table every `interval` s until `stop` is set (or KeyboardInterrupt).
 
     `check()` runs before each refresh: it may return a note for the screen, or raise to leave

@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -83,7 +84,7 @@ class Frame:
         object.__setattr__(self, "ky", 1.0 / self.m_per_deg_lat)
 
     @classmethod
-    def wgs84(cls, lat0: float, lon0: float) -> "Frame":
+    def wgs84(cls, lat0: float, lon0: float) -> Frame:
         """The frame whose scales are the WGS84 ellipsoid's at lat0 (lengths true to ~0.1 m per km)."""
         a, e2 = 6_378_137.0, 6.69437999014e-3
         s2 = math.sin(math.radians(lat0)) ** 2
@@ -121,7 +122,8 @@ class Unit:
     __slots__ = ("uid", "kind", "home", "legs", "li", "interval", "busy_from", "busy_until",
                  "dwelt", "outside", "off_duty", "patrol_v", "response_v", "roam")
 
-    def __init__(self, uid, kind, home, interval, patrol_v, response_v, roam, outside=False, off_duty=False):
+    def __init__(self, uid, kind, home, interval, patrol_v, response_v, roam, outside=False,
+                 off_duty=False) -> None:
         self.uid, self.kind, self.home = uid, kind, home
         self.interval = interval
         self.patrol_v, self.response_v, self.roam = patrol_v, response_v, roam
@@ -138,7 +140,7 @@ class Simulation:
 
     #: the scenario's name (`zonewatch simulate --scenario NAME`) and default parameters
     NAME = ""
-    DEFAULTS = {"units": 300, "cameras": 200, "calls_per_min": 6.0, "alerts_per_min": 60.0}
+    DEFAULTS: dict[str, Any] = {"units": 300, "cameras": 200, "calls_per_min": 6.0, "alerts_per_min": 60.0}
     FRAME: Frame
     UNIT_PREFIX = "SIM"      # unit ids {prefix}-{letter}{n:03d}
     CALL_PREFIX = "SIM"      # call ids {prefix}-{tag}-{n:06d}, alert ids {prefix}A-{tag}-{n:08d}

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from itertools import pairwise
 from pathlib import Path
 
 from contract.settings import DATA_DIR
@@ -81,7 +82,7 @@ def _course_lonlat() -> list[tuple[float, float]]:
 
 def _length(lonlats) -> float:
     xy = [FRAME.to_xy(*p) for p in lonlats]
-    return sum(math.hypot(b[0] - a[0], b[1] - a[1]) for a, b in zip(xy, xy[1:]))
+    return sum(math.hypot(b[0] - a[0], b[1] - a[1]) for a, b in pairwise(xy))
 
 
 class Course:
@@ -92,7 +93,7 @@ class Course:
         self.lonlats = lonlats
         self.xy = [FRAME.to_xy(*p) for p in lonlats]
         self.dist = [0.0]
-        for a, b in zip(self.xy, self.xy[1:]):
+        for a, b in pairwise(self.xy):
             self.dist.append(self.dist[-1] + math.hypot(b[0] - a[0], b[1] - a[1]))
         self.length = self.dist[-1]
 
@@ -113,7 +114,7 @@ class Course:
     def between(self, s0: float, s1: float) -> list[tuple[float, float]]:
         """The course's vertices strictly between s0 and s1 (in the order s0 -> s1), then s1."""
         lo, hi = min(s0, s1), max(s0, s1)
-        inner = [p for d, p in zip(self.dist, self.xy) if lo < d < hi]
+        inner = [p for d, p in zip(self.dist, self.xy, strict=True) if lo < d < hi]
         if s1 < s0:
             inner.reverse()
         x, y, _, _ = self.at(s1)
@@ -125,7 +126,7 @@ CENTRES = {"start": FRAME.to_xy(*START), "finish": FRAME.to_xy(*FINISH)}
 
 
 # --- the zones file -------------------------------------------------------------------------------
-def _point(fid: str, name: str, role: str, radius: float, xy, **extra) -> dict:
+def _point(fid: str, name: str, role: str, radius: float, xy: tuple[float, float], **extra) -> dict:
     return {"type": "Feature", "id": fid,
             "properties": {"name": name, "kind": "other", "point": role, "radius_m": radius, **extra},
             "geometry": {"type": "Point", "coordinates": FRAME.to_lonlat(*xy, 6)}}
@@ -262,7 +263,7 @@ class MarathonScenario(Simulation):
         for i in range(n_swat):
             cx, cy = CENTRES["start" if i % 2 == 0 else "finish"]
             self._add_unit("swat", (cx + 60.0, cy - 60.0), 0.0)
-        for i in range(n_off):
+        for _ in range(n_off):
             cx, cy = CENTRES["finish"]
             self._add_unit("car", (cx - 300.0, cy + 150.0), 0.0, off=True)
         self._start_units()

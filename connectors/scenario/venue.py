@@ -144,7 +144,7 @@ class VenueScenario(Simulation):
         # foot posts around the venue (gates, plazas), four officers each
         n_fposts = max(1, math.ceil(n_foot / 4))
         fposts = []
-        for k in range(n_fposts):
+        for _ in range(n_fposts):
             band = rng.random()
             if band < 0.35:
                 r = rng.uniform(120, 230)
@@ -161,7 +161,7 @@ class VenueScenario(Simulation):
             add("swat", staging[i % 2], 0.0)
         for i in range(n_off):
             add("car", posts[(i * 7) % n_posts], 0.0, off=True)
-        for i in range(n_out):
+        for _ in range(n_out):
             a = rng.uniform(0, 2 * math.pi)
             d = rng.uniform(2800, 3400)
             # put the post outside the grid square: push along the dominant axis

@@ -15,10 +15,10 @@ import httpx
 import orjson
 import pytest
 
+from contract import topics
 from deploy.procs import Child
 from tests import scenario
 from tests.integration.conftest import REPO, Deployment, free_port, wait_until
-from contract import topics
 
 pytestmark = pytest.mark.integration
 
@@ -455,7 +455,7 @@ def test_trimmed_last_event_id_gets_resync_and_snapshot(live):
             dep.produce(topics.CALLS, _calls(f"trim{n}-", 1, ts, scenario.PA))
             ev = c.next_event()
             assert ev["event"] == "zone" and id_key(ev["id"]) > id_key(top)
-            wait_until(lambda: settled_at(dep, ts), what="trim test call settled")
+            wait_until(lambda ts=ts: settled_at(dep, ts), what="trim test call settled")
         finally:
             c.close()
     assert gw.metric('zonewatch_gateway_resyncs_total{reason="trimmed"}') == before + 2

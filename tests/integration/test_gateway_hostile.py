@@ -63,7 +63,7 @@ class Feed:
             pipe.xadd(keys.ZONE_UPDATES, {"zone_id": zid, "version": self.version + 1, "state": doc})
         pipe.execute()
 
-    def start(self) -> "Feed":
+    def start(self) -> Feed:
         def run():
             while not self.stopping.wait(0.05):
                 self.write()
@@ -286,7 +286,7 @@ def test_idle_and_slow_header_connections_are_closed_and_an_idle_feed_logs_no_ti
                 try:
                     while s.recv(65536):
                         pass
-                except socket.timeout:
+                except TimeoutError:
                     return False
                 except OSError:
                     pass

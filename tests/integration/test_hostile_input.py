@@ -11,11 +11,11 @@ import time
 import orjson
 import pytest
 
+from contract import events, topics
 from contract.events import redact_callers
+from contract.security import kafka_python_kwargs
 from tests import hostile
 from tests.integration.conftest import wait_until
-from contract import events, topics
-from contract.security import kafka_python_kwargs
 
 pytestmark = pytest.mark.integration
 

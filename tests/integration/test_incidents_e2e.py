@@ -21,10 +21,10 @@ from datetime import datetime, timedelta, timezone
 import orjson
 import pytest
 
+from contract import topics
 from contract.response import eta_s, haversine_m
 from tests import scenario
 from tests.integration.conftest import wait_until
-from contract import topics
 
 pytestmark = pytest.mark.integration
 
@@ -155,7 +155,7 @@ def test_incident_timeline(deployment, workers):
         assert rec["ring"] is None and "caller" not in rec and len(rec["caller_ref"]) == 16
         expected = brute_force_nearest(cid, DISPATCH)
         assert [u["unit_id"] for u in rec["nearest_units"]] == [u for _d, u, _k in expected], cid
-        for u, (d, _unit, kind) in zip(rec["nearest_units"], expected):
+        for u, (d, _unit, kind) in zip(rec["nearest_units"], expected, strict=True):
             assert abs(u["distance_m"] - d) < 2.0 and u["kind"] == kind
             assert abs(u["eta_s"] - eta_s(d, kind)) <= 1
     # k1: al1 (before) and al2 (after the call, re-emitted); not al3 (too far) nor al4 (too late)

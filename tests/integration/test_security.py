@@ -18,13 +18,13 @@ import orjson
 import pytest
 import redis
 
+from contract import topics
+from contract.security import kafka_python_kwargs
+from contract.settings import Settings
+from contract.topics import ensure_topics
 from tests import scenario
 from tests.integration.conftest import REPO, Deployment, _load_stack
 from tests.integration.test_zone_state_e2e import check_final_state, publish_scenario, wait_final_state
-from contract import topics
-from contract.settings import Settings
-from contract.security import kafka_python_kwargs
-from contract.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 

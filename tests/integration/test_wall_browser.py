@@ -15,10 +15,10 @@ from pathlib import Path
 import orjson
 import pytest
 
+from contract import topics
 from tests import scenario
 from tests.integration.conftest import REPO, wait_until
 from tests.integration.test_gateway import TOKEN, GatewayProcess
-from contract import topics
 
 pytestmark = pytest.mark.integration
 
@@ -91,7 +91,7 @@ def test_wall_follows_a_replay_live_and_reconnects(deployment, tmp_path):
                 replay = subprocess.Popen(
                     [sys.executable, "-m", "zonewatch.cli", "replay", str(replay_file), "--topic", topics.CALLS,
                      "--speed", "1", "-q"], env=dep.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-                page.wait_for_function(f"() => window.__seen.calls.some(t => t !== '0')", timeout=30_000)
+                page.wait_for_function("() => window.__seen.calls.some(t => t !== '0')", timeout=30_000)
                 during = replay.poll() is None            # the first change arrived while replaying
                 page.wait_for_function(a_calls(str(N_CALLS)), timeout=60_000)
                 out, _ = replay.communicate(timeout=60)

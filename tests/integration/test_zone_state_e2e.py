@@ -5,9 +5,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from contract import topics
 from tests import scenario
 from tests.integration.conftest import wait_until
-from contract import topics
 
 pytestmark = pytest.mark.integration
 

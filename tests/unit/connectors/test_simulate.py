@@ -52,9 +52,8 @@ def test_the_marathon_scenario(capsysbinary):
 
 
 def test_write_zones_writes_the_scenarios_file(tmp_path, capsys):
-    from contract.settings import DEMO_ZONES
-
     from connectors.scenario.marathon import MARATHON_ZONES
+    from contract.settings import DEMO_ZONES
 
     assert simulate.main(["--write-zones", str(tmp_path / "d.geojson")]) == 0
     assert simulate.main(["--scenario", "marathon", "--write-zones", str(tmp_path / "m.geojson")]) == 0
@@ -72,7 +71,7 @@ def test_bad_parameters_are_refused_before_anything_is_sent(capsys):
 class FakeProducer:
     """Stands in for EventProducer (`async with`): records the topics it checks and what it sends."""
 
-    made: list["FakeProducer"] = []
+    made: list[FakeProducer] = []
 
     def __init__(self, settings):
         self.checked, self.sent = None, []

@@ -11,9 +11,14 @@ import faust
 import pytest
 
 from contract.errors import ConfigError
+from contract.security import (
+    aiokafka_kwargs,
+    faust_broker_credentials,
+    faust_broker_url,
+    kafka_python_kwargs,
+    redacted_url,
+)
 from contract.settings import Settings, redis_url_from_env
-from contract.security import (aiokafka_kwargs, faust_broker_credentials, faust_broker_url,
-                                kafka_python_kwargs, redacted_url)
 
 KAFKA_PW = "kafka-S3cret-pw"
 REDIS_PW = "redis-S3cret-pw"

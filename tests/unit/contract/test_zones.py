@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from itertools import pairwise
 from pathlib import Path
 
 import orjson
@@ -57,7 +58,7 @@ def vincenty_m(lat1, lon1, lat2, lon2) -> float:
 
 
 def line_length_m(coords) -> float:
-    return sum(vincenty_m(a[1], a[0], b[1], b[0]) for a, b in zip(coords, coords[1:]))
+    return sum(vincenty_m(a[1], a[0], b[1], b[0]) for a, b in pairwise(coords))
 
 
 def area_m2(geom) -> float:
@@ -99,7 +100,8 @@ def test_datav_like_file_needs_and_takes_the_id_property():
         load_zones(DATAV_LIKE)
     zones = load_zones(DATAV_LIKE, id_property="adcode")
     assert [(z.zone_id, z.name, z.kind, z.ring) for z in zones] == [
-        ("410102", "中原区", "other", None), ("410103", "二七区", "other", None), ("410104", "管城回族区", "other", None)]
+        ("410102", "中原区", "other", None), ("410103", "二七区", "other", None),
+        ("410104", "管城回族区", "other", None)]
     # 410103's two parts share an edge (as in the real exports): the zone is their union
     z = zones[1]
     assert z.geometry.is_valid and z.geometry.area == pytest.approx(0.04 * 0.06 + 0.04 * 0.04)
@@ -137,10 +139,12 @@ def test_bundled_and_test_files_still_load():
 # -- refusals -----------------------------------------------------------------------------------
 
 OK = feat(square(113.50), "ok", name="fine")
-BOWTIE = {"type": "Polygon", "coordinates": [[[113.6, 34.7], [113.61, 34.71], [113.61, 34.7], [113.6, 34.71], [113.6, 34.7]]]}
+BOWTIE = {"type": "Polygon",
+          "coordinates": [[[113.6, 34.7], [113.61, 34.71], [113.61, 34.7], [113.6, 34.71], [113.6, 34.7]]]}
 
 BAD = {
-    "duplicate id": ([OK, feat(square(), "ok", name="again")], r"feature #1 \(id 'ok', name 'again'\): duplicate zone id 'ok' \(feature #0"),
+    "duplicate id": ([OK, feat(square(), "ok", name="again")],
+                     r"feature #1 \(id 'ok', name 'again'\): duplicate zone id 'ok' \(feature #0"),
     "duplicate generated id": (
         [feat(line((113.60, 34.70), (113.60, 34.72)), "r", name="Run"), feat(square(), "r/1", name="clash")],
         r"feature #1 \(id 'r/1', name 'clash'\): duplicate zone id 'r/1' \(feature #0"),
@@ -163,21 +167,32 @@ BAD = {
                   r"feature #1 \(id 'g'\): ring 0 is not closed"),
     "self-intersecting": ([OK, feat(BOWTIE, "g", name="bowtie")],
                           r"feature #1 \(id 'g', name 'bowtie'\): invalid polygon: Self-intersection"),
-    "self-intersecting part": ([OK, feat({"type": "MultiPolygon", "coordinates": [square()["coordinates"], BOWTIE["coordinates"]]}, "g")],
+    "self-intersecting part": ([OK, feat({"type": "MultiPolygon",
+                                          "coordinates": [square()["coordinates"], BOWTIE["coordinates"]]}, "g")],
                                r"feature #1 \(id 'g'\): part 1: invalid polygon: Self-intersection"),
-    "hole outside shell": ([OK, feat({"type": "Polygon", "coordinates": [square()["coordinates"][0], square(113.7)["coordinates"][0]]}, "g")],
+    "hole outside shell": ([OK, feat({"type": "Polygon",
+                                      "coordinates": [square()["coordinates"][0], square(113.7)["coordinates"][0]]},
+                                     "g")],
                            r"feature #1 \(id 'g'\): invalid polygon: Hole lies outside shell"),
-    "empty multipolygon": ([OK, feat({"type": "MultiPolygon", "coordinates": []}, "g")], r"feature #1 \(id 'g'\): empty MultiPolygon"),
-    "lon out of range": ([OK, feat(square(190.0), "g")], r"feature #1 \(id 'g'\): position \[190.0, 34.7\] is out of range"),
-    "NaN position": ([OK, feat(line((113.6, 34.7), (math.nan, 34.7)), "g")], r"feature #1 \(id 'g'\): position .* out of range"),
-    "string position": ([OK, feat({"type": "Point", "coordinates": ["113.6", "34.7"]}, "g")], r"feature #1 \(id 'g'\): position .* is not \[lon, lat\]"),
-    "short point": ([OK, feat({"type": "Point", "coordinates": [113.6]}, "g")], r"feature #1 \(id 'g'\): position \[113.6\] is not"),
+    "empty multipolygon": ([OK, feat({"type": "MultiPolygon", "coordinates": []}, "g")],
+                           r"feature #1 \(id 'g'\): empty MultiPolygon"),
+    "lon out of range": ([OK, feat(square(190.0), "g")],
+                         r"feature #1 \(id 'g'\): position \[190.0, 34.7\] is out of range"),
+    "NaN position": ([OK, feat(line((113.6, 34.7), (math.nan, 34.7)), "g")],
+                     r"feature #1 \(id 'g'\): position .* out of range"),
+    "string position": ([OK, feat({"type": "Point", "coordinates": ["113.6", "34.7"]}, "g")],
+                        r"feature #1 \(id 'g'\): position .* is not \[lon, lat\]"),
+    "short point": ([OK, feat({"type": "Point", "coordinates": [113.6]}, "g")],
+                    r"feature #1 \(id 'g'\): position \[113.6\] is not"),
     "one-position line": ([OK, feat({"type": "LineString", "coordinates": [[113.6, 34.7]]}, "g")],
                           r"feature #1 \(id 'g'\): a LineString needs at least 2 positions"),
-    "zero-length line": ([OK, feat(line((113.6, 34.7), (113.6, 34.7)), "g")], r"feature #1 \(id 'g'\): the line has zero length"),
+    "zero-length line": ([OK, feat(line((113.6, 34.7), (113.6, 34.7)), "g")],
+                         r"feature #1 \(id 'g'\): the line has zero length"),
     "empty multilinestring": ([OK, feat({"type": "MultiLineString", "coordinates": []}, "g")],
                               r"feature #1 \(id 'g'\): empty MultiLineString"),
-    "zero-length part": ([OK, feat({"type": "MultiLineString", "coordinates": [[[113.6, 34.7], [113.6, 34.71]], [[113.7, 34.7], [113.7, 34.7]]]}, "g")],
+    "zero-length part": ([OK, feat({"type": "MultiLineString",
+                                    "coordinates": [[[113.6, 34.7], [113.6, 34.71]], [[113.7, 34.7], [113.7, 34.7]]]},
+                                   "g")],
                          r"feature #1 \(id 'g'\): part 1: the line has zero length"),
     "unknown kind": ([OK, feat(square(), "g", name="Stadium", kind="stadium")],
                      r"feature #1 \(id 'g', name 'Stadium'\): unknown kind 'stadium'"),
@@ -248,21 +263,23 @@ def test_route_segments_tile_the_course(tmp_path):
     # the course's own measure agrees with Vincenty to 1e-5 (well under the 1 % asked)
     assert zones[-1].end_m == pytest.approx(total, rel=1e-5)
     end_km = f"{total / 1000:.3f}".rstrip("0")
-    assert [z.name for z in zones] == [f"Marathon {k}–{k + 1} km" for k in range(n - 1)] + [f"Marathon {n - 1}–{end_km} km"]
+    assert [z.name for z in zones] == ([f"Marathon {k}–{k + 1} km" for k in range(n - 1)]
+                                       + [f"Marathon {n - 1}–{end_km} km"])
     lengths = [line_length_m(z.line["coordinates"]) for z in zones]
     assert all(L == pytest.approx(1000.0, abs=0.1) for L in lengths[:-1])
     assert sum(lengths) == pytest.approx(total, abs=0.5)
     # in order along the course, end to end: each centre line starts where the previous ended
     assert zones[0].line["coordinates"][0] == list(COURSE[0])
     assert zones[-1].line["coordinates"][-1] == list(COURSE[-1])
-    for a, b in zip(zones, zones[1:]):
+    for a, b in pairwise(zones):
         assert a.line["coordinates"][-1] == b.line["coordinates"][0]
     # each zone is its centre line buffered by 50 m: vertices inside, the zone is ~100 m wide
     for z in zones:
         assert z.line["type"] == "LineString"
         assert all(shapely.contains_xy(z.geometry, x, y) for x, y in z.line["coordinates"])
         assert z.geojson["type"] == "Polygon" and shape(z.geojson).equals(z.geometry)
-        assert 0.93 * 100 * (z.end_m - z.start_m) <= area_m2(z.geometry) <= 100 * (z.end_m - z.start_m) + math.pi * 50**2 + 1
+        run_m = z.end_m - z.start_m
+        assert 0.93 * 100 * run_m <= area_m2(z.geometry) <= 100 * run_m + math.pi * 50**2 + 1
 
 
 def test_route_buffer_is_metres_on_the_ground(tmp_path):
@@ -310,7 +327,8 @@ def test_multilinestring_is_one_course_through_its_parts_in_file_order(tmp_path)
     lat_a = _northward(34.7, 113.6, 700.0)
     lat_b = _northward(34.7, 113.62, 800.0)
     # part 1 northward at 113.60, part 2 northward at 113.62 (a ~1.8 km gap that is not course)
-    geom = {"type": "MultiLineString", "coordinates": [[[113.6, 34.7], [113.6, lat_a]], [[113.62, 34.7], [113.62, lat_b]]]}
+    geom = {"type": "MultiLineString",
+            "coordinates": [[[113.6, 34.7], [113.6, lat_a]], [[113.62, 34.7], [113.62, lat_b]]]}
     zones = load_zones(write(tmp_path, [feat(geom, "ml", name="Two legs")]))
     assert [z.zone_id for z in zones] == ["ml/0", "ml/1"]
     assert zones[-1].end_m == pytest.approx(1500.0, abs=0.01)
@@ -373,8 +391,8 @@ def test_local_plane_distances_are_geodesic_within_the_city():
     lon = [p[1] for p in pts]
     x, y = plane.forward(lat, lon)
     back = plane.inverse(x, y)
-    assert max(abs(a - b) for a, b in zip(back[0], lat)) < 1e-10
-    assert max(abs(a - b) for a, b in zip(back[1], lon)) < 1e-10
+    assert max(abs(a - b) for a, b in zip(back[0], lat, strict=True)) < 1e-10
+    assert max(abs(a - b) for a, b in zip(back[1], lon, strict=True)) < 1e-10
     for i in range(len(pts)):
         for j in range(i + 1, len(pts)):
             d = vincenty_m(*pts[i], *pts[j])

@@ -114,7 +114,7 @@ def closed_by_server(s: socket.socket, trickle: bytes = b"") -> bool:
             data = s.recv(4096)
             if data == b"":
                 return True
-        except socket.timeout:
+        except TimeoutError:
             continue
         except OSError:
             return True

@@ -12,18 +12,16 @@ from collections import Counter, namedtuple
 import orjson
 import pytest
 
-from streams import metrics
-from contract.events import redact_callers
+from contract import events, topics
+from contract.errors import Rejected
+from contract.events import decode_and_validate, redact_callers
+from contract.settings import Settings
 from contract.zones import load_zones
-from streams import records
+from streams import metrics, records
 from streams.routing import Router
 from streams.state_stage import StateStage
 from streams.zone_index import ZoneIndex
 from tests import hostile
-from contract import events, topics
-from contract.settings import Settings
-from contract.errors import Rejected
-from contract.events import decode_and_validate
 
 Rec = namedtuple("Rec", "topic partition offset key value timestamp")
 MAX_TS = int(time.time() * 1000) + 5 * 60_000

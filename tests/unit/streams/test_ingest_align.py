@@ -3,13 +3,12 @@ a patrol.gps partition that still delivers, driven with a fake consumer (no Kafk
 
 from __future__ import annotations
 
+import asyncio
 from collections import namedtuple
 
-import asyncio
-
 import orjson
-
 from aiokafka.structs import TopicPartition
+
 from contract import topics
 from contract.settings import Settings
 from contract.zones import load_zones

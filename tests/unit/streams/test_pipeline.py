@@ -9,16 +9,15 @@ from collections import namedtuple
 import orjson
 import pytest
 
-from contract.zones import load_zones
-from streams import records
-from streams import metrics
-from streams.routing import Router
-from streams.testing import Pipeline
-from streams.state_stage import StateStage
-from streams.zone_index import ZoneIndex
-from tests import scenario
 from contract import topics
 from contract.settings import Settings
+from contract.zones import load_zones
+from streams import metrics, records
+from streams.routing import Router
+from streams.state_stage import StateStage
+from streams.testing import Pipeline
+from streams.zone_index import ZoneIndex
+from tests import scenario
 
 Msg = namedtuple("Msg", "topic partition offset key value timestamp")
 

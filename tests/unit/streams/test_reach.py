@@ -13,14 +13,14 @@ from pathlib import Path
 import h3
 import pytest
 import shapely
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from shapely.geometry import Point
 
 import streams.reach as reach_mod
 from contract.response import EARTH_RADIUS_M, haversine_m
 from contract.zones import load_zones
-from streams.reach import (GRID_DEG, MAX_CELLS, ReachMap, UnitIndex, keys_within, reach, reach_cells,
-                           zone_cells)
+from streams.reach import GRID_DEG, MAX_CELLS, ReachMap, UnitIndex, keys_within, reach, reach_cells, zone_cells
 
 TESTS = Path(__file__).resolve().parents[2]
 SPEED = {"foot": 1.4, "car": 8.3, "motorcycle": 9.0, "swat": 8.3, "other": 6.0}  # CONTRACT §3
@@ -46,7 +46,7 @@ def brute(zc, units) -> tuple[list[bool], list[bool]]:
 
 def share(zc, mask) -> float:
     w = zc.weights.tolist()
-    return sum(x for x, m in zip(w, mask) if m) / sum(w)
+    return sum(x for x, m in zip(w, mask, strict=True) if m) / sum(w)
 
 
 def offset(lat, lon, north_m, east_m) -> tuple[float, float]:
@@ -198,7 +198,8 @@ def area_m2(geom) -> float:
     return shapely.transform(geom, lambda c: c * [kx, ky]).area
 
 
-ALL = ZONES + load_zones(TESTS / "zones_datav_like.geojson", id_property="adcode") + load_zones(TESTS / "zones_test.geojson")
+ALL = (ZONES + load_zones(TESTS / "zones_datav_like.geojson", id_property="adcode")
+       + load_zones(TESTS / "zones_test.geojson"))
 
 
 @pytest.mark.parametrize("zone", ALL, ids=[z.zone_id for z in ALL])
@@ -208,7 +209,7 @@ def test_cells_cover_the_zone_weighted_by_area(zone):
     assert all(h3.get_resolution(c) == zc.resolution for c in zc.cells)
     assert (zc.weights > 0).all()
     assert zc.total == pytest.approx(area_m2(zone.geometry), rel=0.003)
-    for la, lo in zip(zc.lat.tolist(), zc.lon.tolist()):
+    for la, lo in zip(zc.lat.tolist(), zc.lon.tolist(), strict=True):
         assert zone.geometry.intersects(Point(lo, la))  # every sample point lies in the zone
     # the finest resolution that fits: one finer would need more than MAX_CELLS cells
     if zc.resolution < 15:
@@ -274,7 +275,7 @@ def test_near_is_every_zone_within_reach_distance_and_not_much_more(p):
     near = RMAP.near(*p)
     assert list(near) == sorted(near, key=RMAP.order.__getitem__)
     for zc in MAP_CELLS:
-        dmin = min(haversine_m(*p, la, lo) for la, lo in zip(zc.lat.tolist(), zc.lon.tolist()))
+        dmin = min(haversine_m(*p, la, lo) for la, lo in zip(zc.lat.tolist(), zc.lon.tolist(), strict=True))
         if dmin <= REACH_M:
             assert zc.zone_id in near
         if zc.zone_id in near:
@@ -331,7 +332,7 @@ def test_keys_within_is_every_grid_cell_within_the_distance(p, d):
 @pytest.mark.parametrize("zid", SHAPES)
 def test_a_zone_listens_to_every_grid_cell_within_reach_of_its_cells(zid):
     zc = CELLS[zid]
-    want = set().union(*(keys_within(la, lo, REACH_M) for la, lo in zip(zc.lat.tolist(), zc.lon.tolist())))
+    want = set().union(*(keys_within(la, lo, REACH_M) for la, lo in zip(zc.lat.tolist(), zc.lon.tolist(), strict=True)))
     assert set(zc.keys) == want
 
 

@@ -129,7 +129,8 @@ def oracle_sla(calls, fixes, final_clock):
             continue
         seen.add(c["call_id"])
         best = min(((f["ts"], f["unit_id"]) for f in fixes
-                    if c["ts"] <= f["ts"] < c["ts"] + 3_600_000 and _dist((c["lat"], c["lon"]), (f["lat"], f["lon"])) <= 100),
+                    if c["ts"] <= f["ts"] < c["ts"] + 3_600_000
+                    and _dist((c["lat"], c["lon"]), (f["lat"], f["lon"])) <= 100),
                    default=None)
         zones = tuple(_in(c))
         if best is not None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hypothesis import given, settings, strategies as st
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from contract.errors import ZonesFileError
 from contract.zones import load_zones
@@ -69,8 +70,10 @@ def test_ids_from_properties_and_id_property(tmp_path):
 
 def test_bad_files_are_refused_with_a_reason(tmp_path):
     p = tmp_path / "bad.geojson"
-    p.write_text('{"type": "FeatureCollection", "features": [{"id": "x", "geometry": {"type": "GeometryCollection", "geometries": []}}]}')
-    with pytest.raises(ZonesFileError, match=r"feature #0 \(id 'x'\): geometry type 'GeometryCollection' is not one of"):
+    p.write_text('{"type": "FeatureCollection", "features": '
+                 '[{"id": "x", "geometry": {"type": "GeometryCollection", "geometries": []}}]}')
+    with pytest.raises(ZonesFileError,
+                       match=r"feature #0 \(id 'x'\): geometry type 'GeometryCollection' is not one of"):
         load_zones(p)
     p.write_text("not json")
     with pytest.raises(ZonesFileError, match="cannot read"):

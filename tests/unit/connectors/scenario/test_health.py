@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from itertools import pairwise
 
 import pytest
 
@@ -40,14 +41,14 @@ def gaps(evs, topic, key) -> list[tuple[int, str, int]]:
     out = []
     for ident, es in by_key(evs, topic, key).items():
         ts = [e["ts"] for e in es]
-        out += [(b - a, ident, a) for a, b in zip(ts, ts[1:])]
+        out += [(b - a, ident, a) for a, b in pairwise(ts)]
     return out
 
 
 def test_reports_are_valid_and_in_time_order(runs):
     evs, _ = runs
     ts = [e["ts"] for _, e in evs]
-    assert all(a <= b for a, b in zip(ts, ts[1:])) and ts[-1] <= START + HOURS * 3_600_000
+    assert all(a <= b for a, b in pairwise(ts)) and ts[-1] <= START + HOURS * 3_600_000
     status = [e for t, e in evs if t == topics.STATUS]
     for e in status:
         assert events.validate_status(e, FAR_FUTURE) == e   # already normalised: online always given
@@ -98,7 +99,7 @@ def test_cameras_reported_offline_raise_no_alerts(runs):
     reports = by_key(evs, topics.STATUS, "camera_id")
     hidden = 0
     for cam, rs in reports.items():
-        spans = [(a["ts"], b["ts"]) for a, b in zip(rs, rs[1:]) if not a["online"] and not b["online"]]
+        spans = [(a["ts"], b["ts"]) for a, b in pairwise(rs) if not a["online"] and not b["online"]]
         hidden += sum(1 for x in raw.get(cam, ()) for lo, hi in spans if lo <= x["ts"] <= hi)
     assert hidden > 0
 

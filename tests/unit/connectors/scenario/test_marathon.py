@@ -11,6 +11,7 @@ import itertools
 import json
 import math
 from collections import Counter
+from itertools import pairwise
 
 import pytest
 from shapely.geometry import LineString, Point, shape
@@ -60,8 +61,9 @@ def vincenty(a, b) -> float:
     u2 = cos2_alpha * (A ** 2 - B ** 2) / B ** 2
     k1 = (math.sqrt(1 + u2) - 1) / (math.sqrt(1 + u2) + 1)
     big_a, big_b = (1 + k1 ** 2 / 4) / (1 - k1), k1 * (1 - 3 * k1 ** 2 / 8)
-    d_sigma = big_b * sin_sigma * (cos_2sm + big_b / 4 * (cos_sigma * (-1 + 2 * cos_2sm ** 2) - big_b / 6
-                                                          * cos_2sm * (-3 + 4 * sin_sigma ** 2) * (-3 + 4 * cos_2sm ** 2)))
+    d_sigma = big_b * sin_sigma * (cos_2sm + big_b / 4 * (
+        cos_sigma * (-1 + 2 * cos_2sm ** 2)
+        - big_b / 6 * cos_2sm * (-3 + 4 * sin_sigma ** 2) * (-3 + 4 * cos_2sm ** 2)))
     return B * big_a * (sigma - d_sigma)
 
 
@@ -127,13 +129,14 @@ def test_every_coordinate_lies_in_lanzhou(fc):
 
 def test_the_course_is_a_marathon_long(feats, course):
     pts = feats["course"]["geometry"]["coordinates"]
-    sphere = sum(haversine(a, b) for a, b in zip(pts, pts[1:]))
+    sphere = sum(haversine(a, b) for a, b in pairwise(pts))
     assert abs(sphere - 42_195) <= 0.01 * 42_195
-    geodesic = sum(vincenty(a, b) for a, b in zip(pts, pts[1:]))
+    geodesic = sum(vincenty(a, b) for a, b in pairwise(pts))
     assert abs(geodesic - 42_195) < 20   # placed on the ellipsoid; the file's 6 decimals cost centimetres
     assert abs(course.length - 42_195) < 0.001 * 42_195
     # cut as CONTRACT §2 says: 42 whole kilometres and a last segment of 195 m
-    segs = [substring(course, k * 1000, min((k + 1) * 1000, course.length)) for k in range(math.ceil(course.length / 1000))]
+    segs = [substring(course, k * 1000, min((k + 1) * 1000, course.length))
+            for k in range(math.ceil(course.length / 1000))]
     assert len(segs) == 43 and all(abs(s.length - 1000) < 1e-6 for s in segs[:-1]) and 150 < segs[-1].length < 250
 
 
@@ -189,7 +192,7 @@ def test_events_satisfy_the_contract(race):
     counts = Counter(t for t, _ in evs)
     assert set(counts) == set(topics.INPUT_TOPICS)
     ts = [e["ts"] for _, e in evs]
-    assert all(a <= b for a, b in zip(ts, ts[1:])) and START <= ts[0] and ts[-1] <= START + 5.5 * 3_600_000
+    assert all(a <= b for a, b in pairwise(ts)) and START <= ts[0] and ts[-1] <= START + 5.5 * 3_600_000
     for topic, ev in evs:
         norm = events.VALIDATORS[topic](ev, FAR_FUTURE)
         assert norm["ts"] == ev["ts"]

@@ -8,6 +8,7 @@ import itertools
 import json
 import math
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 
 import orjson
@@ -15,7 +16,8 @@ import pytest
 from shapely.geometry import Point, box, shape
 
 from connectors.scenario import scenario_events, venue
-from connectors.scenario.venue import VenueScenario as Scenario, write_demo_zones
+from connectors.scenario.venue import VenueScenario as Scenario
+from connectors.scenario.venue import write_demo_zones
 from contract import errors, events, topics
 from contract.settings import DEMO_ZONES
 
@@ -35,7 +37,10 @@ def test_same_seed_same_events():
     assert first(1000, seed=12) != a
     # ids carry the start, so two runs started at different times do not collide as duplicates
     later = first(1000, seed=11, start_ms=START + 3_600_000)
-    ids = lambda evs: {e.get("call_id") or e.get("alert_id") for t, e in evs if t != topics.GPS}
+
+    def ids(evs):
+        return {e.get("call_id") or e.get("alert_id") for t, e in evs if t != topics.GPS}
+
     assert not ids(a) & ids(later)
 
 
@@ -72,7 +77,7 @@ def test_events_satisfy_the_contract(hour):
 
 def test_ts_non_decreasing_and_within_duration(hour):
     ts = [e["ts"] for _, e in hour]
-    assert all(a <= b for a, b in zip(ts, ts[1:]))
+    assert all(a <= b for a, b in pairwise(ts))
     assert ts[0] >= START and ts[-1] <= START + 3_600_000
 
 
@@ -201,7 +206,10 @@ def test_dispatched_units_turn_busy_and_arrive(simulated_hour):
             i += 1
         resp.append(r)
     n = len(resp)
-    within = lambda s: sum(1 for r in resp if r is not None and r <= s) / n
+
+    def within(s):
+        return sum(1 for r in resp if r is not None and r <= s) / n
+
     # realistic: a minority at once (an officer nearby), most within 5 min, a tail beyond
     assert 0.05 < within(60) < 0.45
     assert 0.35 < within(180) < 0.8
@@ -246,7 +254,8 @@ def test_the_demo_scenario_is_unchanged():
     assert _fingerprint(scenario_events(3, start_ms=START, duration_s=1200, bad_rate=0.01)) == (
         52285, "4a773fa6fe603192fe363def2343e239392642986459dc4e6ff3baec72cf98b2")
     assert _fingerprint(scenario_events(3, scenario="demo", health=False, start_ms=START, duration_s=1200,
-                                        bad_rate=0.01))[1] == "4a773fa6fe603192fe363def2343e239392642986459dc4e6ff3baec72cf98b2"
+                                        bad_rate=0.01))[1] == (
+        "4a773fa6fe603192fe363def2343e239392642986459dc4e6ff3baec72cf98b2")
     assert _fingerprint(scenario_events(11, units=120, cameras=60, calls_per_min=4.0, alerts_per_min=30.0,
                                         start_ms=1_714_550_400_000, duration_s=600)) == (
         10426, "4850754acf445d384863781df56eba969ff19768b13209fe9980ba640d534a01")
