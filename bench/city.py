@@ -130,40 +130,43 @@ class CityStream:
 
     def events(self, n: int, t0: int) -> Iterator[tuple[str, bytes, bytes, int]]:
         """(topic, key, value, ts) of n events from t0 on, at `rate` events per second of event time."""
-        r = self.rng
-        gps, alerts = self.mix[0], self.mix[0] + self.mix[1]
         step = 1000.0 / self.rate
         for i in range(n):
-            ts = t0 + int(i * step)
-            x = r.random()
-            self.n += 1
-            if x < gps:
-                u = self.units[r.randrange(len(self.units))]
-                dt = max(1.0, (ts - u[6]) / 1000.0) if u[6] else 5.0
-                ts = max(ts, u[6] + 1)
-                if self.stress:
-                    u[3], u[4] = r.uniform(self.y0, self.y1), r.uniform(self.x0, self.x1)
-                else:  # walk on: a little turn, speed x time, bounce off the edges
-                    u[5] += r.uniform(-0.4, 0.4)
-                    d = u[2] * min(dt, 30.0)
-                    lat = u[3] + d * math.cos(u[5]) / M_PER_DEG
-                    lon = u[4] + d * math.sin(u[5]) / (M_PER_DEG * math.cos(math.radians(u[3])))
-                    if not (self.y0 < lat < self.y1 and self.x0 < lon < self.x1):
-                        u[5] += math.pi
-                    else:
-                        u[3], u[4] = lat, lon
-                u[6] = ts
-                ev = {"unit_id": u[0], "ts": ts, "lat": round(u[3], 7), "lon": round(u[4], 7),
-                      "status": "available" if r.random() < 0.7 else "busy", "kind": u[1]}
-                yield topics.GPS, u[0].encode(), orjson.dumps(ev), ts
-            elif x < alerts:
-                cam, lat, lon = self.cameras[r.randrange(len(self.cameras))]
-                ev = {"alert_id": f"A-{self.tag}-{self.n:09d}", "camera_id": cam, "ts": ts, "lat": lat, "lon": lon,
-                      "type": r.choice(ALERT_TYPES), "confidence": 0.8}
-                yield topics.ALERTS, cam.encode(), orjson.dumps(ev), ts
-            else:
-                lat, lon = r.uniform(self.y0, self.y1), r.uniform(self.x0, self.x1)
-                cid = f"C-{self.tag}-{self.n:09d}"
-                ev = {"call_id": cid, "ts": ts, "lat": lat, "lon": lon, "category": r.choice(CATEGORIES),
-                      "priority": r.choice((1, 2, 2, 3, 3, 3, 4)), "lang": "zh"}
-                yield topics.CALLS, cid.encode(), orjson.dumps(ev), ts
+            yield self.make(t0 + int(i * step))
+
+    def make(self, ts: int) -> tuple[str, bytes, bytes, int]:
+        """One event at (about) `ts`: (topic, key, value, ts). A fix's ts is raised to 1 ms after its
+        unit's previous fix when needed, so every event has a distinct identity (unit and ts for a
+        fix, alert_id, call_id): a stream never repeats an event by itself."""
+        r = self.rng
+        x = r.random()
+        self.n += 1
+        if x < self.mix[0]:
+            u = self.units[r.randrange(len(self.units))]
+            dt = max(1.0, (ts - u[6]) / 1000.0) if u[6] else 5.0
+            ts = max(ts, u[6] + 1)
+            if self.stress:
+                u[3], u[4] = r.uniform(self.y0, self.y1), r.uniform(self.x0, self.x1)
+            else:  # walk on: a little turn, speed x time, bounce off the edges
+                u[5] += r.uniform(-0.4, 0.4)
+                d = u[2] * min(dt, 30.0)
+                lat = u[3] + d * math.cos(u[5]) / M_PER_DEG
+                lon = u[4] + d * math.sin(u[5]) / (M_PER_DEG * math.cos(math.radians(u[3])))
+                if not (self.y0 < lat < self.y1 and self.x0 < lon < self.x1):
+                    u[5] += math.pi
+                else:
+                    u[3], u[4] = lat, lon
+            u[6] = ts
+            ev = {"unit_id": u[0], "ts": ts, "lat": round(u[3], 7), "lon": round(u[4], 7),
+                  "status": "available" if r.random() < 0.7 else "busy", "kind": u[1]}
+            return topics.GPS, u[0].encode(), orjson.dumps(ev), ts
+        if x < self.mix[0] + self.mix[1]:
+            cam, lat, lon = self.cameras[r.randrange(len(self.cameras))]
+            ev = {"alert_id": f"A-{self.tag}-{self.n:09d}", "camera_id": cam, "ts": ts, "lat": lat, "lon": lon,
+                  "type": r.choice(ALERT_TYPES), "confidence": 0.8}
+            return topics.ALERTS, cam.encode(), orjson.dumps(ev), ts
+        lat, lon = r.uniform(self.y0, self.y1), r.uniform(self.x0, self.x1)
+        cid = f"C-{self.tag}-{self.n:09d}"
+        ev = {"call_id": cid, "ts": ts, "lat": lat, "lon": lon, "category": r.choice(CATEGORIES),
+              "priority": r.choice((1, 2, 2, 3, 3, 3, 4)), "lang": "zh"}
+        return topics.CALLS, cid.encode(), orjson.dumps(ev), ts
