@@ -2,9 +2,10 @@
 
 Zone sets:
 - `demo`: the bundled demo zones (39: venue rings and a patrol grid, contract/data/).
-- `city`: a real city: Zhengzhou's 12 district polygons (../shared/datasets/410100_full.json, ids
-  from `adcode`) plus a 20 x 20 patrol grid over them: 412 zones. Without ../shared (a fresh
-  clone), 12 synthetic districts of the same extent stand in, and the bench says so.
+- `city`: a real city: Zhengzhou's 12 district polygons (../shared/datasets/410100_full.json, looked
+  for next to the checkout and the folders above it; ids from `adcode`) plus a 20 x 20 patrol grid
+  over them: 412 zones. Without ../shared (a fresh clone), 12 synthetic districts of the same extent
+  stand in, and the bench says so.
 
 Events: patrol units that walk or drive as patrols do (a fix every few seconds, tens of metres
 apart), cameras at fixed places, calls; in event time at a given rate. `stress=True` makes units
@@ -25,7 +26,16 @@ from contract import topics
 from contract.settings import DEMO_ZONES
 
 REPO = Path(__file__).resolve().parents[1]
-ZHENGZHOU = REPO.parent / "shared" / "datasets" / "410100_full.json"
+ZHENGZHOU_FILE = Path("shared") / "datasets" / "410100_full.json"
+
+
+def zhengzhou_file() -> Path | None:
+    """../shared/datasets/410100_full.json next to the checkout, or next to a folder above it (a git
+    worktree under /work/wt/<name> finds /work/shared); None when there is none."""
+    for d in REPO.parents:
+        if (d / ZHENGZHOU_FILE).is_file():
+            return d / ZHENGZHOU_FILE
+    return None
 CITY_BBOX = (113.0, 34.45, 114.0, 34.95)   # (min lon, min lat, max lon, max lat): Zhengzhou's core
 GRID_N = 20
 UNIT_KINDS = (("foot", 1.4, 0.35), ("car", 8.0, 0.5), ("motorcycle", 9.0, 0.1), ("swat", 8.0, 0.05))
@@ -42,8 +52,9 @@ def zone_set(name: str, out_dir: Path) -> tuple[Path, str, tuple]:
         raise ValueError(f"unknown zone set {name!r} (demo, city)")
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "city_zones.geojson"
-    if ZHENGZHOU.is_file():
-        src = json.loads(ZHENGZHOU.read_text(encoding="utf-8"))
+    zz = zhengzhou_file()
+    if zz is not None:
+        src = json.loads(zz.read_text(encoding="utf-8"))
         districts = [{"type": "Feature", "id": str(f["properties"]["adcode"]),
                       "properties": {"name": f["properties"]["name"], "kind": "district"},
                       "geometry": f["geometry"]} for f in src["features"]]

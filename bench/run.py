@@ -578,6 +578,8 @@ class Unit:
                 spy = None
             if workers > 1:
                 res["per_worker_counted"] = [promtext.counter_sum(r, EVENTS_METRIC) for r in rows_by_w]
+            if not res["completed"]:
+                res["consumer_lag_at_end"] = [lag_by_group(r) for r in rows_by_w]
             return res
         finally:
             if spy is not None:
