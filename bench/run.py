@@ -52,6 +52,7 @@ from pathlib import Path
 import orjson
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import TopicPartition
 
 from contract import metrics, topics
@@ -91,6 +92,27 @@ def _port(hostport: str) -> int | None:
     with contextlib.suppress(ValueError, IndexError):
         return int(hostport.split(",")[0].rsplit(":", 1)[1])
     return None
+
+
+class CachedPartitioner:
+    """aiokafka's default partitioner (murmur2 of the key, in pure Python: the bench's own biggest
+    cost per message) remembered per key: 5,000 units and 2,000 cameras make 99.5 % of the events."""
+
+    def __init__(self, limit: int = 200_000):
+        self.cache: dict = {}
+        self.limit = limit
+        self.default = DefaultPartitioner()
+
+    def __call__(self, key, all_partitions, available):
+        if key is None:
+            return self.default(key, all_partitions, available)
+        k = (key, len(all_partitions))
+        p = self.cache.get(k)
+        if p is None:
+            p = self.default(key, all_partitions, available)
+            if len(self.cache) < self.limit:
+                self.cache[k] = p
+        return p
 
 
 def scan_log(path: Path) -> dict:
@@ -320,7 +342,7 @@ class Unit:
     async def produce_backlog(self, prefix: str, messages) -> dict:
         p = AIOKafkaProducer(bootstrap_servers=self.kafka, acks="all", enable_idempotence=True,
                              linger_ms=20, max_batch_size=512 * 1024, max_request_size=8 << 20,
-                             client_id=f"bench-{self.tag}-producer")
+                             partitioner=CachedPartitioner(), client_id=f"bench-{self.tag}-producer")
         await p.start()
         names = {t: prefix + t for t in topics.INPUT_TOPICS}
         try:
@@ -676,7 +698,7 @@ class Unit:
         names = {t: s.topic(t) for t in topics.INPUT_TOPICS}
         prod = AIOKafkaProducer(bootstrap_servers=self.kafka, acks="all", enable_idempotence=True,
                                 linger_ms=a.linger_ms, max_batch_size=256 * 1024,
-                                client_id=f"bench-{self.tag}-paced")
+                                partitioner=CachedPartitioner(), client_id=f"bench-{self.tag}-paced")
         await prod.start()
         futs: list = []
         sent_total = 0
