@@ -42,6 +42,13 @@ FIGURES = [
 ]
 
 
+#: latency figures -> where a run says its value lies beyond the histogram's largest finite bucket
+#: (the value is then only a lower bound, printed with "≥")
+BEYOND = {"p50": ("latency", "e2e", "p50_beyond_last_bucket"), "p99": ("latency", "e2e", "p99_beyond_last_bucket"),
+          "sse_p50": ("latency_sse", "e2e", "p50_beyond_last_bucket"),
+          "sse_p99": ("latency_sse", "e2e", "p99_beyond_last_bucket")}
+
+
 def fmt_rate(v) -> str:
     return f"{v:,.0f}" if isinstance(v, (int, float)) else "—"
 
@@ -52,9 +59,11 @@ def fmt_ms(v) -> str:
     return f"{v:,.2f} s" if v >= 10 else f"{v * 1000:,.1f} ms"
 
 
-def fmt_fig(key: str, v) -> str:
+def fmt_fig(key: str, v, lower_bounds=()) -> str:
     if not isinstance(v, (int, float)):
         return "—"
+    if v in lower_bounds:
+        return "≥ " + fmt_fig(key, v)
     if key in RATE_KEYS:
         return fmt_rate(v)
     if key in RATIO_KEYS:
@@ -115,9 +124,10 @@ def render_text(result: dict) -> str:
         lines += ["", _zs_title(result, zs), f"{'figure':<66}{'min':>12}{'median':>12}{'max':>12}   runs", "-" * 130]
         for key, label, _path in FIGURES:
             f = figs[key]
-            vals = ", ".join(fmt_fig(key, _get(u, *_path)) for u in runs)
-            lines.append(f"{label:<66}{fmt_fig(key, f['min']):>12}{fmt_fig(key, f['median']):>12}"
-                         f"{fmt_fig(key, f['max']):>12}   {vals}")
+            lb = f.get("lower_bounds", ())
+            vals = ", ".join(fmt_fig(key, _get(u, *_path), lb) for u in runs)
+            lines.append(f"{label:<66}{fmt_fig(key, f['min'], lb):>12}{fmt_fig(key, f['median'], lb):>12}"
+                         f"{fmt_fig(key, f['max'], lb):>12}   {vals}")
         lines.append(f"{'worker kept up at the offered load':<66}{_kept(figs['kept_up']):>36}")
         lines.append(f"{'... with SSE subscribers':<66}{_kept(figs['sse_kept_up']):>36}")
         for u in runs:
@@ -149,6 +159,9 @@ def scaling_lines(s: dict, md: bool = False) -> list[str]:
         cores = cpu.get("cores") or {}
         cells = [f"{cores[g]:.2f}" if g in cores else "—" for g in groups]
         rows.append((name, fmt_rate(x.get("events_per_s")), cells, cpu.get("machine_busy"), cpu.get("other")))
+    fails = [f"{name}: {x['failure']}" for name, x in (("1 worker", one), ("2 workers", two)) if x.get("failure")]
+    if fails:
+        head += " (" + "; ".join(fails) + ")"
     if md:
         out = [f"**{head}.** CPU in cores over the measured stretch (5 % → 95 % of the backlog counted), "
                "from /proc/<pid>/stat utime+stime:", "",
@@ -186,29 +199,31 @@ def render_markdown(result: dict) -> str:
                 "| figure | min | median | max |", "|---|---:|---:|---:|"]
         for key, label, _path in FIGURES:
             f = figs[key]
-            out.append(f"| {label} | {fmt_fig(key, f['min'])} | {fmt_fig(key, f['median'])} | "
-                       f"{fmt_fig(key, f['max'])} |")
+            lb = f.get("lower_bounds", ())
+            out.append(f"| {label} | {fmt_fig(key, f['min'], lb)} | {fmt_fig(key, f['median'], lb)} | "
+                       f"{fmt_fig(key, f['max'], lb)} |")
         out.append(f"| worker kept up at the offered load | {_kept(figs['kept_up'])} | | |")
         out.append(f"| ... with SSE subscribers | {_kept(figs['sse_kept_up'])} | | |")
         out += ["", "Raw runs:", "",
                 "| run | A ev/s | B ev/s | W ev/s | W/A | W/B | p50 / p99 | kept up | lag max | Redis cmds/ev "
-                "(all / top-level) | zone writes/ev | SSE p50 / p99 | SSE subscribers got |",
-                "|---|---:|---:|---:|---:|---:|---|---|---:|---|---:|---|---|"]
+                "(all / top-level) | zone writes/ev | SSE p50 / p99 | SSE subscribers got | unit took |",
+                "|---|---:|---:|---:|---:|---:|---|---|---:|---|---:|---|---|---:|"]
         for u in runs:
             L, S = u.get("latency") or {}, u.get("latency_sse") or {}
             r = L.get("redis") or {}
             sse = S.get("sse") or {}
             got = (f"{sse.get('zone_events_per_client_min'):,}–{sse.get('zone_events_per_client_median'):,} zone "
-                   f"events, {sse.get('resyncs')} resyncs" if sse.get("connected") else "—")
+                   f"events, {sse.get('resyncs')} resyncs, {len(sse.get('errors') or [])} client errors"
+                   if sse.get("connected") else "—")
             out.append(
                 f"| {u['run']} | {fmt_rate(_get(u, 'baseline_a', 'events_per_s'))} | "
                 f"{fmt_rate(_get(u, 'baseline_b', 'events_per_s'))} | {fmt_rate(_get(u, 'worker', 'events_per_s'))} | "
                 f"{fmt_fig('w_over_a', u.get('ratio_a'))} | {fmt_fig('w_over_b', u.get('ratio_b'))} | "
-                f"{fmt_ms(_get(L, 'e2e', 'p50_s'))} / {fmt_ms(_get(L, 'e2e', 'p99_s'))} | "
+                f"{_lat(L, 'p50')} / {_lat(L, 'p99')} | "
                 f"{'yes' if L.get('kept_up') else 'no' if L else '—'} | {fmt_rate(L.get('consumer_lag_max_total'))} | "
                 f"{fmt_fig('', r.get('commands_per_event_all'))} / {fmt_fig('', r.get('top_level_per_event'))} | "
                 f"{fmt_fig('', r.get('zone_writes_per_event'))} | "
-                f"{fmt_ms(_get(S, 'e2e', 'p50_s'))} / {fmt_ms(_get(S, 'e2e', 'p99_s'))} | {got} |")
+                f"{_lat(S, 'p50')} / {_lat(S, 'p99')} | {got} | {_min(u.get('duration_s'))} |")
         mon = [u["latency"]["monitor"] for u in runs if _get(u, "latency", "monitor", "commands")]
         if mon:
             out += ["", "Redis commands per event in the MONITOR samples (median over runs; `lua` = run by the "
@@ -227,6 +242,15 @@ def render_markdown(result: dict) -> str:
     for s in result.get("scaling") or []:
         out += [""] + scaling_lines(s, md=True)
     return "\n".join(out)
+
+
+def _min(seconds) -> str:
+    return f"{seconds / 60:.1f} min" if isinstance(seconds, (int, float)) else "—"
+
+
+def _lat(phase: dict, q: str) -> str:
+    v = _get(phase, "e2e", f"{q}_s")
+    return ("≥ " if _get(phase, "e2e", f"{q}_beyond_last_bucket") else "") + fmt_ms(v)
 
 
 def _rel(path: str) -> str:
