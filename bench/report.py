@@ -137,6 +137,9 @@ def render_text(result: dict) -> str:
             w = u.get("worker") or {}
             if not w.get("completed"):
                 lines.append(f"run {u['run']}: worker backlog DID NOT COMPLETE: {w.get('failure')}")
+            if w.get("accepted_missing"):
+                lines.append(f"run {u['run']}: {w['accepted_missing']:,.0f} valid backlog events never counted "
+                             "accepted")
             if u.get("profile"):
                 p = u["profile"].get("profile") or {}
                 lines.append(f"run {u['run']}: py-spy flame graph {p.get('svg')} "
@@ -160,6 +163,13 @@ def scaling_lines(s: dict, md: bool = False) -> list[str]:
         cells = [f"{cores[g]:.2f}" if g in cores else "—" for g in groups]
         rows.append((name, fmt_rate(x.get("events_per_s")), cells, cpu.get("machine_busy"), cpu.get("other")))
     fails = [f"{name}: {x['failure']}" for name, x in (("1 worker", one), ("2 workers", two)) if x.get("failure")]
+    fails += [f"{name}: {x['accepted_missing']:,.0f} valid events never counted accepted"
+              for name, x in (("1 worker", one), ("2 workers", two)) if x.get("accepted_missing")]
+    zc = s.get("zones_compared")
+    if zc:
+        fails.append(f"final zone states of 1 and 2 workers: {zc['zones_differing']} of {zc['zones']} zones differ"
+                     + (f" (day's calls {zc['today_calls'][0]:,} vs {zc['today_calls'][1]:,}, alerts "
+                        f"{zc['today_alerts'][0]:,} vs {zc['today_alerts'][1]:,})" if zc["zones_differing"] else ""))
     if fails:
         head += " (" + "; ".join(fails) + ")"
     if md:

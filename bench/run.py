@@ -55,7 +55,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import TopicPartition
 
-from contract import metrics, topics
+from contract import keys, metrics, topics
 from contract.security import redacted_url
 from contract.settings import Settings
 from contract.topics import ensure_topics
@@ -297,6 +297,7 @@ class Unit:
         res["baseline_b"] = self.baseline_b(input_names, n)
         log(f"  B (trivial Faust agent): {fmt_rate(res['baseline_b'].get('events_per_s'))} ev/s")
         w = self.backlog_pass(prefix, n, "w", expected)
+        w.pop("zones", None)
         res["worker"] = w
         log(f"  W (zonewatch worker): {fmt_rate(w.get('events_per_s'))} ev/s"
             + ("" if w["completed"] else f" — DID NOT COMPLETE: {w['failure']}"))
@@ -306,6 +307,7 @@ class Unit:
         if a.profile and self.run_no == 1:
             log("  profile: the worker on the same backlog under py-spy")
             res["profile"] = self.backlog_pass(prefix, n, "prof", expected, profile=True)
+            res["profile"].pop("zones", None)
         if a.seconds > 0 and a.rate > 0:
             log(f"  latency: {a.rate:,} ev/s offered for {a.seconds:g}s")
             res["latency"] = self.latency_phase()
@@ -338,7 +340,8 @@ class Unit:
         log(f"  2 workers: {fmt_rate(two.get('events_per_s'))} ev/s")
         return {"zone_set": self.zs["name"], "events": a.scaling_events, "partitions": a.partitions,
                 "produce": prod, "one": one, "two": two,
-                "ratio": per(two.get("events_per_s"), one.get("events_per_s"))}
+                "ratio": per(two.get("events_per_s"), one.get("events_per_s")),
+                "zones_compared": compare_zones(one.pop("zones", None), two.pop("zones", None))}
 
     # -- backlog producer ------------------------------------------------------------------------
     async def produce_backlog(self, prefix: str, messages) -> dict:
@@ -590,8 +593,13 @@ class Unit:
             res["outcomes"] = outcome_table(rows)
             res["expected_outcomes"] = {"accepted": expected.accepted, "duplicate": expected.duplicate,
                                         "rejected": expected.rejected}
+            acc = res["outcomes"].get("accepted", {}).get("total", 0.0)
+            # every valid event must be counted accepted once, whatever the re-deliveries (which count
+            # as duplicates): fewer means events were lost or miscounted, even when the total reached N
+            res["accepted_missing"] = max(0.0, expected.accepted - acc)
             if last_c >= n:
                 res["completed"] = True
+                res["zones"] = self.final_zones(expected.max_valid_ts)
                 t_all = crossing(samples, n)
                 res["start_to_all_counted_s"] = t_all - ws[0].t0 if t_all else None
                 res["events_per_s"] = rate_between(samples, n)
@@ -614,6 +622,23 @@ class Unit:
             res["exit_codes"] = [w.child.returncode for w in ws]
             res["log_findings"] = [scan_log(w.log) for w in ws]
 
+    def final_zones(self, final_clock: int, wait: float = 20.0) -> dict:
+        """The zone documents once every one carries the final clock (or after `wait` s): {zone:
+        {today, windows}}: a function of the accepted events and the clock alone (CONTRACT §3), so
+        passes over the same backlog must agree."""
+        deadline = time.perf_counter() + wait
+        docs: dict = {}
+        while True:
+            ids = sorted(z.decode() for z in self.redis.smembers(keys.ZONES))
+            vals = self.redis.mget([keys.zone(z) for z in ids]) if ids else []
+            docs = {z: orjson.loads(v) for z, v in zip(ids, vals, strict=True) if v}
+            if (ids and len(docs) == len(ids) and all(d.get("clock") == final_clock for d in docs.values())) \
+                    or time.perf_counter() > deadline:
+                break
+            time.sleep(0.2)
+        return {z: {"clock": d.get("clock"), "today": d.get("today"), "windows": d.get("windows")}
+                for z, d in docs.items()}
+
     def committed_behind(self, groups: list[str]) -> dict:
         """{group: {topic-partition: log end - committed offset}} for partitions not at their end:
         where a stalled pass stopped (a diagnosis for the report, not a figure)."""
@@ -628,7 +653,7 @@ class Unit:
             return {"error": repr(exc)}
         try:
             for g in groups:
-                committed = admin.list_consumer_group_offsets(g)
+                committed = admin.list_group_offsets([g]).get(g) or {}
                 ends = cons.end_offsets(list(committed)) if committed else {}
                 out[g] = {f"{tp.topic}[{tp.partition}]": ends[tp] - om.offset
                           for tp, om in committed.items() if tp in ends and ends[tp] - om.offset > 0}
@@ -999,6 +1024,22 @@ class SseSubscribers:
         return self._result
 
 
+def compare_zones(a: dict | None, b: dict | None) -> dict | None:
+    """How two passes' final zone states differ: zones whose `today` or `windows` differ, and the
+    difference of the day's call and alert counts summed over zones."""
+    if not a or not b:
+        return None
+    differ = sorted(z for z in set(a) | set(b) if (a.get(z) or {}).get("today") != (b.get(z) or {}).get("today")
+                    or (a.get(z) or {}).get("windows") != (b.get(z) or {}).get("windows"))
+
+    def total(docs, what):
+        return sum(((d or {}).get("today") or {}).get(what, 0) for d in docs.values())
+
+    return {"zones": len(set(a) | set(b)), "zones_differing": len(differ), "first_differing": differ[:5],
+            "today_calls": [total(a, "calls"), total(b, "calls")],
+            "today_alerts": [total(a, "alerts"), total(b, "alerts")]}
+
+
 def latency_line(L: dict) -> str:
     if not L or L.get("failure") and not L.get("e2e"):
         return f"latency FAILED: {(L or {}).get('failure')}"
@@ -1160,8 +1201,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     a = p.parse_args(argv)
     if a.events < 100:
         p.error("--events must be at least 100")
-    if a.runs < 1:
-        p.error("--runs must be at least 1")
+    if a.runs < 1 and not (a.runs == 0 and a.scaling):
+        p.error("--runs must be at least 1 (0 only with --scaling: the scaling phase alone)")
     try:
         mix = [float(x) for x in a.mix.split(",")]
         if len(mix) != 3 or min(mix) < 0 or sum(mix) <= 0:
