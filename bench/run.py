@@ -597,9 +597,10 @@ class Unit:
             # every valid event must be counted accepted once, whatever the re-deliveries (which count
             # as duplicates): fewer means events were lost or miscounted, even when the total reached N
             res["accepted_missing"] = max(0.0, expected.accepted - acc)
+            # the final zone documents (also of a stalled pass: what the wall would show)
+            res["zones"] = self.final_zones(expected.max_valid_ts, wait=20.0 if last_c >= n else 3.0)
             if last_c >= n:
                 res["completed"] = True
-                res["zones"] = self.final_zones(expected.max_valid_ts)
                 t_all = crossing(samples, n)
                 res["start_to_all_counted_s"] = t_all - ws[0].t0 if t_all else None
                 res["events_per_s"] = rate_between(samples, n)
