@@ -155,13 +155,16 @@ def scaling_lines(s: dict, md: bool = False) -> list[str]:
                     key=lambda g: (not g.startswith("worker"), g))
     head = (f"scaling on {s['zone_set']}: {s['events']:,} messages, {s['partitions']} partitions — 1 worker "
             f"{fmt_rate(one.get('events_per_s'))} ev/s, 2 workers {fmt_rate(two.get('events_per_s'))} ev/s, "
-            f"ratio {fmt_fig('w_over_a', s.get('ratio'))}")
+            f"ratio {fmt_fig('w_over_a', s.get('ratio'))} (zonewatch_events_total); from the ingest group's "
+            f"committed offsets {fmt_rate(one.get('events_per_s_committed'))} and "
+            f"{fmt_rate(two.get('events_per_s_committed'))} ev/s, ratio {fmt_fig('w_over_a', s.get('ratio_committed'))}")
     rows = []
     for name, x in (("1 worker", one), ("2 workers", two)):
         cpu = x.get("cpu") or {}
         cores = cpu.get("cores") or {}
         cells = [f"{cores[g]:.2f}" if g in cores else "—" for g in groups]
-        rows.append((name, fmt_rate(x.get("events_per_s")), cells, cpu.get("machine_busy"), cpu.get("other")))
+        rows.append((name, fmt_rate(x.get("events_per_s") or x.get("events_per_s_committed")), cells,
+                     cpu.get("machine_busy"), cpu.get("other")))
     fails = [f"{name}: {x['failure']}" for name, x in (("1 worker", one), ("2 workers", two)) if x.get("failure")]
     fails += [f"{name}: {x['accepted_missing']:,.0f} valid events never counted accepted"
               for name, x in (("1 worker", one), ("2 workers", two)) if x.get("accepted_missing")]
