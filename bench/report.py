@@ -157,7 +157,8 @@ def scaling_lines(s: dict, md: bool = False) -> list[str]:
             f"{fmt_rate(one.get('events_per_s'))} ev/s, 2 workers {fmt_rate(two.get('events_per_s'))} ev/s, "
             f"ratio {fmt_fig('w_over_a', s.get('ratio'))} (zonewatch_events_total); from the ingest group's "
             f"committed offsets {fmt_rate(one.get('events_per_s_committed'))} and "
-            f"{fmt_rate(two.get('events_per_s_committed'))} ev/s, ratio {fmt_fig('w_over_a', s.get('ratio_committed'))}")
+            f"{fmt_rate(two.get('events_per_s_committed'))} ev/s, "
+            f"ratio {fmt_fig('w_over_a', s.get('ratio_committed'))}")
     rows = []
     for name, x in (("1 worker", one), ("2 workers", two)):
         cpu = x.get("cpu") or {}
