@@ -153,18 +153,19 @@ def scaling_lines(s: dict, md: bool = False) -> list[str]:
     one, two = s.get("one") or {}, s.get("two") or {}
     groups = sorted({g for x in (one, two) for g in ((x.get("cpu") or {}).get("cores") or {})},
                     key=lambda g: (not g.startswith("worker"), g))
-    head = (f"scaling on {s['zone_set']}: {s['events']:,} messages, {s['partitions']} partitions — 1 worker "
-            f"{fmt_rate(one.get('events_per_s'))} ev/s, 2 workers {fmt_rate(two.get('events_per_s'))} ev/s, "
-            f"ratio {fmt_fig('w_over_a', s.get('ratio'))} (zonewatch_events_total); from the ingest group's "
-            f"committed offsets {fmt_rate(one.get('events_per_s_committed'))} and "
-            f"{fmt_rate(two.get('events_per_s_committed'))} ev/s, "
-            f"ratio {fmt_fig('w_over_a', s.get('ratio_committed'))}")
+    head = (f"scaling on {s['zone_set']}: {s['events']:,} messages, {s['partitions']} partitions — backlog to "
+            f"final zone state: 1 worker {fmt_rate(one.get('events_per_s_to_final_state'))} ev/s, 2 workers "
+            f"{fmt_rate(two.get('events_per_s_to_final_state'))} ev/s, ratio "
+            f"{fmt_fig('w_over_a', s.get('ratio_to_final_state'))}; counted (zonewatch_events_total 5 % → 95 %): "
+            f"{fmt_rate(one.get('events_per_s'))} and {fmt_rate(two.get('events_per_s'))} ev/s; read by ingest "
+            f"(committed offsets 5 % → 95 %): {fmt_rate(one.get('events_per_s_committed'))} and "
+            f"{fmt_rate(two.get('events_per_s_committed'))} ev/s")
     rows = []
     for name, x in (("1 worker", one), ("2 workers", two)):
         cpu = x.get("cpu") or {}
         cores = cpu.get("cores") or {}
         cells = [f"{cores[g]:.2f}" if g in cores else "—" for g in groups]
-        rows.append((name, fmt_rate(x.get("events_per_s") or x.get("events_per_s_committed")), cells,
+        rows.append((name, fmt_rate(x.get("events_per_s_to_final_state")), cells,
                      cpu.get("machine_busy"), cpu.get("other")))
     fails = [f"{name}: {x['failure']}" for name, x in (("1 worker", one), ("2 workers", two)) if x.get("failure")]
     fails += [f"{name}: {x['accepted_missing']:,.0f} valid events never counted accepted"
@@ -177,9 +178,9 @@ def scaling_lines(s: dict, md: bool = False) -> list[str]:
     if fails:
         head += " (" + "; ".join(fails) + ")"
     if md:
-        out = [f"**{head}.** CPU in cores over the measured stretch (5 % → 95 % of the backlog counted), "
-               "from /proc/<pid>/stat utime+stime:", "",
-               "| workers | events/s | " + " | ".join(groups) + " | machine busy | other processes |",
+        out = [f"**{head}.** CPU in cores over the measured stretch (5 % → 95 % of the backlog counted or "
+               "committed by ingest), from /proc/<pid>/stat utime+stime:", "",
+               "| workers | events/s to final state | " + " | ".join(groups) + " | machine busy | other processes |",
                "|---|---:|" + "---:|" * (len(groups) + 2)]
         for name, rate, cells, busy, other in rows:
             out.append(f"| {name} | {rate} | " + " | ".join(cells) + f" | {_c(busy)} | {_c(other)} |")

@@ -363,7 +363,9 @@ class Unit:
         return {"zone_set": self.zs["name"], "events": a.scaling_events, "partitions": a.partitions,
                 "produce": prod, "one": one, "two": two,
                 "ratio": per(two.get("events_per_s"), one.get("events_per_s")),
-                # like for like from the ingest group's committed offsets: also when a counter falls short
+                # like for like, from the backlog to the final zone state: also when a counter falls short
+                "ratio_to_final_state": per(two.get("events_per_s_to_final_state"),
+                                            one.get("events_per_s_to_final_state")),
                 "ratio_committed": per(two.get("events_per_s_committed"), one.get("events_per_s_committed")),
                 "zones_compared": compare_zones(one.pop("zones", None), two.pop("zones", None))}
 
@@ -566,6 +568,8 @@ class Unit:
             committed = CommittedWatch(self.kafka, f"{s.app_id}-ingest", f"bench-{self.tag}-offsets")
             csamples: list[tuple[float, float]] = []
             last_offsets_check = 0.0
+            first_t: float | None = None
+            t_final: float | None = None
             cpu.sample()
             while True:
                 crash = next((x.check() for x in watches if x.check()), None)
@@ -608,11 +612,16 @@ class Unit:
                     t_hi = cpu.sample()
                 if c != last_c:
                     last_c, last_change = c, now
+                if first_t is None and done_in > 0:
+                    first_t = now
+                # once ingest has committed everything: is every zone document at the final clock?
+                if t_final is None and csamples and csamples[-1][1] >= n and self.zones_final(expected.max_valid_ts):
+                    t_final = now
                 if c >= n:
                     break
-                if csamples and csamples[-1][1] >= n and now - last_change > 10:
-                    res["failure"] = (f"all {n} messages committed by the ingest group but the workers counted "
-                                      f"{c:.0f} (no change for 10 s)")
+                if t_final is not None and now - last_change > 3:
+                    res["failure"] = (f"the zone state is final and all {n} messages are committed by the ingest "
+                                      f"group, but the workers counted {c:.0f} (zonewatch_events_total falls short)")
                     break
                 if now - last_change > self.a.stall + (120 if c == 0 else 0):
                     res["failure"] = f"no progress for {now - last_change:.0f}s: counted {c:.0f} of {n}"
@@ -641,7 +650,12 @@ class Unit:
             # as duplicates): fewer means events were lost or miscounted, even when the total reached N
             res["accepted_missing"] = max(0.0, expected.accepted - acc)
             # the final zone documents (also of a stalled pass: what the wall would show)
-            res["zones"] = self.final_zones(expected.max_valid_ts, wait=20.0 if last_c >= n else 3.0)
+            res["zones"], t_fin = self.final_zones(expected.max_valid_ts, wait=20.0 if last_c >= n else 3.0)
+            t_final = t_final or t_fin
+            # backlog -> final state: N / (first event read or counted .. every zone at the final clock);
+            # independent of the counters, start-up excluded, the 2-worker rebalance included
+            if first_t is not None and t_final is not None and t_final > first_t:
+                res["events_per_s_to_final_state"] = n / (t_final - first_t)
             if last_c >= n:
                 res["completed"] = True
                 t_all = crossing(samples, n)
@@ -664,22 +678,32 @@ class Unit:
             res["exit_codes"] = [w.child.returncode for w in ws]
             res["log_findings"] = [scan_log(w.log) for w in ws]
 
-    def final_zones(self, final_clock: int, wait: float = 20.0) -> dict:
-        """The zone documents once every one carries the final clock (or after `wait` s): {zone:
-        {today, windows}}: a function of the accepted events and the clock alone (CONTRACT §3), so
-        passes over the same backlog must agree."""
+    def zone_docs(self) -> tuple[list[str], dict]:
+        ids = sorted(z.decode() for z in self.redis.smembers(keys.ZONES))
+        vals = self.redis.mget([keys.zone(z) for z in ids]) if ids else []
+        return ids, {z: orjson.loads(v) for z, v in zip(ids, vals, strict=True) if v}
+
+    def zones_final(self, final_clock: int) -> bool:
+        """Every registered zone has a document at the final clock."""
+        ids, docs = self.zone_docs()
+        return bool(ids) and len(docs) == len(ids) and all(d.get("clock") == final_clock for d in docs.values())
+
+    def final_zones(self, final_clock: int, wait: float = 20.0) -> tuple[dict, float | None]:
+        """The zone documents once every one carries the final clock (or after `wait` s) as {zone:
+        {today, windows}} — a function of the accepted events and the clock alone (CONTRACT §3), so
+        passes over the same backlog must agree — and when they were final (None if not)."""
         deadline = time.perf_counter() + wait
-        docs: dict = {}
         while True:
-            ids = sorted(z.decode() for z in self.redis.smembers(keys.ZONES))
-            vals = self.redis.mget([keys.zone(z) for z in ids]) if ids else []
-            docs = {z: orjson.loads(v) for z, v in zip(ids, vals, strict=True) if v}
-            if (ids and len(docs) == len(ids) and all(d.get("clock") == final_clock for d in docs.values())) \
-                    or time.perf_counter() > deadline:
+            ids, docs = self.zone_docs()
+            if ids and len(docs) == len(ids) and all(d.get("clock") == final_clock for d in docs.values()):
+                t_final: float | None = time.perf_counter()
+                break
+            if time.perf_counter() > deadline:
+                t_final = None
                 break
             time.sleep(0.2)
-        return {z: {"clock": d.get("clock"), "today": d.get("today"), "windows": d.get("windows")}
-                for z, d in docs.items()}
+        return ({z: {"clock": d.get("clock"), "today": d.get("today"), "windows": d.get("windows")}
+                 for z, d in docs.items()}, t_final)
 
     def committed_behind(self, groups: list[str]) -> dict:
         """{group: {topic-partition: log end - committed offset}} for partitions not at their end:

@@ -28,9 +28,10 @@ def _result(units):
                        "mix": {"gps": 0.85, "alerts": 0.145, "calls": 0.005}},
             "units": units, "summary": summarize(units, ["demo"]),
             "scaling": [{"zone_set": "demo", "events": 1000, "partitions": 4, "ratio": 1.5,
-                         "one": {"events_per_s": 20_000.0, "cpu": {"cores": {"worker": 0.9, "kafka": 0.3},
+                         "ratio_to_final_state": 1.5,
+                         "one": {"events_per_s": 20_000.0, "events_per_s_to_final_state": 20_000.0, "cpu": {"cores": {"worker": 0.9, "kafka": 0.3},
                                                                    "machine_busy": 1.5, "other": 0.3}},
-                         "two": {"events_per_s": 30_000.0, "cpu": {"cores": {"worker 1": 0.7, "worker 2": 0.7,
+                         "two": {"events_per_s": 30_000.0, "events_per_s_to_final_state": 30_000.0, "cpu": {"cores": {"worker 1": 0.7, "worker 2": 0.7,
                                                                              "kafka": 0.4},
                                                                    "machine_busy": 2.0, "other": 0.2}}}]}
 
