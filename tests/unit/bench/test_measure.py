@@ -4,8 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from bench.measure import (LUA, MonitorTally, calls_from_info, commands_delta, count_true, crossing, per,
-                           rate_between, script_calls, split_commands, spread, top_level_share)
+from bench.measure import (
+    LUA,
+    MonitorTally,
+    calls_from_info,
+    commands_delta,
+    count_true,
+    crossing,
+    per,
+    rate_between,
+    script_calls,
+    split_commands,
+    spread,
+    top_level_share,
+)
 from contract import keys
 
 

@@ -6,8 +6,7 @@ import os
 
 import pytest
 
-from bench.procstat import (CpuWatch, cores_between, descendants, parse_net_tcp, parse_proc_stat_total,
-                            parse_stat)
+from bench.procstat import CpuWatch, cores_between, descendants, parse_net_tcp, parse_proc_stat_total, parse_stat
 
 
 def test_parse_stat_with_spaces_and_parentheses_in_the_name():
