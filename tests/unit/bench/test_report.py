@@ -17,6 +17,12 @@ def _unit(run, w, p99, kept, sse_p99=None):
             "latency_sse": {"e2e": {"p50_s": 0.06, "p99_s": sse_p99}, "kept_up": kept} if sse_p99 else None}
 
 
+ONE = {"events_per_s": 20_000.0, "events_per_s_to_final_state": 20_000.0,
+       "cpu": {"cores": {"worker": 0.9, "kafka": 0.3}, "machine_busy": 1.5, "other": 0.3}}
+TWO = {"events_per_s": 30_000.0, "events_per_s_to_final_state": 30_000.0,
+       "cpu": {"cores": {"worker 1": 0.7, "worker 2": 0.7, "kafka": 0.4}, "machine_busy": 2.0, "other": 0.2}}
+
+
 def _result(units):
     return {"run_id": "abc123", "started_at": "2026-11-29T22:00:00+00:00", "duration_s": 600.0,
             "command": "python -m bench.run --runs 3",
@@ -28,12 +34,7 @@ def _result(units):
                        "mix": {"gps": 0.85, "alerts": 0.145, "calls": 0.005}},
             "units": units, "summary": summarize(units, ["demo"]),
             "scaling": [{"zone_set": "demo", "events": 1000, "partitions": 4, "ratio": 1.5,
-                         "ratio_to_final_state": 1.5,
-                         "one": {"events_per_s": 20_000.0, "events_per_s_to_final_state": 20_000.0, "cpu": {"cores": {"worker": 0.9, "kafka": 0.3},
-                                                                   "machine_busy": 1.5, "other": 0.3}},
-                         "two": {"events_per_s": 30_000.0, "events_per_s_to_final_state": 30_000.0, "cpu": {"cores": {"worker 1": 0.7, "worker 2": 0.7,
-                                                                             "kafka": 0.4},
-                                                                   "machine_busy": 2.0, "other": 0.2}}}]}
+                         "ratio_to_final_state": 1.5, "one": ONE, "two": TWO}]}
 
 
 def test_summary_is_min_median_max_over_runs():
