@@ -10,7 +10,8 @@
 #   make down    stop them (data kept; `make down WIPE=1` deletes it)
 #   make status  what is running
 #   make test    `make lint`, then the whole test suite; integration tests start their own stack on 19092/16379
-#   make demo    the stack + the bundled demo;  make bench  the stack + the benchmark
+#   make demo    the stack + the bundled demo
+#   make bench   the stack + the benchmark: 5 runs, demo + city zones (RUNS=1 ZONES=city STRESS=1 SCALING=1 PROFILE=1)
 #   make chaos   crash/restart scenarios vs a clean run;  make soak  two hours at 5x a district (DURATION=7200 SPEED=5)
 #   make failover  kill -9 a worker with 0.2 M / 1 M / 5 M events behind it: seconds until the wall is current
 #   make clean   stop every stack under .stack and delete .venv, .stack and build leftovers
@@ -88,8 +89,13 @@ demo bench: export ZONEWATCH_REDIS ?= redis://127.0.0.1:$(REDIS_PORT)/0
 demo: setup up
 	$(VPY) -m zonewatch.demo
 
+# five runs on both zone sets by default (~30-40 min); RUNS=1 for a quick look, ZONES=demo|city,
+# STRESS=1 (units jump anywhere), SCALING=1 (1 vs 2 workers), PROFILE=1 (py-spy flame graphs in docs/profiles)
+RUNS  ?= 5
+ZONES ?= demo,city
 bench: setup up
-	$(VPY) -m bench.run
+	$(VPY) -m bench.run --runs $(RUNS) --zones $(ZONES) $(if $(STRESS),--stress) $(if $(SCALING),--scaling) \
+	  $(if $(PROFILE),--profile)
 
 failover: export ZONEWATCH_KAFKA ?= 127.0.0.1:$(KAFKA_PORT)
 failover: export ZONEWATCH_REDIS ?= redis://127.0.0.1:$(REDIS_PORT)/0

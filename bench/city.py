@@ -2,9 +2,10 @@
 
 Zone sets:
 - `demo`: the bundled demo zones (39: venue rings and a patrol grid, contract/data/).
-- `city`: a real city: Zhengzhou's 12 district polygons (../shared/datasets/410100_full.json, ids
-  from `adcode`) plus a 20 x 20 patrol grid over them: 412 zones. Without ../shared (a fresh
-  clone), 12 synthetic districts of the same extent stand in, and the bench says so.
+- `city`: a real city: Zhengzhou's 12 district polygons (../shared/datasets/410100_full.json, looked
+  for next to the checkout and the folders above it; ids from `adcode`) plus a 20 x 20 patrol grid
+  over them: 412 zones. Without ../shared (a fresh clone), 12 synthetic districts of the same extent
+  stand in, and the bench says so.
 
 Events: patrol units that walk or drive as patrols do (a fix every few seconds, tens of metres
 apart), cameras at fixed places, calls; in event time at a given rate. `stress=True` makes units
@@ -25,7 +26,16 @@ from contract import topics
 from contract.settings import DEMO_ZONES
 
 REPO = Path(__file__).resolve().parents[1]
-ZHENGZHOU = REPO.parent / "shared" / "datasets" / "410100_full.json"
+ZHENGZHOU_FILE = Path("shared") / "datasets" / "410100_full.json"
+
+
+def zhengzhou_file() -> Path | None:
+    """../shared/datasets/410100_full.json next to the checkout, or next to a folder above it (a git
+    worktree under /work/wt/<name> finds /work/shared); None when there is none."""
+    for d in REPO.parents:
+        if (d / ZHENGZHOU_FILE).is_file():
+            return d / ZHENGZHOU_FILE
+    return None
 CITY_BBOX = (113.0, 34.45, 114.0, 34.95)   # (min lon, min lat, max lon, max lat): Zhengzhou's core
 GRID_N = 20
 UNIT_KINDS = (("foot", 1.4, 0.35), ("car", 8.0, 0.5), ("motorcycle", 9.0, 0.1), ("swat", 8.0, 0.05))
@@ -42,8 +52,9 @@ def zone_set(name: str, out_dir: Path) -> tuple[Path, str, tuple]:
         raise ValueError(f"unknown zone set {name!r} (demo, city)")
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "city_zones.geojson"
-    if ZHENGZHOU.is_file():
-        src = json.loads(ZHENGZHOU.read_text(encoding="utf-8"))
+    zz = zhengzhou_file()
+    if zz is not None:
+        src = json.loads(zz.read_text(encoding="utf-8"))
         districts = [{"type": "Feature", "id": str(f["properties"]["adcode"]),
                       "properties": {"name": f["properties"]["name"], "kind": "district"},
                       "geometry": f["geometry"]} for f in src["features"]]
@@ -130,40 +141,43 @@ class CityStream:
 
     def events(self, n: int, t0: int) -> Iterator[tuple[str, bytes, bytes, int]]:
         """(topic, key, value, ts) of n events from t0 on, at `rate` events per second of event time."""
-        r = self.rng
-        gps, alerts = self.mix[0], self.mix[0] + self.mix[1]
         step = 1000.0 / self.rate
         for i in range(n):
-            ts = t0 + int(i * step)
-            x = r.random()
-            self.n += 1
-            if x < gps:
-                u = self.units[r.randrange(len(self.units))]
-                dt = max(1.0, (ts - u[6]) / 1000.0) if u[6] else 5.0
-                ts = max(ts, u[6] + 1)
-                if self.stress:
-                    u[3], u[4] = r.uniform(self.y0, self.y1), r.uniform(self.x0, self.x1)
-                else:  # walk on: a little turn, speed x time, bounce off the edges
-                    u[5] += r.uniform(-0.4, 0.4)
-                    d = u[2] * min(dt, 30.0)
-                    lat = u[3] + d * math.cos(u[5]) / M_PER_DEG
-                    lon = u[4] + d * math.sin(u[5]) / (M_PER_DEG * math.cos(math.radians(u[3])))
-                    if not (self.y0 < lat < self.y1 and self.x0 < lon < self.x1):
-                        u[5] += math.pi
-                    else:
-                        u[3], u[4] = lat, lon
-                u[6] = ts
-                ev = {"unit_id": u[0], "ts": ts, "lat": round(u[3], 7), "lon": round(u[4], 7),
-                      "status": "available" if r.random() < 0.7 else "busy", "kind": u[1]}
-                yield topics.GPS, u[0].encode(), orjson.dumps(ev), ts
-            elif x < alerts:
-                cam, lat, lon = self.cameras[r.randrange(len(self.cameras))]
-                ev = {"alert_id": f"A-{self.tag}-{self.n:09d}", "camera_id": cam, "ts": ts, "lat": lat, "lon": lon,
-                      "type": r.choice(ALERT_TYPES), "confidence": 0.8}
-                yield topics.ALERTS, cam.encode(), orjson.dumps(ev), ts
-            else:
-                lat, lon = r.uniform(self.y0, self.y1), r.uniform(self.x0, self.x1)
-                cid = f"C-{self.tag}-{self.n:09d}"
-                ev = {"call_id": cid, "ts": ts, "lat": lat, "lon": lon, "category": r.choice(CATEGORIES),
-                      "priority": r.choice((1, 2, 2, 3, 3, 3, 4)), "lang": "zh"}
-                yield topics.CALLS, cid.encode(), orjson.dumps(ev), ts
+            yield self.make(t0 + int(i * step))
+
+    def make(self, ts: int) -> tuple[str, bytes, bytes, int]:
+        """One event at (about) `ts`: (topic, key, value, ts). A fix's ts is raised to 1 ms after its
+        unit's previous fix when needed, so every event has a distinct identity (unit and ts for a
+        fix, alert_id, call_id): a stream never repeats an event by itself."""
+        r = self.rng
+        x = r.random()
+        self.n += 1
+        if x < self.mix[0]:
+            u = self.units[r.randrange(len(self.units))]
+            dt = max(1.0, (ts - u[6]) / 1000.0) if u[6] else 5.0
+            ts = max(ts, u[6] + 1)
+            if self.stress:
+                u[3], u[4] = r.uniform(self.y0, self.y1), r.uniform(self.x0, self.x1)
+            else:  # walk on: a little turn, speed x time, bounce off the edges
+                u[5] += r.uniform(-0.4, 0.4)
+                d = u[2] * min(dt, 30.0)
+                lat = u[3] + d * math.cos(u[5]) / M_PER_DEG
+                lon = u[4] + d * math.sin(u[5]) / (M_PER_DEG * math.cos(math.radians(u[3])))
+                if not (self.y0 < lat < self.y1 and self.x0 < lon < self.x1):
+                    u[5] += math.pi
+                else:
+                    u[3], u[4] = lat, lon
+            u[6] = ts
+            ev = {"unit_id": u[0], "ts": ts, "lat": round(u[3], 7), "lon": round(u[4], 7),
+                  "status": "available" if r.random() < 0.7 else "busy", "kind": u[1]}
+            return topics.GPS, u[0].encode(), orjson.dumps(ev), ts
+        if x < self.mix[0] + self.mix[1]:
+            cam, lat, lon = self.cameras[r.randrange(len(self.cameras))]
+            ev = {"alert_id": f"A-{self.tag}-{self.n:09d}", "camera_id": cam, "ts": ts, "lat": lat, "lon": lon,
+                  "type": r.choice(ALERT_TYPES), "confidence": 0.8}
+            return topics.ALERTS, cam.encode(), orjson.dumps(ev), ts
+        lat, lon = r.uniform(self.y0, self.y1), r.uniform(self.x0, self.x1)
+        cid = f"C-{self.tag}-{self.n:09d}"
+        ev = {"call_id": cid, "ts": ts, "lat": lat, "lon": lon, "category": r.choice(CATEGORIES),
+              "priority": r.choice((1, 2, 2, 3, 3, 3, 4)), "lang": "zh"}
+        return topics.CALLS, cid.encode(), orjson.dumps(ev), ts

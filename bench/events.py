@@ -1,9 +1,10 @@
-"""Self-contained event generator for the bench (independent of connectors/simulate.py).
+"""Event generators for the bench (independent of connectors/simulate.py).
 
-Events are CONTRACT §1 messages over the zones' bounding box: ~80 % patrol fixes, ~15 % camera
-alerts, ~5 % 110 calls, with a fraction of exact re-sends (duplicates) and of invalid messages.
-The generator also tallies the outcome the worker should report for every message, so the bench
-can compare `zonewatch_events_total` with what was sent.
+`backlog`: CONTRACT §1 messages uniformly over the zones' bounding box (~80 % patrol fixes, ~15 %
+camera alerts, ~5 % 110 calls). `stream_backlog`: the messages of an event source such as
+bench/city.py's CityStream (walking patrol units; what `make bench` uses). Both add a fraction of
+exact re-sends (duplicates) and of invalid messages and tally the outcome the worker should report
+for every message, so the bench can compare `zonewatch_events_total` with what was sent.
 """
 
 from __future__ import annotations
@@ -206,6 +207,47 @@ def backlog(n: int, bbox, now_ms: int, *, seed: int = 7, tag: str = "b", dup_rat
             exp.accepted += 1
         exp.max_valid_ts = max(exp.max_valid_ts, ts)
         recent.append((msg, ident))
+        if len(recent) > 200:
+            recent.pop(0)
+    return out, exp
+
+
+def stream_backlog(make, n: int, now_ms: int, rate: float, *, seed: int = 7, dup_rate: float = 0.005,
+                   invalid_rate: float = 0.001) -> tuple[list[Message], Expected]:
+    """`n` messages (valid + duplicates + invalid) from an event source `make(ts) -> (topic, key,
+    value, ts)` whose events all have distinct identities (bench/city.py's CityStream), in event
+    time at `rate` events/s, ending 2 min before `now_ms`. Duplicates are exact re-sends of a
+    message sent 1..200 messages earlier; invalid ones are those of `_invalid`."""
+    rng = random.Random(seed + 1)
+    step = 1000.0 / rate
+    t0 = now_ms - int(n * step) - 120_000
+    out: list[Message] = []
+    exp = Expected()
+    recent: list[Message] = []
+    n_invalid = 0
+    for i in range(n):
+        x = rng.random()
+        if x < invalid_rate:
+            topic, key, value = _invalid(rng, n_invalid, now_ms)
+            n_invalid += 1
+            out.append(Message(topic, key, value))
+            exp.rejected += 1
+            exp.by_topic[topic] += 1
+            continue
+        if x < invalid_rate + dup_rate and recent:
+            msg = recent[rng.randrange(len(recent))]
+            out.append(Message(msg.topic, msg.key, msg.value))
+            exp.duplicate += 1
+            exp.by_topic[msg.topic] += 1
+            exp.dup_by_topic[msg.topic] += 1
+            continue
+        topic, key, value, ts = make(t0 + int(i * step))
+        msg = Message(topic, key, value)
+        out.append(msg)
+        exp.by_topic[topic] += 1
+        exp.accepted += 1
+        exp.max_valid_ts = max(exp.max_valid_ts, ts)
+        recent.append(msg)
         if len(recent) > 200:
             recent.pop(0)
     return out, exp
