@@ -104,6 +104,14 @@ def check_record(topic: str, msg) -> None:
         raise AssertionError(f"{where} has key {msg.key!r}; the contract's key is {want!r}")
 
 
+#: a quiet patrol.gps partition stops holding the watermark back after 12 s, not 30 s,
+#: so a run's final decisions come soon after its input ends; still longer than a
+#: takeover (6 s session timeout + the rebalance), during which a dead or moving worker's
+#: patrol.gps partitions deliver nothing: a shorter bound would decide breaches while
+#: their fixes wait in Kafka (the chaos runs saw exactly that with 2 s)
+WATERMARK_ENV = {"ZONEWATCH_WATERMARK_IDLE_MS": "12000"}
+
+
 class Deployment:
     """One isolated zonewatch deployment: prefix, app id, Redis db, worker processes.
 
@@ -124,12 +132,7 @@ class Deployment:
             "ZONEWATCH_PARTITIONS": str(partitions),
             "ZONEWATCH_DATADIR": str(STATE_DIR / "faust" / tag),
             "ZONEWATCH_CALLER_SECRET": "test-secret",
-            # a quiet patrol.gps partition stops holding the watermark back after 12 s, not 30 s,
-            # so a run's final decisions come soon after its input ends; still longer than a
-            # takeover (6 s session timeout + the rebalance), during which a dead or moving worker's
-            # patrol.gps partitions deliver nothing: a shorter bound would decide breaches while
-            # their fixes wait in Kafka (the chaos runs saw exactly that with 2 s)
-            "ZONEWATCH_WATERMARK_IDLE_MS": "12000",
+            **WATERMARK_ENV,
         })
         self.settings = Settings(kafka=stack["kafka"], redis=self.env["ZONEWATCH_REDIS"], zones=zones,
                                  topic_prefix=self.env["ZONEWATCH_TOPIC_PREFIX"],

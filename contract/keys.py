@@ -18,6 +18,9 @@ _ZONE = f"{PREFIX}zone:"                  # + zone id: the JSON document (SET), 
 # --- beyond the contract (README) ----------------------------------------------------------------
 UNITS_AVAILABLE = f"{PREFIX}units:available"  # GEO set of available units (dispatch recommendation)
 UNIT_INFO = f"{PREFIX}unit-info"              # HASH unit_id -> {ts, status, kind, lat, lon}
+#: Redis GEO (Web Mercator) indexes latitudes within ±GEO_LAT_LIMIT: a position beyond cannot be
+#: GEOADDed, and GEOSEARCH refuses a centre there (it fails the whole pipeline it is in)
+GEO_LAT_LIMIT = 85.05112878
 INCIDENTS = f"{PREFIX}incidents"              # HASH call_id -> the wall's entry of an open incident
 INCIDENT_UPDATES = f"{PREFIX}incident-updates"  # STREAM: call_id, status, state
 INCIDENT_UPDATES_MAXLEN = 10_000

@@ -565,10 +565,11 @@ CERT_DAYS = 30
 # Redis ACL users (docs/SECURITY.md). Commands are exactly those the code issues, plus CLIENT SETINFO
 # (redis-py sends it on connect) where the server knows it (7.2+; 7.0 rejects the rule).
 # the worker writes zone documents with one script per flush (EVALSHA, EVAL the first time; the
-# script itself calls set, xadd, publish, hget, hset, hdel) and takes partition fences (HINCRBY)
+# script itself calls set, xadd, publish, hget, hset, hdel), takes partition fences (HINCRBY) and
+# reads the server's run id (INFO server) to notice a restart or a Sentinel failover
 REDIS_WORKER_COMMANDS = ("ping", "select", "get", "set", "mget", "exists", "sadd", "smembers", "xadd",
                          "publish", "geoadd", "geosearch", "zrem", "hset", "hget", "hmget", "hdel", "hgetall",
-                         "hincrby", "hscan", "eval", "evalsha", "script|load")
+                         "hincrby", "hscan", "eval", "evalsha", "script|load", "info")
 REDIS_READER_COMMANDS = ("ping", "select", "get", "mget", "hmget", "exists", "smembers", "xread", "xrange",
                          "xrevrange", "xlen", "xinfo|stream", "geosearch", "geopos", "subscribe", "unsubscribe",
                          "hgetall")

@@ -26,9 +26,9 @@ CLOCK_TTL_S = 1.0       # the stream clock read from Redis is reused this long
 CLOCK_ENTRIES = 32      # zone updates looked at for the newest clock (partitions write in any order)
 #: never in a timeline answer, at any depth, whatever the worker wrote (CONTRACT §6)
 PERSONAL = frozenset(("caller", "caller_ref"))
-#: Redis GEO indexes latitudes up to ±85.05112878 (Web Mercator); no unit can be stored beyond, and
-#: GEOSEARCH refuses a centre there, so such a `near` is the client's error (400), not Redis' (503)
-GEO_LAT_LIMIT = 85.05112878
+#: no unit can be stored beyond Redis GEO's latitudes, and GEOSEARCH refuses a centre there, so such
+#: a `near` is the client's error (400), not Redis' (503)
+GEO_LAT_LIMIT = keys.GEO_LAT_LIMIT
 
 
 def protected(handler):

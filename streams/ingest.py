@@ -195,7 +195,9 @@ class IngestStage:
         for tp in self.consumer.assignment():
             if tp.topic != gps or tp in batches or not await self._behind(tp):
                 continue
-            ts = self.router.tp_ts.get((gps, tp.partition))
+            # its time as `_align` sees it: a record held at its head counts, or the two could wait
+            # for each other (this one paused as "ahead", the others held for it)
+            ts = self._held.get(tp) or self.router.tp_ts.get((gps, tp.partition))
             if ts is None:
                 unknown = True
             else:

@@ -13,6 +13,8 @@ hours of the duplicate memory under `{p}/seen/{hour}`, written once each). Takin
    snapshot's `lookback` offset and its `offset`, without applying anything else;
 4. apply the log from the snapshot's `offset` to its current end, emitting the outputs again
    (the previous owner may have died before sending them: at-least-once, consumers dedupe);
+   what lies beyond the group's committed offset is also counted in zonewatch_events_total, since
+   no live owner counted it (a graceful handover can count the last commit interval twice);
 5. make the wall's incident list (zw:incidents) agree with the state, then hand the partition
    to the agent, which skips what step 4 applied.
 
@@ -94,7 +96,9 @@ async def restore(stage: StateStage, p: int, emit) -> Held:
             st.restore(snap["state"], sealed)
             start, lookback, held.floor = snap["offset"], snap["lookback"], snap["floor"]
         tp = TopicPartition(s.internal_zone_events, p)
-        c = AIOKafkaConsumer(bootstrap_servers=s.kafka, enable_auto_commit=False, group_id=None,
+        # the group's id only to read its committed offset: assigned by hand, it neither joins the
+        # group nor commits
+        c = AIOKafkaConsumer(bootstrap_servers=s.kafka, enable_auto_commit=False, group_id=s.app_id,
                              client_id=f"{s.app_id}-rebuild", max_partition_fetch_bytes=8 << 20,
                              **aiokafka_kwargs(s))
         await c.start()
@@ -103,6 +107,11 @@ async def restore(stage: StateStage, p: int, emit) -> Held:
             c.assign([tp])
             end = (await c.end_offsets([tp]))[tp]
             first = (await c.beginning_offsets([tp]))[tp]
+            # batches from the group's committed offset on were applied by no owner that is still
+            # counted (none, or one killed before its commit): they count here, once, in
+            # zonewatch_events_total; the agent skips them afterwards (applied_upto)
+            committed = await c.committed(tp)
+            count_from = first if committed is None else committed
             if snap is None:
                 held.floor = start = lookback = first
             from_ = max(lookback, first)
@@ -117,7 +126,7 @@ async def restore(stage: StateStage, p: int, emit) -> Held:
                             st.keep_lookback(rec)
                         looked += 1
                         continue
-                    stage.apply_batch(st, m.value, live=False)
+                    stage.apply_batch(st, m.value, live=m.offset >= count_from)
                     held.checkpoints.append((m.offset + 1, st.clock))
                     replayed += 1
                     await emit(st)

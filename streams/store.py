@@ -26,8 +26,7 @@ from . import metrics
 
 log = logging.getLogger("zonewatch.store")
 
-#: Redis GEO's Web Mercator limit: positions beyond it cannot be GEOADDed
-GEO_LAT_LIMIT = 85.05112878
+GEO_LAT_LIMIT = keys.GEO_LAT_LIMIT
 
 
 async def until_redis_answers(what: str, call):
@@ -263,10 +262,16 @@ class RedisStore:
         """For each (lat, lon): up to `count` (unit id, distance m) of `zw:units:available`
         within `radius_m`, nearest first; and `zw:unit-info` of every unit found."""
         pipe = self.redis.pipeline(transaction=False)
-        for lat, lon in points:
+        # a call beyond Redis GEO's latitudes (valid by the contract, e.g. a pole) has no unit near
+        # it that Redis could hold, and asking would fail every other call's search in the pipeline
+        searchable = [i for i, (lat, _lon) in enumerate(points) if -GEO_LAT_LIMIT <= lat <= GEO_LAT_LIMIT]
+        for i in searchable:
+            lat, lon = points[i]
             pipe.geosearch(keys.UNITS_AVAILABLE, longitude=lon, latitude=lat, radius=radius_m, unit="m",
                            sort="ASC", count=count, withdist=True)
-        found = await pipe.execute()
+        found: list = [[] for _ in points]
+        for i, hits in zip(searchable, await pipe.execute() if searchable else [], strict=True):
+            found[i] = hits
         units = sorted({u[0] for hits in found for u in hits})
         info = dict(zip(units, await self.redis.hmget(keys.UNIT_INFO, units), strict=True)) if units else {}
         return found, info

@@ -18,6 +18,7 @@ import orjson
 import pytest
 import redis
 
+from bench.harness import WATERMARK_ENV
 from contract import topics
 from contract.security import kafka_python_kwargs
 from contract.settings import Settings
@@ -96,6 +97,7 @@ class SecureDeployment(Deployment):
             "ZONEWATCH_PARTITIONS": str(partitions),
             "ZONEWATCH_DATADIR": str(STATE / "faust" / tag),
             "ZONEWATCH_CALLER_SECRET": "test-secret",
+            **WATERMARK_ENV,
         })
         self.settings = Settings(
             kafka=st.kafka, redis=self.env["ZONEWATCH_REDIS"], zones=zones,

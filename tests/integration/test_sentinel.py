@@ -123,12 +123,23 @@ def test_worker_and_wall_survive_a_redis_primary_failover(stack, sentinel_redis)
         # the wall's incident list is the worker's: c2, c3, c6, c7 breached (tests/scenario.py)
         expected = worker_open_incidents()
         assert expected == {"c2": "breached", "c3": "breached", "c6": "breached", "c7": "breached"}
-        wall = {}
-        for cid, js in dep.redis.hgetall(keys.INCIDENTS).items():
-            doc = orjson.loads(js)
-            check_schema("incident", doc, f"zw:incidents {cid!r}")
-            wall[cid.decode()] = doc["status"]
-        assert wall == expected
+
+        def wall() -> dict[str, str]:
+            out = {}
+            for cid, js in dep.redis.hgetall(keys.INCIDENTS).items():
+                doc = orjson.loads(js)
+                check_schema("incident", doc, f"zw:incidents {cid!r}")
+                out[cid.decode()] = doc["status"]
+            return out
+
+        # c5 has no zone: its arrival changes no zone document, and is decided at the watermark,
+        # which a quiet patrol.gps partition holds back for ZONEWATCH_WATERMARK_IDLE_MS after the
+        # documents are final; until then c5 is rightly open on the wall
+        try:
+            wait_until(lambda: wall() == expected, timeout=60, what="the wall's incident list")
+        except AssertionError:
+            assert wall() == expected
+            raise
 
         # nothing was lost on the way: every input counted once, the dead letters in their topic
         assert sum(dep.metrics(worker).values()) == sum(scenario.EXPECTED_COUNTS.values())

@@ -47,3 +47,26 @@ def test_a_retried_write_publishes_each_version_once_and_a_fenced_owner_writes_n
             await redis.aclose()
 
     asyncio.run(run())
+
+
+def test_a_call_beyond_redis_geo_latitudes_does_not_spoil_the_other_searches(deployment):
+    """A call at a pole is valid (CONTRACT §2) but Redis GEO cannot search there; the calls searched
+    in the same pipeline still get their units (the hostile corpus found this: one polar call
+    failed every recommendation of its batch)."""
+    d = deployment(scenario.ZONES_FILE, partitions=1)
+
+    async def run():
+        redis = redisurl.async_client(d.env["ZONEWATCH_REDIS"])
+        store = RedisStore(redis)
+        try:
+            await redis.geoadd(keys.UNITS_AVAILABLE, (113.6, 34.7, "u1"))
+            await redis.hset(keys.UNIT_INFO, "u1", orjson.dumps({"ts": 1, "status": "available", "kind": "foot"}))
+            found, info = await store.nearby_available([(34.7, 113.6), (89.9, 10.0), (-90.0, 0.0), (34.7, 113.6)],
+                                                       2_000, 10)
+            assert [[u for u, _dist in hits] for hits in found] == [[b"u1"], [], [], [b"u1"]]
+            assert set(info) == {b"u1"}
+            assert await store.nearby_available([(90.0, 0.0)], 2_000, 10) == ([[]], {})
+        finally:
+            await redis.aclose()
+
+    asyncio.run(run())
