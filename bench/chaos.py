@@ -51,6 +51,7 @@ import time
 from pathlib import Path
 
 import orjson
+from kafka.errors import KafkaError
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -137,7 +138,11 @@ def settle(dep: Deployment, clock: int, timeout: float = 300) -> dict:
         if not docs or behind:
             why["zones"] = f"{len(docs)} docs, behind the final clock {clock}: {behind[:5]}"
             return None
-        lag = group_lag(dep)
+        try:
+            lag = group_lag(dep)
+        except KafkaError as exc:  # a broker just thawed or restarted: coordinators move, ask again
+            why["lag"] = f"committed offsets not readable yet: {exc!r}"
+            return None
         if lag != 0:
             why["lag"] = f"uncommitted messages: {lag}"
             return None
