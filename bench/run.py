@@ -68,7 +68,7 @@ from .city import CityStream, zone_set
 from .harness import free_port
 from .measure import LUA, count_true, crossing, per, rate_between, script_calls, split_commands, spread, top_level_share
 from .redisprobe import MonitorSample, RedisProbe
-from .report import BEYOND, FIGURES, render_markdown, render_text
+from .report import BEYOND, FIGURES, _get, fmt_ms, fmt_rate, render_markdown, render_text
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -1127,25 +1127,7 @@ def _f3(v) -> str:
     return f"{v:.3f}" if isinstance(v, (int, float)) else "—"
 
 
-def fmt_rate(v) -> str:
-    return f"{v:,.0f}" if isinstance(v, (int, float)) else "—"
-
-
-def fmt_ms(v) -> str:
-    if not isinstance(v, (int, float)):
-        return "—"
-    return f"{v:,.1f} s" if v >= 10 else f"{v * 1000:,.1f} ms"
-
-
 # -- summary -------------------------------------------------------------------------------------
-def _get(d, *path):
-    for p in path:
-        if not isinstance(d, dict):
-            return None
-        d = d.get(p)
-    return d
-
-
 def summarize(units: list[dict], zone_sets: list[str]) -> dict:
     out = {}
     for zs in zone_sets:
