@@ -176,7 +176,7 @@ def live(stack, tmp_path_factory):
         wport = dep.start_worker()
         dep.wait_workers_joined()
         gport = free_port()
-        genv = dict(dep.env, ZONEWATCH_GATEWAY_TOKENS="live-token",
+        genv = dict(dep.env, ZONEWATCH_GATEWAY_TOKENS="live-token-0123456789",
                     ZONEWATCH_WORKER_METRICS=f"http://127.0.0.1:{wport}/metrics")
         gateway = _spawn([sys.executable, "-m", "zonewatch.cli", "gateway", "--port", str(gport)], genv,
                          tmp / "gateway.log")
