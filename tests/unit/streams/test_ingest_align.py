@@ -61,6 +61,11 @@ def cut(st, batches):
     return asyncio.run(st._cut(batches))
 
 
+def held_from(st) -> dict:
+    """Partition -> offset of the first record `_cut` holds back (in memory, not fetched again)."""
+    return {tp: held[0].offset for tp, held in st._buffer.items()}
+
+
 def recs(topic, partition, ts_list, first_offset=0):
     return [Msg(topic, partition, first_offset + i, None, orjson.dumps({"ts": ts}), 0)
             for i, ts in enumerate(ts_list)]
@@ -77,7 +82,7 @@ def test_a_topic_read_past_the_gps_frontier_is_held_back_and_re_read():
     limit = gps_ts[-1] + ALIGN_MS
     kept = [orjson.loads(m.value)["ts"] for m in out[calls]]
     assert kept == [t for t in call_ts if t <= limit]
-    assert c.seeks == {calls: len(kept)}                      # the rest is read again later
+    assert held_from(st) == {calls: len(kept)}                # the rest waits in memory, paused
     assert len(out[gps]) == 100                               # the frontier itself is never cut
 
 
@@ -88,12 +93,12 @@ def test_nothing_is_held_back_when_gps_is_caught_up_and_quiet():
     st = stage(c)
     st.router.tp_ts[gps.topic, 0] = T0           # gps read to its end (position 5 = highwater)
     batch = {calls: recs(calls.topic, 0, [T0 + i * 600_000 for i in range(10)])}
-    assert cut(st, batch) == batch and c.seeks == {}
+    assert cut(st, batch) == batch and held_from(st) == {}
     # the same with unread fixes: calls past their frontier + ALIGN_MS wait for them
     c.pos[gps] = 3
     out = cut(st, batch)
     assert [orjson.loads(m.value)["ts"] for m in out[calls]] == [T0]
-    assert c.seeks == {calls: 1}
+    assert held_from(st) == {calls: 1}
 
 
 def test_a_gps_partition_with_unread_records_counts_as_delivering():
@@ -116,7 +121,7 @@ def test_other_topics_wait_while_a_gps_partition_with_records_was_never_read():
     c = FakeConsumer([calls, gps], {calls: 10, gps: 1000}, {calls: 10, gps: 0})
     st = stage(c)
     batch = {calls: recs(calls.topic, 0, [T0 + i * 60_000 for i in range(10)], first_offset=0)}
-    assert cut(st, batch) == {} and c.seeks == {calls: 0}
+    assert cut(st, batch) == {} and held_from(st) == {calls: 0}
     # an empty patrol.gps holds nothing back
     c2 = FakeConsumer([calls, gps], {calls: 10, gps: 0}, {calls: 10, gps: 0})
     assert cut(stage(c2), batch) == batch
@@ -133,7 +138,7 @@ def test_a_sparse_topic_held_back_does_not_pause_the_fixes_it_waits_for():
     batch = {calls: recs(calls.topic, 0, [T0, T0 + 600_000]),
              gps: recs(gps.topic, 0, [T0 + i * 1_000 for i in range(100)])}
     out = cut(st, batch)
-    assert len(out[calls]) == 1 and c.seeks == {calls: 1}
+    assert len(out[calls]) == 1 and held_from(st) == {calls: 1}
     st.router.tp_ts.update({(calls.topic, 0): T0, (gps.topic, 0): T0 + 99_000})   # as routed
     asyncio.run(st._align())
     assert gps not in c.paused
@@ -150,7 +155,7 @@ def test_a_ts_the_validator_refuses_holds_nothing_back():
     batch = {calls: recs(calls.topic, 0, [T0, 253_402_300_799_000, 5]),
              gps: recs(gps.topic, 0, [T0 + i * 1_000 for i in range(100)])}
     out = cut(st, batch)
-    assert len(out[calls]) == 3 and c.seeks == {} and st._held == {}
+    assert len(out[calls]) == 3 and held_from(st) == {} and st._held == {}
 
 
 def test_a_batch_kafka_did_not_take_is_read_again_from_the_last_commit():
@@ -194,10 +199,10 @@ def test_a_batch_kafka_did_not_take_is_read_again_from_the_last_commit():
 
 
 def drain(st, c, data: dict, batch: int, max_rounds: int = 20_000) -> tuple[dict, int]:
-    """Fetch-route loop over `data` (tp -> records) as the real one runs it: a fetch returns up to
-    `batch` records of every unpaused partition with records left (the position moves past them),
-    `_cut` routes some and seeks back, the router's clock of a partition is its last routed ts,
-    then `_align` pauses or resumes. Returns (tp -> routed records, rounds)."""
+    """Fetch-route loop over `data` (tp -> records) as `IngestStage.run` runs it: a fetch returns up
+    to `batch` records of every unpaused partition with records left (the position moves past
+    them), `_cut` routes some and holds the rest, the router's clock of a partition is its last
+    routed ts, then `_align` pauses or resumes. Returns (tp -> routed records, rounds)."""
     routed: dict = {tp: [] for tp in data}
     for rounds in range(1, max_rounds + 1):
         fetched = {}
@@ -206,14 +211,12 @@ def drain(st, c, data: dict, batch: int, max_rounds: int = 20_000) -> tuple[dict
             if tp not in c.paused and pos < len(recs_):
                 fetched[tp] = recs_[pos:pos + batch]
                 c.pos[tp] = pos + len(fetched[tp])
-        c.seeks = {}
-        out = asyncio.run(st._cut(fetched)) if fetched else {}
+        out = asyncio.run(st._cut(fetched)) if fetched or st._buffer else {}
         for tp, got in out.items():
             routed[tp].extend(got)
             st.router.tp_ts[tp.topic, tp.partition] = orjson.loads(got[-1].value)["ts"]
         asyncio.run(st._align())
-        if all(c.pos.get(tp, 0) >= len(r) for tp, r in data.items()) and not any(
-                c.pos.get(tp, 0) < len(r) for tp, r in data.items()):
+        if not st._buffer and all(c.pos.get(tp, 0) >= len(r) for tp, r in data.items()):
             return routed, rounds
     return routed, max_rounds
 
