@@ -74,8 +74,8 @@ def counted(port: int) -> float:
     return promtext.counter_sum(rows, metrics.EVENTS)
 
 
-def start_worker(dep: Deployment, instance: str | None, name: str) -> tuple[Child, int, Path]:
-    port = free_port()
+def start_worker(dep: Deployment, instance: str | None, name: str, port: int | None = None) -> tuple[Child, int, Path]:
+    port = port or free_port()
     logf = STATE_DIR / f"failover-{dep.settings.app_id}-{name}.log"
     env = dict(dep.env)
     if instance:
@@ -110,7 +110,10 @@ def one_run(stack: dict, zones: Path, bbox, n: int, *, static: bool, partitions:
         call = {"call_id": call_id, "ts": last_ts + 1000, "lat": c.y, "lon": c.x, "category": "violent",
                 "priority": 1}
         t1 = time.monotonic()
-        b, port_b, log_b = start_worker(dep, "fo-worker" if static else None, "b")
+        # a static member comes back at its own address (a StatefulSet pod keeps its name and port):
+        # Faust's assignor hands a static member the assignment made for it, with the URL it had,
+        # and a replacement at another URL stops its group coordinator (an AssertionError)
+        b, port_b, log_b = start_worker(dep, "fo-worker" if static else None, "b", port_a if static else None)
         dep.produce(topics.CALLS, [call])
         try:
             def on_wall():
