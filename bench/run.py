@@ -407,7 +407,8 @@ class Unit:
     async def baseline_a(self, names: list[str], n: int) -> dict:
         c = AIOKafkaConsumer(bootstrap_servers=self.kafka, group_id=None, enable_auto_commit=False,
                              client_id=f"bench-{self.tag}-baseline-a",
-                             max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)
+                             max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20,
+                             auto_offset_reset="earliest")  # else an assignment's own lookup may win
         t_start = time.perf_counter()
         await c.start()
         try:
