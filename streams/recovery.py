@@ -81,6 +81,18 @@ async def read_snapshot(stage: StateStage, p: int) -> tuple[dict | None, dict[in
     return _decode(state_raw), sealed
 
 
+async def committed_offset(s, tp: TopicPartition) -> int | None:
+    """The Faust group's committed offset of tp (None: nothing committed), read by a consumer of
+    its own that is never assigned anything, so no lookup of its can move a replay's position."""
+    c = AIOKafkaConsumer(bootstrap_servers=s.kafka, enable_auto_commit=False, group_id=s.app_id,
+                         client_id=f"{s.app_id}-committed", **aiokafka_kwargs(s))
+    await c.start()
+    try:
+        return await c.committed(tp)
+    finally:
+        await c.stop()
+
+
 async def restore(stage: StateStage, p: int, emit) -> Held:
     """Take partition p over (steps 1-5 above). `emit(state)` sends the outputs the state has
     decided, awaiting Kafka's acknowledgements."""
@@ -99,9 +111,8 @@ async def restore(stage: StateStage, p: int, emit) -> Held:
             st.restore(snap["state"], sealed)
             start, lookback, held.floor = snap["offset"], snap["lookback"], snap["floor"]
         tp = TopicPartition(s.internal_zone_events, p)
-        # the group's id only to read its committed offset: assigned by hand, it neither joins the
-        # group nor commits
-        c = AIOKafkaConsumer(bootstrap_servers=s.kafka, enable_auto_commit=False, group_id=s.app_id,
+        count_from = await committed_offset(s, tp)
+        c = AIOKafkaConsumer(bootstrap_servers=s.kafka, enable_auto_commit=False, group_id=None,
                              client_id=f"{s.app_id}-rebuild", max_partition_fetch_bytes=8 << 20,
                              auto_offset_reset="earliest", **aiokafka_kwargs(s))
         await c.start()
@@ -113,8 +124,8 @@ async def restore(stage: StateStage, p: int, emit) -> Held:
             # batches from the group's committed offset on were applied by no owner that is still
             # counted (none, or one killed before its commit): they count here, once, in
             # zonewatch_events_total; the agent skips them afterwards (applied_upto)
-            committed = await c.committed(tp)
-            count_from = first if committed is None else committed
+            if count_from is None:
+                count_from = first
             if snap is None:
                 held.floor = start = lookback = first
             from_ = max(lookback, first)
