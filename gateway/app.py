@@ -222,19 +222,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def _flag_or_env(args: argparse.Namespace, flag: str, env: str, kind):
+    """A numeric option: its flag, else its environment variable, else None."""
+    value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
+    if value is None and os.environ.get(env, "").strip():
+        try:
+            value = kind(os.environ[env])
+        except ValueError:
+            whole = "whole " if kind is int else ""
+            raise ConfigError(f"{env}={os.environ[env]!r} is not a {whole}number") from None
+    return value
+
+
 def limits_from(args: argparse.Namespace):
     """The connection limits: each flag, else its ZONEWATCH_GATEWAY_* variable, else the default."""
     from gateway.server import Limits
 
     values = {}
     for flag, env, field, kind in LIMIT_OPTIONS:
-        value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
-        if value is None and os.environ.get(env, "").strip():
-            try:
-                value = kind(os.environ[env])
-            except ValueError:
-                whole = "whole " if kind is int else ""
-                raise ConfigError(f"{env}={os.environ[env]!r} is not a {whole}number") from None
+        value = _flag_or_env(args, flag, env, kind)
         if value is not None:
             values[field] = value
     limits = Limits(**values)
@@ -246,13 +252,7 @@ def intake_from(args: argparse.Namespace) -> dict:
     """The intake options: each flag, else its ZONEWATCH_INGEST_* variable, else the default."""
     values = {}
     for flag, env, field, kind, default, _text in INTAKE_OPTIONS:
-        value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
-        if value is None and os.environ.get(env, "").strip():
-            try:
-                value = kind(os.environ[env])
-            except ValueError:
-                whole = "whole " if kind is int else ""
-                raise ConfigError(f"{env}={os.environ[env]!r} is not a {whole}number") from None
+        value = _flag_or_env(args, flag, env, kind)
         value = default if value is None else value
         if not value > 0:
             raise ConfigError(f"{flag} ({env}) must be positive, not {value!r}")

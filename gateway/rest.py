@@ -26,9 +26,6 @@ CLOCK_TTL_S = 1.0       # the stream clock read from Redis is reused this long
 CLOCK_ENTRIES = 32      # zone updates looked at for the newest clock (partitions write in any order)
 #: never in a timeline answer, at any depth, whatever the worker wrote (CONTRACT §6)
 PERSONAL = frozenset(("caller", "caller_ref"))
-#: no unit can be stored beyond Redis GEO's latitudes, and GEOSEARCH refuses a centre there, so such
-#: a `near` is the client's error (400), not Redis' (503)
-GEO_LAT_LIMIT = keys.GEO_LAT_LIMIT
 
 
 def protected(handler):
@@ -159,8 +156,10 @@ async def units(request: Request):
         return error(400, "near=LAT,LON is required; radius (metres) and limit must be numbers")
     if not (-90 <= lat <= 90 and -180 <= lon <= 180) or not math.isfinite(lat + lon):
         return error(400, "near: lat must be -90..90 and lon -180..180")
-    if abs(lat) > GEO_LAT_LIMIT:
-        return error(400, f"near: lat must be within ±{GEO_LAT_LIMIT} (the range of Redis GEO; no unit can be "
+    # no unit can be stored beyond Redis GEO's latitudes, and GEOSEARCH refuses a centre there, so
+    # such a `near` is the client's error (400), not Redis' (503)
+    if abs(lat) > keys.GEO_LAT_LIMIT:
+        return error(400, f"near: lat must be within ±{keys.GEO_LAT_LIMIT} (the range of Redis GEO; no unit can be "
                           "stored beyond it)")
     if not (0 < radius <= MAX_RADIUS_M) or not 1 <= limit <= MAX_UNITS:
         return error(400, f"radius must be in (0, {MAX_RADIUS_M:.0f}] metres and limit 1..{MAX_UNITS}")

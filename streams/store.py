@@ -26,7 +26,6 @@ from . import metrics
 
 log = logging.getLogger("zonewatch.store")
 
-GEO_LAT_LIMIT = keys.GEO_LAT_LIMIT
 
 
 async def until_redis_answers(what: str, call):
@@ -205,7 +204,7 @@ class RedisStore:
         gone: list = []
         info: dict = {}
         for unit, (ts, lat, lon, status, kind) in latest.items():
-            if -GEO_LAT_LIMIT <= lat <= GEO_LAT_LIMIT:
+            if -keys.GEO_LAT_LIMIT <= lat <= keys.GEO_LAT_LIMIT:
                 geo.extend((lon, lat, unit))
                 if status == "available":
                     avail.extend((lon, lat, unit))
@@ -264,7 +263,7 @@ class RedisStore:
         pipe = self.redis.pipeline(transaction=False)
         # a call beyond Redis GEO's latitudes (valid by the contract, e.g. a pole) has no unit near
         # it that Redis could hold, and asking would fail every other call's search in the pipeline
-        searchable = [i for i, (lat, _lon) in enumerate(points) if -GEO_LAT_LIMIT <= lat <= GEO_LAT_LIMIT]
+        searchable = [i for i, (lat, _lon) in enumerate(points) if -keys.GEO_LAT_LIMIT <= lat <= keys.GEO_LAT_LIMIT]
         for i in searchable:
             lat, lon = points[i]
             pipe.geosearch(keys.UNITS_AVAILABLE, longitude=lon, latitude=lat, radius=radius_m, unit="m",
