@@ -116,17 +116,20 @@ class IngestStage:
         """Route one fetch, send its records, and queue its commit behind Kafka's acknowledgement."""
         dl_topic = self.s.topic(topics.DEADLETTER)
         ze_topic = self.s.internal_zone_events
-        batches = await self._cut(batches)
+        # which partitions still have records in Kafka: once per fetch (positions move only with
+        # a fetch), for the cut, the watermark's delivering partitions and the pauses
+        unfetched = await self._unfetched()
+        batches = await self._cut(batches, unfetched)
         msgs = [m for recs in batches.values() for m in recs]
         if not msgs:
-            await self._align()
+            await self._align(unfetched)
             return
         self.events_in += len(msgs)
         prev_clock = self.router.clock
         now_ms = int(time.time() * 1000)
         out, dead, rejected, positions = self.router.route(msgs, now_ms)
         clock = self.router.clock
-        self.router.still_delivering(await self._gps_behind(), now_ms)
+        self.router.still_delivering(await self._gps_behind(unfetched), now_ms)
         marks = self.router.marks()
         futures = []
         for p, recs in out.items():
@@ -149,7 +152,7 @@ class IngestStage:
             self._commit_when_sent(self._commits[-1] if self._commits else None, futures, offsets)))
         while len(self._commits) > MAX_PENDING_COMMITS or (self._commits and self._commits[0].done()):
             await self._commits.popleft()  # re-raises a failed send (see run: _rewind)
-        await self._align()
+        await self._align(unfetched)
 
     async def _rewind(self, exc: Exception) -> None:
         """Kafka did not take a batch's records (a broker down longer than the producer's
@@ -179,7 +182,7 @@ class IngestStage:
                 log.warning("reading the committed offsets failed (%r); retrying in 1 s", again)
                 await asyncio.sleep(1.0)
 
-    async def _cut(self, batches: dict) -> dict:
+    async def _cut(self, batches: dict, unfetched: set | None = None) -> dict:
         """Record-level event-time alignment inside one fetch: a partition's records beyond the
         patrol.gps frontier + ALIGN_MS are not routed now (the consumer is moved back to the first
         of them, and `_align` pauses the partition until the frontier catches up). One fetch can
@@ -189,6 +192,8 @@ class IngestStage:
         records waiting whose time is not known yet (never read) holds the other topics back
         entirely: this happens on the first fetches after a start."""
         gps = self.s.topic(topics.GPS)
+        if unfetched is None:
+            unfetched = await self._unfetched()
         if self._buffer:
             batches = dict(batches)
             for tp, buf in self._buffer.items():
@@ -209,7 +214,7 @@ class IngestStage:
         marks = [ts for tp, ts in last.items() if tp.topic == gps and ts is not None]
         unknown = False
         for tp in self.consumer.assignment():
-            if tp.topic != gps or tp in batches or not await self._behind(tp):
+            if tp.topic != gps or tp in batches or not self._behind(tp, unfetched):
                 continue
             # its time as `_align` sees it: a record held at its head counts, or the two could wait
             # for each other (this one paused as "ahead", the others held for it)
@@ -249,23 +254,30 @@ class IngestStage:
                 out[tp] = recs[:lo]
         return out
 
-    async def _gps_behind(self) -> list[int]:
+    async def _gps_behind(self, unfetched: set | None = None) -> list[int]:
         """The patrol.gps partitions of this ingest that have records not routed yet."""
         gps = self.s.topic(topics.GPS)
-        return [tp.partition for tp in self.consumer.assignment() if tp.topic == gps and await self._behind(tp)]
+        if unfetched is None:
+            unfetched = await self._unfetched()
+        return [tp.partition for tp in self.consumer.assignment() if tp.topic == gps and self._behind(tp, unfetched)]
 
-    async def _behind(self, tp) -> bool:
-        """Whether an input partition of this ingest has records not routed yet (held back, or not
-        returned by the consumer yet)."""
-        if tp in self._buffer:
-            return True
-        hw = self.consumer.highwater(tp)
-        if hw is None:
-            return False
-        try:
-            return await self.consumer.position(tp) < hw
-        except IllegalStateError:   # no longer assigned
-            return False
+    async def _unfetched(self) -> set:
+        """The partitions of this ingest with records the consumer has not returned yet."""
+        out = set()
+        for tp in self.consumer.assignment():
+            hw = self.consumer.highwater(tp)
+            if hw is None:
+                continue
+            try:
+                if await self.consumer.position(tp) < hw:
+                    out.add(tp)
+            except IllegalStateError:   # no longer assigned
+                pass
+        return out
+
+    def _behind(self, tp, unfetched: set) -> bool:
+        """Whether an input partition has records not routed yet (held back, or still in Kafka)."""
+        return tp in self._buffer or tp in unfetched
 
     async def _commit_when_sent(self, previous, futures, offsets) -> None:
         if previous is not None:
@@ -283,7 +295,7 @@ class IngestStage:
         self._held.clear()
         self._buffer.clear()
 
-    async def _align(self) -> None:
+    async def _align(self, unfetched: set | None = None) -> None:
         """Event-time alignment: pause input partitions that run more than ALIGN_MS of event
         time ahead of the slowest partition that still has a backlog, resume them when it
         catches up. Without it a backlog (a restart, a replay) is read one topic after another,
@@ -291,20 +303,19 @@ class IngestStage:
         "late" (after the grace) only because of read order."""
         consumer = self.consumer
         assigned = consumer.assignment()
-        self.paused &= assigned  # a rebalance may have taken paused partitions away
-        for tp in [tp for tp in self._held if tp not in assigned]:
-            del self._held[tp]
-        for tp in [tp for tp in self._buffer if tp not in assigned]:
-            del self._buffer[tp]
+        # a rebalance may have taken paused partitions away (their held records: _DropHeld)
+        self.paused &= assigned
         if not assigned:
             return
+        if unfetched is None:
+            unfetched = await self._unfetched()
         behind = {}
         held = self._held
         for tp in assigned:
             ts = held.get(tp) or self.router.tp_ts.get((tp.topic, tp.partition))
             if ts is None:
                 continue
-            if await self._behind(tp):
+            if self._behind(tp, unfetched):
                 behind[tp] = ts
         # a partition with held records fetches nothing more until they are routed
         ahead = set(self._buffer)
