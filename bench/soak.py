@@ -1,5 +1,5 @@
 """`make soak DURATION=1800`: a city-scale live load for DURATION seconds; reports the worker's
-memory (RSS) and e2e latency p50/p99 per window over time.
+memory (RSS), e2e latency p50/p99 and the input topics' consumer lag per window over time.
 
 The load is the bundled simulator at the scale of a district on an event day: 5,200 patrol units
 pinging every 5-10 s, 6,000 cameras raising 1,200 alerts/min, 10 calls/min (about 750 events/s
@@ -100,7 +100,8 @@ def main(argv=None) -> int:
         rss_max = rss_start
         print(f"soak {tag}: {args.duration:.0f} s, window {args.window:.0f} s; worker pid {worker.pid}, "
               f"RSS at start {rss_start:.1f} MiB", flush=True)
-        print(f"{'t (min)':>8} {'events/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'RSS MiB':>8} {'max RSS':>8}", flush=True)
+        print(f"{'t (min)':>8} {'events/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'lag msgs':>9} {'RSS MiB':>8} "
+              f"{'max RSS':>8}", flush=True)
         while time.monotonic() - t0 < args.duration:
             time.sleep(args.sample)
             if worker.poll() is not None:
@@ -115,10 +116,11 @@ def main(argv=None) -> int:
                 d = h - h_prev
                 row = {"t_min": round((now - t0) / 60, 1), "events_per_s": (n - n_prev) / (now - win_start),
                        "p50_ms": (d.quantile(0.5) or 0) * 1000, "p99_ms": (d.quantile(0.99) or 0) * 1000,
+                       "consumer_lag": promtext.counter_sum(rows_prom, metrics.CONSUMER_LAG),
                        "rss_mib": rss, "rss_max_mib": rss_max}
                 rows.append(row)
                 print(f"{row['t_min']:>8} {row['events_per_s']:>9.0f} {row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f} "
-                      f"{rss:>8.1f} {rss_max:>8.1f}", flush=True)
+                      f"{row['consumer_lag']:>9.0f} {rss:>8.1f} {rss_max:>8.1f}", flush=True)
                 h_prev, n_prev, win_start = h, n, now
         rss_end = rss_mib(worker.pid)
         result = {"tag": tag, "duration_s": args.duration, "load": vars(args) | {"out": str(args.out)},
