@@ -30,6 +30,14 @@ UNIT_SPEED_MS = {"foot": 1.4, "motorcycle": 9.0, "car": 8.3, "swat": 8.3, "other
 DETOUR_FACTOR = 1.3
 EARTH_RADIUS_M = 6372797.560856  # the radius Redis GEO uses, so distances agree with GEOSEARCH
 
+# Dispatch recommendation (README "Dispatch recommendation"): up to MAX_RECOMMENDED available units,
+# nearest first, from their positions as of the call's ts. Exact within DISPATCH_EXACT_M of the
+# call: the farthest any kind of unit gets within the 5 minutes of the 1-3-5 rule at its nominal
+# speed (300 s x 9 m/s / 1.3 = 2,077 m); every fix that close reaches the call's partition
+# (streams/routing.py). Beyond it, a processing-time lookup fills the list (streams/dispatch.py).
+MAX_RECOMMENDED = 3
+DISPATCH_EXACT_M = BREACH_AFTER_MS / 1000 * max(UNIT_SPEED_MS.values()) / DETOUR_FACTOR
+
 
 def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     """Great-circle distance in metres, as Redis GEO computes it."""

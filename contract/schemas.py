@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from . import events, keys, response, topics, zones
-from .response import MAX_CORROBORATING
+from .response import MAX_CORROBORATING, MAX_RECOMMENDED
 
 Schema = dict[str, Any]
 
@@ -40,8 +40,6 @@ DIALECT = "https://json-schema.org/draft/2020-12/schema"
 LEVELS = ("green", "yellow", "orange", "red")
 #: the sliding windows of a zone document (CONTRACT §3; streams/zone_state.py WINDOWS)
 WINDOWS = ("5m", "15m", "60m")
-#: nearest_units per call at most (README "Dispatch recommendation"; streams/dispatch.py)
-MAX_RECOMMENDED = 3
 #: the wall's incident statuses: OPEN_STATUSES stay in zw:incidents; `closed` is what a takeover
 #: writes for an entry whose end it no longer knows (streams/recovery.py)
 WALL_STATUSES = (*keys.OPEN_STATUSES, "arrived", "expired", "closed")

@@ -14,8 +14,8 @@
                            zones' partitions)           │     (recovery.py)
                                                         │          │             │
                   incidents.enriched, sla.events ◄──────┴──────────┘             │ flusher (task), every
-                  (outputs.py; nearest units:                                    │ ZONEWATCH_FLUSH_MS:
-                  dispatch.py)                                                   ▼
+                  (outputs.py; nearest units beyond the                          │ ZONEWATCH_FLUSH_MS:
+                  exact reach: dispatch.py)                                      ▼
                                          store.py: SET zw:zone:{id} + XADD zw:zone-updates + PUBLISH,
                                          HSET/HDEL zw:incidents + XADD zw:incident-updates (one
                                          pipeline) ─► zones.state (compacted, outputs.py)
@@ -125,10 +125,10 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
     async def emit(st) -> None:
         """Send what a partition's state decided, acknowledged; Arrival records loop back."""
         enriched, sla, arrivals = stage.take_outputs(st)
+        fallback = st.incidents.take_fallback()
         if enriched or sla or arrivals:
-            new = [r["call_id"] for r in enriched if "processed_at" not in r]
-            await outputs.send(enriched, sla, arrivals, st.clock, stage.last_wall)
-            for call_id in new:  # the wall shows the recommendations send() added
+            await outputs.send(enriched, sla, arrivals, st.clock, stage.last_wall, fallback)
+            for call_id in fallback:  # the wall shows the units send() added from Redis
                 st.incidents.touch(call_id)
 
     async def take_over(p: int) -> Held:

@@ -14,6 +14,17 @@ with an earlier `ts` can still come, whatever order the topics are read in. A br
 when the watermark passes call ts + 300 s with no candidate at or before it, and is final; a
 later arrival is recorded with its true response time. Expiry (60 min) is on the watermark too,
 so a pending candidate is always decided before its incident is forgotten.
+
+The dispatch recommendation (`nearest_units`) is decided the same way: once the watermark is past
+the call's ts, from the positions the units had at that ts — each unit's latest fix at or before
+it, at most the staleness bound older, available — among the fixes held here (for the grace plus
+that bound). Ingest sends every available fix to the partitions of the homes within
+DISPATCH_EXACT_M of it, and a unit's next fix to those too (streams/routing.py), so within that
+distance the partition holds every unit's position at the call's ts, whatever the read order or
+the number of partitions. The record is sent at the call (with no units yet) and again when the
+recommendation is decided; with fewer than MAX_RECOMMENDED units found within DISPATCH_EXACT_M, the
+worker completes it with farther units from Redis at processing time (streams/dispatch.py,
+`take_fallback`), as it does for a call consumed after the grace.
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ from typing import Any
 
 from h3.api import basic_int as h3
 
+from contract.events import UNIT_KINDS
 from contract.response import (
     ARRIVAL_RADIUS_M,
     BREACH_AFTER_MS,
@@ -31,14 +43,19 @@ from contract.response import (
     CORROBORATION_WINDOW_MS,
     DEDUP_HORIZON_MS,
     DEFAULT_GRACE_MS,
+    DISPATCH_EXACT_M,
     EXPIRE_AFTER_MS,
     MAX_CORROBORATING,
+    MAX_RECOMMENDED,
+    UNIT_STALE_MS,
+    eta_s,
     haversine_m,
 )
 
-from .partitioning import DISK_K
+from .partitioning import DISK_K, covering_k
 
 MINUTE_MS = 60_000
+_KINDS = {k: k for k in UNIT_KINDS}   # one str object per kind in the held fixes
 
 
 @dataclass
@@ -55,7 +72,7 @@ class Incident:
     arrival_unit: str | None = None
     candidate: tuple | None = None   # (ts, unit) of the earliest fix within reach, not yet decided
     breached: bool = False
-    recommended_at: int | None = None  # stream clock when its dispatch recommendation was made
+    recommended_at: int | None = None  # stream clock when its dispatch recommendation was decided
     alerts: dict = field(default_factory=dict)  # alert_id -> corroboration entry
     alerts_rank: dict = field(default_factory=dict)  # alert_id -> (|dt| ms, alert_id)
     worst: tuple | None = None
@@ -70,9 +87,11 @@ class Incident:
 class IncidentState:
     """Open incidents, the fix and alert look-back, and the decision timers of one partition."""
 
-    def __init__(self, grace_ms: int = DEFAULT_GRACE_MS, arrival_radius_m: float = ARRIVAL_RADIUS_M):
+    def __init__(self, grace_ms: int = DEFAULT_GRACE_MS, arrival_radius_m: float = ARRIVAL_RADIUS_M,
+                 unit_stale_ms: int = UNIT_STALE_MS):
         self.grace_ms = grace_ms
         self.radius = arrival_radius_m
+        self.stale_ms = unit_stale_ms
         self.clock = 0
         self.wm = 0                                    # watermark of patrol.gps (<= clock)
         self.incidents: dict[str, Incident] = {}
@@ -83,7 +102,16 @@ class IncidentState:
         self.clock_timers: list[tuple[int, str, str]] = []  # (due, uncorr|settle, call_id)
         self.wm_timers: list[tuple[int, str, str]] = []     # (due, arrive|breach|expire, call_id)
         self.seen_calls: dict[str, int] = {}           # call_id -> ts, for DEDUP_HORIZON_MS
-        self.fixes: dict[int, dict[int, list]] = {}    # minute -> fine cell -> [(ts, unit, lat, lon)]
+        # Fixes held for the grace plus the staleness bound: minute -> fine cell -> [(ts, unit, lat,
+        # lon, kind if available else None)], and the same tuples by minute -> unit
+        self.fixes: dict[int, dict[int, list]] = {}
+        self.fixes_by_unit: dict[int, dict[str, list]] = {}
+        self.keep_from = -grace_ms - unit_stale_ms     # fixes older than this are not held
+        self.rec_pending: list[tuple[int, str]] = []  # (call ts, call_id): recommendations not decided
+        self._names: dict[str, str] = {}               # unit ids, one str object each
+        # call_id -> distance beyond which the processing-time lookup may add units (decided with
+        # fewer than MAX_RECOMMENDED), until take_fallback
+        self.fallback: dict[str, float] = {}
         self.alerts: dict[int, dict[int, list]] = {}   # minute -> fine cell -> [(ts, id, type, lat, lon)]
         self.seen_alerts: set[str] = set()
         self.out: list[tuple[str, object]] = []        # ("enriched", rec) | ("sla", ev) | ("arrival", ...)
@@ -111,6 +139,10 @@ class IncidentState:
             for c in h3.grid_disk(cell, DISK_K[CORROBORATION_RADIUS_M]):
                 for a in by_cell.get(c, ()):
                     self._corroborate(inc, *a)
+        if inc.consumed_late:
+            self._recommend_late(inc)
+        elif self.wm > ts:
+            self._recommend(inc)  # the watermark is past the call already (a late call)
         self._finish_record(inc)
         self.changed_records.pop(call_id, None)
         self.out.append(("enriched", inc.record))
@@ -125,15 +157,16 @@ class IncidentState:
                 if m < first:
                     continue
                 for c in disk:
-                    for fts, unit, flat, flon in by_cell.get(c, ()):
+                    for fts, unit, flat, flon, _kind in by_cell.get(c, ()):
                         if ts <= fts < ts + EXPIRE_AFTER_MS and (best is None or (fts, unit) < best) \
                                 and haversine_m(lat, lon, flat, flon) <= self.radius:
                             best = (fts, unit)
             if best is not None:
                 self._candidate(inc, best[0], best[1])
 
-    def on_fix(self, unit: str, ts: int, lat: float, lon: float, cell: int) -> None:
-        self.keep_fix(unit, ts, lat, lon, cell)
+    def on_fix(self, unit: str, ts: int, lat: float, lon: float, cell: int, available: bool = False,
+               kind: str = "") -> None:
+        self.keep_fix(unit, ts, lat, lon, cell, available, kind)
         near = self.near.get(cell)
         if near:
             for inc in near:
@@ -144,18 +177,30 @@ class IncidentState:
                             and haversine_m(inc.lat, inc.lon, lat, lon) <= self.radius:
                         self._candidate(inc, ts, unit)
 
-    def keep_fix(self, unit: str, ts: int, lat: float, lon: float, cell: int) -> None:
-        """Hold a fix for the look-back (also used alone when a snapshot's look-back is rebuilt)."""
-        if ts >= self.clock - self.grace_ms:
+    def keep_fix(self, unit: str, ts: int, lat: float, lon: float, cell: int, available: bool = False,
+                 kind: str = "") -> None:
+        """Hold a fix for the look-back and the recommendations (also used alone when a snapshot's
+        look-back is rebuilt)."""
+        if ts >= self.keep_from:
+            unit = self._names.setdefault(unit, unit)
+            fix = (ts, unit, lat, lon, _KINDS.get(kind, kind) if available else None)
             m = ts // MINUTE_MS
             by_cell = self.fixes.get(m)
             if by_cell is None:
                 by_cell = self.fixes[m] = {}
+                by_unit = self.fixes_by_unit[m] = {}
+            else:
+                by_unit = self.fixes_by_unit[m]
             lst = by_cell.get(cell)
             if lst is None:
-                by_cell[cell] = [(ts, unit, lat, lon)]
+                by_cell[cell] = [fix]
             else:
-                lst.append((ts, unit, lat, lon))
+                lst.append(fix)
+            lst = by_unit.get(unit)
+            if lst is None:
+                by_unit[unit] = [fix]
+            else:
+                lst.append(fix)
 
     def on_alert(self, alert_id: str, ts: int, typ: str, lat: float, lon: float, cell: int) -> None:
         entry = (ts, alert_id, typ, lat, lon)
@@ -202,6 +247,12 @@ class IncidentState:
                         self.board[call_id] = inc
                     self.out.append(("sla", {"type": "breach", "call_id": call_id, "zone_ids": inc.zones,
                                              "unit_id": None, "response_s": None, "ts": due}))
+            elif what == "recommend":
+                if inc.recommended_at is None:
+                    self._recommend(inc)
+                    self._finish_record(inc)
+                    self.changed_records.pop(call_id, None)
+                    self.out.append(("enriched", inc.record))
             elif what == "expire":
                 if inc.arrival_ts is None:
                     self.board[call_id] = inc  # leaves the wall unanswered
@@ -220,10 +271,13 @@ class IncidentState:
         if len(self.seen_calls) > 1024 and clock - self._calls_pruned > 600_000:
             self._calls_pruned = clock
             self.seen_calls = {c: t for c, t in self.seen_calls.items() if t >= clock - DEDUP_HORIZON_MS}
+            self._names = {u: u for by_unit in self.fixes_by_unit.values() for u in by_unit}
         # look-back pruning by whole minutes
-        keep_fix = (clock - self.grace_ms) // MINUTE_MS - 1
+        self._set_keep_from()
+        keep_fix = self.keep_from // MINUTE_MS - 1
         for m in [m for m in self.fixes if m < keep_fix]:
             del self.fixes[m]
+            self.fixes_by_unit.pop(m, None)
         keep_alert = (clock - CORROBORATION_WINDOW_MS - self.grace_ms) // MINUTE_MS - 1
         for m in [m for m in self.alerts if m < keep_alert]:
             for lst in self.alerts[m].values():
@@ -239,6 +293,14 @@ class IncidentState:
             self.timelines[inc.call_id] = inc
         self.changed_records.clear()
         out, self.out = self.out, []
+        return out
+
+    def take_fallback(self) -> dict[str, float]:
+        """Calls whose recommendation was decided with fewer than MAX_RECOMMENDED units since the
+        last call -> the distance beyond which units may be added from processing-time positions
+        (DISPATCH_EXACT_M, or 0 for a call consumed after the grace). Their records are among the
+        enriched records of the same take_output."""
+        out, self.fallback = self.fallback, {}
         return out
 
     def take_board(self) -> dict[str, Incident]:
@@ -290,11 +352,10 @@ class IncidentState:
                 "clock": self.clock, "partition": partition}
 
     def touch(self, call_id: str) -> None:
-        """Its record changed outside this state (dispatch recommendations): re-render its entry."""
+        """Its record changed outside this state (the processing-time part of a dispatch
+        recommendation, streams/dispatch.py): re-render its entry."""
         inc = self.incidents.get(call_id)
         if inc is not None:
-            if inc.recommended_at is None:
-                inc.recommended_at = self.clock
             self.timelines[call_id] = inc
             if inc.arrival_ts is None:
                 self.board[call_id] = inc
@@ -334,9 +395,11 @@ class IncidentState:
         }
 
     @classmethod
-    def restore(cls, snap: dict, grace_ms: int = DEFAULT_GRACE_MS) -> IncidentState:
-        s = cls(grace_ms)
+    def restore(cls, snap: dict, grace_ms: int = DEFAULT_GRACE_MS,
+                unit_stale_ms: int = UNIT_STALE_MS) -> IncidentState:
+        s = cls(grace_ms, unit_stale_ms=unit_stale_ms)
         s.clock, s.wm, s._calls_pruned = snap["clock"], snap["wm"], snap["calls_pruned"]
+        s._set_keep_from()
         s.seen_calls = dict(snap["seen_calls"])
         for (cid, ts, lat, lon, cell, zones, record, late, arr_ts, arr_unit, cand, breached,
              alerts, recommended_at) in snap["incidents"]:
@@ -346,6 +409,7 @@ class IncidentState:
                 inc.alerts[a["alert_id"]] = a
                 inc.alerts_rank[a["alert_id"]] = (rank, a["alert_id"])
             s._link(inc, restoring=True)
+        s._set_keep_from()
         return s
 
     # -- internals ---------------------------------------------------------------------------
@@ -368,6 +432,11 @@ class IncidentState:
             heapq.heappush(self.wm_timers, (inc.candidate[0], "arrive", cid))
         if inc.arrival_ts is not None and not settled:
             heapq.heappush(self.clock_timers, (inc.arrival_ts + self.grace_ms, "settle", cid))
+        if inc.recommended_at is None and not inc.consumed_late:
+            # decided once the watermark is past ts: every fix at or before ts has been read
+            heapq.heappush(self.wm_timers, (ts + 1, "recommend", cid))
+            heapq.heappush(self.rec_pending, (ts, cid))
+            self.keep_from = min(self.keep_from, ts - self.stale_ms)
 
     def _candidate(self, inc: Incident, ts: int, unit: str) -> None:
         inc.candidate = (ts, unit)
@@ -389,6 +458,68 @@ class IncidentState:
         self.out.append(("sla", {"type": "arrived", "call_id": inc.call_id, "zone_ids": inc.zones,
                                  "unit_id": unit, "response_s": response_s, "ts": ts}))
         self.out.append(("arrival", (inc.call_id, inc.ts, inc.zones, response_s, unit)))
+
+    def _set_keep_from(self) -> None:
+        """Hold fixes for the grace plus the staleness bound, and as long as a recommendation
+        not yet decided needs them (a watermark further behind than the grace)."""
+        keep = self.clock - self.grace_ms - self.stale_ms
+        pending = self.rec_pending
+        while pending:
+            inc = self.incidents.get(pending[0][1])
+            if inc is not None and inc.recommended_at is None:
+                keep = min(keep, pending[0][0] - self.stale_ms)
+                break
+            heapq.heappop(pending)
+        self.keep_from = keep
+
+    def _recommend(self, inc: Incident) -> None:
+        """Decide `nearest_units` from the units' positions at the call's ts (see the module doc)."""
+        t = inc.ts
+        lo = t - self.stale_ms
+        minutes = [m for m in range(lo // MINUTE_MS, t // MINUTE_MS + 1) if m in self.fixes]
+        disk = h3.grid_disk(inc.cell, covering_k(inc.cell, DISPATCH_EXACT_M))
+        near: set[str] = set()   # units with an available fix within reach in [lo, t]
+        for m in minutes:
+            by_cell = self.fixes[m]
+            if len(by_cell) < len(disk):
+                cells = set(disk)
+                lists = [lst for c, lst in by_cell.items() if c in cells]
+            else:
+                lists = [lst for lst in map(by_cell.get, disk) if lst]
+            for lst in lists:
+                for f in lst:
+                    if f[4] is not None and lo <= f[0] <= t:
+                        near.add(f[1])
+        found = []
+        for unit in near:
+            latest = None   # its latest fix at or before t, wherever it was
+            for m in minutes:
+                for f in self.fixes_by_unit[m].get(unit, ()):
+                    if f[0] <= t and (latest is None or f[0] > latest[0]):
+                        latest = f
+            if latest is None or latest[4] is None:
+                continue  # not available at t
+            d = haversine_m(inc.lat, inc.lon, latest[2], latest[3])
+            if d <= DISPATCH_EXACT_M:
+                found.append((d, unit, latest[4]))
+        found.sort()
+        inc.record["nearest_units"] = [{"unit_id": u, "kind": k, "distance_m": round(d, 1), "eta_s": eta_s(d, k)}
+                                       for d, u, k in found[:MAX_RECOMMENDED]]
+        self._recommended(inc, DISPATCH_EXACT_M if len(found) < MAX_RECOMMENDED else None)
+
+    def _recommend_late(self, inc: Incident) -> None:
+        """A call consumed after the grace: the positions of its time are gone; processing-time
+        positions only."""
+        inc.record["nearest_units"] = []
+        self._recommended(inc, 0.0)
+
+    def _recommended(self, inc: Incident, fallback_beyond: float | None) -> None:
+        inc.recommended_at = self.clock
+        if fallback_beyond is not None:
+            self.fallback[inc.call_id] = fallback_beyond
+        self.timelines[inc.call_id] = inc
+        if inc.arrival_ts is None:
+            self.board[inc.call_id] = inc
 
     @staticmethod
     def _finish_record(inc: Incident) -> None:

@@ -86,11 +86,13 @@ class OutputSender:
                 delay = min(delay * 2, RETRY_MAX_S)
             pending = failed
 
-    async def send(self, enriched: list, sla: list, arrivals: dict, clock: int, wall: int) -> None:
-        """The outputs of one batch, acknowledged (recommendations are added to new calls)."""
-        new = [r for r in enriched if "processed_at" not in r]
-        if new:
-            await self.dispatcher.recommend(new)
+    async def send(self, enriched: list, sla: list, arrivals: dict, clock: int, wall: int,
+                   fallback: dict[str, float] | None = None) -> None:
+        """The outputs of one batch, acknowledged. `fallback` (IncidentState.take_fallback):
+        records whose recommendation was just decided short, completed from Redis first."""
+        if fallback:
+            await self.dispatcher.recommend([(r, fallback[r["call_id"]]) for r in enriched
+                                             if r["call_id"] in fallback])
         now = int(time.time() * 1000)
         items: list[OutRecord] = []
         for rec in enriched:

@@ -10,7 +10,10 @@ zones file. An event in no zone is counted in the partition of `crc32(its id)`. 
 partitioned by geography instead: a call belongs to the partition of its H3 resolution-6 "home"
 cell, and every fix (alert) goes to the home partitions within the arrival (corroboration) radius
 of it, so the partition of a call sees every fix and alert that can matter to it. The same
-function serves every worker and language (crc32 of UTF-8).
+function serves every worker and language (crc32 of UTF-8). An *available* fix also goes to every
+home partition within DISPATCH_EXACT_M (2,077 m) of it, so the partition of a call holds every
+available unit's position within that distance for the dispatch recommendation
+(streams/routing.py says how a unit that moves away or turns busy is noticed there).
 """
 
 from __future__ import annotations
@@ -19,9 +22,18 @@ import math
 import zlib
 
 import h3
+import numpy as np
+import shapely
 from h3.api import basic_int as h3i
 
-from contract.response import ARRIVAL_RADIUS_M, CORROBORATION_RADIUS_M, DETOUR_FACTOR, UNIT_SPEED_MS
+from contract.response import (
+    ARRIVAL_RADIUS_M,
+    CORROBORATION_RADIUS_M,
+    DETOUR_FACTOR,
+    EARTH_RADIUS_M,
+    UNIT_SPEED_MS,
+    haversine_m,
+)
 
 #: the farthest any unit reaches in 5 minutes (streams/reach.py: MAX_REACH_M)
 MAX_REACH_M = 300.0 * max(UNIT_SPEED_MS.values()) / DETOUR_FACTOR
@@ -29,6 +41,21 @@ FINE_RES = 9          # fine cells: spatial hashing of fixes, alerts and inciden
 HOME_RES = 6          # home cells: partitioning of incidents (~3.7 km edge)
 # Cells to search around a point for a radius, at FINE_RES (cell inradius ~174 m).
 DISK_K = {ARRIVAL_RADIUS_M: 1, CORROBORATION_RADIUS_M: 2}
+
+
+def covering_k(cell: int, radius_m: float) -> int:
+    """k such that `grid_disk(cell, k)` holds every cell with a point within radius_m of a point
+    of this cell.
+
+    In a hexagonal grid the k-disk holds the circle of radius (1.5 k + 0.5) e around the centre
+    cell's centre, e being the cells' circumradius (its nearest boundary points are the notches
+    between two outer cells), and a point of the cell lies within e of that centre. H3's hexagons
+    are not regular: the cell's smallest centre-vertex distance stands for the spacing, its
+    largest for the offset, and one more ring absorbs the change of shape across the disk
+    (tests/unit/streams/test_dispatch.py checks the guarantee at several latitudes)."""
+    lat, lon = h3i.cell_to_latlng(cell)
+    ds = [haversine_m(lat, lon, a, b) for a, b in h3i.cell_to_boundary(cell)]
+    return max(0, math.ceil(((radius_m + max(ds)) / min(ds) - 0.5) / 1.5)) + 1
 
 
 def zone_partitions(zones, partitions: int) -> dict[str, int]:
@@ -60,6 +87,8 @@ class HomeCells:
     def __init__(self, partitions: int):
         self.n = partitions
         self._cache: dict[tuple[int, float], tuple[int, ...]] = {}
+        self._shapes: dict[int, tuple] = {}     # home -> its region (_home_shape)
+        self._rings: dict[int, _Ring] = {}
 
     def own(self, cell: int) -> int:
         """Partition of the home cell containing this fine cell (cells are H3 ints)."""
@@ -70,11 +99,86 @@ class HomeCells:
         return p[0]
 
     def within(self, cell: int, radius: float) -> tuple[int, ...]:
+        """Partitions of the home cells with a fine cell within `radius` of a point of this cell."""
         key = (cell, radius)
         parts = self._cache.get(key)
         if parts is None:
-            homes = {h3i.cell_to_parent(c, HOME_RES) for c in h3i.grid_disk(cell, DISK_K[radius])}
+            k = DISK_K.get(radius)
+            if k is None:
+                homes = self.homes_near(cell, radius)
+            else:
+                homes = {h3i.cell_to_parent(c, HOME_RES) for c in h3i.grid_disk(cell, k)}
             parts = self._cache[key] = tuple(sorted({partition_of(h3.int_to_str(h), self.n) for h in homes}))
             if len(self._cache) > 500_000:
                 self._cache.clear()
         return parts
+
+    def homes_near(self, cell: int, radius: float) -> set[int]:
+        """Home cells with a fine cell (a descendant) within `radius` of a point of this fine cell.
+
+        A fine cell's home is its H3 parent, whose descendants do not follow the parent's hexagon
+        exactly: the candidates' descendant regions are measured, not their hexagons. Candidates
+        are the homes within 3 rings (a farther one lies beyond two whole homes, ≥ 4 km); the
+        distance is planar in each candidate's own frame, with a margin (1 % + 5 m) that covers
+        that approximation within a few km up to latitude 80° (a superset, never a miss)."""
+        home = h3i.cell_to_parent(cell, HOME_RES)
+        lat, lon = h3i.cell_to_latlng(cell)
+        # + the cell's circumradius (planar: at ~200 m the error is far inside the margin)
+        k = math.cos(math.radians(lat))
+        e2 = max(((b - lon) * k) ** 2 + (a - lat) ** 2 for a, b in h3i.cell_to_boundary(cell))
+        reach = (radius + math.sqrt(e2) * _M_PER_DEG) * 1.01 + 5.0
+        ring = self._rings.get(home)
+        if ring is None:
+            ring = self._rings[home] = _Ring(home, self._shapes)
+        # haversine_m's formula over the candidates' centres, then the exact test on the near ones
+        p1, p2 = math.radians(lat), ring.rlat
+        h = np.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * ring.coslat * np.sin((ring.lon - lon) * (math.pi / 360)) ** 2
+        near = np.flatnonzero(2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(h)) - ring.rmax <= reach)
+        out = {home}
+        if len(near):
+            dlon = (lon - ring.lon[near] + 180.0) % 360.0 - 180.0
+            pts = shapely.points(dlon * ring.coslat[near] * _M_PER_DEG, (lat - ring.lat[near]) * _M_PER_DEG)
+            for i in near[shapely.distance(ring.polys[near], pts) <= reach].tolist():
+                out.add(ring.homes[i])
+        return out
+
+
+_M_PER_DEG = math.pi / 180.0 * EARTH_RADIUS_M
+
+
+class _Ring:
+    """The candidate homes around a home (itself excluded): centres, reach of their regions and
+    the regions in metres on a plane centred on each candidate."""
+
+    __slots__ = ("homes", "lat", "lon", "rlat", "coslat", "rmax", "polys")
+
+    def __init__(self, home: int, shapes: dict):
+        self.homes = [h for h in h3i.grid_disk(home, 3) if h != home]
+        rows = []
+        for h in self.homes:
+            sh = shapes.get(h)
+            if sh is None:
+                sh = shapes[h] = _home_shape(h)
+            rows.append(sh)
+        self.lat = np.array([r[0] for r in rows])
+        self.lon = np.array([r[1] for r in rows])
+        self.rlat = np.radians(self.lat)
+        self.coslat = np.cos(self.rlat)
+        self.rmax = np.array([r[2] for r in rows])
+        self.polys = np.array([r[3] for r in rows], dtype=object)
+
+
+def _home_shape(home: int) -> tuple[float, float, float, object]:
+    """(centre lat, lon, farthest point of the region in m, the region of the home's fine
+    descendants as a polygon in metres on a plane centred on the home)."""
+    lat, lon = h3i.cell_to_latlng(home)
+    cos = math.cos(math.radians(lat))
+    shape = h3.cells_to_h3shape([h3.int_to_str(c) for c in h3i.cell_to_children(home, FINE_RES)])
+    polys = shape.polys if hasattr(shape, "polys") else [shape]
+    rmax = max(haversine_m(lat, lon, a, b) for p in polys for a, b in p.outer)
+
+    def local(a: float, b: float) -> tuple[float, float]:
+        return ((b - lon + 180.0) % 360.0 - 180.0) * cos * _M_PER_DEG, (a - lat) * _M_PER_DEG
+
+    region = shapely.union_all([shapely.Polygon([local(a, b) for a, b in p.outer]) for p in polys])
+    return lat, lon, rmax, region

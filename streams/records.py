@@ -115,6 +115,9 @@ class IncidentFix(_Record, tag=7, frozen=True):
     lat: float
     lon: float
     cell: int
+    # for the dispatch recommendation; a record written before they existed reads as not available
+    available: bool = False
+    kind: str = ""
 
 
 Record = ZoneCall | ZoneAlert | ZoneFix | ZoneStatus | Arrival | IncidentCall | IncidentAlert | IncidentFix

@@ -13,7 +13,7 @@ import time
 from contract import events, topics
 from contract.errors import Rejected
 from contract.events import caller_ref
-from contract.response import ARRIVAL_RADIUS_M, CORROBORATION_RADIUS_M
+from contract.response import ARRIVAL_RADIUS_M, CORROBORATION_RADIUS_M, DISPATCH_EXACT_M
 from contract.settings import Settings
 
 from .partitioning import HomeCells, partition_of, zone_partitions
@@ -41,6 +41,9 @@ class Router:
         # also goes to the partitions of the previous one so they learn the unit left. After a
         # restart this map is empty, and a unit's first fix is sent to every partition.
         self.units: dict[str, tuple[int, tuple[int, ...]]] = {}
+        # unit -> the home partitions its newest fix went to for dispatch (() when it was not
+        # available): its next fix goes there too, see `route`
+        self.unit_homes: dict[str, tuple[int, ...]] = {}
         # the same for cameras (their latest report, alert or status, places them)
         self.cameras: dict[str, tuple[int, tuple[int, ...]]] = {}
         self.all_parts = tuple(range(self.n))
@@ -62,9 +65,11 @@ class Router:
         for unit, (ts, lat, lon) in latest.items():
             prev = self.units.get(unit)
             if prev is None or ts > prev[0]:
-                _cell, zones = self.index.lookup_cell(lat, lon)
+                cell, zones = self.index.lookup_cell(lat, lon)
                 parts = {self.zone_part[z] for z in zones} | set(self.reach_parts.get(grid_key(lat, lon), ()))
                 self.units[unit] = (ts, tuple(sorted(parts)))
+                # its status is not known here: as if available (a superset, see `route`)
+                self.unit_homes[unit] = self.homes.within(cell, DISPATCH_EXACT_M)
 
     def forget(self, before_ts: int) -> int:
         """Forget units and cameras whose latest report is older than before_ts (memory stays
@@ -73,6 +78,7 @@ class Router:
         for u in units:
             del self.units[u]
             self.positions.pop(u, None)
+            self.unit_homes.pop(u, None)
         cams = [c for c, (ts, _p) in self.cameras.items() if ts < before_ts]
         for c in cams:
             del self.cameras[c]
@@ -109,6 +115,7 @@ class Router:
         n = self.n
         clock = self.clock
         tp_ts = self.tp_ts
+        unit_homes = self.unit_homes
         for m in messages:
             topic = self.base_topic[m.topic]
             try:
@@ -139,9 +146,27 @@ class Router:
                 eid = ev["camera_id"]
             else:
                 eid = ev["unit_id"]
-                fix = IncidentFix(eid, ts, lat, lon, cell)
-                for p in homes.within(cell, ARRIVAL_RADIUS_M):
+                available = ev["status"] == "available"
+                # Arrivals need the fix within ARRIVAL_RADIUS_M of a call; the dispatch
+                # recommendation needs every available unit's position at the call's ts within
+                # DISPATCH_EXACT_M, and to learn when a unit it holds there moved away or turned
+                # busy: so an available fix goes to the homes within DISPATCH_EXACT_M, and every
+                # fix also to those its unit's previous fix went to (all partitions when this
+                # ingest knows no previous fix of the unit).
+                own = homes.within(cell, DISPATCH_EXACT_M if available else ARRIVAL_RADIUS_M)
+                before = unit_homes.get(eid)
+                if before is None:
+                    targets = self.all_parts
+                elif before == own or not before:
+                    targets = own
+                else:
+                    targets = tuple(sorted(set(own) | set(before)))
+                fix = IncidentFix(eid, ts, lat, lon, cell, available, ev["kind"])
+                for p in targets:
                     _append(out, p, fix)
+                prev_fix = self.units.get(eid)
+                if prev_fix is None or ts > prev_fix[0]:
+                    unit_homes[eid] = own if available else ()
             by_part: dict[int, list[str]] = {}
             for zid in zones:
                 p = zone_part[zid]

@@ -77,7 +77,9 @@ class StateStage:
         self.on_written: Callable[[list[bytes], list[str]], Awaitable[None]] | None = None
         # called with the partitions a write found owned by another worker (after they are dropped)
         self.on_fenced: Callable[[set[int]], None] | None = None
-        self.lookback_ms = settings.grace_ms + CORROBORATION_WINDOW_MS
+        # the look-back a snapshot's state needs rebuilt: alerts for corroboration, fixes for
+        # arrivals and dispatch recommendations (the staleness bound before a call)
+        self.lookback_ms = settings.grace_ms + max(CORROBORATION_WINDOW_MS, settings.unit_stale_ms)
         self.last_wall = 0   # wall time of the batch applied last (carried by the arrival records it causes)
         self.redis_run_id: str | None = None   # the Redis server last written to (streams/recovery.py)
 

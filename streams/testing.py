@@ -3,7 +3,7 @@
     pipe = Pipeline(settings)
     pipe.feed(messages, batch=50)        # aiokafka-like records, in the order they are read
     pipe.finish()                        # the feeds go quiet: the watermark reaches the clock
-    pipe.documents(), pipe.sla, pipe.dead, pipe.router.positions
+    pipe.documents(), pipe.sla, pipe.enriched, pipe.dead, pipe.router.positions
 
 Each batch goes through the same pieces as in the worker: the Router (validation, zones,
 partitioning, the watermark marks), the zone-events records encoded and decoded as on the wire,
@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections import namedtuple
 from typing import cast
+
+import orjson
 
 from contract.settings import Settings
 from contract.zones import load_zones
@@ -51,6 +53,8 @@ class Pipeline:
         self.wall = wall0
         self.sla: list[dict] = []
         self.enriched: list[dict] = []
+        # call_id -> beyond which the worker would add units from Redis (no Redis here)
+        self.fallback: dict[str, float] = {}
         self.dead: list = []
 
     @property
@@ -85,7 +89,9 @@ class Pipeline:
                         self.stage.apply_batch(st, value)
             for h in self.stage.held.values():
                 enriched, sla, arrivals = self.stage.take_outputs(h.state)
-                self.enriched.extend(enriched)
+                self.fallback.update(h.state.incidents.take_fallback())
+                # as sent (the state keeps changing its record objects: corroboration, recommendation)
+                self.enriched.extend(orjson.loads(orjson.dumps(r)) for r in enriched)
                 self.sla.extend(sla)
                 for q, recs in arrivals.items():
                     feedback.setdefault(q, []).append(records.encode(h.state.clock, recs, None, self.wall))

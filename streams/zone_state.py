@@ -160,7 +160,7 @@ class PartitionState:
         self.seen_status: dict[str, set] = {}                  # camera -> {status report ts}
         self.dirty: set[str] = set()
         # Incidents of the geo cells this partition is home to (a different key than zones).
-        self.incidents = IncidentState(grace_ms)
+        self.incidents = IncidentState(grace_ms, unit_stale_ms=unit_stale_ms)
         self.reach = ZoneReach(zones, cells=reach_cells)
         self._last_pruned = 0
         self._hits: AbstractSet[int] = _NO_HITS  # ids of the current batch the sealed dedup hours hold
@@ -250,7 +250,7 @@ class PartitionState:
             self._apply_camera(cam, ts, tuple(rec.zones), rec.presence)
             return True
         if t is IncidentFix:
-            self.incidents.on_fix(rec.unit_id, rec.ts, rec.lat, rec.lon, rec.cell)
+            self.incidents.on_fix(rec.unit_id, rec.ts, rec.lat, rec.lon, rec.cell, rec.available, rec.kind)
             return None
         if t is IncidentAlert:
             self.incidents.on_alert(rec.alert_id, rec.ts, rec.type, rec.lat, rec.lon, rec.cell)
@@ -336,7 +336,7 @@ class PartitionState:
         fixes and alerts held for arrivals and corroboration, and the per-unit fix memory."""
         t = type(rec)
         if t is IncidentFix:
-            self.incidents.keep_fix(rec.unit_id, rec.ts, rec.lat, rec.lon, rec.cell)
+            self.incidents.keep_fix(rec.unit_id, rec.ts, rec.lat, rec.lon, rec.cell, rec.available, rec.kind)
         elif t is IncidentAlert:
             self.incidents.keep_alert(rec.alert_id, rec.ts, rec.type, rec.lat, rec.lon, rec.cell)
         elif t is ZoneFix:
@@ -691,7 +691,7 @@ class PartitionState:
                               for c, (ts, zones, o) in snap["camera_latest"].items()}
         self.camera_status = {c: tuple(v) for c, v in snap["camera_status"].items()}
         self.seen = IdMemory.restore(snap["seen"], sealed)
-        self.incidents = IncidentState.restore(snap["incidents"], self.grace_ms)
+        self.incidents = IncidentState.restore(snap["incidents"], self.grace_ms, self.unit_stale_ms)
         self.reach.restore(snap["reach"])
 
     # -- housekeeping ----------------------------------------------------------------------

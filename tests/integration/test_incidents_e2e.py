@@ -9,6 +9,11 @@ Timeline (T0 = 2023-06-12 10:00:00 +08:00), zones of tests/zones_test.geojson:
   k4 in B at T0+30 s  : nobody comes; B is otherwise silent -> breach at +300 s, driven by a unit
                         pinging in the venue zones (another zone, maybe another partition/worker)
   k5 in A at T0+40 s  : x5 arrives at +420 s                -> breach, then the arrival is recorded
+  k6 in no zone at T0+50 s, 3 km east: one unit within the exact reach (2,077 m), two beyond it
+                        (the processing-time part of the recommendation, from Redis) -> breach
+
+Dispatch recommendations are positions as of each call's ts: x2's fix (+160 s, 44 m from k2) is
+known before k2 is processed, but it is after k2's ts, so x2 is not recommended for k2.
 """
 
 from __future__ import annotations
@@ -31,10 +36,11 @@ pytestmark = pytest.mark.integration
 T0 = int(datetime(2023, 6, 12, 10, 0, tzinfo=timezone(timedelta(hours=8))).timestamp() * 1000)
 S = 1000
 P = {"k1": (34.7030, 113.6030), "k2": (34.7030, 113.6080), "k3": (34.7080, 113.6030),
-     "k4": (34.7100, 113.6250), "k5": (34.7080, 113.6080)}
-CALL_TS = {"k1": T0, "k2": T0 + 10 * S, "k3": T0 + 20 * S, "k4": T0 + 30 * S, "k5": T0 + 40 * S}
+     "k4": (34.7100, 113.6250), "k5": (34.7080, 113.6080), "k6": (34.7100, 113.6600)}
+CALL_TS = {"k1": T0, "k2": T0 + 10 * S, "k3": T0 + 20 * S, "k4": T0 + 30 * S, "k5": T0 + 40 * S,
+           "k6": T0 + 50 * S}
 PHONES = {"k1": "13912345678", "k2": "+86 139 2345 6789", "k3": "13934567890", "k4": "13945678901",
-          "k5": "13956789012"}
+          "k5": "13956789012", "k6": "13967890123"}
 
 
 def fix(unit, ts, lat, lon, status="available", kind="car"):
@@ -61,7 +67,21 @@ DISPATCH = [
     fix("n5", T0 - 30 * S, 34.7120, 113.6200, kind="swat"),
     fix("n6", T0 - 600 * S, 34.7029, 113.6031),  # nearest to k1 but stale at call time
     fix("x2", T0 + 160 * S, 34.7034, 113.6080),  # 44 m from k2, at +150 s
+    fix("n9", T0 - 30 * S, 34.7100, 113.6510),   # 823 m W of k6 (2,378 m from k4: beyond the exact reach)
+    fix("n7", T0 - 30 * S, 34.7316, 113.6600, kind="foot"),        # 2,402 m N of k6
+    fix("n8", T0 - 30 * S, 34.6840, 113.6600, kind="motorcycle"),  # 2,892 m S of k6
 ]
+# nearest_units by hand (haversine on Redis' earth radius; eta = d x 1.3 / speed, contract/response.py):
+# the units available at the call's ts whose latest fix then is at most 120 s old (n3 is busy, n6
+# stale, x2's fix comes after every call). k6: n9 exactly, then n7 and n8 from Redis (beyond 2,077 m).
+EXPECTED_NEAREST = {
+    "k1": [("n2", "foot", 240.5, 223), ("n1", "car", 288.0, 45), ("n4", "motorcycle", 804.0, 116)],
+    "k2": [("n1", "car", 353.2, 55), ("n2", "foot", 428.1, 398), ("n4", "motorcycle", 432.0, 62)],
+    "k3": [("n1", "car", 380.5, 60), ("n4", "motorcycle", 764.6, 110), ("n2", "foot", 783.9, 728)],
+    "k4": [("n5", "swat", 508.4, 80), ("n4", "motorcycle", 1355.2, 196), ("n1", "car", 1911.4, 299)],
+    "k5": [("n4", "motorcycle", 353.2, 51), ("n1", "car", 432.0, 68), ("n2", "foot", 860.2, 799)],
+    "k6": [("n9", "car", 822.9, 129), ("n7", "foot", 2402.5, 2231), ("n8", "motorcycle", 2891.9, 418)],
+}
 ALERTS_BEFORE = [
     alert("al1", T0 - 300 * S, 34.7048, 113.6030),             # 200 m N of k1, 5 min before
     alert("al3", T0 + 60 * S, 34.7030, 113.59862),             # 400 m W of k1: too far
@@ -81,8 +101,11 @@ FINAL_CLOCK = T0 + 800 * S
 
 
 def brute_force_nearest(call_id: str, fixes: list[dict]) -> list[tuple[str, float]]:
+    """The same by brute force: each unit's latest fix at or before the call's ts."""
     latest: dict[str, dict] = {}
     for f in fixes:
+        if f["ts"] > CALL_TS[call_id]:
+            continue
         if f["unit_id"] not in latest or f["ts"] > latest[f["unit_id"]]["ts"]:
             latest[f["unit_id"]] = f
     lat, lon = P[call_id]
@@ -106,9 +129,9 @@ def test_incident_timeline(deployment, workers):
     wait_until(lambda: sum(dep.metrics().values()) == len(DISPATCH) + len(ALERTS_BEFORE), what="phase 1")
 
     # phase 2: the calls
-    dep.produce(topics.CALLS, [call("k1", prio=1), call("k2"), call("k3"), call("k4"), call("k5")])
-    wait_until(lambda: len({m.key for m in dep.consume_all(topics.INCIDENTS, 5, timeout=5)}) == 5,
-               what="five enriched incidents")
+    dep.produce(topics.CALLS, [call("k1", prio=1), call("k2"), call("k3"), call("k4"), call("k5"), call("k6")])
+    wait_until(lambda: len({m.key for m in dep.consume_all(topics.INCIDENTS, 6, timeout=5)}) == 6,
+               what="six enriched incidents")
 
     # phase 3: arrivals, later alerts, and a clock that moves on elsewhere
     dep.produce(topics.GPS, ARRIVALS)
@@ -132,8 +155,8 @@ def test_incident_timeline(deployment, workers):
     assert docs["B"]["today"]["calls"] == 1 and docs["B"]["today"]["alerts"] == 0  # silent zone
 
     # sla.events
-    sla = wait_until(lambda: (evs := [orjson.loads(m.value) for m in dep.consume_all(topics.SLA, 6, 5)])
-                     and len(evs) >= 6 and evs, what="six SLA events")
+    sla = wait_until(lambda: (evs := [orjson.loads(m.value) for m in dep.consume_all(topics.SLA, 7, 5)])
+                     and len(evs) >= 7 and evs, what="seven SLA events")
     got = sorted((e["type"], e["call_id"], e["unit_id"], e["response_s"], e["ts"]) for e in sla)
     assert got == sorted([
         ("arrived", "k1", "x1", 50.0, T0 + 50 * S),
@@ -142,28 +165,37 @@ def test_incident_timeline(deployment, workers):
         ("breach", "k4", None, None, CALL_TS["k4"] + 300 * S),
         ("breach", "k5", None, None, CALL_TS["k5"] + 300 * S),
         ("arrived", "k5", "x5", 420.0, CALL_TS["k5"] + 420 * S),
+        ("breach", "k6", None, None, CALL_TS["k6"] + 300 * S),
     ])
     assert {e["call_id"]: e["zone_ids"] for e in sla}["k4"] == ["B"]
+    assert {e["call_id"]: e["zone_ids"] for e in sla}["k6"] == []
 
     # incidents.enriched: the last record per call
     latest = {}
-    for m in dep.consume_all(topics.INCIDENTS, 6, timeout=5):
+    for m in dep.consume_all(topics.INCIDENTS, 12, timeout=5):
         latest[m.key.decode()] = orjson.loads(m.value)
     assert set(latest) == set(P)
     for cid, rec in latest.items():
-        assert rec["zones"] == (["B"] if cid == "k4" else ["A"])
+        assert rec["zones"] == {"k4": ["B"], "k6": []}.get(cid, ["A"])
         assert rec["ring"] is None and "caller" not in rec and len(rec["caller_ref"]) == 16
-        expected = brute_force_nearest(cid, DISPATCH)
-        assert [u["unit_id"] for u in rec["nearest_units"]] == [u for _d, u, _k in expected], cid
-        for u, (d, _unit, kind) in zip(rec["nearest_units"], expected, strict=True):
-            assert abs(u["distance_m"] - d) < 2.0 and u["kind"] == kind
-            assert abs(u["eta_s"] - eta_s(d, kind)) <= 1
+        got = [(u["unit_id"], u["kind"], u["distance_m"], u["eta_s"]) for u in rec["nearest_units"]]
+        assert got == EXPECTED_NEAREST[cid], cid
+        expected = brute_force_nearest(cid, DISPATCH)   # and the hand figures agree with brute force
+        assert [u for u, *_ in EXPECTED_NEAREST[cid]] == [u for _d, u, _k in expected], cid
+        for (_u, kind, dist, eta), (d, _unit, _kind) in zip(EXPECTED_NEAREST[cid], expected, strict=True):
+            assert abs(dist - d) < 0.06 and eta == eta_s(d, kind)
+    # the wall shows the same recommendation (k4 and k6 are still open: nobody came)
+    def wall_agrees():
+        wall = {cid.decode(): orjson.loads(js) for cid, js in dep.redis.hgetall("zw:incidents").items()}
+        return set(wall) == {"k4", "k6"} and all(wall[c]["nearest_units"] == latest[c]["nearest_units"]
+                                                 for c in wall)
+    wait_until(wall_agrees, what="the wall's recommendations for k4 and k6")
     # k1: al1 (before) and al2 (after the call, re-emitted); not al3 (too far) nor al4 (too late)
     corr = {a["alert_id"]: a for a in latest["k1"]["corroborating_alerts"]}
     assert set(corr) == {"al1", "al2"}
     assert corr["al1"]["dt_s"] == -300.0 and corr["al2"]["dt_s"] == 180.0
     assert math.isclose(corr["al1"]["distance_m"], haversine_m(*P["k1"], 34.7048, 113.6030), abs_tol=0.2)
-    assert all(not latest[c]["corroborating_alerts"] for c in ("k3", "k4", "k5"))
+    assert all(not latest[c]["corroborating_alerts"] for c in ("k3", "k4", "k5", "k6"))
 
     # CONTRACT §6: no phone number in Redis, in any output topic, or in the worker logs
     leaks = find_phone_numbers(dep)

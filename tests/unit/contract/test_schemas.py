@@ -21,7 +21,7 @@ from jsonschema import Draft202012Validator
 from contract import events, schemas, topics
 from contract.errors import Rejected
 from contract.settings import Settings
-from streams import dispatch, records, rules, zone_state
+from streams import records, rules, zone_state
 from streams.testing import Msg, Pipeline
 from tests import scenario
 
@@ -120,7 +120,6 @@ def test_daily_schema_follows_daily_fields(monkeypatch):
 def test_constants_the_contract_repeats_agree_with_the_worker():
     assert schemas.LEVELS == rules.LEVELS
     assert schemas.WINDOWS == tuple(name for name, _n in zone_state.WINDOWS)
-    assert schemas.MAX_RECOMMENDED == dispatch.RECOMMENDED
 
 
 def test_openapi_components_are_the_published_schemas_without_dialect():

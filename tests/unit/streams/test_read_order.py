@@ -1,9 +1,10 @@
 """Issue 11, "partition-independent state" and "arrivals exact under any read order": the same
-events give the same zone documents, unit presence and sla.events records with 1, 3, 4 and 7
-partitions, for read orders Kafka allows (each input partition in order, the topics interleaved
-freely: fixes read up to 40 s of event time ahead of or behind the rest, calls up to 9 minutes
-late, within the 10-minute grace and the watermark's 60 s bound), and equal an oracle written
-here from CONTRACT §3 alone (brute force over every call and every fix)."""
+events give the same zone documents, unit presence, sla.events records and dispatch
+recommendations (`nearest_units`) with 1, 3, 4 and 7 partitions, for read orders Kafka allows
+(each input partition in order, the topics interleaved freely: fixes read up to 40 s of event time
+ahead of or behind the rest, calls up to 9 minutes late, within the 10-minute grace and the
+watermark's 60 s bound), and equal an oracle written here from CONTRACT §3/§4 and the README alone
+(brute force over every call and every fix)."""
 
 from __future__ import annotations
 
@@ -86,7 +87,9 @@ def read_order(calls, fixes, alerts, seed: int) -> list[Msg]:
         for ev in sorted(evs, key=lambda e: e["ts"]):
             p = zlib.crc32(ev[key].encode()) % N_INPUT_PARTITIONS
             queues.setdefault((topic, p), []).append(ev)
-    skew = {tp: (rng.randrange(0, 9 * 60_000) if tp[0] == topics.CALLS else rng.randrange(-40_000, 40_000))
+    # GPS partitions stay within the watermark's max lag (60 s) of each other: 50 s of skew + 5 s
+    # of jitter (beyond the bound the contract lets the watermark move on without the late one)
+    skew = {tp: (rng.randrange(0, 9 * 60_000) if tp[0] == topics.CALLS else rng.randrange(-25_000, 25_000))
             for tp in queues}
     keyed = []
     for tp, evs in queues.items():
@@ -107,7 +110,19 @@ def run(msgs, partitions: int, batch: int):
     # zone_ids in a canonical order (the contract gives none)
     sla = Counter(tuple(sorted((k, tuple(sorted(v)) if isinstance(v, list) else v) for k, v in e.items()))
                   for e in pipe.sla)
-    return docs, pipe.presence(), sla
+    return docs, pipe.presence(), sla, recommendations(pipe)
+
+
+def recommendations(pipe) -> dict[str, list]:
+    """call_id -> nearest_units of its last incidents.enriched record, after checking that it
+    never flips: a call's records carry no units until decided, then always the same ones."""
+    sent: dict[str, list] = {}
+    for rec in pipe.enriched:
+        sent.setdefault(rec["call_id"], []).append(rec["nearest_units"])
+    for cid, seq in sent.items():
+        changes = [v for i, v in enumerate(seq) if i == 0 or v != seq[i - 1]]
+        assert len(changes) == 1 or (len(changes) == 2 and changes[0] == []), (cid, changes)
+    return {cid: seq[-1] for cid, seq in sent.items()}
 
 
 # --- the oracle: CONTRACT §3 by brute force ----------------------------------------------------
@@ -139,6 +154,28 @@ def oracle_sla(calls, fixes, final_clock):
         if (best is None or best[0] - c["ts"] > 300_000) and c["ts"] + 300_000 <= final_clock:
             out[tuple(sorted({"type": "breach", "call_id": c["call_id"], "zone_ids": zones, "unit_id": None,
                               "response_s": None, "ts": c["ts"] + 300_000}.items()))] += 1
+    return out
+
+
+EXACT_M = 300 * 9.0 / 1.3            # README: exact within what the fastest kind covers in 5 min
+SPEED = {"foot": 1.4, "car": 8.3, "motorcycle": 9.0, "swat": 8.3, "other": 6.0}
+
+
+def oracle_nearest(calls, fixes):
+    """Per call: the units whose latest fix at or before the call's ts is at most 120 s older,
+    available and within EXACT_M, nearest first (ties by unit id), three at most."""
+    out = {}
+    for c in calls:
+        if c["call_id"] in out:
+            continue
+        latest = {}
+        for f in fixes:
+            if f["ts"] <= c["ts"] and (f["unit_id"] not in latest or f["ts"] > latest[f["unit_id"]]["ts"]):
+                latest[f["unit_id"]] = f
+        ranked = sorted((_dist((c["lat"], c["lon"]), (f["lat"], f["lon"])), u, f["kind"]) for u, f in latest.items()
+                        if f["ts"] >= c["ts"] - 120_000 and f["status"] == "available")
+        out[c["call_id"]] = [{"unit_id": u, "kind": k, "distance_m": round(d, 1),
+                              "eta_s": int(round(d * 1.3 / SPEED[k]))} for d, u, k in ranked if d <= EXACT_M][:3]
     return out
 
 
@@ -186,11 +223,14 @@ def test_same_events_same_results_in_any_allowed_read_order_and_partition_count(
     want_sla = oracle_sla(calls, fixes, final_clock)
     assert sum(1 for k in want_sla if dict(k)["type"] == "breach") >= 3  # the set exercises breaches
     assert sum(1 for k in want_sla if dict(k)["type"] == "arrived") >= 3  # and arrivals
+    want_nearest = oracle_nearest(calls, fixes)
+    assert sum(1 for v in want_nearest.values() if len(v) == 3) >= 3     # the set exercises full lists
     results = []
     for i, partitions in enumerate((1, 3, 4, 7)):
         msgs = read_order(calls, fixes, alerts, seed * 100 + i)
-        docs, presence, sla = run(msgs, partitions, batch=random.Random(seed + i).randint(1, 40))
+        docs, presence, sla, nearest = run(msgs, partitions, batch=random.Random(seed + i).randint(1, 40))
         assert sla == want_sla, (partitions, set(sla) ^ set(want_sla))
+        assert nearest == want_nearest, (partitions, {c for c in nearest if nearest[c] != want_nearest.get(c)})
         assert presence == oracle_presence(fixes, final_clock), partitions
         counts = oracle_counts(calls, alerts)
         cams = oracle_cameras(alerts, final_clock)
@@ -202,3 +242,57 @@ def test_same_events_same_results_in_any_allowed_read_order_and_partition_count(
         results.append(docs)
     for docs in results[1:]:
         assert docs == results[0]
+
+
+# --- dispatch recommendations over a wider area --------------------------------------------------
+
+CENTRE = (34.72, 113.64)   # ~12 km across: many home cells, so partitions hold different units
+
+
+def dispatch_events(seed: int):
+    """Units that patrol, jump kilometres at times (leaving a call's exact reach), turn busy and
+    back, go quiet; calls anywhere, some right where units are; fixes at exactly the call's ts and
+    exactly 120 s before it; a duplicate fix."""
+    rng = random.Random(seed)
+    kinds = list(SPEED)
+    fixes, calls = [], []
+    for u in range(40):
+        lat, lon = _near(rng, CENTRE, 6000)
+        ts = T0 + rng.randrange(0, 60_000)
+        kind = rng.choice(kinds)
+        while ts < T0 + 32 * 60_000:
+            if rng.random() < 0.1:
+                lat, lon = _near(rng, (lat, lon), rng.uniform(2000, 4000))
+            else:
+                lat, lon = _near(rng, (lat, lon), 300)
+            status = "available" if rng.random() < 0.75 else rng.choice(["busy", "off_duty"])
+            fixes.append({"unit_id": f"d{u}", "ts": ts, "lat": lat, "lon": lon, "status": status, "kind": kind})
+            ts += rng.randrange(20_000, 70_000) if rng.random() < 0.9 else rng.randrange(150_000, 400_000)
+    for i in range(30):
+        ts = T0 + rng.randrange(3 * 60_000, 30 * 60_000)
+        if i % 3 == 0:   # where a unit was a little before
+            f = rng.choice([f for f in fixes if ts - 100_000 <= f["ts"] <= ts] or fixes)
+            lat, lon = _near(rng, (f["lat"], f["lon"]), 400)
+        else:
+            lat, lon = _near(rng, CENTRE, 6000)
+        calls.append({"call_id": f"k{i}", "ts": ts, "lat": lat, "lon": lon, "category": "theft", "priority": 2})
+        if i % 5 == 1:   # boundaries of time: a fix at the call's ts, another exactly 120 s before
+            for j, dt in enumerate((0, -120_000)):
+                flat, flon = _near(rng, (lat, lon), 1500)
+                fixes.append({"unit_id": f"e{i}-{j}", "ts": ts + dt, "lat": flat, "lon": flon,
+                              "status": "available", "kind": "car"})
+    fixes.append(dict(fixes[7]))
+    return calls, fixes
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_recommendations_are_positions_at_the_call_whatever_the_read_order_and_partitions(seed):
+    calls, fixes = dispatch_events(seed)
+    want = oracle_nearest(calls, fixes)
+    assert sum(1 for v in want.values() if len(v) == 3) >= 5 and sum(1 for v in want.values() if len(v) < 3) >= 1
+    results = []
+    for i, partitions in enumerate((1, 3, 4, 7)):
+        msgs = read_order(calls, fixes, [], seed * 100 + 50 + i)
+        _docs, _presence, _sla, nearest = run(msgs, partitions, batch=random.Random(seed * 7 + i).randint(1, 60))
+        assert nearest == want, (partitions, {c: (nearest[c], want[c]) for c in want if nearest.get(c) != want[c]})
+        results.append(nearest)

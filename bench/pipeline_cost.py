@@ -1,0 +1,126 @@
+"""CPU per input event of the worker's pure flow (streams/testing.Pipeline), in-process.
+
+    .venv/bin/python -m bench.pipeline_cost                      # 1 and 7 partitions, 700,000 events
+    .venv/bin/python -m bench.pipeline_cost --partitions 7 --events 300000
+
+A district-like stream (bench/city.py `CityStream`: 5,000 walking units, 2,000 cameras, 740 ev/s,
+85 % fixes, 0.5 % calls) over the `city` zone set, read in ts order in batches of 500, through the
+same pieces as the worker (router, zone-events encoded and decoded, partition states, incidents
+stage, the arrival loop) without Kafka or Redis. The first --warmup events fill the held fixes
+(grace + staleness) and are not measured; the figure is process CPU time over the rest divided by
+their number. Also printed: zone-events records per input fix and per call, and the incidents
+stage's held-fix memory (sys.getsizeof over its look-back structures) at the end. The machine is
+shared: run it twice and take the smaller figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+
+from contract import topics
+from contract.settings import Settings
+from contract.zones import load_zones
+from streams import records
+from streams.testing import Msg, Pipeline
+
+from .city import CityStream, zone_set
+
+T0 = 1_686_441_600_000   # 2023-06-11 08:00 +08:00
+
+
+def _deep_size(obj, seen: set) -> int:
+    """Bytes of the containers, tuples, numbers and strings reachable from obj (shared ones once)."""
+    if id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    size = sys.getsizeof(obj)
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            size += _deep_size(k, seen) + _deep_size(v, seen)
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        for v in obj:
+            size += _deep_size(v, seen)
+    return size
+
+
+def held_bytes(pipe: Pipeline) -> tuple[int, int]:
+    """(held fixes, bytes of the structures that hold them) over every partition."""
+    n = size = 0
+    seen: set = set()
+    for st in pipe.states.values():
+        inc = st.incidents
+        for attr in ("fixes", "fixes_by_unit"):
+            obj = getattr(inc, attr, None)
+            if obj is not None:
+                size += _deep_size(obj, seen)
+        n += sum(len(lst) for by_cell in inc.fixes.values() for lst in by_cell.values())
+    return n, size
+
+
+def run(partitions: int, events: int, warmup: int, batch: int) -> dict:
+    out_dir = Path(tempfile.mkdtemp(prefix="zw-cost-"))
+    zones_file, _what, bbox = zone_set("city", out_dir)
+    s = Settings(zones=zones_file, partitions=partitions, future_tolerance_ms=10 ** 13)
+    zones = load_zones(zones_file)
+    pipe = Pipeline(s, zones=zones, reach_cells=True)
+    stream = CityStream(bbox, seed=11)
+    msgs = [Msg(s.topic(t), zlib.crc32(k) % 4, i, k, v, ts)
+            for i, (t, k, v, ts) in enumerate(stream.events(events, T0))]
+    n_fix = sum(1 for m in msgs if m.topic == s.topic(topics.GPS))
+    n_call = sum(1 for m in msgs if m.topic == s.topic(topics.CALLS))
+    # count zone-events records by kind (what the router makes), on a copy of the router's work
+    counted = {}
+    orig = records.encode_split
+
+    def counting(evs, *a, **kw):
+        for r in evs:
+            counted[type(r).__name__] = counted.get(type(r).__name__, 0) + 1
+        return orig(evs, *a, **kw)
+
+    pipe.feed(msgs[:warmup], batch=batch)
+    gc.collect()
+    records.encode_split = counting
+    import streams.testing as testing_mod
+    testing_mod.records.encode_split = counting
+    try:
+        t0 = time.process_time()
+        pipe.feed(msgs[warmup:], batch=batch)
+        cpu = time.process_time() - t0
+    finally:
+        records.encode_split = orig
+    measured = msgs[warmup:]
+    m_fix = sum(1 for m in measured if m.topic == s.topic(topics.GPS))
+    held, size = held_bytes(pipe)
+    return {"partitions": partitions, "events": len(measured), "cpu_s": cpu,
+            "us_per_event": cpu / len(measured) * 1e6,
+            "incident_fix_per_fix": counted.get("IncidentFix", 0) / max(1, m_fix),
+            "zone_fix_per_fix": counted.get("ZoneFix", 0) / max(1, m_fix),
+            "fixes": n_fix, "calls": n_call, "held_fixes": held, "held_bytes": size,
+            "enriched": len(pipe.enriched)}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--partitions", type=int, nargs="*", default=[1, 7])
+    ap.add_argument("--events", type=int, default=700_000)
+    ap.add_argument("--warmup", type=int, default=550_000,
+                    help="events before the measurement (≥ 12.5 min of event time at 740 ev/s)")
+    ap.add_argument("--batch", type=int, default=500)
+    a = ap.parse_args(argv)
+    for p in a.partitions:
+        r = run(p, a.events, a.warmup, a.batch)
+        print(f"partitions={r['partitions']}: {r['us_per_event']:.1f} µs CPU per event over {r['events']} events "
+              f"({r['cpu_s']:.1f} s); zone-events records per fix: IncidentFix {r['incident_fix_per_fix']:.2f}, "
+              f"ZoneFix {r['zone_fix_per_fix']:.2f}; held fixes {r['held_fixes']} in "
+              f"{r['held_bytes'] / 1e6:.1f} MB ({r['held_bytes'] / max(1, r['held_fixes']):.0f} B each); "
+              f"enriched records {r['enriched']}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
