@@ -323,7 +323,8 @@ class IncidentState:
         status = self.board_doc(inc, partition)["status"]
         events = [{"ts": inc.ts, "what": "call"}]
         if inc.recommended_at is not None:
-            events.append({"ts": inc.recommended_at, "what": "recommended",
+            # at the call's ts: the positions it was made from (decided once the watermark passed it)
+            events.append({"ts": inc.ts, "what": "recommended",
                            "unit_ids": [u["unit_id"] for u in r.get("nearest_units") or ()]})
         for a in sorted(inc.alerts.values(), key=lambda a: (a["dt_s"], a["alert_id"])):
             events.append({"ts": inc.ts + round(a["dt_s"] * 1000), "what": "alert", "alert_id": a["alert_id"],

@@ -151,7 +151,8 @@ def test_fewer_than_three_within_the_exact_reach_asks_the_processing_time_lookup
     assert names(rec) == ["a"]
     assert s.take_fallback() == {"c1": DISPATCH_EXACT_M} and s.take_fallback() == {}
     timeline = s.timeline_doc(s.incidents["c1"], 0)
-    assert {"ts": T0 + 1, "what": "recommended", "unit_ids": ["a"]} in timeline["events"]
+    # on the timeline at the call's ts (the positions it describes), not when it was decided
+    assert {"ts": T0, "what": "recommended", "unit_ids": ["a"]} in timeline["events"]
     assert s.board_doc(s.incidents["c1"], 0)["nearest_units"] == rec["nearest_units"]
 
 
