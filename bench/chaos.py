@@ -59,6 +59,7 @@ sys.path.insert(0, str(REPO))
 from bench.harness import Deployment, UpdatesReader, frozen, refused_sends, wait_until  # noqa: E402
 from connectors.scenario import scenario_events  # noqa: E402
 from contract import keys, metrics, topics  # noqa: E402
+from contract.response import DISPATCH_EXACT_M  # noqa: E402
 from contract.security import kafka_python_kwargs  # noqa: E402
 from contract.settings import DEMO_ZONES, Settings  # noqa: E402
 from deploy import stack as stack_module  # noqa: E402
@@ -182,9 +183,10 @@ def snapshot(dep: Deployment, docs: dict, reader: UpdatesReader | None = None) -
     enriched = {}
     for m in enriched_raw:
         rec = orjson.loads(m.value)
-        # processing time and the positions seen at processing time are not event-time facts
+        # processing time is not an event-time fact, nor are the recommended units beyond
+        # DISPATCH_EXACT_M (positions at processing time, from Redis); those within it are
         rec.pop("processed_at", None)
-        rec.pop("nearest_units", None)
+        rec["nearest_units"] = [u for u in rec["nearest_units"] if u["distance_m"] <= DISPATCH_EXACT_M]
         enriched[m.key.decode()] = rec
     wall = {}
     for cid, js in dep.redis.hgetall(keys.INCIDENTS).items():
@@ -225,8 +227,11 @@ def reference(events, partitions: int = 4) -> dict:
     pipe.feed([Msg(s.topic(t), 0, i, str(ev.get(topics.KEY_FIELD[t], "")).encode(), orjson.dumps(ev), ev["ts"])
                for i, (t, ev) in enumerate(events)], batch=50)
     pipe.finish()
+    nearest = {}   # the last record's recommendation per call (no Redis here: the exact part only)
+    for rec in pipe.enriched:
+        nearest[rec["call_id"]] = rec["nearest_units"]
     return {"docs": {z: {k: v for k, v in d.items() if k != "version"} for z, d in pipe.documents().items()},
-            "sla": {sla_record(e) for e in pipe.sla}}
+            "sla": {sla_record(e) for e in pipe.sla}, "nearest": nearest}
 
 
 def dump(path: Path, snap: dict) -> None:
@@ -295,6 +300,8 @@ def compare(clean: dict, run: dict, ref: dict | None = None) -> dict:
         out["ref_docs_difference"] = _first_difference(ref["docs"], run["docs"], "reference")
         out["ref_sla_lost"] = sorted(ref["sla"] - run["sla"])
         out["ref_sla_extra"] = sorted(run["sla"] - ref["sla"])
+        # the recommendations within DISPATCH_EXACT_M: positions as of each call's ts
+        out["ref_nearest_equal"] = ref["nearest"] == {c: r["nearest_units"] for c, r in run["enriched"].items()}
     v = out["versions"]
     out["ok"] = bool(
         out["events_counted"] == out["events_expected"] > 0 and not lost and not dup and out["docs_equal"]
@@ -302,7 +309,8 @@ def compare(clean: dict, run: dict, ref: dict | None = None) -> dict:
         and out["enriched_equal"] and out["zones_state_equal"] and out["wall_equal"] and out["units_equal"]
         and (v is None or (not v["problems"] and not v["frozen"]))
         and run.get("seen", {}).get("ok", True)
-        and (ref is None or (out["ref_docs_equal"] and not out["ref_sla_lost"] and not out["ref_sla_extra"])))
+        and (ref is None or (out["ref_docs_equal"] and not out["ref_sla_lost"] and not out["ref_sla_extra"]
+                             and out["ref_nearest_equal"])))
     return out
 
 
@@ -632,7 +640,8 @@ def report_line(name: str, n_in: int, cmp: dict) -> str:
             f"unit positions equal {cmp['units_equal']}")
     if "ref_docs_equal" in cmp:
         line += (f"\n{'':<16} against the in-process reference: zone docs equal {cmp['ref_docs_equal']}, sla.events "
-                 f"lost {len(cmp['ref_sla_lost'])} extra {len(cmp['ref_sla_extra'])}")
+                 f"lost {len(cmp['ref_sla_lost'])} extra {len(cmp['ref_sla_extra'])}, recommendations within "
+                 f"2,077 m equal {cmp['ref_nearest_equal']}")
     v = cmp.get("versions")
     if v is not None:
         line += (f"\n{'':<16} {keys.ZONE_UPDATES}: {v['entries']} updates of {v['zones']} zones, versions not "
@@ -702,7 +711,8 @@ def table_row(label: str, cmp: dict, run: dict) -> str:
             f"| {'equal' if cmp['wall_equal'] else 'DIFFER'} | {'equal' if cmp['units_equal'] else 'DIFFER'} "
             f"| {len(v.get('problems', []))} / {len(v.get('frozen', []))} "
             + (f"| docs {'equal' if cmp['ref_docs_equal'] else 'DIFFER'}, sla.events missing "
-               f"{len(cmp['ref_sla_lost'])}, extra {len(cmp['ref_sla_extra'])}, flips {len(cmp['sla_flipped'])} "
+               f"{len(cmp['ref_sla_lost'])}, extra {len(cmp['ref_sla_extra'])}, flips {len(cmp['sla_flipped'])}, "
+               f"recommendations {'equal' if cmp['ref_nearest_equal'] else 'DIFFER'} "
                if "ref_docs_equal" in cmp else "| ") +
             f"| {'-' if seen is None else ('yes' if seen['ok'] else 'NO')} | {'equal' if cmp['ok'] else 'FAILED'} |")
 

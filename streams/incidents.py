@@ -15,7 +15,7 @@ when the watermark passes call ts + 300 s with no candidate at or before it, and
 later arrival is recorded with its true response time. Expiry (60 min) is on the watermark too,
 so a pending candidate is always decided before its incident is forgotten.
 
-The dispatch recommendation (`nearest_units`) is decided the same way: once the watermark is past
+The dispatch recommendation (`nearest_units`) is decided the same way: once the watermark reaches
 the call's ts, from the positions the units had at that ts — each unit's latest fix at or before
 it, at most the staleness bound older, available — among the fixes held here (for the grace plus
 that bound). Ingest sends every available fix to the partitions of the homes within
@@ -141,8 +141,8 @@ class IncidentState:
                     self._corroborate(inc, *a)
         if inc.consumed_late:
             self._recommend_late(inc)
-        elif self.wm > ts:
-            self._recommend(inc)  # the watermark is past the call already (a late call)
+        elif self.wm >= ts:
+            self._recommend(inc)  # the watermark has reached the call already (a late call)
         self._finish_record(inc)
         self.changed_records.pop(call_id, None)
         self.out.append(("enriched", inc.record))
@@ -323,7 +323,7 @@ class IncidentState:
         status = self.board_doc(inc, partition)["status"]
         events = [{"ts": inc.ts, "what": "call"}]
         if inc.recommended_at is not None:
-            # at the call's ts: the positions it was made from (decided once the watermark passed it)
+            # at the call's ts: the positions it was made from (decided once the watermark reached it)
             events.append({"ts": inc.ts, "what": "recommended",
                            "unit_ids": [u["unit_id"] for u in r.get("nearest_units") or ()]})
         for a in sorted(inc.alerts.values(), key=lambda a: (a["dt_s"], a["alert_id"])):
@@ -434,8 +434,10 @@ class IncidentState:
         if inc.arrival_ts is not None and not settled:
             heapq.heappush(self.clock_timers, (inc.arrival_ts + self.grace_ms, "settle", cid))
         if inc.recommended_at is None and not inc.consumed_late:
-            # decided once the watermark is past ts: every fix at or before ts has been read
-            heapq.heappush(self.wm_timers, (ts + 1, "recommend", cid))
+            # decided once the watermark reaches ts: every fix at or before ts has been read (not
+            # "passes": the watermark never passes the stream clock, and a call can be the latest
+            # event there is while the feeds are quiet)
+            heapq.heappush(self.wm_timers, (ts, "recommend", cid))
             heapq.heappush(self.rec_pending, (ts, cid))
             self.keep_from = min(self.keep_from, ts - self.stale_ms)
 

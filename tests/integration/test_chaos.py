@@ -57,6 +57,7 @@ def check(chaos, name, events, clean, run):
     assert (cmp["ref_sla_lost"], cmp["ref_sla_extra"]) == ([], []), why
     assert retracted(chaos.ref["sla"], run["sla"]) == [] and cmp["sla_flipped"] == [], why
     assert cmp["ref_docs_equal"], why
+    assert cmp["ref_nearest_equal"], why   # recommendations within 2,077 m: positions as of the call's ts
     assert cmp["enriched_equal"] and cmp["zones_state_equal"], why
     assert cmp["wall_equal"], "zw:incidents (the wall's open incidents) differs from the clean run\n" + why
     assert cmp["units_equal"], why

@@ -109,7 +109,7 @@ def names(rec: dict) -> list[str]:
     return [u["unit_id"] for u in rec["nearest_units"]]
 
 
-def test_decided_once_the_watermark_passes_the_call_from_the_positions_at_its_ts():
+def test_decided_once_the_watermark_reaches_the_call_from_the_positions_at_its_ts():
     s = IncidentState()
     s.advance_clock(T0, wm=T0 - 5_000)
     fix(s, "a", T0 - 60_000, 500)                 # at the call: 500 m N
@@ -124,9 +124,9 @@ def test_decided_once_the_watermark_passes_the_call_from_the_positions_at_its_ts
     first = enriched(s)
     assert [r["call_id"] for r in first] == ["c1"] and first[0]["nearest_units"] == []  # not decided yet
     fix(s, "late", T0 - 1_000, 800, 270, kind="motorcycle")  # read after the call, ts before it: counts
-    s.advance_clock(T0 + 10_000, wm=T0)           # the watermark at the call's ts is not past it
+    s.advance_clock(T0 + 10_000, wm=T0 - 1)       # the watermark short of the call's ts
     assert enriched(s) == [] and s.incidents["c1"].recommended_at is None
-    s.advance_clock(T0 + 10_000, wm=T0 + 1)
+    s.advance_clock(T0 + 10_000, wm=T0)           # ... and at it: every fix up to the call is read
     (rec,) = enriched(s)
     assert names(rec) == ["a", "late", "edge"]
     a, late, edge = rec["nearest_units"]

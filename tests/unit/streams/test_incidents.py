@@ -54,12 +54,12 @@ def test_open_then_arrived_with_its_response():
 
 def test_breach_then_late_arrival_then_nothing_at_expiry():
     s = IncidentState()
-    s.advance_clock(T0)
+    s.advance_clock(T0 - 1)
     call(s, "c1", T0)
     board(s)
-    s.advance_clock(T0 + 1)
-    # the watermark passed the call: its recommendation is decided, the entry rewritten with it
-    assert board(s)["c1"]["status"] == "open" and s.incidents["c1"].recommended_at == T0 + 1
+    s.advance_clock(T0)
+    # the watermark reached the call: its recommendation is decided, the entry rewritten with it
+    assert board(s)["c1"]["status"] == "open" and s.incidents["c1"].recommended_at == T0
     fix(s, "far", T0 + BREACH_AFTER_MS - 1, FAR)
     s.advance_clock(T0 + BREACH_AFTER_MS - 1)
     assert board(s) == {}
