@@ -73,6 +73,7 @@ class Incident:
     candidate: tuple | None = None   # (ts, unit) of the earliest fix within reach, not yet decided
     breached: bool = False
     recommended_at: int | None = None  # stream clock when its dispatch recommendation was decided
+    completing: bool = False   # decided short: the worker is adding farther units from Redis (touch)
     alerts: dict = field(default_factory=dict)  # alert_id -> corroboration entry
     alerts_rank: dict = field(default_factory=dict)  # alert_id -> (|dt| ms, alert_id)
     worst: tuple | None = None
@@ -322,7 +323,7 @@ class IncidentState:
                                                         "corroborating_alerts", "processed_at")}
         status = self.board_doc(inc, partition)["status"]
         events = [{"ts": inc.ts, "what": "call"}]
-        if inc.recommended_at is not None:
+        if inc.recommended_at is not None and not inc.completing:
             # at the call's ts: the positions it was made from (decided once the watermark reached it)
             events.append({"ts": inc.ts, "what": "recommended",
                            "unit_ids": [u["unit_id"] for u in r.get("nearest_units") or ()]})
@@ -347,7 +348,7 @@ class IncidentState:
             decision = {"type": "breach", "unit_id": None, "response_s": None, "ts": inc.ts + BREACH_AFTER_MS}
         events.sort(key=lambda e: (e["ts"], e["what"]))
         return {"call_id": inc.call_id, "call": call, "zones": inc.zones, "ring": r.get("ring"),
-                "nearest_units": r.get("nearest_units") or [],
+                "nearest_units": [] if inc.completing else r.get("nearest_units") or [],
                 "corroborating_alerts": r.get("corroborating_alerts") or [],
                 "decision": decision, "arrival": arrival, "breach": breach, "status": status, "events": events,
                 "clock": self.clock, "partition": partition}
@@ -357,6 +358,7 @@ class IncidentState:
         recommendation, streams/dispatch.py): re-render its entry."""
         inc = self.incidents.get(call_id)
         if inc is not None:
+            inc.completing = False
             self.timelines[call_id] = inc
             if inc.arrival_ts is None:
                 self.board[call_id] = inc
@@ -381,7 +383,8 @@ class IncidentState:
                 "ring": r.get("ring"), "breach_at": inc.ts + BREACH_AFTER_MS,
                 "arrived_ts": inc.arrival_ts, "unit_id": inc.arrival_unit,
                 "response_s": None if inc.arrival_ts is None else round((inc.arrival_ts - inc.ts) / 1000.0, 3),
-                "nearest_units": r.get("nearest_units") or [], "clock": self.clock, "partition": partition}
+                "nearest_units": [] if inc.completing else r.get("nearest_units") or [], "clock": self.clock,
+                "partition": partition}
 
     # -- snapshots ---------------------------------------------------------------------------
     def snapshot(self) -> dict:
@@ -519,7 +522,10 @@ class IncidentState:
     def _recommended(self, inc: Incident, fallback_beyond: float | None) -> None:
         inc.recommended_at = self.clock
         if fallback_beyond is not None:
+            # the wall and the timeline show it once complete (touch), not the exact part first
             self.fallback[inc.call_id] = fallback_beyond
+            inc.completing = True
+            return
         self.timelines[inc.call_id] = inc
         if inc.arrival_ts is None:
             self.board[inc.call_id] = inc

@@ -89,7 +89,10 @@ class Pipeline:
                         self.stage.apply_batch(st, value)
             for h in self.stage.held.values():
                 enriched, sla, arrivals = self.stage.take_outputs(h.state)
-                self.fallback.update(h.state.incidents.take_fallback())
+                fallback = h.state.incidents.take_fallback()
+                self.fallback.update(fallback)
+                for call_id in fallback:   # as the worker does once Redis has answered
+                    h.state.incidents.touch(call_id)
                 # as sent (the state keeps changing its record objects: corroboration, recommendation)
                 self.enriched.extend(orjson.loads(orjson.dumps(r)) for r in enriched)
                 self.sla.extend(sla)

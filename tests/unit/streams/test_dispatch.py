@@ -150,6 +150,11 @@ def test_fewer_than_three_within_the_exact_reach_asks_the_processing_time_lookup
     (rec,) = enriched(s)                          # one record, with its recommendation
     assert names(rec) == ["a"]
     assert s.take_fallback() == {"c1": DISPATCH_EXACT_M} and s.take_fallback() == {}
+    # the wall and the timeline wait for the farther units (the worker touches the call once Redis
+    # answered): they never show the exact part first and three units a moment later
+    assert [s.board_doc(inc, 0)["nearest_units"] for inc in s.take_board().values()] == [[]]  # the call
+    s.touch("c1")
+    assert [s.board_doc(inc, 0)["nearest_units"] for inc in s.take_board().values()] == [rec["nearest_units"]]
     timeline = s.timeline_doc(s.incidents["c1"], 0)
     # on the timeline at the call's ts (the positions it describes), not when it was decided
     assert {"ts": T0, "what": "recommended", "unit_ids": ["a"]} in timeline["events"]

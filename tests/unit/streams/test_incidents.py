@@ -6,7 +6,7 @@ from h3.api import basic_int as h3
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contract.response import BREACH_AFTER_MS, EXPIRE_AFTER_MS
+from contract.response import BREACH_AFTER_MS, DISPATCH_EXACT_M, EXPIRE_AFTER_MS
 from streams.incidents import IncidentState
 from streams.partitioning import FINE_RES
 
@@ -58,8 +58,12 @@ def test_breach_then_late_arrival_then_nothing_at_expiry():
     call(s, "c1", T0)
     board(s)
     s.advance_clock(T0)
-    # the watermark reached the call: its recommendation is decided, the entry rewritten with it
-    assert board(s)["c1"]["status"] == "open" and s.incidents["c1"].recommended_at == T0
+    # the watermark reached the call: its recommendation is decided (no unit near: the worker
+    # completes it from Redis, then touches it), the entry rewritten with it
+    assert s.incidents["c1"].recommended_at == T0 and s.take_fallback() == {"c1": DISPATCH_EXACT_M}
+    assert board(s) == {}
+    s.touch("c1")
+    assert board(s)["c1"]["status"] == "open"
     fix(s, "far", T0 + BREACH_AFTER_MS - 1, FAR)
     s.advance_clock(T0 + BREACH_AFTER_MS - 1)
     assert board(s) == {}
