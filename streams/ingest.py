@@ -132,8 +132,10 @@ class IngestStage:
         self.router.still_delivering(await self._gps_behind(unfetched), now_ms)
         marks = self.router.marks()
         futures = []
-        for p, recs in out.items():
-            for payload in records.encode_split(recs, clock, prev_clock, gps=marks, wall=now_ms):
+        # every partition gets the marks, with or without records: each partition's state decides
+        # on the marks its own batches carried (streams/watermark.py)
+        for p in range(self.router.n) if marks else out:
+            for payload in records.encode_split(out.get(p, []), clock, prev_clock, gps=marks, wall=now_ms):
                 futures.append(await self.producer.send(ze_topic, payload, partition=p))
         for m, reason in dead:
             base = self.router.base_topic[m.topic]

@@ -66,7 +66,6 @@ class StateStage:
         for z in zones:
             self.zones_of[self.zone_part[z.zone_id]].append(z)
         self.held: dict[int, Held] = {}
-        self.watermark = Watermark(settings.watermark_idle_ms, settings.watermark_max_lag_ms)
         self.flushed_clock: dict[int, int] = {}
         self.last_heartbeat: dict[int, float] = {}
         self.pending_e2e: dict[str, list[float]] = {src: [] for src in metric_names.SOURCES}
@@ -92,24 +91,27 @@ class StateStage:
                             unit_stale_ms=self.s.unit_stale_ms, grace_ms=self.s.grace_ms,
                             camera_silent_ms=self.s.camera_silent_ms,
                             reach_cells=self.reach_cells)  # built once for all partitions (geocache)
+        st.watermark = Watermark(self.s.watermark_idle_ms, self.s.watermark_max_lag_ms)
         return st
 
-    def now_wm(self, clock: int, now_ms: int | None = None) -> int:
-        return self.watermark.value(clock, int(time.time() * 1000) if now_ms is None else now_ms)
+    @staticmethod
+    def now_wm(st: PartitionState, clock: int, now_ms: int | None = None) -> int:
+        """The watermark of a partition's state: from the marks its own batches carried."""
+        return st.watermark.value(clock, int(time.time() * 1000) if now_ms is None else now_ms)
 
     # -- applying -------------------------------------------------------------------------------
     def apply_batch(self, st: PartitionState, value: bytes, live: bool = True) -> None:
         """Apply one zone-events message; `live=False` replays (no metrics, no e2e). The
         watermark is taken as of the batch's own wall time, so replays decide the same."""
         batch = records.decode(value)
-        self.watermark.observe(batch.gps)
+        st.watermark.observe(batch.gps)
         recs = batch.events
         now_ms = batch.wall or None
         self.last_wall = batch.wall
         clock = max(st.clock, batch.clock)
         if not live:
             st.apply_all(recs)
-            st.advance_clock(clock, self.now_wm(clock, now_ms))
+            st.advance_clock(clock, self.now_wm(st, clock, now_ms))
             return
         counts: dict[tuple[str, str], int] = {}
         ages: dict[str, list[float]] = {}
@@ -126,7 +128,7 @@ class StateStage:
                 ages.setdefault(src, []).append((clock - rec.ts) / 1000.0)
                 if rec.zones:  # one observation per event, not per copy
                     pending[src].append(rec.kafka_ts)
-        st.advance_clock(clock, self.now_wm(clock, now_ms))
+        st.advance_clock(clock, self.now_wm(st, clock, now_ms))
         self.events_applied += len(recs)
         self.wake.set()
         for (src, outcome), n in counts.items():
@@ -153,7 +155,7 @@ class StateStage:
         out = []
         for p, h in self.held.items():
             st = h.state
-            wm = self.now_wm(st.clock, now_ms)
+            wm = self.now_wm(st, st.clock, now_ms)
             if wm > st.wm:
                 st.advance_clock(st.clock, wm)
                 self.wake.set()

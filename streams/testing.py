@@ -69,8 +69,9 @@ class Pipeline:
             out, dead, _rejected, _positions = self.router.route(messages[i:i + batch], self.wall)
             self.dead.extend(dead)
             marks = self.router.marks()
-            self._deliver({p: records.encode_split(recs, self.router.clock, prev, gps=marks, wall=self.wall)
-                           for p, recs in out.items()})
+            # as ingest does: every partition gets the marks, with or without records
+            self._deliver({p: records.encode_split(out.get(p, []), self.router.clock, prev, gps=marks, wall=self.wall)
+                           for p in (range(self.router.n) if marks else out)})
 
     def finish(self, quiet_ms: int = 3_600_000) -> None:
         """Every feed goes quiet: wall time passes, the watermark reaches the stream clock and

@@ -3,8 +3,12 @@
 The smallest, over the patrol.gps partitions that delivered data in the last `idle_ms` of wall
 time, of the largest `ts` accepted from each; never more than `max_lag_ms` behind the stream
 clock; the stream clock when no partition delivered in that window; never decreasing. Every
-ingest reports its partitions' marks in each zone-events batch, so with several workers every
-partition state sees the same, global watermark.
+ingest reports its partitions' marks in each zone-events batch, to every zone-events partition, so
+with several workers every partition state sees every ingest's marks. Each partition state keeps
+its own Watermark of the marks its own batches carried: a mark comes in the same message as, or
+after, every record routed to that partition before it, so no decision on it precedes a fix it
+covers (a watermark shared by the partitions of a worker could run ahead of a batch still queued
+for one of them).
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from .incidents import IncidentState
 from .reach import ZoneReach
 from .records import Arrival, IncidentAlert, IncidentCall, IncidentFix, ZoneAlert, ZoneCall, ZoneFix, ZoneStatus
 from .rules import Rules, load_rules
+from .watermark import Watermark
 
 MINUTE_MS = 60_000
 INF = float("inf")
@@ -161,6 +162,10 @@ class PartitionState:
         self.dirty: set[str] = set()
         # Incidents of the geo cells this partition is home to (a different key than zones).
         self.incidents = IncidentState(grace_ms, unit_stale_ms=unit_stale_ms)
+        # the patrol.gps marks this partition's own zone-events batches carried (StateStage sets
+        # its bounds): a mark arrives with, or after, every record routed here before it, so a
+        # decision on it never precedes a fix of this partition that it covers
+        self.watermark = Watermark()
         self.reach = ZoneReach(zones, cells=reach_cells)
         self._last_pruned = 0
         self._hits: AbstractSet[int] = _NO_HITS  # ids of the current batch the sealed dedup hours hold
