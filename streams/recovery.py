@@ -151,6 +151,7 @@ async def restore(stage: StateStage, p: int, emit) -> Held:
             st.zones[zid].version = v
         st.rewrite_all()  # the first flush rewrites every zone, with versions above Redis'
         held.generation = generation
+        st.watermark.hold(int(time.time() * 1000))
         await reconcile_incidents(stage, p, held)
         took = time.monotonic() - started
         metrics.TAKEOVER.observe(took)

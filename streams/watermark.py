@@ -19,6 +19,14 @@ class Watermark:
         self.idle_ms = idle_ms
         self.max_lag_ms = max_lag_ms
         self.marks: dict[int, tuple[int, int]] = {}  # gps partition -> (largest ts, wall ms of last delivery)
+        self.held_since: int | None = None   # wall ms of a takeover (hold)
+
+    def hold(self, now_ms: int) -> None:
+        """A takeover at wall time now_ms: the new owner has seen no live mark yet, which does not
+        mean the feeds are idle. Until a mark arrives or idle_ms passes, the watermark stays where
+        the state's own left it (the snapshot's) instead of jumping to the stream clock, which would
+        decide pending calls before fixes still on their way to this partition."""
+        self.held_since = now_ms
 
     def observe(self, marks) -> None:
         """Merge [partition, largest ts, wall ms] marks (from zone-events batches)."""
@@ -32,5 +40,10 @@ class Watermark:
     def value(self, clock: int, now_ms: int) -> int:
         """The watermark for a partition whose stream clock is `clock`, at wall time now_ms."""
         live = [ts for ts, wall in self.marks.values() if now_ms - wall <= self.idle_ms]
-        wm = min(live) if live else clock
+        if live:
+            wm = min(live)
+        elif self.held_since is not None and now_ms - self.held_since <= self.idle_ms:
+            wm = -1   # no advance (the caller keeps the larger of this and the state's watermark)
+        else:
+            wm = clock
         return min(clock, max(wm, clock - self.max_lag_ms))
