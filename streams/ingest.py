@@ -376,3 +376,8 @@ class _DropHeld(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned) -> None:
         self.stage.drop_held()
+        # a unit's earlier fixes may have been routed by another worker while its partition was
+        # away: the router's memory of where they went is refreshed from zw:unit-info
+        router = self.stage.router
+        router.forget_devices()
+        router.load_units(await until_redis_answers("read zw:unit-info", self.stage.store.unit_latest))

@@ -84,6 +84,14 @@ class Router:
             del self.cameras[c]
         return len(units) + len(cams)
 
+    def forget_devices(self) -> None:
+        """A rebalance: what this ingest remembers of units and cameras (where their previous
+        report went) may be stale — a partition read elsewhere meanwhile routed their later reports
+        — so it starts afresh, as after a restart (then `load_units`)."""
+        self.units.clear()
+        self.unit_homes.clear()
+        self.cameras.clear()
+
     def marks(self) -> list[tuple[int, int, int]]:
         """[patrol.gps partition, largest ts, wall ms of its last delivery] (zone-events batches)."""
         return [(p, ts, wall) for p, (ts, wall) in self.gps_marks.items()]

@@ -196,3 +196,21 @@ def test_a_camera_status_report_in_a_zone_counts_and_places_its_camera():
     assert docs["core"]["health"]["cameras_silent"] == 1
     after = {o: metrics.EVENTS.labels("status", o)._value.get() for o in ("accepted", "duplicate")}
     assert (after["accepted"] - before["accepted"], after["duplicate"] - before["duplicate"]) == (2, 1)
+
+
+def test_after_a_rebalance_a_units_next_fix_goes_everywhere_again():
+    """The router's memory of where a unit's previous fix went is stale once its partition was
+    read elsewhere (a rebalance): forget_devices starts afresh, as after a restart."""
+    s = settings(4)
+    router = Router(s, ZoneIndex(load_zones(s.zones)))
+    t = scenario.ms(scenario.local(11, 9, 0))
+
+    def fix(ts):
+        ev = {"unit_id": "u1", "ts": ts, "lat": scenario.PA[0], "lon": scenario.PA[1], "status": "available"}
+        out, _d, _r, _p = router.route([Msg(topics.GPS, 0, ts, None, orjson.dumps(ev), 1)])
+        return {p for p, recs in out.items() if any(isinstance(r, records.IncidentFix) for r in recs)}
+
+    assert fix(t) == set(range(4))                 # unknown unit: every partition
+    assert fix(t + 5_000) != set(range(4))         # known: its homes (and its previous fix's)
+    router.forget_devices()
+    assert fix(t + 10_000) == set(range(4))
