@@ -23,10 +23,9 @@ class Watermark:
 
     def hold(self, now_ms: int) -> None:
         """A takeover at wall time now_ms: the new owner has seen no live mark yet, which does not
-        mean the feeds are idle. Until every patrol.gps partition it knows of (from the snapshot and
-        the batches replayed) has delivered to it again, or idle_ms passes, the watermark stays where
-        the state's own left it instead of jumping ahead on the first ingest's marks (the others'
-        fixes may still be on their way to this partition)."""
+        mean the feeds are idle. Until a mark arrives or idle_ms passes, the watermark stays where
+        the state's own left it (the snapshot's) instead of jumping to the stream clock, which would
+        decide pending calls before fixes still on their way to this partition."""
         self.held_since = now_ms
 
     def observe(self, marks) -> None:
@@ -40,15 +39,11 @@ class Watermark:
 
     def value(self, clock: int, now_ms: int) -> int:
         """The watermark for a partition whose stream clock is `clock`, at wall time now_ms."""
-        held = self.held_since
-        if held is not None:
-            if now_ms - held > self.idle_ms:
-                self.held_since = held = None
-            elif not self.marks or any(wall < held for _ts, wall in self.marks.values()):
-                # no advance (the caller keeps the larger of this and the state's watermark)
-                return min(clock, max(-1, clock - self.max_lag_ms))
-            else:
-                self.held_since = held = None   # every known partition delivered again
         live = [ts for ts, wall in self.marks.values() if now_ms - wall <= self.idle_ms]
-        wm = min(live) if live else clock
+        if live:
+            wm = min(live)
+        elif self.held_since is not None and now_ms - self.held_since <= self.idle_ms:
+            wm = -1   # no advance (the caller keeps the larger of this and the state's watermark)
+        else:
+            wm = clock
         return min(clock, max(wm, clock - self.max_lag_ms))

@@ -672,15 +672,11 @@ class PartitionState:
             "seen": self.seen.snapshot(),
             "incidents": self.incidents.snapshot(),
             "reach": self.reach.snapshot(),
-            # the patrol.gps partitions this state has marks of: a new owner holds its watermark
-            # until each has delivered to it again (streams/watermark.py, hold)
-            "wm_marks": [[p, ts, wall] for p, (ts, wall) in self.watermark.marks.items()],
         }
 
     def restore(self, snap: dict, sealed: dict[int, bytes]) -> None:
         """Load a snapshot (and its sealed dedup hours) into this fresh state."""
         self.clock, self.wm, self._last_pruned = snap["clock"], snap["wm"], snap["last_pruned"]
-        self.watermark.observe(snap.get("wm_marks", ()))   # written before 2026-11-30: none
         for zid, (days, minutes, units, incidents, cameras, last_ts) in snap["zones"].items():
             agg = self.zones.get(zid)
             if agg is None:

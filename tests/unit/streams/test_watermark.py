@@ -32,14 +32,3 @@ def test_a_takeover_holds_until_a_mark_arrives_or_the_idle_bound_passes():
     assert w2.value(CLOCK, 6_000) == CLOCK - 60_000          # the max lag still bounds it
     w2.observe([[3, CLOCK - 7_000, 6_000]])
     assert w2.value(CLOCK, 6_000) == CLOCK - 7_000           # a mark: as usual
-
-
-def test_after_a_takeover_every_known_partition_must_deliver_again():
-    """The snapshot's marks name the partitions; the first ingest's marks alone do not move it."""
-    w = Watermark(idle_ms=30_000, max_lag_ms=3_600_000)
-    w.observe([[0, CLOCK - 9_000, 1_000], [1, CLOCK - 8_000, 1_000]])   # from the snapshot
-    w.hold(50_000)
-    w.observe([[0, CLOCK - 2_000, 50_500]])        # the ingest reading partition 0 delivers
-    assert w.value(CLOCK, 50_500) == CLOCK - 3_600_000
-    w.observe([[1, CLOCK - 4_000, 51_000]])        # and the one reading partition 1
-    assert w.value(CLOCK, 51_000) == CLOCK - 4_000
