@@ -403,7 +403,6 @@ class IncidentState:
                 unit_stale_ms: int = UNIT_STALE_MS) -> IncidentState:
         s = cls(grace_ms, unit_stale_ms=unit_stale_ms)
         s.clock, s.wm, s._calls_pruned = snap["clock"], snap["wm"], snap["calls_pruned"]
-        s._set_keep_from()
         s.seen_calls = dict(snap["seen_calls"])
         for (cid, ts, lat, lon, cell, zones, record, late, arr_ts, arr_unit, cand, breached,
              alerts, recommended_at) in snap["incidents"]:
@@ -484,11 +483,11 @@ class IncidentState:
         lo = t - self.stale_ms
         minutes = [m for m in range(lo // MINUTE_MS, t // MINUTE_MS + 1) if m in self.fixes]
         disk = h3.grid_disk(inc.cell, covering_k(inc.cell, DISPATCH_EXACT_M))
+        cells = set(disk)
         near: set[str] = set()   # units with an available fix within reach in [lo, t]
         for m in minutes:
             by_cell = self.fixes[m]
             if len(by_cell) < len(disk):
-                cells = set(disk)
                 lists = [lst for c, lst in by_cell.items() if c in cells]
             else:
                 lists = [lst for lst in map(by_cell.get, disk) if lst]

@@ -28,7 +28,7 @@ from contract import events, topics
 from contract.security import aiokafka_kwargs
 from contract.settings import Settings
 
-from . import metrics, records
+from . import metrics
 from .routing import Router
 from .store import RedisStore, until_redis_answers
 from .zone_index import ZoneIndex
@@ -128,14 +128,10 @@ class IngestStage:
         prev_clock = self.router.clock
         now_ms = int(time.time() * 1000)
         out, dead, rejected, positions = self.router.route(msgs, now_ms)
-        clock = self.router.clock
         self.router.still_delivering(await self._gps_behind(unfetched), now_ms)
-        marks = self.router.marks()
         futures = []
-        # every partition gets the marks, with or without records: each partition's state decides
-        # on the marks its own batches carried (streams/watermark.py)
-        for p in range(self.router.n) if marks else out:
-            for payload in records.encode_split(out.get(p, []), clock, prev_clock, gps=marks, wall=now_ms):
+        for p, payloads in self.router.zone_events(out, prev_clock, now_ms).items():
+            for payload in payloads:
                 futures.append(await self.producer.send(ze_topic, payload, partition=p))
         for m, reason in dead:
             base = self.router.base_topic[m.topic]

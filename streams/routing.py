@@ -18,7 +18,7 @@ from contract.settings import Settings
 
 from .partitioning import HomeCells, partition_of, zone_partitions
 from .reach import grid_key, reach_keys
-from .records import IncidentAlert, IncidentCall, IncidentFix, ZoneAlert, ZoneCall, ZoneFix, ZoneStatus
+from .records import IncidentAlert, IncidentCall, IncidentFix, ZoneAlert, ZoneCall, ZoneFix, ZoneStatus, encode_split
 from .zone_index import ZoneIndex
 
 
@@ -83,6 +83,14 @@ class Router:
         for c in cams:
             del self.cameras[c]
         return len(units) + len(cams)
+
+    def zone_events(self, out: dict[int, list], prev_clock: int, wall: int) -> dict[int, list[bytes]]:
+        """The zone-events messages of a routed batch, by partition: every partition gets the
+        patrol.gps marks, with or without records (each partition's state decides on the marks
+        its own batches carried, streams/watermark.py)."""
+        marks = self.marks()
+        return {p: encode_split(out.get(p, []), self.clock, prev_clock, gps=marks, wall=wall)
+                for p in (range(self.n) if marks else out)}
 
     def forget_devices(self) -> None:
         """A rebalance: what this ingest remembers of units and cameras (where their previous
@@ -172,8 +180,8 @@ class Router:
                 fix = IncidentFix(eid, ts, lat, lon, cell, available, ev["kind"])
                 for p in targets:
                     _append(out, p, fix)
-                prev_fix = self.units.get(eid)
-                if prev_fix is None or ts > prev_fix[0]:
+                prev = self.units.get(eid)   # also read below for presence (not updated in between)
+                if prev is None or ts > prev[0]:
                     unit_homes[eid] = own if available else ()
             by_part: dict[int, list[str]] = {}
             for zid in zones:
@@ -195,7 +203,6 @@ class Router:
                         mark[0] = ts
                     mark[1] = now_ms
                 status, kind = ev["status"], ev["kind"]
-                prev = self.units.get(eid)
                 # Only the unit's newest fix decides where it is present; an older one (a late
                 # fix) still counts for arrivals and the zone's last gps event.
                 newest = prev is None or ts > prev[0]

@@ -68,10 +68,7 @@ class Pipeline:
             prev = self.router.clock
             out, dead, _rejected, _positions = self.router.route(messages[i:i + batch], self.wall)
             self.dead.extend(dead)
-            marks = self.router.marks()
-            # as ingest does: every partition gets the marks, with or without records
-            self._deliver({p: records.encode_split(out.get(p, []), self.router.clock, prev, gps=marks, wall=self.wall)
-                           for p in (range(self.router.n) if marks else out)})
+            self._deliver(self.router.zone_events(out, prev, self.wall))   # as ingest sends them
 
     def finish(self, quiet_ms: int = 3_600_000) -> None:
         """Every feed goes quiet: wall time passes, the watermark reaches the stream clock and
