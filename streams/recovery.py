@@ -106,10 +106,12 @@ async def restore(stage: StateStage, p: int, emit) -> Held:
         versions = await until_redis_answers(f"read the zone versions of partition {p}",
                                              lambda: stage.store.current_versions(st.zones))
         snap, sealed = await read_snapshot(stage, p)
+        t_read = time.monotonic()
         start = lookback = 0
         if snap is not None:
             st.restore(snap["state"], sealed)
             start, lookback, held.floor = snap["offset"], snap["lookback"], snap["floor"]
+        t_restored = time.monotonic()
         tp = TopicPartition(s.internal_zone_events, p)
         count_from = await committed_offset(s, tp)
         c = AIOKafkaConsumer(bootstrap_servers=s.kafka, enable_auto_commit=False, group_id=None,
@@ -117,6 +119,7 @@ async def restore(stage: StateStage, p: int, emit) -> Held:
                              auto_offset_reset="earliest", **aiokafka_kwargs(s))
         await c.start()
         looked = replayed = 0
+        t_looked = time.monotonic()
         try:
             c.assign([tp])
             end = (await c.end_offsets([tp]))[tp]
@@ -139,6 +142,7 @@ async def restore(stage: StateStage, p: int, emit) -> Held:
                         for rec in records.decode(m.value).events:
                             st.keep_lookback(rec)
                         looked += 1
+                        t_looked = time.monotonic()
                         continue
                     stage.apply_batch(st, m.value, live=m.offset >= count_from)
                     held.checkpoints.append((m.offset + 1, st.clock))
@@ -155,9 +159,10 @@ async def restore(stage: StateStage, p: int, emit) -> Held:
         await reconcile_incidents(stage, p, held)
         took = time.monotonic() - started
         metrics.TAKEOVER.observe(took)
-        log.info("partition %d: took over in %.2fs (generation %d; snapshot %s, look-back %d, replayed %d "
-                 "batches; clock %d)", p, took, generation, "none" if snap is None else f"at {start}",
-                 looked, replayed, st.clock)
+        log.info("partition %d: took over in %.2fs (generation %d; snapshot %s read in %.2fs, restored in %.2fs; "
+                 "look-back %d batches until %.2fs, replayed %d batches; clock %d)", p, took, generation,
+                 "none" if snap is None else f"at {start}", t_read - started, t_restored - t_read, looked,
+                 t_looked - started, replayed, st.clock)
         return held
     finally:
         metrics.REBUILD_IN_PROGRESS.dec()
