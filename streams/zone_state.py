@@ -336,16 +336,29 @@ class PartitionState:
                 self.dirty.add(zid)
         return True
 
-    def keep_lookback(self, rec) -> None:
-        """Rebuild the look-back memory from a record a snapshot already covers (recovery):
-        fixes and alerts held for arrivals and corroboration, and the per-unit fix memory."""
-        t = type(rec)
-        if t is IncidentFix:
-            self.incidents.keep_fix(rec.unit_id, rec.ts, rec.lat, rec.lon, rec.cell, rec.available, rec.kind)
-        elif t is IncidentAlert:
-            self.incidents.keep_alert(rec.alert_id, rec.ts, rec.type, rec.lat, rec.lon, rec.cell)
-        elif t is ZoneFix:
-            self.seen_fix.setdefault(rec.unit_id, set()).add(rec.ts)
+    def keep_lookback(self, recs) -> None:
+        """Rebuild the look-back memory from the records of a batch a snapshot already covers
+        (recovery): fixes and alerts held for arrivals and corroboration, and the per-unit fix
+        memory of the primary copies (as `apply` keeps it). A takeover runs this over the whole
+        look-back (grace + 10 min of log), so fixes older than the held ones are skipped here."""
+        inc = self.incidents
+        keep_from = inc.keep_from
+        keep_fix = inc.keep_fix
+        seen_fix = self.seen_fix
+        for rec in recs:
+            t = type(rec)
+            if t is IncidentFix:
+                if rec.ts >= keep_from:
+                    keep_fix(rec.unit_id, rec.ts, rec.lat, rec.lon, rec.cell, rec.available, rec.kind)
+            elif t is ZoneFix:
+                if rec.primary:
+                    seen = seen_fix.get(rec.unit_id)
+                    if seen is None:
+                        seen_fix[rec.unit_id] = {rec.ts}
+                    else:
+                        seen.add(rec.ts)
+            elif t is IncidentAlert:
+                inc.keep_alert(rec.alert_id, rec.ts, rec.type, rec.lat, rec.lon, rec.cell)
 
     def _apply_arrival(self, rec: Arrival) -> None:
         call_id, call_ts, response = rec.call_id, rec.call_ts, rec.response_s
