@@ -127,17 +127,13 @@ async def restore(stage: StateStage, p: int, emit) -> Held:
     metrics.REBUILD_IN_PROGRESS.inc()
     try:
         with gc_paused():
-            st = stage.new_state(p)
-            held = Held(st)
             generation = await until_redis_answers(f"take partition {p}", lambda: stage.store.take_partition(p))
+            zone_ids = [z.zone_id for z in stage.zones_of[p]]
             versions = await until_redis_answers(f"read the zone versions of partition {p}",
-                                                 lambda: stage.store.current_versions(st.zones))
+                                                 lambda: stage.store.current_versions(zone_ids))
             snap, sealed = await read_snapshot(stage, p)
             t_read = time.monotonic()
-            start = lookback = 0
-            if snap is not None:
-                st.restore(snap["state"], sealed)
-                start, lookback, held.floor = snap["offset"], snap["lookback"], snap["floor"]
+            held, start, lookback = from_snapshot(stage, p, snap, sealed)
             t_restored = time.monotonic()
             tp = TopicPartition(s.internal_zone_events, p)
             count_from = await committed_offset(s, tp)
@@ -165,23 +161,16 @@ async def restore(stage: StateStage, p: int, emit) -> Held:
                     for m in got.get(tp, ()):
                         if m.offset >= end:
                             break
-                        if m.offset < start:  # covered by the snapshot: only the look-back memory
-                            st.keep_lookback(records.decode(m.value).events)
+                        if rebuild_from(stage, held, m.offset, m.value, start, count_from):
+                            replayed += 1
+                            await emit(held.state)
+                        else:
                             looked += 1
                             t_looked = time.monotonic()
-                            continue
-                        stage.apply_batch(st, m.value, live=m.offset >= count_from)
-                        held.checkpoints.append((m.offset + 1, st.clock))
-                        replayed += 1
-                        await emit(st)
             finally:
                 await c.stop()
-            held.applied_upto = max(end, start)
-            for zid, v in versions.items():
-                st.zones[zid].version = v
-            st.rewrite_all()  # the first flush rewrites every zone, with versions above Redis'
-            held.generation = generation
-            st.watermark.hold(int(time.time() * 1000))
+            st = held.state
+            rebuilt(held, end, start, versions, generation, int(time.time() * 1000))
             await reconcile_incidents(stage, p, held)
             took = time.monotonic() - started
             metrics.TAKEOVER.observe(took)
@@ -192,6 +181,42 @@ async def restore(stage: StateStage, p: int, emit) -> Held:
             return held
     finally:
         metrics.REBUILD_IN_PROGRESS.dec()
+
+
+def from_snapshot(stage: StateStage, p: int, snap: dict | None, sealed: dict[int, bytes]) -> tuple[Held, int, int]:
+    """Step 2: partition p's state as the snapshot has it (empty without one), and the offsets
+    the log is read from: (held, snapshot offset, look-back offset)."""
+    held = Held(stage.new_state(p))
+    if snap is None:
+        return held, 0, 0
+    held.state.restore(snap["state"], sealed)
+    held.floor = snap["floor"]
+    return held, snap["offset"], snap["lookback"]
+
+
+def rebuild_from(stage: StateStage, held: Held, offset: int, value: bytes, start: int, count_from: int) -> bool:
+    """Steps 3 and 4 for one message of the partition's log: below the snapshot's offset `start`,
+    only the look-back memory; from it on, applied (counted in the metrics from the group's
+    committed offset `count_from` on). True when applied: its outputs are due."""
+    st = held.state
+    if offset < start:  # covered by the snapshot: only the look-back memory
+        st.keep_lookback(records.decode(value).events)
+        return False
+    stage.apply_batch(st, value, live=offset >= count_from)
+    held.checkpoints.append((offset + 1, st.clock))
+    return True
+
+
+def rebuilt(held: Held, end: int, start: int, versions: dict[str, int], generation: int, now_ms: int) -> None:
+    """The log read to `end`: the state continues Redis' zone versions under its new owner
+    generation, and its watermark holds until the feeds are heard from (Watermark.hold)."""
+    st = held.state
+    held.applied_upto = max(end, start)
+    for zid, v in versions.items():
+        st.zones[zid].version = v
+    st.rewrite_all()  # the first flush rewrites every zone, with versions above Redis'
+    held.generation = generation
+    st.watermark.hold(now_ms)
 
 
 async def reconcile_incidents(stage: StateStage, p: int, held: Held) -> None:

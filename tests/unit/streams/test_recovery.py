@@ -1,0 +1,152 @@
+"""A takeover (streams/recovery.py) at any point of the stream changes no output: a partition
+state rebuilt from its last snapshot, the look-back below it and the log's tail after it decides
+what the state that was never interrupted decides — zone documents, sla.events, dispatch
+recommendations, unit presence. Driven through the real pieces in-process (streams/testing.py's
+Pipeline, StateStage.snapshot, recovery's from_snapshot / rebuild_from / rebuilt), only the
+transport replaced by in-memory logs; the outputs are compared with the same read order run
+without takeovers and with the brute-force oracles of test_read_order."""
+
+from __future__ import annotations
+
+import random
+import zlib
+from collections import Counter
+
+import msgspec
+import pytest
+
+from contract.settings import Settings
+from streams import recovery
+from streams.state_stage import SNAPSHOT_ZLIB
+from streams.testing import Pipeline
+from tests import scenario
+
+from .test_read_order import (
+    dispatch_events,
+    events,
+    oracle_nearest,
+    oracle_sla,
+    read_order,
+    recommendations,
+)
+
+
+class LoggedPipeline(Pipeline):
+    """A Pipeline whose partitions keep their zone-events log (offset = index) and a compacted
+    snapshots topic (key -> latest value), snapshotting at random, and can be taken over."""
+
+    def __init__(self, settings: Settings, rng: random.Random, snapshot_p: float):
+        super().__init__(settings)
+        self.rng = rng
+        self.snapshot_p = snapshot_p
+        self.log: dict[int, list[bytes]] = {p: [] for p in range(settings.partitions)}
+        self.topic: dict[int, dict[bytes, bytes | None]] = {p: {} for p in range(settings.partitions)}
+        self.takeovers = 0
+        apply = self.stage.apply_batch
+
+        def logged(st, value, live=True):
+            apply(st, value, live)
+            p = next((q for q, h in self.stage.held.items() if h.state is st), None)
+            if p is None:
+                return  # a takeover replaying the log's tail
+            self.log[p].append(value)
+            self.stage.applied(p, len(self.log[p]) - 1)
+            if self.rng.random() < self.snapshot_p:
+                for key, val in self.stage.snapshot(p):
+                    self.topic[p][key] = val
+
+        self.stage.apply_batch = logged  # type: ignore[method-assign]
+
+    def take_over(self, p: int) -> None:
+        """What a worker taking partition p does (recovery.restore), from the in-memory topics."""
+        latest = self.topic[p]
+        raw = latest.get(f"{p}/state".encode())
+        snap = None
+        if raw is not None:
+            snap = msgspec.msgpack.decode(zlib.decompress(raw[1:]) if raw[:1] == SNAPSHOT_ZLIB else raw)
+        prefix = f"{p}/seen/".encode()
+        sealed = {int(k[len(prefix):]): v for k, v in latest.items() if k.startswith(prefix) and v is not None}
+        old = self.stage.held[p]
+        held, start, lookback = recovery.from_snapshot(self.stage, p, snap, sealed)
+        if snap is None:
+            held.floor = start = lookback = 0
+        log = self.log[p]
+        for offset in range(lookback, len(log)):
+            recovery.rebuild_from(self.stage, held, offset, log[offset], start, count_from=len(log))
+        versions = {zid: agg.version for zid, agg in old.state.zones.items()}
+        recovery.rebuilt(held, len(log), start, versions, old.generation + 1, self.wall)
+        self.stage.held[p] = held
+        self.takeovers += 1
+
+
+def run(msgs, partitions: int, batch: int, takeover_p: float, seed: int):
+    s = Settings(zones=scenario.ZONES_FILE, partitions=partitions, future_tolerance_ms=10 ** 13)
+    rng = random.Random(seed)
+    pipe = LoggedPipeline(s, rng, snapshot_p=0.3)
+    for i in range(0, len(msgs), batch):
+        pipe.feed(msgs[i:i + batch], batch=batch)
+        for p in range(partitions):
+            if rng.random() < takeover_p:
+                pipe.take_over(p)
+    pipe.finish()
+    docs = {z: {k: v for k, v in d.items() if k != "version"} for z, d in pipe.documents().items()}
+    # at-least-once: a takeover sends again what its tail replay decides (consumers dedupe)
+    sla = {tuple(sorted((k, tuple(sorted(v)) if isinstance(v, list) else v) for k, v in e.items()))
+           for e in pipe.sla}
+    return docs, sla, recommendations(pipe), pipe.presence(), pipe.takeovers
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_takeover_anywhere_changes_no_output(seed):
+    calls, fixes, alerts = events(seed)
+    final_clock = max(e["ts"] for e in calls + fixes + alerts)
+    want_sla = set(oracle_sla(calls, fixes, final_clock))
+    want_nearest = oracle_nearest(calls, fixes)
+    for partitions in (1, 4):
+        msgs = read_order(calls, fixes, alerts, seed * 10 + partitions)
+        batch = random.Random(seed).randint(2, 10)
+        base = run(msgs, partitions, batch, takeover_p=0.0, seed=seed)
+        assert base[4] == 0
+        got = run(msgs, partitions, batch, takeover_p=0.3, seed=seed)
+        assert got[4] >= 5, "the run must take partitions over"
+        assert got[1] == base[1] == want_sla, (partitions, got[1] ^ want_sla)
+        assert got[2] == base[2] == want_nearest, partitions
+        assert got[3] == base[3], partitions
+        assert got[0] == base[0], (partitions, [z for z in base[0] if got[0].get(z) != base[0][z]][:3])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_recommendations_survive_takeovers(seed):
+    calls, fixes = dispatch_events(seed)
+    want = oracle_nearest(calls, fixes)
+    msgs = read_order(calls, fixes, [], seed * 10 + 7)
+    _docs, _sla, nearest, _presence, n = run(msgs, 4, random.Random(seed).randint(5, 40), takeover_p=0.2,
+                                             seed=seed)
+    assert n >= 5
+    assert nearest == want, {c: (nearest.get(c), want[c]) for c in want if nearest.get(c) != want[c]}
+
+
+def _held(by_minute: dict, keep_from: int) -> Counter:
+    """The held fixes (minute -> cell or unit -> [fix]) from keep_from on, as a multiset."""
+    return Counter(f for by_key in by_minute.values() for lst in by_key.values() for f in lst if f[0] >= keep_from)
+
+
+def test_the_rebuilt_look_back_is_the_live_one():
+    """The look-back memory after a takeover (held fixes by cell and by unit, held alerts, the
+    per-unit fix memory) equals the uninterrupted state's, restricted to what it still holds."""
+    calls, fixes, alerts = events(5)
+    msgs = read_order(calls, fixes, alerts, 55)
+    s = Settings(zones=scenario.ZONES_FILE, partitions=3, future_tolerance_ms=10 ** 13)
+    pipe = LoggedPipeline(s, random.Random(1), snapshot_p=0.2)
+    pipe.feed(msgs[: len(msgs) * 2 // 3], batch=17)
+    for p in range(3):
+        live = pipe.stage.held[p].state
+        pipe.take_over(p)
+        new = pipe.stage.held[p].state
+        keep = new.incidents.keep_from
+        assert _held(new.incidents.fixes, keep) == _held(live.incidents.fixes, keep), p
+        assert sum(_held(new.incidents.fixes, keep).values()) > 20, p
+        assert _held(new.incidents.fixes_by_unit, keep) == _held(live.incidents.fixes_by_unit, keep), p
+        assert new.incidents.seen_alerts <= live.incidents.seen_alerts
+        for unit, seen in new.seen_fix.items():
+            assert seen <= live.seen_fix.get(unit, set()), unit
