@@ -38,6 +38,7 @@ log = logging.getLogger("zonewatch.ingest")
 MAX_RECORDS = 5000
 MAX_PENDING_COMMITS = 8
 LINGER_BELOW = 2000  # batches smaller than this wait ZONEWATCH_INGEST_LINGER_MS for more
+HEARTBEAT_S = 1.0  # with nothing routed for this long, a marks-only batch to every partition (Router.heartbeat)
 ALIGN_MS = 30_000  # how far (event time) one input partition may read ahead of the slowest
 
 
@@ -57,6 +58,7 @@ class IngestStage:
         self.linger_s = settings.ingest_linger_ms / 1000.0
         self._commits: deque = deque()
         self.events_in = 0
+        self._beat = 0.0   # monotonic time of the last batch sent to every zone-events partition
         # partition -> ts of its first record held back by `_cut`: where it stands for `_align`
         # (its last routed ts would make a sparse topic with a gap look behind, and pause patrol.gps)
         self._held: dict = {}
@@ -94,11 +96,13 @@ class IngestStage:
         while True:
             batches = await consumer.getmany(timeout_ms=50, max_records=MAX_RECORDS)
             if not batches:
-                if self._buffer:   # held records may be routable now (a frontier moved, a feed went quiet)
-                    try:
+                try:
+                    if self._buffer:   # held records may be routable now (a frontier moved, a feed went quiet)
                         await self._handle({})
-                    except KafkaError as exc:
-                        await self._rewind(exc)
+                    if time.monotonic() - self._beat >= HEARTBEAT_S:
+                        await self._heartbeat()
+                except KafkaError as exc:
+                    await self._rewind(exc)
                 continue
             if sum(len(r) for r in batches.values()) < LINGER_BELOW:
                 # A live stream arrives a few events at a time: wait a moment for more, since each
@@ -130,9 +134,12 @@ class IngestStage:
         out, dead, rejected, positions = self.router.route(msgs, now_ms)
         self.router.still_delivering(await self._gps_behind(unfetched), now_ms)
         futures = []
-        for p, payloads in self.router.zone_events(out, prev_clock, now_ms).items():
+        sent = self.router.zone_events(out, prev_clock, now_ms)
+        for p, payloads in sent.items():
             for payload in payloads:
                 futures.append(await self.producer.send(ze_topic, payload, partition=p))
+        if len(sent) == self.router.n:
+            self._beat = time.monotonic()
         for m, reason in dead:
             base = self.router.base_topic[m.topic]
             raw = events.redact_callers(m.value, self.router.secret) if m.value else m.value
@@ -151,6 +158,17 @@ class IngestStage:
         while len(self._commits) > MAX_PENDING_COMMITS or (self._commits and self._commits[0].done()):
             await self._commits.popleft()  # re-raises a failed send (see run: _rewind)
         await self._align(unfetched)
+
+    async def _heartbeat(self) -> None:
+        """Nothing routed for HEARTBEAT_S: tell every partition state the ingest's time and marks
+        (streams/watermark.py). Not waited for: a lost heartbeat only delays the next decision."""
+        self._beat = time.monotonic()
+        now_ms = int(time.time() * 1000)
+        self.router.still_delivering(await self._gps_behind(), now_ms)
+        for p, payloads in self.router.heartbeat(now_ms).items():
+            for payload in payloads:
+                fut = await self.producer.send(self.s.internal_zone_events, payload, partition=p)
+                fut.add_done_callback(_ignore_failure)
 
     async def _rewind(self, exc: Exception) -> None:
         """Kafka did not take a batch's records (a broker down longer than the producer's
@@ -358,6 +376,11 @@ def _peek_ts(m) -> int | None:
         return events.parse_ts(orjson.loads(m.value)["ts"])
     except Exception:
         return None
+
+
+def _ignore_failure(fut: asyncio.Future) -> None:
+    if not fut.cancelled():
+        fut.exception()   # retrieved: a heartbeat that failed needs no retry
 
 
 class _DropHeld(ConsumerRebalanceListener):

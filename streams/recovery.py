@@ -170,7 +170,7 @@ async def restore(stage: StateStage, p: int, emit) -> Held:
             finally:
                 await c.stop()
             st = held.state
-            rebuilt(held, end, start, versions, generation, int(time.time() * 1000))
+            rebuilt(held, end, start, versions, generation)
             await reconcile_incidents(stage, p, held)
             took = time.monotonic() - started
             metrics.TAKEOVER.observe(took)
@@ -207,16 +207,16 @@ def rebuild_from(stage: StateStage, held: Held, offset: int, value: bytes, start
     return True
 
 
-def rebuilt(held: Held, end: int, start: int, versions: dict[str, int], generation: int, now_ms: int) -> None:
+def rebuilt(held: Held, end: int, start: int, versions: dict[str, int], generation: int) -> None:
     """The log read to `end`: the state continues Redis' zone versions under its new owner
-    generation, and its watermark holds until the feeds are heard from (Watermark.hold)."""
+    generation. Its watermark is the previous owner's (the snapshot's marks and the tail's):
+    the feeds' time comes with the next batches."""
     st = held.state
     held.applied_upto = max(end, start)
     for zid, v in versions.items():
         st.zones[zid].version = v
     st.rewrite_all()  # the first flush rewrites every zone, with versions above Redis'
     held.generation = generation
-    st.watermark.hold(now_ms)
 
 
 async def reconcile_incidents(stage: StateStage, p: int, held: Held) -> None:

@@ -18,7 +18,17 @@ from contract.settings import Settings
 
 from .partitioning import HomeCells, partition_of, zone_partitions
 from .reach import grid_key, reach_keys
-from .records import IncidentAlert, IncidentCall, IncidentFix, ZoneAlert, ZoneCall, ZoneFix, ZoneStatus, encode_split
+from .records import (
+    IncidentAlert,
+    IncidentCall,
+    IncidentFix,
+    ZoneAlert,
+    ZoneCall,
+    ZoneFix,
+    ZoneStatus,
+    encode,
+    encode_split,
+)
 from .zone_index import ZoneIndex
 
 
@@ -91,6 +101,13 @@ class Router:
         marks = self.marks()
         return {p: encode_split(out.get(p, []), self.clock, prev_clock, gps=marks, wall=wall)
                 for p in (range(self.n) if marks else out)}
+
+    def heartbeat(self, wall: int) -> dict[int, list[bytes]]:
+        """A marks-only zone-events message for every partition, sent at `wall`: while there is
+        nothing to route, it carries the ingest's time to the states (streams/watermark.py), so a
+        feed that stopped goes idle there, and the marks of partitions still delivering."""
+        marks = self.marks()
+        return {p: [encode(self.clock, [], marks, wall)] for p in range(self.n)}
 
     def forget_devices(self) -> None:
         """A rebalance: what this ingest remembers of units and cameras (where their previous

@@ -94,24 +94,19 @@ class StateStage:
         st.watermark = Watermark(self.s.watermark_idle_ms, self.s.watermark_max_lag_ms)
         return st
 
-    @staticmethod
-    def now_wm(st: PartitionState, clock: int, now_ms: int | None = None) -> int:
-        """The watermark of a partition's state: from the marks its own batches carried."""
-        return st.watermark.value(clock, int(time.time() * 1000) if now_ms is None else now_ms)
-
     # -- applying -------------------------------------------------------------------------------
     def apply_batch(self, st: PartitionState, value: bytes, live: bool = True) -> None:
         """Apply one zone-events message; `live=False` replays (no metrics, no e2e). The
-        watermark is taken as of the batch's own wall time, so replays decide the same."""
+        watermark moves on the marks and the wall time the batch carries (streams/watermark.py),
+        so replays decide the same."""
         batch = records.decode(value)
-        st.watermark.observe(batch.gps)
+        st.watermark.observe(batch.gps, batch.wall)
         recs = batch.events
-        now_ms = batch.wall or None
         self.last_wall = batch.wall
         clock = max(st.clock, batch.clock)
         if not live:
             st.apply_all(recs)
-            st.advance_clock(clock, self.now_wm(st, clock, now_ms))
+            st.advance_clock(clock, st.watermark.value(clock))
             return
         counts: dict[tuple[str, str], int] = {}
         ages: dict[str, list[float]] = {}
@@ -128,7 +123,7 @@ class StateStage:
                 ages.setdefault(src, []).append((clock - rec.ts) / 1000.0)
                 if rec.zones:  # one observation per event, not per copy
                     pending[src].append(rec.kafka_ts)
-        st.advance_clock(clock, self.now_wm(st, clock, now_ms))
+        st.advance_clock(clock, st.watermark.value(clock))
         self.events_applied += len(recs)
         self.wake.set()
         for (src, outcome), n in counts.items():
@@ -149,16 +144,11 @@ class StateStage:
         while len(cps) > 10_000:  # bound memory on a clock that stands still
             cps.popleft()
 
-    def tick(self, now_ms: int | None = None) -> list[int]:
-        """Move every held state's watermark by wall time (a quiet feed stops holding it back);
-        the partitions whose states have new outputs."""
+    def tick(self) -> list[int]:
+        """The partitions whose states have new outputs."""
         out = []
         for p, h in self.held.items():
             st = h.state
-            wm = self.now_wm(st, st.clock, now_ms)
-            if wm > st.wm:
-                st.advance_clock(st.clock, wm)
-                self.wake.set()
             if st.incidents.out or st.incidents.changed_records:
                 out.append(p)
         return out

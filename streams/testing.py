@@ -71,11 +71,10 @@ class Pipeline:
             self._deliver(self.router.zone_events(out, prev, self.wall))   # as ingest sends them
 
     def finish(self, quiet_ms: int = 3_600_000) -> None:
-        """Every feed goes quiet: wall time passes, the watermark reaches the stream clock and
-        every decision due by then is made."""
+        """Every feed goes quiet: wall time passes (the ingest's heartbeat says so), the watermark
+        reaches the stream clock and every decision due by then is made."""
         self.wall += quiet_ms
-        self.stage.tick(self.wall)
-        self._deliver({})
+        self._deliver(self.router.heartbeat(self.wall))
 
     def _deliver(self, payloads: dict[int, list[bytes]]) -> None:
         while True:

@@ -685,6 +685,7 @@ class PartitionState:
             "seen": self.seen.snapshot(),
             "incidents": self.incidents.snapshot(),
             "reach": self.reach.snapshot(),
+            "watermark": self.watermark.snapshot(),
         }
 
     def restore(self, snap: dict, sealed: dict[int, bytes]) -> None:
@@ -711,6 +712,7 @@ class PartitionState:
         self.seen = IdMemory.restore(snap["seen"], sealed)
         self.incidents = IncidentState.restore(snap["incidents"], self.grace_ms, self.unit_stale_ms)
         self.reach.restore(snap["reach"])
+        self.watermark.restore(snap.get("watermark"))
 
     # -- housekeeping ----------------------------------------------------------------------
     def _prune(self) -> None:

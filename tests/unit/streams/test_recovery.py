@@ -74,7 +74,7 @@ class LoggedPipeline(Pipeline):
         for offset in range(lookback, len(log)):
             recovery.rebuild_from(self.stage, held, offset, log[offset], start, count_from=len(log))
         versions = {zid: agg.version for zid, agg in old.state.zones.items()}
-        recovery.rebuilt(held, len(log), start, versions, old.generation + 1, self.wall)
+        recovery.rebuilt(held, len(log), start, versions, old.generation + 1)
         self.stage.held[p] = held
         self.takeovers += 1
 
