@@ -219,7 +219,8 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
 
     @app.timer(TICK_S)
     async def tick():
-        """The watermark moves with wall time too (a quiet feed stops holding it back)."""
+        """Outputs decided since the last batch, zones.daily, snapshots (the watermark itself moves
+        only with the batches: streams/watermark.py)."""
         for p in stage.tick():
             held = stage.held.get(p)
             if held is not None:
