@@ -214,3 +214,25 @@ def test_after_a_rebalance_a_units_next_fix_goes_everywhere_again():
     assert fix(t + 5_000) != set(range(4))         # known: its homes (and its previous fix's)
     router.forget_devices()
     assert fix(t + 10_000) == set(range(4))
+
+
+def test_after_a_restart_a_units_next_fix_goes_where_its_registry_position_says():
+    """load_units (zw:unit-info after a start or a rebalance) stands for the unit's previous fix:
+    its next fix goes to the homes of both positions, as if the router had seen that fix itself
+    (its status unknown there: taken as available), and not to every partition."""
+    s = settings(7)
+    t = scenario.ms(scenario.local(11, 9, 0))
+    far = (scenario.PA[0] + 0.05, scenario.PA[1] + 0.14)    # ~14 km away: other homes
+
+    def fix(router, ts, where):
+        ev = {"unit_id": "u1", "ts": ts, "lat": where[0], "lon": where[1], "status": "available"}
+        out, _d, _r, _p = router.route([Msg(topics.GPS, 0, ts, None, orjson.dumps(ev), 1)])
+        return {p for p, recs in out.items() if any(isinstance(r, records.IncidentFix) for r in recs)}
+
+    seen = Router(s, ZoneIndex(load_zones(s.zones)))
+    fix(seen, t, far)
+    want = fix(seen, t + 5_000, scenario.PA)
+    restarted = Router(s, ZoneIndex(load_zones(s.zones)))
+    restarted.load_units({"u1": (t, far[0], far[1])})
+    assert fix(restarted, t + 5_000, scenario.PA) == want != set(range(7))
+    assert fix(restarted, t + 10_000, scenario.PA) == fix(seen, t + 10_000, scenario.PA)
