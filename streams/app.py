@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, cast
 
 import faust
 from aiokafka import AIOKafkaProducer
+from faust.tables import TableManager
 
 from contract import redisurl
 from contract.security import aiokafka_kwargs, faust_broker_credentials, faust_broker_url
@@ -64,6 +65,19 @@ LAG_S = 5.0
 DAILY_S = 10.0
 FORGET_S = 300.0
 REDIS_TIMEOUT_S = 5.0   # a hung Redis (SIGSTOP) must not block the worker forever
+
+
+class NoTableWait(TableManager):
+    """Faust's table manager without its 1 s sleep at start (left for tables declared late):
+    zonewatch declares no Faust table (its state and snapshots are its own, streams/recovery.py),
+    and the sleep came before the group join, so before every takeover of a (re)started worker."""
+
+    async def on_start(self) -> None:
+        if len(self):
+            await super().on_start()
+            return
+        await self._update_channels()
+        await self.recovery.start()
 
 
 def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.0.1") -> faust.App:
@@ -105,6 +119,7 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
         # the partitions come back in seconds rather than after the 5-minute default
         consumer_metadata_max_age_ms=10_000,
         producer_metadata_max_age_ms=10_000,
+        TableManager=NoTableWait,
     ))
 
     # -- the topics and the stages ----------------------------------------------------------------
