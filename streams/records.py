@@ -129,8 +129,10 @@ SOURCE: dict[type, str] = {ZoneCall: "calls", ZoneAlert: "alerts", ZoneFix: "gps
 class Batch(msgspec.Struct, array_like=True, gc=False):
     """One zone-events message. `gps`: per patrol.gps input partition the sender reads,
     [partition, largest ts accepted from it, wall ms of its last delivery]; `wall`: the sender's
-    wall clock (ms) when it made the batch. The watermark of a batch is computed as of `wall`, so
-    a replay of the log after a takeover decides exactly what the live run decided."""
+    wall clock (ms) when it made the batch. The watermark moves on the marks and on `wall`
+    (streams/watermark.py), so a replay of the log after a takeover decides exactly what the live
+    run decided. A batch without events is an ingest's heartbeat (sent each second it routes
+    nothing: Router.heartbeat)."""
     clock: int
     events: list[Record]
     gps: list[tuple[int, int, int]] = []
