@@ -20,8 +20,11 @@
                                          HSET/HDEL zw:incidents + XADD zw:incident-updates (one
                                          pipeline) ─► zones.state (compacted, outputs.py)
 
-Topic schemas: inputs and ingest.deadletter are contract.events (CONTRACT §1, §4); zone-events
-is streams/records.py; the outputs are CONTRACT §4. Redis keys are contract.keys.
+Every zone-events batch carries the patrol.gps marks and the ingest's wall time, and an ingest with
+nothing to route sends a marks-only batch to every partition each second: each partition state's
+watermark moves on those alone (watermark.py). Topic schemas: inputs and ingest.deadletter are
+contract.events (CONTRACT §1, §4); zone-events is streams/records.py; the outputs are CONTRACT §4.
+Redis keys are contract.keys.
 """
 
 from __future__ import annotations
