@@ -132,7 +132,7 @@ class Batch(msgspec.Struct, array_like=True, gc=False):
     wall clock (ms) when it made the batch. The watermark moves on the marks and on `wall`
     (streams/watermark.py), so a replay of the log after a takeover decides exactly what the live
     run decided. A batch without events is an ingest's heartbeat (sent each second it routes
-    nothing: Router.heartbeat)."""
+    nothing: Router.zone_events)."""
     clock: int
     events: list[Record]
     gps: list[tuple[int, int, int]] = []
