@@ -22,12 +22,9 @@ import time
 import zlib
 from pathlib import Path
 
-import msgspec
-
 from contract.settings import Settings
 from contract.zones import load_zones
 from streams import recovery
-from streams.state_stage import SNAPSHOT_ZLIB
 from streams.testing import Msg, Pipeline
 
 from .city import CityStream, zone_set
@@ -35,41 +32,24 @@ from .city import CityStream, zone_set
 T0 = 1_686_441_600_000   # 2023-06-11 08:00 +08:00
 
 
-def build(partitions: int, events: int) -> tuple[Pipeline, dict[int, list[bytes]]]:
-    """The pipeline after `events` events, and each partition's zone-events log."""
+def build(partitions: int, events: int) -> Pipeline:
+    """The pipeline, with each partition's zone-events log, after `events` events."""
     out_dir = Path(tempfile.mkdtemp(prefix="zw-lookback-"))
     zones_file, _what, bbox = zone_set("city", out_dir)
     s = Settings(zones=zones_file, partitions=partitions, future_tolerance_ms=10 ** 13)
-    pipe = Pipeline(s, zones=load_zones(zones_file), reach_cells=True)
-    logs: dict[int, list[bytes]] = {p: [] for p in range(partitions)}
-    stage = pipe.stage
-    apply = stage.apply_batch
-    owner = {id(h.state): p for p, h in stage.held.items()}
-
-    def logged(st, value, live=True):
-        apply(st, value, live)
-        p = owner[id(st)]
-        logs[p].append(value)
-        stage.applied(p, len(logs[p]) - 1)
-
-    stage.apply_batch = logged  # type: ignore[method-assign]
+    pipe = Pipeline(s, zones=load_zones(zones_file), reach_cells=True, keep_log=True)
     stream = CityStream(bbox, seed=11)
     msgs = [Msg(s.topic(t), zlib.crc32(k) % 4, i, k, v, ts)
             for i, (t, k, v, ts) in enumerate(stream.events(events, T0))]
     pipe.feed(msgs, batch=500)
-    stage.apply_batch = apply  # type: ignore[method-assign]
-    return pipe, logs
+    return pipe
 
 
-def rebuild(pipe: Pipeline, logs: dict[int, list[bytes]], paused: bool) -> tuple[float, int, int]:
+def rebuild(pipe: Pipeline, paused: bool) -> tuple[float, int, int]:
     """(CPU seconds, look-back messages, held fixes) of rebuilding every partition's look-back."""
-    stage = pipe.stage
-    snaps = {}
-    for p in logs:
-        value = dict(stage.snapshot(p))[f"{p}/state".encode()]
-        assert value is not None
-        raw = zlib.decompress(value[1:]) if value[:1] == SNAPSHOT_ZLIB else value
-        snaps[p] = msgspec.msgpack.decode(raw)
+    stage, logs = pipe.stage, pipe.log
+    assert logs is not None
+    snaps = {p: recovery.parse_snapshot(p, dict(stage.snapshot(p)))[0] for p in logs}
     gc.collect()
     messages = fixes = 0
     t0 = time.process_time()
@@ -77,7 +57,7 @@ def rebuild(pipe: Pipeline, logs: dict[int, list[bytes]], paused: bool) -> tuple
         gc.disable()
     try:
         for p, log in logs.items():
-            held, start, lookback = recovery.from_snapshot(stage, p, snaps[p], {})
+            held, start, lookback = recovery.from_snapshot(stage, p, snaps[p], {}, first=0)
             for offset in range(lookback, start):
                 recovery.rebuild_from(stage, held, offset, log[offset], start, count_from=start)
             messages += start - lookback
@@ -93,11 +73,13 @@ def main(argv=None) -> None:
     ap.add_argument("--events", type=int, default=1_000_000)
     a = ap.parse_args(argv)
     t = time.monotonic()
-    pipe, logs = build(a.partitions, a.events)
+    pipe = build(a.partitions, a.events)
+    assert pipe.log is not None
     print(f"{a.events:,} events through the pure flow in {time.monotonic() - t:.0f} s; "
-          f"{sum(len(v) for v in logs.values()):,} zone-events messages over {a.partitions} partitions", flush=True)
+          f"{sum(len(v) for v in pipe.log.values()):,} zone-events messages over {a.partitions} partitions",
+          flush=True)
     for paused in (True, False):
-        cpu, messages, fixes = rebuild(pipe, logs, paused)
+        cpu, messages, fixes = rebuild(pipe, paused)
         print(f"look-back rebuild, collector {'paused' if paused else 'on'}: {cpu:.2f} s CPU for {messages:,} "
               f"messages, {fixes:,} held fixes ({cpu / max(1, messages) * 1e3:.2f} ms a message)", flush=True)
 

@@ -119,7 +119,6 @@ class IngestStage:
     async def _handle(self, batches: dict) -> None:
         """Route one fetch, send its records, and queue its commit behind Kafka's acknowledgement."""
         dl_topic = self.s.topic(topics.DEADLETTER)
-        ze_topic = self.s.internal_zone_events
         # which partitions still have records in Kafka: once per fetch (positions move only with
         # a fetch), for the cut, the watermark's delivering partitions and the pauses
         unfetched = await self._unfetched()
@@ -133,13 +132,7 @@ class IngestStage:
         now_ms = int(time.time() * 1000)
         out, dead, rejected, positions = self.router.route(msgs, now_ms)
         self.router.still_delivering(await self._gps_behind(unfetched), now_ms)
-        futures = []
-        sent = self.router.zone_events(out, prev_clock, now_ms)
-        for p, payloads in sent.items():
-            for payload in payloads:
-                futures.append(await self.producer.send(ze_topic, payload, partition=p))
-        if len(sent) == self.router.n:
-            self._beat = time.monotonic()
+        futures = await self._send_zone_events(out, prev_clock, now_ms)
         for m, reason in dead:
             base = self.router.base_topic[m.topic]
             raw = events.redact_callers(m.value, self.router.secret) if m.value else m.value
@@ -162,13 +155,20 @@ class IngestStage:
     async def _heartbeat(self) -> None:
         """Nothing routed for HEARTBEAT_S: tell every partition state the ingest's time and marks
         (streams/watermark.py). Not waited for: a lost heartbeat only delays the next decision."""
-        self._beat = time.monotonic()
         now_ms = int(time.time() * 1000)
         self.router.still_delivering(await self._gps_behind(), now_ms)
-        for p, payloads in self.router.heartbeat(now_ms).items():
+        for fut in await self._send_zone_events({}, self.router.clock, now_ms):
+            fut.add_done_callback(_ignore_failure)
+
+    async def _send_zone_events(self, out: dict, prev_clock: int, now_ms: int) -> list:
+        """Send a routed batch's zone-events messages (every partition gets one: Router.zone_events);
+        the futures of Kafka's acknowledgements."""
+        self._beat = time.monotonic()
+        futures = []
+        for p, payloads in self.router.zone_events(out, prev_clock, now_ms).items():
             for payload in payloads:
-                fut = await self.producer.send(self.s.internal_zone_events, payload, partition=p)
-                fut.add_done_callback(_ignore_failure)
+                futures.append(await self.producer.send(self.s.internal_zone_events, payload, partition=p))
+        return futures
 
     async def _rewind(self, exc: Exception) -> None:
         """Kafka did not take a batch's records (a broker down longer than the producer's

@@ -26,7 +26,6 @@ from .records import (
     ZoneCall,
     ZoneFix,
     ZoneStatus,
-    encode,
     encode_split,
 )
 from .zone_index import ZoneIndex
@@ -100,19 +99,12 @@ class Router:
         return len(units) + len(cams)
 
     def zone_events(self, out: dict[int, list], prev_clock: int, wall: int) -> dict[int, list[bytes]]:
-        """The zone-events messages of a routed batch, by partition: every partition gets the
-        patrol.gps marks, with or without records (each partition's state decides on the marks
-        its own batches carried, streams/watermark.py)."""
+        """The zone-events messages of a routed batch for every partition, with or without records:
+        each carries the patrol.gps marks and the ingest's time, on which each partition's state
+        moves its watermark (streams/watermark.py). With nothing routed (`out` empty) it is the
+        ingest's heartbeat."""
         marks = self.marks()
-        return {p: encode_split(out.get(p, []), self.clock, prev_clock, gps=marks, wall=wall)
-                for p in (range(self.n) if marks else out)}
-
-    def heartbeat(self, wall: int) -> dict[int, list[bytes]]:
-        """A marks-only zone-events message for every partition, sent at `wall`: while there is
-        nothing to route, it carries the ingest's time to the states (streams/watermark.py), so a
-        feed that stopped goes idle there, and the marks of partitions still delivering."""
-        marks = self.marks()
-        return {p: [encode(self.clock, [], marks, wall)] for p in range(self.n)}
+        return {p: encode_split(out.get(p, []), self.clock, prev_clock, gps=marks, wall=wall) for p in range(self.n)}
 
     def forget_devices(self) -> None:
         """A rebalance: what this ingest remembers of units and cameras (where their previous

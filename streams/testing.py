@@ -3,6 +3,7 @@
     pipe = Pipeline(settings)
     pipe.feed(messages, batch=50)        # aiokafka-like records, in the order they are read
     pipe.finish()                        # the feeds go quiet: the watermark reaches the clock
+    Pipeline(settings, keep_log=True).log[p]   # partition p's zone-events log, as applied
     pipe.documents(), pipe.sla, pipe.enriched, pipe.dead, pipe.router.positions
 
 Each batch goes through the same pieces as in the worker: the Router (validation, zones,
@@ -38,7 +39,7 @@ class _NoStore:
 
 class Pipeline:
     def __init__(self, settings: Settings, zones=None, repeat: int = 1, wall0: int = 1_700_000_000_000,
-                 reach_cells: bool = False):
+                 reach_cells: bool = False, keep_log: bool = False):
         self.s = settings
         zones = zones if zones is not None else load_zones(settings.zones, id_property=settings.zone_id_property)
         from .reach import zone_cells
@@ -56,6 +57,9 @@ class Pipeline:
         # call_id -> beyond which the worker would add units from Redis (no Redis here)
         self.fallback: dict[str, float] = {}
         self.dead: list = []
+        # keep_log: each partition's zone-events log as applied (offset = index), for takeovers
+        # (streams/recovery.py)
+        self.log: dict[int, list[bytes]] | None = {p: [] for p in range(settings.partitions)} if keep_log else None
 
     @property
     def states(self):
@@ -74,16 +78,23 @@ class Pipeline:
         """Every feed goes quiet: wall time passes (the ingest's heartbeat says so), the watermark
         reaches the stream clock and every decision due by then is made."""
         self.wall += quiet_ms
-        self._deliver(self.router.heartbeat(self.wall))
+        self._deliver(self.router.zone_events({}, self.router.clock, self.wall))
+
+    def applied(self, p: int, value: bytes) -> None:
+        """Apply one zone-events message to partition p, as its owner does (and log it)."""
+        self.stage.apply_batch(self.stage.held[p].state, value)
+        if self.log is not None:
+            log = self.log[p]
+            log.append(value)
+            self.stage.applied(p, len(log) - 1)
 
     def _deliver(self, payloads: dict[int, list[bytes]]) -> None:
         while True:
             feedback: dict[int, list[bytes]] = {}
             for p, values in payloads.items():
-                st = self.stage.held[p].state
                 for value in values:
                     for _ in range(self.repeat):
-                        self.stage.apply_batch(st, value)
+                        self.applied(p, value)
             for h in self.stage.held.values():
                 enriched, sla, arrivals = self.stage.take_outputs(h.state)
                 fallback = h.state.incidents.take_fallback()

@@ -9,15 +9,12 @@ without takeovers and with the brute-force oracles of test_read_order."""
 from __future__ import annotations
 
 import random
-import zlib
 from collections import Counter
 
-import msgspec
 import pytest
 
 from contract.settings import Settings
 from streams import recovery
-from streams.state_stage import SNAPSHOT_ZLIB
 from streams.testing import Pipeline
 from tests import scenario
 
@@ -32,44 +29,27 @@ from .test_read_order import (
 
 
 class LoggedPipeline(Pipeline):
-    """A Pipeline whose partitions keep their zone-events log (offset = index) and a compacted
-    snapshots topic (key -> latest value), snapshotting at random, and can be taken over."""
+    """A Pipeline whose partitions keep their zone-events log and a compacted snapshots topic (key ->
+    latest value), snapshotting at random after a message, and can be taken over."""
 
     def __init__(self, settings: Settings, rng: random.Random, snapshot_p: float):
-        super().__init__(settings)
+        super().__init__(settings, keep_log=True)
         self.rng = rng
         self.snapshot_p = snapshot_p
-        self.log: dict[int, list[bytes]] = {p: [] for p in range(settings.partitions)}
         self.topic: dict[int, dict[bytes, bytes | None]] = {p: {} for p in range(settings.partitions)}
         self.takeovers = 0
-        apply = self.stage.apply_batch
 
-        def logged(st, value, live=True):
-            apply(st, value, live)
-            p = next((q for q, h in self.stage.held.items() if h.state is st), None)
-            if p is None:
-                return  # a takeover replaying the log's tail
-            self.log[p].append(value)
-            self.stage.applied(p, len(self.log[p]) - 1)
-            if self.rng.random() < self.snapshot_p:
-                for key, val in self.stage.snapshot(p):
-                    self.topic[p][key] = val
-
-        self.stage.apply_batch = logged  # type: ignore[method-assign]
+    def applied(self, p: int, value: bytes) -> None:
+        super().applied(p, value)
+        if self.rng.random() < self.snapshot_p:
+            self.topic[p].update(self.stage.snapshot(p))
 
     def take_over(self, p: int) -> None:
         """What a worker taking partition p does (recovery.restore), from the in-memory topics."""
-        latest = self.topic[p]
-        raw = latest.get(f"{p}/state".encode())
-        snap = None
-        if raw is not None:
-            snap = msgspec.msgpack.decode(zlib.decompress(raw[1:]) if raw[:1] == SNAPSHOT_ZLIB else raw)
-        prefix = f"{p}/seen/".encode()
-        sealed = {int(k[len(prefix):]): v for k, v in latest.items() if k.startswith(prefix) and v is not None}
+        assert self.log is not None
+        snap, sealed = recovery.parse_snapshot(p, self.topic[p])
         old = self.stage.held[p]
-        held, start, lookback = recovery.from_snapshot(self.stage, p, snap, sealed)
-        if snap is None:
-            held.floor = start = lookback = 0
+        held, start, lookback = recovery.from_snapshot(self.stage, p, snap, sealed, first=0)
         log = self.log[p]
         for offset in range(lookback, len(log)):
             recovery.rebuild_from(self.stage, held, offset, log[offset], start, count_from=len(log))
