@@ -38,6 +38,23 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stage_quantiles(rows, prev_rows) -> dict[str, tuple[float, float]]:
+    """{stage: (p50 ms, p99 ms)} of zonewatch_stage_seconds between two scrapes."""
+    out = {}
+    for stage in metrics.STAGES:
+        d = (promtext.Histogram.from_rows(rows, metrics.STAGE, {"stage": stage})
+             - promtext.Histogram.from_rows(prev_rows, metrics.STAGE, {"stage": stage}))
+        if d.count:
+            out[stage] = ((d.quantile(0.5) or 0) * 1000, (d.quantile(0.99) or 0) * 1000)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=float, default=float(os.environ.get("DURATION", 1800)))
@@ -96,6 +113,8 @@ def main(argv=None) -> int:
         rows_prom = promtext.parse(promtext.fetch(f"http://127.0.0.1:{port}/metrics"))
         h_prev = promtext.Histogram.from_rows(rows_prom, metrics.E2E_LATENCY)
         n_prev = promtext.counter_sum(rows_prom, metrics.EVENTS)
+        rows_prev = rows_prom
+        cpu_prev = {"worker": cpu_seconds(worker.pid), "simulator": cpu_seconds(sim.pid)}
         rss_start = rss_mib(worker.pid)
         rss_max = rss_start
         print(f"soak {tag}: {args.duration:.0f} s, window {args.window:.0f} s; worker pid {worker.pid}, "
@@ -114,14 +133,25 @@ def main(argv=None) -> int:
                 h = promtext.Histogram.from_rows(rows_prom, metrics.E2E_LATENCY)
                 n = promtext.counter_sum(rows_prom, metrics.EVENTS)
                 d = h - h_prev
+                cpu = {"worker": cpu_seconds(worker.pid), "simulator": cpu_seconds(sim.pid)}
+                pauses = promtext.counter_sum(rows_prom, metrics.FETCH_PAUSES, by="reason")
+                pauses_prev = promtext.counter_sum(rows_prev, metrics.FETCH_PAUSES, by="reason")
                 row = {"t_min": round((now - t0) / 60, 1), "events_per_s": (n - n_prev) / (now - win_start),
                        "p50_ms": (d.quantile(0.5) or 0) * 1000, "p99_ms": (d.quantile(0.99) or 0) * 1000,
                        "consumer_lag": promtext.counter_sum(rows_prom, metrics.CONSUMER_LAG),
-                       "rss_mib": rss, "rss_max_mib": rss_max}
+                       "rss_mib": rss, "rss_max_mib": rss_max,
+                       # where the time goes, and whether the worker waits or works
+                       "stages_ms": stage_quantiles(rows_prom, rows_prev),
+                       "fetch_pauses": {k: v - pauses_prev.get(k, 0.0) for k, v in pauses.items()},
+                       "cpu_percent": {k: 100.0 * (cpu[k] - cpu_prev[k]) / (now - win_start) for k in cpu}}
                 rows.append(row)
                 print(f"{row['t_min']:>8} {row['events_per_s']:>9.0f} {row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f} "
                       f"{row['consumer_lag']:>9.0f} {rss:>8.1f} {rss_max:>8.1f}", flush=True)
-                h_prev, n_prev, win_start = h, n, now
+                print("         stages p50/p99 ms: " + ", ".join(
+                    f"{k} {a:.1f}/{b:.1f}" for k, (a, b) in row["stages_ms"].items())
+                      + "; fetch pauses " + ", ".join(f"{k} {v:.0f}" for k, v in row["fetch_pauses"].items())
+                      + "; CPU % " + ", ".join(f"{k} {v:.0f}" for k, v in row["cpu_percent"].items()), flush=True)
+                h_prev, n_prev, win_start, rows_prev, cpu_prev = h, n, now, rows_prom, cpu
         rss_end = rss_mib(worker.pid)
         result = {"tag": tag, "duration_s": args.duration, "load": vars(args) | {"out": str(args.out)},
                   "rss_start_mib": rss_start, "rss_end_mib": rss_end, "rss_max_mib": rss_max, "windows": rows}

@@ -10,9 +10,13 @@ EVENTS = "zonewatch_events_total"                 # counter {source, outcome}
 E2E_LATENCY = "zonewatch_e2e_latency_seconds"     # histogram {source}
 EVENT_AGE = "zonewatch_event_age_seconds"         # histogram {source}
 ZONE_WRITES = "zonewatch_zone_writes_total"       # counter
+STAGE = "zonewatch_stage_seconds"                 # histogram {stage}: where an event's latency goes (v3)
 
 SOURCES = ("calls", "gps", "alerts", "status")
 OUTCOMES = ("accepted", "rejected", "duplicate")
+#: the hot path's stages (CONTRACT §5), then `outputs` (beyond the contract): a batch's output records
+#: awaited before the partition takes its next batch
+STAGES = ("ingest", "hop", "apply", "flush", "outputs")
 
 # --- beyond the contract (README "Reliability") -------------------------------------------------
 DEADLETTERS = "zonewatch_deadletter_total"             # counter {source, reason}
@@ -35,4 +39,5 @@ SNAPSHOT_BYTES = "zonewatch_snapshot_bytes"             # gauge: size of the las
 FENCED = "zonewatch_fenced_writes_total"                # counter: partitions found owned by another worker
 OUTPUT_RETRIES = "zonewatch_output_retries_total"       # counter: output records sent again
 GC_PAUSE = "zonewatch_gc_pause_seconds"                 # histogram {generation}: collector pauses
+FETCH_PAUSES = "zonewatch_fetch_pauses_total"           # counter {reason}: the state stage's fetcher held back
 SLA_DECISION_TYPES = ("arrived", "breach")

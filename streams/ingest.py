@@ -19,6 +19,7 @@ import time
 from collections import deque
 from typing import Any
 
+import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.abc import ConsumerRebalanceListener
@@ -133,6 +134,9 @@ class IngestStage:
         out, dead, rejected, positions = self.router.route(msgs, now_ms)
         self.router.still_delivering(await self._gps_behind(unfetched), now_ms)
         futures = await self._send_zone_events(out, prev_clock, now_ms)
+        # stage "ingest": each input message's Kafka timestamp to its zone-events send
+        sent = np.fromiter((m.timestamp for m in msgs), np.float64, len(msgs))
+        metrics.observe_array(metrics.STAGE.labels("ingest"), (time.time() * 1000.0 - sent) / 1000.0)
         for m, reason in dead:
             base = self.router.base_topic[m.topic]
             raw = events.redact_callers(m.value, self.router.secret) if m.value else m.value

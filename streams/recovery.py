@@ -125,8 +125,8 @@ async def committed_offset(s, tp: TopicPartition) -> int | None:
 
 
 async def restore(stage: StateStage, p: int, emit) -> Held:
-    """Take partition p over (steps 1-5 above). `emit(state)` sends the outputs the state has
-    decided, awaiting Kafka's acknowledgements."""
+    """Take partition p over (steps 1-5 above). `emit(p, state)` queues the outputs the state has
+    decided (streams/outputs.py PartitionOutputs: delivered in order, before any later snapshot)."""
     s = stage.s
     started = time.monotonic()
     metrics.REBUILD_IN_PROGRESS.inc()
@@ -166,7 +166,7 @@ async def restore(stage: StateStage, p: int, emit) -> Held:
                             break
                         if rebuild_from(stage, held, m.offset, m.value, start, count_from):
                             replayed += 1
-                            await emit(held.state)
+                            emit(p, held.state)
                         else:
                             looked += 1
                             t_looked = time.monotonic()

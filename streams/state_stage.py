@@ -53,6 +53,14 @@ class Held:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
+def compress_snapshot(encoded: bytes) -> bytes:
+    """A snapshot's state value as the topic holds it. zlib level 1: a district partition's
+    state shrinks several times for a few milliseconds."""
+    value = SNAPSHOT_ZLIB + zlib.compress(encoded, 1)
+    metrics.SNAPSHOT_BYTES.set(len(value))
+    return value
+
+
 class StateStage:
     """The PartitionState of every assigned zone-events partition, applied to and flushed."""
 
@@ -69,6 +77,7 @@ class StateStage:
         self.flushed_clock: dict[int, int] = {}
         self.last_heartbeat: dict[int, float] = {}
         self.pending_e2e: dict[str, list[float]] = {src: [] for src in metric_names.SOURCES}
+        self.pending_flush: list[tuple[float, int]] = []   # (wall time applied, events) not yet written
         self.events_applied = 0
         self.pending_board: dict[int, list[dict]] = {}   # incident entries not held by any state
         self.wake = asyncio.Event()
@@ -99,6 +108,7 @@ class StateStage:
         """Apply one zone-events message; `live=False` replays (no metrics, no e2e). The
         watermark moves on the marks and the wall time the batch carries (streams/watermark.py),
         so replays decide the same."""
+        started = time.time()
         batch = records.decode(value)
         st.watermark.observe(batch.gps, batch.wall)
         recs = batch.events
@@ -126,6 +136,14 @@ class StateStage:
         st.advance_clock(clock, st.watermark.value(clock))
         self.events_applied += len(recs)
         self.wake.set()
+        # stages "hop" (zone-events send to here) and "apply", per event of the batch; "flush" is
+        # observed when the write that reflects them completes
+        events = sum(counts.values())
+        if events:
+            applied = time.time()
+            metrics.observe_weighted(metrics.STAGE.labels("hop"), max(0.0, started - batch.wall / 1000.0), events)
+            metrics.observe_weighted(metrics.STAGE.labels("apply"), applied - started, events)
+            self.pending_flush.append((applied, events))
         for (src, outcome), n in counts.items():
             metrics.EVENTS.labels(src, outcome).inc(n)
         for src, vals in ages.items():
@@ -181,10 +199,12 @@ class StateStage:
             and (time.monotonic() if now is None else now) - h.last_snapshot >= self.s.snapshot_interval_ms / 1000.0 \
             and (h.applied_upto != h.snapshot_offset or h.state.wm != h.snapshot_wm)
 
-    def snapshot(self, p: int) -> list[tuple[bytes, bytes | None]]:
+    def snapshot(self, p: int, compress: bool = True) -> list[tuple[bytes, bytes | None]]:
         """(key, value) records for the snapshots topic that make partition p's state at
         `applied_upto` recoverable: sealed dedup hours not written yet, tombstones for hours
-        that left the horizon, then the state. The caller sends them in this order."""
+        that left the horizon, then the state. The caller sends them in this order. With
+        compress=False the state's value is left for `compress_snapshot` (off the event loop: zlib
+        releases the GIL)."""
         h = self.held[p]
         st = h.state
         h.last_snapshot = time.monotonic()
@@ -204,11 +224,9 @@ class StateStage:
                 lookback = max(lookback, offset)
             else:
                 break
-        # zlib level 1: a district partition's state shrinks several times for a few milliseconds
-        value = SNAPSHOT_ZLIB + zlib.compress(_snap_encoder.encode(
-            {"v": 1, "offset": h.applied_upto, "lookback": lookback, "floor": h.floor, "state": st.snapshot()}), 1)
-        out.append((f"{p}/state".encode(), value))
-        metrics.SNAPSHOT_BYTES.set(len(value))
+        value = _snap_encoder.encode(
+            {"v": 1, "offset": h.applied_upto, "lookback": lookback, "floor": h.floor, "state": st.snapshot()})
+        out.append((f"{p}/state".encode(), compress_snapshot(value) if compress else value))
         return out
 
     # -- ownership --------------------------------------------------------------------------------
@@ -253,6 +271,7 @@ class StateStage:
                 parts.append((p, h.generation, docs, board, timelines))
         pending = self.pending_e2e
         self.pending_e2e = {src: [] for src in metric_names.SOURCES}
+        applied, self.pending_flush = self.pending_flush, []
         if not parts:
             return
         encoded, ids, fenced = await self.store.write(parts)
@@ -263,6 +282,9 @@ class StateStage:
             if self.on_fenced is not None:
                 self.on_fenced(fenced)
         now_ms = time.time() * 1000
+        flush_stage = metrics.STAGE.labels("flush")
+        for at, n in applied:
+            metrics.observe_weighted(flush_stage, now_ms / 1000.0 - at, n)
         for src, kts in pending.items():
             if kts:
                 metrics.observe_many(metrics.E2E.labels(src), [(now_ms - t) / 1000.0 for t in kts])
