@@ -14,9 +14,10 @@ STAGE = "zonewatch_stage_seconds"                 # histogram {stage}: where an 
 
 SOURCES = ("calls", "gps", "alerts", "status")
 OUTCOMES = ("accepted", "rejected", "duplicate")
-#: the hot path's stages (CONTRACT §5), then `outputs` (beyond the contract): a batch's output records
-#: awaited before the partition takes its next batch
-STAGES = ("ingest", "hop", "apply", "flush", "outputs")
+#: the hot path's stages (CONTRACT §5), then two beyond the contract: `fetch`, the part of `ingest` until
+#: the input message was fetched (the connector's linger, Kafka), and `outputs`, a batch's output records
+#: from their decision to Kafka's acknowledgement (off the apply path)
+STAGES = ("ingest", "hop", "apply", "flush", "fetch", "outputs")
 
 # --- beyond the contract (README "Reliability") -------------------------------------------------
 DEADLETTERS = "zonewatch_deadletter_total"             # counter {source, reason}

@@ -87,8 +87,16 @@ class WorkerApp(faust.App):
     BootStrategy = WorkerBoot
 
 
-def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.0.1") -> faust.App:
-    """Build the Faust app for these settings (zones are loaded and indexed here)."""
+ROLES = ("all", "ingest", "state")
+
+
+def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.0.1", role: str = "all") -> faust.App:
+    """Build the Faust app for these settings (zones are loaded and indexed here). `role` runs both
+    stages in one process (all), or one of them: an ingest process and a state process use two
+    cores and no longer share one event loop (`zonewatch worker --role`)."""
+    if role not in ROLES:
+        raise ValueError(f"role {role!r}: one of {', '.join(ROLES)}")
+    ingesting, stating = role in ("all", "ingest"), role in ("all", "state")
     load_rules(settings.rules)  # a bad rules file is refused before anything starts
     zones = load_zones(settings.zones, id_property=settings.zone_id_property)
     zone_ids = [z.zone_id for z in zones]
@@ -134,7 +142,6 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
     app.zonewatch_owned = owned
 
     # -- stage 1: input topics -> zone-events (a plain aiokafka consumer, see ingest.py) -------
-    @app.task
     async def ingest():
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka, acks="all",
                                     enable_idempotence=True, linger_ms=5,
@@ -153,17 +160,19 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
             await producer.stop()
 
     # -- stage 2: zone-events -> per-partition state -> outputs and the arrival loop ------------
-    @app.task
     async def zone_state():
         await owned.start()
+        # an ingest of the same process probes the dependencies already
+        probe = None if ingesting else asyncio.ensure_future(probe_forever(owned.consumer._client, redis))
         try:
             await owned.run()
         finally:
+            if probe is not None:
+                probe.cancel()
             await owned.stop()
 
     daily_last = [0.0]
 
-    @app.timer(TICK_S)
     async def tick():
         """Outputs decided since the last batch, zones.daily, snapshots (the watermark itself moves
         only with the batches: streams/watermark.py)."""
@@ -186,7 +195,6 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
         metrics.observe_clocks(stage)
 
     # -- stage 3: states -> Redis (store.py) and zones.state -------------------------------------
-    @app.task
     async def flusher():
         # Woken by the agent as soon as a batch changed something, it writes at once unless the
         # last write started less than ZONEWATCH_FLUSH_MS ago: the write itself and that minimum
@@ -218,7 +226,9 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
     async def lag() -> None:
         """zonewatch_consumer_lag: how far each group of this worker is behind the log ends."""
         state_group, ingest_group = settings.app_id, f"{settings.app_id}-ingest"
-        by: dict[tuple[str, str], int] = {(state_group, settings.internal_zone_events): await owned.lag()}
+        by: dict[tuple[str, str], int] = {}
+        if stating:
+            by[(state_group, settings.internal_zone_events)] = await owned.lag()
         ing = app.zonewatch_ingest
         if ing is not None:
             for (topic, n) in (await ing.lag()).items():
@@ -226,7 +236,6 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
         for (group, topic), n in by.items():
             metrics.CONSUMER_LAG.labels(group, topic).set(n)
 
-    @app.timer(FORGET_S)
     async def forget():
         """Units (and cameras) silent for ZONEWATCH_UNIT_FORGET_S leave Redis and ingest's memory."""
         ing = app.zonewatch_ingest
@@ -246,4 +255,12 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
     async def metrics_page(web, request):
         return web.bytes(metrics.render(), content_type="text/plain")
 
+    # the topology this process runs (the lag timer reports whichever groups it has)
+    if ingesting:
+        app.task(ingest)
+        app.timer(FORGET_S)(forget)
+    if stating:
+        app.task(zone_state)
+        app.task(flusher)
+        app.timer(TICK_S)(tick)
     return app

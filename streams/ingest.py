@@ -37,7 +37,7 @@ from .zone_index import ZoneIndex
 log = logging.getLogger("zonewatch.ingest")
 
 MAX_RECORDS = 5000
-MAX_PENDING_COMMITS = 8
+MAX_PENDING_COMMITS = 64   # batches routed ahead of Kafka's acknowledgements (each re-sent after a crash)
 LINGER_BELOW = 2000  # batches smaller than this wait ZONEWATCH_INGEST_LINGER_MS for more
 HEARTBEAT_S = 1.0  # with nothing routed for this long, a marks-only batch to every partition (Router.heartbeat)
 ALIGN_MS = 30_000  # how far (event time) one input partition may read ahead of the slowest
@@ -52,6 +52,7 @@ class IngestStage:
         self.index, self.reach_cells = index, reach_cells
         self.router = Router(settings, index, reach_cells)
         self.store = store
+        self.positions = PositionWriter(store)
         self.producer = producer
         # the AIOKafkaConsumer start() makes; every other method runs after start() (aiokafka is untyped)
         self.consumer: Any = None
@@ -96,6 +97,7 @@ class IngestStage:
         consumer = self.consumer
         while True:
             batches = await consumer.getmany(timeout_ms=50, max_records=MAX_RECORDS)
+            self._observe_fetched(batches)
             if not batches:
                 try:
                     if self._buffer:   # held records may be routable now (a frontier moved, a feed went quiet)
@@ -110,12 +112,21 @@ class IngestStage:
                 # batch costs the same messages, Redis calls and commits however small it is.
                 await asyncio.sleep(self.linger_s)
                 more = await consumer.getmany(timeout_ms=0, max_records=MAX_RECORDS)
+                self._observe_fetched(more)
                 for tp, recs in more.items():
                     batches[tp] = batches.get(tp, []) + recs
             try:
                 await self._handle(batches)
             except KafkaError as exc:
                 await self._rewind(exc)
+
+    @staticmethod
+    def _observe_fetched(batches: dict) -> None:
+        """Stage "fetch" (part of "ingest"): input message timestamp to its return by getmany, the
+        connector's linger, Kafka and the fetch; the rest of "ingest" is this stage's own."""
+        if batches:
+            stamps = np.fromiter((m.timestamp for recs in batches.values() for m in recs), np.float64)
+            metrics.observe_array(metrics.STAGE.labels("fetch"), (time.time() * 1000.0 - stamps) / 1000.0)
 
     async def _handle(self, batches: dict) -> None:
         """Route one fetch, send its records, and queue its commit behind Kafka's acknowledgement."""
@@ -145,10 +156,10 @@ class IngestStage:
             metrics.DEADLETTERS.labels(topics.SOURCE_OF_TOPIC[base], metrics.reason_class(reason)).inc()
         for src, n in rejected.items():
             metrics.EVENTS.labels(src, "rejected").inc(n)
-        if positions:
-            await self.store.write_positions(positions)
-        # Commit once Kafka has the batch's outputs, without holding up the next batch;
-        # commits stay in order (each waits for the one before).
+        if positions:   # written behind the routing; the commit waits for it (a restart reads them)
+            futures.append(self.positions.add(positions))
+        # Commit once Kafka has the batch's outputs and Redis its positions, without holding up the
+        # next batch; commits stay in order (each waits for the one before).
         offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items()}
         self._commits.append(asyncio.ensure_future(
             self._commit_when_sent(self._commits[-1] if self._commits else None, futures, offsets)))
@@ -372,6 +383,40 @@ class IngestStage:
         """Rewrite every unit position this ingest knows (after Redis lost its data)."""
         await self.store.write_positions(dict(self.router.positions))
         return len(self.router.positions)
+
+
+class PositionWriter:
+    """Unit positions (zw:units, zw:unit-info) written to Redis behind the routing, coalesced: one
+    write in flight, the next one takes every position routed meanwhile (a later fix of a unit
+    replaces its earlier one: the router passes only a unit's newest fixes). Ingest no longer waits
+    a Redis round trip per batch before it reads the next one."""
+
+    def __init__(self, store: RedisStore):
+        self.store = store
+        self.pending: dict = {}
+        self.pending_done: asyncio.Future | None = None   # resolves when `pending` is written
+        self.writing: asyncio.Future | None = None
+
+    def add(self, positions: dict) -> asyncio.Future:
+        """Queue these positions; the future resolves once a write holding them completed (a failed
+        write is counted and logged by the store, and every position is written again later)."""
+        self.pending.update(positions)
+        if self.pending_done is None:
+            self.pending_done = asyncio.get_running_loop().create_future()
+        done = self.pending_done
+        if self.writing is None or self.writing.done():
+            self.writing = asyncio.ensure_future(self._write())
+        return done
+
+    async def _write(self) -> None:
+        while self.pending:
+            batch, done = self.pending, self.pending_done
+            self.pending, self.pending_done = {}, None
+            try:
+                await self.store.write_positions(batch)
+            finally:
+                if done is not None and not done.done():
+                    done.set_result(None)
 
 
 def _peek_ts(m) -> int | None:

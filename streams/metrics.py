@@ -40,8 +40,9 @@ E2E = Histogram(names.E2E_LATENCY,
 STAGE = Histogram(names.STAGE,
                   "Seconds an event spends in each stage of the hot path: ingest (input message timestamp "
                   "to its zone-events send), hop (send to the state's apply), apply, flush (apply to the Redis "
-                  "write completed); and outputs, per batch with output records: their acknowledgement, awaited "
-                  "before the partition's next batch",
+                  "write completed); beyond the contract: fetch (the part of ingest until the input message was "
+                  "fetched) and outputs (per batch with output records: decided to acknowledged, off the apply "
+                  "path)",
                   ["stage"], buckets=STAGE_BUCKETS, registry=REGISTRY)
 FETCH_PAUSES = Counter(names.FETCH_PAUSES,
                        "Times the state stage stopped reading a zone-events partition: takeover (assigned, "

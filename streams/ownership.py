@@ -38,7 +38,7 @@ log = logging.getLogger("zonewatch.ownership")
 
 FETCH_TIMEOUT_MS = 100    # an idle getmany returns this often (the loop checks nothing else meanwhile)
 MAX_RECORDS = 500         # zone-events messages per fetch (each a batch of events)
-COMMIT_S = 1.0            # a partition's applied offset is committed at most this often, once delivered
+COMMIT_S = 0.1            # a partition's applied offset is committed at most this often, once delivered
 
 
 class OwnedPartitions:
@@ -54,6 +54,7 @@ class OwnedPartitions:
         self.taking: dict[int, asyncio.Future] = {}          # partition -> takeover running or done
         self.deliveries: dict[int, PartitionOutputs] = {}    # partition -> its ordered deliveries
         self.committed_at: dict[int, float] = {}
+        self.commit_later: set[int] = set()                  # partitions with a trailing commit scheduled
         stage.on_fenced = self.fenced
 
     # -- membership ---------------------------------------------------------------------------------
@@ -206,10 +207,18 @@ class OwnedPartitions:
 
     def _commit_when_delivered(self, p: int) -> None:
         """Commit p's applied offset once what was decided up to it is in Kafka (the group's committed
-        offset tells a takeover from where on the metrics were not counted: streams/recovery.py)."""
+        offset tells a takeover from where on the metrics were not counted: streams/recovery.py). At
+        most every COMMIT_S, and the last batch before a pause too (a trailing commit): a group whose
+        committed offsets stop short of what was applied looks behind to every reader of its lag."""
         now = time.monotonic()
         held = self.stage.held.get(p)
-        if held is None or now - self.committed_at.get(p, 0.0) < COMMIT_S:
+        if held is None:
+            return
+        wait = self.committed_at.get(p, 0.0) + COMMIT_S - now
+        if wait > 0:
+            if p not in self.commit_later:
+                self.commit_later.add(p)
+                asyncio.get_running_loop().call_later(wait, self._commit_trailing, p)
             return
         self.committed_at[p] = now
         offsets = {TopicPartition(self.topic, p): held.applied_upto}
@@ -221,6 +230,10 @@ class OwnedPartitions:
                 log.info("commit of zone-events partition %d skipped: %r", p, exc)   # moved: the next owner commits
 
         self.delivery(p).put(commit)
+
+    def _commit_trailing(self, p: int) -> None:
+        self.commit_later.discard(p)
+        self._commit_when_delivered(p)
 
     async def lag(self) -> int:
         """Messages between this worker's positions and the ends of its zone-events partitions."""
