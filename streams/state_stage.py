@@ -258,7 +258,11 @@ class StateStage:
             moved = st.clock != self.flushed_clock.get(p)
             # Clock-only rewrites (figures unchanged) when input pauses, and as a heartbeat for
             # wall displays at most every HEARTBEAT_S during a busy stream.
-            heartbeat = now - self.last_heartbeat.get(p, 0.0) >= HEARTBEAT_S
+            if p not in self.last_heartbeat:
+                # staggered: each partition's heartbeat rewrites all its zones, and several partitions'
+                # heartbeats in one flush stalled the loop together
+                self.last_heartbeat[p] = now - HEARTBEAT_S * (1.0 - p / max(1, self.s.partitions))
+            heartbeat = now - self.last_heartbeat[p] >= HEARTBEAT_S
             refresh = not moved or heartbeat
             if refresh:
                 self.last_heartbeat[p] = now
