@@ -35,4 +35,5 @@ SNAPSHOT_BYTES = "zonewatch_snapshot_bytes"             # gauge: size of the las
 FENCED = "zonewatch_fenced_writes_total"                # counter: partitions found owned by another worker
 OUTPUT_RETRIES = "zonewatch_output_retries_total"       # counter: output records sent again
 GC_PAUSE = "zonewatch_gc_pause_seconds"                 # histogram {generation}: collector pauses
+LAYOUT_MISMATCH = "zonewatch_layout_mismatch_total"     # counter: zone-events batches routed by another partitioning
 SLA_DECISION_TYPES = ("arrived", "breach")

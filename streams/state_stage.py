@@ -24,7 +24,7 @@ from contract.response import CORROBORATION_WINDOW_MS
 from contract.settings import Settings
 
 from . import metrics, records
-from .partitioning import zone_partitions
+from .partitioning import HomeMap, layout_version, zone_partitions
 from .records import Arrival
 from .rules import load_rules
 from .store import RedisStore
@@ -62,6 +62,9 @@ class StateStage:
         self.rules = load_rules(settings.rules)
         self.store = store
         self.zone_part = zone_partitions(zones, settings.partitions)
+        # the partitioning this worker's ingest routes by: a batch routed by another is noticed
+        self.layout = layout_version(self.zone_part, HomeMap(zones, settings.partitions))
+        self.foreign_layouts: set[int] = set()   # other layouts seen (logged once each)
         self.zones_of: dict[int, list] = {p: [] for p in range(settings.partitions)}
         for z in zones:
             self.zones_of[self.zone_part[z.zone_id]].append(z)
@@ -100,6 +103,8 @@ class StateStage:
         watermark moves on the marks and the wall time the batch carries (streams/watermark.py),
         so replays decide the same."""
         batch = records.decode(value)
+        if batch.layout != self.layout:
+            self.foreign_layout(batch.layout, batch.events)
         st.watermark.observe(batch.gps, batch.wall)
         recs = batch.events
         self.last_wall = batch.wall
@@ -130,6 +135,21 @@ class StateStage:
             metrics.EVENTS.labels(src, outcome).inc(n)
         for src, vals in ages.items():
             metrics.observe_many(metrics.AGE.labels(src), vals)
+
+    def foreign_layout(self, layout: int, events: list | None = None) -> None:
+        """A batch (or snapshot) routed by another partitioning than this worker's: another zones
+        file or partition count, or an ingest from before home cells were geographic (layout 0).
+        Its records are applied — they are valid — but calls here may lack fixes and alerts that
+        went elsewhere (arrivals, dispatch, corroboration): counted and logged, not silent. The
+        state stage's own arrival batches carry no layout (they follow the zone map only)."""
+        if events is not None and all(type(r) is Arrival for r in events):
+            return
+        metrics.LAYOUT_MISMATCH.inc()
+        if layout not in self.foreign_layouts:
+            self.foreign_layouts.add(layout)
+            log.error("zone-events routed by partitioning layout %d, this worker's is %d: every worker must "
+                      "run with the same zones file and partition count (incidents may miss fixes until "
+                      "they do)", layout, self.layout)
 
     def applied(self, p: int, offset: int) -> None:
         """Bookkeeping after message `offset` of partition p was applied (for snapshots)."""
@@ -206,7 +226,8 @@ class StateStage:
                 break
         # zlib level 1: a district partition's state shrinks several times for a few milliseconds
         value = SNAPSHOT_ZLIB + zlib.compress(_snap_encoder.encode(
-            {"v": 1, "offset": h.applied_upto, "lookback": lookback, "floor": h.floor, "state": st.snapshot()}), 1)
+            {"v": 1, "offset": h.applied_upto, "lookback": lookback, "floor": h.floor, "layout": self.layout,
+             "state": st.snapshot()}), 1)
         out.append((f"{p}/state".encode(), value))
         metrics.SNAPSHOT_BYTES.set(len(value))
         return out
