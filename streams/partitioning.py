@@ -174,7 +174,8 @@ class HomeMap:
 
 def layout_version(zone_part: dict[str, int], home_map: HomeMap) -> int:
     """Fingerprint (a positive 31-bit int, never 0: 0 is "written before layouts were carried") of
-    the zone map and the home map: equal exactly when two workers route every record alike."""
+    the zone map and the home map: two workers that route any record differently get different
+    versions (but for a crc32 collision, about 1 in 2³¹)."""
     text = repr((sorted(zone_part.items()), home_map.scheme()))
     return zlib.crc32(text.encode()) % 0x7FFF_FFFF + 1
 
