@@ -8,9 +8,12 @@ A district-like stream (bench/city.py `CityStream`: 5,000 walking units, 2,000 c
 same pieces as the worker (router, zone-events encoded and decoded, partition states, incidents
 stage, the arrival loop) without Kafka or Redis. The first --warmup events fill the held fixes
 (grace + staleness) and are not measured; the figure is process CPU time over the rest divided by
-their number. Also printed: zone-events records per input fix and per call, and the incidents
-stage's held-fix memory (sys.getsizeof over its look-back structures) at the end. The machine is
-shared: run it twice and take the smaller figure.
+their number, and its ingest part (`Router.route` and the zone-events encoding) apart from the
+rest (decoding, the partition states, the arrival loop). Also printed: zone-events records per input
+fix, and the incidents stage's held fixes and their memory (sys.getsizeof over its look-back
+structures) at the end, with the largest partition's share against the mean (a partition that
+runs hot). The machine is shared: run it twice and take the smaller figure, or alternate two
+checkouts and compare ratios.
 """
 
 from __future__ import annotations
@@ -49,9 +52,11 @@ def _deep_size(obj, seen: set) -> int:
     return size
 
 
-def held_bytes(pipe: Pipeline) -> tuple[int, int]:
-    """(held fixes, bytes of the structures that hold them) over every partition."""
-    n = size = 0
+def held_bytes(pipe: Pipeline) -> tuple[int, int, float]:
+    """(held fixes, bytes of the structures that hold them) over every partition, and the most a
+    partition holds against the mean."""
+    size = 0
+    per_part = []
     seen: set = set()
     for st in pipe.states.values():
         inc = st.incidents
@@ -59,8 +64,23 @@ def held_bytes(pipe: Pipeline) -> tuple[int, int]:
             obj = getattr(inc, attr, None)
             if obj is not None:
                 size += _deep_size(obj, seen)
-        n += sum(len(lst) for by_cell in inc.fixes.values() for lst in by_cell.values())
-    return n, size
+        per_part.append(sum(len(lst) for by_cell in inc.fixes.values() for lst in by_cell.values()))
+    n = sum(per_part)
+    return n, size, max(per_part) * len(per_part) / max(1, n)
+
+
+class _Timed:
+    """A callable that adds its process CPU time to `self.cpu`."""
+
+    def __init__(self, fn):
+        self.fn, self.cpu = fn, 0.0
+
+    def __call__(self, *args, **kwargs):
+        t0 = time.process_time()
+        try:
+            return self.fn(*args, **kwargs)
+        finally:
+            self.cpu += time.process_time() - t0
 
 
 def run(partitions: int, events: int, warmup: int, batch: int) -> dict:
@@ -87,6 +107,9 @@ def run(partitions: int, events: int, warmup: int, batch: int) -> dict:
     gc.collect()
     # the router makes the zone-events messages (Router.zone_events) with its own name for it
     routing.encode_split = counting
+    # the ingest's part: routing and encoding (the counting wrapper is in both runs alike)
+    route, zone_events = _Timed(pipe.router.route), _Timed(pipe.router.zone_events)
+    pipe.router.route, pipe.router.zone_events = route, zone_events   # type: ignore[method-assign]
     try:
         t0 = time.process_time()
         pipe.feed(msgs[warmup:], batch=batch)
@@ -95,9 +118,12 @@ def run(partitions: int, events: int, warmup: int, batch: int) -> dict:
         routing.encode_split = orig
     measured = msgs[warmup:]
     m_fix = sum(1 for m in measured if m.topic == s.topic(topics.GPS))
-    held, size = held_bytes(pipe)
+    held, size, hottest = held_bytes(pipe)
+    ingest = route.cpu + zone_events.cpu
     return {"partitions": partitions, "events": len(measured), "cpu_s": cpu,
             "us_per_event": cpu / len(measured) * 1e6,
+            "ingest_us": ingest / len(measured) * 1e6, "state_us": (cpu - ingest) / len(measured) * 1e6,
+            "hottest": hottest,
             "incident_fix_per_fix": counted.get("IncidentFix", 0) / max(1, m_fix),
             "zone_fix_per_fix": counted.get("ZoneFix", 0) / max(1, m_fix),
             "fixes": n_fix, "calls": n_call, "held_fixes": held, "held_bytes": size,
@@ -115,10 +141,11 @@ def main(argv=None) -> None:
     for p in a.partitions:
         r = run(p, a.events, a.warmup, a.batch)
         print(f"partitions={r['partitions']}: {r['us_per_event']:.1f} µs CPU per event over {r['events']} events "
-              f"({r['cpu_s']:.1f} s); zone-events records per fix: IncidentFix {r['incident_fix_per_fix']:.2f}, "
-              f"ZoneFix {r['zone_fix_per_fix']:.2f}; held fixes {r['held_fixes']} in "
-              f"{r['held_bytes'] / 1e6:.1f} MB ({r['held_bytes'] / max(1, r['held_fixes']):.0f} B each); "
-              f"enriched records {r['enriched']}", flush=True)
+              f"({r['cpu_s']:.1f} s; ingest {r['ingest_us']:.1f}, state {r['state_us']:.1f}); zone-events records "
+              f"per fix: IncidentFix {r['incident_fix_per_fix']:.2f}, ZoneFix {r['zone_fix_per_fix']:.2f}; held "
+              f"fixes {r['held_fixes']} in {r['held_bytes'] / 1e6:.1f} MB "
+              f"({r['held_bytes'] / max(1, r['held_fixes']):.0f} B each; the largest partition "
+              f"{r['hottest']:.2f}x the mean); enriched records {r['enriched']}", flush=True)
 
 
 if __name__ == "__main__":

@@ -41,4 +41,5 @@ FENCED = "zonewatch_fenced_writes_total"                # counter: partitions fo
 OUTPUT_RETRIES = "zonewatch_output_retries_total"       # counter: output records sent again
 GC_PAUSE = "zonewatch_gc_pause_seconds"                 # histogram {generation}: collector pauses
 FETCH_PAUSES = "zonewatch_fetch_pauses_total"           # counter {reason}: the state stage's fetcher held back
+LAYOUT_MISMATCH = "zonewatch_layout_mismatch_total"     # counter: zone-events batches routed by another partitioning
 SLA_DECISION_TYPES = ("arrived", "breach")

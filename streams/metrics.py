@@ -77,6 +77,9 @@ BREACHES = Counter(names.BREACHES, "Breaches decided (final)", registry=REGISTRY
 SNAPSHOT_BYTES = Gauge(names.SNAPSHOT_BYTES, "Size of the last state snapshot of a partition", registry=REGISTRY)
 FENCED = Counter(names.FENCED, "Partitions found owned by another worker at a write", registry=REGISTRY)
 OUTPUT_RETRIES = Counter(names.OUTPUT_RETRIES, "Output records sent again after a failed send", registry=REGISTRY)
+LAYOUT_MISMATCH = Counter(names.LAYOUT_MISMATCH, "Zone-events batches (and snapshots) routed by a partitioning "
+                          "other than this worker's (another zones file or partition count, or an older ingest)",
+                          registry=REGISTRY)
 
 BUILD_INFO = Gauge(names.BUILD_INFO, "zonewatch version (value 1)", ["version"], registry=REGISTRY)
 

@@ -132,11 +132,14 @@ class Batch(msgspec.Struct, array_like=True, gc=False):
     wall clock (ms) when it made the batch. The watermark moves on the marks and on `wall`
     (streams/watermark.py), so a replay of the log after a takeover decides exactly what the live
     run decided. A batch without events is an ingest's heartbeat (sent each second it routes
-    nothing: Router.zone_events)."""
+    nothing: Router.zone_events). `layout`: the version of the partitioning that routed the
+    records (streams/partitioning.py `layout_version`); 0 in the state stage's arrival batches
+    and in batches written before it was carried (home cells were hashed then)."""
     clock: int
     events: list[Record]
     gps: list[tuple[int, int, int]] = []
     wall: int = 0
+    layout: int = 0
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -146,8 +149,8 @@ _decoder = msgspec.msgpack.Decoder(Batch)
 MAX_PAYLOAD_BYTES = 1 << 20
 
 
-def encode(clock: int, events: list, gps: list | None = None, wall: int = 0) -> bytes:
-    return _encoder.encode(Batch(clock, events, gps or [], wall))
+def encode(clock: int, events: list, gps: list | None = None, wall: int = 0, layout: int = 0) -> bytes:
+    return _encoder.encode(Batch(clock, events, gps or [], wall, layout))
 
 
 def decode(value: bytes) -> Batch:
@@ -155,12 +158,12 @@ def decode(value: bytes) -> Batch:
 
 
 def encode_split(events: list, clock: int, prev_clock: int, limit: int = MAX_PAYLOAD_BYTES,
-                 gps: list | None = None, wall: int = 0) -> list[bytes]:
+                 gps: list | None = None, wall: int = 0, layout: int = 0) -> list[bytes]:
     """The zone-events messages for one partition's records of a batch: one, or several of at
     most `limit` bytes when the batch is bigger (5000 maximal valid calls are ~120 MB, beyond
     any request size). All but the last carry `prev_clock`, which every partition already has:
     the state stage applies a message's events before its clock, so splitting changes nothing."""
-    payload = encode(clock, events, gps, wall)
+    payload = encode(clock, events, gps, wall, layout)
     if len(payload) <= limit or len(events) <= 1:
         return [payload]
     n = max(1, len(events) * limit * 9 // (10 * len(payload)))
@@ -169,5 +172,5 @@ def encode_split(events: list, clock: int, prev_clock: int, limit: int = MAX_PAY
     for j, part in enumerate(parts):
         last = j == len(parts) - 1
         out.extend(encode_split(part, clock if last else prev_clock, prev_clock, limit,
-                                gps if last else None, wall))
+                                gps if last else None, wall, layout))
     return out

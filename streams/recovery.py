@@ -195,6 +195,8 @@ def from_snapshot(stage: StateStage, p: int, snap: dict | None, sealed: dict[int
     if snap is None:
         held.floor = first
         return held, first, first
+    if snap.get("layout", 0) != stage.layout:   # its held incidents were routed by another map
+        stage.foreign_layout(snap.get("layout", 0))
     held.state.restore(snap["state"], sealed)
     held.floor = snap["floor"]
     return held, snap["offset"], snap["lookback"]

@@ -16,7 +16,7 @@ from contract.events import caller_ref
 from contract.response import ARRIVAL_RADIUS_M, CORROBORATION_RADIUS_M, DISPATCH_EXACT_M
 from contract.settings import Settings
 
-from .partitioning import HomeCells, partition_of, zone_partitions
+from .partitioning import HomeCells, HomeMap, layout_version, partition_of, zone_partitions
 from .reach import grid_key, reach_keys
 from .records import (
     IncidentAlert,
@@ -61,7 +61,9 @@ class Router:
         self.all_parts = tuple(range(self.n))
         self.clock = 0
         self.base_topic = {settings.topic(t): t for t in topics.INPUT_TOPICS}  # prefixed -> contract name
-        self.homes = HomeCells(self.n)
+        home_map = HomeMap(index.zones.values(), self.n)
+        self.homes = HomeCells(self.n, home_map)
+        self.layout = layout_version(self.zone_part, home_map)   # in every zone-events batch
         self.tp_ts: dict[tuple[str, int], int] = {}  # (topic, partition) -> ts of its last valid event
         self.gps_topic = settings.topic(topics.GPS)
         # patrol.gps partition -> [largest ts accepted, wall ms of its last delivery] (the watermark)
@@ -104,7 +106,8 @@ class Router:
         moves its watermark (streams/watermark.py). With nothing routed (`out` empty) it is the
         ingest's heartbeat."""
         marks = self.marks()
-        return {p: encode_split(out.get(p, []), self.clock, prev_clock, gps=marks, wall=wall) for p in range(self.n)}
+        return {p: encode_split(out.get(p, []), self.clock, prev_clock, gps=marks, wall=wall, layout=self.layout)
+                for p in range(self.n)}
 
     def forget_devices(self) -> None:
         """A rebalance: what this ingest remembers of units and cameras (where their previous

@@ -24,7 +24,7 @@ from contract.response import CORROBORATION_WINDOW_MS
 from contract.settings import Settings
 
 from . import metrics, records
-from .partitioning import zone_partitions
+from .partitioning import HomeMap, layout_version, zone_partitions
 from .records import Arrival
 from .rules import load_rules
 from .store import RedisStore
@@ -70,6 +70,9 @@ class StateStage:
         self.rules = load_rules(settings.rules)
         self.store = store
         self.zone_part = zone_partitions(zones, settings.partitions)
+        # the partitioning this worker's ingest routes by: a batch routed by another is noticed
+        self.layout = layout_version(self.zone_part, HomeMap(zones, settings.partitions))
+        self.foreign_layouts: set[int] = set()   # other layouts seen (logged once each)
         self.zones_of: dict[int, list] = {p: [] for p in range(settings.partitions)}
         for z in zones:
             self.zones_of[self.zone_part[z.zone_id]].append(z)
@@ -110,6 +113,8 @@ class StateStage:
         so replays decide the same."""
         started = time.time()
         batch = records.decode(value)
+        if batch.layout != self.layout:
+            self.foreign_layout(batch.layout, batch.events)
         st.watermark.observe(batch.gps, batch.wall)
         recs = batch.events
         self.last_wall = batch.wall
@@ -148,6 +153,21 @@ class StateStage:
             metrics.EVENTS.labels(src, outcome).inc(n)
         for src, vals in ages.items():
             metrics.observe_many(metrics.AGE.labels(src), vals)
+
+    def foreign_layout(self, layout: int, events: list | None = None) -> None:
+        """A batch (or snapshot) routed by another partitioning than this worker's: another zones
+        file or partition count, or an ingest from before home cells were geographic (layout 0).
+        Its records are applied — they are valid — but calls here may lack fixes and alerts that
+        went elsewhere (arrivals, dispatch, corroboration): counted and logged, not silent. The
+        state stage's own arrival batches carry no layout (they follow the zone map only)."""
+        if events is not None and all(type(r) is Arrival for r in events):
+            return
+        metrics.LAYOUT_MISMATCH.inc()
+        if layout not in self.foreign_layouts:
+            self.foreign_layouts.add(layout)
+            log.error("batches routed by partitioning layout %d, this worker's is %d: every worker must "
+                      "run with the same zones file and partition count (incidents may miss fixes until "
+                      "they do)", layout, self.layout)
 
     def applied(self, p: int, offset: int) -> None:
         """Bookkeeping after message `offset` of partition p was applied (for snapshots)."""
@@ -225,7 +245,8 @@ class StateStage:
             else:
                 break
         value = _snap_encoder.encode(
-            {"v": 1, "offset": h.applied_upto, "lookback": lookback, "floor": h.floor, "state": st.snapshot()})
+            {"v": 1, "offset": h.applied_upto, "lookback": lookback, "floor": h.floor, "layout": self.layout,
+             "state": st.snapshot()})
         out.append((f"{p}/state".encode(), compress_snapshot(value) if compress else value))
         return out
 

@@ -16,7 +16,9 @@ from collections import Counter
 
 import orjson
 import pytest
+from h3.api import basic_int as h3
 from shapely.geometry import Point, shape
+from shapely.ops import unary_union
 
 from contract import topics
 from contract.settings import Settings
@@ -247,9 +249,12 @@ def test_same_events_same_results_in_any_allowed_read_order_and_partition_count(
 # --- dispatch recommendations over a wider area --------------------------------------------------
 
 CENTRE = (34.72, 113.64)   # ~12 km across: many home cells, so partitions hold different units
+# on the north-east corner of the zones' box widened by 10 km (113.82 E, 34.81 N): beyond it home
+# cells are hashed, inside they belong to the geographic runs (streams/partitioning.py HomeMap)
+EDGE = (34.80, 113.80)
 
 
-def dispatch_events(seed: int):
+def dispatch_events(seed: int, centre: tuple[float, float] = CENTRE):
     """Units that patrol, jump kilometres at times (leaving a call's exact reach), turn busy and
     back, go quiet; calls anywhere, some right where units are; fixes at exactly the call's ts and
     exactly 120 s before it; a duplicate fix."""
@@ -257,7 +262,7 @@ def dispatch_events(seed: int):
     kinds = list(SPEED)
     fixes, calls = [], []
     for u in range(40):
-        lat, lon = _near(rng, CENTRE, 6000)
+        lat, lon = _near(rng, centre, 6000)
         ts = T0 + rng.randrange(0, 60_000)
         kind = rng.choice(kinds)
         while ts < T0 + 32 * 60_000:
@@ -274,7 +279,7 @@ def dispatch_events(seed: int):
             f = rng.choice([f for f in fixes if ts - 100_000 <= f["ts"] <= ts] or fixes)
             lat, lon = _near(rng, (f["lat"], f["lon"]), 400)
         else:
-            lat, lon = _near(rng, CENTRE, 6000)
+            lat, lon = _near(rng, centre, 6000)
         calls.append({"call_id": f"k{i}", "ts": ts, "lat": lat, "lon": lon, "category": "theft", "priority": 2})
         if i % 5 == 1:   # boundaries of time: a fix at the call's ts, another exactly 120 s before
             for j, dt in enumerate((0, -120_000)):
@@ -285,11 +290,17 @@ def dispatch_events(seed: int):
     return calls, fixes
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_recommendations_are_positions_at_the_call_whatever_the_read_order_and_partitions(seed):
-    calls, fixes = dispatch_events(seed)
+@pytest.mark.parametrize("seed,centre", [(s, CENTRE) for s in range(6)] + [(s, EDGE) for s in range(6, 8)])
+def test_recommendations_are_positions_at_the_call_whatever_the_read_order_and_partitions(seed, centre):
+    calls, fixes = dispatch_events(seed, centre)
     want = oracle_nearest(calls, fixes)
     assert sum(1 for v in want.values() if len(v) == 3) >= 5 and sum(1 for v in want.values() if len(v) < 3) >= 1
+    if centre == EDGE:   # calls on both sides of the edge: homes of the runs and hashed ones
+        _x0, _y0, x1, y1 = unary_union(list(ZONES.values())).bounds
+        x1, y1 = x1 + 10_000 / (111_320 * math.cos(math.radians(y1 + 0.1))), y1 + 10_000 / 111_320
+        home_centres = [h3.cell_to_latlng(h3.cell_to_parent(h3.latlng_to_cell(c["lat"], c["lon"], 9), 6))
+                        for c in calls]
+        assert {lat <= y1 and lon <= x1 for lat, lon in home_centres} == {True, False}
     results = []
     for i, partitions in enumerate((1, 3, 4, 7)):
         msgs = read_order(calls, fixes, [], seed * 100 + 50 + i)

@@ -119,14 +119,18 @@ def test_the_rebuilt_look_back_is_the_live_one():
     s = Settings(zones=scenario.ZONES_FILE, partitions=3, future_tolerance_ms=10 ** 13)
     pipe = LoggedPipeline(s, random.Random(1), snapshot_p=0.2)
     pipe.feed(msgs[: len(msgs) * 2 // 3], batch=17)
+    held = []
     for p in range(3):
         live = pipe.stage.held[p].state
         pipe.take_over(p)
         new = pipe.stage.held[p].state
         keep = new.incidents.keep_from
         assert _held(new.incidents.fixes, keep) == _held(live.incidents.fixes, keep), p
-        assert sum(_held(new.incidents.fixes, keep).values()) > 20, p
+        held.append(sum(_held(new.incidents.fixes, keep).values()))
         assert _held(new.incidents.fixes_by_unit, keep) == _held(live.incidents.fixes_by_unit, keep), p
         assert new.incidents.seen_alerts <= live.incidents.seen_alerts
         for unit, seen in new.seen_fix.items():
             assert seen <= live.seen_fix.get(unit, set()), unit
+    # home cells go to partitions by longitude (streams/partitioning.py): these zones are two runs
+    # wide, so the third partition may hold no fix; the other two must, for the comparison to count
+    assert sorted(held)[-2] > 20, held
