@@ -5,7 +5,7 @@
     camera.alerts┘  ─► H3 cell ─► zones ─► partitions   │     geo cell; one msg = a batch)│
                     │ (routing.py, partitioning.py)     │                                  │
                     ├─► ingest.deadletter               │                                  ▼
-                    └─► zw:units, zw:units:available,   │   zone_state agent (Faust, group {app_id}):
+                    └─► zw:units, zw:units:available,   │   zone_state (task; ownership.py, group {app_id}):
                         zw:unit-info (store.py)         │     per partition a PartitionState
                                                         │     (zone_state.py) holding the zones'
                            Arrival records ◄────────────┼──── counters and an IncidentState
@@ -20,6 +20,8 @@
                                          HSET/HDEL zw:incidents + XADD zw:incident-updates (one
                                          pipeline) ─► zones.state (compacted, outputs.py)
 
+Both stages read Kafka with aiokafka consumers of their own; Faust is the app around them (its
+producer, web server, timers and tasks), and `--role ingest|state` runs one stage per process.
 Every zone-events batch carries the patrol.gps marks and the ingest's wall time, and an ingest with
 nothing to route sends a marks-only batch to every partition each second: each partition state's
 watermark moves on those alone (watermark.py). Topic schemas: inputs and ingest.deadletter are
@@ -196,7 +198,7 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
 
     # -- stage 3: states -> Redis (store.py) and zones.state -------------------------------------
     async def flusher():
-        # Woken by the agent as soon as a batch changed something, it writes at once unless the
+        # Woken by the state stage as soon as a batch changed something, it writes at once unless the
         # last write started less than ZONEWATCH_FLUSH_MS ago: the write itself and that minimum
         # gap are what coalesce events under load, and an event arriving on a quiet stream waits
         # for neither. Without input it still runs every IDLE_FLUSH_S so clock-only refreshes happen.

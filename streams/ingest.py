@@ -1,10 +1,9 @@
 """Stage 1, the I/O: input topics -> Router -> zone-events (and dead letters), in batches.
 
-A Faust agent costs ~60-100 µs per message here, which caps a worker near 10-16k ev/s. This
-stage therefore reads the input topics with a plain aiokafka consumer in batches (`getmany`,
-consumer group `{app_id}-ingest`), routes them with the pure `Router` (streams/routing.py) and
-hands the state stage *one message per zone partition per batch*, so Faust's per-message cost is
-paid per few hundred events instead of per event.
+Reads the input topics with a plain aiokafka consumer in batches (`getmany`, consumer group
+`{app_id}-ingest`), routes them with the pure `Router` (streams/routing.py) and hands the state stage
+*one message per zone partition per batch*, so the per-message costs of the hop are paid per few
+hundred events instead of per event.
 
 Delivery is at-least-once: input offsets are committed only after the batch messages and the
 dead letters are acknowledged by Kafka (acks=all, idempotent producer). A crash re-sends a

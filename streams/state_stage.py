@@ -1,9 +1,10 @@
 """Stage 2, the I/O around the pure states: zone-events batches -> PartitionStates -> Redis.
 
 Holds the `PartitionState` (streams/zone_state.py, with its `IncidentState`) of every assigned
-zone-events partition: applies the batches the agent hands it, moves the watermark, collects what
-the incidents stage decided, takes snapshots, and flushes changed zone documents and incident
-entries to the Redis store under the partition's owner generation (streams/store.py).
+zone-events partition: applies the batches the apply loop hands it (streams/ownership.py), moves
+the watermark, collects what the incidents stage decided, takes snapshots, and flushes changed zone
+documents and incident entries to the Redis store under the partition's owner generation
+(streams/store.py).
 """
 
 from __future__ import annotations

@@ -29,9 +29,8 @@ log = logging.getLogger("zonewatch.store")
 
 
 async def until_redis_answers(what: str, call):
-    """await call() until Redis answers, counting and logging each failure. Used where the
-    agent or the flusher cannot go on without Redis: crashing the agent would make Faust skip
-    the batch being processed, so it waits (the batch is not acknowledged meanwhile)."""
+    """await call() until Redis answers, counting and logging each failure. Used where a takeover
+    or the flusher cannot go on without Redis: it waits rather than crash the worker."""
     while True:
         try:
             return await call()
