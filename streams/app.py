@@ -315,10 +315,8 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
         ing = app.zonewatch_ingest
         if ing is None or not ing.router.clock:
             return
-        before = ing.router.clock - settings.unit_forget_ms
-        ing.router.forget(before)
         try:
-            n = await store.forget_units(before)
+            before, n = await ing.forget_silent()
         except Exception as exc:  # Redis down: the next round does it
             log.warning("forgetting silent units failed: %s", exc)
             return

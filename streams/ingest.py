@@ -364,6 +364,13 @@ class IngestStage:
             out[tp.topic] = out.get(tp.topic, 0) + max(0, hw - pos)
         return out
 
+    async def forget_silent(self) -> tuple[int, int]:
+        """The worker's sweep (streams/app.py, every FORGET_S): units and cameras whose latest report
+        is ZONEWATCH_UNIT_FORGET_S of stream clock old leave the router's maps, then the units leave
+        zw:units, zw:units:available and zw:unit-info. (the cut, units removed from Redis)"""
+        before = self.router.forget_silent()
+        return before, await self.store.forget_units(before)
+
     async def restore_positions(self) -> int:
         """Rewrite every unit position this ingest knows (after Redis lost its data)."""
         await self.store.write_positions(dict(self.router.positions))

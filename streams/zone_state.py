@@ -43,6 +43,7 @@ KEEP_MINUTES = 60
 GPS_DEDUP_HORIZON_MS = 10 * 60 * 1000  # per unit, behind its newest fix
 GPS_DEDUP_PER_UNIT = 128
 PRUNE_EVERY_MS = 60_000
+FIX_MEMORY_PRUNE_MS = 600_000   # units gone silent leave the fix memory this often (a scan of it)
 INCIDENT_KEEP_MS = EXPIRE_AFTER_MS + RESPONSE_WINDOW_MS
 _NO_HITS: frozenset[int] = frozenset()
 
@@ -142,13 +143,15 @@ class PartitionState:
 
     def __init__(self, zones: list[Zone], tz: str = "Asia/Shanghai", rules: Rules | None = None,
                  unit_stale_ms: int = 120_000, grace_ms: int = DEFAULT_GRACE_MS,
-                 camera_silent_ms: int = 1_800_000, reach_cells: dict | None = None):
+                 camera_silent_ms: int = 1_800_000, reach_cells: dict | None = None,
+                 unit_forget_ms: int = 24 * 3_600_000):
         self.tz_name = tz
         self.days = LocalDays(tz)
         self.rules = rules or load_rules(None)
         self.unit_stale_ms = unit_stale_ms
         self.grace_ms = grace_ms
         self.camera_silent_ms = camera_silent_ms
+        self.unit_forget_ms = unit_forget_ms   # ZONEWATCH_UNIT_FORGET_S: a unit this silent leaves the fix memory
         self.zones: dict[str, ZoneAgg] = {z.zone_id: ZoneAgg(z) for z in zones}
         self.clock = 0
         self.wm = 0
@@ -168,6 +171,7 @@ class PartitionState:
         self.watermark = Watermark()
         self.reach = ZoneReach(zones, cells=reach_cells)
         self._last_pruned = 0
+        self._fixes_pruned = 0
         self._hits: AbstractSet[int] = _NO_HITS  # ids of the current batch the sealed dedup hours hold
         self.deadlines: list[tuple[int, str, str]] = []  # (call ts + 300 s, zone, call) not yet passed
 
@@ -726,9 +730,6 @@ class PartitionState:
                 del agg.days[d]
             for m in [m for m in agg.minutes if m <= oldest_minute]:
                 del agg.minutes[m]
-        horizon = clock - 24 * 3_600_000
-        if len(self.seen_fix) > len(self.unit_latest) * 2 + 1024:  # units silent for a day
-            self.seen_fix = {u: ts for u, ts in self.seen_fix.items() if max(ts) >= horizon}
         oldest_incident = clock - INCIDENT_KEEP_MS
         for agg in self.zones.values():
             if agg.incidents:
@@ -751,3 +752,12 @@ class PartitionState:
                 self.seen_status.pop(cam, None)
                 for zid in zones:
                     self.zones[zid].cameras.pop(cam, None)
+        if clock - self._fixes_pruned >= FIX_MEMORY_PRUNE_MS:
+            # the fix memory of units silent for ZONEWATCH_UNIT_FORGET_S, and the status reports of
+            # cameras this partition never placed (none of their reports here was their newest)
+            self._fixes_pruned = clock
+            horizon = clock - self.unit_forget_ms
+            self.seen_fix = {u: ts for u, ts in self.seen_fix.items() if max(ts) >= horizon}
+            placed = self.camera_latest
+            self.camera_status = {c: v for c, v in self.camera_status.items() if v[0] >= known or c in placed}
+            self.seen_status = {c: ts for c, ts in self.seen_status.items() if max(ts) >= known or c in placed}
