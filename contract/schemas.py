@@ -698,9 +698,10 @@ def _channel_id(topic: str) -> str:
 
 def asyncapi(zone_events: bool = True) -> dict[str, Any]:
     """The AsyncAPI 3.0 document of zonewatch's topics, payloads by $ref to docs/schemas/."""
+    from .kafka_settings import topic_specs
     from .settings import Settings
 
-    specs = {t.name: t for t in topics.topic_specs(Settings(), 1)}
+    specs = {t.name: t for t in topic_specs(Settings(), 1)}
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}

@@ -40,7 +40,7 @@ from aiokafka import AIOKafkaProducer
 from faust.tables import TableManager
 
 from contract import redisurl
-from contract.security import aiokafka_kwargs, faust_broker_credentials, faust_broker_url
+from contract.kafka_settings import aiokafka_kwargs, faust_broker_credentials, faust_broker_url
 from contract.settings import Settings
 from contract.topics import SNAPSHOT_MAX_BYTES
 from contract.zones import load_zones

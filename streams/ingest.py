@@ -25,7 +25,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, RebalanceInProgressError
 
 from contract import events, topics
-from contract.security import aiokafka_kwargs
+from contract.kafka_settings import aiokafka_kwargs
 from contract.settings import Settings
 
 from . import metrics

@@ -9,9 +9,8 @@ import uuid
 import pytest
 
 from contract.errors import ConfigError
-from contract.security import kafka_python_kwargs
+from contract.kafka_settings import ensure_topics, kafka_python_kwargs, topic_specs
 from contract.settings import Settings
-from contract.topics import ensure_topics, topic_specs
 from tests.scenario import ZONES_FILE
 
 pytestmark = pytest.mark.integration

@@ -89,12 +89,12 @@ def test_units_silent_past_the_forget_bound_leave_redis_and_ingest(deployment):
     t0 = scenario.ms(scenario.local(12, 8, 0))
 
     def fix(unit, ts):
-        return Msg(settings.topic(topics.GPS), 0, 0, None, orjson.dumps({"unit_id": unit, "ts": ts, "lat": scenario.PA[0],
-                                                          "lon": scenario.PA[1], "status": "available"}), 1)
+        ev = {"unit_id": unit, "ts": ts, "lat": scenario.PA[0], "lon": scenario.PA[1], "status": "available"}
+        return Msg(settings.topic(topics.GPS), 0, 0, None, orjson.dumps(ev), 1)
 
     def status(camera, ts):
-        return Msg(settings.topic(topics.STATUS), 0, 0, None, orjson.dumps({"camera_id": camera, "ts": ts, "lat": scenario.PB[0],
-                                                             "lon": scenario.PB[1]}), 1)
+        ev = {"camera_id": camera, "ts": ts, "lat": scenario.PB[0], "lon": scenario.PB[1]}
+        return Msg(settings.topic(topics.STATUS), 0, 0, None, orjson.dumps(ev), 1)
 
     async def run():
         redis = redisurl.async_client(d.env["ZONEWATCH_REDIS"])

@@ -11,13 +11,8 @@ import faust
 import pytest
 
 from contract.errors import ConfigError
-from contract.security import (
-    aiokafka_kwargs,
-    faust_broker_credentials,
-    faust_broker_url,
-    kafka_python_kwargs,
-    redacted_url,
-)
+from contract.kafka_settings import aiokafka_kwargs, faust_broker_credentials, faust_broker_url, kafka_python_kwargs
+from contract.security import redacted_url
 from contract.settings import Settings, redis_url_from_env
 
 KAFKA_PW = "kafka-S3cret-pw"
