@@ -231,7 +231,7 @@ class Settings:
                                     "report is silent (CONTRACT §3 \"Health\")", read=_read_int, unit=1000,
                                     lo=60, hi=86_400)
     # CONTRACT §7: replicas of every topic zonewatch creates (1 locally, 3 on a production cluster;
-    # docs/OPERATIONS.md "Replication" explains min.insync.replicas with it).
+    # docs/OPERATIONS.md "Replication and min.insync.replicas" explains min.insync.replicas with it).
     replication_factor: int = setting(1, "ZONEWATCH_REPLICATION_FACTOR", "replicas of every topic zonewatch "
                                       "creates (3 on a production cluster)", read=_read_int, lo=1,
                                       why=" (1 for a single broker, 3 on a production cluster)")

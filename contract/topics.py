@@ -1,4 +1,4 @@
-"""Topic names and their configuration (CONTRACT §1, §4, README "internal topics").
+"""Topic names and their configuration (CONTRACT §1, §4, docs/DESIGN.md "Choices where the contract is silent").
 
 Each topic's record schema sits next to its name: the validators of the input records are in
 `contract.events`, the output records are described in CONTRACT §4. Every public name carries
@@ -27,7 +27,7 @@ ZONES_DAILY = "zones.daily"
 DEADLETTER = "ingest.deadletter"  # key: original key: {topic, partition, offset, reason, raw, raw_encoding}
 OUTPUT_TOPICS = (INCIDENTS, SLA, ZONES_STATE, ZONES_DAILY, DEADLETTER)
 
-#: A zones.daily record (CONTRACT §4; docs in README "The daily briefing"):
+#: A zones.daily record (CONTRACT §4; docs/COMMANDS.md "The daily briefing"):
 #:   {"date": "2023-06-12", "zone_id", "name", "kind", "ring", "tz": "Asia/Shanghai", "final": bool,
 #:    "clock": ms (stream clock when written), "version": n (increasing per key),
 #:    "calls", "calls_by_category": {...}, "calls_by_priority": {"1": n, ...}, "calls_by_lang": {"zh": n, ...},

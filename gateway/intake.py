@@ -2,7 +2,7 @@
 speak Kafka, validated exactly as the worker validates them, in Kafka before the answer. This module
 reads, splits, validates and produces; the endpoint is `gateway.rest.ingest`.
 
-Body (README "Intake"): at most MAX_RECORDS records and MAX_BYTES bytes, read in chunks and counted
+Body (docs/GATEWAY.md "Intake"): at most MAX_RECORDS records and MAX_BYTES bytes, read in chunks and counted
 as they arrive (a larger body is refused with 413 before it is all read).
   * `Content-Type: application/x-ndjson` (also application/ndjson, application/jsonl,
     application/x-jsonlines, application/jsonlines): one record per line; every line is a record

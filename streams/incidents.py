@@ -370,7 +370,7 @@ class IncidentState:
         return [inc for inc in self.incidents.values() if inc.arrival_ts is None]
 
     def board_doc(self, inc: Incident, partition: int) -> dict:
-        """The incident as the wall shows it (`zw:incidents`, README "Open incidents on the wall")."""
+        """The incident as the wall shows it (`zw:incidents`, docs/DESIGN.md "Open incidents on the wall")."""
         if inc.arrival_ts is not None:
             status = "arrived"
         elif inc.call_id not in self.incidents:

@@ -38,7 +38,7 @@ log = logging.getLogger("zonewatch.ingest")
 MAX_RECORDS = 5000
 MAX_PENDING_COMMITS = 8
 LINGER_BELOW = 2000  # batches smaller than this wait ZONEWATCH_INGEST_LINGER_MS for more
-HEARTBEAT_S = 1.0  # with nothing routed for this long, a marks-only batch to every partition (Router.heartbeat)
+HEARTBEAT_S = 1.0  # with nothing routed for this long, a marks-only batch to every partition (_heartbeat)
 ALIGN_MS = 30_000  # how far (event time) one input partition may read ahead of the slowest
 
 
@@ -204,7 +204,7 @@ class IngestStage:
         of them, and `_align` pauses the partition until the frontier catches up). One fetch can
         hold minutes of one topic and seconds of another; without this the stream clock would run
         past patrol.gps and its watermark's 60 s bound would decide breaches before the fixes that
-        prevent them are read (README "Decisions never flip"). A patrol.gps partition with
+        prevent them are read (docs/DESIGN.md "Decisions never flip"). A patrol.gps partition with
         records waiting whose time is not known yet (never read) holds the other topics back
         entirely: this happens on the first fetches after a start."""
         gps = self.s.topic(topics.GPS)

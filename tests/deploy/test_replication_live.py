@@ -1,5 +1,6 @@
 """ZONEWATCH_REPLICATION_FACTOR against the real single-broker stack: a factor above the number of
-brokers is refused with a message naming the variable (docs/OPERATIONS.md "Replication"), and the
+brokers is refused with a message naming the variable (docs/OPERATIONS.md
+"Replication and min.insync.replicas"), and the
 topics zonewatch creates carry the configured factor."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Bounded memory over a day of churning device ids (README "Bounded memory"), through the worker's
+"""Bounded memory over a day of churning device ids (docs/DESIGN.md "Bounded memory"), through the worker's
 real flow in-process (streams/testing.py) with the worker's sweep (`Router.forget_silent`, what
 IngestStage.forget_silent runs every FORGET_S) every 5 minutes of stream clock.
 
