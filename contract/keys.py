@@ -1,7 +1,7 @@
 """Redis key names (CONTRACT §3, docs/DESIGN.md "Open incidents on the wall"): every one defined here.
 
 Writers (streams/store.py) and readers (the gateway, `zonewatch watch`, the bench) import these;
-a test fails on a `zw:` literal anywhere else in the source tree.
+tests/unit/test_house.py fails on a `zw:` literal anywhere else in the source tree.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from .response import MAX_CORROBORATING, MAX_RECOMMENDED
 Schema = dict[str, Any]
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
-#: zone levels, mildest first (CONTRACT §3 "Level"; streams/rules.py LEVELS, checked by a test)
+#: zone levels, mildest first (CONTRACT §3 "Level"; streams/rules.py LEVELS; tests/unit/contract/test_schemas.py checks)
 LEVELS = ("green", "yellow", "orange", "red")
 #: the sliding windows of a zone document (CONTRACT §3; streams/zone_state.py WINDOWS)
 WINDOWS = ("5m", "15m", "60m")
