@@ -18,14 +18,13 @@ from zoneinfo import ZoneInfo
 
 QUARTER_MS = 900_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-#: the cache entry of a quarter hour whose offset changes inside it or is no whole quarter hour
-_EXACT = ("", -1)
 
 
 class LocalDays:
     def __init__(self, tz: str):
         self.tz = ZoneInfo(tz)
-        self._dates: dict[int, tuple[str, int]] = {}
+        self._dates: dict[int, tuple[str, int]] = {}   # quarter -> (date, hour), quarters of one offset
+        self._exact: set[int] = set()                  # quarters answered from zoneinfo on each call
         self._midnights: dict[str, int] = {}
 
     def date_of(self, ts: int) -> str:
@@ -41,21 +40,22 @@ class LocalDays:
     def _local(self, ts: int) -> tuple[str, int]:
         q = ts // QUARTER_MS
         d = self._dates.get(q)
-        if d is None:
+        if d is not None:   # the hot path: as cheap as a dict lookup
+            return d
+        if q not in self._exact:
             first = self._at(q * QUARTER_MS)
             offset = first.utcoffset()
             if offset == self._at(q * QUARTER_MS + QUARTER_MS - 1).utcoffset() and offset is not None \
                     and offset % timedelta(milliseconds=QUARTER_MS) == timedelta(0):
-                d = (first.date().isoformat(), first.hour)
-            else:
-                d = _EXACT
-            if len(self._dates) > 100_000:
-                self._dates.clear()
-            self._dates[q] = d
-        if d is _EXACT:
-            local = self._at(ts)
-            return local.date().isoformat(), local.hour
-        return d
+                if len(self._dates) > 100_000:
+                    self._dates.clear()
+                d = self._dates[q] = (first.date().isoformat(), first.hour)
+                return d
+            if len(self._exact) > 10_000:
+                self._exact.clear()
+            self._exact.add(q)
+        local = self._at(ts)
+        return local.date().isoformat(), local.hour
 
     def next_midnight(self, ts: int) -> int:
         """Epoch ms of the first instant of the local day after the one holding ts."""
@@ -76,7 +76,7 @@ class LocalDays:
             while self.date_of(q * QUARTER_MS) < nxt:
                 q += 1
             nm = q * QUARTER_MS
-            if self._dates.get(q - 1) is _EXACT:
+            if q - 1 in self._exact:
                 # midnight may lie inside the quarter before (an odd offset): the first ms there
                 lo = nm - QUARTER_MS
                 while nm - lo > 1:
