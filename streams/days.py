@@ -47,11 +47,11 @@ class LocalDays:
             offset = first.utcoffset()
             if offset == self._at(q * QUARTER_MS + QUARTER_MS - 1).utcoffset() and offset is not None \
                     and offset % timedelta(milliseconds=QUARTER_MS) == timedelta(0):
-                if len(self._dates) > 100_000:
+                if len(self._dates) > 4096:   # 42 days of quarters: refilling costs two lookups each
                     self._dates.clear()
                 d = self._dates[q] = (first.date().isoformat(), first.hour)
                 return d
-            if len(self._exact) > 10_000:
+            if len(self._exact) > 4096:
                 self._exact.clear()
             self._exact.add(q)
         local = self._at(ts)

@@ -43,7 +43,6 @@ KEEP_MINUTES = 60
 GPS_DEDUP_HORIZON_MS = 10 * 60 * 1000  # per unit, behind its newest fix
 GPS_DEDUP_PER_UNIT = 128
 PRUNE_EVERY_MS = 60_000
-FIX_MEMORY_PRUNE_MS = 600_000   # units gone silent leave the fix memory this often (a scan of it)
 INCIDENT_KEEP_MS = EXPIRE_AFTER_MS + RESPONSE_WINDOW_MS
 _NO_HITS: frozenset[int] = frozenset()
 
@@ -171,7 +170,9 @@ class PartitionState:
         self.watermark = Watermark()
         self.reach = ZoneReach(zones, cells=reach_cells)
         self._last_pruned = 0
-        self._fixes_pruned = 0
+        # (a fix ts of the unit, unit), one entry per unit of seen_fix: popped once that ts falls behind
+        # ZONEWATCH_UNIT_FORGET_S, then the unit goes or is pushed again with its newest (as reach's expiry)
+        self._fix_expiry: list[tuple[int, str]] = []
         self._hits: AbstractSet[int] = _NO_HITS  # ids of the current batch the sealed dedup hours hold
         self.deadlines: list[tuple[int, str, str]] = []  # (call ts + 300 s, zone, call) not yet passed
 
@@ -225,6 +226,7 @@ class PartitionState:
                 seen = self.seen_fix.get(unit)
                 if seen is None:
                     seen = self.seen_fix[unit] = set()
+                    heapq.heappush(self._fix_expiry, (ts, unit))
                 elif ts in seen:
                     return False
                 seen.add(ts)
@@ -359,6 +361,7 @@ class PartitionState:
                     seen = seen_fix.get(rec.unit_id)
                     if seen is None:
                         seen_fix[rec.unit_id] = {rec.ts}
+                        heapq.heappush(self._fix_expiry, (rec.ts, rec.unit_id))
                     else:
                         seen.add(rec.ts)
             elif t is IncidentAlert:
@@ -752,12 +755,23 @@ class PartitionState:
                 self.seen_status.pop(cam, None)
                 for zid in zones:
                     self.zones[zid].cameras.pop(cam, None)
-        if clock - self._fixes_pruned >= FIX_MEMORY_PRUNE_MS:
-            # the fix memory of units silent for ZONEWATCH_UNIT_FORGET_S, and the status reports of
-            # cameras this partition never placed (none of their reports here was their newest)
-            self._fixes_pruned = clock
-            horizon = clock - self.unit_forget_ms
-            self.seen_fix = {u: ts for u, ts in self.seen_fix.items() if max(ts) >= horizon}
-            placed = self.camera_latest
-            self.camera_status = {c: v for c, v in self.camera_status.items() if v[0] >= known or c in placed}
-            self.seen_status = {c: ts for c, ts in self.seen_status.items() if max(ts) >= known or c in placed}
+        # the fix memory of units silent for ZONEWATCH_UNIT_FORGET_S (each unit looked at about once
+        # per that period, not on every prune)
+        horizon = clock - self.unit_forget_ms
+        expiry, seen_fix = self._fix_expiry, self.seen_fix
+        while expiry and expiry[0][0] < horizon:
+            _ts, unit = heapq.heappop(expiry)
+            seen = seen_fix.get(unit)
+            if seen is not None:
+                newest = max(seen)
+                if newest < horizon:
+                    del seen_fix[unit]
+                else:
+                    heapq.heappush(expiry, (newest, unit))
+        # status reports of cameras this partition never placed (none of their reports here was their
+        # newest): the placed ones leave with camera_latest above
+        placed = self.camera_latest
+        for cam in [c for c, v in self.camera_status.items() if c not in placed and v[0] < known]:
+            del self.camera_status[cam]
+        for cam in [c for c, ts in self.seen_status.items() if c not in placed and max(ts) < known]:
+            del self.seen_status[cam]
