@@ -4,7 +4,6 @@ documentation (docs/OPERATIONS.md "Settings") generated from the one declaration
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -81,23 +80,15 @@ RANGES = [
 ]
 
 
-@pytest.fixture
-def env(monkeypatch):
-    for k in list(os.environ):
-        if k.startswith("ZONEWATCH_"):
-            monkeypatch.delenv(k)
-    return monkeypatch
-
-
-def test_the_defaults(env):
+def test_the_defaults(clean_env):
     s = Settings.from_env()
     assert {k: getattr(s, k) for k in DEFAULTS} == DEFAULTS
     assert s == Settings()
 
 
 @pytest.mark.parametrize("var, raw, name, value", READ, ids=[r[0] for r in READ])
-def test_each_variable_is_read_into_its_setting(env, var, raw, name, value):
-    env.setenv(var, raw)
+def test_each_variable_is_read_into_its_setting(clean_env, var, raw, name, value):
+    clean_env.setenv(var, raw)
     s = Settings.from_env()
     assert getattr(s, name) == value
     # and nothing else moved
@@ -106,28 +97,28 @@ def test_each_variable_is_read_into_its_setting(env, var, raw, name, value):
 
 @pytest.mark.parametrize("var", ["ZONEWATCH_KAFKA", "ZONEWATCH_TZ", "ZONEWATCH_PARTITIONS", "ZONEWATCH_GRACE_S",
                                  "ZONEWATCH_ZONES", "ZONEWATCH_KAFKA_SECURITY_PROTOCOL"])
-def test_a_blank_variable_is_the_default(env, var):
-    env.setenv(var, "")
+def test_a_blank_variable_is_the_default(clean_env, var):
+    clean_env.setenv(var, "")
     assert Settings.from_env() == Settings()
 
 
 @pytest.mark.parametrize("var, lo, hi, message", RANGES, ids=[r[0] for r in RANGES])
-def test_the_bounds_are_accepted_and_values_beyond_refused_naming_the_variable(env, var, lo, hi, message):
+def test_the_bounds_are_accepted_and_values_beyond_refused_naming_the_variable(clean_env, var, lo, hi, message):
     for ok in (lo, hi):
         if ok is not None:
-            env.setenv(var, str(ok))
+            clean_env.setenv(var, str(ok))
             Settings.from_env()
     for bad in (lo - 1, None if hi is None else hi + 1):
         if bad is None:
             continue
-        env.setenv(var, str(bad))
+        clean_env.setenv(var, str(bad))
         with pytest.raises(ConfigError) as refused:
             Settings.from_env()
         assert str(refused.value) == f"{var}={bad} {message}"
 
 
-def test_a_number_that_is_not_one_is_refused(env):
-    env.setenv("ZONEWATCH_GRACE_S", "ten")
+def test_a_number_that_is_not_one_is_refused(clean_env):
+    clean_env.setenv("ZONEWATCH_GRACE_S", "ten")
     with pytest.raises(ConfigError, match=re.escape("ZONEWATCH_GRACE_S='ten' is not an integer")):
         Settings.from_env()
 

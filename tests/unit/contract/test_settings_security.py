@@ -20,16 +20,6 @@ REDIS_PW = "redis-S3cret-pw"
 SECRETS = (KAFKA_PW, REDIS_PW, "caller-S3cret", "tok-S3cret")
 
 
-@pytest.fixture
-def clean_env(monkeypatch):
-    import os
-
-    for k in list(os.environ):
-        if k.startswith("ZONEWATCH_"):
-            monkeypatch.delenv(k)
-    return monkeypatch
-
-
 @pytest.fixture(scope="module")
 def ca_file(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("ca")
