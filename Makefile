@@ -61,7 +61,8 @@ lint: setup
 	exit $$rc
 
 # the contract's schemas as files; the zone-events struct (streams/records.py) is passed in here, as
-# contract/ imports nothing of the project. A unit test fails when the committed files are stale.
+# contract/ imports nothing of the project. tests/unit/contract/test_schemas.py fails when the committed
+# files are stale.
 schemas: setup
 	$(VPY) -c 'from contract import schemas; from streams import records; \
 	  print("\n".join(schemas.write("docs", zone_events=records.Batch)) or "docs/schemas: up to date")'

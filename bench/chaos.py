@@ -59,8 +59,8 @@ sys.path.insert(0, str(REPO))
 from bench.harness import WATERMARK_ENV, Deployment, UpdatesReader, frozen, refused_sends, wait_until  # noqa: E402
 from connectors.scenario import scenario_events  # noqa: E402
 from contract import keys, metrics, topics  # noqa: E402
+from contract.kafka_settings import kafka_python_kwargs  # noqa: E402
 from contract.response import DISPATCH_EXACT_M  # noqa: E402
-from contract.security import kafka_python_kwargs  # noqa: E402
 from contract.settings import DEMO_ZONES, Settings  # noqa: E402
 from deploy import stack as stack_module  # noqa: E402
 
@@ -554,8 +554,8 @@ class Chaos:
 
         from kafka import KafkaConsumer, TopicPartition
 
+        from contract.kafka_settings import ensure_topics
         from contract.settings import Settings
-        from contract.topics import ensure_topics
 
         prefix = f"conn-{os.getpid()}."
         s = Settings(kafka=self.stack["kafka"], topic_prefix=prefix, app_id=f"conn-{os.getpid()}")

@@ -1,7 +1,7 @@
-"""Redis key names (CONTRACT §3, README "Open incidents on the wall"): every one defined here.
+"""Redis key names (CONTRACT §3, docs/DESIGN.md "Open incidents on the wall"): every one defined here.
 
 Writers (streams/store.py) and readers (the gateway, `zonewatch watch`, the bench) import these;
-a test fails on a `zw:` literal anywhere else in the source tree.
+tests/unit/test_house.py fails on a `zw:` literal anywhere else in the source tree.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ ZONE_UPDATES_MAXLEN = 100_000             # XADD MAXLEN ~
 UNITS = f"{PREFIX}units"                  # GEO set: latest position of every unit, member unit_id
 _ZONE = f"{PREFIX}zone:"                  # + zone id: the JSON document (SET), and its PUBLISH channel
 
-# --- beyond the contract (README) ----------------------------------------------------------------
+# --- beyond the contract (docs/DESIGN.md "Extra Redis keys") ----------------------------------
 UNITS_AVAILABLE = f"{PREFIX}units:available"  # GEO set of available units (dispatch recommendation)
 UNIT_INFO = f"{PREFIX}unit-info"              # HASH unit_id -> {ts, status, kind, lat, lon}
 #: Redis GEO (Web Mercator) indexes latitudes within ±GEO_LAT_LIMIT: a position beyond cannot be

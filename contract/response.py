@@ -22,15 +22,15 @@ EVENT_AGE_HORIZON_MS = 24 * 3_600_000  # last_event_age_s is null beyond this
 DEFAULT_GRACE_MS = 10 * 60_000      # ZONEWATCH_GRACE_S: how late a call may be consumed
 #: a day in any time zone plus the longest window: an id older than this can change no figure
 DEDUP_HORIZON_MS = 26 * 3600 * 1000
-MAX_CORROBORATING = 50              # per call, the closest in time (README)
+MAX_CORROBORATING = 50              # per call, the closest in time (docs/DESIGN.md "Corroboration")
 
 # Nominal speeds for the ETA of a recommendation (m/s), and a detour factor from straight line
-# to street distance (README "Dispatch recommendation").
+# to street distance (docs/DESIGN.md "Dispatch recommendation").
 UNIT_SPEED_MS = {"foot": 1.4, "motorcycle": 9.0, "car": 8.3, "swat": 8.3, "other": 6.0}
 DETOUR_FACTOR = 1.3
 EARTH_RADIUS_M = 6372797.560856  # the radius Redis GEO uses, so distances agree with GEOSEARCH
 
-# Dispatch recommendation (README "Dispatch recommendation"): up to MAX_RECOMMENDED available units,
+# Dispatch recommendation (docs/DESIGN.md "Dispatch recommendation"): up to MAX_RECOMMENDED available units,
 # nearest first, from their positions as of the call's ts. Exact within DISPATCH_EXACT_M of the
 # call: the farthest any kind of unit gets within the 5 minutes of the 1-3-5 rule at its nominal
 # speed (300 s x 9 m/s / 1.3 = 2,077 m); every fix that close reaches the call's partition

@@ -1,6 +1,6 @@
 """JSON Schemas (draft 2020-12) of every topic's records and of the Redis documents, and the
 AsyncAPI 3.0 document of the topics: built here from the contract's own constants, so a changed
-enum, range or field list changes the published schemas (README "Schemas").
+enum, range or field list changes the published schemas (docs/OPERATIONS.md "Schemas").
 
     schema(name)            one schema, e.g. schema("calls.110"), schema("zone")
     published()             every public schema by name (what the gateway serves)
@@ -36,7 +36,7 @@ from .response import MAX_CORROBORATING, MAX_RECOMMENDED
 Schema = dict[str, Any]
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
-#: zone levels, mildest first (CONTRACT §3 "Level"; streams/rules.py LEVELS, checked by a test)
+#: zone levels, mildest first (CONTRACT §3 "Level"; streams/rules.py LEVELS; tests/unit/contract/test_schemas.py checks)
 LEVELS = ("green", "yellow", "orange", "red")
 #: the sliding windows of a zone document (CONTRACT §3; streams/zone_state.py WINDOWS)
 WINDOWS = ("5m", "15m", "60m")
@@ -580,7 +580,7 @@ _DOC_SCHEMAS: dict[str, tuple[str, str, Any, list[Any]]] = {
     "zone": ("Zone document", "Redis zw:zone:{zone_id} (SET, PUBLISH, and the `state` of zw:zone-updates); "
              "GET /zones, /zones/{id}; the zones.state record (CONTRACT §3).", _zone_doc, [_EX_ZONE]),
     "incident": ("Wall incident", "An entry of the Redis hash zw:incidents and of zw:incident-updates; "
-                 "GET /incidents items (README \"Open incidents on the wall\").", _wall_incident, [_EX_WALL]),
+                 "GET /incidents items (docs/DESIGN.md \"Open incidents on the wall\").", _wall_incident, [_EX_WALL]),
     "incident-timeline": ("Incident timeline", "Redis zw:incident:{call_id}, kept 48 h; GET /incidents/{call_id} "
                           "(contract/keys.py incident()).", _timeline, [_EX_TIMELINE]),
     "unit": ("Unit near a point", "GET /units items (Redis zw:units, GEO).", _unit,
@@ -698,9 +698,10 @@ def _channel_id(topic: str) -> str:
 
 def asyncapi(zone_events: bool = True) -> dict[str, Any]:
     """The AsyncAPI 3.0 document of zonewatch's topics, payloads by $ref to docs/schemas/."""
+    from .kafka_settings import topic_specs
     from .settings import Settings
 
-    specs = {t.name: t for t in topics.topic_specs(Settings(), 1)}
+    specs = {t.name: t for t in topic_specs(Settings(), 1)}
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}

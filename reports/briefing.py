@@ -8,7 +8,7 @@ call in k zones is counted in each of them, so the sums are "zone-calls", not di
 totals per zone kind are exact for a kind whose zones do not overlap (a grid, districts). Overall
 p50/p90 cannot be made from per-zone percentiles (neither the raw times nor, with overlaps, which
 decision is which are in the record): the report leaves them null and gives the spread of the
-zones' own p50/p90 instead (min, median of zones, max). README "Daily briefing" says the same.
+zones' own p50/p90 instead (min, median of zones, max). docs/COMMANDS.md "The daily briefing" says the same.
 """
 
 from __future__ import annotations

@@ -269,9 +269,11 @@ class IncidentState:
             elif what == "settle":
                 if inc.arrival_ts is not None and inc.candidate is None and inc.arrival_ts + self.grace_ms <= clock:
                     self._unlink_near(inc)  # no fix consumed from now on can be earlier
-        if len(self.seen_calls) > 1024 and clock - self._calls_pruned > 600_000:
+        if clock - self._calls_pruned > 600_000:
             self._calls_pruned = clock
-            self.seen_calls = {c: t for c, t in self.seen_calls.items() if t >= clock - DEDUP_HORIZON_MS}
+            if len(self.seen_calls) > 1024:
+                self.seen_calls = {c: t for c, t in self.seen_calls.items() if t >= clock - DEDUP_HORIZON_MS}
+            # the ids of units with fixes still held: the others went (churning ids grew it for ever)
             self._names = {u: u for by_unit in self.fixes_by_unit.values() for u in by_unit}
         # look-back pruning by whole minutes
         self._set_keep_from()
@@ -368,7 +370,7 @@ class IncidentState:
         return [inc for inc in self.incidents.values() if inc.arrival_ts is None]
 
     def board_doc(self, inc: Incident, partition: int) -> dict:
-        """The incident as the wall shows it (`zw:incidents`, README "Open incidents on the wall")."""
+        """The incident as the wall shows it (`zw:incidents`, docs/DESIGN.md "Open incidents on the wall")."""
         if inc.arrival_ts is not None:
             status = "arrived"
         elif inc.call_id not in self.incidents:

@@ -11,8 +11,9 @@
 
 Why not a Faust agent: its fetcher stops a partition whose queue to the agent is full and sleeps a
 whole second when every partition is stopped, and one agent awaited each partition's outputs in
-turn; the soak's seconds of latency were spent there (docs/BENCHMARKS.md "Where the soak's
-seconds went"). Faust remains the app: its web server (/metrics), timers, tasks and producer.
+turn; the soak's seconds of latency were spent there
+(docs/BENCHMARKS.md "Where the soak's seconds went").
+Faust remains the app: its web server (/metrics), timers, tasks and producer.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, RebalanceInProgressError
 from aiokafka.structs import TopicPartition
 
-from contract.security import aiokafka_kwargs
+from contract.kafka_settings import aiokafka_kwargs
 from contract.settings import Settings
 
 from . import metrics, recovery

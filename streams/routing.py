@@ -100,6 +100,13 @@ class Router:
             del self.cameras[c]
         return len(units) + len(cams)
 
+    def forget_silent(self) -> int:
+        """`forget` what fell silent ZONEWATCH_UNIT_FORGET_S of stream clock ago (the worker's sweep,
+        IngestStage.forget_silent); the cut."""
+        before = self.clock - self.s.unit_forget_ms
+        self.forget(before)
+        return before
+
     def zone_events(self, out: dict[int, list], prev_clock: int, wall: int) -> dict[int, list[bytes]]:
         """The zone-events messages of a routed batch for every partition, with or without records:
         each carries the patrol.gps marks and the ingest's time, on which each partition's state

@@ -102,7 +102,7 @@ class StateStage:
     def new_state(self, p: int) -> PartitionState:
         st = PartitionState(self.zones_of[p], tz=self.s.tz, rules=self.rules,
                             unit_stale_ms=self.s.unit_stale_ms, grace_ms=self.s.grace_ms,
-                            camera_silent_ms=self.s.camera_silent_ms,
+                            camera_silent_ms=self.s.camera_silent_ms, unit_forget_ms=self.s.unit_forget_ms,
                             reach_cells=self.reach_cells)  # built once for all partitions (geocache)
         st.watermark = Watermark(self.s.watermark_idle_ms, self.s.watermark_max_lag_ms)
         return st

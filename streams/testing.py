@@ -106,6 +106,9 @@ class Pipeline:
                 self.sla.extend(sla)
                 for q, recs in arrivals.items():
                     feedback.setdefault(q, []).append(records.encode(h.state.clock, recs, None, self.wall))
+            # no flush here: drop the e2e observations the flusher would take (they only grow)
+            for observed in self.stage.pending_e2e.values():
+                observed.clear()
             if not feedback:
                 return
             payloads = feedback

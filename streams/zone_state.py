@@ -142,13 +142,15 @@ class PartitionState:
 
     def __init__(self, zones: list[Zone], tz: str = "Asia/Shanghai", rules: Rules | None = None,
                  unit_stale_ms: int = 120_000, grace_ms: int = DEFAULT_GRACE_MS,
-                 camera_silent_ms: int = 1_800_000, reach_cells: dict | None = None):
+                 camera_silent_ms: int = 1_800_000, reach_cells: dict | None = None,
+                 unit_forget_ms: int = 24 * 3_600_000):
         self.tz_name = tz
         self.days = LocalDays(tz)
         self.rules = rules or load_rules(None)
         self.unit_stale_ms = unit_stale_ms
         self.grace_ms = grace_ms
         self.camera_silent_ms = camera_silent_ms
+        self.unit_forget_ms = unit_forget_ms   # ZONEWATCH_UNIT_FORGET_S: a unit this silent leaves the fix memory
         self.zones: dict[str, ZoneAgg] = {z.zone_id: ZoneAgg(z) for z in zones}
         self.clock = 0
         self.wm = 0
@@ -168,6 +170,9 @@ class PartitionState:
         self.watermark = Watermark()
         self.reach = ZoneReach(zones, cells=reach_cells)
         self._last_pruned = 0
+        # (a fix ts of the unit, unit), one entry per unit of seen_fix: popped once that ts falls behind
+        # ZONEWATCH_UNIT_FORGET_S, then the unit goes or is pushed again with its newest (as reach's expiry)
+        self._fix_expiry: list[tuple[int, str]] = []
         self._hits: AbstractSet[int] = _NO_HITS  # ids of the current batch the sealed dedup hours hold
         self.deadlines: list[tuple[int, str, str]] = []  # (call ts + 300 s, zone, call) not yet passed
 
@@ -221,6 +226,7 @@ class PartitionState:
                 seen = self.seen_fix.get(unit)
                 if seen is None:
                     seen = self.seen_fix[unit] = set()
+                    heapq.heappush(self._fix_expiry, (ts, unit))
                 elif ts in seen:
                     return False
                 seen.add(ts)
@@ -355,6 +361,7 @@ class PartitionState:
                     seen = seen_fix.get(rec.unit_id)
                     if seen is None:
                         seen_fix[rec.unit_id] = {rec.ts}
+                        heapq.heappush(self._fix_expiry, (rec.ts, rec.unit_id))
                     else:
                         seen.add(rec.ts)
             elif t is IncidentAlert:
@@ -726,9 +733,6 @@ class PartitionState:
                 del agg.days[d]
             for m in [m for m in agg.minutes if m <= oldest_minute]:
                 del agg.minutes[m]
-        horizon = clock - 24 * 3_600_000
-        if len(self.seen_fix) > len(self.unit_latest) * 2 + 1024:  # units silent for a day
-            self.seen_fix = {u: ts for u, ts in self.seen_fix.items() if max(ts) >= horizon}
         oldest_incident = clock - INCIDENT_KEEP_MS
         for agg in self.zones.values():
             if agg.incidents:
@@ -751,3 +755,23 @@ class PartitionState:
                 self.seen_status.pop(cam, None)
                 for zid in zones:
                     self.zones[zid].cameras.pop(cam, None)
+        # the fix memory of units silent for ZONEWATCH_UNIT_FORGET_S (each unit looked at about once
+        # per that period, not on every prune)
+        horizon = clock - self.unit_forget_ms
+        expiry, seen_fix = self._fix_expiry, self.seen_fix
+        while expiry and expiry[0][0] < horizon:
+            _ts, unit = heapq.heappop(expiry)
+            seen = seen_fix.get(unit)
+            if seen is not None:
+                newest = max(seen)
+                if newest < horizon:
+                    del seen_fix[unit]
+                else:
+                    heapq.heappush(expiry, (newest, unit))
+        # status reports of cameras this partition never placed (none of their reports here was their
+        # newest): the placed ones leave with camera_latest above
+        placed = self.camera_latest
+        for cam in [c for c, v in self.camera_status.items() if c not in placed and v[0] < known]:
+            del self.camera_status[cam]
+        for cam in [c for c, ts in self.seen_status.items() if c not in placed and max(ts) < known]:
+            del self.seen_status[cam]

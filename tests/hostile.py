@@ -5,7 +5,7 @@
 "accepted" (with the exact normalised event the validator must return, and the zones of
 tests/zones_test.geojson it lies in) or "duplicate" (a re-encoding of an earlier valid event).
 The labels are decided here from the contract rules, independently of zonewatch.contract;
-tests/unit/test_hostile_corpus.py checks that the validator agrees with every one of them.
+tests/unit/streams/test_hostile_corpus.py checks that the validator agrees with every one of them.
 
 Bad classes (`Msg.cls`), each spread over the three input topics:
   invalid_utf8   invalid UTF-8 inside and outside JSON strings, UTF-16/32, latin-1, random bytes

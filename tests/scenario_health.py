@@ -9,7 +9,7 @@ Zones (tests/zones_health.geojson), all in the band lat 34.800-34.810 near Zheng
   course   a LineString (kind route, no segment_m/buffer_m: 1000 m and 50 m) from 113.735 to
            113.765 along lat 34.805, cut into course/0, course/1, course/2.
 
-Length of the course (for the last segment's name, README "Zones files": `{start}–{end} km`,
+Length of the course (for the last segment's name, docs/DESIGN.md "Zones files": `{start}–{end} km`,
 metre precision): both ends lie on the parallel 34.805°, so on the plane tangent to WGS84 at the
 line's centre the length is 2 N cos φ sin(Δλ/2) with N = a / sqrt(1 - e² sin² φ):
 a = 6,378,137 m, e² = 0.00669438, sin² 34.805° = 0.32587 -> N = 6,385,103.8 m; N cos φ = 5,242,804.9 m;

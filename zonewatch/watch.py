@@ -56,7 +56,7 @@ DEFAULT_WEB_PORT = 6066
 
 LEVEL_STYLE = {"green": "bold green", "yellow": "bold yellow", "orange": "bold dark_orange", "red": "bold white on red"}
 LEVEL_ORDER = ("red", "orange", "yellow", "green")
-#: the wall's trust rule (README "The wall", gateway/static/index.html): no patrol fix from inside
+#: the wall's trust rule (docs/GATEWAY.md "Health on the wall", gateway/static/index.html): no patrol fix from inside
 #: the zone for longer than this makes its picture untrustworthy
 GPS_STALE_S = 900
 #: a 3-minute reach share below this is shown in red (as on the wall)
@@ -324,7 +324,7 @@ def _get(doc: dict, *path, default=None):
 
 
 def distrust(doc: dict) -> list[str]:
-    """Why a zone's picture cannot be trusted, [] when it can: the wall's rule (README "The wall",
+    """Why a zone's picture cannot be trusted, [] when it can: the wall's rule (docs/GATEWAY.md "Health on the wall",
     CONTRACT §3 `health`): a silent camera, units quiet in the zone while none is present, or no
     patrol fix from inside for more than GPS_STALE_S (none in 24 h, null, is not a reason alone:
     points and route segments often have no patrol inside)."""

@@ -23,7 +23,7 @@ import orjson
 import pytest
 
 from contract import topics
-from contract.security import kafka_python_kwargs
+from contract.kafka_settings import kafka_python_kwargs
 from contract.settings import Settings
 from tests import scenario
 from tests.golden.daily import GOLDEN, messages

@@ -3,7 +3,7 @@ events give the same zone documents, unit presence, sla.events records and dispa
 recommendations (`nearest_units`) with 1, 3, 4 and 7 partitions, for read orders Kafka allows
 (each input partition in order, the topics interleaved freely: fixes read up to 40 s of event time
 ahead of or behind the rest, calls up to 9 minutes late, within the 10-minute grace and the
-watermark's 60 s bound), and equal an oracle written here from CONTRACT §3/§4 and the README alone
+watermark's 60 s bound), and equal an oracle written here from CONTRACT §3/§4 and docs/DESIGN.md alone
 (brute force over every call and every fix)."""
 
 from __future__ import annotations
@@ -159,7 +159,8 @@ def oracle_sla(calls, fixes, final_clock):
     return out
 
 
-EXACT_M = 300 * 9.0 / 1.3            # README: exact within what the fastest kind covers in 5 min
+# docs/DESIGN.md "Dispatch recommendation": exact within what the fastest kind covers in 5 min
+EXACT_M = 300 * 9.0 / 1.3
 SPEED = {"foot": 1.4, "car": 8.3, "motorcycle": 9.0, "swat": 8.3, "other": 6.0}
 
 
