@@ -344,14 +344,17 @@ def _enriched() -> Schema:
                                     "corroborating alerts or recommendations: the latest wins")
 
 
+_ABSENT: Schema = {"not": {}, "description": "absent in this type of record"}
+
+
 def _sla() -> Schema:
     arrived = _obj({"type": {"const": "arrived"}, "unit_id": _ident("the arriving unit"),
-                    "response_s": {"type": "number", "minimum": 0}, "on_scene": False, "met": False},
+                    "response_s": {"type": "number", "minimum": 0}, "on_scene": _ABSENT, "met": _ABSENT},
                    ("type", "unit_id", "response_s"), strict=False)
     breach = _obj({"type": {"const": "breach"}, "unit_id": {"type": "null"}, "response_s": {"type": "null"},
-                   "on_scene": False, "met": False}, ("type", "unit_id", "response_s"), strict=False)
+                   "on_scene": _ABSENT, "met": _ABSENT}, ("type", "unit_id", "response_s"), strict=False)
     tiers = _obj({"type": {"const": "tiers"}, "on_scene": _on_scene(), "met": {"type": "boolean"},
-                  "unit_id": False, "response_s": False}, ("type", "on_scene", "met"), strict=False)
+                  "unit_id": _ABSENT, "response_s": _ABSENT}, ("type", "on_scene", "met"), strict=False)
     body = _obj({
         "type": {"enum": list(SLA_TYPES)},
         "call_id": _ident("the call"),
