@@ -465,7 +465,9 @@ class IncidentState:
         """Index an incident and set its timers (what a snapshot does not carry is derived here)."""
         self.incidents[inc.call_id] = inc
         cid, ts = inc.call_id, inc.ts
-        settled = inc.arrival_ts is not None and inc.candidate is None and inc.arrival_ts + self.grace_ms <= self.clock
+        # (with its tiers still open, the fixes consumed from now on may yet put units on scene)
+        settled = inc.arrival_ts is not None and inc.candidate is None \
+            and inc.arrival_ts + self.grace_ms <= self.clock and inc.tiers_decided
         if not settled:
             for c in h3.grid_disk(inc.cell, DISK_K[ARRIVAL_RADIUS_M]):
                 self.near.setdefault(c, []).append(inc)

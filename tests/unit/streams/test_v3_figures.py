@@ -97,6 +97,24 @@ def test_a_call_consumed_after_the_grace_counts_only_the_fixes_consumed_from_the
     assert ev["on_scene"] == {"1m": 1, "3m": 1, "5m": 1}
 
 
+def test_open_tiers_survive_a_restore_after_the_arrival_settled():
+    """A feed far behind (the watermark's max lag allows up to an hour): the arrival is decided and
+    settled on the clock (arrival + grace) while the tiers are still open; a fix that feed delivers
+    after a takeover still puts its unit on scene, as in the state that was never interrupted."""
+    live = IncidentState()
+    live.advance_clock(T0, wm=T0)
+    call(live, "c1", T0)
+    fix(live, "a", T0 + 10 * S)
+    live.advance_clock(T0 + 700 * S, wm=T0 + 20 * S)   # arrival at +10 s decided; settled at +610 s
+    restored = IncidentState.restore(orjson.loads(orjson.dumps(live.snapshot())))
+    tiers(live)
+    for st in (live, restored):
+        fix(st, "b", T0 + 100 * S)
+        st.advance_clock(T0 + 700 * S, wm=T0 + 300 * S)
+    (got,) = tiers(restored)
+    assert tiers(live) == [got] and got["on_scene"] == {"1m": 1, "3m": 2, "5m": 2}
+
+
 def test_the_zones_count_tiers_against_their_own_requirement_over_60_minutes():
     zones = load_zones(scenario.ZONES_FILE)
     required = {"A": (1, 1, 1)}
