@@ -234,11 +234,17 @@ def oracle_nearest(calls, fixes):
     return out
 
 
-def oracle_presence(fixes, final_clock):
+def latest_of(evs, key: str) -> dict:
+    """The event with the largest ts per device (`key`: unit_id, camera_id)."""
     latest = {}
-    for f in fixes:
-        if f["unit_id"] not in latest or f["ts"] > latest[f["unit_id"]]["ts"]:
-            latest[f["unit_id"]] = f
+    for e in evs:
+        if e[key] not in latest or e["ts"] > latest[e[key]]["ts"]:
+            latest[e[key]] = e
+    return latest
+
+
+def oracle_presence(fixes, final_clock):
+    latest = latest_of(fixes, "unit_id")
     return {u: set(_in(f)) for u, f in latest.items() if f["ts"] >= final_clock - 120_000 and _in(f)}
 
 
@@ -258,12 +264,8 @@ def oracle_counts(calls, alerts):
 
 def oracle_by_force(fixes, final_clock):
     """(zone, force) -> present units whose latest fix has that force (absent or unknown: police)."""
-    latest = {}
-    for f in fixes:
-        if f["unit_id"] not in latest or f["ts"] > latest[f["unit_id"]]["ts"]:
-            latest[f["unit_id"]] = f
     out = Counter()
-    for f in latest.values():
+    for f in latest_of(fixes, "unit_id").values():
         if f["ts"] >= final_clock - 120_000:
             for z in _in(f):
                 out[(z, f.get("force") if f.get("force") in FORCES else "police")] += 1
@@ -328,12 +330,8 @@ def oracle_tiers_response(calls, fixes, final_clock):
 
 def oracle_cameras(alerts, final_clock):
     """(known, silent) per zone: a camera is where its latest report was; silent after 30 min."""
-    latest = {}
-    for a in alerts:
-        if a["camera_id"] not in latest or a["ts"] > latest[a["camera_id"]]["ts"]:
-            latest[a["camera_id"]] = a
     out = Counter()
-    for a in latest.values():
+    for a in latest_of(alerts, "camera_id").values():
         for z in _in(a):
             out[(z, "known")] += 1
             if a["ts"] < final_clock - 1_800_000:

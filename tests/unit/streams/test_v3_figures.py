@@ -19,7 +19,7 @@ from contract.settings import Settings
 from contract.zones import load_zones
 from streams import records
 from streams.incidents import IncidentState
-from streams.partitioning import FINE_RES
+from streams.partitioning import FINE_RES, partition_of, zone_partitions
 from streams.testing import Msg, Pipeline
 from streams.zone_state import PartitionState
 from tests import scenario
@@ -163,13 +163,18 @@ def test_coverage_counts_a_fix_for_60_min_and_8_h_and_rewrites_the_zone_exactly_
     assert doc["units"]["by_force"] == {"police": 0, "auxiliary": 0, "volunteer": 1, "security": 0}
 
     def written_at(clock):
+        """The coverage written when the clock reaches `clock` (none: unchanged); the written
+        documents must be what a full recomputation gives at every step."""
         st.advance_clock(clock)
-        return [d["coverage"] for d in st.changed_documents(all_zones=True) if d["zone_id"] == "A"]
+        out = [d["coverage"] for d in st.changed_documents(all_zones=True) if d["zone_id"] == "A"]
+        assert st.figures(st.zones["A"]) == st.zones["A"].last_figures
+        return out
 
     assert written_at(T0 + 119 * S) == []
     assert written_at(T0 + 120 * S + 1) != []             # the unit went stale: units change
     assert written_at(T0 + 1_800 * S + 1) != []           # ... and is no longer quiet after 30 min
     assert written_at(T0 + 3_600 * S) == []               # 60 min old: still counted
+    assert st.zones["A"].last_figures["coverage"] == {"60m": 0.02, "8h": 0.02}
     assert written_at(T0 + 3_600 * S + 1) == [{"60m": 0.0, "8h": 0.02}]
     assert written_at(T0 + 8 * 3_600 * S) == []
     assert written_at(T0 + 8 * 3_600 * S + 1) == [{"60m": 0.0, "8h": 0.0}]
@@ -193,11 +198,18 @@ def _border_point(zone_id: str) -> tuple[float, float]:
 
 
 def test_a_fix_just_outside_the_zone_in_a_cell_whose_centre_is_inside_counts_whatever_the_partitions():
-    lat, lon = _border_point("outer")        # outside every zone: its own partition is crc32 of the unit
+    """The unit was seen in A before (a unit's first fix goes to every partition), its own partition
+    (crc32 of its id: the fix is in no zone) is neither A's nor outer's, and it is busy."""
+    lat, lon = _border_point("outer")
     for partitions in (1, 4, 7):
+        part = zone_partitions(ZONES.values(), partitions)
+        unit = next(u for u in (f"u-edge-{i}" for i in range(100))
+                    if partitions == 1 or partition_of(u, partitions) not in (part["A"], part["outer"]))
         pipe = Pipeline(Settings(zones=scenario.ZONES_FILE, partitions=partitions))
-        fix = {"unit_id": "u-edge", "ts": T0, "lat": lat, "lon": lon}
-        pipe.feed([Msg(topics.GPS, 0, 0, None, orjson.dumps(fix), 1)])
+        # busy: an available fix also goes to the partitions of the zones it may reach (reach)
+        fixes = [{"unit_id": unit, "ts": T0 - 60 * S, "lat": scenario.PA2[0], "lon": scenario.PA2[1],
+                  "status": "busy"}, {"unit_id": unit, "ts": T0, "lat": lat, "lon": lon, "status": "busy"}]
+        pipe.feed([Msg(topics.GPS, 0, i, None, orjson.dumps(f), 1) for i, f in enumerate(fixes)], batch=1)
         pipe.finish()
         docs = pipe.documents()
         assert docs["outer"]["coverage"] == {"60m": round(1 / 17, 2), "8h": round(1 / 17, 2)}, partitions
