@@ -18,7 +18,6 @@ import msgspec
 import orjson
 import pytest
 
-from contract import topics
 from contract.settings import Settings
 from streams import recovery
 from streams.testing import Pipeline
@@ -146,13 +145,14 @@ V2_SNAPSHOTS = Path(__file__).resolve().parents[2] / "golden" / "snapshots_v2.ms
 
 def test_a_snapshot_written_before_contract_v3_restores():
     """tests/golden/snapshots_v2.msgpack: the snapshots topic and zone documents of the worker before
-    contract v3 (commit d7cc733, made by tests/golden/snapshots_v2_gen.py) after the scenario's calls
-    and alerts, 2 partitions. The new code takes both partitions over from it: the documents carry
-    v2's figures unchanged and v3's fields from what the snapshot holds (units without a force are
-    police; last_event_ts from the same largest ts the age was computed from); the scenario's fixes
-    then give the hand-computed documents, but for the on-scene tiers of the calls the old worker
-    had already passed the deadline of (c1, c2, c3, c6, c7): their fixes before the upgrade were not
-    counted on scene, so they get no tiers record (README "On-scene tiers")."""
+    contract v3 (commit d7cc733, made by tests/golden/snapshots_v2_gen.py) after the scenario's calls,
+    alerts and first four fixes, 2 partitions. The new code takes both partitions over from it: the
+    documents carry v2's figures unchanged and v3's fields from what the snapshot holds (units without
+    a force are police; last_event_ts from the same largest ts the age was computed from; reach's
+    pairs computed again with within_1m); the scenario's last two fixes then give the hand-computed
+    documents but for two documented losses (README "Forces, coverage and on-scene tiers"): coverage
+    starts empty, so only u2's fix at PA2 (00:21:50) counts — A 1/48 = 0.02, the others 0 — and the
+    calls whose tiers deadline the old worker had passed (c1, c2, c3, c6, c7) get no tiers record."""
     fixture = msgspec.msgpack.decode(V2_SNAPSHOTS.read_bytes())
     pipe = Pipeline(Settings(zones=scenario.ZONES_FILE, partitions=fixture["partitions"]))
     for p in range(fixture["partitions"]):
@@ -177,12 +177,16 @@ def test_a_snapshot_written_before_contract_v3_restores():
             last = h["last_event_ts"][src]
             assert (age, last) == (None, None) or (d["clock"] - last) // 1000 == age, (zid, src)
         assert {k: v for k, v in h.items() if k != "last_event_ts"} == o["health"], zid
-        assert d["coverage"] == {"60m": 0.0, "8h": 0.0}, zid   # no fix yet
+        assert d["coverage"] == {"60m": 0.0, "8h": 0.0}, zid   # the old snapshot has none
+        # u2 at PCORE is the one available present unit, as at the scenario's end (tests/scenario.py)
+        assert d["reach"] == {"within_1m": scenario.REACH[zid]["within_1m"], **o["reach"]}, zid
+    assert any(d["units"]["present"] for d in new.values())
     # the rest of the scenario, on the new code
-    fixes = [m for m in messages() if m.topic == topics.GPS]
-    pipe.feed(fixes, batch=3)
+    pipe.feed(messages()[fixture["n_messages"]:], batch=3)
     pipe.finish()
     final = {z: scenario.strip_volatile(d) for z, d in pipe.documents().items()}
-    want = {z: {**d, "response": {**d["response"], "tiers_decided": 0}} for z, d in scenario.EXPECTED.items()}
+    coverage = {"A": 0.02, "B": 0.0, "outer": 0.0, "inner": 0.0, "core": 0.0}
+    want = {z: {**d, "response": {**d["response"], "tiers_decided": 0},
+                "coverage": {"60m": coverage[z], "8h": coverage[z]}} for z, d in scenario.EXPECTED.items()}
     assert final == want
     assert [e for e in pipe.sla if e["type"] == "tiers"] == []
