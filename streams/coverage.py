@@ -15,6 +15,8 @@ A fix counts when `clock - ts <= window` (as a unit's fix counts as present when
 
 from __future__ import annotations
 
+from array import array
+
 import h3
 import numpy as np
 import shapely
@@ -23,7 +25,7 @@ from h3.api import basic_int as h3i
 from contract.response import COVERAGE_RES, COVERAGE_WINDOWS_MS
 from contract.zones import Zone
 
-_NEVER = np.iinfo(np.int64).min // 2   # a cell without a fix: older than any window's start
+_NEVER = -(2**62)   # a cell without a fix: older than any window's start
 _MAX_WINDOW_MS = max(w for _n, w in COVERAGE_WINDOWS_MS)
 # zone geometry id -> (geometry, cells): zones are loaded once per process, and the router and every
 # partition state (made again at each takeover) need the same cells
@@ -75,7 +77,10 @@ class ZoneCoverage:
             self.zone_slots[z.zone_id] = np.array(slots, dtype=np.int64)
         self.slot_zones = [tuple(zs) for zs in slot_zones]   # slot -> zones whose share it is part of
         self.cells = np.array(list(self.slot), dtype=np.int64)   # slot -> cell (the dict's order)
-        self.latest = np.full(len(slot_zones), _NEVER, dtype=np.int64)
+        # slot -> latest fix ts: an array for the per-fix path (an item costs ~40 ns, a numpy item
+        # ~1 µs) and a numpy view of the same memory for the shares
+        self.latest = array("q", [_NEVER]) * len(slot_zones)
+        self.view = np.frombuffer(self.latest, dtype=np.int64)
 
     def fix(self, cell: int, ts: int, clock: int) -> tuple[str, ...]:
         """A fix in `cell` at `ts` (the state's clock before its batch advances it): the zones whose
@@ -83,7 +88,7 @@ class ZoneCoverage:
         s = self.slot.get(cell)
         if s is None:
             return ()
-        old = int(self.latest[s])
+        old = self.latest[s]
         if ts <= old:
             return ()
         self.latest[s] = ts
@@ -96,7 +101,7 @@ class ZoneCoverage:
     def doc(self, zone_id: str, clock: int) -> tuple[dict[str, float], int]:
         """({"60m": share, "8h": share} rounded to 2 decimals, as reach is; the clock at which a
         share next changes by time alone: when its oldest counted fix leaves the window)."""
-        ts = self.latest[self.zone_slots[zone_id]]
+        ts = self.view[self.zone_slots[zone_id]]
         n = len(ts)
         out: dict[str, float] = {}
         until = 2**62
@@ -110,8 +115,8 @@ class ZoneCoverage:
     def snapshot(self, clock: int) -> dict:
         """The cells with a fix that still counts in the longest window (H3 ids: a changed zones
         file maps them to its own slots, or drops them)."""
-        keep = np.flatnonzero(self.latest >= clock - _MAX_WINDOW_MS)
-        return {"cells": self.cells[keep].tobytes(), "ts": self.latest[keep].tobytes()}
+        keep = np.flatnonzero(self.view >= clock - _MAX_WINDOW_MS)
+        return {"cells": self.cells[keep].tobytes(), "ts": self.view[keep].tobytes()}
 
     def restore(self, snap: dict | None) -> None:
         if not snap:

@@ -16,7 +16,8 @@ Records for the incidents stage (partitioned by the call's geo cell):
 
 Versions: a field added to a record goes at its end with a default, so a log written before it
 still decodes (msgspec fills the default into a shorter array): ZoneFix.force (v3, "police"),
-IncidentFix.available and .kind. A new record kind takes a new tag.
+ZoneFix.cell (v3, 0: the reader computes it), IncidentFix.available and .kind. A new record kind takes a new
+tag.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class ZoneFix(_Record, tag=3, frozen=True):
     lat: float             # its position (the reach and coverage of the partition's zones)
     lon: float
     force: str = "police"  # v3 (contract.events.FORCES); a record written before it was police
+    cell: int = 0          # v3: its fine H3 cell (coverage); 0 in a record written before it
 
 
 @final

@@ -242,7 +242,8 @@ class Router:
                     units_latest[eid] = self.positions[eid] = (ts, lat, lon, status, kind)
                 force = ev["force"]
                 for p, zl in by_part.items():
-                    _append(out, p, ZoneFix(eid, ts, zl, p == primary, kts, status, kind, newest, lat, lon, force))
+                    _append(out, p, ZoneFix(eid, ts, zl, p == primary, kts, status, kind, newest, lat, lon, force,
+                                            cell))
             elif topic == topics.CALLS:
                 cat, prio = ev["category"], ev["priority"]
                 lang = primary_language(ev.get("lang"))

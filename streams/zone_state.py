@@ -268,7 +268,7 @@ class PartitionState:
                     if ts > agg.last_ts.get("gps", 0):
                         agg.last_ts["gps"] = ts
                         self.dirty.add(zid)
-            covered = self.coverage.fix(cell_of(rec.lat, rec.lon), ts, self.clock)
+            covered = self.coverage.fix(rec.cell or cell_of(rec.lat, rec.lon), ts, self.clock)
             if covered:
                 self.dirty.update(covered)
             if rec.presence and self._apply_fix(unit, ts, tuple(zones), rec.status, rec.force):
