@@ -2,7 +2,9 @@
 
 Pure and synchronous: no Kafka, no Redis, no wall clock, so the same events, stream clock and
 watermark always give the same documents (tests drive it directly). The worker feeds it batches
-from the repartition topic and asks for the documents of zones whose figures changed.
+from the repartition topic and asks for the documents of zones whose figures changed. Its parts:
+the zones' counters here, incidents (streams/incidents.py, whose Arrival and Tiers records come
+back for the zones' `response`), reach (streams/reach.py) and coverage (streams/coverage.py).
 
 Idempotence is what makes at-least-once delivery safe: calls and alerts are remembered by id
 (compactly, streams/dedup.py) and fixes by (unit_id, ts) for as long as they can still change a
