@@ -174,7 +174,11 @@ def settle(dep: Deployment, clock: int, timeout: float = 300) -> dict:
 
 
 def sla_record(e: dict) -> tuple:
-    """One sla.events record as a comparable value (CONTRACT §4: every field)."""
+    """One sla.events record as a comparable value (CONTRACT §4: every field). A `tiers` record (v3)
+    has its counts and `met` where the others have the unit and the response time."""
+    if e["type"] == "tiers":
+        on_scene = tuple(sorted(e["on_scene"].items()))
+        return (e["type"], e["call_id"], on_scene, e["met"], e["ts"], tuple(e["zone_ids"]))
     return (e["type"], e["call_id"], e["unit_id"], e["response_s"], e["ts"], tuple(e["zone_ids"]))
 
 

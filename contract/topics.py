@@ -33,9 +33,10 @@ OUTPUT_TOPICS = (INCIDENTS, SLA, ZONES_STATE, ZONES_DAILY, DEADLETTER)
 #:    "calls", "calls_by_category": {...}, "calls_by_priority": {"1": n, ...}, "calls_by_lang": {"zh": n, ...},
 #:    "alerts", "alerts_by_type": {...},
 #:    "hourly": {"calls": [24 counts by local hour], "alerts": [24 counts]},
-#:    "response": {"arrived", "within_1m", "within_3m", "within_5m", "breaches", "p50_s", "p90_s"}}
-#: `response` counts the day's decisions: arrivals whose fix ts and breaches whose deadline
-#: (call ts + 300 s) fall on the date; p50/p90 nearest-rank over the day's response times.
+#:    "response": {"arrived", "within_1m", "within_3m", "within_5m", "breaches", "p50_s", "p90_s",
+#:                 "tiers_met", "tiers_decided"}}
+#: `response` counts the day's decisions: arrivals whose fix ts and breaches and on-scene tiers (v3)
+#: whose deadline (call ts + 300 s) fall on the date; p50/p90 nearest-rank over the day's response times.
 DAILY_FIELDS = ("date", "zone_id", "name", "kind", "ring", "tz", "final", "clock", "version", "calls",
                 "calls_by_category", "calls_by_priority", "calls_by_lang", "alerts", "alerts_by_type",
                 "hourly", "response")

@@ -146,7 +146,7 @@ class Pipeline:
         for h in self.stage.held.values():
             st = h.state
             for zid, agg in st.zones.items():
-                for unit, (ts, _status) in agg.units.items():
+                for unit, (ts, _status, _force) in agg.units.items():
                     if ts >= st.clock - st.unit_stale_ms:
                         out.setdefault(unit, set()).add(zid)
         return out

@@ -2,7 +2,9 @@
 
 Pure and synchronous: no Kafka, no Redis, no wall clock, so the same events, stream clock and
 watermark always give the same documents (tests drive it directly). The worker feeds it batches
-from the repartition topic and asks for the documents of zones whose figures changed.
+from the repartition topic and asks for the documents of zones whose figures changed. Its parts:
+the zones' counters here, incidents (streams/incidents.py, whose Arrival and Tiers records come
+back for the zones' `response`), reach (streams/reach.py) and coverage (streams/coverage.py).
 
 Idempotence is what makes at-least-once delivery safe: calls and alerts are remembered by id
 (compactly, streams/dedup.py) and fixes by (unit_id, ts) for as long as they can still change a
@@ -15,8 +17,10 @@ from __future__ import annotations
 import heapq
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 
+from contract.events import DEFAULT_FORCE, FORCES
 from contract.response import (
     BREACH_AFTER_MS,
     CAMERA_KNOWN_MS,
@@ -24,15 +28,28 @@ from contract.response import (
     EVENT_AGE_HORIZON_MS,
     EXPIRE_AFTER_MS,
     RESPONSE_WINDOW_MS,
+    TIERS_DECIDED_MS,
     UNIT_QUIET_MS,
+    default_tier_requirement,
 )
 from contract.zones import Zone
 
+from .coverage import ZoneCoverage, cell_of
 from .days import LocalDays
 from .dedup import IdMemory, id_hash
 from .incidents import IncidentState
 from .reach import ZoneReach
-from .records import Arrival, IncidentAlert, IncidentCall, IncidentFix, ZoneAlert, ZoneCall, ZoneFix, ZoneStatus
+from .records import (
+    Arrival,
+    IncidentAlert,
+    IncidentCall,
+    IncidentFix,
+    Tiers,
+    ZoneAlert,
+    ZoneCall,
+    ZoneFix,
+    ZoneStatus,
+)
 from .rules import Rules, load_rules
 from .watermark import Watermark
 
@@ -45,18 +62,26 @@ GPS_DEDUP_PER_UNIT = 128
 PRUNE_EVERY_MS = 60_000
 INCIDENT_KEEP_MS = EXPIRE_AFTER_MS + RESPONSE_WINDOW_MS
 _NO_HITS: frozenset[int] = frozenset()
+LAST_EVENT_SOURCES = ("calls", "gps", "alerts")   # health.last_event_ts
+#: the requirement of a zone: units on scene by 1, 3 and 5 minutes (contract.response.DEFAULT_TIERS)
+TierRequirement = Callable[[str], tuple[int, int, int]]
 
 
 def empty_response() -> dict:
     return {"arrived": 0, "within_1m": 0, "within_3m": 0, "within_5m": 0, "breaches": 0,
-            "p50_s": None, "p90_s": None}
+            "p50_s": None, "p90_s": None, "tiers_met": 0, "tiers_decided": 0}
+
+
+def tiers_met(on_scene, required) -> bool:
+    """The on-scene counts reach the requirement in every tier (CONTRACT §3 "On-scene tiers")."""
+    return all(n >= r for n, r in zip(on_scene, required, strict=True))
 
 
 class DayCounts:
     """A zone's local day: `today` of the zone document and the record of zones.daily."""
 
     __slots__ = ("calls", "alerts", "by_category", "by_priority", "by_lang", "by_type", "hourly_calls",
-                 "hourly_alerts", "responses", "breaches", "version", "changed")
+                 "hourly_alerts", "responses", "breaches", "version", "changed", "tiers")
 
     def __init__(self) -> None:
         self.calls = 0
@@ -71,11 +96,12 @@ class DayCounts:
         self.breaches: set[str] = set()         # call_ids whose breach falls on this day
         self.version = 0                        # of its zones.daily record
         self.changed = True                     # since its zones.daily record was last taken
+        self.tiers: dict[str, bool] = {}        # call_id -> met, tiers decided this day (call ts + 300 s)
 
     def dump(self) -> list:
         return [self.calls, self.alerts, dict(self.by_category), {str(k): v for k, v in self.by_priority.items()},
                 dict(self.by_lang), dict(self.by_type), self.hourly_calls, self.hourly_alerts, self.responses,
-                sorted(self.breaches), self.version, self.changed]
+                sorted(self.breaches), self.version, self.changed, self.tiers]
 
     @classmethod
     def load(cls, raw: list) -> DayCounts:
@@ -88,6 +114,8 @@ class DayCounts:
         d.hourly_calls, d.hourly_alerts = list(raw[6]), list(raw[7])
         d.responses, d.breaches = dict(raw[8]), set(raw[9])
         d.version, d.changed = raw[10], raw[11]
+        if len(raw) > 12:   # a snapshot of the code before tiers has none
+            d.tiers = dict(raw[12])
         return d
 
 
@@ -121,13 +149,15 @@ class ZoneAgg:
         self.zone = zone
         self.days: dict[str, DayCounts] = {}
         self.minutes: dict[int, MinuteBucket] = {}
-        self.units: dict[str, tuple[int, str]] = {}  # unit_id -> (fix ts, status) of its latest fix
-        # call_id -> [call ts, priority (None until the call is seen), response s (None = not arrived)]
+        # unit_id -> (fix ts, status, force) of its latest fix
+        self.units: dict[str, tuple[int, str, str]] = {}
+        # call_id -> [call ts, priority (None until the call is seen), response s (None = not arrived),
+        # on-scene tiers (None until decided)]
         self.incidents: dict[str, list] = {}
         # camera_id -> (ts of its latest report, online per its latest status) for cameras whose
         # latest report lies in the zone (health)
         self.cameras: dict[str, tuple[int, bool]] = {}
-        self.last_ts: dict[str, int] = {}   # source -> largest ts accepted inside the zone
+        self.last_ts: dict[str, int] = {}   # source -> largest ts accepted inside the zone (last_event_ts)
         self.version = 0
         self.last_figures: dict | None = None
         self.last_clock = 0
@@ -143,7 +173,7 @@ class PartitionState:
     def __init__(self, zones: list[Zone], tz: str = "Asia/Shanghai", rules: Rules | None = None,
                  unit_stale_ms: int = 120_000, grace_ms: int = DEFAULT_GRACE_MS,
                  camera_silent_ms: int = 1_800_000, reach_cells: dict | None = None,
-                 unit_forget_ms: int = 24 * 3_600_000):
+                 unit_forget_ms: int = 24 * 3_600_000, tier_requirement: TierRequirement | None = None):
         self.tz_name = tz
         self.days = LocalDays(tz)
         self.rules = rules or load_rules(None)
@@ -152,6 +182,10 @@ class PartitionState:
         self.camera_silent_ms = camera_silent_ms
         self.unit_forget_ms = unit_forget_ms   # ZONEWATCH_UNIT_FORGET_S: a unit this silent leaves the fix memory
         self.zones: dict[str, ZoneAgg] = {z.zone_id: ZoneAgg(z) for z in zones}
+        # on-scene tiers required per zone (a plan's [[tiers]], CONTRACT §10; (1, 2, 3) without one)
+        self.tier_requirement = tier_requirement or default_tier_requirement
+        self.tiers_required = {zid: tuple(self.tier_requirement(zid)) for zid in self.zones}
+        self.coverage = ZoneCoverage(zones)
         self.clock = 0
         self.wm = 0
         self.seen = IdMemory()                  # hashes of "c|call_id" / "a|alert_id"
@@ -163,7 +197,7 @@ class PartitionState:
         self.seen_status: dict[str, set] = {}                  # camera -> {status report ts}
         self.dirty: set[str] = set()
         # Incidents of the geo cells this partition is home to (a different key than zones).
-        self.incidents = IncidentState(grace_ms, unit_stale_ms=unit_stale_ms)
+        self.incidents = IncidentState(grace_ms, unit_stale_ms=unit_stale_ms, tier_requirement=self.tier_requirement)
         # the patrol.gps marks this partition's own zone-events batches carried (StateStage sets
         # its bounds): a mark arrives with, or after, every record routed here before it, so a
         # decision on it never precedes a fix of this partition that it covers
@@ -241,7 +275,10 @@ class PartitionState:
                     if ts > agg.last_ts.get("gps", 0):
                         agg.last_ts["gps"] = ts
                         self.dirty.add(zid)
-            if rec.presence and self._apply_fix(unit, ts, tuple(zones), rec.status):
+            covered = self.coverage.fix(rec.cell or cell_of(rec.lat, rec.lon), ts, self.clock)
+            if covered:
+                self.dirty.update(covered)
+            if rec.presence and self._apply_fix(unit, ts, tuple(zones), rec.status, rec.force):
                 self.reach.fix(unit, ts, rec.lat, rec.lon, rec.kind, rec.status == "available")
             return True
         if t is ZoneStatus:
@@ -272,6 +309,9 @@ class PartitionState:
             return None
         if t is Arrival:
             self._apply_arrival(rec)
+            return None
+        if t is Tiers:
+            self._apply_tiers(rec)
             return None
         is_call = t is ZoneCall
         eid = rec.call_id if is_call else rec.alert_id
@@ -304,7 +344,7 @@ class PartitionState:
                     day.changed = True
                 inc = agg.incidents.get(eid)
                 if inc is None:
-                    agg.incidents[eid] = [ts, prio, None]
+                    agg.incidents[eid] = [ts, prio, None, None]
                 else:  # the arrival was decided before the call reached this partition
                     inc[0], inc[1] = ts, prio
                 heapq.heappush(self.deadlines, (ts + BREACH_AFTER_MS, zid, eid))
@@ -373,7 +413,7 @@ class PartitionState:
             agg = self.zones[zid]
             inc = agg.incidents.get(call_id)
             if inc is None:
-                agg.incidents[call_id] = [call_ts, None, response]
+                agg.incidents[call_id] = [call_ts, None, response, None]
                 old = None
             elif inc[2] is None or response < inc[2]:
                 old = inc[2]
@@ -390,6 +430,27 @@ class PartitionState:
             day = self._day(agg, call_ts + round(response * 1000))
             if day is not None:
                 day.responses[call_id] = response
+                day.changed = True
+
+    def _apply_tiers(self, rec: Tiers) -> None:
+        """A call's on-scene tiers (decided once by the incidents stage; a copy delivered again
+        changes nothing): `met` against each zone's own requirement (CONTRACT §3, §10)."""
+        on_scene = list(rec.on_scene)
+        decided = rec.call_ts + TIERS_DECIDED_MS
+        for zid in rec.zones:
+            agg = self.zones[zid]
+            inc = agg.incidents.get(rec.call_id)
+            if inc is None:   # decided before the call reached this partition
+                agg.incidents[rec.call_id] = [rec.call_ts, None, None, on_scene]
+            elif inc[3] is None:
+                inc[3] = on_scene
+            else:
+                continue
+            agg.resp_cache = None
+            self.dirty.add(zid)
+            day = self._day(agg, decided)   # zones.daily: on the day of its decision
+            if day is not None:
+                day.tiers[rec.call_id] = tiers_met(on_scene, self.tiers_required[zid])
                 day.changed = True
 
     def _day_open(self, date: str) -> bool:
@@ -434,7 +495,8 @@ class PartitionState:
                 self.zones[zid].cameras[cam] = (prev[0], online)
                 self.dirty.add(zid)
 
-    def _apply_fix(self, unit: str, ts: int, zones: tuple[str, ...], status: str) -> bool:
+    def _apply_fix(self, unit: str, ts: int, zones: tuple[str, ...], status: str,
+                   force: str = DEFAULT_FORCE) -> bool:
         """The unit's fix if it is its newest here (True); an older one decides nothing."""
         prev = self.unit_latest.get(unit)
         if prev is not None and prev[0] >= ts:
@@ -446,7 +508,7 @@ class PartitionState:
                     self.zones[zid].units.pop(unit, None)
                     self.dirty.add(zid)
         for zid in zones:
-            self.zones[zid].units[unit] = (ts, status)
+            self.zones[zid].units[unit] = (ts, status, force)
             self.dirty.add(zid)
         return True
 
@@ -482,11 +544,13 @@ class PartitionState:
         if agg.minutes:
             valid_until = min(valid_until, (cm + 1) * MINUTE_MS)
         present = available = quiet = 0
+        by_force = dict.fromkeys(FORCES, 0)
         fresh_after = clock - self.unit_stale_ms
         quiet_after = clock - UNIT_QUIET_MS
-        for ts, status in agg.units.values():
+        for ts, status, force in agg.units.values():
             if ts >= fresh_after:
                 present += 1
+                by_force[force] = by_force.get(force, 0) + 1
                 if status == "available":
                     available += 1
                 if ts + self.unit_stale_ms + 1 < valid_until:
@@ -505,19 +569,20 @@ class PartitionState:
                     silent += 1
                 elif ts + self.camera_silent_ms + 1 < valid_until:
                     valid_until = ts + self.camera_silent_ms + 1
-        ages: dict[str, int | None] = {}
-        for source in ("calls", "gps", "alerts"):
+        # the ts itself, not its age: the document changes when an event comes or the ts leaves the
+        # 24 h horizon, not with every second of the clock (issue 22; readers compute the age)
+        last_event: dict[str, int | None] = {}
+        for source in LAST_EVENT_SOURCES:
             last = agg.last_ts.get(source)
             if last is None or clock - last > EVENT_AGE_HORIZON_MS:
-                ages[source] = None
+                last_event[source] = None
             else:
-                age = ages[source] = max(0, (clock - last) // 1000)
-                # the age is whole seconds: it changes at the next second of the clock
-                nxt = last + (age + 1) * 1000
-                if nxt < valid_until:
-                    valid_until = nxt
+                last_event[source] = last
                 if last + EVENT_AGE_HORIZON_MS + 1 < valid_until:
                     valid_until = last + EVENT_AGE_HORIZON_MS + 1
+        coverage, coverage_until = self.coverage.doc(z.zone_id, clock)
+        if coverage_until < valid_until:
+            valid_until = coverage_until
         cache = agg.resp_cache
         if cache is None or clock >= cache[3] or wm >= cache[4] or clock < cache[5] or wm < cache[6]:
             cache = agg.resp_cache = (*self._response(agg, clock, wm), clock, wm)
@@ -537,12 +602,13 @@ class PartitionState:
                 "alerts_by_type": dict(sorted(day.by_type.items())),
             },
             "windows": windows,
-            "units": {"present": present, "available": available},
+            "units": {"present": present, "available": available, "by_force": by_force},
             "response": response,
             "open_incidents": open_all,
             "health": {"cameras_known": known, "cameras_silent": silent, "units_quiet": quiet,
-                       "last_event_age_s": ages},
+                       "last_event_ts": last_event},
             "reach": self.reach.doc(z.zone_id),
+            "coverage": coverage,
         }
         doc["level"] = self.rules.level(doc, open_p1=open_p1)
         return doc
@@ -553,9 +619,20 @@ class PartitionState:
         are on the watermark (CONTRACT §3 "Decision time"), the 60-minute window on the clock."""
         since = clock - RESPONSE_WINDOW_MS
         responses = []
-        breaches = open_all = open_p1 = 0
+        breaches = open_all = open_p1 = decided_tiers = met_tiers = 0
+        required = self.tiers_required[agg.zone.zone_id]
         until = until_wm = INF
-        for ts, prio, resp in agg.incidents.values():
+        for ts, prio, resp, on_scene in agg.incidents.values():
+            if on_scene is not None:   # on-scene tiers, decided at call ts + 300 s (the watermark)
+                decided = ts + TIERS_DECIDED_MS
+                if since < decided <= clock:
+                    decided_tiers += 1
+                    met_tiers += tiers_met(on_scene, required)
+                    until = min(until, decided + RESPONSE_WINDOW_MS)
+                elif decided > clock:
+                    until = min(until, decided)
+            if prio is None and resp is None:
+                continue   # only its tiers are known here yet: the call decides the rest
             if resp is not None:
                 decided = ts + resp * 1000
                 if since < decided <= clock:
@@ -587,6 +664,7 @@ class PartitionState:
                        p50_s=round(responses[math.ceil(0.5 * n) - 1]),
                        p90_s=round(responses[math.ceil(0.9 * n) - 1]))
         out["breaches"] = breaches
+        out["tiers_met"], out["tiers_decided"] = met_tiers, decided_tiers
         return out, open_all, open_p1, until, until_wm
 
     def changed_documents(self, all_zones: bool = False, refresh_clock: bool = False) -> list[dict]:
@@ -622,7 +700,8 @@ class PartitionState:
                    "ring": fig["ring"], "version": agg.version, "clock": clock,
                    "level": fig["level"], "today": fig["today"], "windows": fig["windows"],
                    "units": fig["units"], "response": fig["response"],
-                   "open_incidents": fig["open_incidents"], "health": fig["health"], "reach": fig["reach"]}
+                   "open_incidents": fig["open_incidents"], "health": fig["health"], "reach": fig["reach"],
+                   "coverage": fig["coverage"]}
             out.append(doc)
         return out
 
@@ -658,7 +737,8 @@ class PartitionState:
                     "within_3m": sum(1 for r in responses if r <= 180),
                     "within_5m": sum(1 for r in responses if r <= 300), "breaches": len(day.breaches),
                     "p50_s": round(responses[math.ceil(0.5 * n) - 1]) if n else None,
-                    "p90_s": round(responses[math.ceil(0.9 * n) - 1]) if n else None}
+                    "p90_s": round(responses[math.ceil(0.9 * n) - 1]) if n else None,
+                    "tiers_met": sum(day.tiers.values()), "tiers_decided": len(day.tiers)}
         return {"date": date, "zone_id": z.zone_id, "name": z.name, "kind": z.kind, "ring": z.ring,
                 "tz": self.tz_name, "final": final, "clock": self.clock, "version": day.version + 1,
                 "calls": day.calls, "calls_by_category": dict(sorted(day.by_category.items())),
@@ -693,6 +773,7 @@ class PartitionState:
             "incidents": self.incidents.snapshot(),
             "reach": self.reach.snapshot(),
             "watermark": self.watermark.snapshot(),
+            "coverage": self.coverage.snapshot(self.clock),
         }
 
     def restore(self, snap: dict, sealed: dict[int, bytes]) -> None:
@@ -704,10 +785,11 @@ class PartitionState:
                 continue  # a zone no longer in the zones file
             agg.days = {d: DayCounts.load(c) for d, c in days.items()}
             agg.minutes = {int(m): MinuteBucket.load(b) for m, b in minutes.items()}
-            agg.units = {u: tuple(v) for u, v in units.items()}
-            agg.incidents = {c: list(v) for c, v in incidents.items()}
+            # a snapshot of the code before v3: units without force (police then), incidents without tiers
+            agg.units = {u: (v[0], v[1], v[2] if len(v) > 2 else DEFAULT_FORCE) for u, v in units.items()}
+            agg.incidents = {c: list(v) if len(v) > 3 else [*v, None] for c, v in incidents.items()}
             agg.cameras = {c: tuple(v) for c, v in cameras.items()}
-            for call_id, (ts, prio, _resp) in agg.incidents.items():
+            for call_id, (ts, prio, _resp, _tiers) in agg.incidents.items():
                 if prio is not None and ts + BREACH_AFTER_MS > self.wm:
                     heapq.heappush(self.deadlines, (ts + BREACH_AFTER_MS, zid, call_id))
             agg.last_ts = dict(last_ts)
@@ -717,9 +799,11 @@ class PartitionState:
                               for c, (ts, zones, o) in snap["camera_latest"].items()}
         self.camera_status = {c: tuple(v) for c, v in snap["camera_status"].items()}
         self.seen = IdMemory.restore(snap["seen"], sealed)
-        self.incidents = IncidentState.restore(snap["incidents"], self.grace_ms, self.unit_stale_ms)
+        self.incidents = IncidentState.restore(snap["incidents"], self.grace_ms, self.unit_stale_ms,
+                                               self.tier_requirement)
         self.reach.restore(snap["reach"])
         self.watermark.restore(snap.get("watermark"))
+        self.coverage.restore(snap.get("coverage"))
 
     # -- housekeeping ----------------------------------------------------------------------
     def _prune(self) -> None:

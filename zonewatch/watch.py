@@ -323,6 +323,17 @@ def _get(doc: dict, *path, default=None):
     return cur
 
 
+def gps_age_s(doc: dict) -> float | None:
+    """Seconds since the zone's last patrol fix from inside, on the stream clock of the document
+    (CONTRACT §3 v3 `health.last_event_ts`; the document of a worker before v3 carries the age)."""
+    last = _get(doc, "health", "last_event_ts", "gps")
+    clock = doc.get("clock")
+    if isinstance(last, int) and isinstance(clock, int):
+        return max(0, clock - last) / 1000
+    old = _get(doc, "health", "last_event_age_s", "gps")
+    return old if isinstance(old, (int, float)) else None
+
+
 def distrust(doc: dict) -> list[str]:
     """Why a zone's picture cannot be trusted, [] when it can: the wall's rule (docs/GATEWAY.md "Health on the wall",
     CONTRACT §3 `health`): a silent camera, units quiet in the zone while none is present, or no
@@ -337,8 +348,8 @@ def distrust(doc: dict) -> list[str]:
         out.append(f"{silent}/{known} cameras silent")
     if quiet > 0 and not (_get(doc, "units", "present") or 0) > 0:
         out.append(f"{quiet} units quiet, none present")
-    gps = _get(h, "last_event_age_s", "gps")
-    if isinstance(gps, (int, float)) and gps > GPS_STALE_S:
+    gps = gps_age_s(doc)
+    if gps is not None and gps > GPS_STALE_S:
         out.append(f"no patrol fix for {gps / 60:.0f} min")
     return out
 
@@ -356,8 +367,8 @@ def health_cell(doc: dict) -> Text:
              style="bold yellow" if (h.get("cameras_silent") or 0) > 0 else "")
     t.append(" · ")
     t.append(str(h.get("units_quiet", "–")), style="bold yellow" if (h.get("units_quiet") or 0) > 0 else "")
-    gps = _get(h, "last_event_age_s", "gps")
-    if isinstance(gps, (int, float)) and gps > GPS_STALE_S:
+    gps = gps_age_s(doc)
+    if gps is not None and gps > GPS_STALE_S:
         t.append(f" · no fix {gps / 60:.0f}m", style="yellow")
     return t
 

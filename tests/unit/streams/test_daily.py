@@ -4,7 +4,9 @@ The scenario runs from 2023-06-11 23:10 to 2023-06-12 00:22:40 local time. With 
 grace, the 11th is final once the clock passes 00:10 on the 12th. Read in the scenario's order,
 in batches of 3, call c7 (23:59 on the 11th) is consumed when the clock is already 00:21:30: the
 11th is final by then, so c7 is in no daily record (it is in no `today` either), but its breach
-(00:04 on the 12th) is a decision of the 12th.
+(00:04 on the 12th) is a decision of the 12th. So are its on-scene tiers (CONTRACT §3 v3, decided at
+call ts + 300 s like a breach): nobody came near c1, c2, c3, c6 or c7, so every zone's tiers decided
+on a day are its breaches of that day, none met; c4's tiers (00:25) are after the final clock.
 """
 
 from __future__ import annotations
@@ -26,25 +28,25 @@ def hours(**at):
     return out
 
 
-def rec(date, zid, final, calls, cat, prio, alerts, types, hc, ha, arrived=0, breaches=0, p=None):
+def rec(date, zid, final, calls, cat, prio, alerts, types, hc, ha, arrived=0, breaches=0, p=None, tiers=0):
     within = 1 if arrived else 0
     return {"date": date, "zone_id": zid, "final": final, "calls": calls, "calls_by_category": cat,
             "calls_by_priority": prio, "calls_by_lang": {"und": calls} if calls else {},
             "alerts": alerts, "alerts_by_type": types, "hourly": {"calls": hc, "alerts": ha},
             "response": {"arrived": arrived, "within_1m": 0, "within_3m": within, "within_5m": within,
-                         "breaches": breaches, "p50_s": p, "p90_s": p}}
+                         "breaches": breaches, "p50_s": p, "p90_s": p, "tiers_met": 0, "tiers_decided": tiers}}
 
 
 D11, D12 = "2023-06-11", "2023-06-12"
 VENUE_CALL = ({"medical": 1}, {"1": 1})
 EXPECTED = {
     f"{D11}|A": rec(D11, "A", True, 2, {"theft": 1, "violent": 1}, {"1": 1, "2": 1}, 0, {},
-                    hours(h23=2), EMPTY_HOURS, breaches=2),                     # c1, c2; breaches 23:15, 23:55
-    f"{D11}|B": rec(D11, "B", True, 1, {"violent": 1}, {"1": 1}, 0, {}, hours(h23=1), EMPTY_HOURS, breaches=1),
+                    hours(h23=2), EMPTY_HOURS, breaches=2, tiers=2),                     # c1, c2; breaches 23:15, 23:55
+    f"{D11}|B": rec(D11, "B", True, 1, {"violent": 1}, {"1": 1}, 0, {}, hours(h23=1), EMPTY_HOURS, breaches=1, tiers=1),
     f"{D12}|A": rec(D12, "A", False, 1, {"dispute": 1}, {"2": 1}, 1, {"crowd_density": 1},
-                    hours(h0=1), hours(h0=1), breaches=2),                      # c6; breaches c6 00:06, c7 00:04
+                    hours(h0=1), hours(h0=1), breaches=2, tiers=2),             # c6; breaches c6 00:06, c7 00:04
     f"{D12}|B": rec(D12, "B", False, 2, {"dispute": 1, "fraud": 1}, {"2": 1, "3": 1}, 1, {"crowd_density": 1},
-                    hours(h0=2), hours(h0=1), breaches=2),                      # c3, c6
+                    hours(h0=2), hours(h0=1), breaches=2, tiers=2),             # c3, c6
     f"{D12}|outer": rec(D12, "outer", False, 1, *VENUE_CALL, 2, {"crowd_density": 1, "face_watchlist": 1},
                         hours(h0=1), hours(h0=2), arrived=1, p=120),            # c4 reached by u2 after 120 s
     f"{D12}|inner": rec(D12, "inner", False, 1, *VENUE_CALL, 2, {"crowd_density": 1, "face_watchlist": 1},

@@ -162,10 +162,12 @@ def test_render_marks_an_idle_latency_window():
 
 
 def _hdoc(zid, *, kind="grid", ring=None, known=0, silent=0, quiet=0, present=0, gps=None, reach=None):
+    """`gps`: seconds since the last patrol fix inside, on the document's clock (last_event_ts, v3)."""
     d = doc(zid, ring=ring, present=present)
     d["kind"] = kind
     d["health"] = {"cameras_known": known, "cameras_silent": silent, "units_quiet": quiet,
-                   "last_event_age_s": {"calls": None, "gps": gps, "alerts": None}}
+                   "last_event_ts": {"calls": None, "gps": None if gps is None else d["clock"] - gps * 1000,
+                                     "alerts": None}}
     if reach is not None:
         d["reach"] = {"within_3m": reach[0], "within_5m": reach[1]}
     return d
@@ -184,6 +186,10 @@ def test_distrust_is_the_walls_rule():
     assert distrust(_hdoc("all", known=1, silent=1, quiet=1, gps=1800)) == \
         ["1/1 cameras silent", "1 units quiet, none present", "no patrol fix for 30 min"]
     assert distrust(doc("old-doc")) == []          # a document without health (an older worker)
+    v2 = _hdoc("v2")   # a document of a worker before v3: the age itself
+    v2["health"] = {**v2["health"], "last_event_age_s": {"calls": None, "gps": 901, "alerts": None}}
+    del v2["health"]["last_event_ts"]
+    assert distrust(v2) == ["no patrol fix for 15 min"]
 
 
 def test_health_and_reach_cells():
