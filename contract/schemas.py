@@ -399,6 +399,16 @@ def _daily() -> Schema:
         "response": _response("the day's decisions: arrivals whose fix ts and breaches whose deadline (call ts "
                               "+ 300 s) fall on the date; p50/p90 nearest-rank over the day's response times"),
     }
+    once_response = _response("the decisions of the calls whose first zone this is")
+    once_response["properties"]["times"] = {
+        "type": "object", "propertyNames": {"pattern": _rx(r"[0-9]+")}, "additionalProperties": _count(),
+        "description": "response time in whole seconds -> decisions: merged over zones, the overall percentiles"}
+    once_response["required"].append("times")
+    props["once"] = _obj({k: props[k] for k in ("calls", "calls_by_category", "calls_by_priority", "calls_by_lang",
+                                                "alerts", "alerts_by_type", "hourly")} | {"response": once_response},
+                         description="the same figures for the calls and alerts whose first zone (the ingest's "
+                                     "order) is this one: each event has one, so summed over every zone they count "
+                                     "each event once however many nested zones hold it")
     if set(props) != set(topics.DAILY_FIELDS):  # contract/topics.py changed: say which field to describe
         raise AssertionError(f"contract/schemas.py describes {sorted(props)}, topics.DAILY_FIELDS is "
                              f"{sorted(topics.DAILY_FIELDS)}: update _daily()")
@@ -522,6 +532,11 @@ _EX_DAILY = {
     "hourly": {"calls": [0] * 7 + [12] + [0] * 16, "alerts": [0] * 7 + [40] + [0] * 16},
     "response": {"arrived": 5, "within_1m": 1, "within_3m": 3, "within_5m": 5, "breaches": 1, "p50_s": 140,
                  "p90_s": 280},
+    "once": {"calls": 9, "calls_by_category": {"theft": 4, "medical": 5}, "calls_by_priority": {"1": 2, "2": 7},
+             "calls_by_lang": {"zh": 9}, "alerts": 31, "alerts_by_type": {"crowd_density": 31},
+             "hourly": {"calls": [0] * 7 + [9] + [0] * 16, "alerts": [0] * 7 + [31] + [0] * 16},
+             "response": {"arrived": 4, "within_1m": 1, "within_3m": 3, "within_5m": 4, "breaches": 1, "p50_s": 140,
+                          "p90_s": 280, "times": {"50": 1, "140": 1, "170": 1, "280": 1}}},
 }
 _EX_WALL = {"call_id": "110-20230611-0001", "status": "breached", "ts": 1686439800000, "lat": 34.7466,
             "lon": 113.6253, "category": "theft", "priority": 2, "zones": ["erqi-03"], "ring": None,

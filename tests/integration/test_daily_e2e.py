@@ -18,7 +18,7 @@ from contract.events import parse_ts
 from tests import scenario
 from tests.integration.conftest import wait_until
 from tests.integration.test_briefing import ARTIFACTS, briefing_json, check_html_in_chromium, run_briefing
-from tests.unit.streams.test_daily import EXPECTED, VOLATILE
+from tests.unit.streams.test_daily import APART, EXPECTED
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +50,7 @@ def _daily(dep) -> dict:
 
 def _settled(dep):
     got = _daily(dep)
-    return got if {k: {f: v for f, v in d.items() if f not in VOLATILE} for k, d in got.items()} == WANT else False
+    return got if {k: {f: v for f, v in d.items() if f not in APART} for k, d in got.items()} == WANT else False
 
 
 @pytest.mark.parametrize("kill_midway", [False, True], ids=["one-worker", "killed-mid-day"])
@@ -70,7 +70,7 @@ def test_zones_daily_across_midnight_through_kafka(deployment, kill_midway, tmp_
         got = wait_until(lambda: _settled(dep), timeout=120, what="zones.daily settled")
     except AssertionError:
         got = _daily(dep)
-        assert {k: {f: v for f, v in d.items() if f not in VOLATILE} for k, d in got.items()} == WANT
+        assert {k: {f: v for f, v in d.items() if f not in APART} for k, d in got.items()} == WANT
         raise
     assert all(d["tz"] == "Asia/Shanghai" for d in got.values())
     assert got["2023-06-11|A"]["final"] and not got["2023-06-12|A"]["final"]
