@@ -201,18 +201,31 @@ def _unit_recommendation() -> Schema:
                            "description": "distance x 1.3 / the kind's nominal speed (contract/response.py)"}})
 
 
-def _nearest_units() -> Schema:
-    return {"type": "array", "maxItems": MAX_RECOMMENDED, "items": _unit_recommendation(),
+def _nearest_units(positions: bool = False) -> Schema:
+    """`positions`: the timeline's entries also carry where the unit was at the call's ts (optional:
+    units added from processing-time positions beyond the exact part have none)."""
+    item = _unit_recommendation()
+    if positions:
+        item["properties"] |= {"lat": _coord(90.0, "the unit's fix at or before the call's ts"),
+                               "lon": _coord(180.0, "the unit's fix at or before the call's ts"),
+                               "ts": _ms("that fix's ts")}
+    return {"type": "array", "maxItems": MAX_RECOMMENDED, "items": item,
             "description": f"up to {MAX_RECOMMENDED} available units at call time, nearest first"}
 
 
-def _corroborating() -> Schema:
+def _corroborating(positions: bool = False) -> Schema:
+    """`positions`: the timeline's entries also carry the alert's camera position."""
+    props: dict[str, Schema] = {"alert_id": _ident("the alert"), "type": _ALERT_TYPE,
+                                "distance_m": {"type": "number", "minimum": 0, "maximum": 300},
+                                "dt_s": {"type": "number", "minimum": -600, "maximum": 600,
+                                         "description": "alert ts - call ts, seconds"}}
+    required = list(props)
+    if positions:
+        props |= {"lat": _coord(90.0, "the camera's position (the alert's)"),
+                  "lon": _coord(180.0, "the camera's position (the alert's)")}
     return {"type": "array", "maxItems": MAX_CORROBORATING,
             "description": "camera alerts within 300 m and ±10 min of the call, closest in time first",
-            "items": _obj({"alert_id": _ident("the alert"), "type": _ALERT_TYPE,
-                           "distance_m": {"type": "number", "minimum": 0, "maximum": 300},
-                           "dt_s": {"type": "number", "minimum": -600, "maximum": 600,
-                                    "description": "alert ts - call ts, seconds"}})}
+            "items": _obj(props, required)}
 
 
 def _response(what: str) -> Schema:
@@ -467,8 +480,8 @@ def _timeline() -> Schema:
         "call": call,
         "zones": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
         "ring": _RING,
-        "nearest_units": _nearest_units(),
-        "corroborating_alerts": _corroborating(),
+        "nearest_units": _nearest_units(positions=True),
+        "corroborating_alerts": _corroborating(positions=True),
         "decision": _nullable(decision),
         "arrival": _nullable(_obj({"unit_id": _ident("the arriving unit"),
                                    "response_s": {"type": "number", "minimum": 0}, "ts": _ms("the fix's ts")})),
@@ -548,7 +561,8 @@ _EX_TIMELINE = {
     "call": {"call_id": "110-20230611-0001", "ts": 1686439800000, "lat": 34.7466, "lon": 113.6253,
              "category": "theft", "priority": 2, "lang": "zh"},
     "zones": ["erqi-03"], "ring": None,
-    "nearest_units": [{"unit_id": "P-117", "kind": "car", "distance_m": 412.5, "eta_s": 65}],
+    "nearest_units": [{"unit_id": "P-117", "kind": "car", "distance_m": 412.5, "eta_s": 65, "lat": 34.7503,
+                       "lon": 113.6253, "ts": 1686439795000}],
     "corroborating_alerts": [],
     "decision": {"type": "arrived", "unit_id": "P-117", "response_s": 140.0, "ts": 1686439940000},
     "arrival": {"unit_id": "P-117", "response_s": 140.0, "ts": 1686439940000}, "breach": None,
