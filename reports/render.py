@@ -324,7 +324,8 @@ def render_html(report: dict, lang: str = "zh") -> str:
         *[f'<div class="kpi{bad}"><div class="v">{_e(v)}</div><div class="k">{_e(k)}</div></div>'
           for k, v, bad in kpis],
         "</div>",
-        f'<p class="muted">{_e(L["p50"])} / {_e(L["p90"])}: {_e(mmss(r["p50_s"]))} / {_e(mmss(r["p90_s"]))}. '
+        f'<p class="muted" id="percentiles" data-p50="{_e(r["p50_s"])}" data-p90="{_e(r["p90_s"])}">'
+        f'{_e(L["p50"])} / {_e(L["p90"])}: {_e(mmss(r["p50_s"]))} / {_e(mmss(r["p90_s"]))}. '
         f"{_e(_spread_line(report, L))}</p>",
         f"<p>{_e(L['by_priority'])}: "
         f"{_e(_inline(t['calls_by_priority'], lambda k: L['prio'].format(k=k)) or L['none'])}<br>"
