@@ -108,7 +108,7 @@ class DayCounts:
 
 def nearest_rank(ordered: list[float], percent: int) -> int | None:
     """The nearest-rank percentile of sorted response times, rounded to whole seconds: the value at
-    rank ceil(percent/100 x n), in integers (math.ceil(0.9 * 70) is 64, not 63, in floats)."""
+    rank ceil(percent/100 x n), computed in integers as the briefing ranks its merged times."""
     n = len(ordered)
     return round(ordered[(percent * n + 99) // 100 - 1]) if n else None
 

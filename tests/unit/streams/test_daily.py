@@ -157,3 +157,14 @@ def test_once_survives_a_snapshot():
     pipe.feed(msgs[9:], batch=3)
     pipe.finish()
     assert once_overall(pipe.daily()) == ONCE
+
+
+def test_percentile_ranks_are_nearest_ranks():
+    """Nearest rank ceil(q x n): of 71 response times the 50th percentile is the 36th and the 90th
+    the 64th (of 70: the 35th and the 63rd); one time is every percentile of itself, in whole seconds."""
+    from streams.zone_state import nearest_rank
+
+    times = [float(s) for s in range(1, 72)]
+    assert (nearest_rank(times, 50), nearest_rank(times, 90)) == (36, 64)
+    assert (nearest_rank(times[:70], 50), nearest_rank(times[:70], 90)) == (35, 63)
+    assert nearest_rank([120.5], 90) == 120 and nearest_rank([], 50) is None
