@@ -171,9 +171,9 @@ def snapshot_sizes(pipe: Pipeline) -> dict:
         compressed += len(value)
         snap = pipe.stage.held[p].state.snapshot()
         raw += nbytes(snap)
-        for days, minutes, in_zone, incidents, cams, last_ts in snap["zones"].values():
+        for days, minutes, in_zone, incidents, cams, last_ts, *firsts in snap["zones"].values():
             n_zones += 1
-            per["zone"] += nbytes([days, minutes, incidents, last_ts])
+            per["zone"] += nbytes([days, minutes, incidents, last_ts, firsts])
             per["unit"] += nbytes(in_zone)
             per["camera"] += nbytes(cams)
         reach = snap["reach"]
