@@ -23,3 +23,16 @@ def test_district_mix_is_the_soaks():
     assert round(rate, 1) == round(5200 / 7.5 + 20 + 1 / 6, 1)
     assert abs(fixes * rate - 5200 / 7.5) < 1e-6 and abs(alerts * rate - 20) < 1e-6
     assert abs(calls * rate * 60 - 10) < 1e-6
+
+
+def test_snapshot_sizes_cover_the_whole_snapshot():
+    """The parts encoded alone add up to the snapshot (msgpack headers aside), every unit and zone
+    counted once whatever the partitions."""
+    from bench.state_sizes import city_pipeline, snapshot_sizes
+
+    pipe, n, _cpu = city_pipeline(200, 1.0, zone_name="demo")
+    s = snapshot_sizes(pipe)
+    assert n > 1500 and (s["partitions"], s["zones"], s["units"]) == (4, 39, 200)
+    assert 0.95 < sum(s["parts"].values()) / s["bytes_raw"] < 1.05
+    assert s["bytes_compressed"] < s["bytes_raw"]
+    assert s["per_unit"] == round(s["parts"]["unit"] / 200) and s["per_zone"] == round(s["parts"]["zone"] / 39)
