@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from contract.zones import load_zones
 from reports.briefing import briefing
+from reports.render import render
 from streams.records import Arrival, ZoneAlert, ZoneCall
 from streams.zone_state import PartitionState
 from tests import scenario
@@ -208,6 +209,10 @@ def test_a_call_in_three_nested_zones_counts_once_and_the_zones_still_count_it()
         core = next(z for z in report["zones"] if z["zone_id"] == "core")
         assert (core["calls"], core["response"]["arrived"], core["response"]["breaches"]) == (2, 2, 1)
         assert sum(z["calls"] for z in report["zones"]) == 6
+    md = render(report, "md", "en")
+    assert "| 3 | 1 | 0 | 2 | 0 (0.0%) | 1 (33.3%) | 1 (33.3%) | 2 | 3 | 2:10 | 6:40 |" in md
+    assert "count each call and alert once" in md and "zone-calls" not in md
+    assert 'id="percentiles" data-p50="130" data-p90="400"' in render(report, "html", "zh")
 
 
 def test_records_without_once_fall_back_to_sums_and_say_so():
