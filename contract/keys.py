@@ -40,8 +40,9 @@ def zone(zone_id: str) -> str:
 def incident(call_id: str) -> str:
     """`zw:incident:{call_id}`: one incident's timeline (GET /incidents/{call_id}), kept 48 h:
     {"call_id", "call": {the call without caller or caller_ref}, "zones", "ring",
-     "nearest_units": [{unit_id, kind, distance_m, eta_s}] (at call time),
-     "corroborating_alerts": [{alert_id, type, distance_m, dt_s}],
+     "nearest_units": [{unit_id, kind, distance_m, eta_s, lat?, lon?, ts?}] (at call time; the position
+     and ts of the unit's fix at the call's ts when the exact part found it),
+     "corroborating_alerts": [{alert_id, type, distance_m, dt_s, lat, lon}] (the camera's position),
      "decision": null | {"type": "arrived"|"breach", "unit_id", "response_s", "ts"},
      "arrival": null | {"unit_id", "response_s", "ts"}, "breach": null | {"ts"},
      "status": "open"|"breached"|"arrived"|"expired",

@@ -204,18 +204,31 @@ def _unit_recommendation() -> Schema:
                            "description": "distance x 1.3 / the kind's nominal speed (contract/response.py)"}})
 
 
-def _nearest_units() -> Schema:
-    return {"type": "array", "maxItems": MAX_RECOMMENDED, "items": _unit_recommendation(),
+def _nearest_units(positions: bool = False) -> Schema:
+    """`positions`: the timeline's entries also carry where the unit was at the call's ts (optional:
+    units added from processing-time positions beyond the exact part have none)."""
+    item = _unit_recommendation()
+    if positions:
+        item["properties"] |= {"lat": _coord(90.0, "the unit's fix at or before the call's ts"),
+                               "lon": _coord(180.0, "the unit's fix at or before the call's ts"),
+                               "ts": _ms("that fix's ts")}
+    return {"type": "array", "maxItems": MAX_RECOMMENDED, "items": item,
             "description": f"up to {MAX_RECOMMENDED} available units at call time, nearest first"}
 
 
-def _corroborating() -> Schema:
+def _corroborating(positions: bool = False) -> Schema:
+    """`positions`: the timeline's entries also carry the alert's camera position."""
+    props: dict[str, Schema] = {"alert_id": _ident("the alert"), "type": _ALERT_TYPE,
+                                "distance_m": {"type": "number", "minimum": 0, "maximum": 300},
+                                "dt_s": {"type": "number", "minimum": -600, "maximum": 600,
+                                         "description": "alert ts - call ts, seconds"}}
+    required = list(props)
+    if positions:
+        props |= {"lat": _coord(90.0, "the camera's position (the alert's)"),
+                  "lon": _coord(180.0, "the camera's position (the alert's)")}
     return {"type": "array", "maxItems": MAX_CORROBORATING,
             "description": "camera alerts within 300 m and ±10 min of the call, closest in time first",
-            "items": _obj({"alert_id": _ident("the alert"), "type": _ALERT_TYPE,
-                           "distance_m": {"type": "number", "minimum": 0, "maximum": 300},
-                           "dt_s": {"type": "number", "minimum": -600, "maximum": 600,
-                                    "description": "alert ts - call ts, seconds"}})}
+            "items": _obj(props, required)}
 
 
 def _response(what: str, tiers_required: bool = True) -> Schema:
@@ -438,6 +451,17 @@ def _daily() -> Schema:
                               "response times (tiers_met/tiers_decided since v3: absent in older records)",
                               tiers_required=False),
     }
+    once_response = _response("the decisions of the calls whose first zone this is (no on-scene tiers)",
+                              tiers_required=False)
+    once_response["properties"]["times"] = {
+        "type": "object", "propertyNames": {"pattern": _rx(r"[0-9]+")}, "additionalProperties": _count(),
+        "description": "response time in whole seconds -> decisions: merged over zones, the overall percentiles"}
+    once_response["required"].append("times")
+    props["once"] = _obj({k: props[k] for k in ("calls", "calls_by_category", "calls_by_priority", "calls_by_lang",
+                                                "alerts", "alerts_by_type", "hourly")} | {"response": once_response},
+                         description="the same figures for the calls and alerts whose first zone (the ingest's "
+                                     "order) is this one: each event has one, so summed over every zone they count "
+                                     "each event once however many nested zones hold it")
     if set(props) != set(topics.DAILY_FIELDS):  # contract/topics.py changed: say which field to describe
         raise AssertionError(f"contract/schemas.py describes {sorted(props)}, topics.DAILY_FIELDS is "
                              f"{sorted(topics.DAILY_FIELDS)}: update _daily()")
@@ -496,8 +520,8 @@ def _timeline() -> Schema:
         "call": call,
         "zones": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
         "ring": _RING,
-        "nearest_units": _nearest_units(),
-        "corroborating_alerts": _corroborating(),
+        "nearest_units": _nearest_units(positions=True),
+        "corroborating_alerts": _corroborating(positions=True),
         "decision": _nullable(decision),
         "arrival": _nullable(_obj({"unit_id": _ident("the arriving unit"),
                                    "response_s": {"type": "number", "minimum": 0}, "ts": _ms("the fix's ts")})),
@@ -563,6 +587,11 @@ _EX_DAILY = {
     "hourly": {"calls": [0] * 7 + [12] + [0] * 16, "alerts": [0] * 7 + [40] + [0] * 16},
     "response": {"arrived": 5, "within_1m": 1, "within_3m": 3, "within_5m": 5, "breaches": 1, "p50_s": 140,
                  "p90_s": 280, "tiers_met": 4, "tiers_decided": 6},
+    "once": {"calls": 9, "calls_by_category": {"theft": 4, "medical": 5}, "calls_by_priority": {"1": 2, "2": 7},
+             "calls_by_lang": {"zh": 9}, "alerts": 31, "alerts_by_type": {"crowd_density": 31},
+             "hourly": {"calls": [0] * 7 + [9] + [0] * 16, "alerts": [0] * 7 + [31] + [0] * 16},
+             "response": {"arrived": 4, "within_1m": 1, "within_3m": 3, "within_5m": 4, "breaches": 1, "p50_s": 140,
+                          "p90_s": 280, "times": {"50": 1, "140": 1, "170": 1, "280": 1}}},
 }
 _EX_WALL = {"call_id": "110-20230611-0001", "status": "breached", "ts": 1686439800000, "lat": 34.7466,
             "lon": 113.6253, "category": "theft", "priority": 2, "zones": ["erqi-03"], "ring": None,
@@ -574,7 +603,8 @@ _EX_TIMELINE = {
     "call": {"call_id": "110-20230611-0001", "ts": 1686439800000, "lat": 34.7466, "lon": 113.6253,
              "category": "theft", "priority": 2, "lang": "zh"},
     "zones": ["erqi-03"], "ring": None,
-    "nearest_units": [{"unit_id": "P-117", "kind": "car", "distance_m": 412.5, "eta_s": 65}],
+    "nearest_units": [{"unit_id": "P-117", "kind": "car", "distance_m": 412.5, "eta_s": 65, "lat": 34.7503,
+                       "lon": 113.6253, "ts": 1686439795000}],
     "corroborating_alerts": [],
     "decision": {"type": "arrived", "unit_id": "P-117", "response_s": 140.0, "ts": 1686439940000},
     "arrival": {"unit_id": "P-117", "response_s": 140.0, "ts": 1686439940000}, "breach": None,

@@ -34,12 +34,15 @@ OUTPUT_TOPICS = (INCIDENTS, SLA, ZONES_STATE, ZONES_DAILY, DEADLETTER)
 #:    "alerts", "alerts_by_type": {...},
 #:    "hourly": {"calls": [24 counts by local hour], "alerts": [24 counts]},
 #:    "response": {"arrived", "within_1m", "within_3m", "within_5m", "breaches", "p50_s", "p90_s",
-#:                 "tiers_met", "tiers_decided"}}
+#:                 "tiers_met", "tiers_decided"},
+#:    "once": {the same counts, hourly and response for the calls and alerts whose first zone is this
+#:             one, its response with "times": {"<whole seconds>": decisions} and no tiers}}
 #: `response` counts the day's decisions: arrivals whose fix ts and breaches and on-scene tiers (v3)
 #: whose deadline (call ts + 300 s) fall on the date; p50/p90 nearest-rank over the day's response times.
+#: Each event has one first zone, so `once` summed over zones counts it once (reports/briefing.py).
 DAILY_FIELDS = ("date", "zone_id", "name", "kind", "ring", "tz", "final", "clock", "version", "calls",
                 "calls_by_category", "calls_by_priority", "calls_by_lang", "alerts", "alerts_by_type",
-                "hourly", "response")
+                "hourly", "response", "once")
 
 # --- internal ({prefix}{app_id}-{suffix}) -------------------------------------------------------
 #: batches of normalised events per zone partition (streams/records.py)

@@ -93,6 +93,10 @@ class Incident:
     # on-scene tiers: unit -> ts of its earliest fix within reach in [ts, ts + 300 s]; decided once
     on_scene: dict = field(default_factory=dict)
     tiers_decided: bool = False
+    # where the timeline's map shows them (timeline_doc): alert_id -> [lat, lon] of its camera, and
+    # unit_id -> [lat, lon, fix ts] of a recommended unit at the call's ts (the exact part only)
+    alert_at: dict = field(default_factory=dict)
+    unit_at: dict = field(default_factory=dict)
 
     def best(self) -> int | None:
         """ts of the earliest known arrival fix, decided or not."""
@@ -386,9 +390,13 @@ class IncidentState:
         elif inc.breached:
             decision = {"type": "breach", "unit_id": None, "response_s": None, "ts": inc.ts + BREACH_AFTER_MS}
         events.sort(key=lambda e: (e["ts"], e["what"]))
+        # positions for the map: the cameras', and the units' at the call's ts (units added from
+        # Redis beyond the exact part have none: where they were at that ts is not known)
+        units = [] if inc.completing else r.get("nearest_units") or []
         return {"call_id": inc.call_id, "call": call, "zones": inc.zones, "ring": r.get("ring"),
-                "nearest_units": [] if inc.completing else r.get("nearest_units") or [],
-                "corroborating_alerts": r.get("corroborating_alerts") or [],
+                "nearest_units": [_at(u, inc.unit_at.get(u["unit_id"]), ("lat", "lon", "ts")) for u in units],
+                "corroborating_alerts": [_at(a, inc.alert_at.get(a["alert_id"]), ("lat", "lon"))
+                                         for a in r.get("corroborating_alerts") or ()],
                 "decision": decision, "arrival": arrival, "breach": breach, "status": status, "events": events,
                 "clock": self.clock, "partition": partition}
 
@@ -434,7 +442,7 @@ class IncidentState:
             "incidents": [[i.call_id, i.ts, i.lat, i.lon, i.cell, i.zones, i.record, i.consumed_late,
                            i.arrival_ts, i.arrival_unit, list(i.candidate) if i.candidate else None,
                            i.breached, [[a, i.alerts_rank[k][0]] for k, a in i.alerts.items()], i.recommended_at,
-                           i.on_scene, i.tiers_decided]
+                           i.on_scene, i.tiers_decided, i.alert_at, i.unit_at]
                           for i in self.incidents.values()],
         }
 
@@ -456,6 +464,8 @@ class IncidentState:
                 # so deciding now would undercount; such a call gets no tiers record
                 # (docs/DESIGN.md "Forces, coverage and on-scene tiers")
                 inc.tiers_decided = True
+            if len(row) > 16:  # a snapshot of an older worker has no positions
+                inc.alert_at, inc.unit_at = dict(row[16]), dict(row[17])
             for a, rank in alerts:
                 inc.alerts[a["alert_id"]] = a
                 inc.alerts_rank[a["alert_id"]] = (rank, a["alert_id"])
@@ -571,10 +581,11 @@ class IncidentState:
                 continue  # not available at t
             d = haversine_m(inc.lat, inc.lon, latest[2], latest[3])
             if d <= DISPATCH_EXACT_M:
-                found.append((d, unit, latest[4]))
-        found.sort()
+                found.append((d, unit, latest[4], latest))
+        found.sort(key=lambda f: f[:2])
         inc.record["nearest_units"] = [{"unit_id": u, "kind": k, "distance_m": round(d, 1), "eta_s": eta_s(d, k)}
-                                       for d, u, k in found[:MAX_RECOMMENDED]]
+                                       for d, u, k, _f in found[:MAX_RECOMMENDED]]
+        inc.unit_at = {u: [f[2], f[3], f[0]] for _d, u, _k, f in found[:MAX_RECOMMENDED]}
         self._recommended(inc, DISPATCH_EXACT_M if len(found) < MAX_RECOMMENDED else None)
 
     def _recommend_late(self, inc: Incident) -> None:
@@ -616,10 +627,12 @@ class IncidentState:
                 return False
             del inc.alerts[inc.worst[0]]
             del inc.alerts_rank[inc.worst[0]]
+            inc.alert_at.pop(inc.worst[0], None)
             inc.worst = None
         inc.alerts[alert_id] = {"alert_id": alert_id, "type": typ, "distance_m": round(d, 1),
                                 "dt_s": round(dt / 1000.0, 1)}
         inc.alerts_rank[alert_id] = key
+        inc.alert_at[alert_id] = [lat, lon]
         return True
 
     def _forget(self, inc: Incident) -> None:
@@ -643,3 +656,8 @@ class IncidentState:
                 lst[:] = [i for i in lst if i is not inc]
                 if not lst:
                     del self.near[c]
+
+
+def _at(entry: dict, where: list | None, names: tuple[str, ...]) -> dict:
+    """A timeline entry with its position (lat, lon[, ts]) when one is known."""
+    return entry if where is None else {**entry, **dict(zip(names, where, strict=True))}

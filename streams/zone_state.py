@@ -78,10 +78,15 @@ def tiers_met(on_scene, required) -> bool:
 
 
 class DayCounts:
-    """A zone's local day: `today` of the zone document and the record of zones.daily."""
+    """A zone's local day: `today` of the zone document and the record of zones.daily.
+
+    `once` holds the same figures for the calls and alerts whose first zone (in the ingest's order,
+    the zone its primary copy is routed by) is this one: each event has exactly one first zone, so
+    summed over every zone they count each event once however many nested zones hold it (the
+    briefing's overall totals and percentiles, reports/briefing.py)."""
 
     __slots__ = ("calls", "alerts", "by_category", "by_priority", "by_lang", "by_type", "hourly_calls",
-                 "hourly_alerts", "responses", "breaches", "version", "changed", "tiers")
+                 "hourly_alerts", "responses", "breaches", "version", "changed", "tiers", "once")
 
     def __init__(self) -> None:
         self.calls = 0
@@ -97,11 +102,20 @@ class DayCounts:
         self.version = 0                        # of its zones.daily record
         self.changed = True                     # since its zones.daily record was last taken
         self.tiers: dict[str, bool] = {}        # call_id -> met, tiers decided this day (call ts + 300 s)
+        self.once: DayCounts | None = None      # the events whose first zone this is (first())
+
+    def first(self) -> DayCounts:
+        """`once`, made when the first event whose first zone this is counts."""
+        once = self.once
+        if once is None:
+            once = self.once = DayCounts()
+        return once
 
     def dump(self) -> list:
         return [self.calls, self.alerts, dict(self.by_category), {str(k): v for k, v in self.by_priority.items()},
                 dict(self.by_lang), dict(self.by_type), self.hourly_calls, self.hourly_alerts, self.responses,
-                sorted(self.breaches), self.version, self.changed, self.tiers]
+                sorted(self.breaches), self.version, self.changed, self.tiers,
+                None if self.once is None else self.once.dump()]
 
     @classmethod
     def load(cls, raw: list) -> DayCounts:
@@ -116,7 +130,34 @@ class DayCounts:
         d.version, d.changed = raw[10], raw[11]
         if len(raw) > 12:   # a snapshot of the code before tiers has none
             d.tiers = dict(raw[12])
+        if len(raw) > 13 and raw[13] is not None:  # a snapshot of an older worker has no `once`
+            d.once = cls.load(raw[13])
         return d
+
+
+def nearest_rank(ordered: list[float], percent: int) -> int | None:
+    """The nearest-rank percentile of sorted response times, rounded to whole seconds: the value at
+    rank ceil(percent/100 x n), computed in integers as the briefing ranks its merged times."""
+    n = len(ordered)
+    return round(ordered[(percent * n + 99) // 100 - 1]) if n else None
+
+
+def _day_figures(day: DayCounts, tiers: bool = True) -> dict:
+    """The counts and the response decisions of a day (zones.daily; CONTRACT §4)."""
+    responses = sorted(day.responses.values())
+    n = len(responses)
+    response = {"arrived": n, "within_1m": sum(1 for r in responses if r <= 60),
+                "within_3m": sum(1 for r in responses if r <= 180),
+                "within_5m": sum(1 for r in responses if r <= 300), "breaches": len(day.breaches),
+                "p50_s": nearest_rank(responses, 50), "p90_s": nearest_rank(responses, 90)}
+    if tiers:   # on-scene tiers decided this day (v3); `once` carries none
+        response["tiers_met"], response["tiers_decided"] = sum(day.tiers.values()), len(day.tiers)
+    return {"calls": day.calls, "calls_by_category": dict(sorted(day.by_category.items())),
+            "calls_by_priority": {str(k): v for k, v in sorted(day.by_priority.items())},
+            "calls_by_lang": dict(sorted(day.by_lang.items())),
+            "alerts": day.alerts, "alerts_by_type": dict(sorted(day.by_type.items())),
+            "hourly": {"calls": list(day.hourly_calls), "alerts": list(day.hourly_alerts)},
+            "response": response}
 
 
 class MinuteBucket:
@@ -143,7 +184,7 @@ class ZoneAgg:
     """Counters of one zone. Units present are tracked by the partition (units move)."""
 
     __slots__ = ("zone", "days", "minutes", "units", "incidents", "cameras", "last_ts", "version",
-                 "last_figures", "last_clock", "valid_until", "valid_until_wm", "resp_cache")
+                 "last_figures", "last_clock", "valid_until", "valid_until_wm", "resp_cache", "firsts")
 
     def __init__(self, zone: Zone):
         self.zone = zone
@@ -154,6 +195,7 @@ class ZoneAgg:
         # call_id -> [call ts, priority (None until the call is seen), response s (None = not arrived),
         # on-scene tiers (None until decided)]
         self.incidents: dict[str, list] = {}
+        self.firsts: set[str] = set()   # of `incidents`, the calls whose first zone this is (DayCounts.once)
         # camera_id -> (ts of its latest report, online per its latest status) for cameras whose
         # latest report lies in the zone (health)
         self.cameras: dict[str, tuple[int, bool]] = {}
@@ -204,6 +246,8 @@ class PartitionState:
         self.watermark = Watermark()
         self.reach = ZoneReach(zones, cells=reach_cells)
         self._last_pruned = 0
+        # the latest local date whose zones.daily records were taken final: no decision reopens it
+        self.final_through = ""
         # (a fix ts of the unit, unit), one entry per unit of seen_fix: popped once that ts falls behind
         # ZONEWATCH_UNIT_FORGET_S, then the unit goes or is pushed again with its newest (as reach's expiry)
         self._fix_expiry: list[tuple[int, str]] = []
@@ -233,6 +277,8 @@ class PartitionState:
                 day = self._day(agg, due)
                 if day is not None and call_id not in day.breaches:
                     day.breaches.add(call_id)
+                    if call_id in agg.firsts:
+                        day.first().breaches.add(call_id)
                     day.changed = True
         if self.clock - self._last_pruned >= PRUNE_EVERY_MS:
             self._prune()
@@ -328,6 +374,9 @@ class PartitionState:
         counted = self._day_open(date)  # a day whose zones.daily record is final takes nothing more
         minute = ts // MINUTE_MS
         keep_bucket = minute > self.clock // MINUTE_MS - KEEP_MINUTES
+        # the event's first zone is the first of the primary copy's zones (streams/routing.py):
+        # there it also counts in `once`, the figures that count it once overall
+        first = zones[0] if rec.primary else None
         if is_call:
             cat, prio, lang = rec.category, rec.priority, rec.lang
             for zid in zones:
@@ -336,17 +385,22 @@ class PartitionState:
                 if day is None and counted:
                     day = agg.days[date] = DayCounts()
                 if day is not None:
-                    day.calls += 1
-                    day.by_category[cat] += 1
-                    day.by_priority[prio] += 1
-                    day.by_lang[lang] += 1
-                    day.hourly_calls[hour] += 1
+                    for d in (day, day.first()) if zid == first else (day,):
+                        d.calls += 1
+                        d.by_category[cat] += 1
+                        d.by_priority[prio] += 1
+                        d.by_lang[lang] += 1
+                        d.hourly_calls[hour] += 1
                     day.changed = True
                 inc = agg.incidents.get(eid)
                 if inc is None:
                     agg.incidents[eid] = [ts, prio, None, None]
                 else:  # the arrival was decided before the call reached this partition
                     inc[0], inc[1] = ts, prio
+                if zid == first:
+                    agg.firsts.add(eid)
+                    if inc is not None and inc[2] is not None:
+                        self._first_response(agg, eid, ts, inc[2])
                 heapq.heappush(self.deadlines, (ts + BREACH_AFTER_MS, zid, eid))
                 agg.resp_cache = None
                 if ts > agg.last_ts.get("calls", 0):
@@ -367,9 +421,10 @@ class PartitionState:
                 if day is None and counted:
                     day = agg.days[date] = DayCounts()
                 if day is not None:
-                    day.alerts += 1
-                    day.by_type[typ] += 1
-                    day.hourly_alerts[hour] += 1
+                    for d in (day, day.first()) if zid == first else (day,):
+                        d.alerts += 1
+                        d.by_type[typ] += 1
+                        d.hourly_alerts[hour] += 1
                     day.changed = True
                 if ts > agg.last_ts.get("alerts", 0):
                     agg.last_ts["alerts"] = ts
@@ -426,10 +481,14 @@ class PartitionState:
             if old is not None:
                 d = agg.days.get(self.days.date_of(call_ts + round(old * 1000)))
                 if d is not None and d.responses.pop(call_id, None) is not None:
+                    if d.once is not None:
+                        d.once.responses.pop(call_id, None)
                     d.changed = True
             day = self._day(agg, call_ts + round(response * 1000))
             if day is not None:
                 day.responses[call_id] = response
+                if call_id in agg.firsts:
+                    day.first().responses[call_id] = response
                 day.changed = True
 
     def _apply_tiers(self, rec: Tiers) -> None:
@@ -453,17 +512,27 @@ class PartitionState:
                 day.tiers[rec.call_id] = tiers_met(on_scene, self.tiers_required[zid])
                 day.changed = True
 
+    def _first_response(self, agg: ZoneAgg, call_id: str, call_ts: int, response: float) -> None:
+        """The call arrived after its arrival was decided, and this is its first zone: the decision,
+        recorded on its own day already, counts in that day's `once` too."""
+        day = agg.days.get(self.days.date_of(call_ts + round(response * 1000)))
+        if day is not None and call_id in day.responses:
+            day.first().responses[call_id] = response
+            day.changed = True
+
     def _day_open(self, date: str) -> bool:
         """Whether the day's zones.daily record is not final yet (CONTRACT §4)."""
         return self.clock < self.days.end_of(date) + self.grace_ms
 
     def _day(self, agg: ZoneAgg, ts: int) -> DayCounts | None:
-        """The zone's day holding a decision at ts: its record until that is emitted final, or a
-        new one while the day is still open by the clock; None otherwise. (A decision falls on
-        its own time, so the clock jumping past the day's close in the same batch loses nothing.)"""
+        """The zone's day holding a decision at ts: its record until that is taken final, or a new
+        one while no record of that date was taken final; None otherwise. A decision falls on its own
+        time, so the clock jumping past the day's close before it is decided (in the same batch, or
+        before the arrival record loops back) loses nothing: the day's record is then written final
+        with it (test_briefing_overall's property test found a breach at midnight lost that way)."""
         date = self.days.date_of(ts)
         day = agg.days.get(date)
-        if day is None and self._day_open(date):
+        if day is None and date > self.final_through:
             day = agg.days[date] = DayCounts()
         return day
 
@@ -661,8 +730,7 @@ class PartitionState:
                        within_1m=sum(1 for r in responses if r <= 60),
                        within_3m=sum(1 for r in responses if r <= 180),
                        within_5m=sum(1 for r in responses if r <= 300),
-                       p50_s=round(responses[math.ceil(0.5 * n) - 1]),
-                       p90_s=round(responses[math.ceil(0.9 * n) - 1]))
+                       p50_s=nearest_rank(responses, 50), p90_s=nearest_rank(responses, 90))
         out["breaches"] = breaches
         out["tiers_met"], out["tiers_decided"] = met_tiers, decided_tiers
         return out, open_all, open_p1, until, until_wm
@@ -728,25 +796,20 @@ class PartitionState:
             day.changed = False
             if doc["final"]:
                 del agg.days[date]
+                self.final_through = max(self.final_through, date)
 
     def _daily_doc(self, agg: ZoneAgg, date: str, day: DayCounts, final: bool) -> dict:
         z = agg.zone
-        responses = sorted(day.responses.values())
-        n = len(responses)
-        response = {"arrived": n, "within_1m": sum(1 for r in responses if r <= 60),
-                    "within_3m": sum(1 for r in responses if r <= 180),
-                    "within_5m": sum(1 for r in responses if r <= 300), "breaches": len(day.breaches),
-                    "p50_s": round(responses[math.ceil(0.5 * n) - 1]) if n else None,
-                    "p90_s": round(responses[math.ceil(0.9 * n) - 1]) if n else None,
-                    "tiers_met": sum(day.tiers.values()), "tiers_decided": len(day.tiers)}
+        once = _day_figures(day.once or DayCounts(), tiers=False)
+        # every response time once, in whole seconds: merged over zones, their nearest-rank
+        # percentiles are the overall p50/p90 (rounding keeps the order, so it commutes with rank)
+        times: dict[int, int] = {}
+        for r in (day.once.responses.values() if day.once is not None else ()):
+            times[round(r)] = times.get(round(r), 0) + 1
+        once["response"]["times"] = {str(s): n for s, n in sorted(times.items())}
         return {"date": date, "zone_id": z.zone_id, "name": z.name, "kind": z.kind, "ring": z.ring,
                 "tz": self.tz_name, "final": final, "clock": self.clock, "version": day.version + 1,
-                "calls": day.calls, "calls_by_category": dict(sorted(day.by_category.items())),
-                "calls_by_priority": {str(k): v for k, v in sorted(day.by_priority.items())},
-                "calls_by_lang": dict(sorted(day.by_lang.items())),
-                "alerts": day.alerts, "alerts_by_type": dict(sorted(day.by_type.items())),
-                "hourly": {"calls": list(day.hourly_calls), "alerts": list(day.hourly_alerts)},
-                "response": response}
+                **_day_figures(day), "once": once}
 
     def rewrite_all(self) -> int:
         """Make the next changed_documents() return every zone (Redis lost them, or a new owner)."""
@@ -761,9 +824,10 @@ class PartitionState:
         the grace, per-unit fix memory) is not in it: recovery rebuilds it from the log."""
         return {
             "v": 1, "clock": self.clock, "wm": self.wm, "last_pruned": self._last_pruned,
+            "final_through": self.final_through,
             "zones": {zid: [{d: c.dump() for d, c in agg.days.items()},
                             {m: b.dump() for m, b in agg.minutes.items()},
-                            agg.units, agg.incidents, agg.cameras, agg.last_ts]
+                            agg.units, agg.incidents, agg.cameras, agg.last_ts, sorted(agg.firsts)]
                       for zid, agg in self.zones.items()},
             "unit_latest": {u: [ts, list(z), s] for u, (ts, z, s) in self.unit_latest.items()},
             "camera_latest": {c: [ts, list(z), o] for c, (ts, z, o) in self.camera_latest.items()},
@@ -779,10 +843,15 @@ class PartitionState:
     def restore(self, snap: dict, sealed: dict[int, bytes]) -> None:
         """Load a snapshot (and its sealed dedup hours) into this fresh state."""
         self.clock, self.wm, self._last_pruned = snap["clock"], snap["wm"], snap["last_pruned"]
-        for zid, (days, minutes, units, incidents, cameras, last_ts) in snap["zones"].items():
+        # an older snapshot: the days final by its clock (the rule before final_through)
+        self.final_through = snap.get("final_through", self.days.date_of(self.clock - self.grace_ms - 86_400_000)
+                                      if self.clock else "")
+        for zid, (days, minutes, units, incidents, cameras, last_ts, *firsts) in snap["zones"].items():
             agg = self.zones.get(zid)
             if agg is None:
                 continue  # a zone no longer in the zones file
+            # an older worker's snapshot has no firsts: its calls in flight miss from `once`
+            agg.firsts = set(firsts[0]) if firsts else set()
             agg.days = {d: DayCounts.load(c) for d, c in days.items()}
             agg.minutes = {int(m): MinuteBucket.load(b) for m, b in minutes.items()}
             # a snapshot of the code before v3: units without force (police then), incidents without tiers
@@ -822,6 +891,7 @@ class PartitionState:
             if agg.incidents:
                 for cid in [c for c, inc in agg.incidents.items() if inc[0] < oldest_incident]:
                     del agg.incidents[cid]
+                    agg.firsts.discard(cid)
                     agg.resp_cache = None
         gone = clock - UNIT_QUIET_MS
         for unit, (ts, zones, _status) in list(self.unit_latest.items()):

@@ -2,8 +2,10 @@
 
 Columns per zone: ring (or the kind of a zone without one: grid, district, route, other), level,
 calls and alerts today, 5-minute and 15-minute figures, units present/available, open incidents,
-the 3-minute reach share (`reach.within_3m`, red below 50 %), health (`✓`, or `⚠` when the picture
-cannot be trusted by the wall's rule, `distrust`; then silent/known cameras · quiet units), the
+the response of the last 60 minutes as the wall shows it (`response_cells`: the shares of the
+decided calls reached within 1/3/5 min, breaches in red, p50/p90 in min:s), the 3-minute reach
+share (`reach.within_3m`, red below 50 %), health (`✓`, or `⚠` when the picture cannot be trusted
+by the wall's rule, `distrust`; then silent/known cameras · quiet units), the
 document's version and age. Rings come first, route segments last in course order.
 
 Reads Redis only (`SMEMBERS zw:zones`, one `MGET zw:zone:{id}...` per refresh, `XINFO STREAM
@@ -381,6 +383,32 @@ def reach_cell(doc: dict) -> Text:
     return Text(f"{r3 * 100:.0f}%", style="bold red" if r3 < REACH_LOW else "")
 
 
+def _mmss(seconds) -> str:
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+        return "–"
+    s = max(0, int(seconds))
+    return f"{s // 60}:{s % 60:02d}"
+
+
+def response_cells(doc: dict) -> tuple[Text, Text, Text]:
+    """The zone's `response` of the last 60 min (CONTRACT §3), as the wall shows it: the shares of
+    its decided calls (reached within 5 min, or breached) reached within 1/3/5 min; its breaches,
+    red when any; its p50 / p90 response in min:s. `–` where a figure does not exist yet."""
+    r = doc.get("response")
+    if not isinstance(r, dict) or not r:
+        return Text("–", style="dim"), Text("–", style="dim"), Text("–", style="dim")
+
+    def n(key: str) -> int:
+        v = r.get(key)
+        return v if isinstance(v, int) and not isinstance(v, bool) else 0
+
+    decided = n("within_5m") + n("breaches")
+    shares = Text(" / ".join(f"{round(100 * n(k) / decided)}%" if decided else "–"
+                             for k in ("within_1m", "within_3m", "within_5m")), style="" if decided else "dim")
+    breaches = Text(str(n("breaches")), style="bold red" if n("breaches") else "dim")
+    return shares, breaches, Text(f"{_mmss(r.get('p50_s'))} / {_mmss(r.get('p90_s'))}")
+
+
 def ring_or_kind(doc: dict) -> Text:
     """The ring, or (dim) the kind for a zone without one: grid, district, route, other."""
     if doc.get("ring"):
@@ -466,6 +494,9 @@ def render(snap: Snapshot, tz_name: str = Settings.tz, note: str | Text | None =
     table.add_column("15m\ncalls (p1)", justify="right", no_wrap=True)
     table.add_column("units\npres/avail", justify="right", no_wrap=True)
     table.add_column("open\ninc", justify="right")
+    table.add_column("60m ≤1/3/5 min\nof decided", justify="right", no_wrap=True)
+    table.add_column("60m\nbreach", justify="right")
+    table.add_column("60m resp\np50 / p90", justify="right", no_wrap=True)
     table.add_column("reach\n3 min", justify="right", no_wrap=True)
     table.add_column("health ✓/⚠\nsilent/known · quiet", no_wrap=True)
     table.add_column("ver", justify="right")
@@ -476,7 +507,7 @@ def render(snap: Snapshot, tz_name: str = Settings.tz, note: str | Text | None =
             zone.append(" " + str(d["name"]), style="dim")
         if d.get("_missing"):
             zone.append(" (unreadable)" if d.get("_bad") else " (not written yet)", style="italic yellow")
-            table.add_row(zone, "", level_cell(None), *([Text("–", style="dim")] * 10))
+            table.add_row(zone, "", level_cell(None), *([Text("–", style="dim")] * 13))
             continue
         c15 = _get(d, "windows", "15m", "calls")
         p1 = _get(d, "windows", "15m", "calls_p1")
@@ -496,6 +527,7 @@ def render(snap: Snapshot, tz_name: str = Settings.tz, note: str | Text | None =
             c15_txt,
             _pair(_get(d, "units", "present"), _get(d, "units", "available")),
             str(d.get("open_incidents", "–")),
+            *response_cells(d),
             reach_cell(d),
             health_cell(d),
             str(d.get("version", "–")),
