@@ -147,7 +147,7 @@ class StateStage:
         metrics.LAYOUT_MISMATCH.inc()
         if layout not in self.foreign_layouts:
             self.foreign_layouts.add(layout)
-            log.error("zone-events routed by partitioning layout %d, this worker's is %d: every worker must "
+            log.error("batches routed by partitioning layout %d, this worker's is %d: every worker must "
                       "run with the same zones file and partition count (incidents may miss fixes until "
                       "they do)", layout, self.layout)
 
