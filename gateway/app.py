@@ -130,7 +130,7 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
                       stats=WorkerStats(list(worker_metrics) or [DEFAULT_WORKER_METRICS]),
                       geojson=orjson.dumps(zones_geojson(zones)), zone_count=len(zones),
                       wall_html=(STATIC_DIR / "index.html").read_bytes(), intake=intake,
-                      clock=rest.StreamClock(redis))
+                      clock=rest.StreamClock(redis, hub))
 
     async def redis_down(request, exc):
         log.warning("redis error on %s: %s", request.url.path, exc)

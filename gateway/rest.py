@@ -14,8 +14,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from contract import keys
-from contract.events import MAX_ID_LEN, UNIT_STATUSES
+from contract.events import MAX_ID_LEN, UNIT_KINDS, UNIT_STATUSES
 from contract.response import UNIT_STALE_MS, eta_s
+from gateway import untrusted
 from gateway.auth import OK, refusal
 from gateway.context import ctx
 from gateway.metrics import REGISTRY
@@ -77,9 +78,7 @@ async def metrics(request: Request):
 
 @protected
 async def zones(request: Request):
-    redis = ctx(request).redis
-    ids = sorted(m.decode() for m in await redis.smembers(keys.ZONES))
-    docs = [d for d in (await redis.mget([keys.zone(z) for z in ids]) if ids else []) if d]
+    docs = await ctx(request).hub.zone_documents()
     return json_bytes(b"[" + b",".join(docs) + b"]")
 
 
@@ -89,7 +88,10 @@ async def zone_one(request: Request):
     doc = await ctx(request).redis.get(keys.zone(zid))
     if doc is None:
         return error(404, f"no zone {zid!r}")
-    return json_bytes(doc)
+    checked = untrusted.ZONE.read(doc, keys.zone(zid))
+    if checked is None:
+        return error(502, f"the stored document of zone {zid!r} does not match the zone schema")
+    return json_bytes(checked.json)
 
 
 @protected
@@ -102,8 +104,9 @@ class StreamClock:
     (the last CLOCK_ENTRIES entries of zw:zone-updates), read at most every CLOCK_TTL_S; wall time
     when there is no zone document yet. `source` says which ("stream" or "wall")."""
 
-    def __init__(self, redis) -> None:
+    def __init__(self, redis, hub) -> None:
         self.redis = redis
+        self.hub = hub          # its zone documents, checked
         self.value: int | None = None
         self.read_at = -math.inf
         self.lock = asyncio.Lock()
@@ -113,11 +116,10 @@ class StreamClock:
             if time.monotonic() - self.read_at >= CLOCK_TTL_S:
                 entries = await self.redis.xrevrange(keys.ZONE_UPDATES, count=CLOCK_ENTRIES)
                 clocks = []
-                for _sid, fields in entries:
-                    try:
-                        clocks.append(int(orjson.loads(fields.get(b"state") or b"{}").get("clock")))
-                    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
-                        continue
+                for sid, fields in entries:
+                    doc = untrusted.ZONE.parse(fields.get(b"state"), f"{keys.ZONE_UPDATES} {_str(sid)}")
+                    if doc is not None:
+                        clocks.append(int(doc["clock"]))
                 if not clocks:   # the stream may have been trimmed to nothing: the documents themselves
                     clocks = await self._from_documents()
                 self.value = max(clocks) if clocks else None
@@ -127,14 +129,7 @@ class StreamClock:
         return self.value, "stream"
 
     async def _from_documents(self) -> list[int]:
-        ids = [m.decode() for m in await self.redis.smembers(keys.ZONES)]
-        out = []
-        for doc in (await self.redis.mget([keys.zone(z) for z in ids]) if ids else []):
-            try:
-                out.append(int(orjson.loads(doc)["clock"]))
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                continue
-        return out
+        return [int(orjson.loads(doc)["clock"]) for doc in await self.hub.zone_documents()]
 
 
 def _str(v) -> str:
@@ -184,14 +179,21 @@ async def units(request: Request):
             continue   # no zw:unit-info (written with every position): the fix's age is unknown
         try:
             info = orjson.loads(raw)
-            ts, status, kind = int(info["ts"]), str(info["status"]), str(info["kind"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            ts, status, kind = info["ts"], info["status"], info["kind"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            untrusted.UNIT.reject(raw, f"{keys.UNIT_INFO} {uid!r}", "not an object with ts, status and kind")
+            continue
+        if type(kind) is not str or kind not in UNIT_KINDS:
+            untrusted.UNIT.reject(raw, f"{keys.UNIT_INFO} {uid!r}", f"kind {str(kind)[:20]!r}")
+            continue
+        dist = round(d, 1)
+        item = {"unit_id": uid, "lat": round(coord[1], 7), "lon": round(coord[0], 7),
+                "distance_m": dist, "eta_s": eta_s(dist, kind), "status": status, "kind": kind, "ts": ts}
+        if not untrusted.UNIT.conforms(item, f"{keys.UNIT_INFO} {uid!r}"):
             continue
         if clock - ts > UNIT_STALE_MS or (statuses is not None and status not in statuses):
             continue
-        dist = round(d, 1)
-        out.append({"unit_id": uid, "lat": round(coord[1], 7), "lon": round(coord[0], 7),
-                    "distance_m": dist, "eta_s": eta_s(dist, kind), "status": status, "kind": kind, "ts": ts})
+        out.append(item)
         if len(out) >= limit:
             break
     return json_bytes(orjson.dumps(out))
@@ -220,11 +222,10 @@ async def incident_one(request: Request):
     raw = await ctx(request).redis.get(keys.incident(call_id))
     if raw is None:
         return error(404, f"no incident {call_id!r} (unknown, or older than {keys.INCIDENT_TTL_S // 3600} h)")
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return error(502, "the stored timeline is not JSON")
-    return json_bytes(orjson.dumps(without_personal(doc)))
+    doc = untrusted.TIMELINE.parse(raw, keys.incident(call_id), prepare=without_personal)
+    if doc is None:
+        return error(502, f"the stored timeline of {call_id!r} does not match the incident-timeline schema")
+    return json_bytes(orjson.dumps(doc))
 
 
 @protected

@@ -26,7 +26,7 @@ import httpx
 import orjson
 import pytest
 
-from contract import keys
+from contract import keys, schemas
 from tests import scenario
 from tests.integration.conftest import REPO, wait_until
 from tests.integration.test_gateway import AUTH, TOKEN, GatewayProcess, SSEClient
@@ -49,7 +49,7 @@ class Feed:
         for i in range(docs):
             zid = f"h{i}"
             pipe.sadd(keys.ZONES, zid)
-            pipe.set(keys.zone(zid), orjson.dumps({"zone_id": zid, "version": 1, "pad": "p" * 2000}))
+            pipe.set(keys.zone(zid), orjson.dumps(schemas.example("zone", zone_id=zid, version=1, name="p" * 2000)))
         pipe.execute()
         self.thread = None
 
@@ -58,7 +58,7 @@ class Feed:
         for _ in range(n):
             self.version += 1
             zid = f"h{self.version % 7}"
-            doc = orjson.dumps({"zone_id": zid, "version": self.version + 1})
+            doc = orjson.dumps(schemas.example("zone", zone_id=zid, version=self.version + 1))
             pipe.set(keys.zone(zid), doc)
             pipe.xadd(keys.ZONE_UPDATES, {"zone_id": zid, "version": self.version + 1, "state": doc})
         pipe.execute()
@@ -347,7 +347,8 @@ def test_a_client_that_stops_reading_is_dropped_after_the_write_timeout(dep):
             for _ in range(50):
                 feed.version += 1
                 pipe.xadd(keys.ZONE_UPDATES, {"zone_id": "w", "version": feed.version,
-                                              "state": orjson.dumps({"zone_id": "w", "pad": "q" * 1000})})
+                                              "state": orjson.dumps(schemas.example("zone", zone_id="w",
+                                                                                    name="q" * 1000))})
             pipe.execute()
         wait_until(lambda: settled(gw, 0), BOUND_S, what="the stuck client dropped, its writer ended")
     finally:

@@ -12,10 +12,12 @@ import orjson
 import pytest
 from starlette.testclient import TestClient
 
+from contract import schemas
 from contract.response import eta_s, haversine_m
 from contract.settings import Settings
 from gateway import openapi, rest
 from gateway.app import create_app
+from gateway.feed import Hub
 from tests import scenario
 
 READ, INGEST = "read-token-0123456789", "ingest-token-0123456789"
@@ -100,7 +102,8 @@ def client(redis=None, ingest=(INGEST,)) -> TestClient:
     app = create_app(Settings(gateway_tokens=(READ,), ingest_tokens=tuple(ingest), zones=scenario.ZONES_FILE))
     if redis is not None:
         app.state.gw.redis = redis
-        app.state.gw.clock = rest.StreamClock(redis)
+        app.state.gw.clock = rest.StreamClock(redis, app.state.gw.hub)
+        app.state.gw.hub.redis = redis
     return TestClient(app)
 
 
@@ -108,7 +111,11 @@ A = scenario.PA
 CLOCK = 1_686_500_000_000
 
 
-def units_redis(updates=({"zone_id": "A", "clock": CLOCK},)):
+def zone(zone_id: str = "A", clock: int = CLOCK) -> dict:
+    return schemas.example("zone", zone_id=zone_id, clock=clock)
+
+
+def units_redis(updates=None):
     return FakeRedis(
         units=[("car", A[0] + 0.001, A[1]), ("foot", A[0] + 0.002, A[1]), ("stale", A[0], A[1]),
                ("busy", A[0] + 0.003, A[1]), ("noinfo", A[0] + 0.0005, A[1])],
@@ -116,7 +123,7 @@ def units_redis(updates=({"zone_id": "A", "clock": CLOCK},)):
               "foot": {"ts": CLOCK - 1000, "status": "available", "kind": "foot", "lat": 0, "lon": 0},
               "stale": {"ts": CLOCK - 120_001, "status": "available", "kind": "car", "lat": 0, "lon": 0},
               "busy": {"ts": CLOCK, "status": "busy", "kind": "swat", "lat": 0, "lon": 0}},
-        updates=updates)
+        updates=[zone()] if updates is None else updates)
 
 
 def test_units_carry_eta_status_kind_ts_and_leave_stale_ones_out():
@@ -139,19 +146,20 @@ def test_units_carry_eta_status_kind_ts_and_leave_stale_ones_out():
 
 def test_the_clock_is_the_newest_zone_clock_else_the_documents_else_wall_time():
     # the newest of the last zone updates (partitions write in any order)
-    r = units_redis(updates=[{"clock": CLOCK - 500_000}, {"clock": CLOCK}, {"clock": CLOCK - 1000}])
+    r = units_redis(updates=[zone(clock=CLOCK - 500_000), zone(clock=CLOCK), zone(clock=CLOCK - 1000)])
     assert [u["unit_id"] for u in client(r).get(f"/units?near={A[0]},{A[1]}", headers=RAUTH).json()] == \
         ["car", "foot", "busy"]
     # an empty stream: the documents' clocks
     r = units_redis(updates=[])
-    r.docs = {"A": {"clock": CLOCK - 1}, "B": {"clock": CLOCK}}
+    r.docs = {"A": zone("A", CLOCK - 1), "B": zone("B", CLOCK)}
     assert len(client(r).get(f"/units?near={A[0]},{A[1]}", headers=RAUTH).json()) == 3
     # nothing at all: wall time, so 2023's fixes are all stale
     r = units_redis(updates=[])
     assert client(r).get(f"/units?near={A[0]},{A[1]}", headers=RAUTH).json() == []
 
     async def now():
-        return await rest.StreamClock(FakeRedis()).now()
+        redis = FakeRedis()
+        return await rest.StreamClock(redis, Hub(redis)).now()
     import asyncio
 
     value, source = asyncio.run(now())
