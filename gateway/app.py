@@ -216,6 +216,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     for flag, env, _field, kind, default, text in INTAKE_OPTIONS:
         p.add_argument(flag, type=kind, default=None, metavar="N" if kind is int else "S",
                        help=f"{text} (default {env} or {default:g})")
+    p.add_argument("--forwarded-allow-ips", metavar="ADDRS", default=None,
+                   help="comma-separated addresses or networks of the reverse proxies whose X-Forwarded-For and "
+                        "X-Forwarded-Proto are believed (default ZONEWATCH_GATEWAY_FORWARDED_ALLOW_IPS, else none: "
+                        "the headers are ignored and logs show the peer's address)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.add_argument("--access-log", action="store_true", help="log every request (tokens masked)")
     p.set_defaults(func=run)
@@ -260,6 +264,27 @@ def intake_from(args: argparse.Namespace) -> dict:
     return values
 
 
+def forwarded_allow_ips(args: argparse.Namespace) -> tuple[str, ...]:
+    """The proxies whose X-Forwarded-* headers count: the flag, else its variable, else none. Each
+    an address or a network; uvicorn's "*" (believe anyone) is refused."""
+    import ipaddress
+
+    raw = args.forwarded_allow_ips
+    if raw is None:
+        raw = os.environ.get("ZONEWATCH_GATEWAY_FORWARDED_ALLOW_IPS", "")
+    out = []
+    for item in (x.strip() for x in raw.split(",")):
+        if not item:
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(f"--forwarded-allow-ips (ZONEWATCH_GATEWAY_FORWARDED_ALLOW_IPS): {item!r} is not an "
+                              "address or a network") from None
+        out.append(item)
+    return tuple(out)
+
+
 def run(args: argparse.Namespace) -> int:
     from gateway.server import check_fd_limit, server
 
@@ -270,6 +295,7 @@ def run(args: argparse.Namespace) -> int:
         if args.client_queue < 1 or args.heartbeat <= 0:
             raise ConfigError("--client-queue must be >= 1 and --heartbeat > 0")
         limits = limits_from(args)
+        proxies = forwarded_allow_ips(args)
         check_fd_limit(limits.max_connections)
         metrics_urls = args.worker_metrics or [
             u.strip() for u in os.environ.get("ZONEWATCH_WORKER_METRICS", DEFAULT_WORKER_METRICS).split(",")
@@ -285,10 +311,11 @@ def run(args: argparse.Namespace) -> int:
     elif args.insecure:
         log.warning("serving WITHOUT tokens (--insecure)")
     srv = server(app, host=args.host, port=args.port, limits=limits, log_level=args.log_level,
-                 access_log=args.access_log)
+                 access_log=args.access_log, forwarded_allow_ips=proxies)
     log.info("gateway on http://%s:%d/ (Redis %s, zones %s); limits: request head within %gs, keep-alive %gs, "
              "write timeout %gs, %d connections", args.host, args.port, redacted_url(settings.redis), settings.zones,
              limits.header_timeout_s, limits.keepalive_s, limits.write_timeout_s, limits.max_connections)
+    log.info("X-Forwarded-For believed from: %s", ", ".join(proxies) or "nobody (--forwarded-allow-ips)")
     intake = (f"on, {len(settings.ingest_tokens)} ingest token(s), Kafka {settings.kafka}, topic prefix "
               f"{settings.topic_prefix!r}" if settings.ingest_tokens else "off (ZONEWATCH_INGEST_TOKENS unset)")
     log.info("intake (POST /ingest): %s", intake)
