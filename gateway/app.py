@@ -105,14 +105,15 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
     from contract import redisurl
     from contract.zones import load_zones, zones_geojson
     from gateway import intake as intake_module
-    from gateway import live, openapi, rest, schemas
-    from gateway.auth import Tokens
+    from gateway import live, logs, openapi, rest, schemas
+    from gateway.auth import NoCallerInURLs, Tokens
     from gateway.context import Context
     from gateway.feed import Hub
     from gateway.intake import Intake
     from gateway.stats import WorkerStats
 
     tokens = Tokens(settings.gateway_tokens, insecure, ingest=settings.ingest_tokens)
+    logs.known_secrets((*settings.gateway_tokens, *settings.ingest_tokens))   # masked wherever they appear
     zones = load_zones(settings.zones, id_property=settings.zone_id_property)
     # A bounded pool: snapshots, catch-ups and REST calls share it, and a burst of connecting clients
     # waits for a free connection instead of opening one each; every call on it is bounded by
@@ -168,7 +169,7 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
         Route("/stream", live.stream),
         WebSocketRoute("/ws", live.ws),
     ]
-    middleware = []
+    middleware = [Middleware(NoCallerInURLs)]
     if cors_origins:
         middleware.append(Middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET"],
                                      allow_headers=["Authorization", "Last-Event-ID", "Cache-Control"],

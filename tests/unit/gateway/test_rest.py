@@ -227,3 +227,17 @@ def test_the_published_schemas_are_served_without_a_token():
     assert r.json()["title"] == "Incident timeline"
     assert c.get("/schemas/zone-events.json").status_code == 404     # internal: not served
     assert c.get("/schemas/nope.json").status_code == 404
+
+
+@pytest.mark.parametrize("query", ["caller=13800138000", "Caller=1", "a=1;caller_ref=x", "%63aller=1", "callerNumber=1"])
+def test_a_caller_in_a_query_string_is_refused(query):
+    c = client(FakeRedis())
+    r = c.get(f"/zones?{query}", headers=RAUTH)
+    assert r.status_code == 400 and "caller" in r.json()["error"] and "13800138000" not in r.text
+    assert c.get(f"/healthz?{query}").status_code == 400          # open endpoints too
+    from starlette.websockets import WebSocketDisconnect
+
+    with pytest.raises(WebSocketDisconnect):
+        with c.websocket_connect(f"/ws?token={READ}&{query}"):
+            pass
+    assert c.get("/zones?call=1&recall=2", headers=RAUTH).status_code == 200   # only names that say caller
