@@ -123,6 +123,13 @@ class RateLimit(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
             return True
+        decided = getattr(record, "zw_rate_limit", None)   # a record on several handlers counts once
+        if decided is not None:
+            return decided
+        record.zw_rate_limit = passed = self._decide(record)
+        return passed
+
+    def _decide(self, record: logging.LogRecord) -> bool:
         kind = (record.name, str(record.msg)[:200], record.exc_info[0] if record.exc_info else None)
         now = self.clock()
         seen = self.kinds.get(kind)
@@ -148,8 +155,8 @@ LOGGERS = ("", "uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi", "zo
 
 def redact_uvicorn() -> None:
     """Put the redaction on the loggers that may see a request (records logged on them) and on every
-    handler they write to (records that propagate from anywhere); the rate limit on the handlers only
-    (a record passes one handler, so it is counted once)."""
+    handler they write to (records that propagate from anywhere); the rate limit on the handlers
+    only (filters of a logger see only the records made on it)."""
     for name in LOGGERS:
         logger = logging.getLogger(name)
         if FILTER not in logger.filters:

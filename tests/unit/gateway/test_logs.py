@@ -7,9 +7,8 @@ from __future__ import annotations
 import io
 import logging
 
-from uvicorn.logging import AccessFormatter, DefaultFormatter
-
 import pytest
+from uvicorn.logging import AccessFormatter, DefaultFormatter
 
 from gateway import logs
 from gateway.logs import RateLimit, RedactSecrets, redact
@@ -114,3 +113,17 @@ def test_the_filters_sit_on_the_handlers_so_a_line_is_counted_once(monkeypatch):
         assert logs.RATE_LIMIT not in root.filters
     finally:
         root.removeHandler(handler)
+
+
+def test_a_record_written_by_several_handlers_is_counted_once():
+    limit = RateLimit(burst=2, window_s=10, clock=lambda: 0.0)
+    outs = [io.StringIO(), io.StringIO()]
+    logger = logging.getLogger("test.ratelimit.handlers")
+    logger.propagate = False
+    for out in outs:
+        handler = logging.StreamHandler(out)
+        handler.addFilter(limit)
+        logger.addHandler(handler)
+    for i in range(4):
+        logger.warning("the same kind %d", i)
+    assert [out.getvalue().count("the same kind") for out in outs] == [2, 2]

@@ -229,7 +229,8 @@ def test_the_published_schemas_are_served_without_a_token():
     assert c.get("/schemas/nope.json").status_code == 404
 
 
-@pytest.mark.parametrize("query", ["caller=13800138000", "Caller=1", "a=1;caller_ref=x", "%63aller=1", "callerNumber=1"])
+@pytest.mark.parametrize("query", ["caller=13800138000", "Caller=1", "a=1;caller_ref=x", "%63aller=1",
+                                   "callerNumber=1"])
 def test_a_caller_in_a_query_string_is_refused(query):
     c = client(FakeRedis())
     r = c.get(f"/zones?{query}", headers=RAUTH)
