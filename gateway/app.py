@@ -3,8 +3,9 @@
     ZONEWATCH_GATEWAY_TOKENS=secret1,secret2 [ZONEWATCH_INGEST_TOKENS=secret3] zonewatch gateway --port 8080
     open http://127.0.0.1:8080/?token=secret1
 
-Starlette on uvicorn, redis.asyncio for Redis. Endpoints (all but `/healthz`, `/metrics` and the
-static wall page need `Authorization: Bearer <token>`; `/stream` and `/ws` also take `?token=`):
+Starlette on uvicorn, redis.asyncio for Redis. Endpoints (all but `/healthz`, `/metrics`, `/schemas/`
+and the wall page with its `/static/` files need `Authorization: Bearer <token>`; `/stream` and `/ws`
+also take `?token=`):
 
   GET /zones                 all zone states (JSON array of CONTRACT §3 documents)
   GET /zones/{id}            one zone state, 404 if Redis has none for that id
@@ -29,7 +30,8 @@ static wall page need `Authorization: Bearer <token>`; `/stream` and `/ws` also 
   GET /stats                 the worker's e2e latency (p50/p99 over the last 30 s, scraped from its
                              /metrics), connected clients, the stream's time zone
   GET /schemas/{name}.json   the published JSON Schemas (contract/schemas.py), no token; /schemas/index.json
-  GET /healthz  /metrics  /openapi.json  /  (the wall)
+  GET /healthz  /metrics  /openapi.json
+  GET /  /static/{wall.js,html.js,wall.css}   the wall, with a strict Content-Security-Policy
 
 Fan-out: ONE task per gateway process reads zw:zone-updates with XREAD BLOCK and puts each entry
 (encoded once, shared by every client) into each client's bounded queue without awaiting anyone.
@@ -131,6 +133,7 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
                       stats=WorkerStats(list(worker_metrics) or [DEFAULT_WORKER_METRICS]),
                       geojson=orjson.dumps(zones_geojson(zones)), zone_count=len(zones),
                       wall_html=(STATIC_DIR / "index.html").read_bytes(), intake=intake,
+                      static={name: (STATIC_DIR / name).read_bytes() for name in rest.STATIC_TYPES},
                       clock=rest.StreamClock(redis, hub))
 
     async def redis_down(request, exc):
@@ -153,7 +156,8 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
             await reader.aclose()
 
     routes = [
-        Route("/", rest.wall),
+        Route("/", rest.wall),                           # the wall: open, with its CSP (gateway/rest.py)
+        Route("/static/{name}", rest.static),            # its script and style, open
         Route("/healthz", rest.healthz),
         Route("/metrics", rest.metrics),
         Route("/openapi.json", openapi.openapi),

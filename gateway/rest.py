@@ -1,5 +1,6 @@
 """The request/response endpoints. Each is a plain async function of the request; what they share
-comes from `gateway.context.ctx(request)`. All but /, /healthz and /metrics need a bearer token."""
+comes from `gateway.context.ctx(request)`. All but /, /static/*, /healthz and /metrics need a bearer
+token."""
 
 from __future__ import annotations
 
@@ -52,9 +53,31 @@ def error(status: int, msg: str, headers=None) -> JSONResponse:
     return JSONResponse({"error": msg}, status_code=status, headers=headers)
 
 
+#: the wall runs no script but its own files (no inline script, no handler attributes, no eval),
+#: sets innerHTML only through html.js's Trusted Types policy, loads nothing from elsewhere and is
+#: framed by no one; its first URL carries ?token=, so no Referer either
+WALL_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'; "
+            "require-trusted-types-for 'script'; trusted-types zw-html")
+WALL_HEADERS = {"Cache-Control": "no-cache", "Content-Security-Policy": WALL_CSP, "Referrer-Policy": "no-referrer",
+                "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY"}
+#: the wall's files under /static/ and their types; nothing else is served from there
+STATIC_TYPES = {"wall.js": "text/javascript; charset=utf-8", "html.js": "text/javascript; charset=utf-8",
+                "wall.css": "text/css; charset=utf-8"}
+
+
 async def wall(request: Request):
-    return Response(ctx(request).wall_html, media_type="text/html; charset=utf-8",
-                    headers={"Cache-Control": "no-cache"})
+    return Response(ctx(request).wall_html, media_type="text/html; charset=utf-8", headers=WALL_HEADERS)
+
+
+async def static(request: Request):
+    """/static/{name}: the wall's script and style (open, like the page)."""
+    name = request.path_params["name"]
+    body = ctx(request).static.get(name)
+    if body is None:
+        return error(404, f"no static file {name!r}")
+    return Response(body, media_type=STATIC_TYPES[name],
+                    headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
 
 
 async def healthz(request: Request):
