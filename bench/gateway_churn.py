@@ -8,7 +8,7 @@ gateway` process (from this checkout, or from --checkout DIR for a before/after 
 this process:
 
  * a writer that XADDs zone updates to the feed (`--rate` per second, in 20 batches a second, each
-   document stamped with its write time) as the worker's store does;
+   a valid zone document whose `clock` is its write time) as the worker's store does;
  * `--live` SSE clients reading /stream for the whole run (`--sampled` of them parse every event
    for the feed lag: receive time - write time);
  * after a `--window`-second measurement, `--churn` clients that connect and hang up, spread evenly
@@ -51,7 +51,7 @@ from pathlib import Path
 
 import orjson
 
-from contract import keys
+from contract import keys, schemas
 from contract.settings import DEMO_ZONES
 from contract.zones import load_zones
 from gateway import promtext
@@ -166,8 +166,9 @@ class Load:
                 for _ in range(per_tick):
                     version += 1
                     zid = self.zone_ids[version % len(self.zone_ids)]
-                    doc = orjson.dumps({"zone_id": zid, "version": version, "level": "green",
-                                        "written_ms": time.time() * 1000, "pad": pad})
+                    # a valid zone document (the gateway skips others), its clock the write time
+                    doc = orjson.dumps(schemas.example("zone", zone_id=zid, version=version, level="green",
+                                                       clock=int(time.time() * 1000), name=pad))
                     pipe.set(keys.zone(zid), doc)
                     pipe.xadd(keys.ZONE_UPDATES, {"zone_id": zid, "version": version, "state": doc},
                               maxlen=keys.ZONE_UPDATES_MAXLEN, approximate=True)
@@ -200,9 +201,9 @@ class Load:
                     if not line:
                         break
                     self.live_bytes[i] += len(line)
-                    if line.startswith(b"data: {") and b'"written_ms":' in line:
+                    if line.startswith(b"data: {") and b'"clock":' in line:
                         now = time.time() * 1000
-                        written = float(line.split(b'"written_ms":', 1)[1].split(b",", 1)[0])
+                        written = float(line.split(b'"clock":', 1)[1].split(b",", 1)[0])
                         self.lags.append(now - written)
                 else:
                     chunk = await reader.read(1 << 16)

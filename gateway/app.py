@@ -45,8 +45,13 @@ Limits (docs/SECURITY.md): a connection must send its complete request head with
 --header-timeout (10 s) of connecting or of its last response, is closed after --keepalive (5 s)
 idle, and is dropped when its client stops reading for --write-timeout (30 s); at most
 --max-connections (1000) are open. Tokens need 16 characters or more and are masked in every log
-line. WebSocket client messages are limited to 4 KiB (the gateway needs none). An /ingest body must
-arrive within --ingest-body-timeout (60 s); at most --ingest-concurrency (4) bodies are handled at once.
+line, under any spelling; a caller in a URL is refused. WebSocket client messages are limited to 4 KiB
+(the gateway needs none), frames of any kind to 64 at once and 8 a second (1008 past it), and a
+client is not read while it does not read. A request head is at most 16 KiB however it arrives;
+Content-Length with Transfer-Encoding, or a body on a GET, is a 400. X-Forwarded-For counts only
+from --forwarded-allow-ips. What Redis holds is checked against the contract's schemas before it
+is served (a bad record is skipped). An /ingest body must arrive within --ingest-body-timeout (60 s);
+at most --ingest-concurrency (4) bodies are handled at once. docs/SECURITY.md has the whole list.
 """
 from __future__ import annotations
 

@@ -109,17 +109,17 @@ def refusal(status: int, what: str):
     return unauthorized() if status == MISSING else forbidden(what)
 
 
-def personal_query(query_string: bytes) -> bool:
-    """Whether a query string names a caller (`?caller=…`, `;caller_ref=…`, `?%63aller=…`: any
-    spelling gateway/logs.py masks)."""
+def personal_query(query_string: bytes, path: str = "") -> bool:
+    """Whether a query string, or a `;name=value` parameter in the path, names a caller
+    (`?caller=…`, `;caller_ref=…`, `?%63aller=…`: any spelling gateway/logs.py masks)."""
     from gateway.logs import is_personal
 
-    text = query_string.decode("latin-1")
-    return any(is_personal(part.split("=", 1)[0]) for part in text.replace(";", "&").split("&") if part)
+    parts = query_string.decode("latin-1").replace(";", "&").split("&") + path.split(";")[1:]
+    return any(is_personal(part.split("=", 1)[0]) for part in parts if "=" in part)
 
 
 class NoCallerInURLs:
-    """ASGI middleware: a request or WebSocket whose query string names a caller is refused (400;
+    """ASGI middleware: a request or WebSocket whose URL names a caller is refused (400;
     a WebSocket handshake 403) before any route sees it. No endpoint takes a caller, and a number in a
     URL lands in proxies' and browsers' histories (CONTRACT §6); the logs mask it as well."""
 
@@ -127,7 +127,8 @@ class NoCallerInURLs:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] in ("http", "websocket") and personal_query(scope.get("query_string", b"")):
+        if scope["type"] in ("http", "websocket") and personal_query(scope.get("query_string", b""),
+                                                                     scope.get("path", "")):
             if scope["type"] == "http":
                 body = b'{"error":"no caller in a URL: the gateway takes none, and URLs are logged and kept"}'
                 await send({"type": "http.response.start", "status": 400,

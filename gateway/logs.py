@@ -6,9 +6,10 @@ log or not, in its WebSocket handshake lines (`"WebSocket /ws?token=…" [accept
 `--log-level debug` the websockets library logs request headers, `Authorization` included.
 `RedactSecrets` rewrites every record on its way out:
 
- * the value of a query parameter named `token` or `access_token`, however spelled (`?TOKEN=`,
-   `;token=`, `?%74oken=`, twice percent-encoded, `token[]`, a value in quotes), and of one naming a
-   caller (`caller`, `caller_ref`, ...: CONTRACT §6, no number in a log) becomes `***`;
+ * the value of a parameter named `token` or `access_token`, however spelled (`?TOKEN=`, `;token=`
+   in the path, which uvicorn logs as `%3Btoken%3D`, `?%74oken=`, twice percent-encoded, `token[]`,
+   a value in quotes), and of one naming a caller (`caller`, `caller_ref`, ...: CONTRACT §6, no
+   number in a log) becomes `***`;
  * every configured token (`known_secrets`), wherever it stands and percent-encoded or not;
  * anything after `Bearer ` and an `Authorization` header's value.
 
@@ -34,8 +35,12 @@ MASK = "***"
 LOG_BURST = 5                  # lines of one kind per window: enough to see what happens
 LOG_WINDOW_S = 10.0
 RATE_KEYS = 1000               # kinds remembered; past it the memory starts afresh
-# a query parameter: the name after a separator (or a quote / the start), its value up to the next one
-_PARAM = re.compile(r"(^|[?&;\s\"'(\[,])([^=&;\s?#]+)=([^&;\s#]*)")
+# a parameter: a separator (or a quote, the start), a name, `=`, a value up to the next separator;
+# separators percent-encoded too (uvicorn logs a path quoted: /stream;token=x is /stream%3Btoken%3Dx)
+_PARAM = re.compile(r"(^|[?&;\s\"'(\[,]|%3[bBfF]|%26)"
+                    r"((?:[^=&;\s?#%]|%(?!3[dDbBfF]|26)[0-9a-fA-F]{2})+)"
+                    r"(=|%3[dD])"
+                    r"((?:[^&;\s#%]|%(?!3[bB]|26))*)")
 _BEARER = re.compile(r"(?i)\b(bearer)(\s+)[^\s\"',;]+")
 _AUTH_HEADER = re.compile(r"(?i)\b(authorization\s*:\s*)\S.*")
 _KNOWN: list[re.Pattern] = []  # the configured tokens, each character as itself or percent-encoded
@@ -74,16 +79,16 @@ def known_secrets(secrets: Iterable[str]) -> None:
 def _param(m: re.Match) -> str:
     if not (is_secret(m[2]) or is_personal(m[2])):
         return m[0]
-    value = m[3]
+    value = m[4]
     kept = len(value) - len(value.rstrip("\"'"))      # a closing quote of the line stays
-    return f"{m[1]}{m[2]}={MASK}{value[len(value) - kept:]}"
+    return f"{m[1]}{m[2]}{m[3]}{MASK}{value[len(value) - kept:]}"
 
 
 def redact(text: str) -> str:
     """`text` with secrets and callers masked."""
     for known in _KNOWN:
         text = known.sub(MASK, text)
-    if "=" in text:
+    if "=" in text or "%3" in text:
         text = _PARAM.sub(_param, text)
     if "earer" in text or "EARER" in text:
         text = _BEARER.sub(lambda m: f"{m[1]}{m[2]}{MASK}", text)

@@ -59,7 +59,8 @@ def test_redact_leaves_everything_else():
 SPELLINGS = ["?token={t}", "?token='{t}'", '?token="{t}"', ";token={t}", "?a=1;token={t}", "?%74oken={t}",
              "?%2574oken={t}", "?TOKEN={t}", "?Token={t}&x=1", "?+token={t}", "?token%20={t}", "?token[]={t}",
              "?access_token={t}", "?ACCESS%5FTOKEN={t}", "?x=1&&token={t}#frag", "?token=%27{t}%27",
-             "?caller={t}", "?caller_ref={t}", "?Caller%4Eumber={t}", ";%63aller={t}"]
+             "?caller={t}", "?caller_ref={t}", "?Caller%4Eumber={t}", ";%63aller={t}",
+             "%3Btoken%3D{t}", "%3Ftoken%3D{t}%26x%3D1", "%26TOKEN%3D{t}", "%3Bcaller%3D{t}"]
 
 
 @pytest.mark.parametrize("spelling", SPELLINGS)

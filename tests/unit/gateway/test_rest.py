@@ -242,3 +242,4 @@ def test_a_caller_in_a_query_string_is_refused(query):
         with c.websocket_connect(f"/ws?token={READ}&{query}"):
             pass
     assert c.get("/zones?call=1&recall=2", headers=RAUTH).status_code == 200   # only names that say caller
+    assert c.get("/zones;caller=1", headers=RAUTH).status_code == 400               # a parameter in the path

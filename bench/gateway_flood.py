@@ -1,0 +1,371 @@
+"""Gateway under WebSocket floods (issue 24): what do flooding clients cost the live walls?
+
+    .venv/bin/python -m bench.gateway_flood                  # 200 live SSE clients, 10 flooders
+    .venv/bin/python -m bench.gateway_flood --checkout DIR   # the same against another checkout
+
+One private Redis (redis-server, no persistence), one `zonewatch gateway` process (this checkout or
+--checkout DIR) and, as in bench/gateway_churn.py (whose writer, live clients and probes this uses):
+a writer of valid zone updates (`--rate` per second, `clock` = write time), `--live` SSE clients
+reading /stream for the whole run (`--sampled` of them measure the feed lag: receive time - write
+time) and a /healthz prober (every 0.2 s, its answer time). Three windows of `--window` seconds:
+
+ * baseline: nothing else;
+ * flood: `--flooders` WebSocket clients in separate processes, half sending tiny text messages as
+   fast as the socket takes them, half sending pings and never reading (the pongs), each
+   reconnecting at once when the gateway closes it;
+ * after: the flooders stopped.
+
+Reported per window: the gateway's CPU (share of one core), RSS (and its maximum, sampled every
+0.5 s), clients and connections, lag p50/p99 of the sampled clients and /healthz p50/p99; then the
+flood window against the baseline of the same run (RSS difference, p99 ratios), and what the
+flooders did (connections, bytes sent, closes). Before that, in this process: what checking a zone
+update against its schema costs (gateway/untrusted.py), per document and at --rate. Prints a
+Markdown block for docs/BENCHMARKS.md and writes bench/results/gateway_flood-<time>.json. It reports;
+it asserts nothing. Everything it starts is stopped. The machine it runs on may be shared: the
+ratios come from windows of one run, minutes apart, not from separate runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import datetime as dt
+import json
+import os
+import platform
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+from bench import gateway_churn as churn
+from contract import keys, schemas
+from contract.settings import DEMO_ZONES
+from contract.zones import load_zones
+
+MASK = b"\x01\x02\x03\x04"
+
+
+def log(msg: str) -> None:
+    print(f"[flood {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def client_frame(opcode: int, payload: bytes) -> bytes:
+    """A masked client frame (payload < 126 bytes)."""
+    body = bytes(b ^ MASK[i % 4] for i, b in enumerate(payload))
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + MASK + body
+
+
+FRAMES = {"text": client_frame(0x1, b"x"), "ping": client_frame(0x9, b"p" * 125)}
+
+
+# --- the flooders (a process of their own: their CPU is not the measuring loop's) ------------------
+
+
+async def flooder(kind: str, port: int, token: str, stop_at: float, stats: dict) -> None:
+    chunk = FRAMES[kind] * (65536 // len(FRAMES[kind]))
+    while time.monotonic() < stop_at:
+        writer = None
+        try:
+            sock = socket.socket()
+            sock.setblocking(False)
+            if kind == "ping":                     # never reads: the smallest buffer
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+            reader, writer = await asyncio.open_connection(sock=sock)
+            key = base64.b64encode(secrets.token_bytes(16)).decode()
+            writer.write(f"GET /ws?token={token} HTTP/1.1\r\nHost: flood\r\nUpgrade: websocket\r\n"
+                         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                         .encode())
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            if not head.startswith(b"HTTP/1.1 101"):
+                stats["refused"] += 1
+                await asyncio.sleep(0.1)
+                continue
+            stats["connections"] += 1
+            drain = asyncio.create_task(reader.read(-1)) if kind == "text" else None   # text: reads the feed
+            try:
+                while time.monotonic() < stop_at:
+                    writer.write(chunk)
+                    await asyncio.wait_for(writer.drain(), 5)
+                    stats["bytes_sent"] += len(chunk)
+            finally:
+                if drain:
+                    drain.cancel()
+        except TimeoutError:
+            stats["stalled"] += 1                  # the gateway stopped reading it
+        except (ConnectionError, OSError, asyncio.IncompleteReadError):
+            stats["closed"] += 1                   # the gateway closed it (1008)
+        finally:
+            if writer is not None:
+                writer.close()
+
+
+def flooders_main(kind: str, n: int, port: int, token: str, seconds: float, out: Path) -> None:
+    stats = {"connections": 0, "closed": 0, "stalled": 0, "refused": 0, "bytes_sent": 0}
+
+    async def run():
+        stop_at = time.monotonic() + seconds
+        await asyncio.gather(*(flooder(kind, port, token, stop_at, stats) for _ in range(n)))
+
+    asyncio.run(run())
+    out.write_text(json.dumps(stats))
+
+
+# --- measuring -----------------------------------------------------------------------------------------
+
+
+async def healthz_prober(port: int, samples: list[float], stopping: asyncio.Event) -> None:
+    while not stopping.is_set():
+        t0 = time.monotonic()
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 10)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n")
+            await asyncio.wait_for(reader.read(-1), 10)
+            writer.close()
+            samples.append((time.monotonic() - t0) * 1000)
+        except (TimeoutError, OSError):
+            samples.append(10_000.0)
+        await asyncio.sleep(0.2)
+
+
+def quantiles(values: list[float]) -> dict:
+    if len(values) < 2:
+        return {"n": len(values), "p50_ms": None, "p99_ms": None}
+    q = statistics.quantiles(values, n=100)
+    return {"n": len(values), "p50_ms": round(q[49], 1), "p99_ms": round(q[98], 1)}
+
+
+async def window(load: churn.Load, probe: churn.Probe, health: list[float], seconds: float) -> dict:
+    load.lags.clear()
+    health.clear()
+    rss_max = 0.0
+    t0, c0 = time.monotonic(), probe.cpu_ticks()
+    while time.monotonic() - t0 < seconds:
+        rss_max = max(rss_max, probe.rss_mib())
+        await asyncio.sleep(0.5)
+    t1, c1 = time.monotonic(), probe.cpu_ticks()
+    m = await asyncio.to_thread(probe.metrics)
+    return {"cpu_pct_of_one_core": round(100 * (c1 - c0) / churn.CLK_TCK / (t1 - t0), 1), "window_s": round(t1 - t0, 1),
+            "clients": m.get("zonewatch_gateway_clients"), "connections": m.get("zonewatch_gateway_connections"),
+            "rss_mib": round(probe.rss_mib(), 1), "rss_max_mib": round(max(rss_max, probe.rss_mib()), 1),
+            "lag": churn.lag_figures(list(load.lags)), "healthz": quantiles(list(health))}
+
+
+async def scenario(a: argparse.Namespace, load: churn.Load, probe: churn.Probe, port: int, token: str,
+                   tmp: Path) -> dict:
+    stopping = asyncio.Event()
+    health: list[float] = []
+    tasks = [asyncio.create_task(load.writer()), asyncio.create_task(healthz_prober(port, health, stopping))]
+    tasks += [asyncio.create_task(load.live(i)) for i in range(a.live)]
+    procs: list[tuple[str, subprocess.Popen, Path]] = []
+    try:
+        deadline = time.monotonic() + 60
+        while load.live_connected < a.live and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        log(f"{load.live_connected}/{a.live} live SSE clients connected; warming up {a.warmup:g}s")
+        await asyncio.sleep(a.warmup)
+        baseline = await window(load, probe, health, a.window)
+        log(f"baseline: {baseline}")
+        half = a.flooders // 2
+        for kind, n in (("text", a.flooders - half), ("ping", half)):
+            out = tmp / f"flooders-{kind}.json"
+            procs.append((kind, subprocess.Popen(
+                [sys.executable, "-m", "bench.gateway_flood", "--flooder", kind, "--flooders", str(n),
+                 "--port", str(port), "--token", token, "--window", str(a.window + 2), "--out", str(out)],
+                cwd=churn.REPO, env=dict(os.environ, PYTHONPATH=str(churn.REPO))), out))
+        await asyncio.sleep(1)                     # the flooders connected and going
+        flood = await window(load, probe, health, a.window)
+        log(f"flood: {flood}")
+        flooders = {}
+        for kind, proc, out in procs:
+            await asyncio.to_thread(proc.wait, a.window + 60)
+            flooders[kind] = json.loads(out.read_text()) if out.exists() else {"error": f"exit {proc.returncode}"}
+        log(f"flooders: {flooders}")
+        after = await window(load, probe, health, a.window)
+        log(f"after: {after}")
+        return {"baseline": baseline, "flood": flood, "after": after, "flooders": flooders,
+                "live_connected": load.live_connected, "live_errors": load.live_errors[:5],
+                "updates_written": load.written}
+    finally:
+        stopping.set()
+        load.stopping.set()
+        for _kind, proc, _out in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+# --- what checking an update costs (in this process) ---------------------------------------------------
+
+
+def validation_cost(rate: int, n: int = 20_000) -> dict:
+    """µs per zone document: parsing it (orjson.loads), checking it (the compiled schema), reading
+    it through gateway/untrusted.py with a new document each time (a miss: parse + check) and with
+    one it has seen (a hit), and the reader's fan-out of one update to 200 clients for scale; the
+    share of one core that checking takes at `rate` updates a second."""
+    from gateway import untrusted
+    from gateway.feed import Entry, Subscriber
+
+    docs = [orjson.dumps(schemas.example("zone", zone_id=f"z{i % 300}", version=i + 1, clock=1_700_000_000_000 + i))
+            for i in range(n)]
+    kind = untrusted.Kind("zone", "zone")
+
+    def per_doc_us(fn, items) -> float:
+        t0 = time.perf_counter()
+        for x in items:
+            fn(x)
+        return (time.perf_counter() - t0) / len(items) * 1e6
+
+    loads = per_doc_us(orjson.loads, docs)
+    values = [orjson.loads(d) for d in docs]
+    check = per_doc_us(kind.check, values)
+    miss = per_doc_us(lambda d: kind.read(d, "bench"), docs)
+    kind.cache.clear()
+    hot = docs[:1000]
+    for d in hot:
+        kind.read(d, "bench")
+    copies = [bytes(bytearray(d)) for d in hot * 10]     # new objects, as Redis replies are: hashed anew
+    hit = per_doc_us(lambda d: kind.read(d, "bench"), copies)
+    subs = [Subscriber(1_000_000, "sse") for _ in range(200)]
+
+    def fan_out(d):
+        entry = Entry("1-0", d)
+        for sub in subs:
+            sub.offer(entry)
+
+    fan = per_doc_us(fan_out, docs[:2000])
+    return {"doc_bytes": len(docs[0]), "loads_us": round(loads, 2), "check_us": round(check, 2),
+            "read_miss_us": round(miss, 2), "read_hit_us": round(hit, 2), "fan_out_200_us": round(fan, 2),
+            "rate": rate, "check_pct_of_one_core_at_rate": round(miss * rate / 1e4, 2),
+            "check_vs_fan_out": round(miss / fan, 3)}
+
+
+# --- report ---------------------------------------------------------------------------------------------
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return "n/a" if not a or b is None else f"{b / a:.2f}"
+
+
+def markdown(res: dict) -> str:
+    b, f, af = res["baseline"], res["flood"], res["after"]
+
+    def ms(r, k, q):
+        v = r[k][q]
+        return "n/a" if v is None else f"{v:.1f} ms"
+
+    lines = ["| gateway | baseline | 10 flooders | after |", "|---|---:|---:|---:|"]
+    for name, key in (("CPU (% of one core)", "cpu_pct_of_one_core"), ("RSS (MiB)", "rss_mib"),
+                      ("RSS max in the window (MiB)", "rss_max_mib"), ("live-feed clients", "clients"),
+                      ("open connections", "connections")):
+        lines.append(f"| {name} | {b[key]} | {f[key]} | {af[key]} |")
+    for name, k in (("feed lag", "lag"), ("/healthz", "healthz")):
+        for q in ("p50_ms", "p99_ms"):
+            lines.append(f"| {name} {q[:3]} | {ms(b, k, q)} | {ms(f, k, q)} | {ms(af, k, q)} |")
+    lines += ["", f"flood vs baseline (same run): RSS {f['rss_max_mib'] - b['rss_mib']:+.1f} MiB (max in the flood "
+                  f"window - baseline), feed lag p99 x{ratio(b['lag']['p99_ms'], f['lag']['p99_ms'])}, "
+                  f"/healthz p99 x{ratio(b['healthz']['p99_ms'], f['healthz']['p99_ms'])}",
+              "flooders: " + "; ".join(f"{k}: {v}" for k, v in res["flooders"].items())]
+    v = res["validation"]
+    lines += ["", f"checking a zone update ({v['doc_bytes']} bytes): parse {v['loads_us']} us, schema check "
+                  f"{v['check_us']} us, read uncached {v['read_miss_us']} us, cached {v['read_hit_us']} us; the "
+                  f"reader's fan-out of one update to 200 clients {v['fan_out_200_us']} us; at {v['rate']} updates/s "
+                  f"checking takes {v['check_pct_of_one_core_at_rate']} % of one core"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.gateway_flood", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--live", type=int, default=200, help="live SSE clients (default 200)")
+    p.add_argument("--sampled", type=int, default=10, help="live clients that measure the lag (default 10)")
+    p.add_argument("--flooders", type=int, default=10, help="WebSocket flooders, half text, half ping (default 10)")
+    p.add_argument("--rate", type=int, default=500, help="zone updates per second on the feed (default 500)")
+    p.add_argument("--validation-rate", type=int, default=2000,
+                   help="updates a second at which to state the cost of checking them (default 2000)")
+    p.add_argument("--warmup", type=float, default=5.0)
+    p.add_argument("--window", type=float, default=30.0, help="seconds of each window (default 30)")
+    p.add_argument("--checkout", type=Path, default=churn.REPO,
+                   help="run the gateway of this checkout (default: this one)")
+    p.add_argument("--gateway-arg", action="append", default=[], help="extra argument for `zonewatch gateway`")
+    # the flooder processes (started by the bench itself)
+    p.add_argument("--flooder", choices=sorted(FRAMES), help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--token", help=argparse.SUPPRESS)
+    p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.flooder:
+        flooders_main(a.flooder, a.flooders, a.port, a.token, a.window, a.out)
+        return 0
+
+    churn.RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    tmp = Path(tempfile.mkdtemp(prefix="zw-flood-"))
+    redis_proc = gw = None
+    try:
+        log("checking cost (in-process) …")
+        validation = validation_cost(a.validation_rate)
+        log(f"validation: {validation}")
+        server = shutil.which("redis-server") or "/usr/bin/redis-server"
+        rport = churn.free_port()
+        redis_proc = churn.start([server, "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
+                                  "--appendonly", "no", "--dir", str(tmp)], tmp / "redis.log")
+        redis_url = f"redis://127.0.0.1:{rport}/0"
+        churn.wait_for(lambda: churn._ping(rport), 30, "redis-server", redis_proc)
+        zone_ids = [z.zone_id for z in load_zones(DEMO_ZONES)]
+        import redis
+
+        r = redis.Redis.from_url(redis_url)
+        for zid in zone_ids:                      # a snapshot of every zone for each (re)connecting client
+            r.sadd(keys.ZONES, zid)
+            r.set(keys.zone(zid), orjson.dumps(schemas.example("zone", zone_id=zid, clock=int(time.time() * 1000))))
+        r.close()
+
+        token = secrets.token_urlsafe(24)
+        port = churn.free_port()
+        checkout = a.checkout.resolve()
+        env = dict(os.environ, ZONEWATCH_REDIS=redis_url, ZONEWATCH_GATEWAY_TOKENS=token,
+                   ZONEWATCH_ZONES=str(DEMO_ZONES), PYTHONPATH=str(checkout), PYTHONDONTWRITEBYTECODE="1")
+        gw_log = churn.RESULTS / f"gateway_flood-{stamp}-gateway.log"
+        gw = churn.start([sys.executable, "-m", "zonewatch.cli", "gateway", "--port", str(port), *a.gateway_arg],
+                   gw_log, cwd=checkout, env=env)
+        url = f"http://127.0.0.1:{port}"
+        churn.wait_for(lambda: churn._healthy(url), 60, "gateway /healthz", gw)
+        log(f"gateway of {checkout} ({churn.git_commit(checkout)}) on {url}, pid {gw.pid}; {len(zone_ids)} zones")
+
+        churn_args = argparse.Namespace(live=a.live, sampled=a.sampled, rate=a.rate, stages=None, churn=0,
+                                        concurrency=1)
+        load = churn.Load(churn_args, redis_url, port, token, zone_ids)
+        res = asyncio.run(scenario(a, load, churn.Probe(gw.pid, url), port, token, tmp))
+        res.update(validation=validation, args={k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()},
+                   checkout=str(checkout), commit=churn.git_commit(checkout), bench_commit=churn.git_commit(churn.REPO),
+                   date=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+                   load_average=os.getloadavg(),
+                   machine=f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+                   gateway_log=str(gw_log))
+        out = churn.RESULTS / f"gateway_flood-{stamp}.json"
+        out.write_text(json.dumps(res, indent=2))
+        print(markdown(res))
+        print(f"\nload average at the end {os.getloadavg()}; {res['updates_written']} updates written; "
+              f"results in {out}")
+        return 0
+    finally:
+        churn.stop(gw)
+        churn.stop(redis_proc)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
