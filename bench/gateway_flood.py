@@ -9,16 +9,17 @@ a writer of valid zone updates (`--rate` per second, `clock` = write time), `--l
 reading /stream for the whole run (`--sampled` of them measure the feed lag: receive time - write
 time) and a /healthz prober (every 0.2 s, its answer time). Three windows of `--window` seconds:
 
- * baseline: nothing else;
+ * no flood: nothing else;
  * flood: `--flooders` WebSocket clients in separate processes, half sending tiny text messages as
    fast as the socket takes them, half sending pings and never reading (the pongs), each
    reconnecting at once when the gateway closes it;
- * after: the flooders stopped.
 
-Reported per window: the gateway's CPU (share of one core), RSS (and its maximum, sampled every
-0.5 s), clients and connections, lag p50/p99 of the sampled clients and /healthz p50/p99; then the
-flood window against the baseline of the same run (RSS difference, p99 ratios), and what the
-flooders did (connections, bytes sent, closes). Before that, in this process: what checking a zone
+`--rounds` of each in turn (the machine's other work drifts over minutes; spreading both kinds over
+the run keeps the drift out of the ratio), then one window after. Reported per window: the gateway's
+CPU (share of one core), RSS (its maximum, sampled every 0.5 s), clients, lag p50/p99 of the sampled
+clients and /healthz p50/p99; then all flood windows against all no-flood windows of the same run
+(RSS difference, p99 ratios), and what the flooders did (connections, bytes sent, closes). Before
+that, in this process: what checking a zone
 update against its schema costs (gateway/untrusted.py), per document and at --rate. Prints a
 Markdown block for docs/BENCHMARKS.md and writes bench/results/gateway_flood-<time>.json. It reports;
 it asserts nothing. Everything it starts is stopped. The machine it runs on may be shared: the
@@ -77,6 +78,10 @@ async def flooder(kind: str, port: int, token: str, stop_at: float, stats: dict)
         try:
             sock = socket.socket()
             sock.setblocking(False)
+            # a send buffer of 64 KiB, not loopback's megabytes: the bytes the gateway never reads would
+            # otherwise be copied by this machine's kernel at the gateway's expense (here the flooders
+            # share the gateway's two cores; a real one burns its own machine)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
             if kind == "ping":                     # never reads: the smallest buffer
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
@@ -157,42 +162,77 @@ async def window(load: churn.Load, probe: churn.Probe, health: list[float], seco
     return {"cpu_pct_of_one_core": round(100 * (c1 - c0) / churn.CLK_TCK / (t1 - t0), 1), "window_s": round(t1 - t0, 1),
             "clients": m.get("zonewatch_gateway_clients"), "connections": m.get("zonewatch_gateway_connections"),
             "rss_mib": round(probe.rss_mib(), 1), "rss_max_mib": round(max(rss_max, probe.rss_mib()), 1),
-            "lag": churn.lag_figures(list(load.lags)), "healthz": quantiles(list(health))}
+            "lag": churn.lag_figures(list(load.lags)), "healthz": quantiles(list(health)),
+            "lag_samples": list(load.lags), "healthz_samples": list(health)}
+
+
+def start_flooders(a: argparse.Namespace, port: int, token: str, tmp: Path, tag: str) -> list:
+    half = a.flooders // 2
+    procs = []
+    for kind, n in (("text", a.flooders - half), ("ping", half)):
+        out = tmp / f"flooders-{tag}-{kind}.json"
+        procs.append((kind, subprocess.Popen(
+            [sys.executable, "-m", "bench.gateway_flood", "--flooder", kind, "--flooders", str(n), "--port", str(port),
+             "--token", token, "--window", str(a.window + 1), "--out", str(out)],
+            cwd=churn.REPO, env=dict(os.environ, PYTHONPATH=str(churn.REPO))), out))
+    return procs
+
+
+async def end_flooders(procs: list, timeout: float) -> dict:
+    stats: dict = {}
+    for kind, proc, out in procs:
+        await asyncio.to_thread(proc.wait, timeout)
+        got = json.loads(out.read_text()) if out.exists() else {}
+        for k, v in got.items():
+            stats.setdefault(kind, {}).setdefault(k, 0)
+            stats[kind][k] += v
+    return stats
+
+
+def pooled(windows: list[dict]) -> dict:
+    """Windows of one kind together: the lag and /healthz quantiles over all their samples."""
+    return {"lag": lag_q([x for w in windows for x in w["lag_samples"]]),
+            "healthz": quantiles([x for w in windows for x in w["healthz_samples"]]),
+            "cpu_pct_of_one_core": round(statistics.mean(w["cpu_pct_of_one_core"] for w in windows), 1),
+            "rss_max_mib": max(w["rss_max_mib"] for w in windows)}
+
+
+def lag_q(values: list[float]) -> dict:
+    return churn.lag_figures(values)
 
 
 async def scenario(a: argparse.Namespace, load: churn.Load, probe: churn.Probe, port: int, token: str,
                    tmp: Path) -> dict:
+    """Baseline and flood windows in turn (`--rounds` of each, then one after): the machine's other
+    work drifts over minutes, so each kind is spread over the whole run."""
     stopping = asyncio.Event()
     health: list[float] = []
     tasks = [asyncio.create_task(load.writer()), asyncio.create_task(healthz_prober(port, health, stopping))]
     tasks += [asyncio.create_task(load.live(i)) for i in range(a.live)]
-    procs: list[tuple[str, subprocess.Popen, Path]] = []
+    procs: list = []
     try:
         deadline = time.monotonic() + 60
         while load.live_connected < a.live and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
         log(f"{load.live_connected}/{a.live} live SSE clients connected; warming up {a.warmup:g}s")
         await asyncio.sleep(a.warmup)
-        baseline = await window(load, probe, health, a.window)
-        log(f"baseline: {baseline}")
-        half = a.flooders // 2
-        for kind, n in (("text", a.flooders - half), ("ping", half)):
-            out = tmp / f"flooders-{kind}.json"
-            procs.append((kind, subprocess.Popen(
-                [sys.executable, "-m", "bench.gateway_flood", "--flooder", kind, "--flooders", str(n),
-                 "--port", str(port), "--token", token, "--window", str(a.window + 2), "--out", str(out)],
-                cwd=churn.REPO, env=dict(os.environ, PYTHONPATH=str(churn.REPO))), out))
-        await asyncio.sleep(1)                     # the flooders connected and going
-        flood = await window(load, probe, health, a.window)
-        log(f"flood: {flood}")
-        flooders = {}
-        for kind, proc, out in procs:
-            await asyncio.to_thread(proc.wait, a.window + 60)
-            flooders[kind] = json.loads(out.read_text()) if out.exists() else {"error": f"exit {proc.returncode}"}
-        log(f"flooders: {flooders}")
+        rounds, flooders = [], {}
+        for i in range(a.rounds):
+            base = await window(load, probe, health, a.window)
+            log(f"round {i + 1} baseline: {brief(base)}")
+            procs = start_flooders(a, port, token, tmp, str(i))
+            flood = await window(load, probe, health, a.window)
+            log(f"round {i + 1} flood: {brief(flood)}")
+            for kind, st in (await end_flooders(procs, a.window + 60)).items():
+                for k, v in st.items():
+                    flooders.setdefault(kind, {}).setdefault(k, 0)
+                    flooders[kind][k] += v
+            procs = []
+            rounds.append({"baseline": base, "flood": flood})
         after = await window(load, probe, health, a.window)
-        log(f"after: {after}")
-        return {"baseline": baseline, "flood": flood, "after": after, "flooders": flooders,
+        log(f"after: {brief(after)}; flooders {flooders}")
+        return {"rounds": rounds, "after": after, "flooders": flooders,
+                "baseline": pooled([r["baseline"] for r in rounds]), "flood": pooled([r["flood"] for r in rounds]),
                 "live_connected": load.live_connected, "live_errors": load.live_errors[:5],
                 "updates_written": load.written}
     finally:
@@ -205,6 +245,12 @@ async def scenario(a: argparse.Namespace, load: churn.Load, probe: churn.Probe, 
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def brief(w: dict) -> str:
+    return (f"CPU {w['cpu_pct_of_one_core']} %, RSS {w['rss_mib']} (max {w['rss_max_mib']}) MiB, clients "
+            f"{w['clients']}, lag p50/p99 {w['lag']['p50_ms']}/{w['lag']['p99_ms']} ms, /healthz p50/p99 "
+            f"{w['healthz']['p50_ms']}/{w['healthz']['p99_ms']} ms")
 
 
 # --- what checking an update costs (in this process) ---------------------------------------------------
@@ -260,23 +306,32 @@ def ratio(a: float | None, b: float | None) -> str:
 
 
 def markdown(res: dict) -> str:
-    b, f, af = res["baseline"], res["flood"], res["after"]
+    b, f = res["baseline"], res["flood"]
 
-    def ms(r, k, q):
-        v = r[k][q]
-        return "n/a" if v is None else f"{v:.1f} ms"
+    def q(r, k, name):
+        v = r[k][name]
+        return "n/a" if v is None else f"{v:.1f}"
 
-    lines = ["| gateway | baseline | 10 flooders | after |", "|---|---:|---:|---:|"]
-    for name, key in (("CPU (% of one core)", "cpu_pct_of_one_core"), ("RSS (MiB)", "rss_mib"),
-                      ("RSS max in the window (MiB)", "rss_max_mib"), ("live-feed clients", "clients"),
-                      ("open connections", "connections")):
-        lines.append(f"| {name} | {b[key]} | {f[key]} | {af[key]} |")
-    for name, k in (("feed lag", "lag"), ("/healthz", "healthz")):
-        for q in ("p50_ms", "p99_ms"):
-            lines.append(f"| {name} {q[:3]} | {ms(b, k, q)} | {ms(f, k, q)} | {ms(af, k, q)} |")
-    lines += ["", f"flood vs baseline (same run): RSS {f['rss_max_mib'] - b['rss_mib']:+.1f} MiB (max in the flood "
-                  f"window - baseline), feed lag p99 x{ratio(b['lag']['p99_ms'], f['lag']['p99_ms'])}, "
-                  f"/healthz p99 x{ratio(b['healthz']['p99_ms'], f['healthz']['p99_ms'])}",
+    lines = ["| window | gateway CPU (% of one core) | RSS max (MiB) | live clients | feed lag p50 / p99 (ms) | "
+             "/healthz p50 / p99 (ms) |", "|---|---:|---:|---:|---:|---:|"]
+    for i, r in enumerate(res["rounds"], 1):
+        for kind in ("baseline", "flood"):
+            w = r[kind]
+            lines.append(f"| {i}. {'no flood' if kind == 'baseline' else '10 flooders'} | {w['cpu_pct_of_one_core']} | "
+                         f"{w['rss_max_mib']} | {w['clients']:g} | {q(w, 'lag', 'p50_ms')} / {q(w, 'lag', 'p99_ms')} | "
+                         f"{q(w, 'healthz', 'p50_ms')} / {q(w, 'healthz', 'p99_ms')} |")
+    w = res["after"]
+    lines.append(f"| after | {w['cpu_pct_of_one_core']} | {w['rss_max_mib']} | {w['clients']:g} | "
+                 f"{q(w, 'lag', 'p50_ms')} / {q(w, 'lag', 'p99_ms')} | {q(w, 'healthz', 'p50_ms')} / "
+                 f"{q(w, 'healthz', 'p99_ms')} |")
+    for name, r in (("all no-flood windows", b), ("all flood windows", f)):
+        lines.append(f"| **{name}** | {r['cpu_pct_of_one_core']} | {r['rss_max_mib']} | | "
+                     f"{q(r, 'lag', 'p50_ms')} / {q(r, 'lag', 'p99_ms')} | {q(r, 'healthz', 'p50_ms')} / "
+                     f"{q(r, 'healthz', 'p99_ms')} |")
+    first = res["rounds"][0]["baseline"]["rss_mib"]
+    lines += ["", f"flood vs no flood (same run): RSS max {f['rss_max_mib'] - first:+.1f} MiB over the first baseline, "
+                  f"feed lag p99 x{ratio(b['lag']['p99_ms'], f['lag']['p99_ms'])}, /healthz p99 "
+                  f"x{ratio(b['healthz']['p99_ms'], f['healthz']['p99_ms'])}",
               "flooders: " + "; ".join(f"{k}: {v}" for k, v in res["flooders"].items())]
     v = res["validation"]
     lines += ["", f"checking a zone update ({v['doc_bytes']} bytes): parse {v['loads_us']} us, schema check "
@@ -292,11 +347,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--live", type=int, default=200, help="live SSE clients (default 200)")
     p.add_argument("--sampled", type=int, default=10, help="live clients that measure the lag (default 10)")
     p.add_argument("--flooders", type=int, default=10, help="WebSocket flooders, half text, half ping (default 10)")
-    p.add_argument("--rate", type=int, default=500, help="zone updates per second on the feed (default 500)")
+    p.add_argument("--rate", type=int, default=100, help="zone updates per second on the feed (default 100)")
     p.add_argument("--validation-rate", type=int, default=2000,
                    help="updates a second at which to state the cost of checking them (default 2000)")
     p.add_argument("--warmup", type=float, default=5.0)
-    p.add_argument("--window", type=float, default=30.0, help="seconds of each window (default 30)")
+    p.add_argument("--window", type=float, default=20.0, help="seconds of each window (default 20)")
+    p.add_argument("--rounds", type=int, default=3, help="no-flood and flood windows in turn (default 3 of each)")
     p.add_argument("--checkout", type=Path, default=churn.REPO,
                    help="run the gateway of this checkout (default: this one)")
     p.add_argument("--gateway-arg", action="append", default=[], help="extra argument for `zonewatch gateway`")
@@ -349,6 +405,11 @@ def main(argv: list[str] | None = None) -> int:
                                         concurrency=1)
         load = churn.Load(churn_args, redis_url, port, token, zone_ids)
         res = asyncio.run(scenario(a, load, churn.Probe(gw.pid, url), port, token, tmp))
+        for r in res["rounds"] + [res]:           # the samples stay out of the results file
+            for w in (r.get("baseline"), r.get("flood"), r.get("after")):
+                if w:
+                    w.pop("lag_samples", None)
+                    w.pop("healthz_samples", None)
         res.update(validation=validation, args={k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()},
                    checkout=str(checkout), commit=churn.git_commit(checkout), bench_commit=churn.git_commit(churn.REPO),
                    date=dt.datetime.now().astimezone().isoformat(timespec="seconds"),

@@ -46,8 +46,9 @@ Limits (docs/SECURITY.md): a connection must send its complete request head with
 idle, and is dropped when its client stops reading for --write-timeout (30 s); at most
 --max-connections (1000) are open. Tokens need 16 characters or more and are masked in every log
 line, under any spelling; a caller in a URL is refused. WebSocket client messages are limited to 4 KiB
-(the gateway needs none), frames of any kind to 64 at once and 8 a second (1008 past it), and a
-client is not read while it does not read. A request head is at most 16 KiB however it arrives;
+(the gateway needs none), frames of any kind to 64 at once and 8 a second (a client over it is not
+read until the budget has paid; 1008 after 10 s over it), and a client is not read while it does not
+read. A request head is at most 16 KiB however it arrives;
 Content-Length with Transfer-Encoding, or a body on a GET, is a 400. X-Forwarded-For counts only
 from --forwarded-allow-ips. What Redis holds is checked against the contract's schemas before it
 is served (a bad record is skipped). An /ingest body must arrive within --ingest-body-timeout (60 s);

@@ -17,8 +17,9 @@ connections, and logs WebSocket handshakes with their query string. Here:
    Content-Length and Transfer-Encoding, RFC 9112 §6.3, and a GET with a body), answered with 431 or
    400 and the connection closed;
  * WebSocket input bounded (issue 24): client messages up to WS_MAX_MESSAGE_BYTES (the gateway needs
-   none; 1009 past it), frames of any kind (pings and pongs too) within a `FrameBudget` (1008 past it),
-   parsed WS_READ_SLICE bytes at a time so a burst is judged before all of it is parsed, and nothing
+   none; 1009 past it), frames of any kind (pings and pongs too) within a `FrameBudget` (a client
+   over it is not read until the budget has paid; one over it for WS_FLOOD_CLOSE_S is closed with
+   1008), parsed WS_READ_SLICE bytes at a time, and nothing
    parsed while the connection's writes are paused, nor read once WS_UNREAD_MAX bytes wait (a client
    that sends pings and never reads the pongs stops being read instead of filling the gateway's memory
    with pongs); pings every 20 s (a peer that misses one for 20 s is closed);
@@ -54,6 +55,10 @@ WS_FRAME_BURST = 64
 WS_FRAMES_PER_S = 8.0
 WS_READ_SLICE = 4096                # bytes parsed at a time: at most ~680 frames before the budget is checked
 WS_UNREAD_MAX = 64 * 1024           # bytes waiting unparsed (writes paused) before reading stops too
+# A client over its budget is not read until the budget has paid for what it sent; one that is over it
+# this long (back to back) is closed (1008), held unread meanwhile: closing at once would invite an
+# immediate reconnect, which costs the gateway a handshake and a snapshot each time.
+WS_FLOOD_CLOSE_S = 10.0
 FD_HEADROOM = 128                   # files besides client connections: Redis pool, listener, logs, scrapes
 REFUSAL = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 _PHRASES = {400: b"Bad Request", 431: b"Request Header Fields Too Large"}
@@ -79,22 +84,20 @@ class Limits:
 
 
 class FrameBudget:
-    """A token bucket of WebSocket frames: `burst` at once, refilled at `per_s`."""
+    """A token bucket of WebSocket frames: `burst` at once, refilled at `per_s`; what is spent
+    beyond it is a debt, repaid at the same rate."""
 
     def __init__(self, burst: int, per_s: float, clock=time.monotonic):
         self.burst, self.per_s, self.clock = burst, per_s, clock
         self.tokens = float(burst)
         self.at = clock()
 
-    def take(self, frames: int) -> bool:
-        """Spend `frames`; False when the budget does not hold them (nothing is spent then)."""
+    def spend(self, frames: int) -> float:
+        """Spend `frames`; the seconds until the debt (if any) is repaid."""
         now = self.clock()
-        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.per_s)
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.per_s) - frames
         self.at = now
-        if frames > self.tokens:
-            return False
-        self.tokens -= frames
-        return True
+        return max(0.0, -self.tokens / self.per_s)
 
 
 def _head_end(data: bytes) -> int:
@@ -319,7 +322,10 @@ def protocols(limits: Limits):
             self.budget = FrameBudget(WS_FRAME_BURST, WS_FRAMES_PER_S)
             self.unread = bytearray()     # received, not parsed yet: waits while writes are paused
             self.writes_paused = False
-            self.reading_held = False     # reading paused here, as `unread` is full
+            self.reading_held = False     # reading paused here (`unread` full, or over the budget)
+            # the timer of a client over its budget: read it again, or close it
+            self.throttle: asyncio.TimerHandle | None = None
+            self.over_since: float | None = None   # over its budget since (back within it: None)
 
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
@@ -327,6 +333,9 @@ def protocols(limits: Limits):
 
         def connection_lost(self, exc) -> None:
             self._cancel_write_timer()
+            if self.throttle is not None:
+                self.throttle.cancel()
+                self.throttle = None
             self.unread.clear()
             super().connection_lost(exc)
 
@@ -335,12 +344,14 @@ def protocols(limits: Limits):
             self._parse()
 
         def _parse(self) -> None:
-            """Parse what was received, a slice at a time, while writes flow: every slice's frames
-            are paid from the budget before uvicorn handles them (answers pings, queues messages for
-            the app). While writes are paused nothing is parsed, so nothing is answered, and past
-            WS_UNREAD_MAX bytes waiting nothing more is read."""
+            """Parse what was received, a slice at a time, while writes flow and the budget holds:
+            every slice's frames are spent from the budget as uvicorn handles them (answers pings,
+            queues messages for the app); over it, nothing more is read or parsed until the budget
+            has paid, or the client is closed (WS_FLOOD_CLOSE_S). While writes are paused nothing is
+            parsed, so nothing is answered, and past WS_UNREAD_MAX bytes waiting nothing is read."""
             done = 0
-            while done < len(self.unread) and not self.writes_paused and not self.transport.is_closing():
+            while (done < len(self.unread) and not self.writes_paused and self.throttle is None
+                   and not self.transport.is_closing()):
                 piece = bytes(self.unread[done:done + WS_READ_SLICE])
                 done += len(piece)
                 self.conn.receive_data(piece)
@@ -349,14 +360,16 @@ def protocols(limits: Limits):
                     self.handle_parser_exception()
                     return
                 frames = sum(isinstance(e, Frame) for e in self.conn.events)
-                if frames and not self.budget.take(frames):
-                    self._flooded()
-                    return
+                wait = self.budget.spend(frames) if frames else 0.0
                 self.handle_events()
+                if wait > 0:
+                    self._over_budget(wait)
+                elif frames:
+                    self.over_since = None
             del self.unread[:done]
             if self.transport.is_closing():
                 return
-            if len(self.unread) > WS_UNREAD_MAX:
+            if len(self.unread) > WS_UNREAD_MAX or self.throttle is not None:
                 self.reading_held = True
                 self.transport.pause_reading()
             elif self.reading_held:
@@ -364,7 +377,26 @@ def protocols(limits: Limits):
                 if not self.read_paused:                 # uvicorn's own pause (the app's messages) stays
                     self.transport.resume_reading()
 
+        def _over_budget(self, wait: float) -> None:
+            """Read again once the budget has paid; close when the client will have been over it
+            (back to back) for WS_FLOOD_CLOSE_S by then."""
+            now = self.loop.time()
+            if self.over_since is None:
+                self.over_since = now
+            left = WS_FLOOD_CLOSE_S - (now - self.over_since)
+            if wait >= left:
+                self.throttle = self.loop.call_later(max(0.0, left), self._flooded)
+            else:
+                self.throttle = self.loop.call_later(wait, self._paid)
+
+        def _paid(self) -> None:
+            self.throttle = None
+            self._parse()
+
         def _flooded(self) -> None:
+            self.throttle = None
+            if self.transport.is_closing():
+                return
             CONNECTIONS_CLOSED.labels("ws_flood").inc()
             log.warning("a WebSocket client sent frames beyond %d at once and %g a second: closed (1008)",
                         WS_FRAME_BURST, WS_FRAMES_PER_S)

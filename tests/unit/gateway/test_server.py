@@ -350,25 +350,30 @@ def close_code(s: socket.socket) -> int | None:
     return None
 
 
-def test_frame_budget_refills_at_its_rate():
+def test_frame_budget_refills_at_its_rate_and_counts_a_debt():
     now = [0.0]
     b = FrameBudget(10, 2.0, clock=lambda: now[0])
-    assert b.take(10) and not b.take(1)
-    now[0] = 1.0
-    assert b.take(2) and not b.take(1)
+    assert b.spend(10) == 0.0 and b.spend(1) == 0.5          # 1 frame over: half a second at 2/s
+    now[0] = 1.5
+    assert b.spend(2) == 0.0                                  # repaid, and one more frame's worth
     now[0] = 100.0
-    assert not b.take(11) and b.take(10)                   # never more than the burst
+    assert b.spend(30) == 10.0                                # never more than the burst: 20 over
 
 
 @pytest.mark.parametrize("opcode, payload", [(0x1, b"x"), (0x9, b"p" * 125), (0xA, b"")])
-def test_a_websocket_flood_of_any_frame_is_closed_with_1008(running, opcode, payload):
+def test_a_websocket_flood_of_any_frame_is_held_then_closed_with_1008(running, monkeypatch, opcode, payload):
+    monkeypatch.setattr(server_module, "WS_FLOOD_CLOSE_S", 0.5)
     r = running()
     before = CONNECTIONS_CLOSED.labels("ws_flood")._value.get()
     s = ws_connect(r)
+    s.settimeout(2.0)
+    sent = 0
     try:
-        s.sendall(frame(opcode, payload) * 5000)             # text messages, pings, unsolicited pongs
+        while sent < 16 * 2**20:                             # text messages, pings, unsolicited pongs
+            sent += s.send(frame(opcode, payload) * 5000)
     except OSError:
-        pass                                                 # closed while sending: that is the point
+        pass                                                 # no longer read, or closed: that is the point
+    assert sent < 16 * 2**20, "the gateway kept reading the flood"
     # its close frame, unless the connection was reset while we still sent (it closed our socket)
     assert close_code(s) in (1008, None)
     assert CONNECTIONS_CLOSED.labels("ws_flood")._value.get() == before + 1
@@ -376,8 +381,50 @@ def test_a_websocket_flood_of_any_frame_is_closed_with_1008(running, opcode, pay
     while not r.app.ws_closed and time.monotonic() < deadline:
         time.sleep(0.02)
     assert r.app.ws_closed == [1008]                         # the app was told why
-    # the budget and one parsed slice at most reached the app, not 5000 messages
-    assert r.app.ws_messages <= server_module.WS_FRAME_BURST + server_module.WS_READ_SLICE // 7
+    # the budget and one parsed slice at most reached the app, not the flood
+    assert r.app.ws_messages <= server_module.WS_FRAME_BURST + server_module.WS_READ_SLICE // 6
+
+
+def test_a_client_kept_just_over_its_budget_is_closed_in_the_end(running, monkeypatch):
+    """Over the budget all the time, but never by much at once (frames of 125 bytes: at most 31 in a
+    parsed slice, 0.6 s of debt at 50 a second): slowed to the budget's pace, and closed once it has
+    been over it for WS_FLOOD_CLOSE_S back to back."""
+    monkeypatch.setattr(server_module, "WS_FRAME_BURST", 10)
+    monkeypatch.setattr(server_module, "WS_FRAMES_PER_S", 50.0)
+    monkeypatch.setattr(server_module, "WS_FLOOD_CLOSE_S", 1.0)
+    r = running()
+    before = CONNECTIONS_CLOSED.labels("ws_flood")._value.get()
+    s = ws_connect(r)
+    s.settimeout(0.5)
+    deadline, pending = time.monotonic() + BOUND_S, b""
+    try:
+        while not r.app.ws_closed and time.monotonic() < deadline:
+            pending = pending or frame(0x1, b"m" * 125) * 20
+            try:
+                pending = pending[s.send(pending):]          # whole frames in the end, however it goes
+            except TimeoutError:                             # not read meanwhile: try again
+                continue
+    except OSError:
+        pass
+    assert close_code(s) in (1008, None)
+    assert CONNECTIONS_CLOSED.labels("ws_flood")._value.get() == before + 1 and r.app.ws_closed == [1008]
+
+
+def test_a_client_a_little_over_its_budget_is_slowed_not_closed(running, monkeypatch):
+    monkeypatch.setattr(server_module, "WS_FRAME_BURST", 10)
+    monkeypatch.setattr(server_module, "WS_FRAMES_PER_S", 50.0)
+    r = running()
+    before = CONNECTIONS_CLOSED.labels("ws_flood")._value.get()
+    s = ws_connect(r)
+    for _ in range(3):
+        s.sendall(frame(0x1, b"hi") * 30)                    # 20 over: read again after 0.4 s
+    deadline = time.monotonic() + BOUND_S
+    while r.app.ws_messages < 90 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert r.app.ws_messages == 90                           # every message, at the budget's pace
+    assert CONNECTIONS_CLOSED.labels("ws_flood")._value.get() == before
+    s.sendall(frame(0x8, struct.pack("!H", 1000)))
+    assert close_code(s) == 1000
 
 
 def test_a_websocket_client_within_the_budget_is_served(running):
