@@ -22,7 +22,8 @@ connections, and logs WebSocket handshakes with their query string. Here:
    1008), parsed WS_READ_SLICE bytes at a time, and nothing
    parsed while the connection's writes are paused, nor read once WS_UNREAD_MAX bytes wait (a client
    that sends pings and never reads the pongs stops being read instead of filling the gateway's memory
-   with pongs); pings every 20 s (a peer that misses one for 20 s is closed);
+   with pongs), with a kernel receive buffer of WS_RCVBUF; pings every 20 s (a peer that misses one for
+   20 s is closed);
  * proxy headers (X-Forwarded-For, X-Forwarded-Proto) only from `forwarded_allow_ips` (default none);
  * logs without secrets, noisy lines rate-limited (gateway/logs.py).
 """
@@ -55,6 +56,9 @@ WS_FRAME_BURST = 64
 WS_FRAMES_PER_S = 8.0
 WS_READ_SLICE = 4096                # bytes parsed at a time: at most ~680 frames before the budget is checked
 WS_UNREAD_MAX = 64 * 1024           # bytes waiting unparsed (writes paused) before reading stops too
+# The kernel's receive buffer of a WebSocket (it grows to megabytes on its own): what a client that is
+# not read can park in this host's memory. Clients send next to nothing.
+WS_RCVBUF = 64 * 1024
 # A client over its budget is not read until the budget has paid for what it sent; one that is over it
 # this long (back to back) is closed (1008), held unread meanwhile: closing at once would invite an
 # immediate reconnect, which costs the gateway a handshake and a snapshot each time.
@@ -330,6 +334,10 @@ def protocols(limits: Limits):
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
             _user_timeout(transport, limits.write_timeout_s)
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, WS_RCVBUF)
 
         def connection_lost(self, exc) -> None:
             self._cancel_write_timer()

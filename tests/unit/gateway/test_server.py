@@ -465,6 +465,9 @@ def test_a_websocket_client_that_never_reads_is_not_read_either(running, monkeyp
         blocked = True
     sample()
     assert blocked, f"the gateway read all {sent} bytes of pings"
+    conn = next(c for c in list(r.srv.server_state.connections) if hasattr(c, "unread"))
+    rcvbuf = conn.transport.get_extra_info("socket").getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    assert rcvbuf <= 2 * server_module.WS_RCVBUF              # what the kernel parks for it too (Linux doubles it)
     assert max(held) < 2 * 2**20, held                       # bytes held for this client, not the flood
     s.close()
 
