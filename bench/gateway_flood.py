@@ -131,12 +131,13 @@ def flooders_main(kind: str, n: int, port: int, token: str, seconds: float, out:
 # --- measuring -----------------------------------------------------------------------------------------
 
 
-async def healthz_prober(port: int, samples: list[float], stopping: asyncio.Event) -> None:
+async def prober(port: int, path: str, samples: list[float], stopping: asyncio.Event) -> None:
+    """GET `path` every 0.2 s, its answer time (ms; 10 s for a failure)."""
     while not stopping.is_set():
         t0 = time.monotonic()
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 10)
-            writer.write(b"GET /healthz HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n")
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n".encode())
             await asyncio.wait_for(reader.read(-1), 10)
             writer.close()
             samples.append((time.monotonic() - t0) * 1000)
@@ -152,9 +153,10 @@ def quantiles(values: list[float]) -> dict:
     return {"n": len(values), "p50_ms": round(q[49], 1), "p99_ms": round(q[98], 1)}
 
 
-async def window(load: churn.Load, probe: churn.Probe, health: list[float], seconds: float) -> dict:
+async def window(load: churn.Load, probe: churn.Probe, probes: dict[str, list[float]], seconds: float) -> dict:
     load.lags.clear()
-    health.clear()
+    for samples in probes.values():
+        samples.clear()
     rss_max = 0.0
     t0, c0 = time.monotonic(), probe.cpu_ticks()
     while time.monotonic() - t0 < seconds:
@@ -162,11 +164,14 @@ async def window(load: churn.Load, probe: churn.Probe, health: list[float], seco
         await asyncio.sleep(0.5)
     t1, c1 = time.monotonic(), probe.cpu_ticks()
     m = await asyncio.to_thread(probe.metrics)
-    return {"cpu_pct_of_one_core": round(100 * (c1 - c0) / churn.CLK_TCK / (t1 - t0), 1), "window_s": round(t1 - t0, 1),
-            "clients": m.get("zonewatch_gateway_clients"), "connections": m.get("zonewatch_gateway_connections"),
-            "rss_mib": round(probe.rss_mib(), 1), "rss_max_mib": round(max(rss_max, probe.rss_mib()), 1),
-            "lag": churn.lag_figures(list(load.lags)), "healthz": quantiles(list(health)),
-            "lag_samples": list(load.lags), "healthz_samples": list(health)}
+    out = {"cpu_pct_of_one_core": round(100 * (c1 - c0) / churn.CLK_TCK / (t1 - t0), 1), "window_s": round(t1 - t0, 1),
+           "clients": m.get("zonewatch_gateway_clients"), "connections": m.get("zonewatch_gateway_connections"),
+           "rss_mib": round(probe.rss_mib(), 1), "rss_max_mib": round(max(rss_max, probe.rss_mib()), 1),
+           "lag": churn.lag_figures(list(load.lags)), "samples": {"lag": list(load.lags)}}
+    for name, samples in probes.items():
+        out[name] = quantiles(list(samples))
+        out["samples"][name] = list(samples)
+    return out
 
 
 def start_flooders(a: argparse.Namespace, port: int, token: str, tmp: Path, tag: str) -> list:
@@ -192,25 +197,30 @@ async def end_flooders(procs: list, timeout: float) -> dict:
     return stats
 
 
+PROBES = {"healthz": "/healthz", "static": "/schemas/index.json"}   # the second touches no Redis
+KINDS = ("baseline", "flood", "decoy")
+
+
 def pooled(windows: list[dict]) -> dict:
-    """Windows of one kind together: the lag and /healthz quantiles over all their samples."""
-    return {"lag": lag_q([x for w in windows for x in w["lag_samples"]]),
-            "healthz": quantiles([x for w in windows for x in w["healthz_samples"]]),
-            "cpu_pct_of_one_core": round(statistics.mean(w["cpu_pct_of_one_core"] for w in windows), 1),
-            "rss_max_mib": max(w["rss_max_mib"] for w in windows)}
+    """Windows of one kind together: the quantiles over all their samples."""
+    out = {"lag": churn.lag_figures([x for w in windows for x in w["samples"]["lag"]]),
+           "cpu_pct_of_one_core": round(statistics.mean(w["cpu_pct_of_one_core"] for w in windows), 1),
+           "rss_max_mib": max(w["rss_max_mib"] for w in windows)}
+    for name in PROBES:
+        out[name] = quantiles([x for w in windows for x in w["samples"][name]])
+    return out
 
 
-def lag_q(values: list[float]) -> dict:
-    return churn.lag_figures(values)
-
-
-async def scenario(a: argparse.Namespace, load: churn.Load, probe: churn.Probe, port: int, token: str,
-                   tmp: Path) -> dict:
-    """Baseline and flood windows in turn (`--rounds` of each, then one after): the machine's other
-    work drifts over minutes, so each kind is spread over the whole run."""
+async def scenario(a: argparse.Namespace, load: churn.Load, probe: churn.Probe, port: int, decoy: int | None,
+                   token: str, tmp: Path) -> dict:
+    """In each of `--rounds`: a window without flooders, one with them flooding this gateway, and
+    (with a decoy) one with them flooding the decoy, a second gateway on the same machine — what
+    the flood costs the machine, not this gateway; then one window after. The machine's other work
+    drifts over minutes, so each kind is spread over the whole run."""
     stopping = asyncio.Event()
-    health: list[float] = []
-    tasks = [asyncio.create_task(load.writer()), asyncio.create_task(healthz_prober(port, health, stopping))]
+    probes: dict[str, list[float]] = {name: [] for name in PROBES}
+    tasks = [asyncio.create_task(load.writer())]
+    tasks += [asyncio.create_task(prober(port, path, probes[name], stopping)) for name, path in PROBES.items()]
     tasks += [asyncio.create_task(load.live(i)) for i in range(a.live)]
     procs: list = []
     try:
@@ -221,23 +231,25 @@ async def scenario(a: argparse.Namespace, load: churn.Load, probe: churn.Probe, 
         await asyncio.sleep(a.warmup)
         rounds, flooders = [], {}
         for i in range(a.rounds):
-            base = await window(load, probe, health, a.window)
-            log(f"round {i + 1} baseline: {brief(base)}")
-            procs = start_flooders(a, port, token, tmp, str(i))
-            flood = await window(load, probe, health, a.window)
-            log(f"round {i + 1} flood: {brief(flood)}")
-            for kind, st in (await end_flooders(procs, a.window + 60)).items():
-                for k, v in st.items():
-                    flooders.setdefault(kind, {}).setdefault(k, 0)
-                    flooders[kind][k] += v
-            procs = []
-            rounds.append({"baseline": base, "flood": flood})
-        after = await window(load, probe, health, a.window)
+            this: dict = {}
+            for kind in KINDS if decoy else KINDS[:2]:
+                target = port if kind == "flood" else decoy
+                procs = start_flooders(a, target, token, tmp, f"{i}-{kind}") if kind != "baseline" else []
+                this[kind] = await window(load, probe, probes, a.window)
+                log(f"round {i + 1} {kind}: {brief(this[kind])}")
+                for fkind, st in (await end_flooders(procs, a.window + 60)).items():
+                    for k, v in st.items():
+                        flooders.setdefault(f"{kind} {fkind}", {}).setdefault(k, 0)
+                        flooders[f"{kind} {fkind}"][k] += v
+                procs = []
+            rounds.append(this)
+        after = await window(load, probe, probes, a.window)
         log(f"after: {brief(after)}; flooders {flooders}")
-        return {"rounds": rounds, "after": after, "flooders": flooders,
-                "baseline": pooled([r["baseline"] for r in rounds]), "flood": pooled([r["flood"] for r in rounds]),
-                "live_connected": load.live_connected, "live_errors": load.live_errors[:5],
-                "updates_written": load.written}
+        res = {"rounds": rounds, "after": after, "flooders": flooders, "live_connected": load.live_connected,
+               "live_errors": load.live_errors[:5], "updates_written": load.written}
+        for kind in rounds[0]:
+            res[kind] = pooled([r[kind] for r in rounds])
+        return res
     finally:
         stopping.set()
         load.stopping.set()
@@ -253,7 +265,8 @@ async def scenario(a: argparse.Namespace, load: churn.Load, probe: churn.Probe, 
 def brief(w: dict) -> str:
     return (f"CPU {w['cpu_pct_of_one_core']} %, RSS {w['rss_mib']} (max {w['rss_max_mib']}) MiB, clients "
             f"{w['clients']}, lag p50/p99 {w['lag']['p50_ms']}/{w['lag']['p99_ms']} ms, /healthz p50/p99 "
-            f"{w['healthz']['p50_ms']}/{w['healthz']['p99_ms']} ms")
+            f"{w['healthz']['p50_ms']}/{w['healthz']['p99_ms']} ms, static p50/p99 "
+            f"{w['static']['p50_ms']}/{w['static']['p99_ms']} ms")
 
 
 # --- what checking an update costs (in this process) ---------------------------------------------------
@@ -309,33 +322,37 @@ def ratio(a: float | None, b: float | None) -> str:
 
 
 def markdown(res: dict) -> str:
-    b, f = res["baseline"], res["flood"]
-
     def q(r, k, name):
         v = r[k][name]
         return "n/a" if v is None else f"{v:.1f}"
 
+    def row(label, w, clients=True):
+        count = f"{w['clients']:g}" if clients else ""
+        figures = " | ".join(f"{q(w, k, 'p50_ms')} / {q(w, k, 'p99_ms')}" for k in ("lag", "healthz", "static"))
+        return f"| {label} | {w['cpu_pct_of_one_core']} | {w['rss_max_mib']} | {count} | {figures} |"
+
+    names = {"baseline": "no flood", "flood": "10 flooders on this gateway", "decoy": "10 flooders on the decoy"}
     lines = ["| window | gateway CPU (% of one core) | RSS max (MiB) | live clients | feed lag p50 / p99 (ms) | "
-             "/healthz p50 / p99 (ms) |", "|---|---:|---:|---:|---:|---:|"]
+             "/healthz p50 / p99 (ms) | /schemas/index.json p50 / p99 (ms) |", "|---|---:|---:|---:|---:|---:|---:|"]
     for i, r in enumerate(res["rounds"], 1):
-        for kind in ("baseline", "flood"):
-            w = r[kind]
-            lines.append(f"| {i}. {'no flood' if kind == 'baseline' else '10 flooders'} | {w['cpu_pct_of_one_core']} | "
-                         f"{w['rss_max_mib']} | {w['clients']:g} | {q(w, 'lag', 'p50_ms')} / {q(w, 'lag', 'p99_ms')} | "
-                         f"{q(w, 'healthz', 'p50_ms')} / {q(w, 'healthz', 'p99_ms')} |")
-    w = res["after"]
-    lines.append(f"| after | {w['cpu_pct_of_one_core']} | {w['rss_max_mib']} | {w['clients']:g} | "
-                 f"{q(w, 'lag', 'p50_ms')} / {q(w, 'lag', 'p99_ms')} | {q(w, 'healthz', 'p50_ms')} / "
-                 f"{q(w, 'healthz', 'p99_ms')} |")
-    for name, r in (("all no-flood windows", b), ("all flood windows", f)):
-        lines.append(f"| **{name}** | {r['cpu_pct_of_one_core']} | {r['rss_max_mib']} | | "
-                     f"{q(r, 'lag', 'p50_ms')} / {q(r, 'lag', 'p99_ms')} | {q(r, 'healthz', 'p50_ms')} / "
-                     f"{q(r, 'healthz', 'p99_ms')} |")
+        for kind, w in r.items():
+            lines.append(row(f"{i}. {names[kind]}", w))
+    lines.append(row("after", res["after"]))
+    for kind in res["rounds"][0]:
+        lines.append(row(f"**all: {names[kind]}**", res[kind], clients=False))
+    b, f = res["baseline"], res["flood"]
     first = res["rounds"][0]["baseline"]["rss_mib"]
-    lines += ["", f"flood vs no flood (same run): RSS max {f['rss_max_mib'] - first:+.1f} MiB over the first baseline, "
-                  f"feed lag p99 x{ratio(b['lag']['p99_ms'], f['lag']['p99_ms'])}, /healthz p99 "
-                  f"x{ratio(b['healthz']['p99_ms'], f['healthz']['p99_ms'])}",
-              "flooders: " + "; ".join(f"{k}: {v}" for k, v in res["flooders"].items())]
+    lines += ["", f"flood vs no flood (same run): RSS max {f['rss_max_mib'] - first:+.1f} MiB over the first window; "
+                  f"p99 ratios: feed lag x{ratio(b['lag']['p99_ms'], f['lag']['p99_ms'])}, /healthz "
+                  f"x{ratio(b['healthz']['p99_ms'], f['healthz']['p99_ms'])}, static "
+                  f"x{ratio(b['static']['p99_ms'], f['static']['p99_ms'])}"]
+    if "decoy" in res:
+        d = res["decoy"]
+        lines.append(f"flood on this gateway vs the same flood on the decoy: p99 ratios: feed lag "
+                     f"x{ratio(d['lag']['p99_ms'], f['lag']['p99_ms'])}, /healthz "
+                     f"x{ratio(d['healthz']['p99_ms'], f['healthz']['p99_ms'])}, static "
+                     f"x{ratio(d['static']['p99_ms'], f['static']['p99_ms'])}")
+    lines.append("flooders: " + "; ".join(f"{k}: {v}" for k, v in res["flooders"].items()))
     v = res["validation"]
     lines += ["", f"checking a zone update ({v['doc_bytes']} bytes): parse {v['loads_us']} us, schema check "
                   f"{v['check_us']} us, read uncached {v['read_miss_us']} us, cached {v['read_hit_us']} us; the "
@@ -356,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=5.0)
     p.add_argument("--window", type=float, default=15.0, help="seconds of each window (default 15)")
     p.add_argument("--rounds", type=int, default=5, help="no-flood and flood windows in turn (default 5 of each)")
+    p.add_argument("--no-decoy", dest="decoy", action="store_false",
+                   help="no windows with the flooders on a second gateway (what the flood costs the machine)")
     p.add_argument("--checkout", type=Path, default=churn.REPO,
                    help="run the gateway of this checkout (default: this one)")
     p.add_argument("--gateway-arg", action="append", default=[], help="extra argument for `zonewatch gateway`")
@@ -372,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     churn.RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     tmp = Path(tempfile.mkdtemp(prefix="zw-flood-"))
-    redis_proc = gw = None
+    redis_proc = gw = decoy = None
     try:
         log("checking cost (in-process) …")
         validation = validation_cost(a.validation_rate)
@@ -402,17 +421,20 @@ def main(argv: list[str] | None = None) -> int:
                    gw_log, cwd=checkout, env=env)
         url = f"http://127.0.0.1:{port}"
         churn.wait_for(lambda: churn._healthy(url), 60, "gateway /healthz", gw)
+        decoy_port = None
+        if a.decoy:
+            decoy_port = churn.free_port()
+            decoy = churn.start([sys.executable, "-m", "zonewatch.cli", "gateway", "--port", str(decoy_port),
+                                 *a.gateway_arg], tmp / "decoy.log", cwd=checkout, env=env)
+            churn.wait_for(lambda: churn._healthy(f"http://127.0.0.1:{decoy_port}"), 60, "decoy /healthz", decoy)
         log(f"gateway of {checkout} ({churn.git_commit(checkout)}) on {url}, pid {gw.pid}; {len(zone_ids)} zones")
 
         churn_args = argparse.Namespace(live=a.live, sampled=a.sampled, rate=a.rate, stages=None, churn=0,
                                         concurrency=1)
         load = churn.Load(churn_args, redis_url, port, token, zone_ids)
-        res = asyncio.run(scenario(a, load, churn.Probe(gw.pid, url), port, token, tmp))
-        for r in res["rounds"] + [res]:           # the samples stay out of the results file
-            for w in (r.get("baseline"), r.get("flood"), r.get("after")):
-                if w:
-                    w.pop("lag_samples", None)
-                    w.pop("healthz_samples", None)
+        res = asyncio.run(scenario(a, load, churn.Probe(gw.pid, url), port, decoy_port, token, tmp))
+        for w in [res["after"], *(w for r in res["rounds"] for w in r.values())]:
+            w.pop("samples")                     # the samples stay out of the results file
         res.update(validation=validation, args={k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()},
                    checkout=str(checkout), commit=churn.git_commit(checkout), bench_commit=churn.git_commit(churn.REPO),
                    date=dt.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -426,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
               f"results in {out}")
         return 0
     finally:
+        churn.stop(decoy)
         churn.stop(gw)
         churn.stop(redis_proc)
         shutil.rmtree(tmp, ignore_errors=True)

@@ -54,7 +54,7 @@ WS_PING_TIMEOUT_S = 20.0
 # 64 frames at once and 8 a second after that leave any library room and bound a flood at 8 x 4 KiB/s.
 WS_FRAME_BURST = 64
 WS_FRAMES_PER_S = 8.0
-WS_READ_SLICE = 4096                # bytes parsed at a time: at most ~680 frames before the budget is checked
+WS_READ_SLICE = 512                 # bytes parsed at a time: at most 85 frames handled past the budget
 WS_UNREAD_MAX = 64 * 1024           # bytes waiting unparsed (writes paused) before reading stops too
 # The kernel's receive buffer of a WebSocket (it grows to megabytes on its own): what a client that is
 # not read can park in this host's memory. Clients send next to nothing.
