@@ -12,13 +12,18 @@ time) and a /healthz prober (every 0.2 s, its answer time). Three windows of `--
  * no flood: nothing else;
  * flood: `--flooders` WebSocket clients in separate processes, half sending tiny text messages as
    fast as the socket takes them, half sending pings and never reading (the pongs), each
-   reconnecting at once when the gateway closes it;
+   reconnecting at once when the gateway closes it or stops reading it for `--stall-s`;
 
-`--rounds` of each in turn (the machine's other work drifts over minutes; spreading both kinds over
-the run keeps the drift out of the ratio), then one window after. Reported per window: the gateway's
+ * decoy (unless --no-decoy): the same flooders on a second gateway on the same machine and Redis:
+   what the flood costs the machine (its CPU, its loopback) rather than this gateway;
+
+`--rounds` of each in turn (the machine's other work drifts over minutes; spreading every kind over
+the run keeps the drift out of the ratios), then one window after. /healthz (which pings Redis) and
+/schemas/index.json (which touches nothing) are probed every 0.2 s. Reported per window: the gateway's
 CPU (share of one core), RSS (its maximum, sampled every 0.5 s), clients, lag p50/p99 of the sampled
-clients and /healthz p50/p99; then all flood windows against all no-flood windows of the same run
-(RSS difference, p99 ratios), and what the flooders did (connections, bytes sent, closes). Before
+clients and the probes' p50/p99; then all flood windows against all no-flood (and decoy) windows of
+the same run (RSS difference, p99 ratios), and what the flooders did (connections, bytes sent,
+closes, stalls). Before
 that, in this process: what checking a zone
 update against its schema costs (gateway/untrusted.py), per document and at --rate. Prints a
 Markdown block for docs/BENCHMARKS.md and writes bench/results/gateway_flood-<time>.json. It reports;
@@ -71,7 +76,7 @@ FRAMES = {"text": client_frame(0x1, b"x"), "ping": client_frame(0x9, b"p" * 125)
 # --- the flooders (a process of their own: their CPU is not the measuring loop's) ------------------
 
 
-async def flooder(kind: str, port: int, token: str, stop_at: float, stats: dict) -> None:
+async def flooder(kind: str, port: int, token: str, stop_at: float, stats: dict, stall_s: float) -> None:
     chunk = FRAMES[kind] * (65536 // len(FRAMES[kind]))
     while time.monotonic() < stop_at:
         writer = None
@@ -100,7 +105,7 @@ async def flooder(kind: str, port: int, token: str, stop_at: float, stats: dict)
             try:
                 while time.monotonic() < stop_at:
                     writer.write(chunk)
-                    await asyncio.wait_for(writer.drain(), 5)
+                    await asyncio.wait_for(writer.drain(), stall_s)
                     stats["bytes_sent"] += len(chunk)
             finally:
                 if drain:
@@ -114,7 +119,7 @@ async def flooder(kind: str, port: int, token: str, stop_at: float, stats: dict)
                 writer.close()
 
 
-def flooders_main(kind: str, n: int, port: int, token: str, seconds: float, out: Path) -> None:
+def flooders_main(kind: str, n: int, port: int, token: str, seconds: float, out: Path, stall_s: float) -> None:
     # the lowest priority: here the attackers share the gateway's machine; their own CPU is not what
     # is measured (a real one burns its own)
     os.nice(19)
@@ -122,7 +127,7 @@ def flooders_main(kind: str, n: int, port: int, token: str, seconds: float, out:
 
     async def run():
         stop_at = time.monotonic() + seconds
-        await asyncio.gather(*(flooder(kind, port, token, stop_at, stats) for _ in range(n)))
+        await asyncio.gather(*(flooder(kind, port, token, stop_at, stats, stall_s) for _ in range(n)))
 
     asyncio.run(run())
     out.write_text(json.dumps(stats))
@@ -181,7 +186,7 @@ def start_flooders(a: argparse.Namespace, port: int, token: str, tmp: Path, tag:
         out = tmp / f"flooders-{tag}-{kind}.json"
         procs.append((kind, subprocess.Popen(
             [sys.executable, "-m", "bench.gateway_flood", "--flooder", kind, "--flooders", str(n), "--port", str(port),
-             "--token", token, "--window", str(a.window + 1), "--out", str(out)],
+             "--token", token, "--window", str(a.window + 1), "--out", str(out), "--stall-s", str(a.stall_s)],
             cwd=churn.REPO, env=dict(os.environ, PYTHONPATH=str(churn.REPO))), out))
     return procs
 
@@ -373,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=5.0)
     p.add_argument("--window", type=float, default=15.0, help="seconds of each window (default 15)")
     p.add_argument("--rounds", type=int, default=5, help="no-flood and flood windows in turn (default 5 of each)")
+    p.add_argument("--stall-s", type=float, default=5.0,
+                   help="a flooder whose writes block this long (the gateway stopped reading it) reconnects "
+                        "(default 5; the gateway closes one over its budget after 10 s)")
     p.add_argument("--no-decoy", dest="decoy", action="store_false",
                    help="no windows with the flooders on a second gateway (what the flood costs the machine)")
     p.add_argument("--checkout", type=Path, default=churn.REPO,
@@ -385,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.flooder:
-        flooders_main(a.flooder, a.flooders, a.port, a.token, a.window, a.out)
+        flooders_main(a.flooder, a.flooders, a.port, a.token, a.window, a.out, a.stall_s)
         return 0
 
     churn.RESULTS.mkdir(exist_ok=True)
