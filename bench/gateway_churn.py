@@ -178,6 +178,14 @@ class Load:
         finally:
             await r.aclose()
 
+    async def ready(self, warmup: float, say) -> None:
+        """Wait (up to 60 s) for the live clients to connect, say how many did, warm up."""
+        deadline = time.monotonic() + 60
+        while self.live_connected < self.a.live and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        say(f"{self.live_connected}/{self.a.live} live SSE clients connected; warming up {warmup:g}s")
+        await asyncio.sleep(warmup)
+
     def _request(self, path: str = "/stream") -> bytes:
         return (f"GET {path}?token={self.token} HTTP/1.1\r\nHost: churn\r\n"
                 f"Accept: text/event-stream\r\n\r\n").encode()
@@ -280,11 +288,7 @@ async def measure(load: Load, probe: Probe, window: float) -> dict:
 async def scenario(a: argparse.Namespace, load: Load, probe: Probe) -> dict:
     tasks = [asyncio.create_task(load.writer())] + [asyncio.create_task(load.live(i)) for i in range(a.live)]
     try:
-        deadline = time.monotonic() + 60
-        while load.live_connected < a.live and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
-        log(f"{load.live_connected}/{a.live} live SSE clients connected; warming up {a.warmup:g}s")
-        await asyncio.sleep(a.warmup)
+        await load.ready(a.warmup, log)
         before = await measure(load, probe, a.window)
         log(f"before: {before}")
         t0 = time.monotonic()
@@ -338,16 +342,21 @@ def markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
+def add_load_options(p: argparse.ArgumentParser) -> None:
+    """The live clients and the feed's rate (bench/gateway_flood.py has the same)."""
+    p.add_argument("--live", type=int, default=200, help="live SSE clients (default 200)")
+    p.add_argument("--sampled", type=int, default=10, help="live clients that measure the lag (default 10)")
+    p.add_argument("--rate", type=int, default=100, help="zone updates per second on the feed (default 100)")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.gateway_churn", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--live", type=int, default=200, help="live SSE clients (default 200)")
-    p.add_argument("--sampled", type=int, default=10, help="live clients that measure the lag (default 10)")
+    add_load_options(p)
     p.add_argument("--churn", type=int, default=1000, help="clients that connect and hang up (default 1000)")
     p.add_argument("--concurrency", type=int, default=50, help="churners at a time (default 50)")
     p.add_argument("--stage", dest="stages", action="append", choices=STAGES,
                    help="hang up only at this stage (repeatable; default: all, evenly)")
-    p.add_argument("--rate", type=int, default=100, help="zone updates per second on the feed (default 100)")
     p.add_argument("--warmup", type=float, default=5.0)
     p.add_argument("--window", type=float, default=20.0, help="seconds of each CPU measurement (default 20)")
     p.add_argument("--settle", type=float, default=30.0, help="seconds allowed for the client count to come back")

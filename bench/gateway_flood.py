@@ -229,11 +229,7 @@ async def scenario(a: argparse.Namespace, load: churn.Load, probe: churn.Probe, 
     tasks += [asyncio.create_task(load.live(i)) for i in range(a.live)]
     procs: list = []
     try:
-        deadline = time.monotonic() + 60
-        while load.live_connected < a.live and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
-        log(f"{load.live_connected}/{a.live} live SSE clients connected; warming up {a.warmup:g}s")
-        await asyncio.sleep(a.warmup)
+        await load.ready(a.warmup, log)
         rounds, flooders = [], {}
         for i in range(a.rounds):
             this: dict = {}
@@ -369,10 +365,8 @@ def markdown(res: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.gateway_flood", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--live", type=int, default=200, help="live SSE clients (default 200)")
-    p.add_argument("--sampled", type=int, default=10, help="live clients that measure the lag (default 10)")
+    churn.add_load_options(p)
     p.add_argument("--flooders", type=int, default=10, help="WebSocket flooders, half text, half ping (default 10)")
-    p.add_argument("--rate", type=int, default=100, help="zone updates per second on the feed (default 100)")
     p.add_argument("--validation-rate", type=int, default=2000,
                    help="updates a second at which to state the cost of checking them (default 2000)")
     p.add_argument("--warmup", type=float, default=5.0)
