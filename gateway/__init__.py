@@ -4,8 +4,11 @@
     app.py      the Starlette app, its routes and `zonewatch gateway` (add_parser / run)
     context.py  what every handler shares (tokens, Redis, the hub, the zones file, the wall page)
     auth.py     bearer and `?token=` tokens; no caller in a URL
-    rest.py     the request/response endpoints (/zones, /units, /incidents, /incidents/{id}, /stats, ...)
-    intake.py   POST /ingest: bodies counted as they arrive, the contract's validator, one Kafka producer
+    rest.py     the request/response endpoints (/zones, /units, /incidents, /incidents/{id}, /stats,
+                POST /ingest, ...)
+    intake.py   what POST /ingest does: bodies counted as they arrive, the contract's validator, one
+                Kafka producer
+    clock.py    the stream clock (/units leaves out stale fixes by it), from checked zone documents
     live.py     the two live endpoints, /stream (SSE) and /ws, one writer per client
     feed.py     the hub: one reader of zw:zone-updates fanning out to bounded client queues,
                 snapshots, resume and resync, SSE and WebSocket framing

@@ -112,9 +112,9 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
 
     from contract import redisurl
     from contract.zones import load_zones, zones_geojson
-    from gateway import intake as intake_module
     from gateway import live, logs, openapi, rest, schemas
     from gateway.auth import NoCallerInURLs, Tokens
+    from gateway.clock import StreamClock
     from gateway.context import Context
     from gateway.feed import Hub
     from gateway.intake import Intake
@@ -140,7 +140,7 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
                       geojson=orjson.dumps(zones_geojson(zones)), zone_count=len(zones),
                       wall_html=(STATIC_DIR / "index.html").read_bytes(), intake=intake,
                       static={name: (STATIC_DIR / name).read_bytes() for name in rest.STATIC_TYPES},
-                      clock=rest.StreamClock(redis, hub))
+                      clock=StreamClock(redis, hub))
 
     async def redis_down(request, exc):
         log.warning("redis error on %s: %s", request.url.path, exc)
@@ -174,7 +174,7 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
         Route("/units", rest.units),
         Route("/incidents", rest.incidents),
         Route("/incidents/{call_id:path}", rest.incident_one),
-        Route("/ingest/{source}", intake_module.ingest, methods=["POST"]),
+        Route("/ingest/{source}", rest.ingest, methods=["POST"]),
         Route("/stats", rest.stats),
         Route("/stream", live.stream),
         WebSocketRoute("/ws", live.ws),

@@ -6,7 +6,7 @@ const COLORS = {green: "#2fa864", yellow: "#e8c21f", orange: "#f2861e", red: "#e
 const NO_DATA = "#4a5563";
 const LEVEL_NAMES = {red: "紧急 Critical", orange: "警戒 Alert", yellow: "关注 Watch", green: "正常 Normal"};
 const SVGNS = "http://www.w3.org/2000/svg";
-// A zone's picture is not trustworthy (README "The wall"): a camera is silent, or units stopped
+// A zone's picture is not trustworthy (docs/GATEWAY.md "Health on the wall"): a camera is silent, or units stopped
 // reporting there and none is present, or no patrol fix came from inside for GPS_STALE_S.
 const GPS_STALE_S = 900;
 const REACH_COLOR = "#e5383b";
@@ -284,13 +284,44 @@ function num(n) {
   return n ? html`${n}` : html`<span class="zero">0</span>`;
 }
 
-const NO_DATA_CELLS = html`<td class="c-calls">–</td><td class="c-alerts">–</td><td class="c-5m">–</td><td class="c-units">–</td><td class="c-open">–</td><td class="c-reach">–</td><td class="c-health">–</td>`;
+// ---- a zone's response over the last 60 min (CONTRACT §3 `response`, as `zonewatch watch` shows it):
+// the shares of its decided calls (reached within 5 min, or breached) reached within 1/3/5 min, its
+// breaches, its p50/p90 response.
+function fmtResp(s) {
+  return typeof s === "number" ? fmtDur(s) : "–";
+}
 
-// Trust (README "The wall"): the reasons a zone's picture cannot be trusted, [] when it can.
+const NO_RESPONSE_CELLS = html`<td class="c-135">–</td><td class="c-breach">–</td><td class="c-p50">–</td>`;
+
+function responseCells(d) {
+  const r = d && d.response;
+  if (!r) return NO_RESPONSE_CELLS;
+  const n = (v) => (typeof v === "number" ? v : 0);
+  const decided = n(r.within_5m) + n(r.breaches);
+  const share = (v) => (decided ? Math.round(100 * n(v) / decided) + "%" : "–");
+  const title = `近 60 分钟 last 60 min: 已判定 decided ${decided} · 到场 arrived ${n(r.arrived)} · ` +
+    `1/3/5 分钟内 within ${n(r.within_1m)}/${n(r.within_3m)}/${n(r.within_5m)} · 超时 breaches ${n(r.breaches)}`;
+  return html`<td class="c-135" data-decided="${decided}" title="${title}">${share(r.within_1m)} / ${
+    share(r.within_3m)} / ${share(r.within_5m)}</td><td class="c-breach${n(r.breaches) ? " bad" : ""}">${
+    n(r.breaches)}</td><td class="c-p50">${fmtResp(r.p50_s)} / ${fmtResp(r.p90_s)}</td>`;
+}
+
+const NO_DATA_CELLS = html`<td class="c-calls">–</td><td class="c-alerts">–</td><td class="c-5m">–</td><td class="c-units">–</td><td class="c-open">–</td>${NO_RESPONSE_CELLS}<td class="c-reach">–</td><td class="c-health">–</td>`;
+
+// Trust (docs/GATEWAY.md "Health on the wall"): the reasons a zone's picture cannot be trusted, [] when it can.
+// Seconds since each source's last event inside the zone: last_event_ts (CONTRACT §3 v3) against the
+// document's stream clock, or now without one; a worker before v3 sent the ages themselves.
+function eventAges(d) {
+  const h = d.health, last = h.last_event_ts, now = typeof d.clock === "number" ? d.clock : Date.now();
+  if (!last) return h.last_event_age_s || {};
+  const age = (ts) => typeof ts === "number" ? Math.max(0, (now - ts) / 1000) : null;
+  return {calls: age(last.calls), gps: age(last.gps), alerts: age(last.alerts)};
+}
+
 function distrust(d) {
   const h = d && d.health;
   if (!h) return [];
-  const out = [], age = h.last_event_age_s || {};
+  const out = [], age = eventAges(d);
   if (h.cameras_silent > 0) out.push(`${h.cameras_silent}/${h.cameras_known} 摄像头静默 cameras silent`);
   if (h.units_quiet > 0 && !(d.units && d.units.present > 0)) out.push(`${h.units_quiet} 警力失联 units quiet, none present`);
   if (age.gps != null && age.gps > GPS_STALE_S) out.push(`${fmtAge(age.gps)} 无定位 no patrol fix`);
@@ -306,7 +337,7 @@ function fmtAge(s) {
 function healthLines(d) {
   const h = d && d.health;
   if (!h) return "健康 Health: —";
-  const a = h.last_event_age_s || {};
+  const a = eventAges(d);
   return `摄像头 Cameras: ${h.cameras_known} known, ${h.cameras_silent} silent\n` +
     `警力 Units: ${d.units ? d.units.present : 0} present, ${h.units_quiet} quiet\n` +
     `最近事件 Last event: calls ${fmtAge(a.calls)}, gps ${fmtAge(a.gps)}, alerts ${fmtAge(a.alerts)} ago`;
@@ -369,6 +400,7 @@ function renderTable() {
       html`<td class="c-5m">${num(w5.calls)} / ${num(w5.alerts)}</td>`,
       html`<td class="c-units">${num(u.present)} / ${num(u.available)}</td>`,
       html`<td class="c-open">${num(d.open_incidents || 0)}</td>`,
+      responseCells(d),
       reach ? html`<td class="c-reach${reach.within_3m < 0.5 ? " low" : ""}"
                        title="3 min ${pct(reach.within_3m)}, 5 min ${pct(reach.within_5m)}">${pct(reach.within_3m)}</td>`
             : html`<td class="c-reach">–</td>`,
@@ -636,7 +668,7 @@ async function openTimeline(callId) {
   const none = html`<li class="muted">无 none</li>`;
   const units = (t.nearest_units || []).map((u) =>
     html`<li data-unit="${u.unit_id}">${u.unit_id} · ${own(UNIT_KIND, u.kind) || u.kind} · ${Math.round(u.distance_m)} m · ETA ${
-      fmtDur(u.eta_s)}${unitPos.has(u.unit_id) ? "" : html` <span class="muted">(位置未知 position unknown now)</span>`}</li>`);
+      fmtDur(u.eta_s)}${unitAtCallNote(u)}</li>`);
   const alerts = (t.corroborating_alerts || []).map((a) =>
     html`<li data-alert="${a.alert_id}">${a.alert_id} · ${a.type} · ${Math.round(a.distance_m)} m · ${
       a.dt_s >= 0 ? "+" : ""}${Math.round(a.dt_s)} s</li>`);
@@ -664,7 +696,8 @@ async function openTimeline(callId) {
 }
 
 // On the map: the call, its corroborating cameras (at their position when the timeline carries one,
-// else a dashed ring at their distance from the call) and its recommended units (where they are now).
+// else a dashed ring at their distance from the call) and its recommended units (where they were at
+// the call's ts, drawUnitsAtCall).
 function focusIncident(t, c) {
   const px = window.__zw.project, unit = Number($("map").dataset.unit || 1), g = $("g-focus");
   g.replaceChildren();
@@ -680,15 +713,31 @@ function focusIncident(t, c) {
     el.appendChild(tt);
     g.appendChild(el);
   }
+  drawUnitsAtCall(t, g, px, unit, x, y);
+}
+
+// ---- the recommended units where they were at the call's ts: the timeline carries the fix each was
+// recommended from (lat, lon, ts); a unit added from processing-time positions beyond the exact
+// search has none, stays off the map and says so in the list (unitAtCallNote).
+function drawUnitsAtCall(t, g, px, unit, x, y) {
   for (const u of t.nearest_units || []) {
-    const now = unitPos.get(u.unit_id);
-    if (!now) continue;
-    const [ux, uy] = px(now.lon, now.lat);
+    if (typeof u.lat !== "number" || typeof u.lon !== "number") continue;
+    const [ux, uy] = px(u.lon, u.lat);
     g.appendChild(svgEl("line", {x1: x, y1: y, x2: ux, y2: uy}, "link"));
     const ring = svgEl("circle", {cx: ux, cy: uy, r: 8 * unit}, "rec");
     ring.dataset.unit = u.unit_id;
+    ring.dataset.at = "call";
+    const tt = svgEl("title", {});
+    tt.textContent = `${u.unit_id} · 接警时位置 at the call (${fmtTime(u.ts)}) · ${Math.round(u.distance_m)} m`;
+    ring.appendChild(tt);
     g.appendChild(ring);
   }
+}
+
+function unitAtCallNote(u) {
+  return typeof u.lat === "number"
+    ? html` <span class="muted at-call">· 接警时位置 at the call ${fmtTime(u.ts)}</span>`
+    : html` <span class="muted at-call">(接警时位置未知 position at the call unknown)</span>`;
 }
 
 // A click on the map (not on an incident): the nearest available units with their ETA.

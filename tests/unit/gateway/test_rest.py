@@ -15,8 +15,9 @@ from starlette.testclient import TestClient
 from contract import schemas
 from contract.response import eta_s, haversine_m
 from contract.settings import Settings
-from gateway import openapi, rest
+from gateway import openapi
 from gateway.app import create_app
+from gateway.clock import StreamClock
 from gateway.feed import Hub
 from tests import scenario
 
@@ -102,7 +103,7 @@ def client(redis=None, ingest=(INGEST,)) -> TestClient:
     app = create_app(Settings(gateway_tokens=(READ,), ingest_tokens=tuple(ingest), zones=scenario.ZONES_FILE))
     if redis is not None:
         app.state.gw.redis = redis
-        app.state.gw.clock = rest.StreamClock(redis, app.state.gw.hub)
+        app.state.gw.clock = StreamClock(redis, app.state.gw.hub)
         app.state.gw.hub.redis = redis
     return TestClient(app)
 
@@ -159,7 +160,7 @@ def test_the_clock_is_the_newest_zone_clock_else_the_documents_else_wall_time():
 
     async def now():
         redis = FakeRedis()
-        return await rest.StreamClock(redis, Hub(redis)).now()
+        return await StreamClock(redis, Hub(redis)).now()
     import asyncio
 
     value, source = asyncio.run(now())
