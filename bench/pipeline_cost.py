@@ -11,10 +11,10 @@ stage, the arrival loop) without Kafka or Redis. The first --warmup events fill 
 (grace + staleness) and are not measured; the figure is process CPU time over the rest divided by
 their number, and its ingest part (`Router.route` and the zone-events encoding) apart from the
 rest (decoding, the partition states, the arrival loop). Also printed: zone-events records per input
-fix and per call, and the incidents stage's held fixes and their memory (sys.getsizeof over its
-look-back structures) at the end, with the largest partition's share against the mean (a partition
-that runs hot). The machine is shared: run it twice and take the smaller figure, or alternate two
-checkouts and compare ratios.
+fix and per call, bytes per input event, and the incidents stage's held fixes and their memory
+(sys.getsizeof over its look-back structures) at the end, with the largest partition's share against
+the mean (a partition that runs hot). The machine is shared: run it twice and take the smaller figure,
+or alternate two checkouts and compare ratios.
 
 `--writes` measures zone documents written per input event instead: the measured events are fed
 in slices of --flush-ms of event time (at 740 ev/s the stream's event time is its wall time), and
@@ -124,7 +124,9 @@ def run(partitions: int, events: int, warmup: int, batch: int, flush_ms: int | N
     def counting(evs, *a, **kw):
         for r in evs:
             counted[type(r).__name__] = counted.get(type(r).__name__, 0) + 1
-        return orig(evs, *a, **kw)
+        payloads = orig(evs, *a, **kw)
+        counted["bytes"] = counted.get("bytes", 0) + sum(map(len, payloads))
+        return payloads
 
     pipe.feed(msgs[:warmup], batch=batch)
     gc.collect()
@@ -160,6 +162,7 @@ def run(partitions: int, events: int, warmup: int, batch: int, flush_ms: int | N
             "hottest": hottest,
             "incident_fix_per_fix": counted.get("IncidentFix", 0) / max(1, m_fix),
             "zone_fix_per_fix": counted.get("ZoneFix", 0) / max(1, m_fix),
+            "bytes_per_event": counted.get("bytes", 0) / len(measured),
             "fixes": n_fix, "calls": n_call, "held_fixes": held, "held_bytes": size,
             "enriched": len(pipe.enriched)}
 
@@ -185,7 +188,8 @@ def main(argv=None) -> None:
         r = run(p, a.events, a.warmup, a.batch)
         print(f"partitions={r['partitions']}: {r['us_per_event']:.1f} µs CPU per event over {r['events']} events "
               f"({r['cpu_s']:.1f} s; ingest {r['ingest_us']:.1f}, state {r['state_us']:.1f}); zone-events records "
-              f"per fix: IncidentFix {r['incident_fix_per_fix']:.2f}, ZoneFix {r['zone_fix_per_fix']:.2f}; held "
+              f"per fix: IncidentFix {r['incident_fix_per_fix']:.2f}, ZoneFix {r['zone_fix_per_fix']:.2f} "
+              f"({r['bytes_per_event']:.0f} zone-events bytes per event); held "
               f"fixes {r['held_fixes']} in {r['held_bytes'] / 1e6:.1f} MB "
               f"({r['held_bytes'] / max(1, r['held_fixes']):.0f} B each; the largest partition "
               f"{r['hottest']:.2f}x the mean); enriched records {r['enriched']}", flush=True)
