@@ -448,8 +448,14 @@ def test_trimmed_last_event_id_gets_resync_and_snapshot(live):
             ev = c.next_event()
             assert ev["event"] == "resync" and orjson.loads(ev["data"])["reason"] == "trimmed"
             snap = c.next_event()
-            assert snap["event"] == "snapshot" and snap["id"] == top
-            assert {d["zone_id"]: d for d in orjson.loads(snap["data"])} == dep.zone_docs()
+            # the snapshot is taken after the resync: at top, or later when the worker wrote meanwhile
+            # (an ingest heartbeat's decisions, a clock refresh)
+            assert snap["event"] == "snapshot" and id_key(snap["id"]) >= id_key(top)
+            got, now = {d["zone_id"]: d for d in orjson.loads(snap["data"])}, dep.zone_docs()
+            if stream_ids(dep)[-1] == snap["id"]:   # nothing written since: exactly what Redis holds
+                assert got == now
+            else:
+                assert got.keys() == now.keys() and all(got[z]["version"] <= now[z]["version"] for z in got)
             # and live afterwards
             ts = max(d["clock"] for d in dep.zone_docs().values()) + 60_000
             dep.produce(topics.CALLS, _calls(f"trim{n}-", 1, ts, scenario.PA))
