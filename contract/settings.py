@@ -113,6 +113,9 @@ class Settings:
     # CONTRACT §7: replicas of every topic zonewatch creates (1 locally, 3 on a production cluster;
     # docs/OPERATIONS.md "Replication" explains min.insync.replicas with it).
     replication_factor: int = 1
+    # CONTRACT §11: how long zones.state keeps every record (its min.compaction.lag.ms), the reach
+    # of GET /zones?at= (ZONEWATCH_REWIND_RETENTION_MS; 7 days)
+    rewind_retention_ms: int = 7 * 24 * 3_600_000
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -145,6 +148,7 @@ class Settings:
             unit_forget_ms=_env_int("ZONEWATCH_UNIT_FORGET_S", cls.unit_forget_ms // 1000) * 1000,
             camera_silent_ms=_env_int("ZONEWATCH_CAMERA_SILENT_S", cls.camera_silent_ms // 1000) * 1000,
             replication_factor=_env_int("ZONEWATCH_REPLICATION_FACTOR", cls.replication_factor),
+            rewind_retention_ms=_env_int("ZONEWATCH_REWIND_RETENTION_MS", cls.rewind_retention_ms),
             kafka_security_protocol=_env("ZONEWATCH_KAFKA_SECURITY_PROTOCOL", cls.kafka_security_protocol).upper(),
             kafka_sasl_mechanism=_env("ZONEWATCH_KAFKA_SASL_MECHANISM", cls.kafka_sasl_mechanism).upper(),
             kafka_username=_env("ZONEWATCH_KAFKA_USERNAME", ""),
@@ -193,6 +197,9 @@ class Settings:
         if self.replication_factor < 1:
             raise ConfigError(f"ZONEWATCH_REPLICATION_FACTOR={self.replication_factor} must be at least 1 "
                               "(1 for a single broker, 3 on a production cluster)")
+        if not 60_000 <= self.rewind_retention_ms <= 366 * 24 * 3_600_000:
+            raise ConfigError(f"ZONEWATCH_REWIND_RETENTION_MS={self.rewind_retention_ms} must be 60000 (a minute) "
+                              "..31622400000 (366 days)")
         if not self.zones.is_file():
             raise ConfigError(f"ZONEWATCH_ZONES={self.zones} does not exist or is not a file")
         self.check_security()

@@ -7,6 +7,9 @@ Starlette on uvicorn, redis.asyncio for Redis. Endpoints (all but `/healthz`, `/
 static wall page need `Authorization: Bearer <token>`; `/stream` and `/ws` also take `?token=`):
 
   GET /zones                 all zone states (JSON array of CONTRACT §3 documents)
+  GET /zones?at=TS           every zone as it was at stream time TS (epoch ms or RFC 3339), from the
+                             zones.state topic in Kafka (CONTRACT §11, gateway/rewind.py); 404 after
+                             the stream clock or before the rewind retention, 400 for a bad TS
   GET /zones/{id}            one zone state, 404 if Redis has none for that id
   GET /zones.geojson         the zones file (ZONEWATCH_ZONES) with every feature's id at top level
   GET /units?near=LAT,LON&radius=M[&limit=N][&status=S,...]   units of zw:units within M metres,
@@ -29,7 +32,7 @@ static wall page need `Authorization: Bearer <token>`; `/stream` and `/ws` also 
   GET /stats                 the worker's e2e latency (p50/p99 over the last 30 s, scraped from its
                              /metrics), connected clients, the stream's time zone
   GET /schemas/{name}.json   the published JSON Schemas (contract/schemas.py), no token; /schemas/index.json
-  GET /healthz  /metrics  /openapi.json  /  (the wall)
+  GET /healthz  /metrics  /openapi.json  /  (the wall)  /rewind.js (its time slider)
 
 Fan-out: ONE task per gateway process reads zw:zone-updates with XREAD BLOCK and puts each entry
 (encoded once, shared by every client) into each client's bounded queue without awaiting anyone.
@@ -110,6 +113,7 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
     from gateway.context import Context
     from gateway.feed import Hub
     from gateway.intake import Intake
+    from gateway.rewind import Rewind, script
     from gateway.stats import WorkerStats
 
     tokens = Tokens(settings.gateway_tokens, insecure, ingest=settings.ingest_tokens)
@@ -130,7 +134,7 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
                       stats=WorkerStats(list(worker_metrics) or [DEFAULT_WORKER_METRICS]),
                       geojson=orjson.dumps(zones_geojson(zones)), zone_count=len(zones),
                       wall_html=(STATIC_DIR / "index.html").read_bytes(), intake=intake,
-                      clock=rest.StreamClock(redis))
+                      clock=rest.StreamClock(redis), rewind=Rewind(settings, [z.zone_id for z in zones]))
 
     async def redis_down(request, exc):
         log.warning("redis error on %s: %s", request.url.path, exc)
@@ -140,6 +144,7 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
     async def lifespan(app):
         quiet_kafka_client_logs()
         await hub.start()
+        await context.rewind.start()    # connects in the background
         if intake is not None:
             await intake.start()
         try:
@@ -147,17 +152,19 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
         finally:
             if intake is not None:
                 await intake.stop()
+            await context.rewind.stop()
             await hub.stop()
             await redis.aclose()
             await reader.aclose()
 
     routes = [
         Route("/", rest.wall),
+        Route("/rewind.js", script),                     # the wall's time slider, open like /
         Route("/healthz", rest.healthz),
         Route("/metrics", rest.metrics),
         Route("/openapi.json", openapi.openapi),
         Route("/schemas/{name}.json", schemas.schema),   # open, like /healthz (gateway/schemas.py)
-        Route("/zones", rest.zones),
+        Route("/zones", rest.zones),                     # ?at=TS: gateway/rewind.py
         Route("/zones.geojson", rest.zones_geojson),
         Route("/zones/{zone_id:path}", rest.zone_one),
         Route("/units", rest.units),

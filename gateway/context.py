@@ -13,6 +13,7 @@ from gateway.stats import WorkerStats
 if TYPE_CHECKING:
     from gateway.intake import Intake
     from gateway.rest import StreamClock
+    from gateway.rewind import Rewind
 
 
 @dataclass
@@ -27,7 +28,8 @@ class Context:
     geojson: bytes          # the zones file as served at /zones.geojson
     zone_count: int
     wall_html: bytes
-    clock: StreamClock                 # the stream clock of /units
+    clock: StreamClock                 # the stream clock of /units and /zones?at=
+    rewind: Rewind                     # GET /zones?at= (zones.state in Kafka)
     intake: Intake | None = None       # when ZONEWATCH_INGEST_TOKENS is set
 
 

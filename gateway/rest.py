@@ -77,7 +77,11 @@ async def metrics(request: Request):
 
 @protected
 async def zones(request: Request):
-    redis = ctx(request).redis
+    c = ctx(request)
+    if "at" in request.query_params:   # every zone as it was at that moment (gateway/rewind.py)
+        clock, _source = await c.clock.now()
+        return await c.rewind.zones_at(request, clock)
+    redis = c.redis
     ids = sorted(m.decode() for m in await redis.smembers(keys.ZONES))
     docs = [d for d in (await redis.mget([keys.zone(z) for z in ids]) if ids else []) if d]
     return json_bytes(b"[" + b",".join(docs) + b"]")
@@ -232,5 +236,6 @@ async def stats(request: Request):
     c = ctx(request)
     await c.stats.refresh()
     return JSONResponse({"e2e": c.stats.summary(), "clients": len(c.hub.subs), "tz": c.settings.tz,
-                         "last_update_id": c.hub.last_id, "zones": c.zone_count},
+                         "last_update_id": c.hub.last_id, "zones": c.zone_count,
+                         "rewind_retention_ms": c.settings.rewind_retention_ms},
                         headers={"Cache-Control": "no-store"})
