@@ -146,7 +146,7 @@ SPEC = {
                 "Without `at`: the documents in Redis now. With `at` (CONTRACT §11): each zone's last zones.state "
                 "record at or before `at` (greatest Kafka timestamp = the document's `clock`, the later record "
                 "among equals), for the zones of the zones file, read from Kafka by timestamp "
-                "(docs/GATEWAY.md \"Rewind\"). 404 when `at` lies after the stream clock (the newest `clock` "
+                "(docs/ARCHITECTURE.md \"Rewind\"). 404 when `at` lies after the stream clock (the newest `clock` "
                 "among the latest zone updates), more than the rewind retention "
                 "(ZONEWATCH_REWIND_RETENTION_MS, 7 days) before it, or before the oldest zones.state record. "
                 "A zone with no record between the retention's start and `at` is left out; headers say what "

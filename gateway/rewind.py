@@ -1,6 +1,6 @@
 """GET /zones?at=TS: every zone's document as it was at stream time TS (CONTRACT §11), read from the
 zones.state topic by timestamp. The choices (what "as it was" means, the window that widens, the
-bounds, when the answer is 404) are in docs/GATEWAY.md "Rewind".
+bounds, when the answer is 404) are in docs/ARCHITECTURE.md "Rewind".
 
     parse_at      TS (epoch ms or RFC 3339, like an input `ts`), strictly
     find          the read: windows of stream time before TS, each older than the last, until every
@@ -53,6 +53,7 @@ POLL_MS = 200                  # one fetch waits at most this long (the deadline
 BATCH_RECORDS = 2_000
 FETCH_MAX_BYTES = 8 << 20      # the consumer's fetch buffer (aiokafka's default is 50 MB)
 CONNECT_RETRY_S = (0.5, 30.0)
+METADATA_WAIT_S = 5.0          # for the topic's partitions when the consumer first looks at it
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -226,10 +227,22 @@ class KafkaHistory:
 
         parts = self.consumer.partitions_for_topic(self.topic)
         if parts is None:
-            await self.consumer.topics()        # a metadata refresh: the topic may be new
-            parts = self.consumer.partitions_for_topic(self.topic) or set()
+            # the names of all topics: asking for this one by name would have the broker create it
+            # (auto.create.topics.enable), with none of zones.state's configs
+            if self.topic not in await self.consumer.topics():
+                return []
+            # the consumer follows the metadata of the topics it is assigned: partition 0 makes it
+            # follow this one (its metadata comes in the background)
+            if not self._assigned:
+                self.consumer.assign([TopicPartition(self.topic, 0)])
+                self._assigned = frozenset((TopicPartition(self.topic, 0),))
+            deadline = time.monotonic() + METADATA_WAIT_S
+            while parts is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                parts = self.consumer.partitions_for_topic(self.topic)
+            parts = parts or set()
         tps = frozenset(TopicPartition(self.topic, p) for p in parts)
-        if tps != self._assigned:
+        if tps and tps != self._assigned:
             self.consumer.assign(sorted(tps))
             self._assigned = tps
         if tps:

@@ -143,7 +143,8 @@ def clock_of(doc: bytes) -> int:
 
 def faust_timestamp(ms: int) -> float:
     """`ms` as the seconds Faust's producer takes: it sends int(seconds * 1000.0), which for
-    ms / 1000 is one millisecond short for ~0.6 % of values; half a millisecond more is exact."""
+    ms / 1000 is one millisecond short for some values (1 in 25 of the years 2000-2004, say, which
+    a replay may carry); half a millisecond more is exact."""
     return (ms + 0.5) / 1000.0
 
 

@@ -1,4 +1,4 @@
-// The wall's rewind (CONTRACT §11, docs/GATEWAY.md "Rewind"): a time slider over the rewind
+// The wall's rewind (CONTRACT §11, docs/ARCHITECTURE.md "Rewind"): a time slider over the rewind
 // retention that shows every zone as it was at a past moment of stream time (GET /zones?at=), the
 // page clearly marked as the past (a banner, another background) until "back to live", one click.
 // Opening the wall as /?at=TS (epoch ms or RFC 3339) starts there. Apart from index.html, which
@@ -35,7 +35,7 @@
   // ---- the controls: a button in the header opens the slider row
   const box = el("div", {id: "rewind", className: "stat"});
   const toggle = el("button", {type: "button", id: "rewind-open", className: "layerbtn",
-    title: "回放：墙在过去某一时刻的样子 · rewind: the wall as it was at a past moment"}, "⏪ 回放 Rewind");
+    title: "回放：墙在过去某一时刻的样子 · rewind: the wall as it was at a past moment"}, "◀◀ 回放 Rewind");
   const row = el("div", {id: "rewind-row", hidden: true});
   Object.assign(row.style, {display: "none", alignItems: "center", gap: ".6rem", flexBasis: "100%", flexWrap: "wrap"});
   const back1 = el("button", {type: "button", id: "rewind-back", className: "layerbtn"}, "◀ 1 min");
@@ -64,7 +64,7 @@
 
   function setRange() {
     const now = liveClock() || Date.now();
-    slider.min = String(now - retentionMs);
+    slider.min = String(Math.ceil((now - retentionMs) / 1000) * 1000);   // whole seconds: the step is one
     slider.max = String(now);
     if (pastAt == null) slider.value = String(now);
     label.textContent = fmt(Number(slider.value)) + ` (${tz})`;
@@ -126,7 +126,7 @@
     pastAt = when;
     zw.show(past);
     markPast(true);
-    bannerText.textContent = `⏪ 历史回放 PAST MOMENT · ${fmt(when)} (${tz}) · 非实时 not live` +
+    bannerText.textContent = `◀◀ 历史回放 PAST MOMENT · ${fmt(when)} (${tz}) · 非实时 not live` +
       (missing ? ` · ${missing} 个区域无记录 zones without a record` : "") + " · 事件与警力仅实时显示 incidents and units: live only";
     banner.dataset.at = String(when);
     slider.value = String(when);

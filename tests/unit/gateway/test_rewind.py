@@ -160,7 +160,7 @@ def test_a_zone_never_written_searches_back_to_the_floor_and_is_missing():
 def test_records_stamped_after_at_are_not_the_answer_but_a_straggler_within_the_slack_is():
     """Two writers share a partition, one a few seconds behind: B's record stamped TS - 2 s sits
     after A's stamped TS + 5 s. The read goes SLACK_MS past TS and finds it; a straggler behind a
-    record stamped later than TS + SLACK_MS is beyond what it reads (docs/GATEWAY.md)."""
+    record stamped later than TS + SLACK_MS is beyond what it reads (docs/ARCHITECTURE.md "Rewind")."""
     slack = rewind.SLACK_MS
     h = FakeHistory({0: [("B", AT - 9 * S), ("A", AT - 1 * S), ("A", AT + 5 * S), ("B", AT - 2 * S),
                          ("A", AT + slack + 1), ("B", AT - 1)]})
