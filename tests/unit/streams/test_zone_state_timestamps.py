@@ -53,7 +53,8 @@ def test_the_workers_documents_are_stamped_with_their_clock():
     assert len(docs) == 5
     encoded = [orjson.dumps(d) for d in docs.values()]
     sent = sent_by_zone_states(encoded, list(docs))
-    assert [(t, k, v) for t, k, v, _ts in sent] == [("zones.state", z.encode(), js) for z, js in zip(docs, encoded, strict=True)]
+    want = [("zones.state", z.encode(), js) for z, js in zip(docs, encoded, strict=True)]
+    assert [(t, k, v) for t, k, v, _ts in sent] == want
     assert [ts for *_rest, ts in sent] == [d["clock"] for d in docs.values()]
 
 
