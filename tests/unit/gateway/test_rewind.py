@@ -105,9 +105,11 @@ def histories(draw):
 
 @settings(max_examples=300, deadline=None)
 @given(parts=histories(), back_s=st.integers(-20, 4_000), floor_back_s=st.integers(0, 5_000),
-       batch=st.integers(1, 7))
-def test_find_gives_each_zone_its_last_record_at_or_before_at(parts, back_s, floor_back_s, batch):
-    at = AT - back_s * S
+       batch=st.integers(1, 7), on_a_record=st.one_of(st.none(), st.integers(0, 10**6)))
+def test_find_gives_each_zone_its_last_record_at_or_before_at(parts, back_s, floor_back_s, batch, on_a_record):
+    stamps = sorted(ts for recs in parts.values() for _z, ts in recs)
+    # TS anywhere, or exactly on a record's timestamp
+    at = stamps[on_a_record % len(stamps)] if on_a_record is not None and stamps else AT - back_s * S
     floor = at - floor_back_s * S
     h = FakeHistory(parts, batch=batch)
     found = run(find(h, at, ZONE_IDS, floor))
