@@ -370,9 +370,11 @@ class Rewind:
                 return error(404, f"{self.topic} holds no record yet")
             if at < oldest:
                 return error(404, f"at={at} lies before the oldest {self.topic} record ({oldest})")
-            found = await find(self.history, at, self.zone_ids, floor,
-                               deadline=time.monotonic() + READ_DEADLINE_S)
-        except Exception as exc:   # KafkaError and kin: the wall retries
+            # the deadline stops the read between batches; a Kafka that stops answering (a request
+            # waits up to 30 s) is cut off at twice it
+            found = await asyncio.wait_for(find(self.history, at, self.zone_ids, floor,
+                                                deadline=time.monotonic() + READ_DEADLINE_S), 2 * READ_DEADLINE_S)
+        except Exception as exc:   # KafkaError and kin, TimeoutError: the wall retries
             log.warning("rewind at %d: reading %s failed: %s", at, self.topic, exc)
             return error(503, f"reading {self.topic} failed; try again", {"Retry-After": str(RETRY_AFTER_S)})
         finally:

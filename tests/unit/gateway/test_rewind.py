@@ -282,3 +282,29 @@ def test_answers_of_settled_moments_are_kept_and_served_again():
     run(rw.zones_at(request(f"at={AT + 55 * S}"), AT + 60 * S))
     assert AT + 55 * S not in rw.cache
     assert math.isfinite(rw.cache_bytes) and rw.cache_bytes == len(first.body)
+
+
+def test_a_kafka_that_stops_answering_is_a_503_and_frees_the_reader(monkeypatch):
+    """offsets by time that never come back (a broker gone mid-request): cut off at twice the read's
+    deadline, 503; the next request gets the reader."""
+    monkeypatch.setattr(rewind, "READ_DEADLINE_S", 0.2)
+
+    class Hanging(FakeHistory):
+        hang = True
+
+        async def offsets_at(self, ts):
+            if self.hang:
+                await asyncio.Event().wait()
+            return await super().offsets_at(ts)
+
+    h = Hanging({0: [("A", AT - 30 * S), ("B", AT - 20 * S)]})
+    rw = Rewind(Settings(zones=scenario.ZONES_FILE), ["A", "B"], history=h)
+
+    async def twice():
+        first = await rw.zones_at(request(f"at={AT}"), AT + 60 * S)
+        h.hang = False
+        return first, await rw.zones_at(request(f"at={AT}"), AT + 60 * S)
+
+    first, second = run(asyncio.wait_for(twice(), 10))    # without the cut-off: TimeoutError here
+    assert first.status_code == 503 and first.headers["retry-after"] == str(rewind.RETRY_AFTER_S)
+    assert second.status_code == 200 and [d["zone_id"] for d in orjson.loads(second.body)] == ["A", "B"]
