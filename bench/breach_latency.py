@@ -35,10 +35,9 @@ from kafka import KafkaConsumer, KafkaProducer  # noqa: E402
 
 from bench.harness import free_port  # noqa: E402
 from contract import topics  # noqa: E402
+from contract.kafka_settings import ensure_topics, kafka_python_kwargs  # noqa: E402
 from contract.response import BREACH_AFTER_MS  # noqa: E402
-from contract.security import kafka_python_kwargs  # noqa: E402
 from contract.settings import Settings  # noqa: E402
-from contract.topics import ensure_topics  # noqa: E402
 from deploy.procs import Child  # noqa: E402
 from gateway import promtext  # noqa: E402
 

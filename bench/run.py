@@ -56,9 +56,9 @@ from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import TopicPartition
 
 from contract import keys, metrics, topics
+from contract.kafka_settings import ensure_topics
 from contract.security import redacted_url
 from contract.settings import Settings
-from contract.topics import ensure_topics
 from deploy.procs import Child
 from gateway import promtext
 

@@ -25,8 +25,8 @@ sys.path.insert(0, str(REPO))
 
 from bench.harness import free_port  # noqa: E402
 from contract import metrics  # noqa: E402
+from contract.kafka_settings import ensure_topics  # noqa: E402
 from contract.settings import Settings  # noqa: E402
-from contract.topics import ensure_topics  # noqa: E402
 from deploy.procs import Child  # noqa: E402
 from gateway import promtext  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Metric names of CONTRACT §5 (and the README's additions), defined once.
+"""Metric names of CONTRACT §5 (and those beyond it: docs/RELIABILITY.md, docs/OPERATIONS.md), defined once.
 
 The worker registers them (streams/metrics.py); the gateway's latency badge, `zonewatch watch`
 and the bench read them by these names.
@@ -19,14 +19,14 @@ OUTCOMES = ("accepted", "rejected", "duplicate")
 #: from their decision to Kafka's acknowledgement (off the apply path)
 STAGES = ("ingest", "hop", "apply", "flush", "fetch", "outputs")
 
-# --- beyond the contract (README "Reliability") -------------------------------------------------
+# --- beyond the contract (docs/RELIABILITY.md "Outages are visible") -------------------------------------------------
 DEADLETTERS = "zonewatch_deadletter_total"             # counter {source, reason}
 OUTPUT_ERRORS = "zonewatch_output_errors_total"        # counter
 REDIS_WRITE_ERRORS = "zonewatch_redis_write_errors_total"  # counter
 DEPENDENCY_UP = "zonewatch_dependency_up"              # gauge {dependency}
 DEPENDENCY_OUTAGES = "zonewatch_dependency_outages_total"  # counter {dependency}
 
-# --- a day of duty and operations (README "Takeover, fencing, decisions"; docs/OPERATIONS.md) -----
+# --- a day of duty and operations (docs/DESIGN.md "Takeover"; docs/OPERATIONS.md "Takeover") -----
 CONSUMER_LAG = "zonewatch_consumer_lag"                  # gauge {group, topic}: messages behind the end
 WATERMARK = "zonewatch_watermark_ms"                    # gauge: watermark of patrol.gps (epoch ms)
 STREAM_CLOCK = "zonewatch_stream_clock_ms"              # gauge: stream clock (epoch ms)

@@ -107,9 +107,9 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
 
     from contract import redisurl
     from contract.zones import load_zones, zones_geojson
-    from gateway import intake as intake_module
     from gateway import live, openapi, rest, schemas
     from gateway.auth import Tokens
+    from gateway.clock import StreamClock
     from gateway.context import Context
     from gateway.feed import Hub
     from gateway.intake import Intake
@@ -134,7 +134,7 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
                       stats=WorkerStats(list(worker_metrics) or [DEFAULT_WORKER_METRICS]),
                       geojson=orjson.dumps(zones_geojson(zones)), zone_count=len(zones),
                       wall_html=(STATIC_DIR / "index.html").read_bytes(), intake=intake,
-                      clock=rest.StreamClock(redis), rewind=Rewind(settings, [z.zone_id for z in zones]))
+                      clock=StreamClock(redis), rewind=Rewind(settings, [z.zone_id for z in zones]))
 
     async def redis_down(request, exc):
         log.warning("redis error on %s: %s", request.url.path, exc)
@@ -170,7 +170,7 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
         Route("/units", rest.units),
         Route("/incidents", rest.incidents),
         Route("/incidents/{call_id:path}", rest.incident_one),
-        Route("/ingest/{source}", intake_module.ingest, methods=["POST"]),
+        Route("/ingest/{source}", rest.ingest, methods=["POST"]),
         Route("/stats", rest.stats),
         Route("/stream", live.stream),
         WebSocketRoute("/ws", live.ws),

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from contract.settings import Settings
 from gateway.auth import Tokens
+from gateway.clock import StreamClock
 from gateway.feed import Hub
+from gateway.intake import Intake
 from gateway.stats import WorkerStats
 
 if TYPE_CHECKING:
-    from gateway.intake import Intake
-    from gateway.rest import StreamClock
     from gateway.rewind import Rewind
 
 

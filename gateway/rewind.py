@@ -29,10 +29,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from contract import topics
+from contract.errors import RewindRefused
 from contract.events import MIN_TS_MS
-from contract.security import aiokafka_kwargs
+from contract.kafka_settings import aiokafka_kwargs
 from contract.settings import Settings
-from gateway.rest import error
 
 log = logging.getLogger("zonewatch.gateway.rewind")
 
@@ -340,43 +340,50 @@ class Rewind:
         return value
 
     async def zones_at(self, request: Request, clock: int) -> Response:
-        """The answer to GET /zones?at= (after the token check), given the stream clock."""
+        """The answer to GET /zones?at= (after the token check), given the stream clock;
+        RewindRefused when there is none (400, 404, 503: gateway/rest.py `zones` renders it)."""
         raw = request.query_params.getlist("at")
         if len(raw) != 1:
-            return error(400, "give one `at`")
+            raise RewindRefused(400, "give one `at`")
         try:
             at = parse_at(raw[0])
         except ValueError as exc:
-            return error(400, str(exc))
+            raise RewindRefused(400, str(exc)) from None
         if at > clock:
-            return error(404, f"at={at} lies after the stream clock ({clock}): GET /zones without `at` is now")
+            raise RewindRefused(404, f"at={at} lies after the stream clock ({clock}): GET /zones without `at` is now")
         floor = clock - self.settings.rewind_retention_ms
         if at < floor:
-            return error(404, f"at={at} lies before the rewind retention ({self.settings.rewind_retention_ms} ms "
-                              f"before the stream clock {clock}, ZONEWATCH_REWIND_RETENTION_MS)")
+            retention = self.settings.rewind_retention_ms
+            raise RewindRefused(404, f"at={at} lies before the rewind retention ({retention} ms before the "
+                                     f"stream clock {clock}, ZONEWATCH_REWIND_RETENTION_MS)")
         cached = self.cache.get(at)
         if cached is not None:
             self.cache.move_to_end(at)
             return answered(cached)
         if not self.history.connected:
-            return error(503, "the rewind's Kafka consumer is not connected yet", {"Retry-After": str(RETRY_AFTER_S)})
+            raise RewindRefused(503, "the rewind's Kafka consumer is not connected yet",
+                                {"Retry-After": str(RETRY_AFTER_S)})
         try:
             await asyncio.wait_for(self.lock.acquire(), LOCK_WAIT_S)
         except TimeoutError:
-            return error(503, "another rewind is being read; try again", {"Retry-After": str(RETRY_AFTER_S)})
+            raise RewindRefused(503, "another rewind is being read; try again",
+                                {"Retry-After": str(RETRY_AFTER_S)}) from None
         try:
             oldest = await self.oldest()
             if oldest is None:
-                return error(404, f"{self.topic} holds no record yet")
+                raise RewindRefused(404, f"{self.topic} holds no record yet")
             if at < oldest:
-                return error(404, f"at={at} lies before the oldest {self.topic} record ({oldest})")
+                raise RewindRefused(404, f"at={at} lies before the oldest {self.topic} record ({oldest})")
             # the deadline stops the read between batches; a Kafka that stops answering (a request
             # waits up to 30 s) is cut off at twice it
             found = await asyncio.wait_for(find(self.history, at, self.zone_ids, floor,
                                                 deadline=time.monotonic() + READ_DEADLINE_S), 2 * READ_DEADLINE_S)
+        except RewindRefused:
+            raise
         except Exception as exc:   # KafkaError and kin, TimeoutError: the wall retries
             log.warning("rewind at %d: reading %s failed: %s", at, self.topic, exc)
-            return error(503, f"reading {self.topic} failed; try again", {"Retry-After": str(RETRY_AFTER_S)})
+            raise RewindRefused(503, f"reading {self.topic} failed; try again",
+                                {"Retry-After": str(RETRY_AFTER_S)}) from exc
         finally:
             self.lock.release()
         answer = self.answer(at, found)

@@ -42,7 +42,7 @@ from aiokafka import AIOKafkaProducer
 from faust.app.base import BootStrategy
 
 from contract import redisurl
-from contract.security import aiokafka_kwargs, faust_broker_credentials, faust_broker_url
+from contract.kafka_settings import aiokafka_kwargs, faust_broker_credentials, faust_broker_url
 from contract.settings import Settings
 from contract.topics import SNAPSHOT_MAX_BYTES
 from contract.zones import load_zones
@@ -243,10 +243,8 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
         ing = app.zonewatch_ingest
         if ing is None or not ing.router.clock:
             return
-        before = ing.router.clock - settings.unit_forget_ms
-        ing.router.forget(before)
         try:
-            n = await store.forget_units(before)
+            before, n = await ing.forget_silent()
         except Exception as exc:  # Redis down: the next round does it
             log.warning("forgetting silent units failed: %s", exc)
             return

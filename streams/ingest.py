@@ -25,7 +25,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, RebalanceInProgressError
 
 from contract import events, topics
-from contract.security import aiokafka_kwargs
+from contract.kafka_settings import aiokafka_kwargs
 from contract.settings import Settings
 
 from . import metrics
@@ -38,7 +38,7 @@ log = logging.getLogger("zonewatch.ingest")
 MAX_RECORDS = 5000
 MAX_PENDING_COMMITS = 64   # batches routed ahead of Kafka's acknowledgements (each re-sent after a crash)
 LINGER_BELOW = 2000  # batches smaller than this wait ZONEWATCH_INGEST_LINGER_MS for more
-HEARTBEAT_S = 1.0  # with nothing routed for this long, a marks-only batch to every partition (Router.heartbeat)
+HEARTBEAT_S = 1.0  # with nothing routed for this long, a marks-only batch to every partition (_heartbeat)
 ALIGN_MS = 30_000  # how far (event time) one input partition may read ahead of the slowest
 
 
@@ -218,7 +218,7 @@ class IngestStage:
         of them, and `_align` pauses the partition until the frontier catches up). One fetch can
         hold minutes of one topic and seconds of another; without this the stream clock would run
         past patrol.gps and its watermark's 60 s bound would decide breaches before the fixes that
-        prevent them are read (README "Decisions never flip"). A patrol.gps partition with
+        prevent them are read (docs/DESIGN.md "Decisions never flip"). A patrol.gps partition with
         records waiting whose time is not known yet (never read) holds the other topics back
         entirely: this happens on the first fetches after a start."""
         gps = self.s.topic(topics.GPS)
@@ -377,6 +377,13 @@ class IngestStage:
                 continue
             out[tp.topic] = out.get(tp.topic, 0) + max(0, hw - pos)
         return out
+
+    async def forget_silent(self) -> tuple[int, int]:
+        """The worker's sweep (streams/app.py, every FORGET_S): units and cameras whose latest report
+        is ZONEWATCH_UNIT_FORGET_S of stream clock old leave the router's maps, then the units leave
+        zw:units, zw:units:available and zw:unit-info. (the cut, units removed from Redis)"""
+        before = self.router.forget_silent()
+        return before, await self.store.forget_units(before)
 
     async def restore_positions(self) -> int:
         """Rewrite every unit position this ingest knows (after Redis lost its data)."""

@@ -125,6 +125,7 @@ class HomeMap:
         self.cuts: tuple[float, ...] = ()   # longitudes between runs, west to east
         self.runs = 1
         self.box: tuple[float, float, float, float] | None = None   # (min lon, min lat, max lon, max lat)
+        self._memo: dict[int, int] = {}
         geoms = [z.geometry for z in zones]
         if not geoms:
             return
@@ -157,7 +158,16 @@ class HomeMap:
         self.box = (x0 - dx, y0 - dy, x1 + dx, y1 + dy)
 
     def partition(self, home: int) -> int:
-        """The partition of a home cell (an H3 int at HOME_RES)."""
+        """The partition of a home cell (an H3 int at HOME_RES), remembered (a city has a few
+        hundred homes; units keep entering new fine cells, each of which asks for ~3)."""
+        p = self._memo.get(home)
+        if p is None:
+            p = self._memo[home] = self._partition(home)
+            if len(self._memo) > 100_000:   # fixes scattered over the globe: bounded
+                self._memo.clear()
+        return p
+
+    def _partition(self, home: int) -> int:
         if self.box is not None:
             lat, lon = h3i.cell_to_latlng(home)
             x0, y0, x1, y1 = self.box

@@ -10,8 +10,14 @@ Records for the zone stage (partitioned by zone, streams/partitioning.py):
                                    belong to the partition; `primary` is true in exactly one
                                    partition per event (that copy is counted in the metrics)
     Arrival                        the incidents stage decided an arrival (the feedback loop)
+    Tiers                          the incidents stage decided a call's on-scene tiers (the same loop)
 Records for the incidents stage (partitioned by the call's geo cell):
     IncidentCall, IncidentAlert, IncidentFix
+
+Versions: a field added to a record goes at its end with a default, so a log written before it
+still decodes (msgspec fills the default into a shorter array): ZoneFix.force (v3, "police"),
+ZoneFix.cell (v3, 0: the reader computes it), IncidentFix.available and .kind. A new record kind takes a new
+tag.
 """
 
 from __future__ import annotations
@@ -62,8 +68,10 @@ class ZoneFix(_Record, tag=3, frozen=True):
     status: str
     kind: str
     presence: bool         # the unit's newest fix so far: it decides where the unit is present
-    lat: float             # its position (the reach of the partition's zones)
+    lat: float             # its position (the reach and coverage of the partition's zones)
     lon: float
+    force: str = "police"  # v3 (contract.events.FORCES); a record written before it was police
+    cell: int = 0          # v3: its fine H3 cell (coverage); 0 in a record written before it
 
 
 @final
@@ -86,6 +94,16 @@ class Arrival(_Record, tag=4, frozen=True):
     zones: list[str]
     response_s: float
     unit_id: str
+
+
+@final
+class Tiers(_Record, tag=9, frozen=True):
+    """A call's on-scene tiers decided by the incidents stage, for the zone partitions of its zones:
+    distinct units on scene by 1, 3 and 5 minutes (contract.response.TIERS_S)."""
+    call_id: str
+    call_ts: int
+    zones: list[str]
+    on_scene: tuple[int, int, int]
 
 
 @final
@@ -120,7 +138,8 @@ class IncidentFix(_Record, tag=7, frozen=True):
     kind: str = ""
 
 
-Record = ZoneCall | ZoneAlert | ZoneFix | ZoneStatus | Arrival | IncidentCall | IncidentAlert | IncidentFix
+Record = (ZoneCall | ZoneAlert | ZoneFix | ZoneStatus | Arrival | Tiers | IncidentCall | IncidentAlert
+          | IncidentFix)
 ZONE_EVENTS = (ZoneCall, ZoneAlert, ZoneFix, ZoneStatus)
 #: metric label `source` of a zone-stage event record
 SOURCE: dict[type, str] = {ZoneCall: "calls", ZoneAlert: "alerts", ZoneFix: "gps", ZoneStatus: "status"}

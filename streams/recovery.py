@@ -36,7 +36,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from contract.security import aiokafka_kwargs
+from contract.kafka_settings import aiokafka_kwargs
 
 from . import metrics, records
 from .state_stage import SNAPSHOT_ZLIB, Held, StateStage

@@ -26,7 +26,7 @@ from contract.settings import Settings
 
 from . import metrics, records
 from .partitioning import HomeMap, layout_version, zone_partitions
-from .records import Arrival
+from .records import Arrival, Tiers
 from .rules import load_rules
 from .store import RedisStore
 from .watermark import Watermark
@@ -93,6 +93,8 @@ class StateStage:
         # arrivals and dispatch recommendations (the staleness bound before a call)
         self.lookback_ms = settings.grace_ms + max(CORROBORATION_WINDOW_MS, settings.unit_stale_ms)
         self.last_wall = 0   # wall time of the batch applied last (carried by the arrival records it causes)
+        # zone id -> on-scene units required by 1, 3, 5 min (a plan's [[tiers]]; None: (1, 2, 3) everywhere)
+        self.tier_requirement: Callable[[str], tuple[int, int, int]] | None = None
         self.redis_run_id: str | None = None   # the Redis server last written to (streams/recovery.py)
 
     @property
@@ -102,8 +104,9 @@ class StateStage:
     def new_state(self, p: int) -> PartitionState:
         st = PartitionState(self.zones_of[p], tz=self.s.tz, rules=self.rules,
                             unit_stale_ms=self.s.unit_stale_ms, grace_ms=self.s.grace_ms,
-                            camera_silent_ms=self.s.camera_silent_ms,
-                            reach_cells=self.reach_cells)  # built once for all partitions (geocache)
+                            camera_silent_ms=self.s.camera_silent_ms, unit_forget_ms=self.s.unit_forget_ms,
+                            reach_cells=self.reach_cells,  # built once for all partitions (geocache)
+                            tier_requirement=self.tier_requirement)
         st.watermark = Watermark(self.s.watermark_idle_ms, self.s.watermark_max_lag_ms)
         return st
 
@@ -160,8 +163,9 @@ class StateStage:
         file or partition count, or an ingest from before home cells were geographic (layout 0).
         Its records are applied — they are valid — but calls here may lack fixes and alerts that
         went elsewhere (arrivals, dispatch, corroboration): counted and logged, not silent. The
-        state stage's own arrival batches carry no layout (they follow the zone map only)."""
-        if events is not None and all(type(r) is Arrival for r in events):
+        state stage's own feedback batches (arrivals, on-scene tiers) carry no layout (they follow the
+        zone map only)."""
+        if events is not None and all(type(r) is Arrival or type(r) is Tiers for r in events):
             return
         metrics.LAYOUT_MISMATCH.inc()
         if layout not in self.foreign_layouts:
@@ -194,7 +198,7 @@ class StateStage:
 
     def take_outputs(self, st: PartitionState) -> tuple[list, list, dict[int, list]]:
         """What the incidents stage of a partition decided since the last call: enriched
-        records, SLA events, and arrival records for the zone partitions of each call's zones."""
+        records, SLA events, and arrival and tiers records for the zone partitions of each call's zones."""
         enriched: list = []
         sla: list = []
         arrivals: dict[int, list] = {}
@@ -204,12 +208,14 @@ class StateStage:
             elif what == "sla":
                 sla.append(item)
             else:
-                call_id, call_ts, zones, response_s, unit = item
+                call_id, call_ts, zones, *decided = item
                 by_part: dict[int, list] = {}
                 for zid in zones:
                     by_part.setdefault(self.zone_part[zid], []).append(zid)
                 for q, zl in by_part.items():
-                    arrivals.setdefault(q, []).append(Arrival(call_id, call_ts, zl, response_s, unit))
+                    rec = Tiers(call_id, call_ts, zl, decided[0]) if what == "tiers" \
+                        else Arrival(call_id, call_ts, zl, decided[0], decided[1])
+                    arrivals.setdefault(q, []).append(rec)
         return enriched, sla, arrivals
 
     # -- snapshots ------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ between two flushes cost one write per zone, and one Redis command per flush. Th
 checks that the writer still owns the zone's partition (its generation in zw:fence), so a worker
 that lost a partition can never overwrite its new owner (WRITE_LUA).
 
-The wall's incident list rides in the same call (README "Open incidents on the wall"): each
+The wall's incident list rides in the same call (docs/DESIGN.md "Open incidents on the wall"): each
 changed incident is HSET in (open, breached) or HDEL from (arrived, expired) the hash
 zw:incidents, field call_id, then XADD zw:incident-updates (MAXLEN ~ 10000) call_id, status, state.
 The hash is written before the stream entry, as the zone document is, so a reader that takes the

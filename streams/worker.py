@@ -6,9 +6,9 @@ import argparse
 import os
 from pathlib import Path
 
+from contract.kafka_settings import ensure_topics
 from contract.logs import dict_config, level_name
 from contract.settings import Settings
-from contract.topics import ensure_topics
 from contract.zones import load_zones
 
 from .rules import load_rules

@@ -3,8 +3,8 @@ the configs that follow a setting on existing ones (zones.state's rewind retenti
 
 from __future__ import annotations
 
+from contract.kafka_settings import ensure_topics, topic_specs
 from contract.settings import Settings
-from contract.topics import ensure_topics, topic_specs
 
 
 def add_parser(sub) -> None:

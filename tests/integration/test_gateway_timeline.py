@@ -26,10 +26,14 @@ CALL_FIELDS_NOT_IN_CALL = ("caller", "caller_ref", "zones", "ring", "nearest_uni
                            "processed_at")
 
 
-def latest_by_key(records) -> dict[str, dict]:
+def latest_by_key(records, types: tuple[str, ...] | None = None) -> dict[str, dict]:
+    """The last record per key (of `types` only, when given: a call's sla.events key also carries its
+    on-scene `tiers` record, which is not the arrival decision)."""
     out = {}
     for r in records:
-        out[r.key.decode()] = orjson.loads(r.value)   # in offset order per key: the last one wins
+        v = orjson.loads(r.value)
+        if types is None or v.get("type") in types:
+            out[r.key.decode()] = v   # in offset order per key: the last one wins
     return out
 
 
@@ -74,7 +78,8 @@ def test_timeline_equals_the_enriched_record_and_the_sla_decision(deployment):
         ingest("gps", [{"unit_id": "u-car", "ts": t0 + 150_000, "lat": a_lat, "lon": a_lon, "kind": "car"}])
         ingest("gps", [{"unit_id": "u-far", "ts": t0 + 401_000, "lat": 34.85, "lon": a_lon}])   # 15.5 km north, no zone
 
-        sla = wait_until(lambda: (s := latest_by_key(dep.consume_all(topics.SLA, 2, timeout=5)))
+        sla = wait_until(lambda: (s := latest_by_key(dep.consume_all(topics.SLA, 2, timeout=5),
+                                                                  ("arrived", "breach")))
                          and len(s) == 2 and s, timeout=90, what="both SLA decisions")
         assert sla["tl-A"]["type"] == "arrived" and sla["tl-B"]["type"] == "breach"
         enriched = latest_by_key(dep.consume_all(topics.INCIDENTS, 2, timeout=10))
@@ -89,8 +94,11 @@ def test_timeline_equals_the_enriched_record_and_the_sla_decision(deployment):
             e = enriched[cid]
             assert t["call_id"] == cid
             assert t["call"] == {k: v for k, v in e.items() if k not in CALL_FIELDS_NOT_IN_CALL}
-            for k in ("zones", "ring", "nearest_units", "corroborating_alerts"):
+            for k in ("zones", "ring"):
                 assert t[k] == e[k], (cid, k)
+            # the timeline's entries are the enriched record's plus where each was (the wall's map)
+            for k, where in (("nearest_units", ("lat", "lon", "ts")), ("corroborating_alerts", ("lat", "lon"))):
+                assert [{f: v for f, v in x.items() if f not in where} for x in t[k]] == e[k], (cid, k)
             s = sla[cid]
             assert t["decision"] == {k: s[k] for k in ("type", "unit_id", "response_s", "ts")}, cid
         a, b = tl["tl-A"], tl["tl-B"]
@@ -99,6 +107,8 @@ def test_timeline_equals_the_enriched_record_and_the_sla_decision(deployment):
         assert a["zones"] == ["A"] and a["call"]["text"] == "fight at the gate"
         assert [x["alert_id"] for x in a["corroborating_alerts"]] == ["al-near"]
         assert [u["unit_id"] for u in a["nearest_units"]] == ["u-car", "u-foot"]   # u-busy is not available
+        assert all({"lat", "lon", "ts"} <= set(u) for u in a["nearest_units"])  # found exactly: positions known
+        assert all({"lat", "lon"} <= set(x) for x in a["corroborating_alerts"])
         whats = [e["what"] for e in a["events"]]
         assert whats[:2] == ["alert", "call"] and whats[-1] == "arrived", whats   # on the stream clock
         assert "recommended" in whats and [e["ts"] for e in a["events"]] == sorted(e["ts"] for e in a["events"])

@@ -24,7 +24,7 @@ import orjson
 import pytest
 
 from contract import topics
-from contract.topics import ensure_topics
+from contract.kafka_settings import ensure_topics
 from tests import scenario
 from tests.integration.conftest import REPO, Deployment, wait_until
 from tests.integration.test_gateway import TOKEN, GatewayProcess

@@ -16,9 +16,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.requests import Request
+from starlette.responses import Response
 
+from contract.errors import RewindRefused
 from contract.settings import Settings
-from gateway import rewind
+from gateway import rest, rewind
 from gateway.rewind import Rec, Rewind, find, parse_at
 from tests import scenario
 
@@ -228,10 +230,18 @@ def request(query: str) -> Request:
                     "headers": []})
 
 
+async def answer(rw: Rewind, query: str, clock: int) -> Response:
+    """What GET /zones?at= answers: the documents, or the refusal as gateway/rest.py `zones` renders it."""
+    try:
+        return await rw.zones_at(request(query), clock)
+    except RewindRefused as refused:
+        return rest.error(refused.status, str(refused), refused.headers)
+
+
 def rewound(history, query: str, clock: int, retention_ms: int = 7 * 86_400 * S):
     s = Settings(zones=scenario.ZONES_FILE, rewind_retention_ms=retention_ms)
     rw = Rewind(s, ["A", "B"], history=history)
-    resp = run(rw.zones_at(request(query), clock))
+    resp = run(answer(rw, query, clock))
     return resp.status_code, orjson.loads(resp.body), resp.headers
 
 
@@ -301,9 +311,9 @@ def test_a_kafka_that_stops_answering_is_a_503_and_frees_the_reader(monkeypatch)
     rw = Rewind(Settings(zones=scenario.ZONES_FILE), ["A", "B"], history=h)
 
     async def twice():
-        first = await rw.zones_at(request(f"at={AT}"), AT + 60 * S)
+        first = await answer(rw, f"at={AT}", AT + 60 * S)
         h.hang = False
-        return first, await rw.zones_at(request(f"at={AT}"), AT + 60 * S)
+        return first, await answer(rw, f"at={AT}", AT + 60 * S)
 
     first, second = run(asyncio.wait_for(twice(), 10))    # without the cut-off: TimeoutError here
     assert first.status_code == 503 and first.headers["retry-after"] == str(rewind.RETRY_AFTER_S)
