@@ -28,6 +28,7 @@ class Context:
     geojson: bytes          # the zones file as served at /zones.geojson
     zone_count: int
     wall_html: bytes
+    static: dict[str, bytes]           # the wall's files under /static/ (rest.STATIC_TYPES)
     clock: StreamClock                 # the stream clock of /units and /zones?at=
     rewind: Rewind                     # GET /zones?at= (zones.state in Kafka)
     intake: Intake | None = None       # when ZONEWATCH_INGEST_TOKENS is set

@@ -16,9 +16,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
+from redis.exceptions import ResponseError
 
 from contract import keys
+from gateway import untrusted
 from gateway.metrics import CLIENTS, INCIDENT_UPDATES, REDIS_ERRORS, RESYNCS, UPDATES
 
 log = logging.getLogger("zonewatch.gateway")
@@ -62,17 +63,17 @@ def parse_last_event_id(raw: str | None) -> str | None:
 
 
 class Entry:
-    """One zw:zone-updates entry, encoded once for every client (SSE frame and WebSocket text)."""
+    """One zw:zone-updates entry, encoded once for every client (SSE frame and WebSocket text).
+    `state` is its document checked against the zone schema, as one line of JSON
+    (gateway/untrusted.py): the SSE `data:` field and the WebSocket text embed it as it is."""
 
-    __slots__ = ("id", "key", "zone_id", "state", "_sse", "_ws")
+    __slots__ = ("id", "key", "state", "_sse", "_ws")
     KIND = "zone"
 
-    def __init__(self, sid: bytes | str, fields: dict):
-        self.id = sid.decode() if isinstance(sid, bytes) else sid
-        self.key = id_key(self.id)
-        zid = fields.get(b"zone_id", b"")
-        self.zone_id = zid.decode() if isinstance(zid, bytes) else str(zid)
-        self.state: bytes = fields.get(b"state") or b"null"
+    def __init__(self, sid: str, state: bytes):
+        self.id = sid
+        self.key = id_key(sid)
+        self.state = state
         self._sse: bytes | None = None
         self._ws: str | None = None
 
@@ -96,7 +97,8 @@ class Entry:
 
 
 class IncidentEntry(Entry):
-    """One zw:incident-updates entry: an incident's wall entry after a change."""
+    """One zw:incident-updates entry: an incident's wall entry after a change (checked against the
+    incident schema)."""
 
     __slots__ = ()
     KIND = "incident"
@@ -107,6 +109,29 @@ class IncidentEntry(Entry):
 
     def _ws_text(self) -> str:
         return f'{{"type":"incident","state":{self.state.decode()}}}'
+
+
+def checked_entry(stream: str, sid: bytes | str, fields: dict) -> Entry | None:
+    """The entry `sid` of zw:zone-updates or zw:incident-updates with its `state` checked; None
+    (skipped, counted, logged once) when the state does not match its schema."""
+    sid = sid.decode() if isinstance(sid, bytes) else sid
+    if stream == keys.ZONE_UPDATES:
+        doc = untrusted.ZONE.read(fields.get(b"state"), f"{stream} {sid}")
+        return None if doc is None else Entry(sid, doc.json)
+    doc = untrusted.INCIDENT.read(fields.get(b"state"), f"{stream} {sid}")
+    return None if doc is None else IncidentEntry(sid, doc.json)
+
+
+def readable(result, key: str, kind: untrusted.Kind, empty):
+    """A reply of a pipeline run with raise_on_error=False: `empty` (counted and logged as a bad
+    record of `kind`) when Redis refused the command on that key (WRONGTYPE: something else wrote
+    it), so one wrong key leaves the rest of the feed standing."""
+    if isinstance(result, ResponseError):
+        kind.reject(str(result).encode(), key, f"Redis refused to read it: {str(result)[:80]}")
+        return empty
+    if isinstance(result, Exception):
+        raise result
+    return result
 
 
 RESYNC = object()   # queue sentinel: the client fell behind
@@ -260,15 +285,18 @@ class Hub:
                     await self._check_reset()
                     continue
                 for stream, entries in resp:
-                    zones = stream in (keys.ZONE_UPDATES, keys.ZONE_UPDATES.encode())
+                    stream = stream.decode() if isinstance(stream, bytes) else stream
+                    zones = stream == keys.ZONE_UPDATES
                     for n, (sid, fields) in enumerate(entries, 1):
-                        entry = Entry(sid, fields) if zones else IncidentEntry(sid, fields)
-                        for sub in tuple(self.subs):
-                            sub.offer(entry)
+                        entry = checked_entry(stream, sid, fields)
+                        if entry is not None:
+                            for sub in tuple(self.subs):
+                                sub.offer(entry)
+                        # past a skipped entry too: the next read starts after it
                         if zones:
-                            self.last_id = entry.id
+                            self.last_id = sid.decode() if isinstance(sid, bytes) else sid
                         else:
-                            self.inc_last_id = entry.id
+                            self.inc_last_id = sid.decode() if isinstance(sid, bytes) else sid
                         if n % self.yield_every == 0:
                             # let the writers of clients that keep up drain their queues within a
                             # big read (never waits for any one client)
@@ -322,12 +350,34 @@ class Hub:
         pipe = self.redis.pipeline(transaction=False)
         pipe.xrevrange(keys.ZONE_UPDATES, "+", "-", count=1)
         pipe.smembers(keys.ZONES)
-        top, members = await pipe.execute()
+        top, members = await pipe.execute(raise_on_error=False)
+        top = readable(top, keys.ZONE_UPDATES, untrusted.ZONE, [])
         sid = top[0][0].decode() if top else "0-0"
-        ids = sorted(m.decode() if isinstance(m, bytes) else m for m in members)
-        docs = [d for d in (await self.redis.mget([keys.zone(z) for z in ids]) if ids else []) if d]
+        docs = await self.zone_documents(readable(members, keys.ZONES, untrusted.ZONE, set()))
         sub.mark = id_key(sid)
         return Snapshot(sid, docs)
+
+    async def zone_documents(self, members=None) -> list[bytes]:
+        """The zone documents of zw:zones (read here unless given), ordered by zone id, each checked
+        (gateway/untrusted.py): a bad one is left out; a zone without a document is not there yet."""
+        if members is None:
+            try:
+                members = await self.redis.smembers(keys.ZONES)
+            except ResponseError as exc:
+                members = readable(exc, keys.ZONES, untrusted.ZONE, set())
+        ids = []
+        for m in members:
+            try:
+                ids.append(m.decode() if isinstance(m, bytes) else m)
+            except UnicodeDecodeError:
+                untrusted.ZONE.reject(m, keys.ZONES, "a member that is not UTF-8")
+        ids.sort()
+        raw = await self.redis.mget([keys.zone(z) for z in ids]) if ids else []
+        docs = []
+        for zid, doc in zip(ids, raw, strict=True):
+            if doc is not None and (checked := untrusted.ZONE.read(doc, keys.zone(zid))) is not None:
+                docs.append(checked.json)
+        return docs
 
     async def incidents(self, sub: Subscriber | None = None) -> Snapshot:
         """All open incidents, oldest call first, with zw:incident-updates' last id read BEFORE the
@@ -337,18 +387,18 @@ class Hub:
         pipe = self.redis.pipeline(transaction=False)
         pipe.xrevrange(keys.INCIDENT_UPDATES, "+", "-", count=1)
         pipe.hgetall(keys.INCIDENTS)
-        top, raw = await pipe.execute()
+        top, raw = await pipe.execute(raise_on_error=False)
+        top = readable(top, keys.INCIDENT_UPDATES, untrusted.INCIDENT, [])
         sid = top[0][0].decode() if top else "0-0"
         if sub is not None:
             sub.inc_mark = id_key(sid)
         docs = []
-        for js in raw.values():
-            try:
-                docs.append((orjson.loads(js).get("ts", 0), js))
-            except (orjson.JSONDecodeError, AttributeError):
-                continue
-        docs.sort(key=lambda d: d[0])
-        return Snapshot(sid, [js for _, js in docs])
+        for field, js in readable(raw, keys.INCIDENTS, untrusted.INCIDENT, {}).items():
+            checked = untrusted.INCIDENT.read(js, f"{keys.INCIDENTS} {field!r}")
+            if checked is not None:
+                docs.append(checked)
+        docs.sort(key=lambda d: d.order)   # (ts, call_id): every checked entry has both, of one type
+        return Snapshot(sid, [d.json for d in docs])
 
     async def catch_up(self, sub: Subscriber, last_id: str):
         """Yield lists of entries after `last_id` (exclusive); a `Trimmed` (and nothing more) if
@@ -391,12 +441,14 @@ class Hub:
             first = False
             if not entries:
                 return
-            batch = [Entry(sid, fields) for sid, fields in entries]
-            sub.mark = batch[-1].key
-            yield batch
+            batch = [e for sid, fields in entries if (e := checked_entry(keys.ZONE_UPDATES, sid, fields))]
+            last = entries[-1][0]
+            start = last.decode() if isinstance(last, bytes) else last
+            sub.mark = id_key(start)          # past skipped entries too
+            if batch:
+                yield batch
             if len(entries) < CATCHUP_PAGE:
                 return
-            start = batch[-1].id
 
     async def messages(self, sub: Subscriber, last_id: str | None):
         """The feed for one client as batches of ("snapshot", Snapshot) / ("resync", reason) /

@@ -249,8 +249,6 @@ SPEC = {
             "200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
         "/": {"get": {"summary": "The wall page (static; reads ?token=, and ?at= to open at a past moment)",
                       "security": [], "responses": {"200": {"description": "HTML"}}}},
-        "/rewind.js": {"get": {"summary": "The wall's time slider (static, no token)", "security": [],
-                               "responses": {"200": {"description": "JavaScript"}}}},
     },
 }
 

@@ -7,7 +7,6 @@ bounds, when the answer is 404) are in docs/ARCHITECTURE.md "Rewind".
                   zone is found, the retention's start is reached or a bound stops it (pure: any History)
     KafkaHistory  the History of zones.state: one aiokafka consumer without a group, offsets by time
     Rewind        what the handler uses: the history, one read at a time, a small cache of answers
-    script        GET /rewind.js, the wall's time slider (static/rewind.js)
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 import orjson
@@ -419,15 +417,6 @@ class Rewind:
         while self.cache_bytes > CACHE_BYTES:
             _at, (body, _h) = self.cache.popitem(last=False)
             self.cache_bytes -= len(body)
-
-
-WALL_JS = Path(__file__).parent / "static" / "rewind.js"
-
-
-async def script(request: Request) -> Response:
-    """GET /rewind.js: the wall's time slider (open, like the wall page)."""
-    return Response(WALL_JS.read_bytes(), media_type="text/javascript; charset=utf-8",
-                    headers={"Cache-Control": "no-cache"})
 
 
 def answered(answer: tuple[bytes, dict]) -> Response:

@@ -1,14 +1,12 @@
 // The wall's rewind (CONTRACT §11, docs/ARCHITECTURE.md "Rewind"): a time slider over the rewind
 // retention that shows every zone as it was at a past moment of stream time (GET /zones?at=), the
 // page clearly marked as the past (a banner, another background) until "back to live", one click.
-// Opening the wall as /?at=TS (epoch ms or RFC 3339) starts there. Apart from index.html, which
-// gives it one hook (window.__zw.show); every value goes into the page as text (textContent).
+// Opening the wall as /?at=TS (epoch ms or RFC 3339) starts there. Apart from wall.js, which gives
+// it one hook (window.__zw.show); every value goes into the page as text (textContent), and its look
+// is wall.css's (the page's Content-Security-Policy allows no inline style).
 (function () {
   "use strict";
   const zw = window.__zw;
-  const PAST_BG = "#1c1227", PAST_PANEL = "#2a1a38", PAST_LINE = "#5a3d73";   // unmistakably not the live wall
-  const BANNER_BG = "#f2c14e", BANNER_FG = "#1a1000";
-  const HIDDEN_IN_PAST = ["incidents", "g-incidents", "g-units", "g-focus"];   // live-only layers
   const STEP_MS = 60000;
   let retentionMs = 7 * 24 * 3600 * 1000, tz = "Asia/Shanghai", pastAt = null, loading = 0;
 
@@ -37,11 +35,9 @@
   const toggle = el("button", {type: "button", id: "rewind-open", className: "layerbtn",
     title: "回放：墙在过去某一时刻的样子 · rewind: the wall as it was at a past moment"}, "◀◀ 回放 Rewind");
   const row = el("div", {id: "rewind-row", hidden: true});
-  Object.assign(row.style, {display: "none", alignItems: "center", gap: ".6rem", flexBasis: "100%", flexWrap: "wrap"});
   const back1 = el("button", {type: "button", id: "rewind-back", className: "layerbtn"}, "◀ 1 min");
   const slider = el("input", {type: "range", id: "rewind-slider", step: "1000"});
   slider.setAttribute("aria-label", "回放时刻 rewind moment");
-  Object.assign(slider.style, {flex: "1 1 24rem", minWidth: "12rem"});
   const fwd1 = el("button", {type: "button", id: "rewind-fwd", className: "layerbtn"}, "1 min ▶");
   const label = el("span", {id: "rewind-label"});
   const msg = el("span", {id: "rewind-msg", className: "en"});
@@ -51,12 +47,8 @@
   // ---- the banner: shown only in the past
   const banner = el("div", {id: "rewind-banner", hidden: true});
   banner.setAttribute("role", "status");
-  Object.assign(banner.style, {display: "none", alignItems: "center", gap: "1rem", padding: ".25rem .8rem",
-    borderRadius: ".3rem", background: BANNER_BG, color: BANNER_FG, fontWeight: "700"});
   const bannerText = el("span", {id: "rewind-when"});
   const live = el("button", {type: "button", id: "rewind-live"}, "▶ 回到实时 Back to live");
-  Object.assign(live.style, {font: "inherit", fontWeight: "700", cursor: "pointer", padding: ".15rem .7rem",
-    border: "2px solid " + BANNER_FG, borderRadius: ".3rem", background: "#fff7e0", color: BANNER_FG});
   banner.append(bannerText, live);
 
   const header = document.querySelector("header");
@@ -72,25 +64,14 @@
 
   function openRow(open) {
     row.hidden = !open;
-    row.style.display = open ? "flex" : "none";
     toggle.setAttribute("aria-pressed", open ? "true" : "false");
     if (open) setRange();
   }
 
+  // the past's colours and the live-only layers hidden: wall.css, by data-rewind on <html>
   function markPast(on) {
-    const root = document.documentElement.style;
-    if (on) {
-      root.setProperty("--bg", PAST_BG); root.setProperty("--panel", PAST_PANEL); root.setProperty("--line", PAST_LINE);
-    } else {
-      root.removeProperty("--bg"); root.removeProperty("--panel"); root.removeProperty("--line");
-    }
-    document.body.dataset.rewind = on ? "past" : "live";
+    document.documentElement.dataset.rewind = document.body.dataset.rewind = on ? "past" : "live";
     banner.hidden = !on;
-    banner.style.display = on ? "flex" : "none";
-    for (const id of HIDDEN_IN_PAST) {
-      const e = document.getElementById(id);
-      if (e) e.style.visibility = on ? "hidden" : "";
-    }
   }
 
   function setUrl(at) {

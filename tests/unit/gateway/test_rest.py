@@ -12,11 +12,13 @@ import orjson
 import pytest
 from starlette.testclient import TestClient
 
+from contract import schemas
 from contract.response import eta_s, haversine_m
 from contract.settings import Settings
 from gateway import openapi
 from gateway.app import create_app
 from gateway.clock import StreamClock
+from gateway.feed import Hub
 from tests import scenario
 
 READ, INGEST = "read-token-0123456789", "ingest-token-0123456789"
@@ -101,7 +103,8 @@ def client(redis=None, ingest=(INGEST,)) -> TestClient:
     app = create_app(Settings(gateway_tokens=(READ,), ingest_tokens=tuple(ingest), zones=scenario.ZONES_FILE))
     if redis is not None:
         app.state.gw.redis = redis
-        app.state.gw.clock = StreamClock(redis)
+        app.state.gw.clock = StreamClock(redis, app.state.gw.hub)
+        app.state.gw.hub.redis = redis
     return TestClient(app)
 
 
@@ -109,7 +112,11 @@ A = scenario.PA
 CLOCK = 1_686_500_000_000
 
 
-def units_redis(updates=({"zone_id": "A", "clock": CLOCK},)):
+def zone(zone_id: str = "A", clock: int = CLOCK) -> dict:
+    return schemas.example("zone", zone_id=zone_id, clock=clock)
+
+
+def units_redis(updates=None):
     return FakeRedis(
         units=[("car", A[0] + 0.001, A[1]), ("foot", A[0] + 0.002, A[1]), ("stale", A[0], A[1]),
                ("busy", A[0] + 0.003, A[1]), ("noinfo", A[0] + 0.0005, A[1])],
@@ -117,7 +124,7 @@ def units_redis(updates=({"zone_id": "A", "clock": CLOCK},)):
               "foot": {"ts": CLOCK - 1000, "status": "available", "kind": "foot", "lat": 0, "lon": 0},
               "stale": {"ts": CLOCK - 120_001, "status": "available", "kind": "car", "lat": 0, "lon": 0},
               "busy": {"ts": CLOCK, "status": "busy", "kind": "swat", "lat": 0, "lon": 0}},
-        updates=updates)
+        updates=[zone()] if updates is None else updates)
 
 
 def test_units_carry_eta_status_kind_ts_and_leave_stale_ones_out():
@@ -140,19 +147,20 @@ def test_units_carry_eta_status_kind_ts_and_leave_stale_ones_out():
 
 def test_the_clock_is_the_newest_zone_clock_else_the_documents_else_wall_time():
     # the newest of the last zone updates (partitions write in any order)
-    r = units_redis(updates=[{"clock": CLOCK - 500_000}, {"clock": CLOCK}, {"clock": CLOCK - 1000}])
+    r = units_redis(updates=[zone(clock=CLOCK - 500_000), zone(clock=CLOCK), zone(clock=CLOCK - 1000)])
     assert [u["unit_id"] for u in client(r).get(f"/units?near={A[0]},{A[1]}", headers=RAUTH).json()] == \
         ["car", "foot", "busy"]
     # an empty stream: the documents' clocks
     r = units_redis(updates=[])
-    r.docs = {"A": {"clock": CLOCK - 1}, "B": {"clock": CLOCK}}
+    r.docs = {"A": zone("A", CLOCK - 1), "B": zone("B", CLOCK)}
     assert len(client(r).get(f"/units?near={A[0]},{A[1]}", headers=RAUTH).json()) == 3
     # nothing at all: wall time, so 2023's fixes are all stale
     r = units_redis(updates=[])
     assert client(r).get(f"/units?near={A[0]},{A[1]}", headers=RAUTH).json() == []
 
     async def now():
-        return await StreamClock(FakeRedis()).now()
+        redis = FakeRedis()
+        return await StreamClock(redis, Hub(redis)).now()
     import asyncio
 
     value, source = asyncio.run(now())
@@ -220,3 +228,19 @@ def test_the_published_schemas_are_served_without_a_token():
     assert r.json()["title"] == "Incident timeline"
     assert c.get("/schemas/zone-events.json").status_code == 404     # internal: not served
     assert c.get("/schemas/nope.json").status_code == 404
+
+
+@pytest.mark.parametrize("query", ["caller=13800138000", "Caller=1", "a=1;caller_ref=x", "%63aller=1",
+                                   "callerNumber=1"])
+def test_a_caller_in_a_query_string_is_refused(query):
+    c = client(FakeRedis())
+    r = c.get(f"/zones?{query}", headers=RAUTH)
+    assert r.status_code == 400 and "caller" in r.json()["error"] and "13800138000" not in r.text
+    assert c.get(f"/healthz?{query}").status_code == 400          # open endpoints too
+    from starlette.websockets import WebSocketDisconnect
+
+    with pytest.raises(WebSocketDisconnect):
+        with c.websocket_connect(f"/ws?token={READ}&{query}"):
+            pass
+    assert c.get("/zones?call=1&recall=2", headers=RAUTH).status_code == 200   # only names that say caller
+    assert c.get("/zones;caller=1", headers=RAUTH).status_code == 400               # a parameter in the path
