@@ -48,6 +48,19 @@ class RedisUnavailable(ZonewatchError, RuntimeError):
     """Redis did not answer; the message says where we looked."""
 
 
+# -- the gateway ------------------------------------------------------------------------------
+
+
+class RewindRefused(ZonewatchError):
+    """GET /zones?at= gets no documents (gateway/rewind.py): the answer's HTTP `status` (400, 404,
+    503) and `headers`; the message is its body's `error`."""
+
+    def __init__(self, status: int, msg: str, headers: dict[str, str] | None = None):
+        super().__init__(msg)
+        self.status = status
+        self.headers = headers
+
+
 # -- connectors -------------------------------------------------------------------------------
 
 

@@ -8,7 +8,8 @@ tests alike, and one place says what each topic is created with:
     faust_broker_url(s)           -> faust.App(broker=...)
     faust_broker_credentials(s)   -> faust.App(broker_credentials=...)  (None for PLAINTEXT)
     topic_specs(s, partitions)    -> every topic with its partitions, replicas and configuration
-    ensure_topics(s)              -> create those missing (`zonewatch topics`, the worker)
+    ensure_topics(s)              -> create those missing (`zonewatch topics`, the worker) and set
+                                     the configs that follow a setting on existing ones (align_configs)
 
 With the default `ZONEWATCH_KAFKA_SECURITY_PROTOCOL=PLAINTEXT` the client helpers return nothing
 extra, so a plaintext deployment builds exactly the clients it built before.
@@ -16,8 +17,10 @@ extra, so a plaintext deployment builds exactly the clients it built before.
 
 from __future__ import annotations
 
+import logging
 import ssl
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, KafkaUnavailable
@@ -40,6 +43,7 @@ if TYPE_CHECKING:  # third-party types only
     from faust.types.auth import CredentialsT
     from kafka.admin import KafkaAdminClient
 
+log = logging.getLogger("zonewatch.topics")
 # ------------------------------------------------------------------------------------ clients
 
 
@@ -130,7 +134,12 @@ def topic_specs(s: Settings, partitions: int) -> list[TopicSpec]:
     specs += [
         TopicSpec(s.topic(INCIDENTS), partitions, rf),
         TopicSpec(s.topic(SLA), partitions, rf),
-        TopicSpec(s.topic(ZONES_STATE), partitions, rf, topic_configs={"cleanup.policy": "compact"}),
+        # every record kept for the rewind retention (CONTRACT §11), found by its timestamp: the
+        # document's stream clock as the worker sets it, never the broker's append time
+        TopicSpec(s.topic(ZONES_STATE), partitions, rf,
+                  topic_configs={"cleanup.policy": "compact", "min.compaction.lag.ms": str(s.rewind_retention_ms),
+                                 "message.timestamp.type": "CreateTime"},
+                  kept=("min.compaction.lag.ms", "message.timestamp.type")),
         TopicSpec(s.topic(ZONES_DAILY), partitions, rf, topic_configs={"cleanup.policy": "compact"}),
         TopicSpec(s.topic(DEADLETTER), 1, rf, topic_configs={"retention.ms": str(DEADLETTER_RETENTION_MS)}),
         TopicSpec(s.internal_zone_events, s.partitions, rf,
@@ -144,8 +153,10 @@ def topic_specs(s: Settings, partitions: int) -> list[TopicSpec]:
     return specs
 
 
-def ensure_topics(s: Settings, partitions: int | None = None, timeout_s: float = 60.0) -> list[str]:
-    """Create what is missing; returns the names created. Waits for Kafka up to `timeout_s`."""
+def ensure_topics(s: Settings, partitions: int | None = None, timeout_s: float = 60.0,
+                  said: Callable[[str], None] = log.info) -> list[str]:
+    """Create what is missing and set the `kept` configs of existing topics where they differ
+    (each change told to `said`); returns the names created. Waits for Kafka up to `timeout_s`."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import InvalidReplicationFactorError, KafkaError, TopicAlreadyExistsError
 
@@ -161,7 +172,10 @@ def ensure_topics(s: Settings, partitions: int | None = None, timeout_s: float =
             time.sleep(0.5)
     try:
         existing = set(admin.list_topics())
-        missing = [t for t in topic_specs(s, partitions or s.partitions) if t.name not in existing]
+        specs = topic_specs(s, partitions or s.partitions)
+        missing = [t for t in specs if t.name not in existing]
+        for line in align_configs(admin, [t for t in specs if t.name in existing and t.kept]):
+            said(line)
         created = []
         for spec in missing:  # one by one: a concurrent creator must not fail the others
             try:
@@ -177,6 +191,37 @@ def ensure_topics(s: Settings, partitions: int | None = None, timeout_s: float =
         return created
     finally:
         admin.close()
+
+
+def align_configs(admin: KafkaAdminClient, specs: list[TopicSpec]) -> list[str]:
+    """Set each spec's `kept` configs on its existing topic where the broker holds another value
+    (IncrementalAlterConfigs: the topic's other configs stay as they are); one sentence per change.
+    A refusal (say, no ALTER_CONFIGS right) is a ConfigError naming the topic and the key."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    if not specs:
+        return []
+    described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t.name) for t in specs],
+                                       config_filter="all")
+    held_by_topic = described.get("topic", {})
+    changes, said = [], []
+    for spec in specs:
+        held = held_by_topic.get(spec.name, {})
+        diff = {}
+        for key in spec.kept:
+            now = (held.get(key) or {}).get("value")
+            if now != spec.topic_configs[key]:
+                diff[key] = spec.topic_configs[key]
+                said.append(f"{spec.name}: {key} {now} -> {spec.topic_configs[key]}")
+        if diff:
+            changes.append(ConfigResource(ConfigResourceType.TOPIC, spec.name, configs=diff))
+    if changes:
+        results = admin.alter_configs(changes).get("topic", {})
+        refused = {name: result for name, result in results.items() if result != "OK"}
+        if refused:
+            raise ConfigError(f"Kafka refused to set {', '.join(sorted(refused))} configs "
+                              f"({'; '.join(f'{n}: {r}' for n, r in sorted(refused.items()))}): {'; '.join(said)}")
+    return said
 
 
 def _wait_for_metadata(admin: KafkaAdminClient, names: list[str], deadline: float) -> None:

@@ -799,7 +799,8 @@ def asyncapi(zone_events: bool = True) -> dict[str, Any]:
         }
         spec = specs[topic]
         binding: dict[str, Any] = {"bindingVersion": _KAFKA_BINDING}
-        config = {k: ([v] if k == "cleanup.policy" else int(v)) for k, v in sorted(spec.topic_configs.items())}
+        config = {k: ([v] if k == "cleanup.policy" else int(v) if v.isdigit() else v)
+                  for k, v in sorted(spec.topic_configs.items())}
         if config:
             binding["topicConfiguration"] = config
         channels[cid] = {"address": "{prefix}" + topic, "title": topic, "description": description,

@@ -235,6 +235,12 @@ class Settings:
     replication_factor: int = setting(1, "ZONEWATCH_REPLICATION_FACTOR", "replicas of every topic zonewatch "
                                       "creates (3 on a production cluster)", read=_read_int, lo=1,
                                       why=" (1 for a single broker, 3 on a production cluster)")
+    # CONTRACT §11: the rewind's reach, a minute to a leap year (zones.state's min.compaction.lag.ms)
+    rewind_retention_ms: int = setting(7 * 24 * 3_600_000, "ZONEWATCH_REWIND_RETENTION_MS",
+                                       "how long `zones.state` keeps every record (its `min.compaction.lag.ms`) "
+                                       "and how far back `GET /zones?at=` reaches (CONTRACT §11)",
+                                       read=_read_int, lo=60_000, hi=366 * 24 * 3_600_000,
+                                       why=" (a minute to 366 days)")
     extra: dict = field(default_factory=dict)
 
     @classmethod

@@ -77,3 +77,6 @@ class TopicSpec:
     partitions: int
     replication: int = 1
     topic_configs: dict = field(default_factory=dict)
+    #: keys of topic_configs that follow a zonewatch setting: ensure_topics sets them on an existing
+    #: topic too (the others are set at creation only, so an operator's later tuning stays)
+    kept: tuple[str, ...] = ()

@@ -1,11 +1,13 @@
 """The gateway: Redis -> wall displays and tools over HTTP, Server-Sent Events and WebSocket
-(CONTRACT §9). Reads Redis only; imports nothing of `streams`.
+(CONTRACT §9). Reads Redis, and Kafka for two things: intake writes the input topics, the rewind
+reads zones.state; imports nothing of `streams`.
 
     app.py      the Starlette app, its routes and `zonewatch gateway` (add_parser / run)
     context.py  what every handler shares (tokens, Redis, the hub, the zones file, the wall page)
     auth.py     bearer and `?token=` tokens; no caller in a URL
     rest.py     the request/response endpoints (/zones, /units, /incidents, /incidents/{id}, /stats,
                 POST /ingest, ...)
+    rewind.py   GET /zones?at=: every zone as it was at a moment of stream time, from zones.state
     intake.py   what POST /ingest does: bodies counted as they arrive, the contract's validator, one
                 Kafka producer
     clock.py    the stream clock (/units leaves out stale fixes by it), from checked zone documents

@@ -8,6 +8,9 @@ and the wall page with its `/static/` files need `Authorization: Bearer <token>`
 also take `?token=`):
 
   GET /zones                 all zone states (JSON array of CONTRACT §3 documents)
+  GET /zones?at=TS           every zone as it was at stream time TS (epoch ms or RFC 3339), from the
+                             zones.state topic in Kafka (CONTRACT §11, gateway/rewind.py); 404 after
+                             the stream clock or before the rewind retention, 400 for a bad TS
   GET /zones/{id}            one zone state, 404 if Redis has none for that id
   GET /zones.geojson         the zones file (ZONEWATCH_ZONES) with every feature's id at top level
   GET /units?near=LAT,LON&radius=M[&limit=N][&status=S,...]   units of zw:units within M metres,
@@ -31,7 +34,8 @@ also take `?token=`):
                              /metrics), connected clients, the stream's time zone
   GET /schemas/{name}.json   the published JSON Schemas (contract/schemas.py), no token; /schemas/index.json
   GET /healthz  /metrics  /openapi.json
-  GET /  /static/{wall.js,html.js,wall.css}   the wall, with a strict Content-Security-Policy
+  GET /  /static/{wall.js,html.js,wall.css,rewind.js}   the wall (rewind.js: its time slider),
+                             with a strict Content-Security-Policy
 
 Fan-out: ONE task per gateway process reads zw:zone-updates with XREAD BLOCK and puts each entry
 (encoded once, shared by every client) into each client's bounded queue without awaiting anyone.
@@ -118,6 +122,7 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
     from gateway.context import Context
     from gateway.feed import Hub
     from gateway.intake import Intake
+    from gateway.rewind import Rewind
     from gateway.stats import WorkerStats
 
     tokens = Tokens(settings.gateway_tokens, insecure, ingest=settings.ingest_tokens)
@@ -140,7 +145,8 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
                       geojson=orjson.dumps(zones_geojson(zones)), zone_count=len(zones),
                       wall_html=(STATIC_DIR / "index.html").read_bytes(), intake=intake,
                       static={name: (STATIC_DIR / name).read_bytes() for name in rest.STATIC_TYPES},
-                      clock=StreamClock(redis, hub))
+                      clock=StreamClock(redis, hub),
+                      rewind=Rewind(settings, [z.zone_id for z in zones]))
 
     async def redis_down(request, exc):
         log.warning("redis error on %s: %s", request.url.path, exc)
@@ -150,6 +156,7 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
     async def lifespan(app):
         quiet_kafka_client_logs()
         await hub.start()
+        await context.rewind.start()    # connects in the background
         if intake is not None:
             await intake.start()
         try:
@@ -157,6 +164,7 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
         finally:
             if intake is not None:
                 await intake.stop()
+            await context.rewind.stop()
             await hub.stop()
             await redis.aclose()
             await reader.aclose()
@@ -168,7 +176,7 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
         Route("/metrics", rest.metrics),
         Route("/openapi.json", openapi.openapi),
         Route("/schemas/{name}.json", schemas.schema),   # open, like /healthz (gateway/schemas.py)
-        Route("/zones", rest.zones),
+        Route("/zones", rest.zones),                     # ?at=TS: gateway/rewind.py
         Route("/zones.geojson", rest.zones_geojson),
         Route("/zones/{zone_id:path}", rest.zone_one),
         Route("/units", rest.units),

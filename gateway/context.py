@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from contract.settings import Settings
 from gateway.auth import Tokens
@@ -11,6 +11,9 @@ from gateway.clock import StreamClock
 from gateway.feed import Hub
 from gateway.intake import Intake
 from gateway.stats import WorkerStats
+
+if TYPE_CHECKING:
+    from gateway.rewind import Rewind
 
 
 @dataclass
@@ -26,7 +29,8 @@ class Context:
     zone_count: int
     wall_html: bytes
     static: dict[str, bytes]           # the wall's files under /static/ (rest.STATIC_TYPES)
-    clock: StreamClock                 # the stream clock of /units
+    clock: StreamClock                 # the stream clock of /units and /zones?at=
+    rewind: Rewind                     # GET /zones?at= (zones.state in Kafka)
     intake: Intake | None = None       # when ZONEWATCH_INGEST_TOKENS is set
 
 

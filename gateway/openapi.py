@@ -13,6 +13,8 @@ from contract.events import MAX_ID_LEN, UNIT_STATUSES
 from contract.response import UNIT_STALE_MS
 from gateway.intake import MAX_BYTES, MAX_RECORDS, NDJSON_TYPES, RETRY_AFTER_S, SOURCES
 from gateway.rest import MAX_RADIUS_M, MAX_UNITS, protected
+from gateway.rewind import LOCK_WAIT_S, MAX_SCAN_BYTES, READ_DEADLINE_S
+from gateway.rewind import RETRY_AFTER_S as REWIND_RETRY_S
 
 _ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LEN}
 
@@ -58,7 +60,9 @@ SCHEMAS = {
                      "events": {"type": "integer"}, "window_s": {"type": ["number", "null"]},
                      "error": {"type": ["string", "null"]}}),
         "clients": {"type": "integer"}, "tz": {"type": "string"}, "last_update_id": {"type": ["string", "null"]},
-        "zones": {"type": "integer"}}),
+        "zones": {"type": "integer"},
+        "rewind_retention_ms": {"type": "integer", "description": "how far back GET /zones?at= reaches "
+                                                                  "(ZONEWATCH_REWIND_RETENTION_MS)"}}),
     "Health": _obj({"status": {"type": "string"}, "redis": {"type": "boolean"}, "clients": {"type": "integer"},
                     "last_update_id": {"type": ["string", "null"]},
                     "intake": {"enum": ["off", "connecting", "connected"],
@@ -136,9 +140,37 @@ SPEC = {
     },
     "security": [{"bearer": []}],
     "paths": {
-        "/zones": {"get": {"summary": "All zone states", "responses": {
-            "200": _json({"type": "array", "items": _ref("ZoneState")}, "zone states"),
-            "401": UNAUTHORIZED, "403": FORBIDDEN}}},
+        "/zones": {"get": {
+            "summary": "All zone states; with `at`, every zone as it was at that moment of stream time",
+            "description": (
+                "Without `at`: the documents in Redis now. With `at` (CONTRACT §11): each zone's last zones.state "
+                "record at or before `at` (greatest Kafka timestamp = the document's `clock`, the later record "
+                "among equals), for the zones of the zones file, read from Kafka by timestamp "
+                "(docs/ARCHITECTURE.md \"Rewind\"). 404 when `at` lies after the stream clock (the newest `clock` "
+                "among the latest zone updates), more than the rewind retention "
+                "(ZONEWATCH_REWIND_RETENTION_MS, 7 days) before it, or before the oldest zones.state record. "
+                "A zone with no record between the retention's start and `at` is left out; headers say what "
+                f"the answer holds. At most {MAX_SCAN_BYTES >> 20} MiB read and {READ_DEADLINE_S:g} s per "
+                "answer: a search stopped by them answers what it found, `X-Rewind-Complete: false`."),
+            "parameters": [{"name": "at", "in": "query", "schema": {"type": "string"},
+                            "description": "epoch ms (digits) or an RFC 3339 date-time with Z or an offset "
+                                           "(a `+` must be sent as %2B)", "examples": {
+                                "ms": {"value": "1686447000000"}, "rfc3339": {"value": "2023-06-11T09:30:00+08:00"}}}],
+            "responses": {
+                "200": {**_json({"type": "array", "items": _ref("ZoneState")}, "zone states, by zone id"),
+                        "headers": {
+                            "X-Rewind-At": {"schema": {"type": "integer"}, "description": "with `at`: it, epoch ms"},
+                            "X-Rewind-Missing": {"schema": {"type": "integer"},
+                                                 "description": "with `at`: zones of the zones file left out"},
+                            "X-Rewind-Complete": {"schema": {"enum": ["true", "false"]},
+                                                  "description": "with `at`: false when a bound stopped the search"}}},
+                "400": _json(_ref("Error"), "`at` is not epoch ms or RFC 3339, lies before 2000, or is given twice"),
+                "404": _json(_ref("Error"), "`at` lies outside the rewind retention (after the stream clock, "
+                                            "before the retention's start or the oldest zones.state record)"),
+                "503": {**_json(_ref("Error"), "with `at`: Kafka not connected or not answering, or another "
+                                               f"rewind read for over {LOCK_WAIT_S:g} s; try again"),
+                        "headers": {"Retry-After": {"schema": {"type": "integer", "const": REWIND_RETRY_S}}}},
+                "401": UNAUTHORIZED, "403": FORBIDDEN}}},
         "/zones/{zone_id}": {"get": {"summary": "One zone state", "parameters": [
             {"name": "zone_id", "in": "path", "required": True, "schema": {"type": "string"}}],
             "responses": {"200": _json(_ref("ZoneState"), "zone state"),
@@ -215,8 +247,8 @@ SPEC = {
                              "responses": {"200": {"description": "text format"}}}},
         "/openapi.json": {"get": {"summary": "This document", "responses": {
             "200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
-        "/": {"get": {"summary": "The wall page (static; reads ?token=)", "security": [],
-                      "responses": {"200": {"description": "HTML"}}}},
+        "/": {"get": {"summary": "The wall page (static; reads ?token=, and ?at= to open at a past moment)",
+                      "security": [], "responses": {"200": {"description": "HTML"}}}},
     },
 }
 

@@ -15,6 +15,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from contract import keys
+from contract.errors import RewindRefused
 from contract.events import MAX_ID_LEN, UNIT_KINDS, UNIT_STATUSES
 from contract.response import UNIT_STALE_MS, eta_s
 from gateway import untrusted
@@ -71,7 +72,7 @@ WALL_HEADERS = {"Cache-Control": "no-cache", "Content-Security-Policy": WALL_CSP
                 "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY"}
 #: the wall's files under /static/ and their types; nothing else is served from there
 STATIC_TYPES = {"wall.js": "text/javascript; charset=utf-8", "html.js": "text/javascript; charset=utf-8",
-                "wall.css": "text/css; charset=utf-8"}
+                "wall.css": "text/css; charset=utf-8", "rewind.js": "text/javascript; charset=utf-8"}
 
 
 async def wall(request: Request):
@@ -109,7 +110,14 @@ async def metrics(request: Request):
 
 @protected
 async def zones(request: Request):
-    docs = await ctx(request).hub.zone_documents()
+    c = ctx(request)
+    if "at" in request.query_params:   # every zone as it was at that moment (gateway/rewind.py)
+        clock, _source = await c.clock.now()
+        try:
+            return await c.rewind.zones_at(request, clock)
+        except RewindRefused as refused:
+            return error(refused.status, str(refused), refused.headers)
+    docs = await c.hub.zone_documents()
     return json_bytes(b"[" + b",".join(docs) + b"]")
 
 
@@ -231,7 +239,8 @@ async def stats(request: Request):
     c = ctx(request)
     await c.stats.refresh()
     return JSONResponse({"e2e": c.stats.summary(), "clients": len(c.hub.subs), "tz": c.settings.tz,
-                         "last_update_id": c.hub.last_id, "zones": c.zone_count},
+                         "last_update_id": c.hub.last_id, "zones": c.zone_count,
+                         "rewind_retention_ms": c.settings.rewind_retention_ms},
                         headers={"Cache-Control": "no-store"})
 
 

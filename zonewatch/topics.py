@@ -1,4 +1,5 @@
-"""`zonewatch topics`: create the input, output and internal topics if missing (CONTRACT §8)."""
+"""`zonewatch topics`: create the input, output and internal topics if missing (CONTRACT §8), and set
+the configs that follow a setting on existing ones (zones.state's rewind retention, CONTRACT §11)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     s = Settings.from_env().with_(kafka=args.kafka)
-    created = ensure_topics(s, args.partitions)
+    created = ensure_topics(s, args.partitions, said=lambda change: print(f"set {change}"))
     for name in created:
         print(f"created {name}")
     print(f"{len(created)} created, {len(topic_specs(s, 1)) - len(created)} already present")

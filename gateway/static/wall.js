@@ -38,7 +38,11 @@ let layer = "level";             // map fill: "level" or "reach" (share not reac
 let selected = null;             // call_id whose timeline is open
 let pxPerM = 1;
 const unitPos = new Map();       // unit_id -> {lat, lon} from the last /units poll
-window.__zw = {docs, incidents, unitPos, get lastId() { return lastId; }, get layer() { return layer; }};
+// what the map, the table and the header show: the live documents, or a past moment's (rewind.js)
+let view = docs;
+window.__zw = {docs, incidents, unitPos, get lastId() { return lastId; }, get layer() { return layer; },
+  // rewind.js: show these documents (a Map zone_id -> document) instead of the live ones; null = live
+  show(past) { view = past || docs; for (const id of zoneEls.keys()) dirty.add(id); schedule(); }};
 
 function setConn(state, text) {
   const el = $("conn");
@@ -353,7 +357,7 @@ function pct(x) { return Math.round(x * 100) + "%"; }
 function render() {
   frame = 0;
   for (const id of dirty) {
-    const els = zoneEls.get(id), d = docs.get(id);
+    const els = zoneEls.get(id), d = view.get(id);
     if (!els) continue;
     const color = d ? (own(COLORS, d.level) || NO_DATA) : NO_DATA;
     const reach = reachOf(d), why = distrust(d);
@@ -383,10 +387,10 @@ function render() {
 }
 
 function renderTable() {
-  const rank = (id) => { const d = docs.get(id); return d ? LEVELS.indexOf(d.level) : 9; };
+  const rank = (id) => { const d = view.get(id); return d ? LEVELS.indexOf(d.level) : 9; };
   const sorted = zones.slice().sort((a, b) => rank(a.id) - rank(b.id) || a.order - b.order);
   const rows = sorted.map((z) => {
-    const d = docs.get(z.id);
+    const d = view.get(z.id);
     const lvl = d ? d.level : "none";
     const name = [html`<span class="chip ${lvl}" title="${own(LEVEL_NAMES, lvl) || "无数据 No data"}"></span>`,
       html`<span class="zh">${z.zh}</span>`, z.en ? html`<span class="en">${z.en}</span>` : ""];
@@ -411,7 +415,7 @@ function renderTable() {
     return html`<tr data-zone="${z.id}" data-level="${lvl}" data-trust="${trust}"><td class="name">${name}</td>${cells}</tr>`;
   });
   setHTML($("rows"), html`${rows}`);
-  const nBad = zones.filter((z) => distrust(docs.get(z.id)).length).length;
+  const nBad = zones.filter((z) => distrust(view.get(z.id)).length).length;
   setHTML($("untrusted-n"), html`<b>${nBad}</b>`);
 }
 
@@ -427,7 +431,7 @@ function renderHeader() {
   let maxClock = 0;
   const counts = {red: 0, orange: 0, yellow: 0, green: 0, none: 0};
   for (const z of zones) {
-    const d = docs.get(z.id);
+    const d = view.get(z.id);
     if (!d) { counts.none++; continue; }
     maxClock = Math.max(maxClock, d.clock || 0);
     if (Object.hasOwn(counts, d.level)) counts[d.level]++;

@@ -25,7 +25,7 @@ DEFAULTS = {
     "flush_interval_ms": 25, "ingest_linger_ms": 5, "unit_stale_ms": 120_000, "rules": None, "grace_ms": 600_000,
     "watermark_idle_ms": 30_000, "watermark_max_lag_ms": 60_000, "session_timeout_ms": 6_000, "instance_id": "",
     "snapshot_interval_ms": 10_000, "unit_forget_ms": 86_400_000, "camera_silent_ms": 1_800_000,
-    "replication_factor": 1, "extra": {},
+    "replication_factor": 1, "rewind_retention_ms": 604_800_000, "extra": {},
 }
 
 #: (variable, value set, field, value read)
@@ -62,6 +62,7 @@ READ = [
     ("ZONEWATCH_UNIT_FORGET_S", "3600", "unit_forget_ms", 3_600_000),
     ("ZONEWATCH_CAMERA_SILENT_S", "60", "camera_silent_ms", 60_000),
     ("ZONEWATCH_REPLICATION_FACTOR", "3", "replication_factor", 3),
+    ("ZONEWATCH_REWIND_RETENTION_MS", "3600000", "rewind_retention_ms", 3_600_000),
 ]
 
 #: (variable, lowest and highest accepted value (None: none), the message's tail when out of range)
@@ -77,6 +78,7 @@ RANGES = [
     ("ZONEWATCH_CAMERA_SILENT_S", 60, 86400, "must be 60..86400 seconds"),
     ("ZONEWATCH_SNAPSHOT_MS", 500, 3600000, "must be 500..3600000"),
     ("ZONEWATCH_REPLICATION_FACTOR", 1, None, "must be at least 1 (1 for a single broker, 3 on a production cluster)"),
+    ("ZONEWATCH_REWIND_RETENTION_MS", 60000, 31622400000, "must be 60000..31622400000 (a minute to 366 days)"),
 ]
 
 
