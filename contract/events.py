@@ -28,6 +28,9 @@ ALERT_TYPES = frozenset(
 )
 UNIT_STATUSES = frozenset(("available", "busy", "off_duty"))
 UNIT_KINDS = frozenset(("foot", "car", "motorcycle", "swat", "other"))
+#: CONTRACT §1 v3 `force` of a fix (police, 辅警, 群防群治/义警, guards); anything else reads as police
+UNIT_FORCES = frozenset(("police", "auxiliary", "volunteer", "security"))
+DEFAULT_FORCE = "police"
 
 MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 MAX_ID_LEN = 64
@@ -186,7 +189,8 @@ def validate_gps(ev: dict, max_ts: int) -> dict:
         heading = ev.get("heading")
         if ((speed is None or (type(speed) is float and 0.0 <= speed < math.inf))
                 and (heading is None or (type(heading) is float and 0.0 <= heading <= 360.0))):
-            out = {"unit_id": unit_id, "ts": ts, "lat": lat, "lon": lon, "status": status, "kind": kind}
+            out = {"unit_id": unit_id, "ts": ts, "lat": lat, "lon": lon, "status": status, "kind": kind,
+                   "force": _force(ev)}
             if speed is not None:
                 out["speed"] = speed
             if heading is not None:
@@ -210,7 +214,8 @@ def _validate_gps_checked(ev: dict, max_ts: int) -> dict:
         kind = "car"
     if type(kind) is not str or kind not in UNIT_KINDS:
         raise Rejected(f"kind must be one of {sorted(UNIT_KINDS)}")
-    out = {"unit_id": unit_id, "ts": ts, "lat": lat, "lon": lon, "status": status, "kind": kind}
+    out = {"unit_id": unit_id, "ts": ts, "lat": lat, "lon": lon, "status": status, "kind": kind,
+           "force": _force(ev)}
     speed = ev.get("speed")
     if speed is not None:
         # an int beyond the float range is not a finite float speed (and float() would overflow)
@@ -223,6 +228,12 @@ def _validate_gps_checked(ev: dict, max_ts: int) -> dict:
             raise Rejected("heading must be a number 0..360")
         out["heading"] = float(heading)
     return out
+
+
+def _force(ev: dict) -> str:
+    """CONTRACT §1 v3: `force` is optional and never rejects a fix; an unknown one is police."""
+    force = ev.get("force")
+    return force if type(force) is str and force in UNIT_FORCES else DEFAULT_FORCE
 
 
 def validate_alert(ev: dict, max_ts: int) -> dict:

@@ -100,6 +100,7 @@ class Settings:
     ingest_linger_ms: int = 5         # how long a small input batch waits for more
     unit_stale_ms: int = 120_000
     rules: Path | None = None
+    plan: Path | None = None          # ZONEWATCH_PLAN (CONTRACT §10): the duty plan, None = no plan
     # A day of duty (README "Takeover, fencing, decisions"): the grace (CONTRACT §3, §7), the
     # watermark's bounds, how fast a dead worker's partitions move, state snapshots.
     grace_ms: int = 600_000                 # ZONEWATCH_GRACE_S
@@ -136,6 +137,7 @@ class Settings:
             flush_interval_ms=_env_int("ZONEWATCH_FLUSH_MS", cls.flush_interval_ms),
             ingest_linger_ms=_env_int("ZONEWATCH_INGEST_LINGER_MS", cls.ingest_linger_ms),
             rules=Path(rules) if rules else None,
+            plan=_env_path("ZONEWATCH_PLAN"),
             grace_ms=_env_int("ZONEWATCH_GRACE_S", cls.grace_ms // 1000) * 1000,
             watermark_idle_ms=_env_int("ZONEWATCH_WATERMARK_IDLE_MS", cls.watermark_idle_ms),
             watermark_max_lag_ms=_env_int("ZONEWATCH_WATERMARK_MAX_LAG_MS", cls.watermark_max_lag_ms),
@@ -195,6 +197,8 @@ class Settings:
                               "(1 for a single broker, 3 on a production cluster)")
         if not self.zones.is_file():
             raise ConfigError(f"ZONEWATCH_ZONES={self.zones} does not exist or is not a file")
+        if self.plan is not None and not Path(self.plan).is_file():
+            raise ConfigError(f"ZONEWATCH_PLAN={self.plan} does not exist or is not a file")
         self.check_security()
 
     def check_security(self) -> None:
