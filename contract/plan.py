@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .errors import PlanError
-from .events import UNIT_FORCES, to_epoch_ms
+from .errors import PlanError, Rejected
+from .events import MAX_ID_LEN as MAX_COMMAND_ID_LEN
+from .events import MIN_TS_MS, UNIT_FORCES, parse_ts, to_epoch_ms
 
 #: the forces a post counts when it names none (CONTRACT §1 `force`)
 ALL_FORCES = tuple(sorted(UNIT_FORCES))
@@ -165,6 +166,46 @@ def parse_plan(text: str, source: str = "plan", default_tz: str = "Asia/Shanghai
         seen[pid] = what
     tiers = [_tiers(e, i, where) for i, e in enumerate(_tables(doc, "tiers", where), 1)]
     return Plan(tz_name, tuple(phases), tuple(posts), tuple(checkpoints), tuple(tiers), source)
+
+
+# --- operators' commands (the plan.commands topic) --------------------------------------------
+
+#: the record `POST /plan/phase` writes to plan.commands (key "phase") and the worker reads:
+#: {"command_id": "…", "type": "phase", "name": "决战" | null, "by": "duty officer", "ts": epoch ms}
+#: name null returns to the schedule; ts is when it takes effect (the gateway's clock by default)
+COMMAND_KEY = "phase"
+MAX_BY_LEN = 100
+
+
+def phase_command(command_id: str, name: str | None, by: str, ts: int) -> dict:
+    return {"command_id": command_id, "type": "phase", "name": name, "by": by, "ts": ts}
+
+
+def validate_phase_command(ev: object, plan: Plan | None, max_ts: int) -> dict:
+    """A phase command as `phase_command` makes it, or `Rejected` with the reason: the name must be
+    a phase of the loaded plan (or null), `by` who gave it."""
+    if type(ev) is not dict:
+        raise Rejected("a command must be a JSON object")
+    if ev.get("type") != "phase":
+        raise Rejected("command type must be \"phase\"")
+    cid = ev.get("command_id")
+    if type(cid) is not str or not 0 < len(cid) <= MAX_COMMAND_ID_LEN or not cid.isprintable():
+        raise Rejected(f"command_id must be a string of 1..{MAX_COMMAND_ID_LEN} printable characters")
+    by = ev.get("by")
+    if type(by) is not str or not by.strip() or len(by) > MAX_BY_LEN or not by.isprintable():
+        raise Rejected(f"by must name who gives the command (1..{MAX_BY_LEN} printable characters)")
+    name = ev.get("name")
+    if plan is None:
+        raise Rejected("no duty plan is loaded (ZONEWATCH_PLAN)")
+    if name is not None and (type(name) is not str or name not in plan.phase_names):
+        raise Rejected(f"name must be null (back to the schedule) or a phase of the plan: "
+                       f"{', '.join(plan.phase_names) or 'it declares none'}")
+    if "ts" not in ev:
+        raise Rejected("missing field ts")
+    ts = parse_ts(ev["ts"])
+    if not MIN_TS_MS <= ts <= max_ts:
+        raise Rejected("ts out of range (before 2000 or beyond host clock + tolerance)")
+    return phase_command(cid, name, by, ts)
 
 
 # --- entries -----------------------------------------------------------------------------------

@@ -33,7 +33,13 @@ ZONES_STATE = "zones.state"       # key zone_id, compacted: the Redis zone docum
 #: day goes on, `final: true` once the stream clock passed the next local midnight plus the grace
 ZONES_DAILY = "zones.daily"
 DEADLETTER = "ingest.deadletter"  # key: original key: {topic, partition, offset, reason, raw, raw_encoding}
-OUTPUT_TOPICS = (INCIDENTS, SLA, ZONES_STATE, ZONES_DAILY, DEADLETTER)
+DUTY = "duty.events"              # key post or checkpoint id, or "phase" (CONTRACT §10): the duty audit trail
+OUTPUT_TOPICS = (INCIDENTS, SLA, ZONES_STATE, ZONES_DAILY, DEADLETTER, DUTY)
+
+# --- commands (CONTRACT §10) --------------------------------------------------------------------
+#: key "phase": an operator's phase command, written by the gateway (POST /plan/phase), read by
+#: ingest like an input and sent to every partition (contract.plan.phase_command is the record)
+PLAN_COMMANDS = "plan.commands"
 
 #: A zones.daily record (CONTRACT §4; docs in README "The daily briefing"):
 #:   {"date": "2023-06-12", "zone_id", "name", "kind", "ring", "tz": "Asia/Shanghai", "final": bool,
@@ -56,6 +62,8 @@ SNAPSHOTS_SUFFIX = "snapshots"
 
 #: metric label `source` per input topic (CONTRACT §5)
 SOURCE_OF_TOPIC = {CALLS: "calls", GPS: "gps", ALERTS: "alerts", STATUS: "status"}
+#: the same for every topic ingest reads (dead letters and rejections of a command count as `plan`)
+METRIC_SOURCE = {**SOURCE_OF_TOPIC, PLAN_COMMANDS: "plan"}
 #: the field that is the Kafka message key per input topic
 KEY_FIELD = {CALLS: "call_id", GPS: "unit_id", ALERTS: "camera_id", STATUS: "camera_id"}
 
@@ -94,6 +102,9 @@ def topic_specs(s: Settings, partitions: int) -> list[TopicSpec]:
         TopicSpec(s.topic(ZONES_STATE), partitions, rf, topic_configs={"cleanup.policy": "compact"}),
         TopicSpec(s.topic(ZONES_DAILY), partitions, rf, topic_configs={"cleanup.policy": "compact"}),
         TopicSpec(s.topic(DEADLETTER), 1, rf, topic_configs={"retention.ms": str(DEADLETTER_RETENTION_MS)}),
+        TopicSpec(s.topic(DUTY), partitions, rf),
+        # one partition: the commands of a day in one order (the worker orders them by ts anyway)
+        TopicSpec(s.topic(PLAN_COMMANDS), 1, rf),
         TopicSpec(s.internal_zone_events, s.partitions, rf,
                   topic_configs={"retention.ms": str(ZONE_EVENTS_RETENTION_MS), **big}),
         # compacted quickly (small segments, any dirty ratio) so a takeover reads little

@@ -23,7 +23,7 @@ from contract import metrics as metric_names
 from contract.response import CORROBORATION_WINDOW_MS
 from contract.settings import Settings
 
-from . import metrics, records
+from . import duty, metrics, records
 from .partitioning import zone_partitions
 from .records import Arrival
 from .rules import load_rules
@@ -81,6 +81,8 @@ class StateStage:
         self.lookback_ms = settings.grace_ms + max(CORROBORATION_WINDOW_MS, settings.unit_stale_ms)
         self.last_wall = 0   # wall time of the batch applied last (carried by the arrival records it causes)
         self.redis_run_id: str | None = None   # the Redis server last written to (streams/recovery.py)
+        # the duty plan's posts and checkpoints per partition, when there is a plan (streams/duty.py)
+        self.duty = duty.DutyPlan(settings, zones, self.zone_part)
 
     @property
     def states(self) -> dict[int, PartitionState]:
@@ -92,6 +94,7 @@ class StateStage:
                             camera_silent_ms=self.s.camera_silent_ms,
                             reach_cells=self.reach_cells)  # built once for all partitions (geocache)
         st.watermark = Watermark(self.s.watermark_idle_ms, self.s.watermark_max_lag_ms)
+        self.duty.attach(st, p)
         return st
 
     # -- applying -------------------------------------------------------------------------------
@@ -171,6 +174,7 @@ class StateStage:
                     by_part.setdefault(self.zone_part[zid], []).append(zid)
                 for q, zl in by_part.items():
                     arrivals.setdefault(q, []).append(Arrival(call_id, call_ts, zl, response_s, unit))
+        self.duty.take_notes(st, arrivals)   # posts' statuses for their zones' partitions, as arrivals go
         return enriched, sla, arrivals
 
     # -- snapshots ------------------------------------------------------------------------------

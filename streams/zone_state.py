@@ -30,9 +30,21 @@ from contract.zones import Zone
 
 from .days import LocalDays
 from .dedup import IdMemory, id_hash
+from .duty import DutyState, DutyZones
 from .incidents import IncidentState
 from .reach import ZoneReach
-from .records import Arrival, IncidentAlert, IncidentCall, IncidentFix, ZoneAlert, ZoneCall, ZoneFix, ZoneStatus
+from .records import (
+    Arrival,
+    DutyNote,
+    IncidentAlert,
+    IncidentCall,
+    IncidentFix,
+    PhaseCommand,
+    ZoneAlert,
+    ZoneCall,
+    ZoneFix,
+    ZoneStatus,
+)
 from .rules import Rules, load_rules
 from .watermark import Watermark
 
@@ -170,6 +182,10 @@ class PartitionState:
         self._last_pruned = 0
         self._hits: AbstractSet[int] = _NO_HITS  # ids of the current batch the sealed dedup hours hold
         self.deadlines: list[tuple[int, str, str]] = []  # (call ts + 300 s, zone, call) not yet passed
+        # the duty plan (streams/duty.py; StateStage sets them when a plan is loaded): the posts and
+        # checkpoints this partition owns, and what its zones know of them
+        self.duty: DutyState | None = None
+        self.duty_zones: DutyZones | None = None
 
     # -- input -----------------------------------------------------------------------------
     def advance_clock(self, clock: int, wm: int | None = None) -> None:
@@ -182,6 +198,8 @@ class PartitionState:
         if wm > self.wm:
             self.wm = wm
         self.incidents.advance_clock(self.clock, self.wm)
+        if self.duty is not None:
+            self.duty.advance(self.wm)   # posts and checkpoints are decided on the watermark too
         self.seen.advance(self.clock)
         self.reach.stale_before(self.clock - self.unit_stale_ms)
         deadlines = self.deadlines
@@ -256,6 +274,12 @@ class PartitionState:
             return True
         if t is IncidentFix:
             self.incidents.on_fix(rec.unit_id, rec.ts, rec.lat, rec.lon, rec.cell, rec.available, rec.kind)
+            if self.duty is not None:
+                self.duty.on_fix(rec.unit_id, rec.ts, rec.lat, rec.lon, rec.cell,
+                                 rec.status or ("available" if rec.available else "busy"), rec.force)
+            return None
+        if t is PhaseCommand or t is DutyNote:
+            self._apply_duty(rec)
             return None
         if t is IncidentAlert:
             self.incidents.on_alert(rec.alert_id, rec.ts, rec.type, rec.lat, rec.lon, rec.cell)
@@ -537,6 +561,8 @@ class PartitionState:
                        "last_event_age_s": ages},
             "reach": self.reach.doc(z.zone_id),
         }
+        if self.duty_zones is not None:
+            doc["posts"] = self.duty_zones.counts(z.zone_id)   # CONTRACT §10: absent without a plan
         doc["level"] = self.rules.level(doc, open_p1=open_p1)
         return doc
 
@@ -616,6 +642,8 @@ class PartitionState:
                    "level": fig["level"], "today": fig["today"], "windows": fig["windows"],
                    "units": fig["units"], "response": fig["response"],
                    "open_incidents": fig["open_incidents"], "health": fig["health"], "reach": fig["reach"]}
+            if "posts" in fig:
+                doc["posts"] = fig["posts"]
             out.append(doc)
         return out
 
@@ -652,7 +680,7 @@ class PartitionState:
                     "within_5m": sum(1 for r in responses if r <= 300), "breaches": len(day.breaches),
                     "p50_s": round(responses[math.ceil(0.5 * n) - 1]) if n else None,
                     "p90_s": round(responses[math.ceil(0.9 * n) - 1]) if n else None}
-        return {"date": date, "zone_id": z.zone_id, "name": z.name, "kind": z.kind, "ring": z.ring,
+        rec = {"date": date, "zone_id": z.zone_id, "name": z.name, "kind": z.kind, "ring": z.ring,
                 "tz": self.tz_name, "final": final, "clock": self.clock, "version": day.version + 1,
                 "calls": day.calls, "calls_by_category": dict(sorted(day.by_category.items())),
                 "calls_by_priority": {str(k): v for k, v in sorted(day.by_priority.items())},
@@ -660,6 +688,10 @@ class PartitionState:
                 "alerts": day.alerts, "alerts_by_type": dict(sorted(day.by_type.items())),
                 "hourly": {"calls": list(day.hourly_calls), "alerts": list(day.hourly_alerts)},
                 "response": response}
+        if self.duty_zones is not None:   # CONTRACT §10: post-minutes and checkpoint misses of the day
+            end = self.days.end_of(date)
+            rec.update(self.duty_zones.daily(z.zone_id, self.days.start_of(date), end))
+        return rec
 
     def rewrite_all(self) -> int:
         """Make the next changed_documents() return every zone (Redis lost them, or a new owner)."""
@@ -686,6 +718,8 @@ class PartitionState:
             "incidents": self.incidents.snapshot(),
             "reach": self.reach.snapshot(),
             "watermark": self.watermark.snapshot(),
+            "duty": self.duty.snapshot() if self.duty is not None else None,
+            "duty_zones": self.duty_zones.snapshot() if self.duty_zones is not None else None,
         }
 
     def restore(self, snap: dict, sealed: dict[int, bytes]) -> None:
@@ -713,6 +747,33 @@ class PartitionState:
         self.incidents = IncidentState.restore(snap["incidents"], self.grace_ms, self.unit_stale_ms)
         self.reach.restore(snap["reach"])
         self.watermark.restore(snap.get("watermark"))
+        if self.duty is not None:
+            self.duty.restore(snap.get("duty"))
+        if self.duty_zones is not None:
+            self.duty_zones.restore(snap.get("duty_zones"))
+
+    # -- the duty plan (streams/duty.py) ------------------------------------------------------
+    def _apply_duty(self, rec: PhaseCommand | DutyNote) -> None:
+        """An operator's phase command (for this partition's posts), or a post's status or a
+        checkpoint's overdue decided by its owner (for this partition's zones)."""
+        if type(rec) is PhaseCommand:
+            if self.duty is not None:
+                self.duty.on_command(rec.command_id, rec.ts, rec.name, rec.by)
+            return
+        if self.duty_zones is None:
+            return
+        for zid, start, end in self.duty_zones.apply(rec):
+            self.dirty.add(zid)
+            agg = self.zones[zid]
+            t = start
+            while True:   # every day the note's period touches: its zones.daily record changed
+                day = self._day(agg, t)
+                if day is not None:
+                    day.changed = True
+                nxt = self.days.next_midnight(t)
+                if nxt > end:
+                    break
+                t = nxt
 
     # -- housekeeping ----------------------------------------------------------------------
     def _prune(self) -> None:
@@ -721,6 +782,8 @@ class PartitionState:
         # days leave through zones.daily (daily_taken, once final); a day this old never will
         oldest_day = self.days.date_of(clock - 3 * 24 * 3_600_000)
         oldest_minute = clock // MINUTE_MS - KEEP_MINUTES
+        if self.duty_zones is not None:
+            self.duty_zones.prune(clock - 3 * 24 * 3_600_000)
         for agg in self.zones.values():
             for d in [d for d in agg.days if d < oldest_day]:
                 del agg.days[d]
