@@ -26,6 +26,8 @@ static wall page need `Authorization: Bearer <token>`; `/stream` and `/ws` also 
                              snapshot or resume, then one `incident` event per zw:incident-updates
                              entry; these carry no `id:`, so Last-Event-ID stays a zone-updates id
   WS  /ws                    the same feed as JSON messages over a WebSocket
+  GET /posts  /checkpoints   the duty plan's posts and checkpoints (CONTRACT §10; gateway/duty.py)
+  GET|POST /plan/phase       the phase in force; an operator's phase command (ingest token)
   GET /stats                 the worker's e2e latency (p50/p99 over the last 30 s, scraped from its
                              /metrics), connected clients, the stream's time zone
   GET /schemas/{name}.json   the published JSON Schemas (contract/schemas.py), no token; /schemas/index.json
@@ -103,9 +105,10 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
     from starlette.routing import Route, WebSocketRoute
 
     from contract import redisurl
+    from contract.plan import load_plan
     from contract.zones import load_zones, zones_geojson
+    from gateway import duty, live, openapi, rest, schemas
     from gateway import intake as intake_module
-    from gateway import live, openapi, rest, schemas
     from gateway.auth import Tokens
     from gateway.context import Context
     from gateway.feed import Hub
@@ -165,6 +168,11 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
         Route("/incidents/{call_id:path}", rest.incident_one),
         Route("/ingest/{source}", intake_module.ingest, methods=["POST"]),
         Route("/stats", rest.stats),
+        # the duty plan (CONTRACT §10, gateway/duty.py)
+        Route("/posts", duty.posts),
+        Route("/checkpoints", duty.checkpoints),
+        Route("/plan/phase", duty.phase, methods=["GET"]),
+        Route("/plan/phase", duty.set_phase, methods=["POST"]),
         Route("/stream", live.stream),
         WebSocketRoute("/ws", live.ws),
     ]
@@ -177,6 +185,8 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
                     exception_handlers={RedisError: redis_down})
     app.state.gw = context
     app.state.hub = hub
+    # the duty plan, for POST /plan/phase (a bad plan is refused at start, as by the worker)
+    app.state.plan = load_plan(settings.plan, settings.tz) if settings.plan else None
     return app
 
 

@@ -148,6 +148,9 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
             await outputs.send(enriched, sla, arrivals, st.clock, stage.last_wall, fallback)
             for call_id in fallback:  # the wall shows the units send() added from Redis
                 st.incidents.touch(call_id)
+        duty_events = stage.duty.records(st)   # duty.events (streams/duty.py), acknowledged too
+        if duty_events:
+            await outputs.deliver(duty_events)
 
     async def take_over(p: int) -> Held:
         while True:

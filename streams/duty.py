@@ -29,9 +29,11 @@ import bisect
 import heapq
 from dataclasses import dataclass, field
 
+import orjson
 import shapely
 from h3.api import basic_int as h3i
 
+from contract import topics
 from contract.plan import Checkpoint, Phase, Plan, Post, load_plan
 from contract.response import UNIT_STALE_MS, haversine_m
 
@@ -191,6 +193,7 @@ class DutyState:
         self.notes: list[DutyNote] = []   # for the zones' partitions, not taken yet
         self.phase_shown: dict | None = None
         self.phase_changed = False
+        self.phase_version = 0
 
     # -- input -------------------------------------------------------------------------------
     def on_fix(self, unit: str, ts: int, lat: float, lon: float, cell: int, status: str, force: str) -> None:
@@ -394,7 +397,9 @@ class DutyState:
         if self.emit_phase and self.phase_changed:
             doc = self.phase_doc()
             if doc != self.phase_shown:
-                self.phase_shown = phase = doc
+                self.phase_shown = doc
+                self.phase_version += 1
+                phase = {**doc, "version": self.phase_version}
         self.phase_changed = False
         return posts, cps, phase
 
@@ -413,11 +418,12 @@ class DutyState:
             ps.version = max(ps.version, versions.get(f"post:{pid}", 0))
         for cid, cs in self.cps.items():
             cs.version = max(cs.version, versions.get(f"checkpoint:{cid}", 0))
+        self.phase_version = max(self.phase_version, versions.get("phase", 0))
 
     # -- snapshots ---------------------------------------------------------------------------
     def snapshot(self) -> dict:
         return {
-            "wm": self.wm, "seq": self._seq,
+            "wm": self.wm, "seq": self._seq, "phase_version": self.phase_version,
             "commands": {cid: list(v) for cid, v in self.timeline.commands.items()},
             "pending": [list(p) for p in self.pending],
             "latest": {u: list(v) for u, v in self.latest.items()},
@@ -435,7 +441,7 @@ class DutyState:
         plan are dropped; new ones start off)."""
         if not snap:
             return
-        self.wm, self._seq = snap["wm"], snap["seq"]
+        self.wm, self._seq, self.phase_version = snap["wm"], snap["seq"], snap.get("phase_version", 0)
         for cid, (ts, name, by) in snap["commands"].items():
             self.timeline.commands[cid] = (ts, name, by)
         self.timeline._build()
@@ -475,6 +481,7 @@ class DutyPlan:
         self.tz = settings.tz
         self.stale_ms = settings.unit_stale_ms
         self.zone_part = zone_part
+        self.topic = settings.topic(topics.DUTY)
         self.owned: dict[int, tuple[list[Post], list[Checkpoint]]] = {}
         self.zones_of: dict[str, tuple[str, ...]] = {}
         if self.plan is None:
@@ -491,6 +498,36 @@ class DutyPlan:
             place(post.post_id, post.lat, post.lon)[0].append(post)
         for cp in self.plan.checkpoints:
             place(cp.checkpoint_id, cp.lat, cp.lon)[1].append(cp)
+
+    def version_fields(self, p: int) -> list[str]:
+        """The zw:duty-versions fields of partition p's documents (a new owner continues them)."""
+        if self.plan is None:
+            return []
+        posts, cps = self.owned.get(p, ([], []))
+        return ([f"post:{x.post_id}" for x in posts] + [f"checkpoint:{x.checkpoint_id}" for x in cps]
+                + (["phase"] if p == 0 else []))
+
+    def documents(self, st) -> list[tuple[str, dict]]:
+        """(type, document) of the posts, checkpoints and phase of a partition changed since the
+        last call (streams/store.py writes them with the zone documents)."""
+        if st.duty is None:
+            return []
+        posts, cps, phase = st.duty.changed_documents()
+        out = [("post", d) for d in posts] + [("checkpoint", d) for d in cps]
+        if phase is not None:
+            out.append(("phase", phase))
+        return out
+
+    def records(self, st) -> list[tuple[str, bytes | None, bytes | None, int | None]]:
+        """The duty.events records a partition decided since the last call (topic, key, value,
+        partition), key the post or checkpoint id, or "phase"."""
+        if st.duty is None:
+            return []
+        out: list[tuple[str, bytes | None, bytes | None, int | None]] = []
+        for ev in st.duty.take_events():
+            key = ev.get("post_id") or ev.get("checkpoint_id") or "phase"
+            out.append((self.topic, key.encode(), orjson.dumps(ev), None))
+        return out
 
     def attach(self, st, p: int) -> None:
         """Give partition p's fresh state its duty state (its posts) and its zones' view."""

@@ -249,12 +249,13 @@ class StateStage:
             if refresh:
                 self.last_heartbeat[p] = now
             docs = st.changed_documents(all_zones=moved, refresh_clock=refresh)
+            duty_docs = self.duty.documents(st)   # the duty plan's posts, checkpoints, phase (duty.py)
             self.flushed_clock[p] = st.clock
             board = [st.incidents.board_doc(inc, p) for inc in st.incidents.take_board().values()]
             board += self.pending_board.pop(p, [])
             timelines = [st.incidents.timeline_doc(inc, p) for inc in st.incidents.take_timelines().values()]
-            if docs or board or timelines:
-                parts.append((p, h.generation, docs, board, timelines))
+            if docs or board or timelines or duty_docs:
+                parts.append((p, h.generation, docs, board, timelines, duty_docs))
         pending = self.pending_e2e
         self.pending_e2e = {src: [] for src in metric_names.SOURCES}
         if not parts:

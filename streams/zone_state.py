@@ -698,6 +698,8 @@ class PartitionState:
         for zid, agg in self.zones.items():
             agg.last_figures = None
             self.dirty.add(zid)
+        if self.duty is not None:
+            self.duty.rewrite_all()
         return len(self.zones)
 
     # -- snapshots ---------------------------------------------------------------------------
