@@ -54,6 +54,11 @@ DAILY_FIELDS = ("date", "zone_id", "name", "kind", "ring", "tz", "final", "clock
                 "calls_by_category", "calls_by_priority", "calls_by_lang", "alerts", "alerts_by_type",
                 "hourly", "response")
 
+#: with a duty plan (CONTRACT §10) a zones.daily record also has these: minutes the posts lying in
+#: the zone spent understaffed / empty that day (periods closed by a later status; the status is noted
+#: again at every local midnight), and how often a checkpoint in it became overdue that day
+DAILY_DUTY_FIELDS = ("post_minutes_understaffed", "post_minutes_empty", "checkpoint_misses")
+
 # --- internal ({prefix}{app_id}-{suffix}) -------------------------------------------------------
 #: batches of normalised events per zone partition (streams/records.py)
 ZONE_EVENTS_SUFFIX = "zone-events"

@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from shapely.geometry import Point
 
+from bench.harness import check_schema
 from contract import topics
 from contract.settings import Settings
 from streams.partitioning import HOME_RES
@@ -337,6 +338,14 @@ def run(c: dict, msgs: list[Msg], partitions: int, batch: int, plan: Path, takeo
 
 def check(c: dict, got, oracle: Oracle, want, exact_counts: bool = True) -> None:
     pipe, events, posts, cps, phase, docs, daily = got
+    for ev in pipe.duty[:200]:   # the records, documents and zones.daily as published (docs/schemas)
+        check_schema(topics.DUTY, ev, "duty.events")
+    for d in list(docs.values())[:5]:
+        check_schema("zone", d, "zone document")
+    for d in list(daily.values())[:5]:
+        check_schema(topics.ZONES_DAILY, d, "zones.daily")
+    for d in list(posts.values()) + list(cps.values()):
+        check_schema("post" if "post_id" in d else "checkpoint", {**d, "version": 1}, "duty document")
     w_events, w_posts, w_cps, w_zones = want
     if exact_counts:
         assert events == w_events, (set(events) ^ set(w_events))
