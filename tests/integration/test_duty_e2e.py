@@ -222,8 +222,8 @@ def test_a_hand_computed_duty_day_through_kafka_worker_redis_and_gateway(deploym
                               [phase_doc(s) for s in PHASE_STATES])
         assert [_without_version(by[k][-1]) for k in (("post", "gate"), ("checkpoint", "bridge"), ("phase", "phase"))] \
             == [final_gate, final_bridge, final_phase]
-        for typ_id, key in ((("post", "gate"), keys.post("gate")), (("checkpoint", "bridge"), keys.checkpoint("bridge")),
-                            (("phase", "phase"), keys.PHASE)):
+        for typ_id, key in ((("post", "gate"), keys.post("gate")),
+                            (("checkpoint", "bridge"), keys.checkpoint("bridge")), (("phase", "phase"), keys.PHASE)):
             assert orjson.loads(dep.redis.get(key)) == by[typ_id][-1]   # the document is its last entry
 
         # the zones: A holds the gate, B the bridge
