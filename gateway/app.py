@@ -127,7 +127,8 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
     reader = redisurl.async_client(settings.redis, pool_timeout=30, max_connections=1, health_check_interval=30)
     conn_kw = reader.connection_pool.connection_kwargs
     conn_kw["socket_timeout"] = max(conn_kw.get("socket_timeout") or 0, READ_BLOCK_MS / 1000 + READER_TIMEOUT_MARGIN_S)
-    hub = Hub(redis, queue_size=queue_size, heartbeat_s=heartbeat_s, reader=reader)
+    # with a duty plan the feed carries zw:post-updates too (gateway/feed.py)
+    hub = Hub(redis, queue_size=queue_size, heartbeat_s=heartbeat_s, reader=reader, duty=settings.plan is not None)
     intake = Intake(settings, **(intake_options or {})) if tokens.intake else None
     context = Context(settings=settings, tokens=tokens, redis=redis, hub=hub,
                       stats=WorkerStats(list(worker_metrics) or [DEFAULT_WORKER_METRICS]),

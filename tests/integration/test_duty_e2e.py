@@ -40,7 +40,7 @@ from kafka.partitioner.default import murmur2
 from contract import keys, topics
 from tests import scenario
 from tests.integration.conftest import wait_until
-from tests.integration.test_gateway import AUTH, GatewayProcess
+from tests.integration.test_gateway import AUTH, BackgroundReader, GatewayProcess, SSEClient
 from tests.integration.test_intake import IAUTH, INGEST_TOKEN
 
 pytestmark = pytest.mark.integration
@@ -150,6 +150,11 @@ def _without_version(doc: dict) -> dict:
     return {k: v for k, v in doc.items() if k != "version"}
 
 
+def _key(stream_id: str) -> tuple[int, int]:
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
 def _a_subsequence(seen: list[dict], states: list[dict]) -> bool:
     it = iter(states)
     return all(any(s == x for x in it) for s in seen)
@@ -181,6 +186,8 @@ def test_a_hand_computed_duty_day_through_kafka_worker_redis_and_gateway(deploym
         logged = [orjson.loads(m.value) for m in dep.read_topic(topics.PLAN_COMMANDS)]
         assert logged == cmds   # the audit trail of who set what
 
+        # a wall connected all along: `posts` (the duty documents), then the zones' snapshot
+        live = BackgroundReader(SSEClient(gw.url, incidents=True))
         dep.produce(topics.GPS, fixes())
         final_gate, final_bridge = gate_doc(GATE_STATES[-1]), bridge_doc(BRIDGE_STATES[-1])
         final_phase = phase_doc(PHASE_STATES[-1])
@@ -247,5 +254,43 @@ def test_a_hand_computed_duty_day_through_kafka_worker_redis_and_gateway(deploym
                                  b["post_minutes_understaffed"], b["post_minutes_empty"], b["checkpoint_misses"]))
 
         wait_until(lambda: daily() == (4.0, 2.0, 0, 0.0, 0.0, 1), timeout=60, what="zones.daily's duty figures")
+
+        # /stream: the live wall got every zw:post-updates entry after its `posts` snapshot as a
+        # `post` event, each id its position in both streams; one that resumes from any of those
+        # ids gets exactly the entries of both streams after it
+        seen = []
+        while True:
+            try:
+                seen.append(live.get(timeout=5))
+            except Exception:   # quiet: everything up to now has been read
+                break
+        live.stop()
+        kinds = [e["event"] for e in seen]
+        assert kinds[:3] == ["posts", "snapshot", "incidents"], kinds[:5]
+        snap_zone, _, snap_post = seen[1]["id"].partition(".")
+        first_docs = {(d["type"], d["state"].get("post_id") or d["state"].get("checkpoint_id") or "phase")
+                      for d in orjson.loads(seen[0]["data"])}
+        assert first_docs <= {("post", "gate"), ("checkpoint", "bridge"), ("phase", "phase")}
+        post_events = [e for e in seen if e["event"] == "post"]
+        after = [(sid.decode(), f) for sid, f in entries if _key(sid.decode()) > _key(snap_post)]
+        assert [orjson.loads(e["data"]) for e in post_events] == [
+            {"type": f[b"type"].decode(), "state": orjson.loads(f[b"state"])} for _sid, f in after]
+        assert [e["id"].partition(".")[2] for e in post_events] == [sid for sid, _f in after]
+        zone_ids = {i.decode() for i, _ in dep.redis.xrange(keys.ZONE_UPDATES)}
+        assert all(e["id"].partition(".")[0] in zone_ids | {snap_zone} for e in post_events)
+        mid = post_events[len(post_events) // 2]["id"]
+        z, _, p = mid.partition(".")
+        resumed = SSEClient(gw.url, last_event_id=mid, incidents=True)
+        try:
+            got = []
+            while (ev := resumed.next_event(timeout=5)) is not None:
+                got.append(ev)
+        finally:
+            resumed.close()
+        want_posts = [sid.decode() for sid, _ in dep.redis.xrange(keys.POST_UPDATES, f"({p}", "+")]
+        want_zones = [sid.decode() for sid, _ in dep.redis.xrange(keys.ZONE_UPDATES, f"({z}", "+")]
+        assert [e["id"].partition(".")[2] for e in got if e["event"] == "post"] == want_posts
+        assert [e["id"].partition(".")[0] for e in got if e["event"] == "zone"] == want_zones
+        assert want_posts and not [e for e in got if e["event"] in ("snapshot", "posts", "resync")]
     finally:
         gw.stop()
