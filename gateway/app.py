@@ -174,6 +174,7 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
         Route("/checkpoints", duty.checkpoints),
         Route("/plan/phase", duty.phase, methods=["GET"]),
         Route("/plan/phase", duty.set_phase, methods=["POST"]),
+        Route("/duty.js", duty.wall_js),
         Route("/stream", live.stream),
         WebSocketRoute("/ws", live.ws),
     ]

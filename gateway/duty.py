@@ -4,6 +4,7 @@ operators' phase command.
   GET  /posts          every post's document (zw:post:{id} of the ids in zw:posts), by id
   GET  /checkpoints    every checkpoint's document (zw:checkpoint:{id}), by id
   GET  /plan/phase     the phase in force as the worker decided it (zw:phase; 404 before any)
+  GET  /duty.js        the wall's posts layer and phase banner (gateway/static/duty.js; no token, like /)
   POST /plan/phase     with an ingest token: {"name": "决战" | null, "by": "duty officer", "ts"?: time}
                        -> the command in the plan.commands topic (acks=all) before the answer
                        200 {"command_id", "type", "name", "by", "ts"}; 400 with the reason for a
@@ -22,6 +23,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from pathlib import Path
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
@@ -37,6 +39,7 @@ from gateway.rest import error, json_bytes, protected
 log = logging.getLogger("zonewatch.gateway")
 
 MAX_COMMAND_BYTES = 4096
+WALL_JS = Path(__file__).parent / "static" / "duty.js"
 
 
 async def _documents(redis, index: str, key_of) -> bytes:
@@ -61,6 +64,11 @@ async def phase(request: Request):
     if doc is None:
         return error(404, "no phase decided yet (no duty plan, or the worker has not written it)")
     return json_bytes(doc)
+
+
+async def wall_js(request: Request):
+    return Response(WALL_JS.read_bytes(), media_type="text/javascript; charset=utf-8",
+                    headers={"Cache-Control": "no-cache"})
 
 
 async def set_phase(request: Request):
