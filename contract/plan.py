@@ -222,11 +222,17 @@ def _phase(e: dict, i: int, tz: ZoneInfo, where: str) -> Phase:
     return Phase(name, start, end)
 
 
-def _post(e: dict, i: int, phases: set[str], where: str) -> Post:
-    label = _label(e, "post", i, where)
-    _known(e, _POST_KEYS, label)
+def _point(e: dict, what: str, i: int, keys: tuple[str, ...], where: str) -> tuple[str, str, float, float]:
+    """(label, id, lat, lon) of a post or checkpoint entry, its keys checked."""
+    label = _label(e, what, i, where)
+    _known(e, keys, label)
     pid = _ident(e, label)
     lat, lon = _coords(e, label)
+    return label, pid, lat, lon
+
+
+def _post(e: dict, i: int, phases: set[str], where: str) -> Post:
+    label, pid, lat, lon = _point(e, "post", i, _POST_KEYS, where)
     required = _per_phase(e, "required", phases, label, lo=0, hi=MAX_REQUIRED)
     forces: tuple[str, ...] = ALL_FORCES
     if "force" in e:
@@ -241,10 +247,7 @@ def _post(e: dict, i: int, phases: set[str], where: str) -> Post:
 
 
 def _checkpoint(e: dict, i: int, phases: set[str], where: str) -> Checkpoint:
-    label = _label(e, "checkpoint", i, where)
-    _known(e, _CHECKPOINT_KEYS, label)
-    cid = _ident(e, label)
-    lat, lon = _coords(e, label)
+    label, cid, lat, lon = _point(e, "checkpoint", i, _CHECKPOINT_KEYS, where)
     every = _per_phase(e, "every_s", phases, label, lo=1, hi=MAX_EVERY_S)
     return Checkpoint(cid, _text(e, "name", label) or cid, lat, lon, _radius(e, label), every)
 
