@@ -19,7 +19,7 @@ from pathlib import Path
 import orjson
 import pytest
 from h3.api import basic_int as h3i
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from shapely.geometry import Point
 
@@ -138,6 +138,15 @@ def messages(c: dict, seed: int) -> list[Msg]:
     """A read order of the fixes (test_read_order's), with each command read well before the
     feed's time reaches it (a command consumed after the watermark passed it is not exact)."""
     msgs = read_order([], c["fixes"], [], seed)
+    # read_order breaks ties of its interleaving keys at random, which can swap two records of one
+    # partition: put each patrol.gps partition back in its produced (ts) order, in the same slots
+    slots: dict[int, list[int]] = {}
+    for i, m in enumerate(msgs):
+        slots.setdefault(m.partition, []).append(i)
+    for idx in slots.values():
+        ordered = sorted((msgs[i] for i in idx), key=lambda m: (orjson.loads(m.value)["ts"], m.offset))
+        for i, m in zip(idx, ordered, strict=True):
+            msgs[i] = m
     out, pending = [], sorted(c["commands"], key=lambda x: x["ts"])
     seen = 0
     for m in msgs:
@@ -410,6 +419,7 @@ def test_every_partition_count_equals_the_oracle(seed, tmp_path):
                                                                   HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 5), order=st.integers(0, 10 ** 6), partitions=st.sampled_from([1, 3, 4, 7]),
        batch=st.integers(1, 60))
+@example(seed=0, order=1, partitions=1, batch=1)   # a read order that once swapped a partition's records
 def test_duty_equals_the_oracle_in_any_read_order_and_partition_count(tmp_path, seed, order, partitions, batch):
     c, oracle, want = oracle_of(seed)
     plan = plan_file(c, tmp_path / f"plan-{seed}.toml")
