@@ -12,7 +12,8 @@
 #   make test    `make lint`, then the whole test suite; integration tests start their own stack on 19092/16379
 #   make demo    the stack + the bundled demo
 #   make bench   the stack + the benchmark: 5 runs, demo + city zones (RUNS=1 ZONES=city STRESS=1 SCALING=1 PROFILE=1)
-#   make chaos   crash/restart scenarios vs a clean run;  make soak  two hours at 5x a district (DURATION=7200 SPEED=5)
+#   make chaos   crash/restart scenarios vs a clean run (BOUNDS=contract: the watermark's default bounds)
+#   make soak    two hours at 5x a district (DURATION=7200 SPEED=5; SPLIT=1: ingest and state processes)
 #   make failover  kill -9 a worker with 0.2 M / 1 M / 5 M events behind it: seconds until the wall is current
 #   make clean   stop every stack under .stack and delete .venv, .stack and build leftovers
 
@@ -60,7 +61,8 @@ lint: setup
 	exit $$rc
 
 # the contract's schemas as files; the zone-events struct (streams/records.py) is passed in here, as
-# contract/ imports nothing of the project. A unit test fails when the committed files are stale.
+# contract/ imports nothing of the project. tests/unit/contract/test_schemas.py fails when the committed
+# files are stale.
 schemas: setup
 	$(VPY) -c 'from contract import schemas; from streams import records; \
 	  print("\n".join(schemas.write("docs", zone_events=records.Batch)) or "docs/schemas: up to date")'
@@ -104,14 +106,14 @@ failover: setup up
 
 # kill -9 / broker restart / Redis restart and flush during a replay, on a stack of its own (29092/26379)
 chaos: setup
-	$(VPY) -m bench.chaos
+	$(VPY) -m bench.chaos $(if $(BOUNDS),--bounds $(BOUNDS))
 
 # district-scale live load at SPEED x real time for DURATION seconds: RSS and e2e p50/p99 per 10 minutes
 DURATION ?= 7200
 soak: export ZONEWATCH_KAFKA ?= 127.0.0.1:$(KAFKA_PORT)
 soak: export ZONEWATCH_REDIS ?= redis://127.0.0.1:$(REDIS_PORT)/0
 soak: setup up
-	$(VPY) -m bench.soak --duration $(DURATION)
+	$(VPY) -m bench.soak --duration $(DURATION) $(if $(SPLIT),--split)
 
 clean:
 	@if [ -d .stack ]; then \

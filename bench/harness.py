@@ -35,9 +35,8 @@ import orjson
 import redis
 
 from contract import keys, metrics, redisurl, schemas, topics
-from contract.security import kafka_python_kwargs
+from contract.kafka_settings import ensure_topics, kafka_python_kwargs
 from contract.settings import Settings
-from contract.topics import ensure_topics
 from deploy import procs
 from deploy import stack as stack_module
 from deploy.procs import Child

@@ -30,8 +30,8 @@ import httpx
 import orjson
 
 from contract import topics
+from contract.kafka_settings import ensure_topics
 from contract.settings import Settings
-from contract.topics import ensure_topics
 from deploy import stack as stack_module
 
 REPO = Path(__file__).resolve().parents[1]

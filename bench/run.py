@@ -56,9 +56,9 @@ from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import TopicPartition
 
 from contract import keys, metrics, topics
+from contract.kafka_settings import ensure_topics
 from contract.security import redacted_url
 from contract.settings import Settings
-from contract.topics import ensure_topics
 from deploy.procs import Child
 from gateway import promtext
 
@@ -906,6 +906,10 @@ class Unit:
                 "worker_counted_all": ok, "counted_total": c, "sent_total_incl_warmup": sent_total,
                 "catch_up_after_last_send_s": caught_up_after_s,
                 "e2e": hist_summary(h), "accepted_in_phase": accepted,
+                # where the time went (zonewatch_stage_seconds between the phase's two scrapes)
+                "stages": {st: hist_summary(promtext.Histogram.from_rows(rows, metrics.STAGE, {"stage": st})
+                                            - promtext.Histogram.from_rows(rows0, metrics.STAGE, {"stage": st}))
+                           for st in metrics.STAGES},
                 "e2e_observations_per_accepted_event": per(h.count, accepted),
                 "cpu": cpu.between(t_cpu0, t_cpu1)}
             # kept up: every event sent was counted within --keepup seconds after the last send
@@ -1121,7 +1125,9 @@ def latency_line(L: dict) -> str:
             f"(caught up {L.get('catch_up_after_last_send_s', 0):.1f}s after the last send, consumer lag max "
             f"{fmt_rate(L.get('consumer_lag_max_total'))}); Redis per event: {_f3(r.get('commands_per_event_all'))} "
             f"commands executed, {_f3(r.get('top_level_per_event'))} top-level, "
-            f"{_f3(r.get('zone_writes_per_event'))} zone writes")
+            f"{_f3(r.get('zone_writes_per_event'))} zone writes; stages p50/p99 "
+            + ", ".join(f"{st} {fmt_ms(v.get('p50_s'))}/{fmt_ms(v.get('p99_s'))}"
+                        for st, v in (L.get("stages") or {}).items() if v.get("count")))
 
 
 def _f3(v) -> str:

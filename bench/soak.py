@@ -7,7 +7,7 @@ of event time), played `--speed` times faster than real time (default 5: ~3,700 
 runs on the `make up` stack (ZONEWATCH_KAFKA / ZONEWATCH_REDIS) with a topic prefix and app id
 of its own, and deletes its topics at the end.
 
-    python -m bench.soak --duration 1800 [--window 300] [--units 5200] ...
+    python -m bench.soak --duration 1800 [--window 300] [--units 5200] [--split] ...
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ sys.path.insert(0, str(REPO))
 
 from bench.harness import free_port  # noqa: E402
 from contract import metrics  # noqa: E402
+from contract.kafka_settings import ensure_topics  # noqa: E402
 from contract.settings import Settings  # noqa: E402
-from contract.topics import ensure_topics  # noqa: E402
 from deploy.procs import Child  # noqa: E402
 from gateway import promtext  # noqa: E402
 
@@ -36,6 +36,23 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024.0
     return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stage_quantiles(rows, prev_rows) -> dict[str, tuple[float, float]]:
+    """{stage: (p50 ms, p99 ms)} of zonewatch_stage_seconds between two scrapes."""
+    out = {}
+    for stage in metrics.STAGES:
+        d = (promtext.Histogram.from_rows(rows, metrics.STAGE, {"stage": stage})
+             - promtext.Histogram.from_rows(prev_rows, metrics.STAGE, {"stage": stage}))
+        if d.count:
+            out[stage] = ((d.quantile(0.5) or 0) * 1000, (d.quantile(0.99) or 0) * 1000)
+    return out
 
 
 def main(argv=None) -> int:
@@ -52,6 +69,8 @@ def main(argv=None) -> int:
     ap.add_argument("--alerts-per-min", type=float, default=1200.0)
     ap.add_argument("--calls-per-min", type=float, default=10.0)
     ap.add_argument("--redis-db", type=int, default=10)
+    ap.add_argument("--split", action="store_true",
+                    help="the worker as two processes, `--role ingest` and `--role state` (metrics summed)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "soak.json")
     args = ap.parse_args(argv)
 
@@ -69,20 +88,31 @@ def main(argv=None) -> int:
     r.flushdb()
     logs = REPO / "bench" / "results"
     logs.mkdir(parents=True, exist_ok=True)
-    port = free_port()
     py = sys.executable
-    worker = Child("worker", [py, "-m", "zonewatch.cli", "worker", "--web-port", str(port)],
-                   logs / f"soak-worker-{tag}.log", env=env, cwd=REPO, append=False).start()
+    workers: dict[str, tuple[Child, int]] = {}   # role -> (process, metrics port)
+    for role in (("ingest", "state") if args.split else ("all",)):
+        port = free_port()
+        workers[role] = (Child(f"worker-{role}", [py, "-m", "zonewatch.cli", "worker", "--web-port", str(port),
+                                                   "--role", role],
+                               logs / f"soak-worker-{role}-{tag}.log", env=env, cwd=REPO, append=False).start(), port)
+    worker = workers.get("state", workers.get("all"))[0]   # the one holding the state (its RSS)
+
+    def scrape() -> list:
+        return [row for _c, p in workers.values() for row in promtext.parse(promtext.fetch(f"http://127.0.0.1:{p}/metrics"))]
+
+    def worker_cpu() -> dict[str, float]:
+        return {f"worker-{role}" if args.split else "worker": cpu_seconds(c.pid) for role, (c, _p) in workers.items()}
+
     sim = None
     rows = []
     try:
         deadline = time.monotonic() + 60
         while True:
             try:
-                promtext.fetch(f"http://127.0.0.1:{port}/metrics")
+                scrape()
                 break
             except OSError:
-                if worker.poll() is not None or time.monotonic() > deadline:
+                if any(c.poll() is not None for c, _p in workers.values()) or time.monotonic() > deadline:
                     raise SystemExit(f"worker did not start (log {logs}/soak-worker-{tag}.log)") from None
                 time.sleep(0.5)
         sim = Child("simulator", [py, "-m", "zonewatch.cli", "simulate", "--speed", str(args.speed), "--quiet",
@@ -93,9 +123,11 @@ def main(argv=None) -> int:
                     logs / f"soak-sim-{tag}.log", env=env, cwd=REPO, append=False).start()
         t0 = time.monotonic()
         win_start = t0
-        rows_prom = promtext.parse(promtext.fetch(f"http://127.0.0.1:{port}/metrics"))
+        rows_prom = scrape()
         h_prev = promtext.Histogram.from_rows(rows_prom, metrics.E2E_LATENCY)
         n_prev = promtext.counter_sum(rows_prom, metrics.EVENTS)
+        rows_prev = rows_prom
+        cpu_prev = worker_cpu() | {"simulator": cpu_seconds(sim.pid)}
         rss_start = rss_mib(worker.pid)
         rss_max = rss_start
         print(f"soak {tag}: {args.duration:.0f} s, window {args.window:.0f} s; worker pid {worker.pid}, "
@@ -104,24 +136,36 @@ def main(argv=None) -> int:
               f"{'max RSS':>8}", flush=True)
         while time.monotonic() - t0 < args.duration:
             time.sleep(args.sample)
-            if worker.poll() is not None:
-                raise SystemExit(f"worker exited with {worker.returncode}")
+            for c, _p in workers.values():
+                if c.poll() is not None:
+                    raise SystemExit(f"{c.name} exited with {c.returncode}")
             rss = rss_mib(worker.pid)
             rss_max = max(rss_max, rss)
             now = time.monotonic()
             if now - win_start >= args.window or now - t0 >= args.duration:
-                rows_prom = promtext.parse(promtext.fetch(f"http://127.0.0.1:{port}/metrics"))
+                rows_prom = scrape()
                 h = promtext.Histogram.from_rows(rows_prom, metrics.E2E_LATENCY)
                 n = promtext.counter_sum(rows_prom, metrics.EVENTS)
                 d = h - h_prev
+                cpu = worker_cpu() | {"simulator": cpu_seconds(sim.pid)}
+                pauses = promtext.counter_sum(rows_prom, metrics.FETCH_PAUSES, by="reason")
+                pauses_prev = promtext.counter_sum(rows_prev, metrics.FETCH_PAUSES, by="reason")
                 row = {"t_min": round((now - t0) / 60, 1), "events_per_s": (n - n_prev) / (now - win_start),
                        "p50_ms": (d.quantile(0.5) or 0) * 1000, "p99_ms": (d.quantile(0.99) or 0) * 1000,
                        "consumer_lag": promtext.counter_sum(rows_prom, metrics.CONSUMER_LAG),
-                       "rss_mib": rss, "rss_max_mib": rss_max}
+                       "rss_mib": rss, "rss_max_mib": rss_max,
+                       # where the time goes, and whether the worker waits or works
+                       "stages_ms": stage_quantiles(rows_prom, rows_prev),
+                       "fetch_pauses": {k: v - pauses_prev.get(k, 0.0) for k, v in pauses.items()},
+                       "cpu_percent": {k: 100.0 * (cpu[k] - cpu_prev[k]) / (now - win_start) for k in cpu}}
                 rows.append(row)
                 print(f"{row['t_min']:>8} {row['events_per_s']:>9.0f} {row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f} "
                       f"{row['consumer_lag']:>9.0f} {rss:>8.1f} {rss_max:>8.1f}", flush=True)
-                h_prev, n_prev, win_start = h, n, now
+                print("         stages p50/p99 ms: " + ", ".join(
+                    f"{k} {a:.1f}/{b:.1f}" for k, (a, b) in row["stages_ms"].items())
+                      + "; fetch pauses " + ", ".join(f"{k} {v:.0f}" for k, v in row["fetch_pauses"].items())
+                      + "; CPU % " + ", ".join(f"{k} {v:.0f}" for k, v in row["cpu_percent"].items()), flush=True)
+                h_prev, n_prev, win_start, rows_prev, cpu_prev = h, n, now, rows_prom, cpu
         rss_end = rss_mib(worker.pid)
         result = {"tag": tag, "duration_s": args.duration, "load": vars(args) | {"out": str(args.out)},
                   "rss_start_mib": rss_start, "rss_end_mib": rss_end, "rss_max_mib": rss_max, "windows": rows}
@@ -131,7 +175,8 @@ def main(argv=None) -> int:
     finally:
         if sim is not None:
             sim.stop(grace=30)
-        worker.stop(grace=30)
+        for c, _p in workers.values():
+            c.stop(grace=30)
         try:
             from kafka.admin import KafkaAdminClient
 

@@ -44,7 +44,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from contract import topics
 from contract.errors import DeliveryFailed, KafkaUnavailable, ProducerError, TopicUnavailable
-from contract.security import aiokafka_kwargs
+from contract.kafka_settings import aiokafka_kwargs
 from contract.settings import Settings
 
 DEFAULT_LINGER_MS = 10

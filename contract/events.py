@@ -28,9 +28,11 @@ ALERT_TYPES = frozenset(
 )
 UNIT_STATUSES = frozenset(("available", "busy", "off_duty"))
 UNIT_KINDS = frozenset(("foot", "car", "motorcycle", "swat", "other"))
-#: CONTRACT §1 v3 `force` of a fix (police, 辅警, 群防群治/义警, guards); anything else reads as police
-UNIT_FORCES = frozenset(("police", "auxiliary", "volunteer", "security"))
+#: patrol.gps `force` (CONTRACT §1 v3): police (default), auxiliary (辅警), volunteer (群防群治, 义警),
+#: security (guards); any other string is taken as police
+FORCES = ("police", "auxiliary", "volunteer", "security")
 DEFAULT_FORCE = "police"
+_FORCE_SET = frozenset(FORCES)
 
 MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 MAX_ID_LEN = 64
@@ -180,17 +182,18 @@ def validate_gps(ev: dict, max_ts: int) -> dict:
     lon = ev.get("lon")
     status = ev.get("status", "available")
     kind = ev.get("kind", "car")
+    force = ev.get("force", DEFAULT_FORCE)
     if (type(unit_id) is str and 0 < len(unit_id) <= MAX_ID_LEN and type(ts) is int
             and MIN_TS_MS <= ts <= max_ts and type(lat) is float and -90.0 <= lat <= 90.0
             and type(lon) is float and -180.0 <= lon <= 180.0 and type(status) is str
             and status in UNIT_STATUSES and type(kind) is str and kind in UNIT_KINDS
-            and unit_id.isprintable()):
+            and type(force) is str and force in _FORCE_SET and unit_id.isprintable()):
         speed = ev.get("speed")
         heading = ev.get("heading")
         if ((speed is None or (type(speed) is float and 0.0 <= speed < math.inf))
                 and (heading is None or (type(heading) is float and 0.0 <= heading <= 360.0))):
             out = {"unit_id": unit_id, "ts": ts, "lat": lat, "lon": lon, "status": status, "kind": kind,
-                   "force": _force(ev)}
+                   "force": force}
             if speed is not None:
                 out["speed"] = speed
             if heading is not None:
@@ -214,8 +217,15 @@ def _validate_gps_checked(ev: dict, max_ts: int) -> dict:
         kind = "car"
     if type(kind) is not str or kind not in UNIT_KINDS:
         raise Rejected(f"kind must be one of {sorted(UNIT_KINDS)}")
+    force = ev.get("force")
+    if force is None:
+        force = DEFAULT_FORCE
+    elif type(force) is not str:
+        raise Rejected("force must be a string")
+    elif force not in _FORCE_SET:  # unknown -> police (CONTRACT §1), like an unknown category -> other
+        force = DEFAULT_FORCE
     out = {"unit_id": unit_id, "ts": ts, "lat": lat, "lon": lon, "status": status, "kind": kind,
-           "force": _force(ev)}
+           "force": force}
     speed = ev.get("speed")
     if speed is not None:
         # an int beyond the float range is not a finite float speed (and float() would overflow)
@@ -228,12 +238,6 @@ def _validate_gps_checked(ev: dict, max_ts: int) -> dict:
             raise Rejected("heading must be a number 0..360")
         out["heading"] = float(heading)
     return out
-
-
-def _force(ev: dict) -> str:
-    """CONTRACT §1 v3: `force` is optional and never rejects a fix; an unknown one is police."""
-    force = ev.get("force")
-    return force if type(force) is str and force in UNIT_FORCES else DEFAULT_FORCE
 
 
 def validate_alert(ev: dict, max_ts: int) -> dict:

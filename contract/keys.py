@@ -1,7 +1,7 @@
-"""Redis key names (CONTRACT §3, README "Open incidents on the wall"): every one defined here.
+"""Redis key names (CONTRACT §3, docs/DESIGN.md "Open incidents on the wall"): every one defined here.
 
 Writers (streams/store.py) and readers (the gateway, `zonewatch watch`, the bench) import these;
-a test fails on a `zw:` literal anywhere else in the source tree.
+tests/unit/test_house.py fails on a `zw:` literal anywhere else in the source tree.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ _CHECKPOINT = f"{PREFIX}checkpoint:"      # + checkpoint id: the same
 PHASE = f"{PREFIX}phase"
 DUTY_VERSIONS = f"{PREFIX}duty-versions"  # HASH "post:{id}" / "checkpoint:{id}" / "phase" -> version written
 
-# --- beyond the contract (README) ----------------------------------------------------------------
+# --- beyond the contract (docs/DESIGN.md "Extra Redis keys") ----------------------------------
 UNITS_AVAILABLE = f"{PREFIX}units:available"  # GEO set of available units (dispatch recommendation)
 UNIT_INFO = f"{PREFIX}unit-info"              # HASH unit_id -> {ts, status, kind, lat, lon}
 #: Redis GEO (Web Mercator) indexes latitudes within ±GEO_LAT_LIMIT: a position beyond cannot be
@@ -65,8 +65,9 @@ def checkpoint(checkpoint_id: str) -> str:
 def incident(call_id: str) -> str:
     """`zw:incident:{call_id}`: one incident's timeline (GET /incidents/{call_id}), kept 48 h:
     {"call_id", "call": {the call without caller or caller_ref}, "zones", "ring",
-     "nearest_units": [{unit_id, kind, distance_m, eta_s}] (at call time),
-     "corroborating_alerts": [{alert_id, type, distance_m, dt_s}],
+     "nearest_units": [{unit_id, kind, distance_m, eta_s, lat?, lon?, ts?}] (at call time; the position
+     and ts of the unit's fix at the call's ts when the exact part found it),
+     "corroborating_alerts": [{alert_id, type, distance_m, dt_s, lat, lon}] (the camera's position),
      "decision": null | {"type": "arrived"|"breach", "unit_id", "response_s", "ts"},
      "arrival": null | {"unit_id", "response_s", "ts"}, "breach": null | {"ts"},
      "status": "open"|"breached"|"arrived"|"expired",

@@ -6,7 +6,7 @@ start with the entry and the reason, like a bad zones file (`PlanError`). docs/D
 each figure means where the contract is silent.
 
     plan = load_plan(path)        # Plan: .phases (sorted, epoch ms), .posts, .checkpoints, .tiers
-    plan.on_scene("course/3")     # (1, 2, 3) unless a [[tiers]] entry matches the zone id
+    plan.tier_requirement("course/3")   # (1, 2, 3) unless a [[tiers]] entry matches the zone id
 
 The file is TOML (tomllib). The contract's own example writes several keys on one line separated by
 `;` (`name = "临战"; from = "…"; to = "…"`), which TOML does not allow: a `;` between two keys
@@ -26,18 +26,19 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import PlanError, Rejected
+from .events import FORCES, MIN_TS_MS, parse_ts, to_epoch_ms
 from .events import MAX_ID_LEN as MAX_COMMAND_ID_LEN
-from .events import MIN_TS_MS, UNIT_FORCES, parse_ts, to_epoch_ms
+from .response import DEFAULT_TIERS
 
 #: the forces a post counts when it names none (CONTRACT §1 `force`)
-ALL_FORCES = tuple(sorted(UNIT_FORCES))
+ALL_FORCES = tuple(sorted(FORCES))
 #: a post's or checkpoint's radius when the plan gives none: as a Point zone's (CONTRACT §2)
 DEFAULT_RADIUS_M = 100.0
 #: the largest radius accepted: the worker sends a unit's fixes to the partitions of the posts
 #: within this distance of them (streams/routing.py), and a post wider than a kilometre is a typo
 MAX_RADIUS_M = 1000.0
 #: on-scene units required by 1, 3 and 5 minutes where no [[tiers]] entry matches (CONTRACT §3)
-DEFAULT_ON_SCENE = (1, 2, 3)
+DEFAULT_ON_SCENE: tuple[int, int, int] = DEFAULT_TIERS
 MAX_ID_LEN = 64
 MAX_NAME_LEN = 200
 MAX_REQUIRED = 10_000          # units on one post
@@ -107,8 +108,10 @@ class Plan:
         """The widest post or checkpoint (0 without any): how far fixes are routed for them."""
         return max([p.radius_m for p in self.posts] + [c.radius_m for c in self.checkpoints], default=0.0)
 
-    def on_scene(self, zone_id: str) -> tuple[int, int, int]:
-        """The tier requirement of a zone: the first [[tiers]] whose pattern matches its id."""
+    def tier_requirement(self, zone_id: str) -> tuple[int, int, int]:
+        """Units required on scene by 1, 3 and 5 minutes in a zone (CONTRACT §3 "On-scene tiers"):
+        the first [[tiers]] whose pattern matches its id, else 1/2/3. A pure function of the zone id
+        (the state stage's `tier_requirement`, streams/state_stage.py)."""
         for t in self.tiers:
             if fnmatchcase(zone_id, t.pattern):
                 return t.on_scene
@@ -239,7 +242,7 @@ def _post(e: dict, i: int, phases: set[str], where: str) -> Post:
         raw = e["force"]
         if not isinstance(raw, list) or not raw or not all(isinstance(f, str) for f in raw):
             raise PlanError(f"{label}: force must be a non-empty list of forces, e.g. [\"police\", \"auxiliary\"]")
-        unknown = sorted(set(raw) - UNIT_FORCES)
+        unknown = sorted(set(raw) - set(FORCES))
         if unknown:
             raise PlanError(f"{label}: force {unknown[0]!r} is not one of {', '.join(ALL_FORCES)}")
         forces = tuple(sorted(set(raw)))

@@ -1,5 +1,5 @@
 """Redis clients from one URL: a single Redis, or a primary found through Redis Sentinel
-(README "Redis Sentinel", docs/OPERATIONS.md). Every Redis client of zonewatch is built here, so
+(docs/OPERATIONS.md "Redis high availability (Sentinel)"). Every Redis client of zonewatch is built here, so
 `ZONEWATCH_REDIS` alone decides whether Redis is one server or a Sentinel-managed pair.
 
     redis://[[user]:password@]host[:port][/db][?option=value&...]      one server (redis-py from_url)

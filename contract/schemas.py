@@ -1,6 +1,6 @@
 """JSON Schemas (draft 2020-12) of every topic's records and of the Redis documents, and the
 AsyncAPI 3.0 document of the topics: built here from the contract's own constants, so a changed
-enum, range or field list changes the published schemas (README "Schemas").
+enum, range or field list changes the published schemas (docs/OPERATIONS.md "Schemas").
 
     schema(name)            one schema, e.g. schema("calls.110"), schema("zone")
     published()             every public schema by name (what the gateway serves)
@@ -36,7 +36,7 @@ from .response import MAX_CORROBORATING, MAX_RECOMMENDED
 Schema = dict[str, Any]
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
-#: zone levels, mildest first (CONTRACT §3 "Level"; streams/rules.py LEVELS, checked by a test)
+#: zone levels, mildest first (CONTRACT §3 "Level"; streams/rules.py LEVELS; tests/unit/contract/test_schemas.py checks)
 LEVELS = ("green", "yellow", "orange", "red")
 #: the sliding windows of a zone document (CONTRACT §3; streams/zone_state.py WINDOWS)
 WINDOWS = ("5m", "15m", "60m")
@@ -45,15 +45,18 @@ WINDOWS = ("5m", "15m", "60m")
 WALL_STATUSES = (*keys.OPEN_STATUSES, "arrived", "expired", "closed")
 TIMELINE_STATUSES = (*keys.OPEN_STATUSES, "arrived", "expired")
 TIMELINE_EVENTS = ("call", "recommended", "alert", "breach", "arrived", "expired")
-SLA_TYPES = ("arrived", "breach")
+DECISION_TYPES = ("arrived", "breach")     # an incident's decision (its timeline)
+SLA_TYPES = (*DECISION_TYPES, "tiers")
 RAW_ENCODINGS = ("utf-8", "base64")
 CALLER_REF_LEN = 16
 #: caller, lang and text limits of contract/events.py validate_call
 CALLER_MAX, LANG_MAX = 64, 35
 #: base64 text of DEADLETTER_RAW_LIMIT bytes
 _B64_MAX = 4 * -(-events.DEADLETTER_RAW_LIMIT // 3)
-#: sources of `health.last_event_age_s` (CONTRACT §3)
-AGE_SOURCES = ("calls", "gps", "alerts")
+#: sources of `health.last_event_ts` (CONTRACT §3)
+LAST_EVENT_SOURCES = ("calls", "gps", "alerts")
+#: coverage windows of a zone document (CONTRACT §3 v3; contract/response.py COVERAGE_WINDOWS_MS)
+COVERAGE_WINDOWS = tuple(name for name, _ms in response.COVERAGE_WINDOWS_MS)
 #: a zones.daily key: "{local date}|{zone_id}"
 DAILY_KEY_SEP = "|"
 
@@ -201,22 +204,35 @@ def _unit_recommendation() -> Schema:
                            "description": "distance x 1.3 / the kind's nominal speed (contract/response.py)"}})
 
 
-def _nearest_units() -> Schema:
-    return {"type": "array", "maxItems": MAX_RECOMMENDED, "items": _unit_recommendation(),
+def _nearest_units(positions: bool = False) -> Schema:
+    """`positions`: the timeline's entries also carry where the unit was at the call's ts (optional:
+    units added from processing-time positions beyond the exact part have none)."""
+    item = _unit_recommendation()
+    if positions:
+        item["properties"] |= {"lat": _coord(90.0, "the unit's fix at or before the call's ts"),
+                               "lon": _coord(180.0, "the unit's fix at or before the call's ts"),
+                               "ts": _ms("that fix's ts")}
+    return {"type": "array", "maxItems": MAX_RECOMMENDED, "items": item,
             "description": f"up to {MAX_RECOMMENDED} available units at call time, nearest first"}
 
 
-def _corroborating() -> Schema:
+def _corroborating(positions: bool = False) -> Schema:
+    """`positions`: the timeline's entries also carry the alert's camera position."""
+    props: dict[str, Schema] = {"alert_id": _ident("the alert"), "type": _ALERT_TYPE,
+                                "distance_m": {"type": "number", "minimum": 0, "maximum": 300},
+                                "dt_s": {"type": "number", "minimum": -600, "maximum": 600,
+                                         "description": "alert ts - call ts, seconds"}}
+    required = list(props)
+    if positions:
+        props |= {"lat": _coord(90.0, "the camera's position (the alert's)"),
+                  "lon": _coord(180.0, "the camera's position (the alert's)")}
     return {"type": "array", "maxItems": MAX_CORROBORATING,
             "description": "camera alerts within 300 m and ±10 min of the call, closest in time first",
-            "items": _obj({"alert_id": _ident("the alert"), "type": _ALERT_TYPE,
-                           "distance_m": {"type": "number", "minimum": 0, "maximum": 300},
-                           "dt_s": {"type": "number", "minimum": -600, "maximum": 600,
-                                    "description": "alert ts - call ts, seconds"}})}
+            "items": _obj(props, required)}
 
 
-def _response(what: str) -> Schema:
-    return _obj({
+def _response(what: str, tiers_required: bool = True) -> Schema:
+    props = {
         "arrived": _count("arrivals decided"),
         "within_1m": _count("arrivals with response <= 60 s"),
         "within_3m": _count("arrivals with response <= 180 s"),
@@ -224,7 +240,19 @@ def _response(what: str) -> Schema:
         "breaches": _count("breaches decided"),
         "p50_s": {"type": ["integer", "null"], "minimum": 0, "description": "median response (nearest rank), s"},
         "p90_s": {"type": ["integer", "null"], "minimum": 0, "description": "90th percentile (nearest rank), s"},
-    }, description=what)
+        "tiers_met": _count("calls whose on-scene tiers (decided at call ts + 300 s) met this zone's requirement "
+                            "(CONTRACT §3 v3, §10)"),
+        "tiers_decided": _count("calls whose on-scene tiers were decided (call ts + 300 s)"),
+    }
+    required = list(props) if tiers_required else [k for k in props if not k.startswith("tiers_")]
+    return _obj(props, required, description=what)
+
+
+def _on_scene() -> Schema:
+    return _obj({name: _count(f"distinct units with a fix within {response.ARRIVAL_RADIUS_M:g} m of the call at "
+                              f"a ts in [call ts, call ts + {limit} s]")
+                 for name, limit in zip(response.TIER_NAMES, response.TIERS_S, strict=True)},
+                description="units on scene by 1, 3 and 5 minutes")
 
 
 def _normalised_call(extra: dict[str, Schema] | None = None) -> dict[str, Schema]:
@@ -267,6 +295,11 @@ def _gps() -> Schema:
         "lat": _coord(90.0, "WGS84 latitude"), "lon": _coord(180.0, "WGS84 longitude"),
         "status": {"enum": [*sorted(events.UNIT_STATUSES), None], "default": "available"},
         "kind": {"enum": [*sorted(events.UNIT_KINDS), None], "default": "car"},
+        "force": {"anyOf": [{"enum": [*events.FORCES, None]},
+                            {"type": "string", "description": "any other value: accepted as police"}],
+                  "default": events.DEFAULT_FORCE,
+                  "description": "police, auxiliary (辅警), volunteer (群防群治, 义警) or security (guards); an "
+                                 "unknown value is accepted as police (CONTRACT §1 v3)"},
         "speed": {"type": ["number", "null"], "minimum": 0, "maximum": events.MAX_FLOAT, "description": "m/s"},
         "heading": {"type": ["number", "null"], "minimum": 0, "maximum": 360, "description": "degrees"},
     }
@@ -324,21 +357,31 @@ def _enriched() -> Schema:
                                     "corroborating alerts or recommendations: the latest wins")
 
 
+_ABSENT: Schema = {"not": {}, "description": "absent in this type of record"}
+
+
 def _sla() -> Schema:
     arrived = _obj({"type": {"const": "arrived"}, "unit_id": _ident("the arriving unit"),
-                    "response_s": {"type": "number", "minimum": 0}}, strict=False)
-    breach = _obj({"type": {"const": "breach"}, "unit_id": {"type": "null"}, "response_s": {"type": "null"}},
-                  strict=False)
+                    "response_s": {"type": "number", "minimum": 0}, "on_scene": _ABSENT, "met": _ABSENT},
+                   ("type", "unit_id", "response_s"), strict=False)
+    breach = _obj({"type": {"const": "breach"}, "unit_id": {"type": "null"}, "response_s": {"type": "null"},
+                   "on_scene": _ABSENT, "met": _ABSENT}, ("type", "unit_id", "response_s"), strict=False)
+    tiers = _obj({"type": {"const": "tiers"}, "on_scene": _on_scene(), "met": {"type": "boolean"},
+                  "unit_id": _ABSENT, "response_s": _ABSENT}, ("type", "on_scene", "met"), strict=False)
     body = _obj({
         "type": {"enum": list(SLA_TYPES)},
         "call_id": _ident("the call"),
         "zone_ids": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
-        "unit_id": {"type": ["string", "null"]},
+        "unit_id": {"type": ["string", "null"], "description": "arrived and breach records only"},
         "response_s": {"type": ["number", "null"], "minimum": 0,
-                       "description": "arrival fix ts - call ts, seconds (3 decimals)"},
-        "ts": _ms("arrived: the arrival fix's ts; breach: call ts + 300 s"),
-    })
-    body["oneOf"] = [arrived, breach]
+                       "description": "arrival fix ts - call ts, seconds (3 decimals); arrived and breach only"},
+        "on_scene": _on_scene(),
+        "met": {"type": "boolean",
+                "description": "tiers only: the counts reach the requirement of every zone of the call (per tier "
+                               "the largest; 1/2/3 without a plan, CONTRACT §10)"},
+        "ts": _ms("arrived: the arrival fix's ts; breach and tiers: call ts + 300 s"),
+    }, ("type", "call_id", "zone_ids", "ts"))
+    body["oneOf"] = [arrived, breach, tiers]
     return body
 
 
@@ -361,21 +404,28 @@ def _zone_doc() -> Schema:
         }),
         "windows": _obj({w: window for w in WINDOWS}, description="events of the last N minute buckets"),
         "units": _obj({"present": _count("units whose latest fix is inside and <= 120 s old"),
-                       "available": _count("present units whose status is available")}),
+                       "available": _count("present units whose status is available"),
+                       "by_force": _obj({f: _count() for f in events.FORCES},
+                                        description="present units by the force of their latest fix")}),
         "response": _response("decisions of the last 60 min of stream clock"),
         "open_incidents": _count("incidents neither arrived nor expired"),
         "health": _obj({
             "cameras_known": _count("cameras whose last report (<= 24 h) lies in the zone"),
             "cameras_silent": _count("known cameras silent > ZONEWATCH_CAMERA_SILENT_S or reported offline"),
             "units_quiet": _count("units whose latest fix lies in the zone, 120 s..30 min old"),
-            "last_event_age_s": _obj({s: {"type": ["integer", "null"], "minimum": 0} for s in AGE_SOURCES},
-                                     description="clock - largest ts accepted inside the zone per source, "
-                                                 "seconds; null when none in 24 h"),
+            "last_event_ts": _obj({s: _nullable(_ms("epoch ms")) for s in LAST_EVENT_SOURCES},
+                                  description="per source, the largest ts accepted inside the zone; null when "
+                                              "none in 24 h of stream clock (v3; the age is clock or now - ts)"),
         }),
-        "reach": _obj({"within_3m": {"type": "number", "minimum": 0, "maximum": 1},
+        "reach": _obj({"within_1m": {"type": "number", "minimum": 0, "maximum": 1},
+                       "within_3m": {"type": "number", "minimum": 0, "maximum": 1},
                        "within_5m": {"type": "number", "minimum": 0, "maximum": 1}},
                       description="share of the zone's area the nearest available unit reaches within "
-                                  "180 s / 300 s (CONTRACT §3 v2; absent until the worker computes it)"),
+                                  "60 s / 180 s / 300 s (CONTRACT §3; within_1m v3)"),
+        "coverage": _obj({w: {"type": "number", "minimum": 0, "maximum": 1} for w in COVERAGE_WINDOWS},
+                         description="share of the zone's H3 resolution-9 cells (centre in the zone; the cell of a "
+                                     "point in it when none) in which a fix of any unit fell in the last 60 min / "
+                                     "8 h of stream clock, 2 decimals (CONTRACT §3 v3)"),
     }
     # CONTRACT §10: the posts lying in the zone by status, with a duty plan (absent without one)
     props["posts"] = _obj({"required": _count("posts whose phase requires units now (not off)"),
@@ -400,9 +450,22 @@ def _daily() -> Schema:
         "calls": _count(), "calls_by_category": _CAT_COUNTS, "calls_by_priority": _PRIO_COUNTS,
         "calls_by_lang": _LANG_COUNTS, "alerts": _count(), "alerts_by_type": _TYPE_COUNTS,
         "hourly": _obj({"calls": hourly, "alerts": hourly}),
-        "response": _response("the day's decisions: arrivals whose fix ts and breaches whose deadline (call ts "
-                              "+ 300 s) fall on the date; p50/p90 nearest-rank over the day's response times"),
+        "response": _response("the day's decisions: arrivals whose fix ts and breaches and on-scene tiers whose "
+                              "deadline (call ts + 300 s) fall on the date; p50/p90 nearest-rank over the day's "
+                              "response times (tiers_met/tiers_decided since v3: absent in older records)",
+                              tiers_required=False),
     }
+    once_response = _response("the decisions of the calls whose first zone this is (no on-scene tiers)",
+                              tiers_required=False)
+    once_response["properties"]["times"] = {
+        "type": "object", "propertyNames": {"pattern": _rx(r"[0-9]+")}, "additionalProperties": _count(),
+        "description": "response time in whole seconds -> decisions: merged over zones, the overall percentiles"}
+    once_response["required"].append("times")
+    props["once"] = _obj({k: props[k] for k in ("calls", "calls_by_category", "calls_by_priority", "calls_by_lang",
+                                                "alerts", "alerts_by_type", "hourly")} | {"response": once_response},
+                         description="the same figures for the calls and alerts whose first zone (the ingest's "
+                                     "order) is this one: each event has one, so summed over every zone they count "
+                                     "each event once however many nested zones hold it")
     if set(props) != set(topics.DAILY_FIELDS):  # contract/topics.py changed: say which field to describe
         raise AssertionError(f"contract/schemas.py describes {sorted(props)}, topics.DAILY_FIELDS is "
                              f"{sorted(topics.DAILY_FIELDS)}: update _daily()")
@@ -509,15 +572,15 @@ def _wall_incident() -> Schema:
 def _timeline() -> Schema:
     call = _obj(_normalised_call(), ("call_id", "ts", "lat", "lon", "category", "priority"),
                 description="the call without caller or caller_ref")
-    decision = _obj({"type": {"enum": list(SLA_TYPES)}, "unit_id": {"type": ["string", "null"]},
+    decision = _obj({"type": {"enum": list(DECISION_TYPES)}, "unit_id": {"type": ["string", "null"]},
                      "response_s": {"type": ["number", "null"], "minimum": 0}, "ts": _ms("when decided (event time)")})
     props: dict[str, Schema] = {
         "call_id": _ident("the call"),
         "call": call,
         "zones": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
         "ring": _RING,
-        "nearest_units": _nearest_units(),
-        "corroborating_alerts": _corroborating(),
+        "nearest_units": _nearest_units(positions=True),
+        "corroborating_alerts": _corroborating(positions=True),
         "decision": _nullable(decision),
         "arrival": _nullable(_obj({"unit_id": _ident("the arriving unit"),
                                    "response_s": {"type": "number", "minimum": 0}, "ts": _ms("the fix's ts")})),
@@ -565,13 +628,15 @@ _EX_ZONE = {
               "calls_by_priority": {"1": 2, "2": 10}, "calls_by_lang": {"zh": 11, "und": 1},
               "alerts": 40, "alerts_by_type": {"crowd_density": 30, "face_watchlist": 10}},
     "windows": {w: {"calls": 1, "calls_p1": 0, "alerts": 3, "alerts_by_type": {"crowd_density": 3}} for w in WINDOWS},
-    "units": {"present": 14, "available": 9},
+    "units": {"present": 14, "available": 9,
+              "by_force": {"police": 10, "auxiliary": 3, "volunteer": 1, "security": 0}},
     "response": {"arrived": 5, "within_1m": 1, "within_3m": 3, "within_5m": 5, "breaches": 1, "p50_s": 140,
-                 "p90_s": 280},
+                 "p90_s": 280, "tiers_met": 4, "tiers_decided": 6},
     "open_incidents": 2,
     "health": {"cameras_known": 40, "cameras_silent": 3, "units_quiet": 1,
-               "last_event_age_s": {"calls": 420, "gps": 3, "alerts": None}},
-    "reach": {"within_3m": 0.82, "within_5m": 0.97},
+               "last_event_ts": {"calls": _T - 420_000, "gps": _T - 3_000, "alerts": None}},
+    "reach": {"within_1m": 0.31, "within_3m": 0.82, "within_5m": 0.97},
+    "coverage": {"60m": 0.42, "8h": 0.88},
 }
 _EX_DAILY = {
     "date": "2023-06-11", "zone_id": "venue-core", "name": "Stadium core", "kind": "venue", "ring": "core",
@@ -580,7 +645,12 @@ _EX_DAILY = {
     "calls_by_lang": {"zh": 11, "und": 1}, "alerts": 40, "alerts_by_type": {"crowd_density": 40},
     "hourly": {"calls": [0] * 7 + [12] + [0] * 16, "alerts": [0] * 7 + [40] + [0] * 16},
     "response": {"arrived": 5, "within_1m": 1, "within_3m": 3, "within_5m": 5, "breaches": 1, "p50_s": 140,
-                 "p90_s": 280},
+                 "p90_s": 280, "tiers_met": 4, "tiers_decided": 6},
+    "once": {"calls": 9, "calls_by_category": {"theft": 4, "medical": 5}, "calls_by_priority": {"1": 2, "2": 7},
+             "calls_by_lang": {"zh": 9}, "alerts": 31, "alerts_by_type": {"crowd_density": 31},
+             "hourly": {"calls": [0] * 7 + [9] + [0] * 16, "alerts": [0] * 7 + [31] + [0] * 16},
+             "response": {"arrived": 4, "within_1m": 1, "within_3m": 3, "within_5m": 4, "breaches": 1, "p50_s": 140,
+                          "p90_s": 280, "times": {"50": 1, "140": 1, "170": 1, "280": 1}}},
 }
 _EX_WALL = {"call_id": "110-20230611-0001", "status": "breached", "ts": 1686439800000, "lat": 34.7466,
             "lon": 113.6253, "category": "theft", "priority": 2, "zones": ["erqi-03"], "ring": None,
@@ -592,7 +662,8 @@ _EX_TIMELINE = {
     "call": {"call_id": "110-20230611-0001", "ts": 1686439800000, "lat": 34.7466, "lon": 113.6253,
              "category": "theft", "priority": 2, "lang": "zh"},
     "zones": ["erqi-03"], "ring": None,
-    "nearest_units": [{"unit_id": "P-117", "kind": "car", "distance_m": 412.5, "eta_s": 65}],
+    "nearest_units": [{"unit_id": "P-117", "kind": "car", "distance_m": 412.5, "eta_s": 65, "lat": 34.7503,
+                       "lon": 113.6253, "ts": 1686439795000}],
     "corroborating_alerts": [],
     "decision": {"type": "arrived", "unit_id": "P-117", "response_s": 140.0, "ts": 1686439940000},
     "arrival": {"unit_id": "P-117", "response_s": 140.0, "ts": 1686439940000}, "breach": None,
@@ -616,11 +687,14 @@ _TOPIC_SCHEMAS: dict[str, tuple[str, str, Any, list[Any]]] = {
                     [{"camera_id": "cam-88", "ts": _T, "lat": 34.7471, "lon": 113.6249, "online": False}]),
     topics.INCIDENTS: ("incidents.enriched record", "The call with caller_ref instead of caller, its zones, ring, "
                        "nearest units and corroborating alerts (CONTRACT §4); key call_id.", _enriched, [_EX_ENRICHED]),
-    topics.SLA: ("sla.events record", "An arrival or a breach, decided once (CONTRACT §3, §4); key call_id.", _sla,
+    topics.SLA: ("sla.events record", "An arrival, a breach or a call's on-scene tiers, each decided once (CONTRACT "
+                 "§3, §4); key call_id.", _sla,
                  [{"type": "arrived", "call_id": "110-20230611-0001", "zone_ids": ["erqi-03"], "unit_id": "P-117",
                    "response_s": 140.0, "ts": 1686439940000},
                   {"type": "breach", "call_id": "110-20230611-0002", "zone_ids": [], "unit_id": None,
-                   "response_s": None, "ts": 1686440100000}]),
+                   "response_s": None, "ts": 1686440100000},
+                  {"type": "tiers", "call_id": "110-20230611-0001", "zone_ids": ["erqi-03"],
+                   "on_scene": {"1m": 1, "3m": 2, "5m": 4}, "met": True, "ts": 1686440100000}]),
     topics.ZONES_STATE: ("zones.state record", "The zone document, as in Redis zw:zone:{zone_id} (CONTRACT §3, "
                          "§4); key zone_id; compacted.", _zone_doc, [_EX_ZONE]),
     topics.ZONES_DAILY: ("zones.daily record", "A zone's local day (CONTRACT §4, contract/topics.py DAILY_FIELDS); "
@@ -649,7 +723,7 @@ _DOC_SCHEMAS: dict[str, tuple[str, str, Any, list[Any]]] = {
     "zone": ("Zone document", "Redis zw:zone:{zone_id} (SET, PUBLISH, and the `state` of zw:zone-updates); "
              "GET /zones, /zones/{id}; the zones.state record (CONTRACT §3).", _zone_doc, [_EX_ZONE]),
     "incident": ("Wall incident", "An entry of the Redis hash zw:incidents and of zw:incident-updates; "
-                 "GET /incidents items (README \"Open incidents on the wall\").", _wall_incident, [_EX_WALL]),
+                 "GET /incidents items (docs/DESIGN.md \"Open incidents on the wall\").", _wall_incident, [_EX_WALL]),
     "incident-timeline": ("Incident timeline", "Redis zw:incident:{call_id}, kept 48 h; GET /incidents/{call_id} "
                           "(contract/keys.py incident()).", _timeline, [_EX_TIMELINE]),
     "post": ("Post document", "Redis zw:post:{post_id} (SET, PUBLISH, the `state` of zw:post-updates type post); "
@@ -782,9 +856,10 @@ def _channel_id(topic: str) -> str:
 
 def asyncapi(zone_events: bool = True) -> dict[str, Any]:
     """The AsyncAPI 3.0 document of zonewatch's topics, payloads by $ref to docs/schemas/."""
+    from .kafka_settings import topic_specs
     from .settings import Settings
 
-    specs = {t.name: t for t in topics.topic_specs(Settings(), 1)}
+    specs = {t.name: t for t in topic_specs(Settings(), 1)}
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}

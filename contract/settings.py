@@ -1,9 +1,12 @@
-"""Settings from the environment (CONTRACT §7, README "Extra settings"). Every command reads them;
-CLI flags override. `Settings.check()` refuses unusable values naming the variable and the fix."""
+"""Settings from the environment (CONTRACT §7, docs/OPERATIONS.md "Settings"). Every command reads
+them; CLI flags override. Each is declared once, as a field of `Settings` with its variable,
+default, range and meaning (`setting(...)`); `Settings.check()` refuses unusable values naming the
+variable and the fix, and `table()` is the documentation."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -68,94 +71,177 @@ def _env_int(name: str, default: int) -> int:
         raise ConfigError(f"{name}={raw!r} is not an integer") from exc
 
 
+# --- each setting declared once -----------------------------------------------------------------
+# How a setting is read from its variable: reader(variable, the field's default, unit).
+
+def _read_text(name: str, default: Any, _unit: int) -> str:
+    return _env(name, default)
+
+
+def _read_upper(name: str, default: Any, _unit: int) -> str:
+    return _env(name, default).upper()
+
+
+def _read_int(name: str, default: Any, unit: int) -> int:
+    """An integer in the variable's unit (seconds for *_S), held in the field's (ms): x unit."""
+    return _env_int(name, default // unit) * unit
+
+
+def _read_optional_text(name: str, _default: Any, _unit: int) -> str | None:
+    return os.environ.get(name) or None
+
+
+def _read_file(name: str, default: Any, _unit: int) -> Path:
+    return Path(_env(name, str(default)))
+
+
+def _read_optional_file(name: str, _default: Any, _unit: int) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None
+
+
+def _read_user_file(name: str, _default: Any, _unit: int) -> Path | None:
+    return _env_path(name)
+
+
+def _read_tokens(name: str, _default: Any, _unit: int) -> tuple[str, ...]:
+    return _tokens(name)
+
+
+def _read_secret(name: str, _default: Any, _unit: int) -> str:
+    return _env_secret(name)
+
+
+def _read_redis(_name: str, default: Any, _unit: int) -> str:
+    return redis_url_from_env(default)
+
+
+@dataclass(frozen=True)
+class Declared:
+    """What a setting is beyond its field: its variable, meaning, how it is read and its range (in
+    the variable's unit, bounds included; None = open)."""
+
+    env: str
+    doc: str
+    read: Callable[[str, Any, int], Any] = _read_text
+    unit: int = 1                  # field value = variable value x unit (ms held, seconds set)
+    lo: int | None = None
+    hi: int | None = None
+    why: str = ""                  # added to the message refusing a value out of range
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """The variables that set it: its own, and NAME_FILE for a secret that may come from a file."""
+        return (self.env, f"{self.env}_FILE") if self.read is _read_secret else (self.env,)
+
+    def refusal(self, value: int) -> str | None:
+        """The message refusing `value` (the field's), None when it is in range."""
+        shown = value // self.unit
+        if (self.lo is None or shown >= self.lo) and (self.hi is None or shown <= self.hi):
+            return None
+        seconds = " seconds" if self.unit == 1000 else ""
+        bounds = f"at least {self.lo}" if self.hi is None else f"{self.lo}..{self.hi}{seconds}"
+        return f"{self.env}={shown} must be {bounds}{self.why}"
+
+
+def setting(default: Any, env: str, doc: str, *, secret: bool = False, **declared: Any) -> Any:
+    """A field of Settings read from the variable `env` (faust's settings are declared so too)."""
+    return field(default=default, repr=not secret, metadata={"setting": Declared(env, doc, **declared)})
+
+
+def declared() -> list[tuple[str, Declared, Any]]:
+    """(field name, declaration, default) of every setting read from the environment, in order."""
+    return [(f.name, f.metadata["setting"], f.default) for f in fields(Settings) if "setting" in f.metadata]
+
+
 @dataclass(frozen=True)
 class Settings:
-    """All runtime settings; defaults suit one local machine (`make up`)."""
+    """All runtime settings; defaults suit one local machine (`make up`). Every field but
+    `unit_stale_ms` and `extra` is a `ZONEWATCH_*` variable: `from_env` reads them, `check`
+    refuses values out of range, and `table()` is their documentation (docs/OPERATIONS.md)."""
 
-    kafka: str = "127.0.0.1:9092"
-    redis: str = "redis://127.0.0.1:6379/0"   # may carry a password: printed only via redacted_url
-    zones: Path = DEMO_ZONES
-    zone_id_property: str | None = None  # ZONEWATCH_ZONE_ID_PROPERTY: gives a feature without `id` its id
-    tz: str = "Asia/Shanghai"
-    caller_secret: str = field(default="", repr=False)
-    topic_prefix: str = ""
-    app_id: str = "zonewatch"
-    gateway_tokens: tuple[str, ...] = field(default=(), repr=False)
+    kafka: str = setting("127.0.0.1:9092", "ZONEWATCH_KAFKA", "Kafka bootstrap servers, comma-separated")
+    redis: str = setting("redis://127.0.0.1:6379/0", "ZONEWATCH_REDIS",   # printed only via redacted_url
+                         "Redis URL (`redis+sentinel://` for Sentinel); `ZONEWATCH_REDIS_PASSWORD_FILE` "
+                         "puts a password from a file into it", read=_read_redis)
+    zones: Path = setting(DEMO_ZONES, "ZONEWATCH_ZONES", "the zones GeoJSON file", read=_read_file)
+    zone_id_property: str | None = setting(None, "ZONEWATCH_ZONE_ID_PROPERTY",
+                                           "the property that gives a feature without `id` its id (e.g. "
+                                           "`adcode`)", read=_read_optional_text)
+    tz: str = setting("Asia/Shanghai", "ZONEWATCH_TZ", "IANA time zone of the local day (`today`, zones.daily)")
+    caller_secret: str = setting("", "ZONEWATCH_CALLER_SECRET", "key of the callers' `caller_ref` hashes; "
+                                 "unset: numbers are dropped", secret=True)
+    topic_prefix: str = setting("", "ZONEWATCH_TOPIC_PREFIX", "prefix of every topic name")
+    app_id: str = setting("zonewatch", "ZONEWATCH_APP_ID", "consumer groups and internal topics are named by it")
+    gateway_tokens: tuple[str, ...] = setting((), "ZONEWATCH_GATEWAY_TOKENS", "the gateway's read tokens, "
+                                              "comma-separated", secret=True, read=_read_tokens)
     # CONTRACT §7: tokens allowed to POST /ingest/... (apart from the read tokens); () = intake off
-    ingest_tokens: tuple[str, ...] = field(default=(), repr=False)
+    ingest_tokens: tuple[str, ...] = setting((), "ZONEWATCH_INGEST_TOKENS", "tokens that may POST /ingest "
+                                             "(unset: intake off), comma-separated", secret=True,
+                                             read=_read_tokens)
     # Connection security (docs/SECURITY.md); the defaults are the plaintext local stack.
-    kafka_security_protocol: str = "PLAINTEXT"   # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
-    kafka_sasl_mechanism: str = "SCRAM-SHA-512"  # with SASL_*: SCRAM-SHA-512 | SCRAM-SHA-256 | PLAIN
-    kafka_username: str = ""
-    kafka_password: str = field(default="", repr=False)
-    kafka_ca: Path | None = None                 # CA bundle (PEM) for SSL / SASL_SSL; None = system CAs
-    kafka_cert: Path | None = None               # client certificate (PEM) for mutual TLS
-    kafka_key: Path | None = None                # its private key (PEM)
-    kafka_key_password: str = field(default="", repr=False)
-    # Not in the contract's list, documented in the README.
-    partitions: int = 4               # partitions of the internal zone-events topic
-    future_tolerance_ms: int = 300_000  # how far past the host clock a ts may lie
-    h3_resolution: int = 9
-    flush_interval_ms: int = 25       # minimum gap between two state writes (contract: <= 250 ms)
-    ingest_linger_ms: int = 5         # how long a small input batch waits for more
-    unit_stale_ms: int = 120_000
-    rules: Path | None = None
-    plan: Path | None = None          # ZONEWATCH_PLAN (CONTRACT §10): the duty plan, None = no plan
-    # A day of duty (README "Takeover, fencing, decisions"): the grace (CONTRACT §3, §7), the
-    # watermark's bounds, how fast a dead worker's partitions move, state snapshots.
-    grace_ms: int = 600_000                 # ZONEWATCH_GRACE_S
-    watermark_idle_ms: int = 30_000         # a patrol.gps partition silent this long stops holding it back
-    watermark_max_lag_ms: int = 60_000      # the watermark is never further behind the stream clock
-    session_timeout_ms: int = 6_000         # consumer groups: a dead member leaves after this
-    instance_id: str = ""                   # static group membership (a restarted worker keeps its partitions)
-    snapshot_interval_ms: int = 10_000      # state snapshots per partition, at most this often
-    unit_forget_ms: int = 24 * 3_600_000    # units silent this long leave zw:units* and memory
-    camera_silent_ms: int = 1_800_000       # ZONEWATCH_CAMERA_SILENT_S (CONTRACT §3 "Health")
+    kafka_security_protocol: str = setting("PLAINTEXT", "ZONEWATCH_KAFKA_SECURITY_PROTOCOL",
+                                           "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL", read=_read_upper)
+    kafka_sasl_mechanism: str = setting("SCRAM-SHA-512", "ZONEWATCH_KAFKA_SASL_MECHANISM",
+                                        "with SASL_*: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN", read=_read_upper)
+    kafka_username: str = setting("", "ZONEWATCH_KAFKA_USERNAME", "SASL user")
+    kafka_password: str = setting("", "ZONEWATCH_KAFKA_PASSWORD", "SASL password (or `_FILE`: from a file)",
+                                  secret=True, read=_read_secret)
+    kafka_ca: Path | None = setting(None, "ZONEWATCH_KAFKA_CA", "CA bundle (PEM) for SSL / SASL_SSL; unset: "
+                                    "the system's", read=_read_user_file)
+    kafka_cert: Path | None = setting(None, "ZONEWATCH_KAFKA_CERT", "client certificate (PEM) for mutual TLS",
+                                      read=_read_user_file)
+    kafka_key: Path | None = setting(None, "ZONEWATCH_KAFKA_KEY", "its private key (PEM)", read=_read_user_file)
+    kafka_key_password: str = setting("", "ZONEWATCH_KAFKA_KEY_PASSWORD", "the key's password (or `_FILE`)",
+                                      secret=True, read=_read_secret)
+    # Not in the contract's list, documented in docs/OPERATIONS.md "Settings".
+    partitions: int = setting(4, "ZONEWATCH_PARTITIONS", "partitions of the internal zone-events topic",
+                              read=_read_int, lo=1, hi=1024)
+    future_tolerance_ms: int = setting(300_000, "ZONEWATCH_FUTURE_TOLERANCE_MS",
+                                       "how far past the host clock a `ts` may lie", read=_read_int)
+    h3_resolution: int = setting(9, "ZONEWATCH_H3_RESOLUTION", "H3 resolution of the zone index",
+                                 read=_read_int, lo=0, hi=15)
+    flush_interval_ms: int = setting(25, "ZONEWATCH_FLUSH_MS", "minimum gap between two state writes",
+                                     read=_read_int, lo=1, hi=250, why=" (contract §3)")
+    ingest_linger_ms: int = setting(5, "ZONEWATCH_INGEST_LINGER_MS", "how long a small input batch waits "
+                                    "for more", read=_read_int)
+    unit_stale_ms: int = 120_000      # CONTRACT §3: a fix older than this makes a unit absent (no variable)
+    rules: Path | None = setting(None, "ZONEWATCH_RULES", "a level rules file (unset: the default rules)",
+                                 read=_read_optional_file)
+    plan: Path | None = setting(None, "ZONEWATCH_PLAN", "the duty plan (CONTRACT §10; docs/DUTY.md), a TOML "
+                                "file (unset: no plan)", read=_read_user_file)
+    # A day of duty (docs/DESIGN.md): the grace (CONTRACT §3, §7), the watermark's bounds, how fast
+    # a dead worker's partitions move, state snapshots.
+    grace_ms: int = setting(600_000, "ZONEWATCH_GRACE_S", "how late a call may be read and still have its "
+                            "response decided from the fixes read before it (CONTRACT §3)",
+                            read=_read_int, unit=1000, lo=0, hi=86_400)
+    watermark_idle_ms: int = setting(30_000, "ZONEWATCH_WATERMARK_IDLE_MS", "a patrol.gps partition silent "
+                                     "this long stops holding the watermark back",
+                                     read=_read_int, lo=1_000, hi=3_600_000)
+    watermark_max_lag_ms: int = setting(60_000, "ZONEWATCH_WATERMARK_MAX_LAG_MS", "the watermark is never "
+                                        "further behind the stream clock", read=_read_int, lo=0, hi=3_600_000)
+    session_timeout_ms: int = setting(6_000, "ZONEWATCH_SESSION_TIMEOUT_MS", "a dead worker keeps its "
+                                      "partitions this long (consumer groups)", read=_read_int, lo=6_000,
+                                      hi=300_000, why=" (Kafka's group.min.session.timeout.ms is 6 s by default)")
+    instance_id: str = setting("", "ZONEWATCH_INSTANCE_ID", "static group membership: a restarted worker "
+                               "keeps its partitions")
+    snapshot_interval_ms: int = setting(10_000, "ZONEWATCH_SNAPSHOT_MS", "state snapshots per partition, at "
+                                        "most this often", read=_read_int, lo=500, hi=3_600_000)
+    unit_forget_ms: int = setting(24 * 3_600_000, "ZONEWATCH_UNIT_FORGET_S", "units and cameras silent this "
+                                  "long leave `zw:units*`, `zw:unit-info` and memory", read=_read_int, unit=1000)
+    camera_silent_ms: int = setting(1_800_000, "ZONEWATCH_CAMERA_SILENT_S", "a camera this long without a "
+                                    "report is silent (CONTRACT §3 \"Health\")", read=_read_int, unit=1000,
+                                    lo=60, hi=86_400)
     # CONTRACT §7: replicas of every topic zonewatch creates (1 locally, 3 on a production cluster;
-    # docs/OPERATIONS.md "Replication" explains min.insync.replicas with it).
-    replication_factor: int = 1
+    # docs/OPERATIONS.md "Replication and min.insync.replicas" explains min.insync.replicas with it).
+    replication_factor: int = setting(1, "ZONEWATCH_REPLICATION_FACTOR", "replicas of every topic zonewatch "
+                                      "creates (3 on a production cluster)", read=_read_int, lo=1,
+                                      why=" (1 for a single broker, 3 on a production cluster)")
     extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_env(cls) -> Settings:
-        tokens = _tokens("ZONEWATCH_GATEWAY_TOKENS")
-        rules = os.environ.get("ZONEWATCH_RULES")
-        s = cls(
-            kafka=_env("ZONEWATCH_KAFKA", cls.kafka),
-            redis=redis_url_from_env(),
-            zones=Path(_env("ZONEWATCH_ZONES", str(DEMO_ZONES))),
-            zone_id_property=os.environ.get("ZONEWATCH_ZONE_ID_PROPERTY") or None,
-            tz=_env("ZONEWATCH_TZ", cls.tz),
-            caller_secret=_env("ZONEWATCH_CALLER_SECRET", ""),
-            topic_prefix=os.environ.get("ZONEWATCH_TOPIC_PREFIX", ""),
-            app_id=_env("ZONEWATCH_APP_ID", cls.app_id),
-            gateway_tokens=tokens,
-            ingest_tokens=_tokens("ZONEWATCH_INGEST_TOKENS"),
-            partitions=_env_int("ZONEWATCH_PARTITIONS", cls.partitions),
-            future_tolerance_ms=_env_int("ZONEWATCH_FUTURE_TOLERANCE_MS", cls.future_tolerance_ms),
-            h3_resolution=_env_int("ZONEWATCH_H3_RESOLUTION", cls.h3_resolution),
-            flush_interval_ms=_env_int("ZONEWATCH_FLUSH_MS", cls.flush_interval_ms),
-            ingest_linger_ms=_env_int("ZONEWATCH_INGEST_LINGER_MS", cls.ingest_linger_ms),
-            rules=Path(rules) if rules else None,
-            plan=_env_path("ZONEWATCH_PLAN"),
-            grace_ms=_env_int("ZONEWATCH_GRACE_S", cls.grace_ms // 1000) * 1000,
-            watermark_idle_ms=_env_int("ZONEWATCH_WATERMARK_IDLE_MS", cls.watermark_idle_ms),
-            watermark_max_lag_ms=_env_int("ZONEWATCH_WATERMARK_MAX_LAG_MS", cls.watermark_max_lag_ms),
-            session_timeout_ms=_env_int("ZONEWATCH_SESSION_TIMEOUT_MS", cls.session_timeout_ms),
-            instance_id=_env("ZONEWATCH_INSTANCE_ID", ""),
-            snapshot_interval_ms=_env_int("ZONEWATCH_SNAPSHOT_MS", cls.snapshot_interval_ms),
-            unit_forget_ms=_env_int("ZONEWATCH_UNIT_FORGET_S", cls.unit_forget_ms // 1000) * 1000,
-            camera_silent_ms=_env_int("ZONEWATCH_CAMERA_SILENT_S", cls.camera_silent_ms // 1000) * 1000,
-            replication_factor=_env_int("ZONEWATCH_REPLICATION_FACTOR", cls.replication_factor),
-            kafka_security_protocol=_env("ZONEWATCH_KAFKA_SECURITY_PROTOCOL", cls.kafka_security_protocol).upper(),
-            kafka_sasl_mechanism=_env("ZONEWATCH_KAFKA_SASL_MECHANISM", cls.kafka_sasl_mechanism).upper(),
-            kafka_username=_env("ZONEWATCH_KAFKA_USERNAME", ""),
-            kafka_password=_env_secret("ZONEWATCH_KAFKA_PASSWORD"),
-            kafka_ca=_env_path("ZONEWATCH_KAFKA_CA"),
-            kafka_cert=_env_path("ZONEWATCH_KAFKA_CERT"),
-            kafka_key=_env_path("ZONEWATCH_KAFKA_KEY"),
-            kafka_key_password=_env_secret("ZONEWATCH_KAFKA_KEY_PASSWORD"),
-        )
+        s = cls(**{name: d.read(d.env, default, d.unit) for name, d, default in declared()})
         s.check()
         return s
 
@@ -173,28 +259,11 @@ class Settings:
         return f"Settings({', '.join(shown)})"
 
     def check(self) -> None:
-        if not 1 <= self.partitions <= 1024:
-            raise ConfigError(f"ZONEWATCH_PARTITIONS={self.partitions} must be 1..1024")
-        if not 0 <= self.h3_resolution <= 15:
-            raise ConfigError(f"ZONEWATCH_H3_RESOLUTION={self.h3_resolution} must be 0..15")
-        if not 1 <= self.flush_interval_ms <= 250:
-            raise ConfigError(f"ZONEWATCH_FLUSH_MS={self.flush_interval_ms} must be 1..250 (contract §3)")
-        if not 0 <= self.grace_ms <= 24 * 3_600_000:
-            raise ConfigError(f"ZONEWATCH_GRACE_S={self.grace_ms // 1000} must be 0..86400 seconds")
-        if not 1_000 <= self.watermark_idle_ms <= 3_600_000:
-            raise ConfigError(f"ZONEWATCH_WATERMARK_IDLE_MS={self.watermark_idle_ms} must be 1000..3600000")
-        if not 0 <= self.watermark_max_lag_ms <= 3_600_000:
-            raise ConfigError(f"ZONEWATCH_WATERMARK_MAX_LAG_MS={self.watermark_max_lag_ms} must be 0..3600000")
-        if not 6_000 <= self.session_timeout_ms <= 300_000:
-            raise ConfigError(f"ZONEWATCH_SESSION_TIMEOUT_MS={self.session_timeout_ms} must be 6000..300000 "
-                              "(Kafka's group.min.session.timeout.ms is 6 s by default)")
-        if not 60_000 <= self.camera_silent_ms <= 24 * 3_600_000:
-            raise ConfigError(f"ZONEWATCH_CAMERA_SILENT_S={self.camera_silent_ms // 1000} must be 60..86400 seconds")
-        if not 500 <= self.snapshot_interval_ms <= 3_600_000:
-            raise ConfigError(f"ZONEWATCH_SNAPSHOT_MS={self.snapshot_interval_ms} must be 500..3600000")
-        if self.replication_factor < 1:
-            raise ConfigError(f"ZONEWATCH_REPLICATION_FACTOR={self.replication_factor} must be at least 1 "
-                              "(1 for a single broker, 3 on a production cluster)")
+        for name, d, _default in declared():
+            if d.lo is not None or d.hi is not None:
+                refused = d.refusal(getattr(self, name))
+                if refused:
+                    raise ConfigError(refused)
         if not self.zones.is_file():
             raise ConfigError(f"ZONEWATCH_ZONES={self.zones} does not exist or is not a file")
         if self.plan is not None and not Path(self.plan).is_file():
@@ -235,3 +304,26 @@ class Settings:
     def internal_snapshots(self) -> str:
         """Internal compacted topic: state snapshots per zone-events partition."""
         return topics.internal(self.topic_prefix, self.app_id, topics.SNAPSHOTS_SUFFIX)
+
+
+def table() -> str:
+    """The settings as a Markdown table: docs/OPERATIONS.md "Settings" (tests/unit/contract/test_settings.py
+    keeps the two equal)."""
+    rows = ["| variable | default | range | meaning |", "|---|---|---|---|"]
+    for _name, d, default in declared():
+        if d.read is _read_int:
+            shown = f"{default // d.unit}"
+        elif isinstance(default, Path):   # the bundled zones, from the repository's root
+            shown = str(default.relative_to(DATA_DIR.parent.parent))
+        elif default in ((), None, ""):
+            shown = "unset"
+        else:
+            shown = str(default)
+        if d.lo is None and d.hi is None:
+            bounds = ""
+        elif d.hi is None:
+            bounds = f"≥ {d.lo}"
+        else:
+            bounds = f"{d.lo}..{d.hi}"
+        rows.append(f"| `{d.env}` | {shown if shown == 'unset' else f'`{shown}`'} | {bounds} | {d.doc} |")
+    return "\n".join(rows) + "\n"

@@ -7,7 +7,7 @@ Besides (Multi)Polygons a file may hold routes (a LineString/MultiLineString cut
 segments `{id}/{k}`) and points (a circle of `radius_m`). Lengths, buffers and radii are metres on
 the ground: they are computed on `LocalPlane`, the plane tangent to the WGS84 ellipsoid at the
 feature's centre, whose distances agree with geodesic ones to about (d / 6371 km)² / 2 relative
-(2·10⁻⁵ % 21 km from the centre, i.e. anywhere on a 42 km city course). README "Zones files".
+(2·10⁻⁵ % 21 km from the centre, i.e. anywhere on a 42 km city course). docs/DESIGN.md "Zones files".
 """
 
 from __future__ import annotations

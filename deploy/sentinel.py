@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Redis Sentinel on loopback, beside the local stack: a replica of a Redis primary and three
 sentinels (`redis-server --sentinel`), started detached and stopped by the pids recorded here,
-so zonewatch can be run and tested with `ZONEWATCH_REDIS=redis+sentinel://...` (README "Redis
-Sentinel", docs/OPERATIONS.md).
+so zonewatch can be run and tested with `ZONEWATCH_REDIS=redis+sentinel://...` (docs/OPERATIONS.md
+"Redis high availability (Sentinel)").
 
 Stdlib only, like deploy/stack.py (whose redis-server lookup it uses). Functions:
 

@@ -108,8 +108,8 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
     from contract.plan import load_plan
     from contract.zones import load_zones, zones_geojson
     from gateway import duty, live, openapi, rest, schemas
-    from gateway import intake as intake_module
     from gateway.auth import Tokens
+    from gateway.clock import StreamClock
     from gateway.context import Context
     from gateway.feed import Hub
     from gateway.intake import Intake
@@ -134,7 +134,7 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
                       stats=WorkerStats(list(worker_metrics) or [DEFAULT_WORKER_METRICS]),
                       geojson=orjson.dumps(zones_geojson(zones)), zone_count=len(zones),
                       wall_html=(STATIC_DIR / "index.html").read_bytes(), intake=intake,
-                      clock=rest.StreamClock(redis))
+                      clock=StreamClock(redis))
 
     async def redis_down(request, exc):
         log.warning("redis error on %s: %s", request.url.path, exc)
@@ -167,7 +167,7 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
         Route("/units", rest.units),
         Route("/incidents", rest.incidents),
         Route("/incidents/{call_id:path}", rest.incident_one),
-        Route("/ingest/{source}", intake_module.ingest, methods=["POST"]),
+        Route("/ingest/{source}", rest.ingest, methods=["POST"]),
         Route("/stats", rest.stats),
         # the duty plan (CONTRACT §10, gateway/duty.py)
         Route("/posts", duty.posts),

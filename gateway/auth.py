@@ -1,4 +1,4 @@
-"""Bearer tokens. Two kinds, kept apart (README "Intake"):
+"""Bearer tokens. Two kinds, kept apart (docs/GATEWAY.md "Intake"):
 
 * read tokens (ZONEWATCH_GATEWAY_TOKENS): `Authorization: Bearer <token>` on every data endpoint,
   `?token=` also on /stream and /ws (browsers cannot set headers there);

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from contract.settings import Settings
 from gateway.auth import Tokens
+from gateway.clock import StreamClock
 from gateway.feed import Hub
+from gateway.intake import Intake
 from gateway.stats import WorkerStats
-
-if TYPE_CHECKING:
-    from gateway.intake import Intake
-    from gateway.rest import StreamClock
 
 
 @dataclass

@@ -1,7 +1,8 @@
-"""`POST /ingest/{calls|gps|alerts|status}` (CONTRACT §9): events from sources that cannot speak
-Kafka, validated exactly as the worker validates them, in Kafka before the answer.
+"""Intake, `POST /ingest/{calls|gps|alerts|status}` (CONTRACT §9): events from sources that cannot
+speak Kafka, validated exactly as the worker validates them, in Kafka before the answer. This module
+reads, splits, validates and produces; the endpoint is `gateway.rest.ingest`.
 
-Body (README "Intake"): at most MAX_RECORDS records and MAX_BYTES bytes, read in chunks and counted
+Body (docs/GATEWAY.md "Intake"): at most MAX_RECORDS records and MAX_BYTES bytes, read in chunks and counted
 as they arrive (a larger body is refused with 413 before it is all read).
   * `Content-Type: application/x-ndjson` (also application/ndjson, application/jsonl,
     application/x-jsonlines, application/jsonlines): one record per line; every line is a record
@@ -29,19 +30,13 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import orjson
 
 from contract import events, topics
 from contract.errors import KafkaUnavailable, Rejected
-from contract.security import aiokafka_kwargs
+from contract.kafka_settings import aiokafka_kwargs
 from contract.settings import Settings
-from gateway.metrics import INGEST_RECORDS, INGEST_REQUESTS
-
-if TYPE_CHECKING:  # starlette is imported where the endpoint runs
-    from starlette.requests import Request
-    from starlette.responses import Response
 
 log = logging.getLogger("zonewatch.gateway")
 
@@ -317,79 +312,3 @@ async def _quiet_stop(producer) -> None:
         await producer.stop()
     except Exception:
         pass
-
-
-# ---------------------------------------------------------------------------------------------
-# the endpoint
-
-
-def _json(body: dict, status: int, headers: dict | None = None) -> Response:
-    from starlette.responses import Response
-
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json",
-                    headers={"Cache-Control": "no-store", **(headers or {})})
-
-
-def _answer(source: str, status: int, body: dict, headers: dict | None = None) -> Response:
-    INGEST_REQUESTS.labels(source, str(status)).inc()
-    return _json(body, status, headers)
-
-
-async def ingest(request: Request) -> Response:
-    """POST /ingest/{source}. Never logs the body or anything from it."""
-    from starlette.requests import ClientDisconnect
-
-    from gateway.auth import OK, refusal
-    from gateway.context import ctx
-
-    c = ctx(request)
-    source = request.path_params["source"]
-    label = source if source in SOURCES else "unknown"
-    intake: Intake | None = c.intake
-    if intake is None or not c.tokens.intake:
-        return _answer(label, 404, {"error": "intake is off (set ZONEWATCH_INGEST_TOKENS to turn it on)"})
-    status = c.tokens.ingest(request)
-    if status != OK:
-        INGEST_REQUESTS.labels(label, str(status)).inc()
-        return refusal(status, "ingest (it is not an ingest token)")
-    topic = SOURCES.get(source)
-    if topic is None:
-        return _answer(label, 404, {"error": f"unknown source {source[:40]!r}: one of {', '.join(SOURCES)}"})
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding not in ("", "identity"):
-        return _answer(source, 415, {"error": f"Content-Encoding {encoding[:40]!r} is not accepted; send the body "
-                                              "uncompressed"})
-    fmt = body_format(request.headers.get("content-type"))
-    busy = {"Retry-After": str(RETRY_AFTER_S)}
-    try:
-        await asyncio.wait_for(intake.slots.acquire(), intake.produce_timeout_s)
-    except TimeoutError:
-        return _answer(source, 503, {"error": "too many intake requests at once", "retry_after_s": RETRY_AFTER_S},
-                       busy)
-    try:
-        try:
-            body = await read_body(request, fmt, intake.body_timeout_s)
-        except TooLarge as exc:
-            return _answer(source, 413, {"error": str(exc)}, {"Connection": "close"})
-        except TimeoutError:
-            return _answer(source, 408, {"error": f"the body did not arrive within {intake.body_timeout_s:g} s"},
-                           {"Connection": "close"})
-        except ClientDisconnect:   # the client went away mid-body: nothing was accepted, nobody reads this
-            return _answer(source, 400, {"error": "the client disconnected before the body was complete"})
-        max_ts = int(time.time() * 1000) + c.settings.future_tolerance_ms
-        try:
-            parsed = await asyncio.to_thread(parse, topic, body, fmt, max_ts)
-        except TooLarge as exc:
-            return _answer(source, 413, {"error": str(exc)})
-        del body
-        try:
-            await intake.produce(topic, parsed.accepted)
-        except Unavailable as exc:
-            return _answer(source, 503, {"error": f"{exc}; nothing of this request is accepted: send it again "
-                                                  "(repeats are counted once)", "retry_after_s": RETRY_AFTER_S},
-                           busy)
-    finally:
-        intake.slots.release()
-    INGEST_RECORDS.labels(source, "accepted").inc(len(parsed.accepted))
-    INGEST_RECORDS.labels(source, "rejected").inc(len(parsed.rejected))
-    return _answer(source, 200, {"accepted": len(parsed.accepted), "rejected": parsed.rejected})

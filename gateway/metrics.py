@@ -1,4 +1,4 @@
-"""The gateway's own metrics, served at its /metrics (README: Gateway and wall)."""
+"""The gateway's own metrics, served at its /metrics (docs/GATEWAY.md "Metrics")."""
 
 from __future__ import annotations
 

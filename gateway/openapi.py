@@ -1,5 +1,5 @@
 """/openapi.json: the gateway's endpoints as OpenAPI 3.1, with the schemas of what they take and
-return (CONTRACT §1, §3, §9; README "Gateway and wall"): the documents zonewatch writes and the
+return (CONTRACT §1, §3, §9; docs/GATEWAY.md "More endpoints"): the documents zonewatch writes and the
 input records from contract/schemas.py, the gateway's own answers from here.
 tests/unit/gateway/test_openapi.py and test_rest.py check real answers against them."""
 

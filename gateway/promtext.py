@@ -87,10 +87,13 @@ class Histogram:
         self.count = count
 
     @classmethod
-    def from_rows(cls, rows: Iterable[Row], name: str) -> Histogram:
+    def from_rows(cls, rows: Iterable[Row], name: str, where: dict[str, str] | None = None) -> Histogram:
+        """The series of `name` summed; only those whose labels include `where`, when given."""
         b: dict[float, float] = {}
         s = c = 0.0
         for n, lab, v in rows:
+            if where and any(lab.get(k) != want for k, want in where.items()):
+                continue
             if n == name + "_bucket":
                 le = float(lab["le"])  # "+Inf" parses to inf
                 b[le] = b.get(le, 0.0) + v

@@ -1,5 +1,6 @@
 """The request/response endpoints. Each is a plain async function of the request; what they share
-comes from `gateway.context.ctx(request)`. All but /, /healthz and /metrics need a bearer token."""
+comes from `gateway.context.ctx(request)`. All but /, /healthz and /metrics need a bearer token: a
+read token, or for POST /ingest an ingest token."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 
 import orjson
 from prometheus_client import generate_latest
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from contract import keys
@@ -18,12 +19,20 @@ from contract.events import MAX_ID_LEN, UNIT_STATUSES
 from contract.response import UNIT_STALE_MS, eta_s
 from gateway.auth import OK, refusal
 from gateway.context import ctx
-from gateway.metrics import REGISTRY
+from gateway.intake import (
+    RETRY_AFTER_S,
+    SOURCES,
+    Intake,
+    TooLarge,
+    Unavailable,
+    body_format,
+    parse,
+    read_body,
+)
+from gateway.metrics import INGEST_RECORDS, INGEST_REQUESTS, REGISTRY
 
 MAX_RADIUS_M = 100_000.0
 MAX_UNITS = 10_000
-CLOCK_TTL_S = 1.0       # the stream clock read from Redis is reused this long
-CLOCK_ENTRIES = 32      # zone updates looked at for the newest clock (partitions write in any order)
 #: never in a timeline answer, at any depth, whatever the worker wrote (CONTRACT §6)
 PERSONAL = frozenset(("caller", "caller_ref"))
 
@@ -95,46 +104,6 @@ async def zone_one(request: Request):
 @protected
 async def zones_geojson(request: Request):
     return Response(ctx(request).geojson, media_type="application/geo+json", headers={"Cache-Control": "no-cache"})
-
-
-class StreamClock:
-    """The stream clock as the gateway sees it: the largest `clock` of the newest zone documents
-    (the last CLOCK_ENTRIES entries of zw:zone-updates), read at most every CLOCK_TTL_S; wall time
-    when there is no zone document yet. `source` says which ("stream" or "wall")."""
-
-    def __init__(self, redis) -> None:
-        self.redis = redis
-        self.value: int | None = None
-        self.read_at = -math.inf
-        self.lock = asyncio.Lock()
-
-    async def now(self) -> tuple[int, str]:
-        async with self.lock:
-            if time.monotonic() - self.read_at >= CLOCK_TTL_S:
-                entries = await self.redis.xrevrange(keys.ZONE_UPDATES, count=CLOCK_ENTRIES)
-                clocks = []
-                for _sid, fields in entries:
-                    try:
-                        clocks.append(int(orjson.loads(fields.get(b"state") or b"{}").get("clock")))
-                    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
-                        continue
-                if not clocks:   # the stream may have been trimmed to nothing: the documents themselves
-                    clocks = await self._from_documents()
-                self.value = max(clocks) if clocks else None
-                self.read_at = time.monotonic()
-        if self.value is None:
-            return int(time.time() * 1000), "wall"
-        return self.value, "stream"
-
-    async def _from_documents(self) -> list[int]:
-        ids = [m.decode() for m in await self.redis.smembers(keys.ZONES)]
-        out = []
-        for doc in (await self.redis.mget([keys.zone(z) for z in ids]) if ids else []):
-            try:
-                out.append(int(orjson.loads(doc)["clock"]))
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                continue
-        return out
 
 
 def _str(v) -> str:
@@ -234,3 +203,66 @@ async def stats(request: Request):
     return JSONResponse({"e2e": c.stats.summary(), "clients": len(c.hub.subs), "tz": c.settings.tz,
                          "last_update_id": c.hub.last_id, "zones": c.zone_count},
                         headers={"Cache-Control": "no-store"})
+
+
+def _answer(source: str, status: int, body: dict, headers: dict | None = None) -> Response:
+    """An /ingest answer, counted by source and status."""
+    INGEST_REQUESTS.labels(source, str(status)).inc()
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json",
+                    headers={"Cache-Control": "no-store", **(headers or {})})
+
+
+async def ingest(request: Request) -> Response:
+    """POST /ingest/{source} (gateway/intake.py): with an ingest token, the body's valid records in
+    Kafka before the answer. Never logs the body or anything from it."""
+    c = ctx(request)
+    source = request.path_params["source"]
+    label = source if source in SOURCES else "unknown"
+    intake: Intake | None = c.intake
+    if intake is None or not c.tokens.intake:
+        return _answer(label, 404, {"error": "intake is off (set ZONEWATCH_INGEST_TOKENS to turn it on)"})
+    status = c.tokens.ingest(request)
+    if status != OK:
+        INGEST_REQUESTS.labels(label, str(status)).inc()
+        return refusal(status, "ingest (it is not an ingest token)")
+    topic = SOURCES.get(source)
+    if topic is None:
+        return _answer(label, 404, {"error": f"unknown source {source[:40]!r}: one of {', '.join(SOURCES)}"})
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        return _answer(source, 415, {"error": f"Content-Encoding {encoding[:40]!r} is not accepted; send the body "
+                                              "uncompressed"})
+    fmt = body_format(request.headers.get("content-type"))
+    busy = {"Retry-After": str(RETRY_AFTER_S)}
+    try:
+        await asyncio.wait_for(intake.slots.acquire(), intake.produce_timeout_s)
+    except TimeoutError:
+        return _answer(source, 503, {"error": "too many intake requests at once", "retry_after_s": RETRY_AFTER_S},
+                       busy)
+    try:
+        try:
+            body = await read_body(request, fmt, intake.body_timeout_s)
+        except TooLarge as exc:
+            return _answer(source, 413, {"error": str(exc)}, {"Connection": "close"})
+        except TimeoutError:
+            return _answer(source, 408, {"error": f"the body did not arrive within {intake.body_timeout_s:g} s"},
+                           {"Connection": "close"})
+        except ClientDisconnect:   # the client went away mid-body: nothing was accepted, nobody reads this
+            return _answer(source, 400, {"error": "the client disconnected before the body was complete"})
+        max_ts = int(time.time() * 1000) + c.settings.future_tolerance_ms
+        try:
+            parsed = await asyncio.to_thread(parse, topic, body, fmt, max_ts)
+        except TooLarge as exc:
+            return _answer(source, 413, {"error": str(exc)})
+        del body
+        try:
+            await intake.produce(topic, parsed.accepted)
+        except Unavailable as exc:
+            return _answer(source, 503, {"error": f"{exc}; nothing of this request is accepted: send it again "
+                                                  "(repeats are counted once)", "retry_after_s": RETRY_AFTER_S},
+                           busy)
+    finally:
+        intake.slots.release()
+    INGEST_RECORDS.labels(source, "accepted").inc(len(parsed.accepted))
+    INGEST_RECORDS.labels(source, "rejected").inc(len(parsed.rejected))
+    return _answer(source, 200, {"accepted": len(parsed.accepted), "rejected": parsed.rejected})

@@ -3,12 +3,19 @@
 Pure: records in, a JSON-ready dict out (`briefing`); reading Kafka is `reports.daily`, text is
 `reports.render`. The report's keys do not depend on the language; renderers label them.
 
-Overall figures are sums over zones. Zones may overlap (a venue ring inside a patrol grid), and a
-call in k zones is counted in each of them, so the sums are "zone-calls", not distinct calls; the
-totals per zone kind are exact for a kind whose zones do not overlap (a grid, districts). Overall
-p50/p90 cannot be made from per-zone percentiles (neither the raw times nor, with overlaps, which
-decision is which are in the record): the report leaves them null and gives the spread of the
-zones' own p50/p90 instead (min, median of zones, max). README "Daily briefing" says the same.
+Overall figures count each call and alert once, however many (nested) zones hold it. Every record
+carries `once` (streams/zone_state.py DayCounts): the figures of the events whose first zone is that
+zone, and each event has exactly one first zone, so sums of `once` over the zones are exact; `once`
+also carries the day's response times in whole seconds (`times`: seconds -> decisions), merged here
+into the overall nearest-rank p50/p90. That costs each record a few counters and one histogram
+entry per distinct second, where carrying the call ids (and unioning them here) would cost every
+rewrite of a zone's record all of its calls' ids. Calls and alerts in no zone count nowhere.
+
+Records written by a worker from before `once` (a compacted topic keeps a year of days) fall back
+to sums over zones, where a call in k zones counts k times, and leave the overall p50/p90 null; the
+notes say so. The totals per zone kind are sums in both cases: exact for a kind whose zones do not
+overlap (a grid, districts). The spread of the zones' own p50/p90 (min, median of zones, max) is
+given either way.
 """
 
 from __future__ import annotations
@@ -24,8 +31,9 @@ WORST_N = 5      # zones in each "worst" list
 PEAK_N = 3       # busiest hours listed
 RESPONSE_COUNTS = ("arrived", "within_1m", "within_3m", "within_5m", "breaches")
 #: report["notes"] codes, rendered per language
-NOTE_SUMS = "sums_over_zones"
-NOTE_PERCENTILES = "overall_percentiles"
+NOTE_ONCE = "counted_once"              # overall figures from `once`: each event once
+NOTE_SUMS = "sums_over_zones"           # records without `once`: overall figures are sums over zones
+NOTE_PERCENTILES = "overall_percentiles"  # and no overall p50/p90
 NOTE_UNREADABLE = "unreadable"
 
 
@@ -42,11 +50,16 @@ def briefing(records: list[dict], date: str, unreadable: dict[str, str] | None =
     final = sum(z["final"] for z in zones)
     tz = _tz_of(day)
     clock = max((r.get("clock") or 0) for r in day)
-    response = {k: sum(z["response"][k] for z in zones) for k in RESPONSE_COUNTS}
+    once: list[dict] = [r.get("once") for r in day]  # type: ignore[misc]  # dicts when exact
+    exact = all(_once_ok(o) for o in once)
+    # the overall figures: of `once` (each event once), else of the zones' own (sums over zones)
+    overall = once if exact else day
+    response = {k: sum(_int(o["response"].get(k)) for o in overall) for k in RESPONSE_COUNTS}
     decided = response["within_5m"] + response["breaches"]
-    hourly = {k: [sum(int(r["hourly"][k][h]) for r in day) for h in range(24)] for k in ("calls", "alerts")}
+    hourly = {k: [sum(int(o["hourly"][k][h]) for o in overall) for h in range(24)] for k in ("calls", "alerts")}
+    times = _merge_times(o["response"]["times"] for o in once) if exact else {}
     skipped = sorted(k for k in (unreadable or {}) if k.split("|", 1)[0] in (date, k))
-    notes = [NOTE_SUMS, NOTE_PERCENTILES] + ([NOTE_UNREADABLE] if skipped else [])
+    notes = ([NOTE_ONCE] if exact else [NOTE_SUMS, NOTE_PERCENTILES]) + ([NOTE_UNREADABLE] if skipped else [])
     return {
         "date": date,
         "tz": tz,
@@ -55,18 +68,18 @@ def briefing(records: list[dict], date: str, unreadable: dict[str, str] | None =
         "zones_total": len(zones),
         "as_of": _local(clock, tz) if clock else None,
         "totals": {
-            "calls": sum(z["calls"] for z in zones),
-            "alerts": sum(z["alerts"] for z in zones),
-            "calls_by_priority": _by_priority(_sum_maps(r.get("calls_by_priority") for r in day)),
-            "calls_by_category": _by_count(_sum_maps(r.get("calls_by_category") for r in day)),
-            "alerts_by_type": _by_count(_sum_maps(r.get("alerts_by_type") for r in day)),
+            "calls": sum(_int(o["calls"]) for o in overall),
+            "alerts": sum(_int(o["alerts"]) for o in overall),
+            "calls_by_priority": _by_priority(_sum_maps(o.get("calls_by_priority") for o in overall)),
+            "calls_by_category": _by_count(_sum_maps(o.get("calls_by_category") for o in overall)),
+            "alerts_by_type": _by_count(_sum_maps(o.get("alerts_by_type") for o in overall)),
         },
         "response": {
             **response,
             "decided": decided,
             "rates": _rates(response, decided),
-            "p50_s": None,
-            "p90_s": None,
+            "p50_s": _nearest_rank(times, 50),
+            "p90_s": _nearest_rank(times, 90),
             "zone_p50_s": _spread([z["response"]["p50_s"] for z in zones]),
             "zone_p90_s": _spread([z["response"]["p90_s"] for z in zones]),
         },
@@ -77,7 +90,7 @@ def briefing(records: list[dict], date: str, unreadable: dict[str, str] | None =
         "hourly": hourly,
         "peak_hours": _peaks(hourly),
         "calls_by_lang": [{"lang": k, "calls": n}
-                          for k, n in _by_count(_sum_maps(r.get("calls_by_lang") for r in day)).items()],
+                          for k, n in _by_count(_sum_maps(o.get("calls_by_lang") for o in overall)).items()],
         "notes": notes,
         "unreadable": {k: (unreadable or {})[k] for k in skipped},
     }
@@ -150,6 +163,41 @@ def _zone(r: dict) -> dict:
         "decided": decided,
         "rates": _rates(counts, decided),
     }
+
+
+def _once_ok(o: object) -> bool:
+    """Whether a record's `once` can be used (a record of an older worker has none)."""
+    if not isinstance(o, dict) or not isinstance(o.get("response"), dict) or not isinstance(o.get("hourly"), dict):
+        return False
+    times = o["response"].get("times")
+    return isinstance(times, dict) and all(isinstance(k, str) and k.isdigit() and _int(v) == v
+                                           for k, v in times.items()) \
+        and all(isinstance(o.get(k), int) for k in ("calls", "alerts")) \
+        and all(isinstance(o["hourly"].get(k), list) and len(o["hourly"][k]) == 24 for k in ("calls", "alerts"))
+
+
+def _merge_times(maps) -> dict[int, int]:
+    """Response seconds -> decisions, summed over the zones' `once.response.times`."""
+    out: dict[int, int] = {}
+    for m in maps:
+        for s, n in m.items():
+            out[int(s)] = out.get(int(s), 0) + n
+    return out
+
+
+def _nearest_rank(times: dict[int, int], percent: int) -> int | None:
+    """The nearest-rank percentile of the merged times: the smallest second whose cumulative count
+    reaches rank ceil(percent/100 x n), in integers (as the worker ranks a zone's own)."""
+    n = sum(times.values())
+    if not n:
+        return None
+    rank = (percent * n + 99) // 100
+    seen = 0
+    for s in sorted(times):
+        seen += times[s]
+        if seen >= rank:
+            return s
+    raise AssertionError("unreachable: the ranks add up to n")
 
 
 def _rates(counts: dict, decided: int) -> dict:

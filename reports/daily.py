@@ -125,7 +125,7 @@ def read_latest(s: Settings, date: str | None = None, timeout_s: float = 60.0) -
     from kafka import KafkaConsumer, TopicPartition
     from kafka.errors import KafkaError
 
-    from contract.security import kafka_python_kwargs
+    from contract.kafka_settings import kafka_python_kwargs
 
     topic = s.topic(topics.ZONES_DAILY)
     # parsing large fetches makes kafka-python's selector warn that a task blocked its loop for

@@ -34,9 +34,13 @@ LABELS: dict[str, dict[str, Any]] = {
         "quiet": "另有 {n} 个区域当日无警情、告警和判定，未列出。",
         "notes": "说明",
         "rates": "占比均以已判定警情为分母（5分钟内到场 + 超时）；超时后才到场的按超时计。时间为 分:秒。",
-        "sums_over_zones": "总数、时段和语种为各区域之和：区域可重叠（场馆圈层位于巡逻网格内），"
-                           "一起警情落在几个区域就计几次。互不重叠的同类区域（如网格）其“按区域类型”合计是准确的。",
-        "overall_percentiles": "总体中位/P90 无法由各区域的分位数合成（记录中没有各次响应时间），"
+        "counted_once": "总体数字（总数、1-3-5、中位/P90、时段、语种）每起警情和告警只计一次，无论落在几个"
+                        "（嵌套）区域；不在任何区域内的警情和告警不计入。“按区域类型”为该类各区域之和："
+                        "互不重叠的同类区域（如网格）是准确的。",
+        "sums_over_zones": "本日记录来自较早版本（无 once 字段）：总数、时段和语种为各区域之和，区域可重叠"
+                           "（场馆圈层位于巡逻网格内），一起警情落在几个区域就计几次。互不重叠的同类区域（如网格）"
+                           "其“按区域类型”合计是准确的。",
+        "overall_percentiles": "这些记录中没有各次响应时间，总体中位/P90 无法由各区域的分位数合成，"
                                "故不给出，改列各区域分位数的范围和区域中位数。",
         "unreadable": "{n} 条记录无法读取，已跳过：{keys}",
         "kinds": {"venue": "场馆", "district": "辖区", "grid": "网格", "route": "路线", "other": "其他"},
@@ -64,12 +68,17 @@ LABELS: dict[str, dict[str, Any]] = {
         "notes": "Notes",
         "rates": "Shares are of the decided calls (arrived within 5 min + breached); a late arrival after a "
                  "breach counts as the breach. Times are min:s.",
-        "sums_over_zones": "Totals, hours and languages are sums over zones: zones may overlap (venue rings lie "
-                           "inside the patrol grid) and a call in k zones counts k times. The totals by kind are "
-                           "exact for a kind whose zones do not overlap (a grid).",
-        "overall_percentiles": "An overall p50/p90 cannot be made from per-zone percentiles (the record does not "
-                               "carry each response time), so none is given: shown instead are the range and the "
-                               "median of the zones' own figures.",
+        "counted_once": "Overall figures (totals, 1-3-5, p50/p90, hours, languages) count each call and alert "
+                        "once, however many (nested) zones hold it; calls and alerts in no zone are not counted. "
+                        "By zone kind: sums over the kind's zones, exact for a kind whose zones do not overlap "
+                        "(a grid).",
+        "sums_over_zones": "This day's records come from an older worker (no `once`): totals, hours and languages "
+                           "are sums over zones; zones may overlap (venue rings lie inside the patrol grid) and a "
+                           "call in k zones counts k times. The totals by kind are exact for a kind whose zones do "
+                           "not overlap (a grid).",
+        "overall_percentiles": "These records do not carry each response time, and an overall p50/p90 cannot be "
+                               "made from per-zone percentiles, so none is given: shown instead are the range and "
+                               "the median of the zones' own figures.",
         "unreadable": "Skipped, unreadable: {n} record(s): {keys}",
         "kinds": {"venue": "venue", "district": "district", "grid": "grid", "route": "route", "other": "other"},
         "lang_names": {"zh": "Chinese", "en": "English", "ug": "Uyghur", "bo": "Tibetan", "mn": "Mongolian",
@@ -315,7 +324,8 @@ def render_html(report: dict, lang: str = "zh") -> str:
         *[f'<div class="kpi{bad}"><div class="v">{_e(v)}</div><div class="k">{_e(k)}</div></div>'
           for k, v, bad in kpis],
         "</div>",
-        f'<p class="muted">{_e(L["p50"])} / {_e(L["p90"])}: {_e(mmss(r["p50_s"]))} / {_e(mmss(r["p90_s"]))}. '
+        f'<p class="muted" id="percentiles" data-p50="{_e(r["p50_s"])}" data-p90="{_e(r["p90_s"])}">'
+        f'{_e(L["p50"])} / {_e(L["p90"])}: {_e(mmss(r["p50_s"]))} / {_e(mmss(r["p90_s"]))}. '
         f"{_e(_spread_line(report, L))}</p>",
         f"<p>{_e(L['by_priority'])}: "
         f"{_e(_inline(t['calls_by_priority'], lambda k: L['prio'].format(k=k)) or L['none'])}<br>"

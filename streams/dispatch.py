@@ -1,5 +1,5 @@
-"""The processing-time part of a dispatch recommendation (`nearest_units`, README "Dispatch
-recommendation").
+"""The processing-time part of a dispatch recommendation (`nearest_units`, docs/DESIGN.md
+"Dispatch recommendation").
 
 The recommendation itself is decided by the incidents stage (streams/incidents.py) from the
 units' positions at the call's ts, exactly, within DISPATCH_EXACT_M of the call. When that finds

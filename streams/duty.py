@@ -38,7 +38,7 @@ from contract.plan import Checkpoint, Phase, Plan, Post, load_plan
 from contract.response import UNIT_STALE_MS, haversine_m
 
 from .days import LocalDays
-from .partitioning import FINE_RES, HomeCells, covering_k
+from .partitioning import FINE_RES, HomeCells, HomeMap, covering_k
 from .records import DutyNote
 
 OFF, MANNED, UNDERSTAFFED, EMPTY = "off", "manned", "understaffed", "empty"
@@ -476,7 +476,7 @@ class DutyPlan:
     of its home cells, as calls are owned), the zones each lies in, and the duty state's hooks into
     a partition state. Without ZONEWATCH_PLAN every method does nothing."""
 
-    def __init__(self, settings, zones, zone_part: dict[str, int]) -> None:
+    def __init__(self, settings, zones, zone_part: dict[str, int], home_map: HomeMap | None = None) -> None:
         self.plan = load_plan(settings.plan, settings.tz) if settings.plan else None
         self.tz = settings.tz
         self.stale_ms = settings.unit_stale_ms
@@ -486,8 +486,11 @@ class DutyPlan:
         self.zones_of: dict[str, tuple[str, ...]] = {}
         if self.plan is None:
             return
-        homes = HomeCells(settings.partitions)
         zones = list(zones)
+        # the router's homes (streams/routing.py): geographic runs over the zones, hashed beyond
+        if home_map is None:
+            home_map = HomeMap(zones, settings.partitions)
+        homes = HomeCells(settings.partitions, home_map)
 
         def place(pid: str, lat: float, lon: float) -> tuple[list[Post], list[Checkpoint]]:
             # the zones it lies in, as an event there would be counted (CONTRACT §2), and its owner

@@ -15,6 +15,14 @@ when the watermark passes call ts + 300 s with no candidate at or before it, and
 later arrival is recorded with its true response time. Expiry (60 min) is on the watermark too,
 so a pending candidate is always decided before its incident is forgotten.
 
+On-scene tiers (CONTRACT §3 v3) ride on the same look-back and the same links: every fix within
+ARRIVAL_RADIUS_M of a call at a ts in [call ts, call ts + 300 s] puts its unit on scene at its
+earliest such ts (the fixes held when the call comes, and those consumed after it), and the
+counts by 60 / 180 / 300 s are decided once the watermark reaches call ts + 300 s: one `sla.events`
+record of type `tiers` and a `Tiers` record for the zones. `met` in that record is against the
+strictest requirement of the call's zones (per tier the largest of them: met in every zone); each
+zone's `response.tiers_met` is against its own (streams/zone_state.py).
+
 The dispatch recommendation (`nearest_units`) is decided the same way: once the watermark reaches
 the call's ts, from the positions the units had at that ts — each unit's latest fix at or before
 it, at most the staleness bound older, available — among the fixes held here (for the grace plus
@@ -30,6 +38,7 @@ worker completes it with farther units from Redis at processing time (streams/di
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +56,11 @@ from contract.response import (
     EXPIRE_AFTER_MS,
     MAX_CORROBORATING,
     MAX_RECOMMENDED,
+    TIER_NAMES,
+    TIERS_DECIDED_MS,
+    TIERS_S,
     UNIT_STALE_MS,
+    default_tier_requirement,
     eta_s,
     haversine_m,
 )
@@ -77,6 +90,13 @@ class Incident:
     alerts: dict = field(default_factory=dict)  # alert_id -> corroboration entry
     alerts_rank: dict = field(default_factory=dict)  # alert_id -> (|dt| ms, alert_id)
     worst: tuple | None = None
+    # on-scene tiers: unit -> ts of its earliest fix within reach in [ts, ts + 300 s]; decided once
+    on_scene: dict = field(default_factory=dict)
+    tiers_decided: bool = False
+    # where the timeline's map shows them (timeline_doc): alert_id -> [lat, lon] of its camera, and
+    # unit_id -> [lat, lon, fix ts] of a recommended unit at the call's ts (the exact part only)
+    alert_at: dict = field(default_factory=dict)
+    unit_at: dict = field(default_factory=dict)
 
     def best(self) -> int | None:
         """ts of the earliest known arrival fix, decided or not."""
@@ -89,8 +109,11 @@ class IncidentState:
     """Open incidents, the fix and alert look-back, and the decision timers of one partition."""
 
     def __init__(self, grace_ms: int = DEFAULT_GRACE_MS, arrival_radius_m: float = ARRIVAL_RADIUS_M,
-                 unit_stale_ms: int = UNIT_STALE_MS):
+                 unit_stale_ms: int = UNIT_STALE_MS,
+                 tier_requirement: Callable[[str], tuple[int, int, int]] | None = None):
         self.grace_ms = grace_ms
+        # zone id -> units required on scene by 1, 3, 5 minutes (a plan's [[tiers]], CONTRACT §10)
+        self.tier_requirement = tier_requirement or default_tier_requirement
         self.radius = arrival_radius_m
         self.stale_ms = unit_stale_ms
         self.clock = 0
@@ -115,7 +138,8 @@ class IncidentState:
         self.fallback: dict[str, float] = {}
         self.alerts: dict[int, dict[int, list]] = {}   # minute -> fine cell -> [(ts, id, type, lat, lon)]
         self.seen_alerts: set[str] = set()
-        self.out: list[tuple[str, object]] = []        # ("enriched", rec) | ("sla", ev) | ("arrival", ...)
+        # ("enriched", rec) | ("sla", ev) | ("arrival", ...) | ("tiers", ...)
+        self.out: list[tuple[str, object]] = []
         self.changed_records: dict[str, Incident] = {}
         self._calls_pruned = 0
         # incidents whose wall entry (board_doc) changed since the last take_board
@@ -153,15 +177,23 @@ class IncidentState:
             # every stored minute from the call's on, whatever the clock says
             best = None
             first = ts // MINUTE_MS
+            tiers_end = ts + TIERS_DECIDED_MS
+            on_scene = inc.on_scene
             disk = h3.grid_disk(cell, DISK_K[ARRIVAL_RADIUS_M])
             for m, by_cell in self.fixes.items():
                 if m < first:
                     continue
                 for c in disk:
                     for fts, unit, flat, flon, _kind in by_cell.get(c, ()):
-                        if ts <= fts < ts + EXPIRE_AFTER_MS and (best is None or (fts, unit) < best) \
+                        if not ts <= fts < ts + EXPIRE_AFTER_MS:
+                            continue
+                        on_tier = fts <= tiers_end and on_scene.get(unit, tiers_end + 1) > fts
+                        if (on_tier or best is None or (fts, unit) < best) \
                                 and haversine_m(lat, lon, flat, flon) <= self.radius:
-                            best = (fts, unit)
+                            if best is None or (fts, unit) < best:
+                                best = (fts, unit)
+                            if on_tier:
+                                on_scene[unit] = fts
             if best is not None:
                 self._candidate(inc, best[0], best[1])
 
@@ -173,10 +205,15 @@ class IncidentState:
             for inc in near:
                 if inc.ts <= ts < inc.ts + EXPIRE_AFTER_MS and inc.call_id in self.incidents:
                     best = inc.best()
-                    if (best is None or ts < best or (ts == best and inc.candidate is not None
-                                                      and unit < inc.candidate[1])) \
-                            and haversine_m(inc.lat, inc.lon, lat, lon) <= self.radius:
-                        self._candidate(inc, ts, unit)
+                    earlier = best is None or ts < best or (ts == best and inc.candidate is not None
+                                                            and unit < inc.candidate[1])
+                    on_tier = not inc.tiers_decided and ts <= inc.ts + TIERS_DECIDED_MS \
+                        and inc.on_scene.get(unit, ts + 1) > ts
+                    if (earlier or on_tier) and haversine_m(inc.lat, inc.lon, lat, lon) <= self.radius:
+                        if on_tier:
+                            inc.on_scene[self._names.setdefault(unit, unit)] = ts
+                        if earlier:
+                            self._candidate(inc, ts, unit)
 
     def keep_fix(self, unit: str, ts: int, lat: float, lon: float, cell: int, available: bool = False,
                  kind: str = "") -> None:
@@ -248,6 +285,9 @@ class IncidentState:
                         self.board[call_id] = inc
                     self.out.append(("sla", {"type": "breach", "call_id": call_id, "zone_ids": inc.zones,
                                              "unit_id": None, "response_s": None, "ts": due}))
+            elif what == "tiers":
+                if not inc.tiers_decided:
+                    self._decide_tiers(inc)
             elif what == "recommend":
                 if inc.recommended_at is None:
                     self._recommend(inc)
@@ -267,11 +307,14 @@ class IncidentState:
             if what == "uncorr":
                 self._unlink_calls_at(inc)  # alerts from now on are too late to corroborate
             elif what == "settle":
-                if inc.arrival_ts is not None and inc.candidate is None and inc.arrival_ts + self.grace_ms <= clock:
-                    self._unlink_near(inc)  # no fix consumed from now on can be earlier
-        if len(self.seen_calls) > 1024 and clock - self._calls_pruned > 600_000:
+                if inc.arrival_ts is not None and inc.candidate is None and inc.arrival_ts + self.grace_ms <= clock \
+                        and inc.tiers_decided:
+                    self._unlink_near(inc)  # no fix consumed from now on can be earlier (or on a tier)
+        if clock - self._calls_pruned > 600_000:
             self._calls_pruned = clock
-            self.seen_calls = {c: t for c, t in self.seen_calls.items() if t >= clock - DEDUP_HORIZON_MS}
+            if len(self.seen_calls) > 1024:
+                self.seen_calls = {c: t for c, t in self.seen_calls.items() if t >= clock - DEDUP_HORIZON_MS}
+            # the ids of units with fixes still held: the others went (churning ids grew it for ever)
             self._names = {u: u for by_unit in self.fixes_by_unit.values() for u in by_unit}
         # look-back pruning by whole minutes
         self._set_keep_from()
@@ -347,9 +390,13 @@ class IncidentState:
         elif inc.breached:
             decision = {"type": "breach", "unit_id": None, "response_s": None, "ts": inc.ts + BREACH_AFTER_MS}
         events.sort(key=lambda e: (e["ts"], e["what"]))
+        # positions for the map: the cameras', and the units' at the call's ts (units added from
+        # Redis beyond the exact part have none: where they were at that ts is not known)
+        units = [] if inc.completing else r.get("nearest_units") or []
         return {"call_id": inc.call_id, "call": call, "zones": inc.zones, "ring": r.get("ring"),
-                "nearest_units": [] if inc.completing else r.get("nearest_units") or [],
-                "corroborating_alerts": r.get("corroborating_alerts") or [],
+                "nearest_units": [_at(u, inc.unit_at.get(u["unit_id"]), ("lat", "lon", "ts")) for u in units],
+                "corroborating_alerts": [_at(a, inc.alert_at.get(a["alert_id"]), ("lat", "lon"))
+                                         for a in r.get("corroborating_alerts") or ()],
                 "decision": decision, "arrival": arrival, "breach": breach, "status": status, "events": events,
                 "clock": self.clock, "partition": partition}
 
@@ -368,7 +415,7 @@ class IncidentState:
         return [inc for inc in self.incidents.values() if inc.arrival_ts is None]
 
     def board_doc(self, inc: Incident, partition: int) -> dict:
-        """The incident as the wall shows it (`zw:incidents`, README "Open incidents on the wall")."""
+        """The incident as the wall shows it (`zw:incidents`, docs/DESIGN.md "Open incidents on the wall")."""
         if inc.arrival_ts is not None:
             status = "arrived"
         elif inc.call_id not in self.incidents:
@@ -394,20 +441,31 @@ class IncidentState:
             "seen_calls": self.seen_calls,
             "incidents": [[i.call_id, i.ts, i.lat, i.lon, i.cell, i.zones, i.record, i.consumed_late,
                            i.arrival_ts, i.arrival_unit, list(i.candidate) if i.candidate else None,
-                           i.breached, [[a, i.alerts_rank[k][0]] for k, a in i.alerts.items()], i.recommended_at]
+                           i.breached, [[a, i.alerts_rank[k][0]] for k, a in i.alerts.items()], i.recommended_at,
+                           i.on_scene, i.tiers_decided, i.alert_at, i.unit_at]
                           for i in self.incidents.values()],
         }
 
     @classmethod
-    def restore(cls, snap: dict, grace_ms: int = DEFAULT_GRACE_MS,
-                unit_stale_ms: int = UNIT_STALE_MS) -> IncidentState:
-        s = cls(grace_ms, unit_stale_ms=unit_stale_ms)
+    def restore(cls, snap: dict, grace_ms: int = DEFAULT_GRACE_MS, unit_stale_ms: int = UNIT_STALE_MS,
+                tier_requirement: Callable[[str], tuple[int, int, int]] | None = None) -> IncidentState:
+        s = cls(grace_ms, unit_stale_ms=unit_stale_ms, tier_requirement=tier_requirement)
         s.clock, s.wm, s._calls_pruned = snap["clock"], snap["wm"], snap["calls_pruned"]
         s.seen_calls = dict(snap["seen_calls"])
-        for (cid, ts, lat, lon, cell, zones, record, late, arr_ts, arr_unit, cand, breached,
-             alerts, recommended_at) in snap["incidents"]:
+        for row in snap["incidents"]:
+            (cid, ts, lat, lon, cell, zones, record, late, arr_ts, arr_unit, cand, breached,
+             alerts, recommended_at) = row[:14]
             inc = Incident(cid, ts, lat, lon, cell, list(zones), record, late, arr_ts, arr_unit,
                            tuple(cand) if cand else None, breached, recommended_at)
+            if len(row) > 14:
+                inc.on_scene, inc.tiers_decided = dict(row[14]), row[15]
+            else:
+                # a snapshot of the code before tiers: the fixes it applied were not counted on scene,
+                # so deciding now would undercount; such a call gets no tiers record
+                # (docs/DESIGN.md "Forces, coverage and on-scene tiers")
+                inc.tiers_decided = True
+            if len(row) > 16:  # a snapshot of an older worker has no positions
+                inc.alert_at, inc.unit_at = dict(row[16]), dict(row[17])
             for a, rank in alerts:
                 inc.alerts[a["alert_id"]] = a
                 inc.alerts_rank[a["alert_id"]] = (rank, a["alert_id"])
@@ -420,7 +478,9 @@ class IncidentState:
         """Index an incident and set its timers (what a snapshot does not carry is derived here)."""
         self.incidents[inc.call_id] = inc
         cid, ts = inc.call_id, inc.ts
-        settled = inc.arrival_ts is not None and inc.candidate is None and inc.arrival_ts + self.grace_ms <= self.clock
+        # (with its tiers still open, the fixes consumed from now on may yet put units on scene)
+        settled = inc.arrival_ts is not None and inc.candidate is None \
+            and inc.arrival_ts + self.grace_ms <= self.clock and inc.tiers_decided
         if not settled:
             for c in h3.grid_disk(inc.cell, DISK_K[ARRIVAL_RADIUS_M]):
                 self.near.setdefault(c, []).append(inc)
@@ -430,6 +490,8 @@ class IncidentState:
             heapq.heappush(self.clock_timers, (ts + CORROBORATION_WINDOW_MS + self.grace_ms, "uncorr", cid))
         if not restoring or not inc.breached:
             heapq.heappush(self.wm_timers, (ts + BREACH_AFTER_MS, "breach", cid))
+        if not inc.tiers_decided:
+            heapq.heappush(self.wm_timers, (ts + TIERS_DECIDED_MS, "tiers", cid))
         heapq.heappush(self.wm_timers, (ts + EXPIRE_AFTER_MS, "expire", cid))
         if inc.candidate is not None:
             heapq.heappush(self.wm_timers, (inc.candidate[0], "arrive", cid))
@@ -463,6 +525,19 @@ class IncidentState:
         self.out.append(("sla", {"type": "arrived", "call_id": inc.call_id, "zone_ids": inc.zones,
                                  "unit_id": unit, "response_s": response_s, "ts": ts}))
         self.out.append(("arrival", (inc.call_id, inc.ts, inc.zones, response_s, unit)))
+
+    def _decide_tiers(self, inc: Incident) -> None:
+        """The on-scene counts by 1, 3, 5 minutes, final: an `sla.events` record and the zones' record."""
+        inc.tiers_decided = True
+        counts = tuple(sum(1 for fts in inc.on_scene.values() if fts <= inc.ts + limit * 1000) for limit in TIERS_S)
+        # met in every zone of the call: per tier the largest requirement among them (no zone: the default)
+        reqs = [self.tier_requirement(z) for z in inc.zones] or [default_tier_requirement("")]
+        required = [max(r[i] for r in reqs) for i in range(len(TIERS_S))]
+        met = all(n >= r for n, r in zip(counts, required, strict=True))
+        self.out.append(("sla", {"type": "tiers", "call_id": inc.call_id, "zone_ids": inc.zones,
+                                 "on_scene": dict(zip(TIER_NAMES, counts, strict=True)), "met": met,
+                                 "ts": inc.ts + TIERS_DECIDED_MS}))
+        self.out.append(("tiers", (inc.call_id, inc.ts, inc.zones, counts)))
 
     def _set_keep_from(self) -> None:
         """Hold fixes for the grace plus the staleness bound, and as long as a recommendation
@@ -506,10 +581,11 @@ class IncidentState:
                 continue  # not available at t
             d = haversine_m(inc.lat, inc.lon, latest[2], latest[3])
             if d <= DISPATCH_EXACT_M:
-                found.append((d, unit, latest[4]))
-        found.sort()
+                found.append((d, unit, latest[4], latest))
+        found.sort(key=lambda f: f[:2])
         inc.record["nearest_units"] = [{"unit_id": u, "kind": k, "distance_m": round(d, 1), "eta_s": eta_s(d, k)}
-                                       for d, u, k in found[:MAX_RECOMMENDED]]
+                                       for d, u, k, _f in found[:MAX_RECOMMENDED]]
+        inc.unit_at = {u: [f[2], f[3], f[0]] for _d, u, _k, f in found[:MAX_RECOMMENDED]}
         self._recommended(inc, DISPATCH_EXACT_M if len(found) < MAX_RECOMMENDED else None)
 
     def _recommend_late(self, inc: Incident) -> None:
@@ -551,10 +627,12 @@ class IncidentState:
                 return False
             del inc.alerts[inc.worst[0]]
             del inc.alerts_rank[inc.worst[0]]
+            inc.alert_at.pop(inc.worst[0], None)
             inc.worst = None
         inc.alerts[alert_id] = {"alert_id": alert_id, "type": typ, "distance_m": round(d, 1),
                                 "dt_s": round(dt / 1000.0, 1)}
         inc.alerts_rank[alert_id] = key
+        inc.alert_at[alert_id] = [lat, lon]
         return True
 
     def _forget(self, inc: Incident) -> None:
@@ -578,3 +656,8 @@ class IncidentState:
                 lst[:] = [i for i in lst if i is not inc]
                 if not lst:
                     del self.near[c]
+
+
+def _at(entry: dict, where: list | None, names: tuple[str, ...]) -> dict:
+    """A timeline entry with its position (lat, lon[, ts]) when one is known."""
+    return entry if where is None else {**entry, **dict(zip(names, where, strict=True))}

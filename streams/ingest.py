@@ -1,10 +1,9 @@
 """Stage 1, the I/O: input topics -> Router -> zone-events (and dead letters), in batches.
 
-A Faust agent costs ~60-100 µs per message here, which caps a worker near 10-16k ev/s. This
-stage therefore reads the input topics with a plain aiokafka consumer in batches (`getmany`,
-consumer group `{app_id}-ingest`), routes them with the pure `Router` (streams/routing.py) and
-hands the state stage *one message per zone partition per batch*, so Faust's per-message cost is
-paid per few hundred events instead of per event.
+Reads the input topics with a plain aiokafka consumer in batches (`getmany`, consumer group
+`{app_id}-ingest`), routes them with the pure `Router` (streams/routing.py) and hands the state stage
+*one message per zone partition per batch*, so the per-message costs of the hop are paid per few
+hundred events instead of per event.
 
 Delivery is at-least-once: input offsets are committed only after the batch messages and the
 dead letters are acknowledged by Kafka (acks=all, idempotent producer). A crash re-sends a
@@ -19,13 +18,14 @@ import time
 from collections import deque
 from typing import Any
 
+import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, RebalanceInProgressError
 
 from contract import events, topics
-from contract.security import aiokafka_kwargs
+from contract.kafka_settings import aiokafka_kwargs
 from contract.settings import Settings
 
 from . import metrics
@@ -36,9 +36,9 @@ from .zone_index import ZoneIndex
 log = logging.getLogger("zonewatch.ingest")
 
 MAX_RECORDS = 5000
-MAX_PENDING_COMMITS = 8
+MAX_PENDING_COMMITS = 64   # batches routed ahead of Kafka's acknowledgements (each re-sent after a crash)
 LINGER_BELOW = 2000  # batches smaller than this wait ZONEWATCH_INGEST_LINGER_MS for more
-HEARTBEAT_S = 1.0  # with nothing routed for this long, a marks-only batch to every partition (Router.heartbeat)
+HEARTBEAT_S = 1.0  # with nothing routed for this long, a marks-only batch to every partition (_heartbeat)
 ALIGN_MS = 30_000  # how far (event time) one input partition may read ahead of the slowest
 
 
@@ -51,6 +51,7 @@ class IngestStage:
         self.index, self.reach_cells = index, reach_cells
         self.router = Router(settings, index, reach_cells)
         self.store = store
+        self.positions = PositionWriter(store)
         self.producer = producer
         # the AIOKafkaConsumer start() makes; every other method runs after start() (aiokafka is untyped)
         self.consumer: Any = None
@@ -97,6 +98,7 @@ class IngestStage:
         consumer = self.consumer
         while True:
             batches = await consumer.getmany(timeout_ms=50, max_records=MAX_RECORDS)
+            self._observe_fetched(batches)
             if not batches:
                 try:
                     if self._buffer:   # held records may be routable now (a frontier moved, a feed went quiet)
@@ -111,12 +113,21 @@ class IngestStage:
                 # batch costs the same messages, Redis calls and commits however small it is.
                 await asyncio.sleep(self.linger_s)
                 more = await consumer.getmany(timeout_ms=0, max_records=MAX_RECORDS)
+                self._observe_fetched(more)
                 for tp, recs in more.items():
                     batches[tp] = batches.get(tp, []) + recs
             try:
                 await self._handle(batches)
             except KafkaError as exc:
                 await self._rewind(exc)
+
+    @staticmethod
+    def _observe_fetched(batches: dict) -> None:
+        """Stage "fetch" (part of "ingest"): input message timestamp to its return by getmany, the
+        connector's linger, Kafka and the fetch; the rest of "ingest" is this stage's own."""
+        if batches:
+            stamps = np.fromiter((m.timestamp for recs in batches.values() for m in recs), np.float64)
+            metrics.observe_array(metrics.STAGE.labels("fetch"), (time.time() * 1000.0 - stamps) / 1000.0)
 
     async def _handle(self, batches: dict) -> None:
         """Route one fetch, send its records, and queue its commit behind Kafka's acknowledgement."""
@@ -135,6 +146,9 @@ class IngestStage:
         out, dead, rejected, positions = self.router.route(msgs, now_ms)
         self.router.still_delivering(await self._gps_behind(unfetched), now_ms)
         futures = await self._send_zone_events(out, prev_clock, now_ms)
+        # stage "ingest": each input message's Kafka timestamp to its zone-events send
+        sent = np.fromiter((m.timestamp for m in msgs), np.float64, len(msgs))
+        metrics.observe_array(metrics.STAGE.labels("ingest"), (time.time() * 1000.0 - sent) / 1000.0)
         for m, reason in dead:
             base = self.router.base_topic[m.topic]
             raw = events.redact_callers(m.value, self.router.secret) if m.value else m.value
@@ -143,10 +157,10 @@ class IngestStage:
             metrics.DEADLETTERS.labels(topics.METRIC_SOURCE[base], metrics.reason_class(reason)).inc()
         for src, n in rejected.items():
             metrics.EVENTS.labels(src, "rejected").inc(n)
-        if positions:
-            await self.store.write_positions(positions)
-        # Commit once Kafka has the batch's outputs, without holding up the next batch;
-        # commits stay in order (each waits for the one before).
+        if positions:   # written behind the routing; the commit waits for it (a restart reads them)
+            futures.append(self.positions.add(positions))
+        # Commit once Kafka has the batch's outputs and Redis its positions, without holding up the
+        # next batch; commits stay in order (each waits for the one before).
         offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items()}
         self._commits.append(asyncio.ensure_future(
             self._commit_when_sent(self._commits[-1] if self._commits else None, futures, offsets)))
@@ -206,7 +220,7 @@ class IngestStage:
         of them, and `_align` pauses the partition until the frontier catches up). One fetch can
         hold minutes of one topic and seconds of another; without this the stream clock would run
         past patrol.gps and its watermark's 60 s bound would decide breaches before the fixes that
-        prevent them are read (README "Decisions never flip"). A patrol.gps partition with
+        prevent them are read (docs/DESIGN.md "Decisions never flip"). A patrol.gps partition with
         records waiting whose time is not known yet (never read) holds the other topics back
         entirely: this happens on the first fetches after a start."""
         gps = self.s.topic(topics.GPS)
@@ -366,10 +380,51 @@ class IngestStage:
             out[tp.topic] = out.get(tp.topic, 0) + max(0, hw - pos)
         return out
 
+    async def forget_silent(self) -> tuple[int, int]:
+        """The worker's sweep (streams/app.py, every FORGET_S): units and cameras whose latest report
+        is ZONEWATCH_UNIT_FORGET_S of stream clock old leave the router's maps, then the units leave
+        zw:units, zw:units:available and zw:unit-info. (the cut, units removed from Redis)"""
+        before = self.router.forget_silent()
+        return before, await self.store.forget_units(before)
+
     async def restore_positions(self) -> int:
         """Rewrite every unit position this ingest knows (after Redis lost its data)."""
         await self.store.write_positions(dict(self.router.positions))
         return len(self.router.positions)
+
+
+class PositionWriter:
+    """Unit positions (zw:units, zw:unit-info) written to Redis behind the routing, coalesced: one
+    write in flight, the next one takes every position routed meanwhile (a later fix of a unit
+    replaces its earlier one: the router passes only a unit's newest fixes). Ingest no longer waits
+    a Redis round trip per batch before it reads the next one."""
+
+    def __init__(self, store: RedisStore):
+        self.store = store
+        self.pending: dict = {}
+        self.pending_done: asyncio.Future | None = None   # resolves when `pending` is written
+        self.writing: asyncio.Future | None = None
+
+    def add(self, positions: dict) -> asyncio.Future:
+        """Queue these positions; the future resolves once a write holding them completed (a failed
+        write is counted and logged by the store, and every position is written again later)."""
+        self.pending.update(positions)
+        if self.pending_done is None:
+            self.pending_done = asyncio.get_running_loop().create_future()
+        done = self.pending_done
+        if self.writing is None or self.writing.done():
+            self.writing = asyncio.ensure_future(self._write())
+        return done
+
+    async def _write(self) -> None:
+        while self.pending:
+            batch, done = self.pending, self.pending_done
+            self.pending, self.pending_done = {}, None
+            try:
+                await self.store.write_positions(batch)
+            finally:
+                if done is not None and not done.done():
+                    done.set_result(None)
 
 
 def _peek_ts(m) -> int | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter as _Tally
 
+import numpy as np
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -27,6 +28,8 @@ PlatformCollector(registry=REGISTRY)
 # e2e spans producer -> Kafka -> ingest -> repartition -> state -> Redis: ms to seconds.
 LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75,
                    1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+# a stage can take well under a millisecond: finer buckets at the low end than e2e's
+STAGE_BUCKETS = (0.0005, 0.001, 0.0025) + LATENCY_BUCKETS
 AGE_BUCKETS = (0.0, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 86400.0)
 
 EVENTS = Counter(names.EVENTS, "Input events by source and outcome",
@@ -34,6 +37,17 @@ EVENTS = Counter(names.EVENTS, "Input events by source and outcome",
 E2E = Histogram(names.E2E_LATENCY,
                 "Kafka message timestamp (set by the connector) to completion of the Redis write "
                 "that reflects the event", ["source"], buckets=LATENCY_BUCKETS, registry=REGISTRY)
+STAGE = Histogram(names.STAGE,
+                  "Seconds an event spends in each stage of the hot path: ingest (input message timestamp "
+                  "to its zone-events send), hop (send to the state's apply), apply, flush (apply to the Redis "
+                  "write completed); beyond the contract: fetch (the part of ingest until the input message was "
+                  "fetched) and outputs (per batch with output records: decided to acknowledged, off the apply "
+                  "path)",
+                  ["stage"], buckets=STAGE_BUCKETS, registry=REGISTRY)
+FETCH_PAUSES = Counter(names.FETCH_PAUSES,
+                       "Times the state stage stopped reading a zone-events partition: takeover (assigned, "
+                       "paused until its state is restored), outputs_full (its outputs waited for Kafka)",
+                       ["reason"], registry=REGISTRY)
 AGE = Histogram(names.EVENT_AGE, "Stream clock minus event ts at processing",
                 ["source"], buckets=AGE_BUCKETS, registry=REGISTRY)
 ZONE_WRITES = Counter(names.ZONE_WRITES, "Zone state writes to Redis", registry=REGISTRY)
@@ -63,6 +77,9 @@ BREACHES = Counter(names.BREACHES, "Breaches decided (final)", registry=REGISTRY
 SNAPSHOT_BYTES = Gauge(names.SNAPSHOT_BYTES, "Size of the last state snapshot of a partition", registry=REGISTRY)
 FENCED = Counter(names.FENCED, "Partitions found owned by another worker at a write", registry=REGISTRY)
 OUTPUT_RETRIES = Counter(names.OUTPUT_RETRIES, "Output records sent again after a failed send", registry=REGISTRY)
+LAYOUT_MISMATCH = Counter(names.LAYOUT_MISMATCH, "Zone-events batches (and snapshots) routed by a partitioning "
+                          "other than this worker's (another zones file or partition count, or an older ingest)",
+                          registry=REGISTRY)
 
 BUILD_INFO = Gauge(names.BUILD_INFO, "zonewatch version (value 1)", ["version"], registry=REGISTRY)
 
@@ -76,6 +93,10 @@ for _t in ("arrived", "breach"):
     SLA_DECISIONS.labels(_t)
 for _d in ("kafka", "redis"):
     DEPENDENCY_OUTAGES.labels(_d)
+for _st in names.STAGES:
+    STAGE.labels(_st)
+for _r in ("takeover", "outputs_full"):
+    FETCH_PAUSES.labels(_r)
 
 
 def observe_many(hist_child, values) -> None:
@@ -90,6 +111,25 @@ def observe_many(hist_child, values) -> None:
     for i, n in tally.items():
         hist_child._buckets[i].inc(n)
     hist_child._sum.inc(sum(values))
+
+
+def observe_weighted(hist_child, value: float, n: int) -> None:
+    """Observe `value` n times (a batch whose n events all spent `value` in a stage)."""
+    if n <= 0:
+        return
+    hist_child._buckets[bisect_left(hist_child._upper_bounds, value)].inc(n)
+    hist_child._sum.inc(value * n)
+
+
+def observe_array(hist_child, values: np.ndarray) -> None:
+    """Observe a numpy array of values: one searchsorted and one bincount, no per-value Python."""
+    if not len(values):
+        return
+    bounds = hist_child._upper_bounds
+    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
+    for i in np.flatnonzero(counts):
+        hist_child._buckets[i].inc(int(counts[i]))
+    hist_child._sum.inc(float(values.sum()))
 
 
 def render() -> bytes:

@@ -1,9 +1,11 @@
 """Output topics (CONTRACT §4), snapshots, and the arrival feedback into zone-events.
 
 Outputs are at-least-once for real: `send` returns only when Kafka acknowledged every record of
-the batch; a record Kafka refuses is sent again (with backoff) until it is accepted. The agent
-awaits it before it takes the next message, so Faust never commits an input whose outputs are
-not in Kafka, and a snapshot never covers a decision whose output could still be lost.
+the batch; a record Kafka refuses is sent again (with backoff) until it is accepted. The state
+stage does not wait for that: each partition's outputs, daily records and snapshots go through its
+`PartitionOutputs`, delivered one after another in the order they were decided, while the
+partition applies its next batches. A snapshot is queued behind the outputs decided before it,
+so a snapshot in Kafka never covers a decision whose output could still be lost.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 import faust
 import orjson
@@ -40,7 +43,7 @@ def _watch(fut) -> None:
 
 
 class OutputSender:
-    """incidents.enriched, sla.events, zones.state, snapshots and arrival records."""
+    """incidents.enriched, sla.events, duty.events, zones.state, snapshots and arrival records."""
 
     def __init__(self, settings: Settings, app: faust.App, dispatcher: Dispatcher):
         self.s = settings
@@ -87,9 +90,10 @@ class OutputSender:
             pending = failed
 
     async def send(self, enriched: list, sla: list, arrivals: dict, clock: int, wall: int,
-                   fallback: dict[str, float] | None = None) -> None:
+                   fallback: dict[str, float] | None = None, duty: list[OutRecord] | None = None) -> None:
         """The outputs of one batch, acknowledged. `fallback` (IncidentState.take_fallback):
-        records whose recommendation was just decided short, completed from Redis first."""
+        records whose recommendation was just decided short, completed from Redis first. `duty`:
+        the duty.events records decided with them (streams/duty.py `DutyPlan.records`)."""
         if fallback:
             await self.dispatcher.recommend([(r, fallback[r["call_id"]]) for r in enriched
                                              if r["call_id"] in fallback])
@@ -105,6 +109,8 @@ class OutputSender:
                 metrics.BREACHES.inc()
         for q, recs in arrivals.items():
             items.append((self.s.internal_zone_events, None, records.encode(clock, recs, None, wall), q))
+        if duty:
+            items.extend(duty)
         await self.deliver(items)
 
     async def daily(self, docs: list[tuple[str, str, dict]]) -> None:
@@ -121,3 +127,44 @@ class OutputSender:
         producer = self.app.producer
         for zid, js in zip(ids, docs, strict=True):
             _watch(await producer.send(self.t_zones, zid.encode(), js, None, None, None))
+
+
+class PartitionOutputs:
+    """One partition's deliveries (outputs, zones.daily, snapshots), each started when the one
+    queued before it is acknowledged: Kafka sees them in decision order, and the partition's
+    apply path never waits for an acknowledgement (it waits only when more than `MAX_QUEUED`
+    deliveries are pending: Kafka is down or slow, and memory must stay bounded)."""
+
+    MAX_QUEUED = 256   # deliveries of a partition in flight before its apply waits (back-pressure)
+
+    def __init__(self, p: int):
+        self.p = p
+        self.last: asyncio.Future | None = None
+        self.queued = 0
+
+    def put(self, job: Callable[[], Awaitable[None]]) -> None:
+        """Deliver `job()` after everything queued before it."""
+        self.queued += 1
+        self.last = asyncio.ensure_future(self._after(self.last, job))
+
+    async def _after(self, previous: asyncio.Future | None, job: Callable[[], Awaitable[None]]) -> None:
+        try:
+            if previous is not None:
+                await asyncio.wait([previous])   # however it ended: the chain goes on
+            await job()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # deliver() retries refusals itself: this is a bug, not Kafka
+            log.exception("partition %d: an output delivery failed", self.p)
+        finally:
+            self.queued -= 1
+
+    @property
+    def full(self) -> bool:
+        return self.queued > self.MAX_QUEUED
+
+    async def drained(self) -> None:
+        """Until everything queued so far is delivered."""
+        last = self.last
+        if last is not None and not last.done():
+            await asyncio.shield(last)

@@ -1,5 +1,6 @@
 """Reach (CONTRACT §3): the share of a zone's area from which an available present unit can
-arrive within 180 s / 300 s, ETA = haversine distance × DETOUR_FACTOR / the kind's speed.
+arrive within 60 s / 180 s / 300 s (v3 added the 1-minute tier), ETA = haversine distance ×
+DETOUR_FACTOR / the kind's speed.
 
 Pure and built for the worker's hot path:
 - `zone_cells(zone)` once at start: H3 cells covering the zone at the finest resolution that
@@ -31,7 +32,8 @@ from contract.zones import LocalPlane, Zone
 
 from .partitioning import MAX_REACH_M  # no unit of any kind reaches farther within the largest limit
 
-LIMITS_S = (180.0, 300.0)                 # within_3m, within_5m
+LIMITS_S = (60.0, 180.0, 300.0)           # within_1m, within_3m, within_5m
+REACH_NAMES = ("within_1m", "within_3m", "within_5m")
 MAX_CELLS = 400                           # per zone; at least one cell whatever the zone's size
 GRID_DEG = 0.02                           # unit grid: 0.02° x 0.02° (2.2 km x 1.8 km at 35° N)
 _NX = round(360 / GRID_DEG)
@@ -292,21 +294,21 @@ def _units_near(zc: ZoneCells, units) -> np.ndarray:
     return b[np.isin(_grid_keys(b[:, 0], b[:, 1]), zc._keyarr)]
 
 
-def reach_cells(zc: ZoneCells, units) -> tuple[np.ndarray, np.ndarray]:
-    """Per cell of `zc`, whether it is reached within 180 s and within 300 s (bool arrays).
+def reach_cells(zc: ZoneCells, units) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per cell of `zc`, whether it is reached within 60 s, 180 s and 300 s (bool arrays).
 
     `units`: a `UnitIndex`, or an iterable of (lat, lon, kind) of the available present units
     (a kind outside UNIT_SPEED_MS moves at the `other` speed, as in contract.response.eta_s).
     """
     m = _reached(zc, units)
-    return m[0], m[1]
+    return m[0], m[1], m[2]
 
 
 def _reached(zc: ZoneCells, units) -> np.ndarray:
-    """(2, cells) bool: row 0 reached within 180 s, row 1 within 300 s."""
+    """(3, cells) bool: row i reached within LIMITS_S[i]."""
     u = _units_near(zc, units)
     if not len(u):
-        return np.zeros((2, len(zc)), bool)
+        return np.zeros((len(LIMITS_S), len(zc)), bool)
     u = u[np.argsort(u[:, 5], kind="stable")]  # one column range per speed
     ut = np.ascontiguousarray(u[:, 2:5].T)
     sp = u[:, 5]
@@ -323,8 +325,8 @@ def _reached(zc: ZoneCells, units) -> np.ndarray:
         best = np.empty((len(zc), len(starts)))
         for r0 in range(0, len(zc), rows):
             best[r0:r0 + rows] = np.maximum.reduceat(zc.xyz[r0:r0 + rows] @ ut, starts, axis=1)
-    thr = _thresholds(speeds)  # (2, groups)
-    diff = best[None, :, :] - thr[:, None, :]  # (2, cells, groups)
+    thr = _thresholds(speeds)  # (limits, groups)
+    diff = best[None, :, :] - thr[:, None, :]  # (limits, cells, groups)
     mask = (diff > _EPS).any(axis=2)
     close = diff >= -_EPS
     todo = ~mask & close.any(axis=2)
@@ -359,15 +361,15 @@ def _exact(zc: ZoneCells, c: int, u: np.ndarray, ut: np.ndarray, s: int, e: int,
     return False
 
 
-def reach(zc: ZoneCells, units) -> tuple[float, float]:
-    """(within_3m, within_5m): shares of the zone's area in [0, 1], unrounded floats.
+def reach(zc: ZoneCells, units) -> tuple[float, float, float]:
+    """(within_1m, within_3m, within_5m): shares of the zone's area in [0, 1], unrounded floats.
 
     The caller publishes them rounded (CONTRACT §3 shows 2 decimals) and rate-limits them
     (rewrite on a change ≥ 0.01, at most every 10 s of stream clock per zone).
     """
     # summed like zc.total (pairwise, in cell order): all cells reached is exactly 1.0
-    r3, r5 = np.where(_reached(zc, units), zc.weights, 0.0).sum(axis=1).tolist()
-    return r3 / zc.total, r5 / zc.total
+    r1, r3, r5 = np.where(_reached(zc, units), zc.weights, 0.0).sum(axis=1).tolist()
+    return r1 / zc.total, r3 / zc.total, r5 / zc.total
 
 
 class ReachMap:
@@ -445,7 +447,7 @@ class ZoneReach:
             for k in reach_keys(z, self.cells.get(z.zone_id)):
                 by_key.setdefault(k, []).append(z.zone_id)
         self.by_key = {k: tuple(v) for k, v in by_key.items()}
-        self.value: dict[str, tuple[float, float]] = {}
+        self.value: dict[str, tuple[float, ...]] = {}   # zone -> reach() shares
         self.computed_at: dict[str, int] = {}
         self.dirty: set[str] = set()
         self.dirty_keys: set[int] = set()           # grid cells whose units changed (zones: by_key)
@@ -498,9 +500,12 @@ class ZoneReach:
             self.units.put(unit, lat, lon, kind)
             self.latest[unit] = (ts, lat, lon, kind)
             heapq.heappush(self._expiry, (ts, unit))
-        self.value = {z: tuple(v) for z, v in snap["value"].items() if z in self.zones}
-        self.computed_at = {z: t for z, t in snap["at"].items() if z in self.zones}
+        # a snapshot of the code before within_1m holds pairs: those zones are computed again
+        self.value = {z: tuple(v) for z, v in snap["value"].items()
+                      if z in self.zones and len(v) == len(LIMITS_S)}
+        self.computed_at = {z: t for z, t in snap["at"].items() if z in self.value}
         self.dirty = {z for z in snap["dirty"] if z in self.zones}
+        self.dirty |= {z for z in snap["value"] if z in self.zones and z not in self.value}
 
     def due(self, clock: int, force: bool = False) -> set[str]:
         """Recompute dirty zones now allowed; the ids whose published value changed. A value that
@@ -521,17 +526,19 @@ class ZoneReach:
             zc = self.cells.get(zid)
             if zc is None:
                 zc = self.cells[zid] = zone_cells(self.zones[zid])
-            r3, r5 = reach(zc, self.units)
-            old = self.value.get(zid, (0.0, 0.0))
-            if force or abs(r3 - old[0]) >= 0.01 or abs(r5 - old[1]) >= 0.01:
-                if (r3, r5) != old:
-                    self.value[zid] = (r3, r5)
+            new = reach(zc, self.units)
+            old = self.value.get(zid, _NONE)
+            if force or any(abs(a - b) >= 0.01 for a, b in zip(new, old, strict=True)):
+                if new != old:
+                    self.value[zid] = new
                     changed.add(zid)
                 self.inexact.discard(zid)
-            elif (r3, r5) != old:
+            elif new != old:
                 self.inexact.add(zid)
         return changed
 
     def doc(self, zid: str) -> dict:
-        r3, r5 = self.value.get(zid, (0.0, 0.0))
-        return {"within_3m": round(r3, 2), "within_5m": round(r5, 2)}
+        return {name: round(v, 2) for name, v in zip(REACH_NAMES, self.value.get(zid, _NONE), strict=True)}
+
+
+_NONE = (0.0,) * len(LIMITS_S)   # a zone not computed yet

@@ -10,11 +10,17 @@ Records for the zone stage (partitioned by zone, streams/partitioning.py):
                                    belong to the partition; `primary` is true in exactly one
                                    partition per event (that copy is counted in the metrics)
     Arrival                        the incidents stage decided an arrival (the feedback loop)
+    Tiers                          the incidents stage decided a call's on-scene tiers (the same loop)
 Records for the incidents stage (partitioned by the call's geo cell):
     IncidentCall, IncidentAlert, IncidentFix   (an IncidentFix also feeds the duty plan's posts)
 Records for the duty plan (streams/duty.py):
     PhaseCommand                   an operator's phase command, to every partition
     DutyNote                       a post's status or a checkpoint's overdue, for its zones' partitions
+
+Versions: a field added to a record goes at its end with a default, so a log written before it
+still decodes (msgspec fills the default into a shorter array): ZoneFix.force (v3, "police"),
+ZoneFix.cell (v3, 0: the reader computes it), IncidentFix.available and .kind, IncidentFix.status
+and .force (the duty plan, ""). A new record kind takes a new tag.
 """
 
 from __future__ import annotations
@@ -65,8 +71,10 @@ class ZoneFix(_Record, tag=3, frozen=True):
     status: str
     kind: str
     presence: bool         # the unit's newest fix so far: it decides where the unit is present
-    lat: float             # its position (the reach of the partition's zones)
+    lat: float             # its position (the reach and coverage of the partition's zones)
     lon: float
+    force: str = "police"  # v3 (contract.events.FORCES); a record written before it was police
+    cell: int = 0          # v3: its fine H3 cell (coverage); 0 in a record written before it
 
 
 @final
@@ -89,6 +97,16 @@ class Arrival(_Record, tag=4, frozen=True):
     zones: list[str]
     response_s: float
     unit_id: str
+
+
+@final
+class Tiers(_Record, tag=9, frozen=True):
+    """A call's on-scene tiers decided by the incidents stage, for the zone partitions of its zones:
+    distinct units on scene by 1, 3 and 5 minutes (contract.response.TIERS_S)."""
+    call_id: str
+    call_ts: int
+    zones: list[str]
+    on_scene: tuple[int, int, int]
 
 
 @final
@@ -127,7 +145,7 @@ class IncidentFix(_Record, tag=7, frozen=True):
 
 
 @final
-class PhaseCommand(_Record, tag=9, frozen=True):
+class PhaseCommand(_Record, tag=10, frozen=True):
     """An operator's phase command (the plan.commands topic), for every partition (streams/duty.py)."""
     command_id: str
     ts: int
@@ -136,7 +154,7 @@ class PhaseCommand(_Record, tag=9, frozen=True):
 
 
 @final
-class DutyNote(_Record, tag=10, frozen=True):
+class DutyNote(_Record, tag=11, frozen=True):
     """A post's status decided by its owner (a change, or the status again at a local midnight) or
     a checkpoint that became overdue (status "overdue"), for the partitions of the zones it lies in."""
     point_id: str
@@ -145,7 +163,7 @@ class DutyNote(_Record, tag=10, frozen=True):
     status: str
 
 
-Record = (ZoneCall | ZoneAlert | ZoneFix | ZoneStatus | Arrival | IncidentCall | IncidentAlert | IncidentFix
+Record = (ZoneCall | ZoneAlert | ZoneFix | ZoneStatus | Arrival | Tiers | IncidentCall | IncidentAlert | IncidentFix
           | PhaseCommand | DutyNote)
 ZONE_EVENTS = (ZoneCall, ZoneAlert, ZoneFix, ZoneStatus)
 #: metric label `source` of a zone-stage event record
@@ -158,11 +176,14 @@ class Batch(msgspec.Struct, array_like=True, gc=False):
     wall clock (ms) when it made the batch. The watermark moves on the marks and on `wall`
     (streams/watermark.py), so a replay of the log after a takeover decides exactly what the live
     run decided. A batch without events is an ingest's heartbeat (sent each second it routes
-    nothing: Router.zone_events)."""
+    nothing: Router.zone_events). `layout`: the version of the partitioning that routed the
+    records (streams/partitioning.py `layout_version`); 0 in the state stage's arrival batches
+    and in batches written before it was carried (home cells were hashed then)."""
     clock: int
     events: list[Record]
     gps: list[tuple[int, int, int]] = []
     wall: int = 0
+    layout: int = 0
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -172,8 +193,8 @@ _decoder = msgspec.msgpack.Decoder(Batch)
 MAX_PAYLOAD_BYTES = 1 << 20
 
 
-def encode(clock: int, events: list, gps: list | None = None, wall: int = 0) -> bytes:
-    return _encoder.encode(Batch(clock, events, gps or [], wall))
+def encode(clock: int, events: list, gps: list | None = None, wall: int = 0, layout: int = 0) -> bytes:
+    return _encoder.encode(Batch(clock, events, gps or [], wall, layout))
 
 
 def decode(value: bytes) -> Batch:
@@ -181,12 +202,12 @@ def decode(value: bytes) -> Batch:
 
 
 def encode_split(events: list, clock: int, prev_clock: int, limit: int = MAX_PAYLOAD_BYTES,
-                 gps: list | None = None, wall: int = 0) -> list[bytes]:
+                 gps: list | None = None, wall: int = 0, layout: int = 0) -> list[bytes]:
     """The zone-events messages for one partition's records of a batch: one, or several of at
     most `limit` bytes when the batch is bigger (5000 maximal valid calls are ~120 MB, beyond
     any request size). All but the last carry `prev_clock`, which every partition already has:
     the state stage applies a message's events before its clock, so splitting changes nothing."""
-    payload = encode(clock, events, gps, wall)
+    payload = encode(clock, events, gps, wall, layout)
     if len(payload) <= limit or len(events) <= 1:
         return [payload]
     n = max(1, len(events) * limit * 9 // (10 * len(payload)))
@@ -195,5 +216,5 @@ def encode_split(events: list, clock: int, prev_clock: int, limit: int = MAX_PAY
     for j, part in enumerate(parts):
         last = j == len(parts) - 1
         out.extend(encode_split(part, clock if last else prev_clock, prev_clock, limit,
-                                gps if last else None, wall))
+                                gps if last else None, wall, layout))
     return out

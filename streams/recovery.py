@@ -16,7 +16,7 @@ hours of the duplicate memory under `{p}/seen/{hour}`, written once each). Takin
    what lies beyond the group's committed offset is also counted in zonewatch_events_total, since
    no live owner counted it (a graceful handover can count the last commit interval twice);
 5. make the wall's incident list (zw:incidents) agree with the state, then hand the partition
-   to the agent, which skips what step 4 applied.
+   to the apply loop (streams/ownership.py), which reads on from there.
 
 So a takeover costs a snapshot plus a few seconds of log, whatever the length of the day.
 
@@ -36,7 +36,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from contract.security import aiokafka_kwargs
+from contract.kafka_settings import aiokafka_kwargs
 
 from . import metrics, records
 from .state_stage import SNAPSHOT_ZLIB, Held, StateStage
@@ -113,7 +113,7 @@ def parse_snapshot(p: int, latest: dict[bytes, bytes | None]) -> tuple[dict | No
 
 
 async def committed_offset(s, tp: TopicPartition) -> int | None:
-    """The Faust group's committed offset of tp (None: nothing committed), read by a consumer of
+    """The state group's committed offset of tp (None: nothing committed), read by a consumer of
     its own that is never assigned anything, so no lookup of its can move a replay's position."""
     c = AIOKafkaConsumer(bootstrap_servers=s.kafka, enable_auto_commit=False, group_id=s.app_id,
                          client_id=f"{s.app_id}-committed", **aiokafka_kwargs(s))
@@ -125,8 +125,8 @@ async def committed_offset(s, tp: TopicPartition) -> int | None:
 
 
 async def restore(stage: StateStage, p: int, emit) -> Held:
-    """Take partition p over (steps 1-5 above). `emit(state)` sends the outputs the state has
-    decided, awaiting Kafka's acknowledgements."""
+    """Take partition p over (steps 1-5 above). `emit(p, state)` queues the outputs the state has
+    decided (streams/outputs.py PartitionOutputs: delivered in order, before any later snapshot)."""
     s = stage.s
     started = time.monotonic()
     metrics.REBUILD_IN_PROGRESS.inc()
@@ -156,7 +156,7 @@ async def restore(stage: StateStage, p: int, emit) -> Held:
                 first = (await c.beginning_offsets([tp]))[tp]
                 # batches from the group's committed offset on were applied by no owner that is still
                 # counted (none, or one killed before its commit): they count here, once, in
-                # zonewatch_events_total; the agent skips them afterwards (applied_upto)
+                # zonewatch_events_total; the apply loop reads on from applied_upto afterwards
                 if count_from is None:
                     count_from = first
                 held, start, lookback = from_snapshot(stage, p, snap, sealed, first)
@@ -170,7 +170,7 @@ async def restore(stage: StateStage, p: int, emit) -> Held:
                             break
                         if rebuild_from(stage, held, m.offset, m.value, start, count_from):
                             replayed += 1
-                            await emit(held.state)
+                            emit(p, held.state)
                         else:
                             looked += 1
                             t_looked = time.monotonic()
@@ -199,6 +199,8 @@ def from_snapshot(stage: StateStage, p: int, snap: dict | None, sealed: dict[int
     if snap is None:
         held.floor = first
         return held, first, first
+    if snap.get("layout", 0) != stage.layout:   # its held incidents were routed by another map
+        stage.foreign_layout(snap.get("layout", 0))
     held.state.restore(snap["state"], sealed)
     held.floor = snap["floor"]
     return held, snap["offset"], snap["lookback"]

@@ -16,10 +16,11 @@ from contract import events, topics
 from contract.errors import Rejected
 from contract.events import caller_ref
 from contract.plan import load_plan, validate_phase_command
-from contract.response import ARRIVAL_RADIUS_M, CORROBORATION_RADIUS_M, DISPATCH_EXACT_M
+from contract.response import ARRIVAL_RADIUS_M, CORROBORATION_RADIUS_M, COVERAGE_RES, DISPATCH_EXACT_M
 from contract.settings import Settings
 
-from .partitioning import HomeCells, partition_of, zone_partitions
+from .coverage import coverage_cells
+from .partitioning import FINE_RES, HomeCells, HomeMap, layout_version, partition_of, zone_partitions
 from .reach import grid_key, reach_keys
 from .records import (
     IncidentAlert,
@@ -50,6 +51,7 @@ class Router:
             for k in reach_keys(z, (reach_cells or {}).get(zid)):
                 reach.setdefault(k, set()).add(self.zone_part[zid])
         self.reach_parts = {k: tuple(sorted(v)) for k, v in reach.items()}
+        self.cover_parts = coverage_partitions(index, self.zone_part)
         # unit -> (ts of its latest fix seen here, partitions that fix was sent to). A new fix
         # also goes to the partitions of the previous one so they learn the unit left. After a
         # restart this map is empty, and a unit's first fix is sent to every partition.
@@ -65,7 +67,9 @@ class Router:
         self.all_parts = tuple(range(self.n))
         self.clock = 0
         self.base_topic = {settings.topic(t): t for t in topics.INPUT_TOPICS}  # prefixed -> contract name
-        self.homes = HomeCells(self.n)
+        home_map = HomeMap(index.zones.values(), self.n)
+        self.homes = HomeCells(self.n, home_map)
+        self.layout = layout_version(self.zone_part, home_map)   # in every zone-events batch
         self.tp_ts: dict[tuple[str, int], int] = {}  # (topic, partition) -> ts of its last valid event
         self.gps_topic = settings.topic(topics.GPS)
         # patrol.gps partition -> [largest ts accepted, wall ms of its last delivery] (the watermark)
@@ -110,13 +114,21 @@ class Router:
             del self.cameras[c]
         return len(units) + len(cams)
 
+    def forget_silent(self) -> int:
+        """`forget` what fell silent ZONEWATCH_UNIT_FORGET_S of stream clock ago (the worker's sweep,
+        IngestStage.forget_silent); the cut."""
+        before = self.clock - self.s.unit_forget_ms
+        self.forget(before)
+        return before
+
     def zone_events(self, out: dict[int, list], prev_clock: int, wall: int) -> dict[int, list[bytes]]:
         """The zone-events messages of a routed batch for every partition, with or without records:
         each carries the patrol.gps marks and the ingest's time, on which each partition's state
         moves its watermark (streams/watermark.py). With nothing routed (`out` empty) it is the
         ingest's heartbeat."""
         marks = self.marks()
-        return {p: encode_split(out.get(p, []), self.clock, prev_clock, gps=marks, wall=wall) for p in range(self.n)}
+        return {p: encode_split(out.get(p, []), self.clock, prev_clock, gps=marks, wall=wall, layout=self.layout)
+                for p in range(self.n)}
 
     def forget_devices(self) -> None:
         """A rebalance: what this ingest remembers of units and cameras (where their previous
@@ -229,6 +241,9 @@ class Router:
             if primary not in by_part:
                 by_part[primary] = []
             if topic == topics.GPS:
+                for p in self.cover_parts.get(cell, ()):   # coverage: its cell's zones' partitions
+                    if p not in by_part:
+                        by_part[p] = []
                 mark = self.gps_marks.get(m.partition)
                 if mark is None:
                     self.gps_marks[m.partition] = [ts, now_ms]
@@ -250,8 +265,10 @@ class Router:
                         if p not in by_part:
                             by_part[p] = []
                     units_latest[eid] = self.positions[eid] = (ts, lat, lon, status, kind)
+                force = ev["force"]
                 for p, zl in by_part.items():
-                    _append(out, p, ZoneFix(eid, ts, zl, p == primary, kts, status, kind, newest, lat, lon))
+                    _append(out, p, ZoneFix(eid, ts, zl, p == primary, kts, status, kind, newest, lat, lon, force,
+                                            cell))
             elif topic == topics.CALLS:
                 cat, prio = ev["category"], ev["priority"]
                 lang = primary_language(ev.get("lang"))
@@ -310,6 +327,21 @@ class Router:
         rec["nearest_units"] = []
         rec["corroborating_alerts"] = []
         return rec
+
+
+def coverage_partitions(index: ZoneIndex, zone_part: dict[str, int]) -> dict[int, tuple[int, ...]]:
+    """Fine cell -> the partitions of the zones whose coverage counts a fix in it (streams/coverage.py)
+    but which may not contain the fix: a cell's centre may lie in a zone whose boundary cuts the cell,
+    and a fix in the cell counts there even outside the polygon. A cell a zone holds whole is left
+    out (every fix in it is in the zone, so routed to its partition already)."""
+    if FINE_RES != COVERAGE_RES:
+        raise ValueError("coverage needs the fine cell of a fix at its own resolution")
+    out: dict[int, set[int]] = {}
+    for zid, z in index.zones.items():
+        for cell in coverage_cells(z).tolist():
+            if zid not in index.zones_holding_cell(cell):
+                out.setdefault(cell, set()).add(zone_part[zid])
+    return {c: tuple(sorted(ps)) for c, ps in out.items()}
 
 
 _PRIMARY = re.compile(r"[A-Za-z]{1,8}(?![A-Za-z])")

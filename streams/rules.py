@@ -21,7 +21,7 @@ LEVELS = ("green", "yellow", "orange", "red")
 RANK = {name: i for i, name in enumerate(LEVELS)}
 
 DEFAULT_RULES = """
-# zonewatch default level rules (documented in the README).
+# zonewatch default level rules (documented in docs/DESIGN.md "Levels").
 [[level]]
 name = "red"
 any = ["windows.15m.calls_p1 >= 3", "windows.15m.calls >= 20", "windows.5m.alerts >= 60",

@@ -6,7 +6,7 @@ between two flushes cost one write per zone, and one Redis command per flush. Th
 checks that the writer still owns the zone's partition (its generation in zw:fence), so a worker
 that lost a partition can never overwrite its new owner (WRITE_LUA).
 
-The wall's incident list rides in the same call (README "Open incidents on the wall"): each
+The wall's incident list rides in the same call (docs/DESIGN.md "Open incidents on the wall"): each
 changed incident is HSET in (open, breached) or HDEL from (arrived, expired) the hash
 zw:incidents, field call_id, then XADD zw:incident-updates (MAXLEN ~ 10000) call_id, status, state.
 The hash is written before the stream entry, as the zone document is, so a reader that takes the
@@ -34,9 +34,8 @@ log = logging.getLogger("zonewatch.store")
 
 
 async def until_redis_answers(what: str, call):
-    """await call() until Redis answers, counting and logging each failure. Used where the
-    agent or the flusher cannot go on without Redis: crashing the agent would make Faust skip
-    the batch being processed, so it waits (the batch is not acknowledged meanwhile)."""
+    """await call() until Redis answers, counting and logging each failure. Used where a takeover
+    or the flusher cannot go on without Redis: it waits rather than crash the worker."""
     while True:
         try:
             return await call()

@@ -110,6 +110,9 @@ class Pipeline:
                     self.duty.extend(h.state.duty.take_events())
                 for q, recs in arrivals.items():
                     feedback.setdefault(q, []).append(records.encode(h.state.clock, recs, None, self.wall))
+            # no flush here: drop the e2e observations the flusher would take (they only grow)
+            for observed in self.stage.pending_e2e.values():
+                observed.clear()
             if not feedback:
                 return
             payloads = feedback
@@ -161,7 +164,7 @@ class Pipeline:
         for h in self.stage.held.values():
             st = h.state
             for zid, agg in st.zones.items():
-                for unit, (ts, _status) in agg.units.items():
+                for unit, (ts, _status, _force) in agg.units.items():
                     if ts >= st.clock - st.unit_stale_ms:
                         out.setdefault(unit, set()).add(zid)
         return out

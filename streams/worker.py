@@ -6,9 +6,9 @@ import argparse
 import os
 from pathlib import Path
 
+from contract.kafka_settings import ensure_topics
 from contract.logs import dict_config, level_name
 from contract.settings import Settings
-from contract.topics import ensure_topics
 from contract.zones import load_zones
 
 from .rules import load_rules
@@ -21,6 +21,9 @@ def add_parser(sub) -> None:
     p.add_argument("--web-bind", default=os.environ.get("ZONEWATCH_WEB_BIND", "127.0.0.1"),
                    help="address /metrics listens on (default ZONEWATCH_WEB_BIND, 127.0.0.1; "
                         "0.0.0.0 in a container so Prometheus can scrape it)")
+    p.add_argument("--role", choices=("all", "ingest", "state"), default=os.environ.get("ZONEWATCH_ROLE", "all"),
+                   help="which stages this process runs (default ZONEWATCH_ROLE, all): an ingest process and a "
+                        "state process beside it use two cores (docs/OPERATIONS.md)")
     p.add_argument("--kafka", help="bootstrap servers (default ZONEWATCH_KAFKA)")
     p.add_argument("--redis", help="Redis URL (default ZONEWATCH_REDIS)")
     p.add_argument("--zones", help="zones GeoJSON (default ZONEWATCH_ZONES, the bundled demo)")
@@ -43,7 +46,7 @@ def run(args) -> int:
     load_zones(s.zones, id_property=s.zone_id_property)
     ensure_topics(s)
     level = level_name(getattr(args, "log_level", None))
-    app = create_app(s, web_port=args.web_port, web_bind=args.web_bind)
+    app = create_app(s, web_port=args.web_port, web_bind=args.web_bind, role=args.role)
     worker = faust.Worker(app, loglevel=level.upper(), quiet=getattr(args, "log_format", "text") == "json",
                           logging_config=dict_config(level, getattr(args, "log_format", "text")),
                           redirect_stdouts=False)

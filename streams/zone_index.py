@@ -72,6 +72,12 @@ class ZoneIndex:
             found.sort(key=self._order.__getitem__)
         return tuple(found)
 
+    def zones_holding_cell(self, cell: int) -> tuple[str, ...]:
+        """Zones that contain the whole of this cell (an int at the index's resolution): every point
+        looked up in it is in them. () when the cell is not at the index's resolution."""
+        hit = self._cells.get(cell)
+        return hit[0] if hit is not None and h3i.get_resolution(cell) == self.resolution else ()
+
     def lookup_exact(self, lat: float, lon: float) -> tuple[str, ...]:
         """The same answer by a scan of every polygon: the reference for tests."""
         return tuple(z.zone_id for z in self.zones.values() if shapely.contains_xy(z.geometry, lon, lat))

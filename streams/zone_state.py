@@ -2,7 +2,9 @@
 
 Pure and synchronous: no Kafka, no Redis, no wall clock, so the same events, stream clock and
 watermark always give the same documents (tests drive it directly). The worker feeds it batches
-from the repartition topic and asks for the documents of zones whose figures changed.
+from the repartition topic and asks for the documents of zones whose figures changed. Its parts:
+the zones' counters here, incidents (streams/incidents.py, whose Arrival and Tiers records come
+back for the zones' `response`), reach (streams/reach.py) and coverage (streams/coverage.py).
 
 Idempotence is what makes at-least-once delivery safe: calls and alerts are remembered by id
 (compactly, streams/dedup.py) and fixes by (unit_id, ts) for as long as they can still change a
@@ -15,8 +17,10 @@ from __future__ import annotations
 import heapq
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 
+from contract.events import DEFAULT_FORCE, FORCES
 from contract.response import (
     BREACH_AFTER_MS,
     CAMERA_KNOWN_MS,
@@ -24,10 +28,13 @@ from contract.response import (
     EVENT_AGE_HORIZON_MS,
     EXPIRE_AFTER_MS,
     RESPONSE_WINDOW_MS,
+    TIERS_DECIDED_MS,
     UNIT_QUIET_MS,
+    default_tier_requirement,
 )
 from contract.zones import Zone
 
+from .coverage import ZoneCoverage, cell_of
 from .days import LocalDays
 from .dedup import IdMemory, id_hash
 from .duty import DutyState, DutyZones
@@ -40,6 +47,7 @@ from .records import (
     IncidentCall,
     IncidentFix,
     PhaseCommand,
+    Tiers,
     ZoneAlert,
     ZoneCall,
     ZoneFix,
@@ -57,18 +65,31 @@ GPS_DEDUP_PER_UNIT = 128
 PRUNE_EVERY_MS = 60_000
 INCIDENT_KEEP_MS = EXPIRE_AFTER_MS + RESPONSE_WINDOW_MS
 _NO_HITS: frozenset[int] = frozenset()
+LAST_EVENT_SOURCES = ("calls", "gps", "alerts")   # health.last_event_ts
+#: the requirement of a zone: units on scene by 1, 3 and 5 minutes (contract.response.DEFAULT_TIERS)
+TierRequirement = Callable[[str], tuple[int, int, int]]
 
 
 def empty_response() -> dict:
     return {"arrived": 0, "within_1m": 0, "within_3m": 0, "within_5m": 0, "breaches": 0,
-            "p50_s": None, "p90_s": None}
+            "p50_s": None, "p90_s": None, "tiers_met": 0, "tiers_decided": 0}
+
+
+def tiers_met(on_scene, required) -> bool:
+    """The on-scene counts reach the requirement in every tier (CONTRACT §3 "On-scene tiers")."""
+    return all(n >= r for n, r in zip(on_scene, required, strict=True))
 
 
 class DayCounts:
-    """A zone's local day: `today` of the zone document and the record of zones.daily."""
+    """A zone's local day: `today` of the zone document and the record of zones.daily.
+
+    `once` holds the same figures for the calls and alerts whose first zone (in the ingest's order,
+    the zone its primary copy is routed by) is this one: each event has exactly one first zone, so
+    summed over every zone they count each event once however many nested zones hold it (the
+    briefing's overall totals and percentiles, reports/briefing.py)."""
 
     __slots__ = ("calls", "alerts", "by_category", "by_priority", "by_lang", "by_type", "hourly_calls",
-                 "hourly_alerts", "responses", "breaches", "version", "changed")
+                 "hourly_alerts", "responses", "breaches", "version", "changed", "tiers", "once")
 
     def __init__(self) -> None:
         self.calls = 0
@@ -83,11 +104,21 @@ class DayCounts:
         self.breaches: set[str] = set()         # call_ids whose breach falls on this day
         self.version = 0                        # of its zones.daily record
         self.changed = True                     # since its zones.daily record was last taken
+        self.tiers: dict[str, bool] = {}        # call_id -> met, tiers decided this day (call ts + 300 s)
+        self.once: DayCounts | None = None      # the events whose first zone this is (first())
+
+    def first(self) -> DayCounts:
+        """`once`, made when the first event whose first zone this is counts."""
+        once = self.once
+        if once is None:
+            once = self.once = DayCounts()
+        return once
 
     def dump(self) -> list:
         return [self.calls, self.alerts, dict(self.by_category), {str(k): v for k, v in self.by_priority.items()},
                 dict(self.by_lang), dict(self.by_type), self.hourly_calls, self.hourly_alerts, self.responses,
-                sorted(self.breaches), self.version, self.changed]
+                sorted(self.breaches), self.version, self.changed, self.tiers,
+                None if self.once is None else self.once.dump()]
 
     @classmethod
     def load(cls, raw: list) -> DayCounts:
@@ -100,7 +131,36 @@ class DayCounts:
         d.hourly_calls, d.hourly_alerts = list(raw[6]), list(raw[7])
         d.responses, d.breaches = dict(raw[8]), set(raw[9])
         d.version, d.changed = raw[10], raw[11]
+        if len(raw) > 12:   # a snapshot of the code before tiers has none
+            d.tiers = dict(raw[12])
+        if len(raw) > 13 and raw[13] is not None:  # a snapshot of an older worker has no `once`
+            d.once = cls.load(raw[13])
         return d
+
+
+def nearest_rank(ordered: list[float], percent: int) -> int | None:
+    """The nearest-rank percentile of sorted response times, rounded to whole seconds: the value at
+    rank ceil(percent/100 x n), computed in integers as the briefing ranks its merged times."""
+    n = len(ordered)
+    return round(ordered[(percent * n + 99) // 100 - 1]) if n else None
+
+
+def _day_figures(day: DayCounts, tiers: bool = True) -> dict:
+    """The counts and the response decisions of a day (zones.daily; CONTRACT §4)."""
+    responses = sorted(day.responses.values())
+    n = len(responses)
+    response = {"arrived": n, "within_1m": sum(1 for r in responses if r <= 60),
+                "within_3m": sum(1 for r in responses if r <= 180),
+                "within_5m": sum(1 for r in responses if r <= 300), "breaches": len(day.breaches),
+                "p50_s": nearest_rank(responses, 50), "p90_s": nearest_rank(responses, 90)}
+    if tiers:   # on-scene tiers decided this day (v3); `once` carries none
+        response["tiers_met"], response["tiers_decided"] = sum(day.tiers.values()), len(day.tiers)
+    return {"calls": day.calls, "calls_by_category": dict(sorted(day.by_category.items())),
+            "calls_by_priority": {str(k): v for k, v in sorted(day.by_priority.items())},
+            "calls_by_lang": dict(sorted(day.by_lang.items())),
+            "alerts": day.alerts, "alerts_by_type": dict(sorted(day.by_type.items())),
+            "hourly": {"calls": list(day.hourly_calls), "alerts": list(day.hourly_alerts)},
+            "response": response}
 
 
 class MinuteBucket:
@@ -127,19 +187,22 @@ class ZoneAgg:
     """Counters of one zone. Units present are tracked by the partition (units move)."""
 
     __slots__ = ("zone", "days", "minutes", "units", "incidents", "cameras", "last_ts", "version",
-                 "last_figures", "last_clock", "valid_until", "valid_until_wm", "resp_cache")
+                 "last_figures", "last_clock", "valid_until", "valid_until_wm", "resp_cache", "firsts")
 
     def __init__(self, zone: Zone):
         self.zone = zone
         self.days: dict[str, DayCounts] = {}
         self.minutes: dict[int, MinuteBucket] = {}
-        self.units: dict[str, tuple[int, str]] = {}  # unit_id -> (fix ts, status) of its latest fix
-        # call_id -> [call ts, priority (None until the call is seen), response s (None = not arrived)]
+        # unit_id -> (fix ts, status, force) of its latest fix
+        self.units: dict[str, tuple[int, str, str]] = {}
+        # call_id -> [call ts, priority (None until the call is seen), response s (None = not arrived),
+        # on-scene tiers (None until decided)]
         self.incidents: dict[str, list] = {}
+        self.firsts: set[str] = set()   # of `incidents`, the calls whose first zone this is (DayCounts.once)
         # camera_id -> (ts of its latest report, online per its latest status) for cameras whose
         # latest report lies in the zone (health)
         self.cameras: dict[str, tuple[int, bool]] = {}
-        self.last_ts: dict[str, int] = {}   # source -> largest ts accepted inside the zone
+        self.last_ts: dict[str, int] = {}   # source -> largest ts accepted inside the zone (last_event_ts)
         self.version = 0
         self.last_figures: dict | None = None
         self.last_clock = 0
@@ -154,14 +217,20 @@ class PartitionState:
 
     def __init__(self, zones: list[Zone], tz: str = "Asia/Shanghai", rules: Rules | None = None,
                  unit_stale_ms: int = 120_000, grace_ms: int = DEFAULT_GRACE_MS,
-                 camera_silent_ms: int = 1_800_000, reach_cells: dict | None = None):
+                 camera_silent_ms: int = 1_800_000, reach_cells: dict | None = None,
+                 unit_forget_ms: int = 24 * 3_600_000, tier_requirement: TierRequirement | None = None):
         self.tz_name = tz
         self.days = LocalDays(tz)
         self.rules = rules or load_rules(None)
         self.unit_stale_ms = unit_stale_ms
         self.grace_ms = grace_ms
         self.camera_silent_ms = camera_silent_ms
+        self.unit_forget_ms = unit_forget_ms   # ZONEWATCH_UNIT_FORGET_S: a unit this silent leaves the fix memory
         self.zones: dict[str, ZoneAgg] = {z.zone_id: ZoneAgg(z) for z in zones}
+        # on-scene tiers required per zone (a plan's [[tiers]], CONTRACT §10; (1, 2, 3) without one)
+        self.tier_requirement = tier_requirement or default_tier_requirement
+        self.tiers_required = {zid: tuple(self.tier_requirement(zid)) for zid in self.zones}
+        self.coverage = ZoneCoverage(zones)
         self.clock = 0
         self.wm = 0
         self.seen = IdMemory()                  # hashes of "c|call_id" / "a|alert_id"
@@ -173,13 +242,18 @@ class PartitionState:
         self.seen_status: dict[str, set] = {}                  # camera -> {status report ts}
         self.dirty: set[str] = set()
         # Incidents of the geo cells this partition is home to (a different key than zones).
-        self.incidents = IncidentState(grace_ms, unit_stale_ms=unit_stale_ms)
+        self.incidents = IncidentState(grace_ms, unit_stale_ms=unit_stale_ms, tier_requirement=self.tier_requirement)
         # the patrol.gps marks this partition's own zone-events batches carried (StateStage sets
         # its bounds): a mark arrives with, or after, every record routed here before it, so a
         # decision on it never precedes a fix of this partition that it covers
         self.watermark = Watermark()
         self.reach = ZoneReach(zones, cells=reach_cells)
         self._last_pruned = 0
+        # the latest local date whose zones.daily records were taken final: no decision reopens it
+        self.final_through = ""
+        # (a fix ts of the unit, unit), one entry per unit of seen_fix: popped once that ts falls behind
+        # ZONEWATCH_UNIT_FORGET_S, then the unit goes or is pushed again with its newest (as reach's expiry)
+        self._fix_expiry: list[tuple[int, str]] = []
         self._hits: AbstractSet[int] = _NO_HITS  # ids of the current batch the sealed dedup hours hold
         self.deadlines: list[tuple[int, str, str]] = []  # (call ts + 300 s, zone, call) not yet passed
         # the duty plan (streams/duty.py; StateStage sets them when a plan is loaded): the posts and
@@ -212,6 +286,8 @@ class PartitionState:
                 day = self._day(agg, due)
                 if day is not None and call_id not in day.breaches:
                     day.breaches.add(call_id)
+                    if call_id in agg.firsts:
+                        day.first().breaches.add(call_id)
                     day.changed = True
         if self.clock - self._last_pruned >= PRUNE_EVERY_MS:
             self._prune()
@@ -239,6 +315,7 @@ class PartitionState:
                 seen = self.seen_fix.get(unit)
                 if seen is None:
                     seen = self.seen_fix[unit] = set()
+                    heapq.heappush(self._fix_expiry, (ts, unit))
                 elif ts in seen:
                     return False
                 seen.add(ts)
@@ -253,7 +330,10 @@ class PartitionState:
                     if ts > agg.last_ts.get("gps", 0):
                         agg.last_ts["gps"] = ts
                         self.dirty.add(zid)
-            if rec.presence and self._apply_fix(unit, ts, tuple(zones), rec.status):
+            covered = self.coverage.fix(rec.cell or cell_of(rec.lat, rec.lon), ts, self.clock)
+            if covered:
+                self.dirty.update(covered)
+            if rec.presence and self._apply_fix(unit, ts, tuple(zones), rec.status, rec.force):
                 self.reach.fix(unit, ts, rec.lat, rec.lon, rec.kind, rec.status == "available")
             return True
         if t is ZoneStatus:
@@ -291,6 +371,9 @@ class PartitionState:
         if t is Arrival:
             self._apply_arrival(rec)
             return None
+        if t is Tiers:
+            self._apply_tiers(rec)
+            return None
         is_call = t is ZoneCall
         eid = rec.call_id if is_call else rec.alert_id
         ts = rec.ts
@@ -306,6 +389,9 @@ class PartitionState:
         counted = self._day_open(date)  # a day whose zones.daily record is final takes nothing more
         minute = ts // MINUTE_MS
         keep_bucket = minute > self.clock // MINUTE_MS - KEEP_MINUTES
+        # the event's first zone is the first of the primary copy's zones (streams/routing.py):
+        # there it also counts in `once`, the figures that count it once overall
+        first = zones[0] if rec.primary else None
         if is_call:
             cat, prio, lang = rec.category, rec.priority, rec.lang
             for zid in zones:
@@ -314,17 +400,22 @@ class PartitionState:
                 if day is None and counted:
                     day = agg.days[date] = DayCounts()
                 if day is not None:
-                    day.calls += 1
-                    day.by_category[cat] += 1
-                    day.by_priority[prio] += 1
-                    day.by_lang[lang] += 1
-                    day.hourly_calls[hour] += 1
+                    for d in (day, day.first()) if zid == first else (day,):
+                        d.calls += 1
+                        d.by_category[cat] += 1
+                        d.by_priority[prio] += 1
+                        d.by_lang[lang] += 1
+                        d.hourly_calls[hour] += 1
                     day.changed = True
                 inc = agg.incidents.get(eid)
                 if inc is None:
-                    agg.incidents[eid] = [ts, prio, None]
+                    agg.incidents[eid] = [ts, prio, None, None]
                 else:  # the arrival was decided before the call reached this partition
                     inc[0], inc[1] = ts, prio
+                if zid == first:
+                    agg.firsts.add(eid)
+                    if inc is not None and inc[2] is not None:
+                        self._first_response(agg, eid, ts, inc[2])
                 heapq.heappush(self.deadlines, (ts + BREACH_AFTER_MS, zid, eid))
                 agg.resp_cache = None
                 if ts > agg.last_ts.get("calls", 0):
@@ -345,9 +436,10 @@ class PartitionState:
                 if day is None and counted:
                     day = agg.days[date] = DayCounts()
                 if day is not None:
-                    day.alerts += 1
-                    day.by_type[typ] += 1
-                    day.hourly_alerts[hour] += 1
+                    for d in (day, day.first()) if zid == first else (day,):
+                        d.alerts += 1
+                        d.by_type[typ] += 1
+                        d.hourly_alerts[hour] += 1
                     day.changed = True
                 if ts > agg.last_ts.get("alerts", 0):
                     agg.last_ts["alerts"] = ts
@@ -379,6 +471,7 @@ class PartitionState:
                     seen = seen_fix.get(rec.unit_id)
                     if seen is None:
                         seen_fix[rec.unit_id] = {rec.ts}
+                        heapq.heappush(self._fix_expiry, (rec.ts, rec.unit_id))
                     else:
                         seen.add(rec.ts)
             elif t is IncidentAlert:
@@ -390,7 +483,7 @@ class PartitionState:
             agg = self.zones[zid]
             inc = agg.incidents.get(call_id)
             if inc is None:
-                agg.incidents[call_id] = [call_ts, None, response]
+                agg.incidents[call_id] = [call_ts, None, response, None]
                 old = None
             elif inc[2] is None or response < inc[2]:
                 old = inc[2]
@@ -403,23 +496,58 @@ class PartitionState:
             if old is not None:
                 d = agg.days.get(self.days.date_of(call_ts + round(old * 1000)))
                 if d is not None and d.responses.pop(call_id, None) is not None:
+                    if d.once is not None:
+                        d.once.responses.pop(call_id, None)
                     d.changed = True
             day = self._day(agg, call_ts + round(response * 1000))
             if day is not None:
                 day.responses[call_id] = response
+                if call_id in agg.firsts:
+                    day.first().responses[call_id] = response
                 day.changed = True
+
+    def _apply_tiers(self, rec: Tiers) -> None:
+        """A call's on-scene tiers (decided once by the incidents stage; a copy delivered again
+        changes nothing): `met` against each zone's own requirement (CONTRACT §3, §10)."""
+        on_scene = list(rec.on_scene)
+        decided = rec.call_ts + TIERS_DECIDED_MS
+        for zid in rec.zones:
+            agg = self.zones[zid]
+            inc = agg.incidents.get(rec.call_id)
+            if inc is None:   # decided before the call reached this partition
+                agg.incidents[rec.call_id] = [rec.call_ts, None, None, on_scene]
+            elif inc[3] is None:
+                inc[3] = on_scene
+            else:
+                continue
+            agg.resp_cache = None
+            self.dirty.add(zid)
+            day = self._day(agg, decided)   # zones.daily: on the day of its decision
+            if day is not None:
+                day.tiers[rec.call_id] = tiers_met(on_scene, self.tiers_required[zid])
+                day.changed = True
+
+    def _first_response(self, agg: ZoneAgg, call_id: str, call_ts: int, response: float) -> None:
+        """The call arrived after its arrival was decided, and this is its first zone: the decision,
+        recorded on its own day already, counts in that day's `once` too."""
+        day = agg.days.get(self.days.date_of(call_ts + round(response * 1000)))
+        if day is not None and call_id in day.responses:
+            day.first().responses[call_id] = response
+            day.changed = True
 
     def _day_open(self, date: str) -> bool:
         """Whether the day's zones.daily record is not final yet (CONTRACT §4)."""
         return self.clock < self.days.end_of(date) + self.grace_ms
 
     def _day(self, agg: ZoneAgg, ts: int) -> DayCounts | None:
-        """The zone's day holding a decision at ts: its record until that is emitted final, or a
-        new one while the day is still open by the clock; None otherwise. (A decision falls on
-        its own time, so the clock jumping past the day's close in the same batch loses nothing.)"""
+        """The zone's day holding a decision at ts: its record until that is taken final, or a new
+        one while no record of that date was taken final; None otherwise. A decision falls on its own
+        time, so the clock jumping past the day's close before it is decided (in the same batch, or
+        before the arrival record loops back) loses nothing: the day's record is then written final
+        with it (test_briefing_overall's property test found a breach at midnight lost that way)."""
         date = self.days.date_of(ts)
         day = agg.days.get(date)
-        if day is None and self._day_open(date):
+        if day is None and date > self.final_through:
             day = agg.days[date] = DayCounts()
         return day
 
@@ -451,7 +579,8 @@ class PartitionState:
                 self.zones[zid].cameras[cam] = (prev[0], online)
                 self.dirty.add(zid)
 
-    def _apply_fix(self, unit: str, ts: int, zones: tuple[str, ...], status: str) -> bool:
+    def _apply_fix(self, unit: str, ts: int, zones: tuple[str, ...], status: str,
+                   force: str = DEFAULT_FORCE) -> bool:
         """The unit's fix if it is its newest here (True); an older one decides nothing."""
         prev = self.unit_latest.get(unit)
         if prev is not None and prev[0] >= ts:
@@ -463,7 +592,7 @@ class PartitionState:
                     self.zones[zid].units.pop(unit, None)
                     self.dirty.add(zid)
         for zid in zones:
-            self.zones[zid].units[unit] = (ts, status)
+            self.zones[zid].units[unit] = (ts, status, force)
             self.dirty.add(zid)
         return True
 
@@ -499,11 +628,13 @@ class PartitionState:
         if agg.minutes:
             valid_until = min(valid_until, (cm + 1) * MINUTE_MS)
         present = available = quiet = 0
+        by_force = dict.fromkeys(FORCES, 0)
         fresh_after = clock - self.unit_stale_ms
         quiet_after = clock - UNIT_QUIET_MS
-        for ts, status in agg.units.values():
+        for ts, status, force in agg.units.values():
             if ts >= fresh_after:
                 present += 1
+                by_force[force] = by_force.get(force, 0) + 1
                 if status == "available":
                     available += 1
                 if ts + self.unit_stale_ms + 1 < valid_until:
@@ -522,19 +653,20 @@ class PartitionState:
                     silent += 1
                 elif ts + self.camera_silent_ms + 1 < valid_until:
                     valid_until = ts + self.camera_silent_ms + 1
-        ages: dict[str, int | None] = {}
-        for source in ("calls", "gps", "alerts"):
+        # the ts itself, not its age: the document changes when an event comes or the ts leaves the
+        # 24 h horizon, not with every second of the clock (issue 22; readers compute the age)
+        last_event: dict[str, int | None] = {}
+        for source in LAST_EVENT_SOURCES:
             last = agg.last_ts.get(source)
             if last is None or clock - last > EVENT_AGE_HORIZON_MS:
-                ages[source] = None
+                last_event[source] = None
             else:
-                age = ages[source] = max(0, (clock - last) // 1000)
-                # the age is whole seconds: it changes at the next second of the clock
-                nxt = last + (age + 1) * 1000
-                if nxt < valid_until:
-                    valid_until = nxt
+                last_event[source] = last
                 if last + EVENT_AGE_HORIZON_MS + 1 < valid_until:
                     valid_until = last + EVENT_AGE_HORIZON_MS + 1
+        coverage, coverage_until = self.coverage.doc(z.zone_id, clock)
+        if coverage_until < valid_until:
+            valid_until = coverage_until
         cache = agg.resp_cache
         if cache is None or clock >= cache[3] or wm >= cache[4] or clock < cache[5] or wm < cache[6]:
             cache = agg.resp_cache = (*self._response(agg, clock, wm), clock, wm)
@@ -554,12 +686,13 @@ class PartitionState:
                 "alerts_by_type": dict(sorted(day.by_type.items())),
             },
             "windows": windows,
-            "units": {"present": present, "available": available},
+            "units": {"present": present, "available": available, "by_force": by_force},
             "response": response,
             "open_incidents": open_all,
             "health": {"cameras_known": known, "cameras_silent": silent, "units_quiet": quiet,
-                       "last_event_age_s": ages},
+                       "last_event_ts": last_event},
             "reach": self.reach.doc(z.zone_id),
+            "coverage": coverage,
         }
         if self.duty_zones is not None:
             doc["posts"] = self.duty_zones.counts(z.zone_id)   # CONTRACT §10: absent without a plan
@@ -572,9 +705,20 @@ class PartitionState:
         are on the watermark (CONTRACT §3 "Decision time"), the 60-minute window on the clock."""
         since = clock - RESPONSE_WINDOW_MS
         responses = []
-        breaches = open_all = open_p1 = 0
+        breaches = open_all = open_p1 = decided_tiers = met_tiers = 0
+        required = self.tiers_required[agg.zone.zone_id]
         until = until_wm = INF
-        for ts, prio, resp in agg.incidents.values():
+        for ts, prio, resp, on_scene in agg.incidents.values():
+            if on_scene is not None:   # on-scene tiers, decided at call ts + 300 s (the watermark)
+                decided = ts + TIERS_DECIDED_MS
+                if since < decided <= clock:
+                    decided_tiers += 1
+                    met_tiers += tiers_met(on_scene, required)
+                    until = min(until, decided + RESPONSE_WINDOW_MS)
+                elif decided > clock:
+                    until = min(until, decided)
+            if prio is None and resp is None:
+                continue   # only its tiers are known here yet: the call decides the rest
             if resp is not None:
                 decided = ts + resp * 1000
                 if since < decided <= clock:
@@ -603,9 +747,9 @@ class PartitionState:
                        within_1m=sum(1 for r in responses if r <= 60),
                        within_3m=sum(1 for r in responses if r <= 180),
                        within_5m=sum(1 for r in responses if r <= 300),
-                       p50_s=round(responses[math.ceil(0.5 * n) - 1]),
-                       p90_s=round(responses[math.ceil(0.9 * n) - 1]))
+                       p50_s=nearest_rank(responses, 50), p90_s=nearest_rank(responses, 90))
         out["breaches"] = breaches
+        out["tiers_met"], out["tiers_decided"] = met_tiers, decided_tiers
         return out, open_all, open_p1, until, until_wm
 
     def changed_documents(self, all_zones: bool = False, refresh_clock: bool = False) -> list[dict]:
@@ -641,7 +785,8 @@ class PartitionState:
                    "ring": fig["ring"], "version": agg.version, "clock": clock,
                    "level": fig["level"], "today": fig["today"], "windows": fig["windows"],
                    "units": fig["units"], "response": fig["response"],
-                   "open_incidents": fig["open_incidents"], "health": fig["health"], "reach": fig["reach"]}
+                   "open_incidents": fig["open_incidents"], "health": fig["health"], "reach": fig["reach"],
+                   "coverage": fig["coverage"]}
             if "posts" in fig:
                 doc["posts"] = fig["posts"]
             out.append(doc)
@@ -670,27 +815,22 @@ class PartitionState:
             day.changed = False
             if doc["final"]:
                 del agg.days[date]
+                self.final_through = max(self.final_through, date)
 
     def _daily_doc(self, agg: ZoneAgg, date: str, day: DayCounts, final: bool) -> dict:
         z = agg.zone
-        responses = sorted(day.responses.values())
-        n = len(responses)
-        response = {"arrived": n, "within_1m": sum(1 for r in responses if r <= 60),
-                    "within_3m": sum(1 for r in responses if r <= 180),
-                    "within_5m": sum(1 for r in responses if r <= 300), "breaches": len(day.breaches),
-                    "p50_s": round(responses[math.ceil(0.5 * n) - 1]) if n else None,
-                    "p90_s": round(responses[math.ceil(0.9 * n) - 1]) if n else None}
+        once = _day_figures(day.once or DayCounts(), tiers=False)
+        # every response time once, in whole seconds: merged over zones, their nearest-rank
+        # percentiles are the overall p50/p90 (rounding keeps the order, so it commutes with rank)
+        times: dict[int, int] = {}
+        for r in (day.once.responses.values() if day.once is not None else ()):
+            times[round(r)] = times.get(round(r), 0) + 1
+        once["response"]["times"] = {str(s): n for s, n in sorted(times.items())}
         rec = {"date": date, "zone_id": z.zone_id, "name": z.name, "kind": z.kind, "ring": z.ring,
-                "tz": self.tz_name, "final": final, "clock": self.clock, "version": day.version + 1,
-                "calls": day.calls, "calls_by_category": dict(sorted(day.by_category.items())),
-                "calls_by_priority": {str(k): v for k, v in sorted(day.by_priority.items())},
-                "calls_by_lang": dict(sorted(day.by_lang.items())),
-                "alerts": day.alerts, "alerts_by_type": dict(sorted(day.by_type.items())),
-                "hourly": {"calls": list(day.hourly_calls), "alerts": list(day.hourly_alerts)},
-                "response": response}
+               "tz": self.tz_name, "final": final, "clock": self.clock, "version": day.version + 1,
+               **_day_figures(day), "once": once}
         if self.duty_zones is not None:   # CONTRACT §10: post-minutes and checkpoint misses of the day
-            end = self.days.end_of(date)
-            rec.update(self.duty_zones.daily(z.zone_id, self.days.start_of(date), end))
+            rec.update(self.duty_zones.daily(z.zone_id, self.days.start_of(date), self.days.end_of(date)))
         return rec
 
     def rewrite_all(self) -> int:
@@ -708,9 +848,10 @@ class PartitionState:
         the grace, per-unit fix memory) is not in it: recovery rebuilds it from the log."""
         return {
             "v": 1, "clock": self.clock, "wm": self.wm, "last_pruned": self._last_pruned,
+            "final_through": self.final_through,
             "zones": {zid: [{d: c.dump() for d, c in agg.days.items()},
                             {m: b.dump() for m, b in agg.minutes.items()},
-                            agg.units, agg.incidents, agg.cameras, agg.last_ts]
+                            agg.units, agg.incidents, agg.cameras, agg.last_ts, sorted(agg.firsts)]
                       for zid, agg in self.zones.items()},
             "unit_latest": {u: [ts, list(z), s] for u, (ts, z, s) in self.unit_latest.items()},
             "camera_latest": {c: [ts, list(z), o] for c, (ts, z, o) in self.camera_latest.items()},
@@ -720,6 +861,7 @@ class PartitionState:
             "incidents": self.incidents.snapshot(),
             "reach": self.reach.snapshot(),
             "watermark": self.watermark.snapshot(),
+            "coverage": self.coverage.snapshot(self.clock),
             "duty": self.duty.snapshot() if self.duty is not None else None,
             "duty_zones": self.duty_zones.snapshot() if self.duty_zones is not None else None,
         }
@@ -727,16 +869,22 @@ class PartitionState:
     def restore(self, snap: dict, sealed: dict[int, bytes]) -> None:
         """Load a snapshot (and its sealed dedup hours) into this fresh state."""
         self.clock, self.wm, self._last_pruned = snap["clock"], snap["wm"], snap["last_pruned"]
-        for zid, (days, minutes, units, incidents, cameras, last_ts) in snap["zones"].items():
+        # an older snapshot: the days final by its clock (the rule before final_through)
+        self.final_through = snap.get("final_through", self.days.date_of(self.clock - self.grace_ms - 86_400_000)
+                                      if self.clock else "")
+        for zid, (days, minutes, units, incidents, cameras, last_ts, *firsts) in snap["zones"].items():
             agg = self.zones.get(zid)
             if agg is None:
                 continue  # a zone no longer in the zones file
+            # an older worker's snapshot has no firsts: its calls in flight miss from `once`
+            agg.firsts = set(firsts[0]) if firsts else set()
             agg.days = {d: DayCounts.load(c) for d, c in days.items()}
             agg.minutes = {int(m): MinuteBucket.load(b) for m, b in minutes.items()}
-            agg.units = {u: tuple(v) for u, v in units.items()}
-            agg.incidents = {c: list(v) for c, v in incidents.items()}
+            # a snapshot of the code before v3: units without force (police then), incidents without tiers
+            agg.units = {u: (v[0], v[1], v[2] if len(v) > 2 else DEFAULT_FORCE) for u, v in units.items()}
+            agg.incidents = {c: list(v) if len(v) > 3 else [*v, None] for c, v in incidents.items()}
             agg.cameras = {c: tuple(v) for c, v in cameras.items()}
-            for call_id, (ts, prio, _resp) in agg.incidents.items():
+            for call_id, (ts, prio, _resp, _tiers) in agg.incidents.items():
                 if prio is not None and ts + BREACH_AFTER_MS > self.wm:
                     heapq.heappush(self.deadlines, (ts + BREACH_AFTER_MS, zid, call_id))
             agg.last_ts = dict(last_ts)
@@ -746,9 +894,11 @@ class PartitionState:
                               for c, (ts, zones, o) in snap["camera_latest"].items()}
         self.camera_status = {c: tuple(v) for c, v in snap["camera_status"].items()}
         self.seen = IdMemory.restore(snap["seen"], sealed)
-        self.incidents = IncidentState.restore(snap["incidents"], self.grace_ms, self.unit_stale_ms)
+        self.incidents = IncidentState.restore(snap["incidents"], self.grace_ms, self.unit_stale_ms,
+                                               self.tier_requirement)
         self.reach.restore(snap["reach"])
         self.watermark.restore(snap.get("watermark"))
+        self.coverage.restore(snap.get("coverage"))
         if self.duty is not None:
             self.duty.restore(snap.get("duty"))
         if self.duty_zones is not None:
@@ -791,14 +941,12 @@ class PartitionState:
                 del agg.days[d]
             for m in [m for m in agg.minutes if m <= oldest_minute]:
                 del agg.minutes[m]
-        horizon = clock - 24 * 3_600_000
-        if len(self.seen_fix) > len(self.unit_latest) * 2 + 1024:  # units silent for a day
-            self.seen_fix = {u: ts for u, ts in self.seen_fix.items() if max(ts) >= horizon}
         oldest_incident = clock - INCIDENT_KEEP_MS
         for agg in self.zones.values():
             if agg.incidents:
                 for cid in [c for c, inc in agg.incidents.items() if inc[0] < oldest_incident]:
                     del agg.incidents[cid]
+                    agg.firsts.discard(cid)
                     agg.resp_cache = None
         gone = clock - UNIT_QUIET_MS
         for unit, (ts, zones, _status) in list(self.unit_latest.items()):
@@ -816,3 +964,23 @@ class PartitionState:
                 self.seen_status.pop(cam, None)
                 for zid in zones:
                     self.zones[zid].cameras.pop(cam, None)
+        # the fix memory of units silent for ZONEWATCH_UNIT_FORGET_S (each unit looked at about once
+        # per that period, not on every prune)
+        horizon = clock - self.unit_forget_ms
+        expiry, seen_fix = self._fix_expiry, self.seen_fix
+        while expiry and expiry[0][0] < horizon:
+            _ts, unit = heapq.heappop(expiry)
+            seen = seen_fix.get(unit)
+            if seen is not None:
+                newest = max(seen)
+                if newest < horizon:
+                    del seen_fix[unit]
+                else:
+                    heapq.heappush(expiry, (newest, unit))
+        # status reports of cameras this partition never placed (none of their reports here was their
+        # newest): the placed ones leave with camera_latest above
+        placed = self.camera_latest
+        for cam in [c for c, v in self.camera_status.items() if c not in placed and v[0] < known]:
+            del self.camera_status[cam]
+        for cam in [c for c, ts in self.seen_status.items() if c not in placed and max(ts) < known]:
+            del self.seen_status[cam]

@@ -5,7 +5,7 @@
 "accepted" (with the exact normalised event the validator must return, and the zones of
 tests/zones_test.geojson it lies in) or "duplicate" (a re-encoding of an earlier valid event).
 The labels are decided here from the contract rules, independently of zonewatch.contract;
-tests/unit/test_hostile_corpus.py checks that the validator agrees with every one of them.
+tests/unit/streams/test_hostile_corpus.py checks that the validator agrees with every one of them.
 
 Bad classes (`Msg.cls`), each spread over the three input topics:
   invalid_utf8   invalid UTF-8 inside and outside JSON strings, UTF-16/32, latin-1, random bytes
@@ -69,6 +69,7 @@ ALERT_TYPES = ("face_watchlist vehicle_watchlist crowd_density fence_intrusion d
                "fight fire_smoke other").split()
 STATUSES = ("available", "busy", "off_duty")
 UNIT_KINDS = ("foot", "car", "motorcycle", "swat", "other")
+FORCES = ("police", "auxiliary", "volunteer", "security")   # CONTRACT §1 v3
 
 # Boxes (lat0, lat1, lon0, lon1) well inside the zones of tests/zones_test.geojson, by zone set.
 ZONE_BOXES = {
@@ -179,8 +180,9 @@ class _Gen:
         while ts in seen:  # a ping is (unit_id, ts): keep them unique
             ts = self.fix_ts()
         seen.add(ts)
+        # the force follows from the unit, drawing nothing: the corpus stays what it was before forces
         ev = {"unit_id": unit, "ts": ts, "lat": lat, "lon": lon, "status": r.choice(STATUSES),
-              "kind": r.choice(UNIT_KINDS)}
+              "kind": r.choice(UNIT_KINDS), "force": FORCES[sum(unit.encode()) % len(FORCES)]}
         if r.random() < 0.5:
             ev["speed"] = round(r.uniform(0, 30), 2)
         if r.random() < 0.5:
@@ -648,9 +650,13 @@ def _special_valid(g: _Gen) -> list[tuple[str, dict, bytes, str, bytes | None, t
     add(ALERTS, ev, _dumps({**ev, "confidence": 1, "severity": 1.0}))
     ev = g.alert(severity=3)
     add(ALERTS, ev, _dumps({k: v for k, v in ev.items() if k != "severity"}))
-    ev = g.fix(status="available", kind="car")
+    ev = g.fix(status="available", kind="car", force="police")
     ev.pop("speed", None), ev.pop("heading", None)
-    add(GPS, ev, _dumps({**ev, "status": None, "kind": None}))
+    add(GPS, ev, _dumps({**ev, "status": None, "kind": None, "force": None}))
+    ev = g.fix(force="police")
+    add(GPS, ev, _dumps({**ev, "force": "militia"}))   # an unknown force is police (CONTRACT §1)
+    ev = g.fix(force="police")
+    add(GPS, ev, _dumps({k: v for k, v in ev.items() if k != "force"}))
     ev = g.fix(speed=0.0, heading=360.0)
     add(GPS, ev, _dumps({**ev, "speed": 0, "heading": 360}))
     ev = g.fix(speed=1e300, heading=0.0)

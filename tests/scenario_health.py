@@ -9,7 +9,7 @@ Zones (tests/zones_health.geojson), all in the band lat 34.800-34.810 near Zheng
   course   a LineString (kind route, no segment_m/buffer_m: 1000 m and 50 m) from 113.735 to
            113.765 along lat 34.805, cut into course/0, course/1, course/2.
 
-Length of the course (for the last segment's name, README "Zones files": `{start}–{end} km`,
+Length of the course (for the last segment's name, docs/DESIGN.md "Zones files": `{start}–{end} km`,
 metre precision): both ends lie on the parallel 34.805°, so on the plane tangent to WGS84 at the
 line's centre the length is 2 N cos φ sin(Δλ/2) with N = a / sqrt(1 - e² sin² φ):
 a = 6,378,137 m, e² = 0.00669438, sin² 34.805° = 0.32587 -> N = 6,385,103.8 m; N cos φ = 5,242,804.9 m;
@@ -163,17 +163,24 @@ EXPECTED_COUNTS = {
 # course: those calls breach 300 s after the call. After phase 1 (watermark = T1 10:20 once the feeds
 # are quiet): c1 10:07, c2 10:17, c6 10:19 breached; c3 (due 10:21) and c5 (10:24) not yet.
 # After phase 2 (T2 10:30): c3 and c5 too; c8 (due 10:31) not yet. (type, call_id, unit, response_s, ts)
+# Tiers (type, call_id, on scene by 1/3/5 min, met, ts): see "v3 figures" below.
 EXPECTED_SLA = {
     1: sorted([
         ("breach", "c1", None, None, ms(local(10, 7))),
         ("breach", "c2", None, None, ms(local(10, 17))),
         ("breach", "c6", None, None, ms(local(10, 19))),
         ("arrived", "c4", "car-1", 90.0, ms(local(10, 19, 30))),
+        ("tiers", "c1", (0, 0, 0), False, ms(local(10, 7))),
+        ("tiers", "c2", (0, 0, 0), False, ms(local(10, 17))),
+        ("tiers", "c6", (0, 0, 0), False, ms(local(10, 19))),
     ]),
     2: sorted([
         ("breach", "c3", None, None, ms(local(10, 21))),
         ("breach", "c5", None, None, ms(local(10, 24))),
         ("arrived", "c7", "car-v", 140.0, ms(local(10, 29, 20))),
+        ("tiers", "c3", (0, 0, 0), False, ms(local(10, 21))),
+        ("tiers", "c4", (0, 1, 1), False, ms(local(10, 23))),
+        ("tiers", "c5", (0, 0, 0), False, ms(local(10, 24))),
     ]),
 }
 SLA_ZONES = {"c1": ["G1"], "c2": ["G1"], "c3": ["G1"], "c4": ["G1"], "c5": ["G1"], "c6": ["course/1"],
@@ -181,6 +188,8 @@ SLA_ZONES = {"c1": ["G1"], "c2": ["G1"], "c3": ["G1"], "c4": ["G1"], "c5": ["G1"
 
 
 def sla_tuple(ev: dict) -> tuple:
+    if ev["type"] == "tiers":
+        return ("tiers", ev["call_id"], tuple(ev["on_scene"][t] for t in ("1m", "3m", "5m")), ev["met"], ev["ts"])
     return (ev["type"], ev["call_id"], ev["unit_id"], ev["response_s"], ev["ts"])
 
 
@@ -200,13 +209,15 @@ def _resp(arrived=0, w1=0, w3=0, w5=0, breaches=0, p50=None, p90=None):
             "p50_s": p50, "p90_s": p90}
 
 
-def _health(known=0, silent=0, quiet=0, calls=None, gps=None, alerts=None):
+def _health(known=0, silent=0, quiet=0, calls=None, gps=None, alerts=None, at=T1):
+    """The ages (s) of the hand figures below; the document carries the ts, `at` - age (v3)."""
     return {"cameras_known": known, "cameras_silent": silent, "units_quiet": quiet,
-            "last_event_age_s": {"calls": calls, "gps": gps, "alerts": alerts}}
+            "last_event_ts": {src: None if age is None else at - age * 1000
+                              for src, age in (("calls", calls), ("gps", gps), ("alerts", alerts))}}
 
 
-def _reach(r3, r5):
-    return {"within_3m": r3, "within_5m": r5}
+def _reach(r1, r3, r5):
+    return {"within_1m": r1, "within_3m": r3, "within_5m": r5}
 
 
 _META = {
@@ -219,15 +230,20 @@ _META = {
 
 
 def _doc(zid, level, *, today=None, windows=None, units=(0, 0), response=None, open_incidents=0,
-         health=None, reach=(0.0, 0.0)):
+         health=None, reach=(0.0, 0.0, 0.0), coverage=0.0, tiers=(0, 0)):
+    """`tiers`: (tiers_met, tiers_decided) of the response; `coverage`: both windows (every fix of
+    the scenario is less than 60 min old at either moment); every unit is police (no fix names a
+    force)."""
     name, kind, ring = _META[zid]
     windows = windows or {}
     return {"zone_id": zid, "name": name, "kind": kind, "ring": ring, "level": level,
             "today": today or _today(),
             "windows": {k: windows.get(k, _w()) for k in ("5m", "15m", "60m")},
-            "units": {"present": units[0], "available": units[1]},
-            "response": response or _resp(), "open_incidents": open_incidents,
-            "health": health or _health(), "reach": _reach(*reach)}
+            "units": {"present": units[0], "available": units[1],
+                      "by_force": {"police": units[0], "auxiliary": 0, "volunteer": 0, "security": 0}},
+            "response": {**(response or _resp()), "tiers_met": tiers[0], "tiers_decided": tiers[1]},
+            "open_incidents": open_incidents,
+            "health": health or _health(), "reach": _reach(*reach), "coverage": {"60m": coverage, "8h": coverage}}
 
 
 # ---- at T1 = 10:20:00
@@ -262,6 +278,22 @@ def _doc(zid, level, *, today=None, windows=None, units=(0, 0), response=None, o
 # course/1. c6 10:14 fr medical p2 (15m and 60m); no unit within 100 m: breach due 10:19 -> 1 breach,
 #   open 1; calls age 360 s; no unit within 3.1 km -> reach 0 / 0. Level: breaches ≥ 1 -> yellow.
 # course/0, course/2: nothing; reach 0 / 0; green.
+#
+# v3 figures at T1:
+# Reach within 1 min: a car covers 60 s x 8.3 / 1.3 = 383.1 m. G1: the disk around its centre lies
+#   inside G1 (456 m / 556 m to the sides), 0.461 km² of 1.015 km² = 45 %; reach counts the area by
+#   its H3 cells (a cell counts when its sample point is reached, weighted by its area in the zone),
+#   which gives 0.44 (a brute force over those sample points). D: the disk clipped to the 456 m wide
+#   west part, a quarter of D -> 0.16 by the same brute force. outer: 0.89 (its corners are beyond
+#   383 m); inner and core lie within 383 m of car-v -> 1.0. aid-1 (1,407 m away) -> 0.
+# Coverage: H3 res-9 cells with their centre in the zone (shapely over an H3 disk): G1 12, G2 13,
+#   D 26, outer 5, inner 1, course/0 1, course/2 1; core, aid-1 and course/1 hold no centre: their one
+#   cell is that of a point on their surface (core: its centre, VENUE's cell). Fixes: car-1 at
+#   G1_CENTRE (twice) -> G1 1/12 = 0.08; foot-q -> G2 1/13 = 0.08; car-d -> D 1/26 = 0.04; car-v at
+#   VENUE -> outer 1/5 = 0.2, inner 1/1, core 1/1.
+# On-scene tiers (1/2/3 units required by 1/3/5 min), decided at call ts + 300 s: c1 (10:07) and c2
+#   (10:17) in G1, c6 (10:19) on course/1; nobody within 100 m of G1_SW or of the course: 0/0/0, not
+#   met. G1: (0 met, 2 decided); course/1 (0, 1).
 _G1_TODAY_1 = _today(5, {"dispute": 1, "fraud": 1, "medical": 1, "theft": 1, "traffic": 1},
                      {"2": 2, "3": 2, "4": 1}, {"en": 1, "und": 1, "vi": 1, "zh": 2},
                      1, {"abandoned_object": 1})
@@ -275,25 +307,25 @@ EXPECTED_1 = {
                windows={"5m": _w(3, 0, 1, {"abandoned_object": 1}), "15m": _w(4, 0, 1, {"abandoned_object": 1}),
                         "60m": _w(5, 0, 1, {"abandoned_object": 1})},
                units=(1, 1), response=_resp(1, 0, 1, 1, 2, 90, 90), open_incidents=4,
-               health=_health(3, 2, 0, 60, 30, 110), reach=(1.0, 1.0)),
+               health=_health(3, 2, 0, 60, 30, 110), reach=(0.44, 1.0, 1.0), coverage=0.08, tiers=(0, 2)),
     "G2": _doc("G2", "green", today=_today(alerts=1, types={"drone": 1}),
                windows={k: _w(alerts=1, by_type={"drone": 1}) for k in ("5m", "15m", "60m")},
-               health=_health(1, 0, 1, None, 720, 180)),
-    "D": _doc("D", "green", units=(1, 1), health=_health(gps=20), reach=(0.25, 0.25)),
+               health=_health(1, 0, 1, None, 720, 180), coverage=0.08),
+    "D": _doc("D", "green", units=(1, 1), health=_health(gps=20), reach=(0.16, 0.25, 0.25), coverage=0.04),
     "outer": _doc("outer", "yellow", today=_VENUE_TODAY_1, windows=_VENUE_W_1, units=(1, 1),
-                  health=_VENUE_HEALTH_1, reach=(1.0, 1.0)),
+                  health=_VENUE_HEALTH_1, reach=(0.89, 1.0, 1.0), coverage=0.2),
     "inner": _doc("inner", "yellow", today=_VENUE_TODAY_1, windows=_VENUE_W_1, units=(1, 1),
-                  health=_VENUE_HEALTH_1, reach=(1.0, 1.0)),
+                  health=_VENUE_HEALTH_1, reach=(1.0, 1.0, 1.0), coverage=1.0),
     "core": _doc("core", "orange", today=_VENUE_TODAY_1, windows=_VENUE_W_1, units=(1, 1),
-                 health=_VENUE_HEALTH_1, reach=(1.0, 1.0)),
+                 health=_VENUE_HEALTH_1, reach=(1.0, 1.0, 1.0), coverage=1.0),
     "aid-1": _doc("aid-1", "green", today=_today(alerts=1, types={"crowd_density": 1}),
                   windows={"15m": _w(alerts=1, by_type={"crowd_density": 1}),
                            "60m": _w(alerts=1, by_type={"crowd_density": 1})},
-                  health=_health(1, 0, 0, None, None, 300), reach=(0.0, 1.0)),
+                  health=_health(1, 0, 0, None, None, 300), reach=(0.0, 0.0, 1.0)),
     "course/0": _doc("course/0", "green"),
     "course/1": _doc("course/1", "yellow", today=_COURSE_1_TODAY,
                      windows={"15m": _w(1), "60m": _w(1)}, response=_resp(breaches=1), open_incidents=1,
-                     health=_health(calls=360)),
+                     health=_health(calls=360), tiers=(0, 1)),
     "course/2": _doc("course/2", "green"),
 }
 
@@ -323,11 +355,16 @@ EXPECTED_1 = {
 # aid-1. a4 (10:15) is out of 15m (10:16–), in 60m; cam-p's last report 10:20 (10 min) -> known, not
 #   silent; alerts age 900 s; car-v still 1,407–1,607 m away -> 0.0 / 1.0. Green.
 # course/1. c6's breach (10:19) is in the last 60 min; c6 open; out of 15m; calls age 960 s. Yellow.
+# v3 figures at T2: reach within 1 min as at T1 for the venue (car-v) and aid-1; G2 now as G1 was
+#   (car-1 at its centre) -> 0.44; G1 and D 0. Coverage as at T1 but G2: car-1 at G2_CENTRE too ->
+#   2/13 = 0.15. Tiers: c3 (10:21), c4 (10:23) and c5 (10:24) are decided too: c4 at G1_CENTRE has
+#   car-1's 10:19:30 fix there, 90 s after the call -> on scene 0/1/1, not met (1 by 1 min needed);
+#   the others 0/0/0 -> G1 (0, 5); course/1 still (0, 1); c7 (10:32) and c8 (10:31) not yet.
 _VENUE_2 = dict(
     today=_today(1, {"violent": 1}, {"1": 1}, {"ru": 1}, 1, {"drone": 1}),
     windows={"5m": _w(1, 1), "15m": _w(1, 1, 1, {"drone": 1}), "60m": _w(1, 1, 1, {"drone": 1})},
-    units=(1, 1), response=_resp(1, 0, 1, 1, 0, 140, 140), health=_health(1, 0, 0, 180, 40, 690),
-    reach=(1.0, 1.0))
+    units=(1, 1), response=_resp(1, 0, 1, 1, 0, 140, 140), health=_health(1, 0, 0, 180, 40, 690, at=T2),
+    reach=(1.0, 1.0, 1.0), coverage=1.0)
 _VW = {"abandoned_object": 1, "vehicle_watchlist": 1}
 
 EXPECTED_2 = {
@@ -336,20 +373,21 @@ EXPECTED_2 = {
                             {"2": 2, "3": 3, "4": 1}, {"en": 1, "und": 1, "vi": 1, "zh": 3}, 2, _VW),
                windows={"5m": _w(1), "15m": _w(4, 0, 2, _VW), "60m": _w(6, 0, 2, _VW)},
                response=_resp(1, 0, 1, 1, 4, 90, 90), open_incidents=5,
-               health=_health(3, 1, 0, 240, 630, 300), reach=(0.0, 0.0)),
+               health=_health(3, 1, 0, 240, 630, 300, at=T2), reach=(0.0, 0.0, 0.0), coverage=0.08, tiers=(0, 5)),
     "G2": _doc("G2", "green", today=_today(alerts=1, types={"drone": 1}),
                windows={"15m": _w(alerts=1, by_type={"drone": 1}), "60m": _w(alerts=1, by_type={"drone": 1})},
-               units=(1, 1), health=_health(1, 0, 1, None, 30, 780), reach=(1.0, 1.0)),
-    "D": _doc("D", "green", health=_health(0, 0, 1, None, 620, None)),
-    "outer": _doc("outer", "orange", **_VENUE_2),
+               units=(1, 1), health=_health(1, 0, 1, None, 30, 780, at=T2), reach=(0.44, 1.0, 1.0),
+               coverage=0.15),
+    "D": _doc("D", "green", health=_health(0, 0, 1, None, 620, None, at=T2), coverage=0.04),
+    "outer": _doc("outer", "orange", **{**_VENUE_2, "reach": (0.89, 1.0, 1.0), "coverage": 0.2}),
     "inner": _doc("inner", "orange", **_VENUE_2),
     "core": _doc("core", "orange", **_VENUE_2),
     "aid-1": _doc("aid-1", "green", today=_today(alerts=1, types={"crowd_density": 1}),
                   windows={"60m": _w(alerts=1, by_type={"crowd_density": 1})},
-                  health=_health(1, 0, 0, None, None, 900), reach=(0.0, 1.0)),
+                  health=_health(1, 0, 0, None, None, 900, at=T2), reach=(0.0, 0.0, 1.0)),
     "course/0": _doc("course/0", "green"),
     "course/1": _doc("course/1", "yellow", today=_COURSE_1_TODAY, windows={"60m": _w(1)},
-                     response=_resp(breaches=1), open_incidents=1, health=_health(calls=960)),
+                     response=_resp(breaches=1), open_incidents=1, health=_health(calls=960, at=T2), tiers=(0, 1)),
     "course/2": _doc("course/2", "green"),
 }
 

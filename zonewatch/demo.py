@@ -284,7 +284,7 @@ class Demo:
             settings = Settings.from_env()
         except ConfigError as exc:
             raise DemoError(str(exc)) from exc
-        from contract.topics import ensure_topics
+        from contract.kafka_settings import ensure_topics
 
         prefix = f", topic prefix {settings.topic_prefix}" if settings.topic_prefix else ""
         self.say(f"zonewatch demo ({args.scenario}): Kafka {settings.kafka}, Redis {_mask(settings.redis)}, "

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from contract.kafka_settings import ensure_topics, topic_specs
 from contract.settings import Settings
-from contract.topics import ensure_topics, topic_specs
 
 
 def add_parser(sub) -> None:

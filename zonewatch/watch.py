@@ -2,8 +2,10 @@
 
 Columns per zone: ring (or the kind of a zone without one: grid, district, route, other), level,
 calls and alerts today, 5-minute and 15-minute figures, units present/available, open incidents,
-the 3-minute reach share (`reach.within_3m`, red below 50 %), health (`✓`, or `⚠` when the picture
-cannot be trusted by the wall's rule, `distrust`; then silent/known cameras · quiet units), the
+the response of the last 60 minutes as the wall shows it (`response_cells`: the shares of the
+decided calls reached within 1/3/5 min, breaches in red, p50/p90 in min:s), the 3-minute reach
+share (`reach.within_3m`, red below 50 %), health (`✓`, or `⚠` when the picture cannot be trusted
+by the wall's rule, `distrust`; then silent/known cameras · quiet units), the
 document's version and age. Rings come first, route segments last in course order.
 
 Reads Redis only (`SMEMBERS zw:zones`, one `MGET zw:zone:{id}...` per refresh, `XINFO STREAM
@@ -56,7 +58,7 @@ DEFAULT_WEB_PORT = 6066
 
 LEVEL_STYLE = {"green": "bold green", "yellow": "bold yellow", "orange": "bold dark_orange", "red": "bold white on red"}
 LEVEL_ORDER = ("red", "orange", "yellow", "green")
-#: the wall's trust rule (README "The wall", gateway/static/index.html): no patrol fix from inside
+#: the wall's trust rule (docs/GATEWAY.md "Health on the wall", gateway/static/index.html): no patrol fix from inside
 #: the zone for longer than this makes its picture untrustworthy
 GPS_STALE_S = 900
 #: a 3-minute reach share below this is shown in red (as on the wall)
@@ -349,8 +351,19 @@ def _get(doc: dict, *path, default=None):
     return cur
 
 
+def gps_age_s(doc: dict) -> float | None:
+    """Seconds since the zone's last patrol fix from inside, on the stream clock of the document
+    (CONTRACT §3 v3 `health.last_event_ts`; the document of a worker before v3 carries the age)."""
+    last = _get(doc, "health", "last_event_ts", "gps")
+    clock = doc.get("clock")
+    if isinstance(last, int) and isinstance(clock, int):
+        return max(0, clock - last) / 1000
+    old = _get(doc, "health", "last_event_age_s", "gps")
+    return old if isinstance(old, (int, float)) else None
+
+
 def distrust(doc: dict) -> list[str]:
-    """Why a zone's picture cannot be trusted, [] when it can: the wall's rule (README "The wall",
+    """Why a zone's picture cannot be trusted, [] when it can: the wall's rule (docs/GATEWAY.md "Health on the wall",
     CONTRACT §3 `health`): a silent camera, units quiet in the zone while none is present, or no
     patrol fix from inside for more than GPS_STALE_S (none in 24 h, null, is not a reason alone:
     points and route segments often have no patrol inside)."""
@@ -363,8 +376,8 @@ def distrust(doc: dict) -> list[str]:
         out.append(f"{silent}/{known} cameras silent")
     if quiet > 0 and not (_get(doc, "units", "present") or 0) > 0:
         out.append(f"{quiet} units quiet, none present")
-    gps = _get(h, "last_event_age_s", "gps")
-    if isinstance(gps, (int, float)) and gps > GPS_STALE_S:
+    gps = gps_age_s(doc)
+    if gps is not None and gps > GPS_STALE_S:
         out.append(f"no patrol fix for {gps / 60:.0f} min")
     return out
 
@@ -382,8 +395,8 @@ def health_cell(doc: dict) -> Text:
              style="bold yellow" if (h.get("cameras_silent") or 0) > 0 else "")
     t.append(" · ")
     t.append(str(h.get("units_quiet", "–")), style="bold yellow" if (h.get("units_quiet") or 0) > 0 else "")
-    gps = _get(h, "last_event_age_s", "gps")
-    if isinstance(gps, (int, float)) and gps > GPS_STALE_S:
+    gps = gps_age_s(doc)
+    if gps is not None and gps > GPS_STALE_S:
         t.append(f" · no fix {gps / 60:.0f}m", style="yellow")
     return t
 
@@ -394,6 +407,32 @@ def reach_cell(doc: dict) -> Text:
     if not isinstance(r3, (int, float)):
         return Text("–", style="dim")
     return Text(f"{r3 * 100:.0f}%", style="bold red" if r3 < REACH_LOW else "")
+
+
+def _mmss(seconds) -> str:
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+        return "–"
+    s = max(0, int(seconds))
+    return f"{s // 60}:{s % 60:02d}"
+
+
+def response_cells(doc: dict) -> tuple[Text, Text, Text]:
+    """The zone's `response` of the last 60 min (CONTRACT §3), as the wall shows it: the shares of
+    its decided calls (reached within 5 min, or breached) reached within 1/3/5 min; its breaches,
+    red when any; its p50 / p90 response in min:s. `–` where a figure does not exist yet."""
+    r = doc.get("response")
+    if not isinstance(r, dict) or not r:
+        return Text("–", style="dim"), Text("–", style="dim"), Text("–", style="dim")
+
+    def n(key: str) -> int:
+        v = r.get(key)
+        return v if isinstance(v, int) and not isinstance(v, bool) else 0
+
+    decided = n("within_5m") + n("breaches")
+    shares = Text(" / ".join(f"{round(100 * n(k) / decided)}%" if decided else "–"
+                             for k in ("within_1m", "within_3m", "within_5m")), style="" if decided else "dim")
+    breaches = Text(str(n("breaches")), style="bold red" if n("breaches") else "dim")
+    return shares, breaches, Text(f"{_mmss(r.get('p50_s'))} / {_mmss(r.get('p90_s'))}")
 
 
 def ring_or_kind(doc: dict) -> Text:
@@ -481,6 +520,9 @@ def render(snap: Snapshot, tz_name: str = Settings.tz, note: str | Text | None =
     table.add_column("15m\ncalls (p1)", justify="right", no_wrap=True)
     table.add_column("units\npres/avail", justify="right", no_wrap=True)
     table.add_column("open\ninc", justify="right")
+    table.add_column("60m ≤1/3/5 min\nof decided", justify="right", no_wrap=True)
+    table.add_column("60m\nbreach", justify="right")
+    table.add_column("60m resp\np50 / p90", justify="right", no_wrap=True)
     table.add_column("reach\n3 min", justify="right", no_wrap=True)
     table.add_column("health ✓/⚠\nsilent/known · quiet", no_wrap=True)
     table.add_column("ver", justify="right")
@@ -491,7 +533,7 @@ def render(snap: Snapshot, tz_name: str = Settings.tz, note: str | Text | None =
             zone.append(" " + str(d["name"]), style="dim")
         if d.get("_missing"):
             zone.append(" (unreadable)" if d.get("_bad") else " (not written yet)", style="italic yellow")
-            table.add_row(zone, "", level_cell(None), *([Text("–", style="dim")] * 10))
+            table.add_row(zone, "", level_cell(None), *([Text("–", style="dim")] * 13))
             continue
         c15 = _get(d, "windows", "15m", "calls")
         p1 = _get(d, "windows", "15m", "calls_p1")
@@ -511,6 +553,7 @@ def render(snap: Snapshot, tz_name: str = Settings.tz, note: str | Text | None =
             c15_txt,
             _pair(_get(d, "units", "present"), _get(d, "units", "available")),
             str(d.get("open_incidents", "–")),
+            *response_cells(d),
             reach_cell(d),
             health_cell(d),
             str(d.get("version", "–")),

@@ -57,15 +57,16 @@ PACKAGES = ("contract", "connectors", "streams", "gateway", "zonewatch")
 
 def project_env_vars() -> set[str]:
     """Every ZONEWATCH_* name the project's code mentions (contract/settings.py reads most; the worker
-    and gateway read a few themselves), plus NAME_FILE for each secret read by `_env_secret("NAME")`."""
+    and gateway read a few themselves), plus NAME_FILE for each secret that may come from a file."""
     import re
 
-    names: set[str] = set()
+    from contract import settings
+
+    names: set[str] = {v for _name, d, _default in settings.declared() for v in d.variables}
     for pkg in PACKAGES:
         for py in (REPO / pkg).rglob("*.py"):
             text = py.read_text()
             names |= set(re.findall(r"\bZONEWATCH_[A-Z0-9_]*[A-Z0-9]\b", text))
-            names |= {f"{n}_FILE" for n in re.findall(r'_env_secret\("(ZONEWATCH_[A-Z0-9_]+)"\)', text)}
     return names
 
 

@@ -116,13 +116,62 @@ def test_probes(overlay):
         assert wk[probe]["httpGet"]["port"] == "metrics"
 
 
-def test_resource_requests(overlay):
-    """The worker's memory from the district soak (docs/BENCHMARKS.md); CPU conservative until
-    docs/OPERATIONS.md has a measured figure."""
+OPERATIONS = REPO / "docs" / "OPERATIONS.md"
+
+
+def sizing_rows() -> dict[str, dict[str, str]]:
+    """The table of docs/OPERATIONS.md "Sizing" whose last column names the overlay each row sizes:
+    overlay -> {column header: cell}."""
+    text = OPERATIONS.read_text(encoding="utf-8")
+    section = text.split("\n## Sizing", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, dict[str, str]] = {}
+    for table in section.split("\n\n"):
+        lines = [ln.strip() for ln in table.strip().splitlines() if ln.strip().startswith("|")]
+        if len(lines) < 3 or "k8s overlay" not in lines[0]:
+            continue
+        head = [c.strip() for c in lines[0].strip("|").split("|")]
+        for ln in lines[2:]:
+            cells = dict(zip(head, (c.strip().strip("`") for c in ln.strip("|").split("|")), strict=True))
+            if cells["k8s overlay"] not in ("", "—"):
+                rows[cells["k8s overlay"]] = cells
+    return rows
+
+
+def cpu_millis(q: str) -> int:
+    return int(q[:-1]) if q.endswith("m") else round(float(q) * 1000)
+
+
+def mebibytes(q: str) -> float:
+    units = {"Mi": 1, "Gi": 1024}
+    return float(q[:-2]) * units[q[-2:]]
+
+
+def test_sizing_table_has_a_row_for_each_overlay():
+    assert set(sizing_rows()) == set(OVERLAYS), "docs/OPERATIONS.md Sizing: one row per overlay (column k8s overlay)"
+
+
+def test_resources_replicas_and_partitions_are_the_sizing_tables(overlay):
+    """Workers, partitions and the worker's CPU and memory of each overlay are those of its row in
+    docs/OPERATIONS.md "Sizing" (derived there from docs/BENCHMARKS.md), read from the table itself."""
+    name, _, objs = overlay
+    row = sizing_rows()[name]
+    worker = one(objs, "StatefulSet", "zonewatch-worker")
+    wk = container(worker, "worker")["resources"]
+    assert worker["spec"]["replicas"] == int(row["workers W"])
+    assert config_map(objs, "zonewatch-config")["data"]["ZONEWATCH_PARTITIONS"] == row["partitions P"]
+    assert cpu_millis(wk["requests"]["cpu"]) == cpu_millis(row["worker CPU request"])
+    assert "cpu" not in wk.get("limits", {}), "no CPU limit: throttling breaks the latency budget first"
+    memory = row["worker memory (request = limit)"]
+    assert mebibytes(wk["requests"]["memory"]) == mebibytes(wk["limits"]["memory"]) == mebibytes(memory)
+    # the gateway's /stats reads every worker's /metrics
+    gw_env = env_of(container(one(objs, "Deployment", "zonewatch-gateway"), "gateway"))
+    assert gw_env["ZONEWATCH_WORKER_METRICS"]["value"].split(",") == \
+        [f"http://zonewatch-worker-{i}.zonewatch-worker:6066/metrics" for i in range(int(row["workers W"]))]
+
+
+def test_gateway_requests(overlay):
     _, _, objs = overlay
-    wk = container(one(objs, "StatefulSet", "zonewatch-worker"), "worker")["resources"]
     gw = container(one(objs, "Deployment", "zonewatch-gateway"), "gateway")["resources"]
-    assert wk["requests"] == {"cpu": "1", "memory": "1Gi"} and wk["limits"] == {"memory": "1Gi"}
     assert gw["requests"] == {"cpu": "250m", "memory": "256Mi"}
 
 

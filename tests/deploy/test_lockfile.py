@@ -1,6 +1,6 @@
 """requirements.lock is in step with pyproject.toml: every pinned direct dependency (runtime and the
 test extra) has the same version in the lock, and the lock pins everything it lists. After editing
-pyproject.toml's dependencies run `make lock` (README "Operations")."""
+pyproject.toml's dependencies run `make lock` (docs/OPERATIONS.md "What ships, and how it is checked")."""
 
 from __future__ import annotations
 

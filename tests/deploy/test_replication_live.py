@@ -1,5 +1,6 @@
 """ZONEWATCH_REPLICATION_FACTOR against the real single-broker stack: a factor above the number of
-brokers is refused with a message naming the variable (docs/OPERATIONS.md "Replication"), and the
+brokers is refused with a message naming the variable (docs/OPERATIONS.md
+"Replication and min.insync.replicas"), and the
 topics zonewatch creates carry the configured factor."""
 
 from __future__ import annotations
@@ -9,9 +10,8 @@ import uuid
 import pytest
 
 from contract.errors import ConfigError
-from contract.security import kafka_python_kwargs
+from contract.kafka_settings import ensure_topics, kafka_python_kwargs, topic_specs
 from contract.settings import Settings
-from contract.topics import ensure_topics, topic_specs
 from tests.scenario import ZONES_FILE
 
 pytestmark = pytest.mark.integration

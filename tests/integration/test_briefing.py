@@ -23,7 +23,7 @@ import orjson
 import pytest
 
 from contract import topics
-from contract.security import kafka_python_kwargs
+from contract.kafka_settings import kafka_python_kwargs
 from contract.settings import Settings
 from tests import scenario
 from tests.golden.daily import GOLDEN, messages
@@ -100,6 +100,8 @@ def check_html_in_chromium(page_file: Path, screenshot: Path) -> dict:
                 .evaluate_all("els => els.map(e => e.dataset.zone)"),
                 "worst_visible": page.locator("#worst-breaches").is_visible()
                 and page.locator("#worst-median").is_visible(),
+                "totals": page.locator("#totals").inner_text(),
+                "percentiles": page.locator("#percentiles").inner_text(),
                 "status": page.locator("#status").get_attribute("data-status"),
                 "status_text": page.locator("#status").inner_text(),
             }

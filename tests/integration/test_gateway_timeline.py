@@ -89,8 +89,11 @@ def test_timeline_equals_the_enriched_record_and_the_sla_decision(deployment):
             e = enriched[cid]
             assert t["call_id"] == cid
             assert t["call"] == {k: v for k, v in e.items() if k not in CALL_FIELDS_NOT_IN_CALL}
-            for k in ("zones", "ring", "nearest_units", "corroborating_alerts"):
+            for k in ("zones", "ring"):
                 assert t[k] == e[k], (cid, k)
+            # the timeline's entries are the enriched record's plus where each was (the wall's map)
+            for k, where in (("nearest_units", ("lat", "lon", "ts")), ("corroborating_alerts", ("lat", "lon"))):
+                assert [{f: v for f, v in x.items() if f not in where} for x in t[k]] == e[k], (cid, k)
             s = sla[cid]
             assert t["decision"] == {k: s[k] for k in ("type", "unit_id", "response_s", "ts")}, cid
         a, b = tl["tl-A"], tl["tl-B"]
@@ -99,6 +102,8 @@ def test_timeline_equals_the_enriched_record_and_the_sla_decision(deployment):
         assert a["zones"] == ["A"] and a["call"]["text"] == "fight at the gate"
         assert [x["alert_id"] for x in a["corroborating_alerts"]] == ["al-near"]
         assert [u["unit_id"] for u in a["nearest_units"]] == ["u-car", "u-foot"]   # u-busy is not available
+        assert all({"lat", "lon", "ts"} <= set(u) for u in a["nearest_units"])  # found exactly: positions known
+        assert all({"lat", "lon"} <= set(x) for x in a["corroborating_alerts"])
         whats = [e["what"] for e in a["events"]]
         assert whats[:2] == ["alert", "call"] and whats[-1] == "arrived", whats   # on the stream clock
         assert "recommended" in whats and [e["ts"] for e in a["events"]] == sorted(e["ts"] for e in a["events"])

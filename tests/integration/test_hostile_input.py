@@ -13,7 +13,7 @@ import pytest
 
 from contract import events, topics
 from contract.events import redact_callers
-from contract.security import kafka_python_kwargs
+from contract.kafka_settings import kafka_python_kwargs
 from tests import hostile
 from tests.integration.conftest import wait_until
 

@@ -12,6 +12,10 @@ Timeline (T0 = 2023-06-12 10:00:00 +08:00), zones of tests/zones_test.geojson:
   k6 in no zone at T0+50 s, 3 km east: one unit within the exact reach (2,077 m), two beyond it
                         (the processing-time part of the recommendation, from Redis) -> breach
 
+On-scene tiers (CONTRACT §3 v3), decided at call ts + 300 s, all within the final clock: units
+within 100 m at a fix ts in [call ts, call ts + 60/180/300 s]: k1 x1 (+50 s) -> 1/1/1; k2 x2 (+150 s)
+-> 0/1/1; k3 x3 (+290 s) -> 0/0/1; k4, k5 (x5 comes at +420 s), k6 -> 0/0/0. None meets 1/2/3.
+
 Dispatch recommendations are positions as of each call's ts: x2's fix (+160 s, 44 m from k2) is
 known before k2 is processed, but it is after k2's ts, so x2 is not recommended for k2.
 """
@@ -143,20 +147,28 @@ def test_incident_timeline(deployment, workers):
         a, b = docs.get("A"), docs.get("B")
         if not a or not b or a["clock"] != FINAL_CLOCK or b["clock"] != FINAL_CLOCK:
             return None
-        return docs if a["response"]["arrived"] == 4 and b["response"]["breaches"] == 1 else None
+        return docs if a["response"]["arrived"] == 4 and b["response"]["breaches"] == 1 \
+            and a["response"]["tiers_decided"] == 4 and b["response"]["tiers_decided"] == 1 else None
 
     docs = wait_until(zones_done, what="responses in zone state")
     assert docs["A"]["response"] == {"arrived": 4, "within_1m": 1, "within_3m": 2, "within_5m": 3,
-                                     "breaches": 1, "p50_s": 150, "p90_s": 420}
+                                     "breaches": 1, "p50_s": 150, "p90_s": 420, "tiers_met": 0, "tiers_decided": 4}
     assert docs["A"]["open_incidents"] == 0
     assert docs["B"]["response"] == {"arrived": 0, "within_1m": 0, "within_3m": 0, "within_5m": 0,
-                                     "breaches": 1, "p50_s": None, "p90_s": None}
+                                     "breaches": 1, "p50_s": None, "p90_s": None, "tiers_met": 0,
+                                     "tiers_decided": 1}
     assert docs["B"]["open_incidents"] == 1
     assert docs["B"]["today"]["calls"] == 1 and docs["B"]["today"]["alerts"] == 0  # silent zone
 
     # sla.events
-    sla = wait_until(lambda: (evs := [orjson.loads(m.value) for m in dep.consume_all(topics.SLA, 7, 5)])
-                     and len(evs) >= 7 and evs, what="seven SLA events")
+    sla = wait_until(lambda: (evs := [orjson.loads(m.value) for m in dep.consume_all(topics.SLA, 13, 5)])
+                     and len(evs) >= 13 and evs, what="seven SLA decisions and six tiers records")
+    tiers = {e["call_id"]: (tuple(e["on_scene"][t] for t in ("1m", "3m", "5m")), e["met"], e["ts"])
+             for e in sla if e["type"] == "tiers"}
+    assert tiers == {cid: (n, False, CALL_TS[cid] + 300 * S) for cid, n in
+                     (("k1", (1, 1, 1)), ("k2", (0, 1, 1)), ("k3", (0, 0, 1)), ("k4", (0, 0, 0)),
+                      ("k5", (0, 0, 0)), ("k6", (0, 0, 0)))}
+    sla = [e for e in sla if e["type"] != "tiers"]
     got = sorted((e["type"], e["call_id"], e["unit_id"], e["response_s"], e["ts"]) for e in sla)
     assert got == sorted([
         ("arrived", "k1", "x1", 50.0, T0 + 50 * S),

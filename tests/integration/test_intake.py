@@ -59,7 +59,7 @@ def read_topic(dep, topic: str) -> list:
     """Every record of an input topic, up to its end offsets now."""
     from kafka import KafkaConsumer, TopicPartition
 
-    from contract.security import kafka_python_kwargs
+    from contract.kafka_settings import kafka_python_kwargs
 
     c = KafkaConsumer(bootstrap_servers=dep.settings.kafka, enable_auto_commit=False, group_id=None,
                       **kafka_python_kwargs(dep.settings))

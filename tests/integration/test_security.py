@@ -20,9 +20,8 @@ import redis
 
 from bench.harness import WATERMARK_ENV
 from contract import topics
-from contract.security import kafka_python_kwargs
+from contract.kafka_settings import ensure_topics, kafka_python_kwargs
 from contract.settings import Settings
-from contract.topics import ensure_topics
 from tests import scenario
 from tests.integration.conftest import REPO, Deployment, _load_stack
 from tests.integration.test_zone_state_e2e import check_final_state, publish_scenario, wait_final_state

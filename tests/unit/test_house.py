@@ -41,24 +41,16 @@ def _modules() -> dict[str, Path]:
 MODULES = _modules()
 
 
-def _is_type_checking(node: ast.If) -> bool:
-    t = node.test
-    return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or \
-        (isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING")
-
-
 def _imports(module: str, path: Path) -> set[str]:
-    """Project modules imported anywhere in the file (TYPE_CHECKING blocks excluded)."""
+    """Project modules imported anywhere in the file, `if TYPE_CHECKING:` blocks and function
+    bodies included: an import made only for the type checker or only when a function runs is a
+    dependency all the same, and a circle through one is still a tangle."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found: set[str] = set()
 
     def visit(node):
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and _is_type_checking(child):
-                for c in child.orelse:
-                    visit(c)
-                continue
             if isinstance(child, ast.Import):
                 found.update(a.name for a in child.names)
             elif isinstance(child, ast.ImportFrom):

@@ -63,18 +63,19 @@ def test_nan_and_infinity_are_rejected():
                                 "category": "theft", "priority": 1}, FAR)
 
 
-@pytest.mark.parametrize("field", ["status", "kind", "category", "type"])
+@pytest.mark.parametrize("field", ["status", "kind", "force", "category", "type"])
 @pytest.mark.parametrize("value", [[1], {"a": 1}, 3, None])
 def test_unhashable_or_wrong_typed_enums_are_rejected_not_crashing(field, value):
-    topic = {"status": topics.GPS, "kind": topics.GPS, "category": topics.CALLS, "type": topics.ALERTS}[field]
+    topic = {"status": topics.GPS, "kind": topics.GPS, "force": topics.GPS, "category": topics.CALLS,
+             "type": topics.ALERTS}[field]
     base = {topics.GPS: {"unit_id": "u", "ts": 1686440000000, "lat": 1.0, "lon": 2.0},
             topics.CALLS: {"call_id": "c", "ts": 1686440000000, "lat": 1.0, "lon": 2.0, "priority": 1,
                              "category": "theft"},
             topics.ALERTS: {"alert_id": "a", "camera_id": "c", "ts": 1686440000000, "lat": 1.0, "lon": 2.0,
                               "confidence": 0.5, "type": "fight"}}[topic]
     raw = json.dumps({**base, field: value}).encode()
-    if value is None and field in ("status", "kind"):
-        assert decode_and_validate(topic, raw, FAR)[field] in ("available", "car")  # null = default
+    if value is None and field in ("status", "kind", "force"):
+        assert decode_and_validate(topic, raw, FAR)[field] in ("available", "car", "police")  # null = default
     else:
         with pytest.raises(Rejected):
             decode_and_validate(topic, raw, FAR)
@@ -82,7 +83,7 @@ def test_unhashable_or_wrong_typed_enums_are_rejected_not_crashing(field, value)
 
 def test_gps_and_alert_defaults():
     g = decode_and_validate(topics.GPS, b'{"unit_id":"u","ts":1686440000000,"lat":1,"lon":2}', FAR)
-    assert (g["status"], g["kind"]) == ("available", "car")
+    assert (g["status"], g["kind"], g["force"]) == ("available", "car", "police")
     a = decode_and_validate(topics.ALERTS, b'{"alert_id":"a","camera_id":"c","ts":1686440000000,'
                                              b'"lat":1,"lon":2,"type":"ufo","confidence":1}', FAR)
     assert (a["type"], a["severity"]) == ("other", 3)
@@ -129,3 +130,16 @@ def test_deadletter_record_encodes_non_utf8_as_base64():
                    "raw": "//4=", "raw_encoding": "base64"}
     big = orjson.loads(events.deadletter_record("calls.110", 0, 5, "x", b"a" * 100_000))
     assert len(big["raw"]) == 64 * 1024
+
+
+@pytest.mark.parametrize("force,want", [("police", "police"), ("auxiliary", "auxiliary"), ("volunteer", "volunteer"),
+                                        ("security", "security"), ("militia", "police"), ("Auxiliary", "police"),
+                                        ("", "police"), ("辅警", "police")])
+def test_force_is_kept_when_known_and_police_otherwise(force, want):
+    """CONTRACT §1 v3: `force` police (default), auxiliary, volunteer, security; unknown -> police. The
+    fast path (floats, no extras) and the checked path (int coordinates) agree."""
+    for lat in ("1.5", "1"):
+        raw = f'{{"unit_id":"u","ts":1686440000000,"lat":{lat},"lon":2.5,"force":{json.dumps(force)}}}'.encode()
+        assert decode_and_validate(topics.GPS, raw, FAR)["force"] == want
+    assert events.validate_gps({"unit_id": "u", "ts": 1686440000000, "lat": 1.5, "lon": 2.5, "force": force},
+                               FAR)["force"] == want

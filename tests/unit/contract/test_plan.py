@@ -32,7 +32,7 @@ def test_the_contracts_example_loads_as_written():
     assert post.forces == ("auxiliary", "police")
     (cp,) = plan.checkpoints
     assert (cp.checkpoint_id, cp.name, cp.radius_m, cp.every_s) == ("cp-12", "12号桥", 80.0, {"决战": 900})
-    assert plan.on_scene("course/3") == (1, 2, 3)
+    assert plan.tier_requirement("course/3") == (1, 2, 3)
     assert plan.max_radius_m == 80.0
 
 
@@ -52,8 +52,8 @@ def test_local_times_follow_the_default_zone():
     assert (post.name, post.radius_m, post.required, post.forces) == \
         ("p", 100.0, {}, ("auxiliary", "police", "security", "volunteer"))
     assert (cp.name, cp.radius_m, cp.every_s) == ("c", 100.0, {})
-    assert plan.on_scene("gate-1") == (2, 3, 4)      # the first matching entry wins
-    assert plan.on_scene("course/1") == DEFAULT_ON_SCENE
+    assert plan.tier_requirement("gate-1") == (2, 3, 4)      # the first matching entry wins
+    assert plan.tier_requirement("course/1") == DEFAULT_ON_SCENE
 
 
 def test_statements_split_at_semicolons_outside_strings_and_brackets():

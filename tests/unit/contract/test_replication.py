@@ -7,8 +7,8 @@ import pytest
 
 from contract import topics
 from contract.errors import ConfigError
+from contract.kafka_settings import topic_specs
 from contract.settings import Settings
-from contract.topics import topic_specs
 
 
 @pytest.fixture

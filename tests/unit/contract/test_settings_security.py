@@ -11,28 +11,13 @@ import faust
 import pytest
 
 from contract.errors import ConfigError
-from contract.security import (
-    aiokafka_kwargs,
-    faust_broker_credentials,
-    faust_broker_url,
-    kafka_python_kwargs,
-    redacted_url,
-)
+from contract.kafka_settings import aiokafka_kwargs, faust_broker_credentials, faust_broker_url, kafka_python_kwargs
+from contract.security import redacted_url
 from contract.settings import Settings, redis_url_from_env
 
 KAFKA_PW = "kafka-S3cret-pw"
 REDIS_PW = "redis-S3cret-pw"
 SECRETS = (KAFKA_PW, REDIS_PW, "caller-S3cret", "tok-S3cret")
-
-
-@pytest.fixture
-def clean_env(monkeypatch):
-    import os
-
-    for k in list(os.environ):
-        if k.startswith("ZONEWATCH_"):
-            monkeypatch.delenv(k)
-    return monkeypatch
 
 
 @pytest.fixture(scope="module")

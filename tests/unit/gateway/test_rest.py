@@ -14,8 +14,9 @@ from starlette.testclient import TestClient
 
 from contract.response import eta_s, haversine_m
 from contract.settings import Settings
-from gateway import openapi, rest
+from gateway import openapi
 from gateway.app import create_app
+from gateway.clock import StreamClock
 from tests import scenario
 
 READ, INGEST = "read-token-0123456789", "ingest-token-0123456789"
@@ -100,7 +101,7 @@ def client(redis=None, ingest=(INGEST,)) -> TestClient:
     app = create_app(Settings(gateway_tokens=(READ,), ingest_tokens=tuple(ingest), zones=scenario.ZONES_FILE))
     if redis is not None:
         app.state.gw.redis = redis
-        app.state.gw.clock = rest.StreamClock(redis)
+        app.state.gw.clock = StreamClock(redis)
     return TestClient(app)
 
 
@@ -151,7 +152,7 @@ def test_the_clock_is_the_newest_zone_clock_else_the_documents_else_wall_time():
     assert client(r).get(f"/units?near={A[0]},{A[1]}", headers=RAUTH).json() == []
 
     async def now():
-        return await rest.StreamClock(FakeRedis()).now()
+        return await StreamClock(FakeRedis()).now()
     import asyncio
 
     value, source = asyncio.run(now())

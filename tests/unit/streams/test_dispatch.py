@@ -13,12 +13,15 @@ import random
 
 import msgspec
 import orjson
+import pytest
 from h3.api import basic_int as h3
+from shapely.geometry import box
 
-from contract.response import DISPATCH_EXACT_M, EARTH_RADIUS_M
+from contract.response import ARRIVAL_RADIUS_M, CORROBORATION_RADIUS_M, DISPATCH_EXACT_M, EARTH_RADIUS_M
+from contract.zones import Zone
 from streams import records
 from streams.incidents import IncidentState
-from streams.partitioning import FINE_RES, HOME_RES, HomeCells, covering_k
+from streams.partitioning import FINE_RES, HOME_RES, HomeCells, HomeMap, covering_k
 
 T0 = 1_700_000_000_000
 LAT, LON = 34.7466, 113.6253
@@ -56,27 +59,59 @@ def test_covering_k_holds_every_cell_within_the_radius():
                     assert h3.grid_distance(c, cell(*q)) <= k, (lat, lon, q, radius)
 
 
-def test_every_fix_within_the_exact_reach_goes_to_the_home_of_every_call_there():
+def zones_west_of(lat: float, lon: float) -> list[Zone]:
+    """Six 5 x 10 km zones in a row from 1 km to 31 km west of (lat, lon): seven home runs, the
+    widened box's edge 9 km east of the point (homes beyond it are hashed)."""
+    s, n = dest(lat, lon, 5000, math.pi)[0], dest(lat, lon, 5000, 0.0)[0]
+    out = []
+    for i in range(6):
+        e, w = dest(lat, lon, 1000 + 5000 * i, -math.pi / 2)[1], dest(lat, lon, 6000 + 5000 * i, -math.pi / 2)[1]
+        out.append(Zone(f"z{i}", f"z{i}", "grid", None, box(w, s, e, n)))
+    return out
+
+
+@pytest.mark.parametrize("geographic", [False, True], ids=["hashed", "geographic"])
+def test_every_fix_within_the_exact_reach_goes_to_the_home_of_every_call_there(geographic):
     """homes_near is the routing of available fixes: the home of any point within DISPATCH_EXACT_M
     of any point of the fix's cell must be among them (checked on home cells, not partitions,
-    where a collision would hide a miss), and so must its partition."""
+    where a collision would hide a miss), and so must its partition — under hashed homes and
+    under the geographic map (runs by longitude, hashed beyond the zones' widened box), whose
+    run edges and fallback edge cross the sample. The same for the arrival and corroboration
+    radii (the fixed-disk path of `within`)."""
     rng = random.Random(6)
-    homes = HomeCells(7)
     sizes = []
+    kinds = set()   # homes in the widened box (runs) or not (hashed): the geographic sample must meet both
     for lat0, lon0 in CENTRES:
+        home_map = HomeMap(zones_west_of(lat0, lon0) if geographic else [], 7)
+        homes = HomeCells(7, home_map)
+        runs_met = set()
         for _ in range(40):
             lat, lon = dest(lat0, lon0, rng.uniform(0, 6000), rng.uniform(0, 2 * math.pi))
             c = cell(lat, lon)
             near = homes.homes_near(c, DISPATCH_EXACT_M)
             parts = homes.within(c, DISPATCH_EXACT_M)
             sizes.append(len(near))
+            for h in near:
+                hl, hn = h3.cell_to_latlng(h)
+                box_ = home_map.box
+                in_runs = box_ is not None and box_[0] <= hn <= box_[2] and box_[1] <= hl <= box_[3]
+                kinds.add(in_runs)
+                if in_runs:
+                    runs_met.add(home_map.partition(h))
             for _ in range(40):
                 q = dest(lat, lon, DISPATCH_EXACT_M * rng.random() ** 0.2, rng.uniform(0, 2 * math.pi))
                 qc = cell(*q)
                 assert h3.cell_to_parent(qc, HOME_RES) in near, (lat, lon, q)
                 assert homes.own(qc) in parts
+            for radius in (ARRIVAL_RADIUS_M, CORROBORATION_RADIUS_M):
+                for _ in range(10):
+                    q = dest(lat, lon, radius * rng.random() ** 0.2, rng.uniform(0, 2 * math.pi))
+                    assert homes.own(cell(*q)) in homes.within(c, radius), (lat, lon, q, radius)
+        if geographic:   # seven runs, and the sample crosses an edge between two of them
+            assert home_map.runs == 7 and len(runs_met) >= 2, (lat0, lon0, home_map.runs, runs_met)
     # a superset, but not a wasteful one: about 2.5 homes meet a 2 km disc in 36 km² cells
     assert 1.5 < sum(sizes) / len(sizes) < 4.0
+    assert kinds == ({True, False} if geographic else {False})
 
 
 def test_a_point_far_from_every_other_home_goes_to_its_own_only():

@@ -514,8 +514,7 @@ def _router(tmp_path: Path, radius: float, partitions: int = 7):
     plan.write_text(f'[[post]]\nid = "p"\nlat = {lat!r}\nlon = {lon!r}\nradius_m = {radius}\n', encoding="utf-8")
     s = Settings(zones=scenario.ZONES_FILE, partitions=partitions, future_tolerance_ms=10 ** 13, plan=plan)
     router = Router(s, ZoneIndex(load_zones(s.zones)))
-    from streams.partitioning import HomeCells
-    owner = HomeCells(partitions).own(h3i.latlng_to_cell(lat, lon, 9))
+    owner = router.homes.own(h3i.latlng_to_cell(lat, lon, 9))   # the router's own (geographic) homes
     return router, (lat, lon), owner
 
 
@@ -536,9 +535,11 @@ def test_every_fix_within_a_posts_radius_and_the_next_one_reach_its_partition(tm
     router, post, owner = _router(tmp_path, 600)
     rng = random.Random(7)
     far = None
-    for _ in range(200):   # a place whose own homes do not include the post's partition
+    for i in range(200):   # a place whose own homes do not include the post's partition
         cand = _near(rng, post, 9000)
-        if _dist(cand, post) > 5000 and owner not in _fix_parts(router, "probe", T0, cand, "busy"):
+        # a probe unit of its own: a known unit's fix also goes where its previous one did
+        _fix_parts(router, f"probe{i}", T0, cand, "busy")   # its first fix goes everywhere
+        if _dist(cand, post) > 5000 and owner not in _fix_parts(router, f"probe{i}", T0 + 1, cand, "busy"):
             far = cand
             break
     assert far is not None

@@ -170,7 +170,7 @@ def test_dead_letter_key_is_the_original_or_null_when_too_large():
 
 
 def test_input_topics_take_values_of_several_megabytes():
-    from contract.topics import topic_specs
+    from contract.kafka_settings import topic_specs
 
     specs = {t.name: t for t in topic_specs(Settings(), 4)}
     for topic in topics.INPUT_TOPICS:

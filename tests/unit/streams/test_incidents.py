@@ -155,3 +155,40 @@ def test_a_client_applying_board_entries_holds_exactly_the_open_incidents(steps,
     flush()
     expected = {i.call_id: ("breached" if i.breached else "open") for i in s.open_incidents()}
     assert wall == expected
+
+
+def test_timeline_carries_the_cameras_and_the_units_where_they_were_at_the_call():
+    """The wall's incident map: each corroborating alert at its camera, each recommended unit at its
+    fix at or before the call's ts (not where it went afterwards); both survive a snapshot, and the
+    document is valid against the published schema."""
+    from jsonschema import Draft202012Validator
+
+    from contract import schemas
+
+    north = lambda m: (LAT + m / 111_320, LON)  # noqa: E731  (m metres north of the call)
+    s = IncidentState()
+    s.advance_clock(T0 - 120_000, T0 - 120_000)
+    s.on_fix("u1", T0 - 30_000, *north(500), cell(*north(500)), True, "car")
+    s.on_fix("u1", T0 + 60_000, *north(1500), cell(*north(1500)), True, "car")   # after the call: not it
+    s.on_fix("u2", T0 - 10_000, *north(-800), cell(*north(-800)), True, "foot")
+    s.on_fix("u3", T0 - 5_000, *north(100), cell(*north(100)), False, "car")      # busy: not recommended
+    s.on_alert("a1", T0 - 100_000, "fight", *north(200), cell(*north(200)))
+    call(s, "c1", T0)
+    s.on_alert("a2", T0 + 20_000, "crowd_density", *north(-250), cell(*north(-250)))
+    s.advance_clock(T0 + 60_000, T0 + 60_000)   # the watermark passes the call: recommended
+    s.take_output()
+    assert set(s.take_fallback()) == {"c1"}     # fewer than 3 found: Redis would add farther units
+    s.touch("c1")                               # (none here), then the timeline shows the list
+    doc = s.timeline_doc(s.incidents["c1"], 2)
+    units = {u["unit_id"]: (u["lat"], u["lon"], u["ts"]) for u in doc["nearest_units"]}
+    assert units == {"u1": (*north(500), T0 - 30_000), "u2": (*north(-800), T0 - 10_000)}
+    assert {a["alert_id"]: (a["lat"], a["lon"]) for a in doc["corroborating_alerts"]} == \
+        {"a1": north(200), "a2": north(-250)}
+    # the enriched record (incidents.enriched, contract §4) stays as it was: no positions there
+    rec = s.incidents["c1"].record
+    assert all("lat" not in u for u in rec["nearest_units"])
+    assert all("lat" not in a for a in rec["corroborating_alerts"])
+    restored = IncidentState.restore(s.snapshot())
+    assert restored.timeline_doc(restored.incidents["c1"], 2) == doc
+    v = Draft202012Validator(schemas.schema("incident-timeline"))
+    assert [e.message for e in v.iter_errors(doc)] == []

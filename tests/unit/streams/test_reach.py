@@ -31,17 +31,19 @@ CELLS = {z.zone_id: zone_cells(z) for z in ZONES}
 SHAPES = ["L", "course/1", "aid-1"]  # a polygon, a route segment, a point circle
 
 
-def brute(zc, units) -> tuple[list[bool], list[bool]]:
-    out3, out5 = [], []
+def brute(zc, units) -> tuple[list[bool], list[bool], list[bool]]:
+    """Per cell: reached within 60 s, 180 s, 300 s (CONTRACT §3; the 1-minute tier since v3)."""
+    out1, out3, out5 = [], [], []
     for i in range(len(zc)):
         lat, lon = float(zc.lat[i]), float(zc.lon[i])
         best = math.inf
         for ulat, ulon, kind in units:
             eta = haversine_m(lat, lon, ulat, ulon) * 1.3 / SPEED.get(kind, SPEED["other"])
             best = min(best, eta)
+        out1.append(best <= 60)
         out3.append(best <= 180)
         out5.append(best <= 300)
-    return out3, out5
+    return out1, out3, out5
 
 
 def share(zc, mask) -> float:
@@ -81,16 +83,15 @@ def index_of(units) -> UnitIndex:
 def test_reach_equals_brute_force(zid, data):
     zc = CELLS[zid]
     units = data.draw(st.lists(units_around(zc), max_size=40))
-    want3, want5 = brute(zc, units)
+    want = brute(zc, units)
     for source in (units, index_of(units)):
-        got3, got5 = reach_cells(zc, source)
-        assert got3.tolist() == want3 and got5.tolist() == want5
-        r3, r5 = reach(zc, source)
-        assert r3 == pytest.approx(share(zc, want3), abs=1e-12)
-        assert r5 == pytest.approx(share(zc, want5), abs=1e-12)
-        assert 0.0 <= r3 <= r5 <= 1.0
-        assert (r3 == 1.0) == all(want3) and (r5 == 1.0) == all(want5)
-        assert (r3 == 0.0) == (not any(want3)) and (r5 == 0.0) == (not any(want5))
+        got = reach_cells(zc, source)
+        assert [g.tolist() for g in got] == list(want)
+        shares = reach(zc, source)
+        for r, w in zip(shares, want, strict=True):
+            assert r == pytest.approx(share(zc, w), abs=1e-12)
+            assert (r == 1.0) == all(w) and (r == 0.0) == (not any(w))
+        assert 0.0 <= shares[0] <= shares[1] <= shares[2] <= 1.0
 
 
 def destination(lat, lon, bearing, dist_m) -> tuple[float, float]:
@@ -113,13 +114,13 @@ def test_units_on_the_threshold_are_decided_as_the_rule_says(zid, data):
     for _ in range(data.draw(st.integers(1, 4))):
         c = data.draw(st.integers(0, len(zc) - 1))
         kind = data.draw(st.sampled_from(KINDS))
-        limit = data.draw(st.sampled_from([180, 300]))
+        limit = data.draw(st.sampled_from([60, 180, 300]))
         delta = data.draw(st.sampled_from([0.0, 1e-9, -1e-9, 1e-6, -1e-6, 1e-3, -1e-3]))
         d = limit * SPEED.get(kind, SPEED["other"]) / 1.3 + delta
         units.append((*destination(float(zc.lat[c]), float(zc.lon[c]), data.draw(st.floats(0, 2 * math.pi)), d), kind))
-    want3, want5 = brute(zc, units)
-    got3, got5 = reach_cells(zc, index_of(units))
-    assert got3.tolist() == want3 and got5.tolist() == want5
+    want = brute(zc, units)
+    got = reach_cells(zc, index_of(units))
+    assert [g.tolist() for g in got] == list(want)
 
 
 def test_the_threshold_band_is_exercised(monkeypatch):
@@ -133,12 +134,12 @@ def test_the_threshold_band_is_exercised(monkeypatch):
 
     monkeypatch.setattr(reach_mod, "_exact", spy)
     lat, lon = float(zc.lat[0]), float(zc.lon[0])
-    d = 180 * SPEED["foot"] / 1.3
-    for delta in (0.0, 1e-7, -1e-7):
-        unit = (*destination(lat, lon, 1.0, d + delta), "foot")
-        want3, want5 = brute(zc, [unit])
-        got3, got5 = reach_cells(zc, [unit])
-        assert got3.tolist() == want3 and got5.tolist() == want5
+    for limit in (60, 180):
+        d = limit * SPEED["foot"] / 1.3
+        for delta in (0.0, 1e-7, -1e-7):
+            unit = (*destination(lat, lon, 1.0, d + delta), "foot")
+            got = reach_cells(zc, [unit])
+            assert [g.tolist() for g in got] == list(brute(zc, [unit]))
     assert 0 in calls  # cell 0 went through the exact decision
 
 
@@ -149,41 +150,50 @@ AID = next(z for z in ZONES if z.zone_id == "aid-1")  # a 150 m circle at (34.76
 
 def test_empty_and_far_units_reach_nothing():
     zc = CELLS["aid-1"]
-    assert reach(zc, []) == (0.0, 0.0) and reach(zc, UnitIndex()) == (0.0, 0.0)
+    assert reach(zc, []) == (0.0, 0.0, 0.0) and reach(zc, UnitIndex()) == (0.0, 0.0, 0.0)
     far = [(35.76, 113.655, "car"), (34.76, 114.655, "motorcycle")]  # ~110 km / ~90 km away
-    assert reach(zc, far) == (0.0, 0.0) and reach(zc, index_of(far)) == (0.0, 0.0)
+    assert reach(zc, far) == (0.0, 0.0, 0.0) and reach(zc, index_of(far)) == (0.0, 0.0, 0.0)
     assert len(index_of(far).gather(zc.keys)) == 0  # not even looked at
 
 
 def test_a_car_at_the_centre_reaches_everything():
-    assert reach(CELLS["aid-1"], [(34.760, 113.655, "car")]) == (1.0, 1.0)
+    # car: 1 min = 60 * 8.3 / 1.3 = 383 m, beyond the circle's 150 m
+    assert reach(CELLS["aid-1"], [(34.760, 113.655, "car")]) == (1.0, 1.0, 1.0)
 
 
 def test_a_car_1500_m_away_reaches_within_5_but_not_3_minutes():
     # car: 3 min = 180 * 8.3 / 1.3 = 1149 m, 5 min = 1916 m; the circle spans 1350..1650 m
     lat, lon = destination(34.760, 113.655, 0.0, 1500.0)
-    assert reach(CELLS["aid-1"], [(lat, lon, "car")]) == (0.0, 1.0)
+    assert reach(CELLS["aid-1"], [(lat, lon, "car")]) == (0.0, 0.0, 1.0)
+
+
+def test_a_car_600_m_away_reaches_within_3_but_not_1_minute():
+    # 1 min = 383 m, 3 min = 1149 m: the circle spans 450..750 m
+    lat, lon = destination(34.760, 113.655, 0.0, 600.0)
+    assert reach(CELLS["aid-1"], [(lat, lon, "car")]) == (0.0, 1.0, 1.0)
 
 
 def test_min_eta_over_units_a_near_foot_officer_and_a_far_car_both_count():
     zc = CELLS["aid-1"]
-    # foot: 3 min = 193.8 m, 5 min = 323.1 m; 100 m north of the centre reaches part within 3 min
+    # foot: 1 min = 64.6 m, 3 min = 193.8 m, 5 min = 323.1 m; 100 m north of the centre reaches part
+    # within 1 and 3 min
     foot = (*destination(34.760, 113.655, 0.0, 100.0), "foot")
     car = (*destination(34.760, 113.655, math.pi, 1500.0), "car")
-    f3, f5 = reach(zc, [foot])
-    assert 0.3 < f3 < 1.0 and f5 == 1.0
-    assert reach(zc, [car]) == (0.0, 1.0)
-    assert reach(zc, [foot, car]) == (f3, 1.0)
+    f1, f3, f5 = reach(zc, [foot])
+    assert 0.0 < f1 < f3 and 0.3 < f3 < 1.0 and f5 == 1.0
+    assert reach(zc, [car]) == (0.0, 0.0, 1.0)
+    assert reach(zc, [foot, car]) == (f1, f3, 1.0)
     near_car = (*destination(34.760, 113.655, math.pi, 1100.0), "car")  # within 3 min of the south part
-    c3, _ = reach(zc, [near_car])
-    both3, _ = reach(zc, [foot, near_car])
+    _, c3, _ = reach(zc, [near_car])
+    _, both3, _ = reach(zc, [foot, near_car])
     assert both3 > max(f3, c3)
 
 
 def test_unknown_kind_moves_at_the_other_speed():
     # other: 5 min = 300 * 6 / 1.3 = 1385 m; foot would need to be within 323 m
     lat, lon = destination(34.760, 113.655, 0.0, 1000.0)
-    assert reach(CELLS["aid-1"], [(lat, lon, "tank")]) == reach(CELLS["aid-1"], [(lat, lon, "other")]) == (0.0, 1.0)
+    assert reach(CELLS["aid-1"], [(lat, lon, "tank")]) == reach(CELLS["aid-1"], [(lat, lon, "other")]) \
+        == (0.0, 0.0, 1.0)
 
 
 # -- the cell sets ------------------------------------------------------------------------------
@@ -232,11 +242,11 @@ def test_resolution_adapts_and_a_tiny_zone_has_one_cell_at_least(tmp_path):
                  '"properties": {"radius_m": 0.3}, "geometry": {"type": "Point", "coordinates": [113.6, 34.7]}}]}')
     (tiny,) = load_zones(p)
     zc = zone_cells(tiny)
-    assert len(zc) >= 1 and reach(zc, [(34.7, 113.6, "foot")]) == (1.0, 1.0)
+    assert len(zc) >= 1 and reach(zc, [(34.7, 113.6, "foot")]) == (1.0, 1.0, 1.0)
 
 
 def share_of_all(zc) -> float:
-    return reach(zc, [(float(zc.lat[0]), float(zc.lon[0]), "car")])[1]
+    return reach(zc, [(float(zc.lat[0]), float(zc.lon[0]), "car")])[2]
 
 
 # -- which zones a moved unit can change --------------------------------------------------------
@@ -260,9 +270,9 @@ def test_zones_whose_reach_changes_are_among_the_affected(others, old, new, kind
     after = base + ([(*new, kind)] if new else [])
     affected = set(RMAP.affected(old, new))
     for zc in MAP_CELLS:
-        b3, b5 = reach_cells(zc, before)
-        a3, a5 = reach_cells(zc, after)
-        if (b3 != a3).any() or (b5 != a5).any():
+        b = reach_cells(zc, before)
+        a = reach_cells(zc, after)
+        if any((x != y).any() for x, y in zip(b, a, strict=True)):
             assert zc.zone_id in affected
 
 

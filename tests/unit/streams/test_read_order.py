@@ -3,8 +3,10 @@ events give the same zone documents, unit presence, sla.events records and dispa
 recommendations (`nearest_units`) with 1, 3, 4 and 7 partitions, for read orders Kafka allows
 (each input partition in order, the topics interleaved freely: fixes read up to 40 s of event time
 ahead of or behind the rest, calls up to 9 minutes late, within the 10-minute grace and the
-watermark's 60 s bound), and equal an oracle written here from CONTRACT §3/§4 and the README alone
-(brute force over every call and every fix)."""
+watermark's 60 s bound), and equal an oracle written here from CONTRACT §3/§4 and docs/DESIGN.md alone
+(brute force over every call and every fix). Contract v3 (issue 26): units.by_force, coverage,
+on-scene tiers (sla.events `tiers`, response.tiers_met/tiers_decided) and health.last_event_ts
+against oracles of their own here."""
 
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ from collections import Counter
 
 import orjson
 import pytest
+from h3.api import basic_int as h3
 from shapely.geometry import Point, shape
+from shapely.ops import unary_union
 
 from contract import topics
 from contract.settings import Settings
@@ -37,36 +41,66 @@ ZONES = _zones()
 SPOTS = [scenario.PA, scenario.PAB, scenario.PB, scenario.PCORE, scenario.PIN, scenario.PA2, scenario.PB2]
 
 
-def _near(rng, pt, metres):
-    d = rng.uniform(0, metres)
+def _near(rng, pt, metres, at_least=0.0):
+    d = rng.uniform(at_least, metres)
     a = rng.uniform(0, 2 * math.pi)
     return (pt[0] + d * math.cos(a) / 111_000, pt[1] + d * math.sin(a) / (111_000 * math.cos(math.radians(pt[0]))))
 
 
+FORCES = ("police", "auxiliary", "volunteer", "security")   # CONTRACT §1 v3
+
+
 def events(seed: int):
-    """Calls, fixes (units walking between spots, some passing near calls), alerts."""
+    """Calls, fixes (units walking between spots, some passing near calls, response teams of three
+    converging on some calls, earlier patrols up to 9 h before), alerts. Forces: any of the four,
+    none (police) or an unknown one (police)."""
     rng = random.Random(seed)
+    side = random.Random(seed + 7_000)   # force, teams and earlier patrols: the rest stays as it was
     calls, fixes, alerts = [], [], []
+
+    def force():
+        return side.choice([*FORCES, None, "militia"])
+
     for i in range(25):
         at = rng.choice(SPOTS)
         ts = T0 + rng.randrange(0, 40 * 60_000)
         lat, lon = _near(rng, at, 30)
         calls.append({"call_id": f"c{i}", "ts": ts, "lat": lat, "lon": lon, "category": "theft",
                       "priority": rng.randint(1, 4), "lang": rng.choice(["zh", "en-US", None])})
-        if rng.random() < 0.7:  # a unit comes by: within 100 m or just outside it
+        came_by = rng.random() < 0.7
+        if came_by:  # a unit comes by: within 100 m or just outside it
             for _ in range(rng.randint(1, 3)):
                 u = f"u{rng.randrange(6)}"
                 fts = ts + rng.choice([-30_000, 20_000, 95_000, 170_000, 290_000, 320_000, 900_000])
                 flat, flon = _near(rng, (lat, lon), rng.choice([20, 80, 99, 140, 400]))
                 fixes.append({"unit_id": u, "ts": fts, "lat": flat, "lon": flon,
-                              "status": rng.choice(["available", "busy"]), "kind": "foot"})
+                              "status": rng.choice(["available", "busy"]), "kind": "foot", "force": force()})
+        if came_by and i % 3 == 0:  # a response team: three units by 1, 3 and 5 minutes, one at times late
+            delay = side.choice([0, 0, 240_000])   # at times the whole team comes 4 minutes later
+            for k, u in enumerate(side.sample([f"r{j}" for j in range(8)], 3)):
+                fts = ts + delay + [side.choice([0, 15_000, 60_000, 61_000]), side.choice([100_000, 180_000, 181_000]),
+                                    side.choice([250_000, 300_000, 300_001])][k]
+                # within 100 m, or (the call then may breach) 105-200 m away
+                flat, flon = _near(side, (lat, lon), *side.choice([(99, 0), (99, 0), (200, 105)]))
+                fixes.append({"unit_id": u, "ts": fts, "lat": flat, "lon": flon, "status": "busy", "kind": "foot",
+                              "force": force()})
     for u in range(6):  # patrols: a fix every 30-90 s, wandering across the zones
         ts = T0
         while ts < T0 + 45 * 60_000:
             ts += rng.randrange(30_000, 90_000)
             lat, lon = _near(rng, rng.choice(SPOTS), 1200)
             fixes.append({"unit_id": f"u{u}", "ts": ts, "lat": lat, "lon": lon, "status": "available",
-                          "kind": "car"})
+                          "kind": "car", "force": force()})
+    end = max(e["ts"] for e in calls + fixes)
+    for u in range(6):  # present at the end: units of every force in the zones
+        lat, lon = _near(side, side.choice(SPOTS), 300)
+        fixes.append({"unit_id": f"u{u}", "ts": end - side.randrange(0, 100_000), "lat": lat, "lon": lon,
+                      "status": side.choice(["available", "busy"]), "kind": "car", "force": force()})
+    for _ in range(40):  # earlier patrols (coverage 8h but not 60m, or neither): read first, in ts order
+        lat, lon = _near(side, side.choice(SPOTS), 1500)
+        fixes.append({"unit_id": f"p{side.randrange(4)}", "ts": T0 - side.randrange(10 * 60_000, 9 * 3_600_000),
+                      "lat": lat, "lon": lon, "status": side.choice(["available", "busy", "off_duty"]),
+                      "kind": "car", "force": force()})
     for i in range(40):
         lat, lon = _near(rng, rng.choice(SPOTS), 200)
         alerts.append({"alert_id": f"a{i}", "camera_id": f"cam{i % 7}", "ts": T0 + rng.randrange(0, 45 * 60_000),
@@ -101,15 +135,20 @@ def read_order(calls, fixes, alerts, seed: int) -> list[Msg]:
     return [Msg(tp[0], tp[1], i, None, orjson.dumps(ev), 1) for _k, _r, tp, i, ev in keyed]
 
 
+def canon(ev: dict) -> tuple:
+    """An sla.events record as a hashable value: zone_ids in a canonical order (the contract gives
+    none), on_scene as sorted pairs."""
+    return tuple(sorted((k, tuple(sorted(v)) if isinstance(v, list) else tuple(sorted(v.items()))
+                         if isinstance(v, dict) else v) for k, v in ev.items()))
+
+
 def run(msgs, partitions: int, batch: int):
     s = Settings(zones=scenario.ZONES_FILE, partitions=partitions, future_tolerance_ms=10 ** 13)
     pipe = Pipeline(s)
     pipe.feed(msgs, batch=batch)
     pipe.finish()
     docs = {z: {k: v for k, v in d.items() if k not in ("version",)} for z, d in pipe.documents().items()}
-    # zone_ids in a canonical order (the contract gives none)
-    sla = Counter(tuple(sorted((k, tuple(sorted(v)) if isinstance(v, list) else v) for k, v in e.items()))
-                  for e in pipe.sla)
+    sla = Counter(canon(e) for e in pipe.sla)
     return docs, pipe.presence(), sla, recommendations(pipe)
 
 
@@ -137,12 +176,29 @@ def _in(ev):
     return sorted(z for z, g in ZONES.items() if g.contains(Point(ev["lon"], ev["lat"])))
 
 
+TIERS = (("1m", 60_000), ("3m", 180_000), ("5m", 300_000))
+REQUIRED = {"1m": 1, "3m": 2, "5m": 3}   # CONTRACT §3 "On-scene tiers": 1/2/3 without a plan
+
+
+def oracle_on_scene(c, fixes) -> dict[str, int]:
+    """Distinct units with a fix within 100 m of the call at a ts in [call ts, call ts + T]."""
+    return {name: len({f["unit_id"] for f in fixes if c["ts"] <= f["ts"] <= c["ts"] + t
+                       and _dist((c["lat"], c["lon"]), (f["lat"], f["lon"])) <= 100})
+            for name, t in TIERS}
+
+
 def oracle_sla(calls, fixes, final_clock):
+    """arrived, breach and tiers records (the last decided once the watermark, at the end the final
+    clock, reaches call ts + 300 s)."""
     seen, out = set(), Counter()
     for c in calls:
         if c["call_id"] in seen:
             continue
         seen.add(c["call_id"])
+        if c["ts"] + 300_000 <= final_clock:
+            on_scene = oracle_on_scene(c, fixes)
+            out[canon({"type": "tiers", "call_id": c["call_id"], "zone_ids": _in(c), "on_scene": on_scene,
+                       "met": all(on_scene[k] >= n for k, n in REQUIRED.items()), "ts": c["ts"] + 300_000})] += 1
         best = min(((f["ts"], f["unit_id"]) for f in fixes
                     if c["ts"] <= f["ts"] < c["ts"] + 3_600_000
                     and _dist((c["lat"], c["lon"]), (f["lat"], f["lon"])) <= 100),
@@ -157,7 +213,8 @@ def oracle_sla(calls, fixes, final_clock):
     return out
 
 
-EXACT_M = 300 * 9.0 / 1.3            # README: exact within what the fastest kind covers in 5 min
+# docs/DESIGN.md "Dispatch recommendation": exact within what the fastest kind covers in 5 min
+EXACT_M = 300 * 9.0 / 1.3
 SPEED = {"foot": 1.4, "car": 8.3, "motorcycle": 9.0, "swat": 8.3, "other": 6.0}
 
 
@@ -179,11 +236,17 @@ def oracle_nearest(calls, fixes):
     return out
 
 
-def oracle_presence(fixes, final_clock):
+def latest_of(evs, key: str) -> dict:
+    """The event with the largest ts per device (`key`: unit_id, camera_id)."""
     latest = {}
-    for f in fixes:
-        if f["unit_id"] not in latest or f["ts"] > latest[f["unit_id"]]["ts"]:
-            latest[f["unit_id"]] = f
+    for e in evs:
+        if e[key] not in latest or e["ts"] > latest[e[key]]["ts"]:
+            latest[e[key]] = e
+    return latest
+
+
+def oracle_presence(fixes, final_clock):
+    latest = latest_of(fixes, "unit_id")
     return {u: set(_in(f)) for u, f in latest.items() if f["ts"] >= final_clock - 120_000 and _in(f)}
 
 
@@ -201,14 +264,77 @@ def oracle_counts(calls, alerts):
     return out
 
 
+def oracle_by_force(fixes, final_clock):
+    """(zone, force) -> present units whose latest fix has that force (absent or unknown: police)."""
+    out = Counter()
+    for f in latest_of(fixes, "unit_id").values():
+        if f["ts"] >= final_clock - 120_000:
+            for z in _in(f):
+                out[(z, f.get("force") if f.get("force") in FORCES else "police")] += 1
+    return out
+
+
+def zone_res9_cells(zid) -> set:
+    """H3 resolution-9 cells whose centre lies in the zone (a disk wide enough around its centroid,
+    each centre tested with shapely); none: the cell of a point on its surface
+    (docs/DESIGN.md "Forces, coverage and on-scene tiers")."""
+    g = ZONES[zid]
+    c = g.centroid
+    cells = {x for x in h3.grid_disk(h3.latlng_to_cell(c.y, c.x, 9), 25)
+             if g.contains(Point(h3.cell_to_latlng(x)[1], h3.cell_to_latlng(x)[0]))}
+    if not cells:
+        p = g.representative_point()
+        cells = {h3.latlng_to_cell(p.y, p.x, 9)}
+    return cells
+
+
+ZONE_CELLS = {z: zone_res9_cells(z) for z in ZONES}
+
+
+def oracle_coverage(fixes, final_clock):
+    """zone -> {"60m", "8h"}: share of its cells with a fix at most 60 min / 8 h older than the clock."""
+    out = {}
+    for z, cells in ZONE_CELLS.items():
+        out[z] = {}
+        for name, w in (("60m", 3_600_000), ("8h", 8 * 3_600_000)):
+            hit = {h3.latlng_to_cell(f["lat"], f["lon"], 9) for f in fixes if final_clock - f["ts"] <= w}
+            out[z][name] = round(len(hit & cells) / len(cells), 2)
+    return out
+
+
+def oracle_last_event_ts(calls, fixes, alerts, final_clock):
+    """zone -> source -> the largest ts inside it, None when none within 24 h of the clock."""
+    out = {}
+    for z in ZONES:
+        out[z] = {}
+        for src, evs in (("calls", calls), ("gps", fixes), ("alerts", alerts)):
+            last = max((e["ts"] for e in evs if z in _in(e)), default=None)
+            out[z][src] = last if last is not None and final_clock - last <= 24 * 3_600_000 else None
+    return out
+
+
+def oracle_tiers_response(calls, fixes, final_clock):
+    """(zone) -> (tiers_met, tiers_decided) over the last 60 min: decided at call ts + 300 s."""
+    out = Counter()
+    seen = set()
+    for c in calls:
+        if c["call_id"] in seen:
+            continue
+        seen.add(c["call_id"])
+        decided = c["ts"] + 300_000
+        if final_clock - 3_600_000 < decided <= final_clock:
+            on_scene = oracle_on_scene(c, fixes)
+            met = all(on_scene[k] >= n for k, n in REQUIRED.items())
+            for z in _in(c):
+                out[(z, "decided")] += 1
+                out[(z, "met")] += met
+    return out
+
+
 def oracle_cameras(alerts, final_clock):
     """(known, silent) per zone: a camera is where its latest report was; silent after 30 min."""
-    latest = {}
-    for a in alerts:
-        if a["camera_id"] not in latest or a["ts"] > latest[a["camera_id"]]["ts"]:
-            latest[a["camera_id"]] = a
     out = Counter()
-    for a in latest.values():
+    for a in latest_of(alerts, "camera_id").values():
         for z in _in(a):
             out[(z, "known")] += 1
             if a["ts"] < final_clock - 1_800_000:
@@ -221,10 +347,19 @@ def test_same_events_same_results_in_any_allowed_read_order_and_partition_count(
     calls, fixes, alerts = events(seed)
     final_clock = max(e["ts"] for e in calls + fixes + alerts)
     want_sla = oracle_sla(calls, fixes, final_clock)
-    assert sum(1 for k in want_sla if dict(k)["type"] == "breach") >= 3  # the set exercises breaches
+    assert sum(1 for k in want_sla if dict(k)["type"] == "breach") >= 2  # the set exercises breaches
     assert sum(1 for k in want_sla if dict(k)["type"] == "arrived") >= 3  # and arrivals
     want_nearest = oracle_nearest(calls, fixes)
     assert sum(1 for v in want_nearest.values() if len(v) == 3) >= 3     # the set exercises full lists
+    tiers = [dict(dict(k)["on_scene"]) for k in want_sla if dict(k)["type"] == "tiers"]
+    met = [dict(k)["met"] for k in want_sla if dict(k)["type"] == "tiers"]
+    assert any(met) and not all(met) and any(t["5m"] >= 2 for t in tiers)   # tiers met, not met, crowded
+    by_force = oracle_by_force(fixes, final_clock)
+    assert len({f for _z, f in by_force}) >= 2                           # several forces present
+    coverage = oracle_coverage(fixes, final_clock)
+    assert any(c["8h"] > c["60m"] > 0 for c in coverage.values())      # older patrols count in 8h only
+    last = oracle_last_event_ts(calls, fixes, alerts, final_clock)
+    tiers_resp = oracle_tiers_response(calls, fixes, final_clock)
     results = []
     for i, partitions in enumerate((1, 3, 4, 7)):
         msgs = read_order(calls, fixes, alerts, seed * 100 + i)
@@ -239,6 +374,11 @@ def test_same_events_same_results_in_any_allowed_read_order_and_partition_count(
             assert (d["today"]["calls"], d["today"]["alerts"]) == (counts[(z, "calls")], counts[(z, "alerts")]), z
             h = d["health"]
             assert (h["cameras_known"], h["cameras_silent"]) == (cams[(z, "known")], cams[(z, "silent")]), z
+            assert h["last_event_ts"] == last[z], z
+            assert d["units"]["by_force"] == {f: by_force[(z, f)] for f in FORCES}, z
+            assert d["coverage"] == coverage[z], z
+            r = d["response"]
+            assert (r["tiers_met"], r["tiers_decided"]) == (tiers_resp[(z, "met")], tiers_resp[(z, "decided")]), z
         results.append(docs)
     for docs in results[1:]:
         assert docs == results[0]
@@ -247,9 +387,12 @@ def test_same_events_same_results_in_any_allowed_read_order_and_partition_count(
 # --- dispatch recommendations over a wider area --------------------------------------------------
 
 CENTRE = (34.72, 113.64)   # ~12 km across: many home cells, so partitions hold different units
+# on the north-east corner of the zones' box widened by 10 km (113.82 E, 34.81 N): beyond it home
+# cells are hashed, inside they belong to the geographic runs (streams/partitioning.py HomeMap)
+EDGE = (34.80, 113.80)
 
 
-def dispatch_events(seed: int):
+def dispatch_events(seed: int, centre: tuple[float, float] = CENTRE):
     """Units that patrol, jump kilometres at times (leaving a call's exact reach), turn busy and
     back, go quiet; calls anywhere, some right where units are; fixes at exactly the call's ts and
     exactly 120 s before it; a duplicate fix."""
@@ -257,7 +400,7 @@ def dispatch_events(seed: int):
     kinds = list(SPEED)
     fixes, calls = [], []
     for u in range(40):
-        lat, lon = _near(rng, CENTRE, 6000)
+        lat, lon = _near(rng, centre, 6000)
         ts = T0 + rng.randrange(0, 60_000)
         kind = rng.choice(kinds)
         while ts < T0 + 32 * 60_000:
@@ -274,7 +417,7 @@ def dispatch_events(seed: int):
             f = rng.choice([f for f in fixes if ts - 100_000 <= f["ts"] <= ts] or fixes)
             lat, lon = _near(rng, (f["lat"], f["lon"]), 400)
         else:
-            lat, lon = _near(rng, CENTRE, 6000)
+            lat, lon = _near(rng, centre, 6000)
         calls.append({"call_id": f"k{i}", "ts": ts, "lat": lat, "lon": lon, "category": "theft", "priority": 2})
         if i % 5 == 1:   # boundaries of time: a fix at the call's ts, another exactly 120 s before
             for j, dt in enumerate((0, -120_000)):
@@ -285,11 +428,17 @@ def dispatch_events(seed: int):
     return calls, fixes
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_recommendations_are_positions_at_the_call_whatever_the_read_order_and_partitions(seed):
-    calls, fixes = dispatch_events(seed)
+@pytest.mark.parametrize("seed,centre", [(s, CENTRE) for s in range(6)] + [(s, EDGE) for s in range(6, 8)])
+def test_recommendations_are_positions_at_the_call_whatever_the_read_order_and_partitions(seed, centre):
+    calls, fixes = dispatch_events(seed, centre)
     want = oracle_nearest(calls, fixes)
     assert sum(1 for v in want.values() if len(v) == 3) >= 5 and sum(1 for v in want.values() if len(v) < 3) >= 1
+    if centre == EDGE:   # calls on both sides of the edge: homes of the runs and hashed ones
+        _x0, _y0, x1, y1 = unary_union(list(ZONES.values())).bounds
+        x1, y1 = x1 + 10_000 / (111_320 * math.cos(math.radians(y1 + 0.1))), y1 + 10_000 / 111_320
+        home_centres = [h3.cell_to_latlng(h3.cell_to_parent(h3.latlng_to_cell(c["lat"], c["lon"], 9), 6))
+                        for c in calls]
+        assert {lat <= y1 and lon <= x1 for lat, lon in home_centres} == {True, False}
     results = []
     for i, partitions in enumerate((1, 3, 4, 7)):
         msgs = read_order(calls, fixes, [], seed * 100 + 50 + i)

@@ -22,6 +22,7 @@ from zonewatch.watch import (
     parse_docs,
     reach_cell,
     render,
+    response_cells,
     zone_sort_key,
 )
 
@@ -162,10 +163,12 @@ def test_render_marks_an_idle_latency_window():
 
 
 def _hdoc(zid, *, kind="grid", ring=None, known=0, silent=0, quiet=0, present=0, gps=None, reach=None):
+    """`gps`: seconds since the last patrol fix inside, on the document's clock (last_event_ts, v3)."""
     d = doc(zid, ring=ring, present=present)
     d["kind"] = kind
     d["health"] = {"cameras_known": known, "cameras_silent": silent, "units_quiet": quiet,
-                   "last_event_age_s": {"calls": None, "gps": gps, "alerts": None}}
+                   "last_event_ts": {"calls": None, "gps": None if gps is None else d["clock"] - gps * 1000,
+                                     "alerts": None}}
     if reach is not None:
         d["reach"] = {"within_3m": reach[0], "within_5m": reach[1]}
     return d
@@ -184,6 +187,10 @@ def test_distrust_is_the_walls_rule():
     assert distrust(_hdoc("all", known=1, silent=1, quiet=1, gps=1800)) == \
         ["1/1 cameras silent", "1 units quiet, none present", "no patrol fix for 30 min"]
     assert distrust(doc("old-doc")) == []          # a document without health (an older worker)
+    v2 = _hdoc("v2")   # a document of a worker before v3: the age itself
+    v2["health"] = {**v2["health"], "last_event_age_s": {"calls": None, "gps": 901, "alerts": None}}
+    del v2["health"]["last_event_ts"]
+    assert distrust(v2) == ["no patrol fix for 15 min"]
 
 
 def test_health_and_reach_cells():
@@ -228,6 +235,42 @@ def test_render_shows_health_reach_and_routes_of_the_health_scenario():
     assert "Course 2–2.745 km" in lines["course/2"] and "route" in lines["course/2"]
     assert "other" in lines["aid-1"] and "grid" in lines["G1"] and "district" in lines["D"]
     assert "⚠ 2 untrusted" in text
+
+
+def test_response_cells_are_the_walls_shares_breaches_and_percentiles():
+    """By hand: 2 decided (1 within 5 min at 90 s, 1 breach reached late at 350 s) -> 0 % / 50 % / 50 %."""
+    shares, breaches, pct = response_cells({"response": {"arrived": 2, "within_1m": 0, "within_3m": 1,
+                                                         "within_5m": 1, "breaches": 1, "p50_s": 90, "p90_s": 350}})
+    assert (shares.plain, breaches.plain, pct.plain) == ("0% / 50% / 50%", "1", "1:30 / 5:50")
+    assert "red" in str(breaches.style)
+    shares, breaches, pct = response_cells({"response": {"arrived": 3, "within_1m": 1, "within_3m": 2,
+                                                         "within_5m": 3, "breaches": 0, "p50_s": 100, "p90_s": 250}})
+    assert (shares.plain, breaches.plain, pct.plain) == ("33% / 67% / 100%", "0", "1:40 / 4:10")
+    assert "red" not in str(breaches.style)
+    # two breaches never reached, one arrival at 60 s: 3 decided, 1 arrived
+    shares, _b, pct = response_cells({"response": {"arrived": 1, "within_1m": 1, "within_3m": 1, "within_5m": 1,
+                                                   "breaches": 2, "p50_s": 60, "p90_s": 60}})
+    assert (shares.plain, pct.plain) == ("33% / 33% / 33%", "1:00 / 1:00")
+    nothing = {"arrived": 0, "within_1m": 0, "within_3m": 0, "within_5m": 0, "breaches": 0, "p50_s": None,
+               "p90_s": None}
+    assert [c.plain for c in response_cells({"response": nothing})] == ["– / – / –", "0", "– / –"]
+    assert [c.plain for c in response_cells({"response": {}})] == ["–", "–", "–"]
+
+
+def test_render_shows_each_zones_response_of_the_scenario():
+    """tests/scenario.py's hand-computed documents: grids A and B 3 breaches, none reached; the
+    venue rings one call reached after 120 s."""
+    import orjson
+
+    from tests import scenario as sc
+
+    docs = {z: {**d, "version": 1, "clock": sc.FINAL_CLOCK} for z, d in sc.EXPECTED.items()}
+    ids = sorted(docs)
+    text = _screen(Snapshot(taken_ms=sc.FINAL_CLOCK, zones=parse_docs(ids, [orjson.dumps(docs[i]) for i in ids])))
+    lines = {line.split()[0]: line for line in text.splitlines() if line.split() and line.split()[0] in docs}
+    assert "0% / 0% / 0%" in lines["A"] and " 3 " in lines["A"] and "– / –" in lines["A"]
+    for ring in ("outer", "inner", "core"):
+        assert "0% / 100% / 100%" in lines[ring] and "2:00 / 2:00" in lines[ring], lines[ring]
 
 
 # --- the duty plan under the zones (CONTRACT §10) -------------------------------------------------
