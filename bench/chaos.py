@@ -63,11 +63,12 @@ from contract.kafka_settings import kafka_python_kwargs  # noqa: E402
 from contract.response import DISPATCH_EXACT_M  # noqa: E402
 from contract.settings import DEMO_ZONES, Settings  # noqa: E402
 from deploy import stack as stack_module  # noqa: E402
+from streams.ownership import STALLED  # noqa: E402
 
 START_MS = 1_714_550_400_000  # 2024-05-01T08:00:00Z: a fixed past, so every run has the same event time
 COUNTERS = ("calls", "alerts")
 #: aiokafka's log line when a frozen member resumes and finds its session gone
-EXPIRED = "Heartbeat session expired"
+EXPIRED = STALLED   # a zombie's own line on waking (streams/ownership.py)
 ALL_SCENARIOS = ("clean2,kill,workers2,workers3,broker,redis-restart,redis-freeze,kafka-freeze,refused-send,"
                  "redis-flush,connector")
 #: a worker frozen this long past the session timeout has certainly been evicted from its groups

@@ -63,7 +63,7 @@ def zone_set(name: str, out_dir: Path) -> tuple[Path, str, tuple]:
         districts = _synthetic_districts()
         what = "12 synthetic districts (../shared not found) + a 20x20 grid: 412 zones"
     bbox = _bbox({"features": districts})
-    doc = {"type": "FeatureCollection", "features": districts + _grid(CITY_BBOX)}
+    doc = {"type": "FeatureCollection", "features": districts + grid(CITY_BBOX)}
     path.write_text(json.dumps(doc), encoding="utf-8")
     return path, what, bbox
 
@@ -84,14 +84,15 @@ def _bbox(doc) -> tuple[float, float, float, float]:
     return min(xs), min(ys), max(xs), max(ys)
 
 
-def _grid(bbox) -> list[dict]:
+def grid(bbox, n: int = GRID_N, prefix: str = "g") -> list[dict]:
+    """An n x n grid of rectangular zones over bbox, ids "{prefix}{i:02d}-{j:02d}"."""
     x0, y0, x1, y1 = bbox
-    dx, dy = (x1 - x0) / GRID_N, (y1 - y0) / GRID_N
+    dx, dy = (x1 - x0) / n, (y1 - y0) / n
     out = []
-    for i in range(GRID_N):
-        for j in range(GRID_N):
+    for i in range(n):
+        for j in range(n):
             a, b = x0 + i * dx, y0 + j * dy
-            out.append({"type": "Feature", "id": f"g{i:02d}-{j:02d}",
+            out.append({"type": "Feature", "id": f"{prefix}{i:02d}-{j:02d}",
                         "properties": {"name": f"Grid {i}-{j}", "kind": "grid"},
                         "geometry": {"type": "Polygon", "coordinates": [[[a, b], [a + dx, b], [a + dx, b + dy],
                                                                          [a, b + dy], [a, b]]]}})

@@ -39,6 +39,7 @@ log = logging.getLogger("zonewatch.ownership")
 
 FETCH_TIMEOUT_MS = 100    # an idle getmany returns this often (the loop checks nothing else meanwhile)
 MAX_RECORDS = 500         # zone-events messages per fetch (each a batch of events)
+STALLED = "stalled past the session timeout"   # the log line of a worker that was frozen (bench/chaos.py)
 COMMIT_S = 0.1            # a partition's applied offset is committed at most this often, once delivered
 
 
@@ -136,6 +137,25 @@ class OwnedPartitions:
         """Apply every fetched message to its partition's state, in offset order."""
         consumer = self.consumer
         stage = self.stage
+        watchdog = asyncio.ensure_future(self._watch_stalls())
+        try:
+            await self._apply_loop(consumer, stage)
+        finally:
+            watchdog.cancel()
+
+    async def _watch_stalls(self) -> None:
+        """Say so when this process did not run for longer than the session timeout (SIGSTOP, a paused
+        VM, swapping, a loop blocked): the group may have given its partitions to another worker
+        meanwhile, and what it writes now is fenced (streams/store.py)."""
+        session_s = self.settings.session_timeout_ms / 1000.0
+        while True:
+            started = time.monotonic()
+            await asyncio.sleep(1.0)
+            late = time.monotonic() - started - 1.0
+            if late > session_s:
+                log.warning("the worker %s (%.1f s without running): its partitions may have moved", STALLED, late)
+
+    async def _apply_loop(self, consumer, stage: StateStage) -> None:
         while True:
             try:
                 got = await consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS, max_records=MAX_RECORDS)

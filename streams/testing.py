@@ -3,6 +3,9 @@
     pipe = Pipeline(settings)
     pipe.feed(messages, batch=50)        # aiokafka-like records, in the order they are read
     pipe.finish()                        # the feeds go quiet: the watermark reaches the clock
+    pipe = Pipeline(settings, ingests=3) # three workers' ingests (routers) feeding the same states:
+    pipe.feed(messages, ingest=1)        # ingest 1 routes what it reads,
+    pipe.wall += 1000; pipe.beat(2)      # a second later ingest 2 sends its heartbeat
     Pipeline(settings, keep_log=True).log[p]   # partition p's zone-events log, as applied
     pipe.documents(), pipe.sla, pipe.enriched, pipe.dead, pipe.router.positions
     pipe.duty, pipe.duty_documents()     # with ZONEWATCH_PLAN: duty.events, posts and checkpoints
@@ -10,8 +13,8 @@
 Each batch goes through the same pieces as in the worker: the Router (validation, zones,
 partitioning, the watermark marks), the zone-events records encoded and decoded as on the wire,
 the partition states, the incidents stage's outputs, and the Arrival records fed back to the
-zones' partitions. Only the transport is missing. Wall time is simulated (1 ms per batch), so a
-run is a pure function of the messages and their read order.
+zones' partitions. Only the transport is missing. Wall time is simulated (1 ms per batch, or as a
+test moves `wall`), so a run is a pure function of the messages and their read order.
 """
 
 from __future__ import annotations
@@ -40,13 +43,16 @@ class _NoStore:
 
 class Pipeline:
     def __init__(self, settings: Settings, zones=None, repeat: int = 1, wall0: int = 1_700_000_000_000,
-                 reach_cells: bool = False, keep_log: bool = False):
+                 reach_cells: bool = False, keep_log: bool = False, ingests: int = 1):
         self.s = settings
         zones = zones if zones is not None else load_zones(settings.zones, id_property=settings.zone_id_property)
         from .reach import zone_cells
 
         cells = {z.zone_id: zone_cells(z) for z in zones} if reach_cells else None
-        self.router = Router(settings, ZoneIndex(zones, settings.h3_resolution), cells)
+        index = ZoneIndex(zones, settings.h3_resolution)
+        # one router per ingest (worker); each routes the input partitions a test hands it
+        self.routers = [Router(settings, index, cells) for _ in range(ingests)]
+        self.router = self.routers[0]
         # the stand-in has the one store call a pipeline without flushes reaches
         self.stage = StateStage(settings, zones, cast(RedisStore, _NoStore()), reach_cells=cells)
         for p in range(settings.partitions):
@@ -67,20 +73,27 @@ class Pipeline:
     def states(self):
         return self.stage.states
 
-    def feed(self, messages, batch: int = 50) -> None:
+    def feed(self, messages, batch: int = 50, ingest: int = 0) -> None:
+        router = self.routers[ingest]
         messages = list(messages)
         for i in range(0, len(messages), batch):
             self.wall += 1
-            prev = self.router.clock
-            out, dead, _rejected, _positions = self.router.route(messages[i:i + batch], self.wall)
+            prev = router.clock
+            out, dead, _rejected, _positions = router.route(messages[i:i + batch], self.wall)
             self.dead.extend(dead)
-            self._deliver(self.router.zone_events(out, prev, self.wall))   # as ingest sends them
+            self._deliver(router.zone_events(out, prev, self.wall))   # as ingest sends them
+
+    def beat(self, ingest: int = 0) -> None:
+        """An ingest's heartbeat at the current wall time (it routed nothing for a second)."""
+        router = self.routers[ingest]
+        self._deliver(router.zone_events({}, router.clock, self.wall))
 
     def finish(self, quiet_ms: int = 3_600_000) -> None:
-        """Every feed goes quiet: wall time passes (the ingest's heartbeat says so), the watermark
+        """Every feed goes quiet: wall time passes (the ingests' heartbeats say so), the watermark
         reaches the stream clock and every decision due by then is made."""
         self.wall += quiet_ms
-        self._deliver(self.router.zone_events({}, self.router.clock, self.wall))
+        for ingest in range(len(self.routers)):
+            self.beat(ingest)
 
     def applied(self, p: int, value: bytes) -> None:
         """Apply one zone-events message to partition p, as its owner does (and log it)."""

@@ -23,10 +23,10 @@ from tests.unit.streams.test_daily import APART, EXPECTED
 pytestmark = pytest.mark.integration
 
 CALLS = [c for c in scenario.CALLS if c["call_id"] != "c7"]
-# without c7, zone A's 12th has c6's breach only
+# without c7, zone A's 12th has c6's breach and on-scene tiers only
 WANT = {k: v for k, v in EXPECTED.items()}
 WANT["2023-06-12|A"] = {**EXPECTED["2023-06-12|A"],
-                        "response": {**EXPECTED["2023-06-12|A"]["response"], "breaches": 1}}
+                        "response": {**EXPECTED["2023-06-12|A"]["response"], "breaches": 1, "tiers_decided": 1}}
 
 
 def _events():

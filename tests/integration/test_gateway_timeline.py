@@ -26,10 +26,14 @@ CALL_FIELDS_NOT_IN_CALL = ("caller", "caller_ref", "zones", "ring", "nearest_uni
                            "processed_at")
 
 
-def latest_by_key(records) -> dict[str, dict]:
+def latest_by_key(records, types: tuple[str, ...] | None = None) -> dict[str, dict]:
+    """The last record per key (of `types` only, when given: a call's sla.events key also carries its
+    on-scene `tiers` record, which is not the arrival decision)."""
     out = {}
     for r in records:
-        out[r.key.decode()] = orjson.loads(r.value)   # in offset order per key: the last one wins
+        v = orjson.loads(r.value)
+        if types is None or v.get("type") in types:
+            out[r.key.decode()] = v   # in offset order per key: the last one wins
     return out
 
 
@@ -74,7 +78,8 @@ def test_timeline_equals_the_enriched_record_and_the_sla_decision(deployment):
         ingest("gps", [{"unit_id": "u-car", "ts": t0 + 150_000, "lat": a_lat, "lon": a_lon, "kind": "car"}])
         ingest("gps", [{"unit_id": "u-far", "ts": t0 + 401_000, "lat": 34.85, "lon": a_lon}])   # 15.5 km north, no zone
 
-        sla = wait_until(lambda: (s := latest_by_key(dep.consume_all(topics.SLA, 2, timeout=5)))
+        sla = wait_until(lambda: (s := latest_by_key(dep.consume_all(topics.SLA, 2, timeout=5),
+                                                                  ("arrived", "breach")))
                          and len(s) == 2 and s, timeout=90, what="both SLA decisions")
         assert sla["tl-A"]["type"] == "arrived" and sla["tl-B"]["type"] == "breach"
         enriched = latest_by_key(dep.consume_all(topics.INCIDENTS, 2, timeout=10))

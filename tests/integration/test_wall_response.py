@@ -83,8 +83,9 @@ def test_zone_response_and_incident_map_on_the_wall_and_in_watch(deployment):
         dep.produce(topics.GPS, [fix("r-u1", now - 110_000, pa2, status="busy"),
                                  fix("r-u2", now - 50_000, pa, status="busy"),
                                  fix("m-car", now - 2_000, north(1500))])
+        # r1's on-scene tiers are decided with its breach (call ts + 300 s, nobody there: not met), r2's later
         want_a = {"arrived": 2, "within_1m": 0, "within_3m": 1, "within_5m": 1, "breaches": 1, "p50_s": 90,
-                  "p90_s": 350}
+                  "p90_s": 350, "tiers_met": 0, "tiers_decided": 1}
         wait_until(lambda: (d := dep.zone_docs()).get("A") and d["A"]["response"] == want_a
                    and d["B"]["response"]["breaches"] == 1, timeout=60,
                    what="zone A's response: r2 after 90 s, r1 breached and reached after 350 s; B's r3 breached")
