@@ -3,7 +3,9 @@ operators' phase command.
 
   GET  /posts          every post's document (zw:post:{id} of the ids in zw:posts), by id
   GET  /checkpoints    every checkpoint's document (zw:checkpoint:{id}), by id
-  GET  /plan/phase     the phase in force as the worker decided it (zw:phase; 404 before any)
+  GET  /plan/phase     the phase in force as the worker decided it (zw:phase); `null` before any (no
+                       plan, or not written yet: the wall polls it with or without a plan, and a 404
+                       would be an error in every wall's console every poll)
   GET  /duty.js        the wall's posts layer and phase banner (gateway/static/duty.js; no token, like /)
   POST /plan/phase     with an ingest token: {"name": "决战" | null, "by": "duty officer", "ts"?: time}
                        -> the command in the plan.commands topic (acks=all) before the answer
@@ -61,9 +63,7 @@ async def checkpoints(request: Request):
 @protected
 async def phase(request: Request):
     doc = await ctx(request).redis.get(keys.PHASE)
-    if doc is None:
-        return error(404, "no phase decided yet (no duty plan, or the worker has not written it)")
-    return json_bytes(doc)
+    return json_bytes(b"null" if doc is None else doc)
 
 
 async def wall_js(request: Request):

@@ -44,9 +44,10 @@
       b = document.createElement("div");
       b.id = "duty-phase";
       b.setAttribute("role", "status");
-      b.style.cssText = "position:fixed;top:52px;left:50%;transform:translateX(-50%);z-index:20;" +
-        "padding:3px 14px;border-radius:4px;font:600 15px system-ui,sans-serif;" +
-        "background:#1f2937;color:#f9fafb;border:1px solid #4b5563;display:none";
+      // property by property (CSSOM), never a style attribute: a strict style-src allows it
+      Object.assign(b.style, {position: "fixed", top: "52px", left: "50%", transform: "translateX(-50%)",
+        zIndex: "20", padding: "3px 14px", borderRadius: "4px", font: "600 15px system-ui,sans-serif",
+        background: "#1f2937", color: "#f9fafb", border: "1px solid #4b5563", display: "none"});
       document.body.appendChild(b);
     }
     return b;

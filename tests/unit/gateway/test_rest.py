@@ -1,7 +1,8 @@
 """The gateway's request/response endpoints on a fake Redis (no server): /units with ETA, status,
 kind, ts and without stale units on the stream clock; /incidents/{call_id} without any caller;
-/ingest's refusals (intake off, tokens, content encoding, sizes, Kafka not connected). Every answer
-is checked against the schema /openapi.json gives it (a small JSON Schema reader below)."""
+/ingest's refusals (intake off, tokens, content encoding, sizes, Kafka not connected); /plan/phase
+before and after the worker decides a phase. Every answer of an endpoint /openapi.json describes is
+checked against the schema it gives (a small JSON Schema reader below)."""
 
 from __future__ import annotations
 
@@ -220,3 +221,16 @@ def test_the_published_schemas_are_served_without_a_token():
     assert r.json()["title"] == "Incident timeline"
     assert c.get("/schemas/zone-events.json").status_code == 404     # internal: not served
     assert c.get("/schemas/nope.json").status_code == 404
+
+
+def test_the_phase_is_null_before_any_and_the_document_after():
+    """GET /plan/phase: `null` (200) while no phase is decided, with or without a plan (the wall's
+    duty.js polls it on every wall: a 404 would be a console error each poll), zw:phase once written."""
+    c = client(FakeRedis())
+    r = c.get("/plan/phase", headers=RAUTH)
+    assert (r.status_code, r.json()) == (200, None)
+    phase = {"name": "决战", "source": "operator", "by": "duty officer", "since": CLOCK, "previous": None, "version": 3}
+    c = client(FakeRedis(strings={"zw:phase": orjson.dumps(phase)}))
+    r = c.get("/plan/phase", headers=RAUTH)
+    assert (r.status_code, r.json()) == (200, phase)
+    assert c.get("/plan/phase").status_code == 401
