@@ -8,7 +8,7 @@ gateway` process (from this checkout, or from --checkout DIR for a before/after 
 this process:
 
  * a writer that XADDs zone updates to the feed (`--rate` per second, in 20 batches a second, each
-   document stamped with its write time) as the worker's store does;
+   a valid zone document whose `clock` is its write time) as the worker's store does;
  * `--live` SSE clients reading /stream for the whole run (`--sampled` of them parse every event
    for the feed lag: receive time - write time);
  * after a `--window`-second measurement, `--churn` clients that connect and hang up, spread evenly
@@ -51,7 +51,7 @@ from pathlib import Path
 
 import orjson
 
-from contract import keys
+from contract import keys, schemas
 from contract.settings import DEMO_ZONES
 from contract.zones import load_zones
 from gateway import promtext
@@ -166,8 +166,9 @@ class Load:
                 for _ in range(per_tick):
                     version += 1
                     zid = self.zone_ids[version % len(self.zone_ids)]
-                    doc = orjson.dumps({"zone_id": zid, "version": version, "level": "green",
-                                        "written_ms": time.time() * 1000, "pad": pad})
+                    # a valid zone document (the gateway skips others), its clock the write time
+                    doc = orjson.dumps(schemas.example("zone", zone_id=zid, version=version, level="green",
+                                                       clock=int(time.time() * 1000), name=pad))
                     pipe.set(keys.zone(zid), doc)
                     pipe.xadd(keys.ZONE_UPDATES, {"zone_id": zid, "version": version, "state": doc},
                               maxlen=keys.ZONE_UPDATES_MAXLEN, approximate=True)
@@ -176,6 +177,14 @@ class Load:
                 await asyncio.sleep(max(0.0, 0.05 - (time.monotonic() - t0)))
         finally:
             await r.aclose()
+
+    async def ready(self, warmup: float, say) -> None:
+        """Wait (up to 60 s) for the live clients to connect, say how many did, warm up."""
+        deadline = time.monotonic() + 60
+        while self.live_connected < self.a.live and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        say(f"{self.live_connected}/{self.a.live} live SSE clients connected; warming up {warmup:g}s")
+        await asyncio.sleep(warmup)
 
     def _request(self, path: str = "/stream") -> bytes:
         return (f"GET {path}?token={self.token} HTTP/1.1\r\nHost: churn\r\n"
@@ -200,9 +209,9 @@ class Load:
                     if not line:
                         break
                     self.live_bytes[i] += len(line)
-                    if line.startswith(b"data: {") and b'"written_ms":' in line:
+                    if line.startswith(b"data: {") and b'"clock":' in line:
                         now = time.time() * 1000
-                        written = float(line.split(b'"written_ms":', 1)[1].split(b",", 1)[0])
+                        written = float(line.split(b'"clock":', 1)[1].split(b",", 1)[0])
                         self.lags.append(now - written)
                 else:
                     chunk = await reader.read(1 << 16)
@@ -279,11 +288,7 @@ async def measure(load: Load, probe: Probe, window: float) -> dict:
 async def scenario(a: argparse.Namespace, load: Load, probe: Probe) -> dict:
     tasks = [asyncio.create_task(load.writer())] + [asyncio.create_task(load.live(i)) for i in range(a.live)]
     try:
-        deadline = time.monotonic() + 60
-        while load.live_connected < a.live and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
-        log(f"{load.live_connected}/{a.live} live SSE clients connected; warming up {a.warmup:g}s")
-        await asyncio.sleep(a.warmup)
+        await load.ready(a.warmup, log)
         before = await measure(load, probe, a.window)
         log(f"before: {before}")
         t0 = time.monotonic()
@@ -337,16 +342,21 @@ def markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
+def add_load_options(p: argparse.ArgumentParser) -> None:
+    """The live clients and the feed's rate (bench/gateway_flood.py has the same)."""
+    p.add_argument("--live", type=int, default=200, help="live SSE clients (default 200)")
+    p.add_argument("--sampled", type=int, default=10, help="live clients that measure the lag (default 10)")
+    p.add_argument("--rate", type=int, default=100, help="zone updates per second on the feed (default 100)")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.gateway_churn", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--live", type=int, default=200, help="live SSE clients (default 200)")
-    p.add_argument("--sampled", type=int, default=10, help="live clients that measure the lag (default 10)")
+    add_load_options(p)
     p.add_argument("--churn", type=int, default=1000, help="clients that connect and hang up (default 1000)")
     p.add_argument("--concurrency", type=int, default=50, help="churners at a time (default 50)")
     p.add_argument("--stage", dest="stages", action="append", choices=STAGES,
                    help="hang up only at this stage (repeatable; default: all, evenly)")
-    p.add_argument("--rate", type=int, default=100, help="zone updates per second on the feed (default 100)")
     p.add_argument("--warmup", type=float, default=5.0)
     p.add_argument("--window", type=float, default=20.0, help="seconds of each CPU measurement (default 20)")
     p.add_argument("--settle", type=float, default=30.0, help="seconds allowed for the client count to come back")

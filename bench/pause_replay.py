@@ -215,7 +215,7 @@ def run(stack: dict, events, args, say) -> dict:
             got = sla_records(dep)
             return len(got) == before and got
 
-        wait_until(stable, timeout=300, interval=5.0, what="sla.events stable")
+        wait_until(stable, timeout=300, interval=5.0, what=f"{topics.SLA} stable")
         return compare(got, reference(events))
     finally:
         dep.close()

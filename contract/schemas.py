@@ -3,6 +3,7 @@ AsyncAPI 3.0 document of the topics: built here from the contract's own constant
 enum, range or field list changes the published schemas (docs/OPERATIONS.md "Schemas").
 
     schema(name)            one schema, e.g. schema("calls.110"), schema("zone")
+    example(name, **kw)     a copy of its first example with the members in kw
     published()             every public schema by name (what the gateway serves)
     openapi_components()    ZoneState, Incident, IncidentTimeline, Unit for gateway/openapi.py
     record_key(topic, rec)  the Kafka key an output record carries (AsyncAPI's key bindings)
@@ -756,6 +757,14 @@ def schema(name: str) -> Schema:
         raise KeyError(f"no schema {name!r}; known: {', '.join(names())}")
     title, description, build, examples = entry
     return _top(title, description, build(), examples)
+
+
+def example(name: str, /, **changes: Any) -> dict[str, Any]:
+    """A fresh copy of the schema's first example with `changes` (a valid record to build on: the
+    gateway's tests and benchmarks write such documents into Redis)."""
+    out: dict[str, Any] = json.loads(json.dumps(schema(name)["examples"][0]))
+    out.update(changes)
+    return out
 
 
 def published() -> dict[str, Schema]:

@@ -3,8 +3,9 @@
     ZONEWATCH_GATEWAY_TOKENS=secret1,secret2 [ZONEWATCH_INGEST_TOKENS=secret3] zonewatch gateway --port 8080
     open http://127.0.0.1:8080/?token=secret1
 
-Starlette on uvicorn, redis.asyncio for Redis. Endpoints (all but `/healthz`, `/metrics` and the
-static wall page need `Authorization: Bearer <token>`; `/stream` and `/ws` also take `?token=`):
+Starlette on uvicorn, redis.asyncio for Redis. Endpoints (all but `/healthz`, `/metrics`, `/schemas/`
+and the wall page with its `/static/` files need `Authorization: Bearer <token>`; `/stream` and `/ws`
+also take `?token=`):
 
   GET /zones                 all zone states (JSON array of CONTRACT §3 documents)
   GET /zones/{id}            one zone state, 404 if Redis has none for that id
@@ -31,7 +32,8 @@ static wall page need `Authorization: Bearer <token>`; `/stream` and `/ws` also 
   GET /stats                 the worker's e2e latency (p50/p99 over the last 30 s, scraped from its
                              /metrics), connected clients, the stream's time zone
   GET /schemas/{name}.json   the published JSON Schemas (contract/schemas.py), no token; /schemas/index.json
-  GET /healthz  /metrics  /openapi.json  /  (the wall)
+  GET /healthz  /metrics  /openapi.json
+  GET /  /static/{wall.js,html.js,wall.css,duty.js}   the wall, with a strict Content-Security-Policy
 
 Fan-out: ONE task per gateway process reads zw:zone-updates with XREAD BLOCK and puts each entry
 (encoded once, shared by every client) into each client's bounded queue without awaiting anyone.
@@ -45,8 +47,14 @@ Limits (docs/SECURITY.md): a connection must send its complete request head with
 --header-timeout (10 s) of connecting or of its last response, is closed after --keepalive (5 s)
 idle, and is dropped when its client stops reading for --write-timeout (30 s); at most
 --max-connections (1000) are open. Tokens need 16 characters or more and are masked in every log
-line. WebSocket client messages are limited to 4 KiB (the gateway needs none). An /ingest body must
-arrive within --ingest-body-timeout (60 s); at most --ingest-concurrency (4) bodies are handled at once.
+line, under any spelling; a caller in a URL is refused. WebSocket client messages are limited to 4 KiB
+(the gateway needs none), frames of any kind to 64 at once and 8 a second (a client over it is not
+read until the budget has paid; 1008 after 10 s over it), and a client is not read while it does not
+read. A request head is at most 16 KiB however it arrives;
+Content-Length with Transfer-Encoding, or a body on a GET, is a 400. X-Forwarded-For counts only
+from --forwarded-allow-ips. What Redis holds is checked against the contract's schemas before it
+is served (a bad record is skipped). An /ingest body must arrive within --ingest-body-timeout (60 s);
+at most --ingest-concurrency (4) bodies are handled at once. docs/SECURITY.md has the whole list.
 """
 from __future__ import annotations
 
@@ -107,8 +115,8 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
     from contract import redisurl
     from contract.plan import load_plan
     from contract.zones import load_zones, zones_geojson
-    from gateway import duty, live, openapi, rest, schemas
-    from gateway.auth import Tokens
+    from gateway import duty, live, logs, openapi, rest, schemas
+    from gateway.auth import NoCallerInURLs, Tokens
     from gateway.clock import StreamClock
     from gateway.context import Context
     from gateway.feed import Hub
@@ -116,6 +124,7 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
     from gateway.stats import WorkerStats
 
     tokens = Tokens(settings.gateway_tokens, insecure, ingest=settings.ingest_tokens)
+    logs.known_secrets((*settings.gateway_tokens, *settings.ingest_tokens))   # masked wherever they appear
     zones = load_zones(settings.zones, id_property=settings.zone_id_property)
     # A bounded pool: snapshots, catch-ups and REST calls share it, and a burst of connecting clients
     # waits for a free connection instead of opening one each; every call on it is bounded by
@@ -134,7 +143,8 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
                       stats=WorkerStats(list(worker_metrics) or [DEFAULT_WORKER_METRICS]),
                       geojson=orjson.dumps(zones_geojson(zones)), zone_count=len(zones),
                       wall_html=(STATIC_DIR / "index.html").read_bytes(), intake=intake,
-                      clock=StreamClock(redis))
+                      static={name: (STATIC_DIR / name).read_bytes() for name in rest.STATIC_TYPES},
+                      clock=StreamClock(redis, hub))
 
     async def redis_down(request, exc):
         log.warning("redis error on %s: %s", request.url.path, exc)
@@ -156,7 +166,8 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
             await reader.aclose()
 
     routes = [
-        Route("/", rest.wall),
+        Route("/", rest.wall),                           # the wall: open, with its CSP (gateway/rest.py)
+        Route("/static/{name}", rest.static),            # its script and style, open
         Route("/healthz", rest.healthz),
         Route("/metrics", rest.metrics),
         Route("/openapi.json", openapi.openapi),
@@ -174,11 +185,10 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
         Route("/checkpoints", duty.checkpoints),
         Route("/plan/phase", duty.phase, methods=["GET"]),
         Route("/plan/phase", duty.set_phase, methods=["POST"]),
-        Route("/duty.js", duty.wall_js),
         Route("/stream", live.stream),
         WebSocketRoute("/ws", live.ws),
     ]
-    middleware = []
+    middleware = [Middleware(NoCallerInURLs)]
     if cors_origins:
         middleware.append(Middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET"],
                                      allow_headers=["Authorization", "Last-Event-ID", "Cache-Control"],
@@ -228,6 +238,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     for flag, env, _field, kind, default, text in INTAKE_OPTIONS:
         p.add_argument(flag, type=kind, default=None, metavar="N" if kind is int else "S",
                        help=f"{text} (default {env} or {default:g})")
+    p.add_argument("--forwarded-allow-ips", metavar="ADDRS", default=None,
+                   help="comma-separated addresses or networks of the reverse proxies whose X-Forwarded-For and "
+                        "X-Forwarded-Proto are believed (default ZONEWATCH_GATEWAY_FORWARDED_ALLOW_IPS, else none: "
+                        "the headers are ignored and logs show the peer's address)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.add_argument("--access-log", action="store_true", help="log every request (tokens masked)")
     p.set_defaults(func=run)
@@ -272,6 +286,27 @@ def intake_from(args: argparse.Namespace) -> dict:
     return values
 
 
+def forwarded_allow_ips(args: argparse.Namespace) -> tuple[str, ...]:
+    """The proxies whose X-Forwarded-* headers count: the flag, else its variable, else none. Each
+    an address or a network; uvicorn's "*" (believe anyone) is refused."""
+    import ipaddress
+
+    raw = args.forwarded_allow_ips
+    if raw is None:
+        raw = os.environ.get("ZONEWATCH_GATEWAY_FORWARDED_ALLOW_IPS", "")
+    out = []
+    for item in (x.strip() for x in raw.split(",")):
+        if not item:
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(f"--forwarded-allow-ips (ZONEWATCH_GATEWAY_FORWARDED_ALLOW_IPS): {item!r} is not an "
+                              "address or a network") from None
+        out.append(item)
+    return tuple(out)
+
+
 def run(args: argparse.Namespace) -> int:
     from gateway.server import check_fd_limit, server
 
@@ -282,6 +317,7 @@ def run(args: argparse.Namespace) -> int:
         if args.client_queue < 1 or args.heartbeat <= 0:
             raise ConfigError("--client-queue must be >= 1 and --heartbeat > 0")
         limits = limits_from(args)
+        proxies = forwarded_allow_ips(args)
         check_fd_limit(limits.max_connections)
         metrics_urls = args.worker_metrics or [
             u.strip() for u in os.environ.get("ZONEWATCH_WORKER_METRICS", DEFAULT_WORKER_METRICS).split(",")
@@ -297,10 +333,11 @@ def run(args: argparse.Namespace) -> int:
     elif args.insecure:
         log.warning("serving WITHOUT tokens (--insecure)")
     srv = server(app, host=args.host, port=args.port, limits=limits, log_level=args.log_level,
-                 access_log=args.access_log)
+                 access_log=args.access_log, forwarded_allow_ips=proxies)
     log.info("gateway on http://%s:%d/ (Redis %s, zones %s); limits: request head within %gs, keep-alive %gs, "
              "write timeout %gs, %d connections", args.host, args.port, redacted_url(settings.redis), settings.zones,
              limits.header_timeout_s, limits.keepalive_s, limits.write_timeout_s, limits.max_connections)
+    log.info("X-Forwarded-For believed from: %s", ", ".join(proxies) or "nobody (--forwarded-allow-ips)")
     intake = (f"on, {len(settings.ingest_tokens)} ingest token(s), Kafka {settings.kafka}, topic prefix "
               f"{settings.topic_prefix!r}" if settings.ingest_tokens else "off (ZONEWATCH_INGEST_TOKENS unset)")
     log.info("intake (POST /ingest): %s", intake)

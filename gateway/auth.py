@@ -107,3 +107,35 @@ def forbidden(what: str):
 def refusal(status: int, what: str):
     """The answer for a MISSING or FORBIDDEN check."""
     return unauthorized() if status == MISSING else forbidden(what)
+
+
+def personal_query(query_string: bytes, path: str = "") -> bool:
+    """Whether a query string, or a `;name=value` parameter in the path, names a caller
+    (`?caller=…`, `;caller_ref=…`, `?%63aller=…`: any spelling gateway/logs.py masks)."""
+    from gateway.logs import is_personal
+
+    parts = query_string.decode("latin-1").replace(";", "&").split("&") + path.split(";")[1:]
+    return any(is_personal(part.split("=", 1)[0]) for part in parts if "=" in part)
+
+
+class NoCallerInURLs:
+    """ASGI middleware: a request or WebSocket whose URL names a caller is refused (400;
+    a WebSocket handshake 403) before any route sees it. No endpoint takes a caller, and a number in a
+    URL lands in proxies' and browsers' histories (CONTRACT §6); the logs mask it as well."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket") and personal_query(scope.get("query_string", b""),
+                                                                     scope.get("path", "")):
+            if scope["type"] == "http":
+                body = b'{"error":"no caller in a URL: the gateway takes none, and URLs are logged and kept"}'
+                await send({"type": "http.response.start", "status": 400,
+                            "headers": [(b"content-type", b"application/json"),
+                                        (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+            else:
+                await send({"type": "websocket.close", "code": 1008})
+            return
+        await self.app(scope, receive, send)

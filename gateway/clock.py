@@ -1,4 +1,5 @@
-"""The stream clock as the gateway sees it (GET /units leaves out units whose fix is stale by it)."""
+"""The stream clock as the gateway sees it (GET /units leaves out units whose fix is stale by it).
+What it reads from Redis is checked against the zone schema first (gateway/untrusted.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 import orjson
 
 from contract import keys
+from gateway import untrusted
 
 CLOCK_TTL_S = 1.0       # the stream clock read from Redis is reused this long
 CLOCK_ENTRIES = 32      # zone updates looked at for the newest clock (partitions write in any order)
@@ -19,8 +21,9 @@ class StreamClock:
     (the last CLOCK_ENTRIES entries of zw:zone-updates), read at most every CLOCK_TTL_S; wall time
     when there is no zone document yet. `source` says which ("stream" or "wall")."""
 
-    def __init__(self, redis) -> None:
+    def __init__(self, redis, hub) -> None:
         self.redis = redis
+        self.hub = hub          # its zone documents, checked
         self.value: int | None = None
         self.read_at = -math.inf
         self.lock = asyncio.Lock()
@@ -30,11 +33,11 @@ class StreamClock:
             if time.monotonic() - self.read_at >= CLOCK_TTL_S:
                 entries = await self.redis.xrevrange(keys.ZONE_UPDATES, count=CLOCK_ENTRIES)
                 clocks = []
-                for _sid, fields in entries:
-                    try:
-                        clocks.append(int(orjson.loads(fields.get(b"state") or b"{}").get("clock")))
-                    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
-                        continue
+                for sid, fields in entries:
+                    where = f"{keys.ZONE_UPDATES} {sid.decode() if isinstance(sid, bytes) else sid}"
+                    doc = untrusted.ZONE.parse(fields.get(b"state"), where)
+                    if doc is not None:
+                        clocks.append(int(doc["clock"]))
                 if not clocks:   # the stream may have been trimmed to nothing: the documents themselves
                     clocks = await self._from_documents()
                 self.value = max(clocks) if clocks else None
@@ -44,11 +47,4 @@ class StreamClock:
         return self.value, "stream"
 
     async def _from_documents(self) -> list[int]:
-        ids = [m.decode() for m in await self.redis.smembers(keys.ZONES)]
-        out = []
-        for doc in (await self.redis.mget([keys.zone(z) for z in ids]) if ids else []):
-            try:
-                out.append(int(orjson.loads(doc)["clock"]))
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                continue
-        return out
+        return [int(orjson.loads(doc)["clock"]) for doc in await self.hub.zone_documents()]

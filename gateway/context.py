@@ -25,6 +25,7 @@ class Context:
     geojson: bytes          # the zones file as served at /zones.geojson
     zone_count: int
     wall_html: bytes
+    static: dict[str, bytes]           # the wall's files under /static/ (rest.STATIC_TYPES)
     clock: StreamClock                 # the stream clock of /units
     intake: Intake | None = None       # when ZONEWATCH_INGEST_TOKENS is set
 

@@ -22,9 +22,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
+from redis.exceptions import ResponseError
 
 from contract import keys
+from gateway import untrusted
 from gateway.metrics import CLIENTS, INCIDENT_UPDATES, REDIS_ERRORS, RESYNCS, UPDATES
 
 log = logging.getLogger("zonewatch.gateway")
@@ -75,17 +76,17 @@ def _id_str(key: tuple[int, int]) -> str:
 
 
 class Entry:
-    """One zw:zone-updates entry, encoded once for every client (SSE frame and WebSocket text)."""
+    """One zw:zone-updates entry, encoded once for every client (SSE frame and WebSocket text).
+    `state` is its document checked against the zone schema, as one line of JSON
+    (gateway/untrusted.py): the SSE `data:` field and the WebSocket text embed it as it is."""
 
-    __slots__ = ("id", "key", "zone_id", "state", "_sse", "_ws")
+    __slots__ = ("id", "key", "state", "_sse", "_ws")
     KIND = "zone"
 
-    def __init__(self, sid: bytes | str, fields: dict):
-        self.id = sid.decode() if isinstance(sid, bytes) else sid
-        self.key = id_key(self.id)
-        zid = fields.get(b"zone_id", b"")
-        self.zone_id = zid.decode() if isinstance(zid, bytes) else str(zid)
-        self.state: bytes = fields.get(b"state") or b"null"
+    def __init__(self, sid: str, state: bytes):
+        self.id = sid
+        self.key = id_key(sid)
+        self.state = state
         self._sse: bytes | None = None
         self._ws: str | None = None
 
@@ -116,7 +117,8 @@ class Entry:
 
 
 class IncidentEntry(Entry):
-    """One zw:incident-updates entry: an incident's wall entry after a change."""
+    """One zw:incident-updates entry: an incident's wall entry after a change (checked against the
+    incident schema)."""
 
     __slots__ = ()
     KIND = "incident"
@@ -131,15 +133,15 @@ class IncidentEntry(Entry):
 
 class PostEntry(Entry):
     """One zw:post-updates entry (CONTRACT §10): a post's, a checkpoint's or the phase's document
-    after a change; `data` is {"type": "post" | "checkpoint" | "phase", "state": document}."""
+    after a change, checked against its schema; `data` is {"type": "post" | "checkpoint" | "phase",
+    "state": document}."""
 
     __slots__ = ("typ",)
     KIND = "post"
 
-    def __init__(self, sid: bytes | str, fields: dict):
-        super().__init__(sid, fields)
-        typ = fields.get(b"type", b"")
-        self.typ = typ.decode() if isinstance(typ, bytes) else str(typ)
+    def __init__(self, sid: str, typ: str, state: bytes):
+        super().__init__(sid, state)
+        self.typ = typ   # one of untrusted.DUTY's keys: safe inside the JSON text as it is
 
     def _sse_frame(self) -> bytes:
         return b"id: %s\n%s" % (self.id.encode(), self.body())
@@ -167,6 +169,40 @@ class Marked:
     @property
     def ws(self) -> str:
         return self.entry.ws_with_id(self.eid)
+
+
+def checked_entry(stream: str, sid: bytes | str, fields: dict) -> Entry | None:
+    """The entry `sid` of zw:zone-updates, zw:incident-updates or zw:post-updates with its `state`
+    checked (a post-updates entry against the schema its `type` names); None (skipped, counted,
+    logged once) when the state does not match its schema."""
+    sid = sid.decode() if isinstance(sid, bytes) else sid
+    if stream == keys.ZONE_UPDATES:
+        doc = untrusted.ZONE.read(fields.get(b"state"), f"{stream} {sid}")
+        return None if doc is None else Entry(sid, doc.json)
+    if stream == keys.POST_UPDATES:
+        raw_typ = fields.get(b"type", b"")
+        typ = raw_typ.decode(errors="replace") if isinstance(raw_typ, bytes) else str(raw_typ)
+        kind = untrusted.DUTY.get(typ)
+        if kind is None:   # not a duty document's type: counted as a bad post record
+            untrusted.POST.reject(raw_typ if isinstance(raw_typ, bytes) else typ.encode(), f"{stream} {sid}",
+                                  f"type {typ[:40]!r} is none of {', '.join(untrusted.DUTY)}")
+            return None
+        doc = kind.read(fields.get(b"state"), f"{stream} {sid}")
+        return None if doc is None else PostEntry(sid, typ, doc.json)
+    doc = untrusted.INCIDENT.read(fields.get(b"state"), f"{stream} {sid}")
+    return None if doc is None else IncidentEntry(sid, doc.json)
+
+
+def readable(result, key: str, kind: untrusted.Kind, empty):
+    """A reply of a pipeline run with raise_on_error=False: `empty` (counted and logged as a bad
+    record of `kind`) when Redis refused the command on that key (WRONGTYPE: something else wrote
+    it), so one wrong key leaves the rest of the feed standing."""
+    if isinstance(result, ResponseError):
+        kind.reject(str(result).encode(), key, f"Redis refused to read it: {str(result)[:80]}")
+        return empty
+    if isinstance(result, Exception):
+        raise result
+    return result
 
 
 RESYNC = object()   # queue sentinel: the client fell behind
@@ -328,19 +364,21 @@ class Hub:
                     await self._check_reset()
                     continue
                 for stream, entries in resp:
-                    zones = stream in (keys.ZONE_UPDATES, keys.ZONE_UPDATES.encode())
-                    posts = stream in (keys.POST_UPDATES, keys.POST_UPDATES.encode())
+                    stream = stream.decode() if isinstance(stream, bytes) else stream
+                    zones = stream == keys.ZONE_UPDATES
+                    posts = stream == keys.POST_UPDATES
                     for n, (sid, fields) in enumerate(entries, 1):
-                        entry = Entry(sid, fields) if zones else PostEntry(sid, fields) if posts \
-                            else IncidentEntry(sid, fields)
-                        for sub in tuple(self.subs):
-                            sub.offer(entry)
+                        entry = checked_entry(stream, sid, fields)
+                        if entry is not None:
+                            for sub in tuple(self.subs):
+                                sub.offer(entry)
+                        # past a skipped entry too: the next read starts after it
                         if zones:
-                            self.last_id = entry.id
+                            self.last_id = sid.decode() if isinstance(sid, bytes) else sid
                         elif posts:
-                            self.post_last_id = entry.id
+                            self.post_last_id = sid.decode() if isinstance(sid, bytes) else sid
                         else:
-                            self.inc_last_id = entry.id
+                            self.inc_last_id = sid.decode() if isinstance(sid, bytes) else sid
                         if n % self.yield_every == 0:
                             # let the writers of clients that keep up drain their queues within a
                             # big read (never waits for any one client)
@@ -401,12 +439,34 @@ class Hub:
         pipe = self.redis.pipeline(transaction=False)
         pipe.xrevrange(keys.ZONE_UPDATES, "+", "-", count=1)
         pipe.smembers(keys.ZONES)
-        top, members = await pipe.execute()
+        top, members = await pipe.execute(raise_on_error=False)
+        top = readable(top, keys.ZONE_UPDATES, untrusted.ZONE, [])
         sid = top[0][0].decode() if top else "0-0"
-        ids = sorted(m.decode() if isinstance(m, bytes) else m for m in members)
-        docs = [d for d in (await self.redis.mget([keys.zone(z) for z in ids]) if ids else []) if d]
+        docs = await self.zone_documents(readable(members, keys.ZONES, untrusted.ZONE, set()))
         sub.mark = id_key(sid)
         return Snapshot(sid, docs)
+
+    async def zone_documents(self, members=None) -> list[bytes]:
+        """The zone documents of zw:zones (read here unless given), ordered by zone id, each checked
+        (gateway/untrusted.py): a bad one is left out; a zone without a document is not there yet."""
+        if members is None:
+            try:
+                members = await self.redis.smembers(keys.ZONES)
+            except ResponseError as exc:
+                members = readable(exc, keys.ZONES, untrusted.ZONE, set())
+        ids = []
+        for m in members:
+            try:
+                ids.append(m.decode() if isinstance(m, bytes) else m)
+            except UnicodeDecodeError:
+                untrusted.ZONE.reject(m, keys.ZONES, "a member that is not UTF-8")
+        ids.sort()
+        raw = await self.redis.mget([keys.zone(z) for z in ids]) if ids else []
+        docs = []
+        for zid, doc in zip(ids, raw, strict=True):
+            if doc is not None and (checked := untrusted.ZONE.read(doc, keys.zone(zid))) is not None:
+                docs.append(checked.json)
+        return docs
 
     async def incidents(self, sub: Subscriber | None = None) -> Snapshot:
         """All open incidents, oldest call first, with zw:incident-updates' last id read BEFORE the
@@ -416,37 +476,47 @@ class Hub:
         pipe = self.redis.pipeline(transaction=False)
         pipe.xrevrange(keys.INCIDENT_UPDATES, "+", "-", count=1)
         pipe.hgetall(keys.INCIDENTS)
-        top, raw = await pipe.execute()
+        top, raw = await pipe.execute(raise_on_error=False)
+        top = readable(top, keys.INCIDENT_UPDATES, untrusted.INCIDENT, [])
         sid = top[0][0].decode() if top else "0-0"
         if sub is not None:
             sub.inc_mark = id_key(sid)
         docs = []
-        for js in raw.values():
-            try:
-                docs.append((orjson.loads(js).get("ts", 0), js))
-            except (orjson.JSONDecodeError, AttributeError):
-                continue
-        docs.sort(key=lambda d: d[0])
-        return Snapshot(sid, [js for _, js in docs])
+        for field, js in readable(raw, keys.INCIDENTS, untrusted.INCIDENT, {}).items():
+            checked = untrusted.INCIDENT.read(js, f"{keys.INCIDENTS} {field!r}")
+            if checked is not None:
+                docs.append(checked)
+        docs.sort(key=lambda d: d.order)   # (ts, call_id): every checked entry has both, of one type
+        return Snapshot(sid, [d.json for d in docs])
 
     async def posts(self, sub: Subscriber) -> Snapshot:
-        """Every post, checkpoint and the phase in force as {"type", "state"} (a duty plan), with
-        zw:post-updates' last id read BEFORE the documents (the worker SETs before it XADDs)."""
+        """Every post, checkpoint and the phase in force as {"type", "state"} (a duty plan), each
+        checked against its schema (a bad one left out), with zw:post-updates' last id read BEFORE
+        the documents (the worker SETs before it XADDs)."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.xrevrange(keys.POST_UPDATES, "+", "-", count=1)
         pipe.smembers(keys.POSTS)
         pipe.smembers(keys.CHECKPOINTS)
-        top, post_ids, cp_ids = await pipe.execute()
+        pipe.get(keys.PHASE)
+        top, post_ids, cp_ids, phase = await pipe.execute(raise_on_error=False)
+        top = readable(top, keys.POST_UPDATES, untrusted.POST, [])
         sid = top[0][0].decode() if top else "0-0"
         docs = []
-        for typ, ids, key_of in (("post", post_ids, keys.post), ("checkpoint", cp_ids, keys.checkpoint)):
-            names = sorted(m.decode() if isinstance(m, bytes) else m for m in ids)
-            for js in (await self.redis.mget([key_of(i) for i in names]) if names else []):
-                if js:
-                    docs.append(b'{"type":"%s","state":%s}' % (typ.encode(), js))
-        phase = await self.redis.get(keys.PHASE)
+        for typ, index, ids, key_of in (("post", keys.POSTS, post_ids, keys.post),
+                                        ("checkpoint", keys.CHECKPOINTS, cp_ids, keys.checkpoint)):
+            kind = untrusted.DUTY[typ]
+            names = sorted(m.decode(errors="replace") if isinstance(m, bytes) else m
+                           for m in readable(ids, index, kind, set()))
+            for name, js in zip(names, await self.redis.mget([key_of(i) for i in names]) if names else [],
+                                strict=True):
+                checked = kind.read(js, key_of(name)) if js else None   # a member without its document: gone
+                if checked is not None:
+                    docs.append(b'{"type":"%s","state":%s}' % (typ.encode(), checked.json))
+        phase = readable(phase, keys.PHASE, untrusted.PHASE, None)
         if phase:
-            docs.append(b'{"type":"phase","state":%s}' % phase)
+            checked = untrusted.PHASE.read(phase, keys.PHASE)
+            if checked is not None:
+                docs.append(b'{"type":"phase","state":%s}' % checked.json)
         sub.post_mark = id_key(sid)
         return Snapshot(sid, docs)
 
@@ -455,7 +525,6 @@ class Hub:
         `last_id` (exclusive); a `Trimmed` (and nothing more) if some are gone."""
         start = last_id
         first = True
-        make = PostEntry if stream == keys.POST_UPDATES else Entry
         while True:
             pipe = self.redis.pipeline(transaction=False)
             pipe.xrange(stream, f"({start}", "+", count=CATCHUP_PAGE)
@@ -492,15 +561,17 @@ class Hub:
             first = False
             if not entries:
                 return
-            batch = [make(sid, fields) for sid, fields in entries]
-            if stream == keys.ZONE_UPDATES:
-                sub.mark = batch[-1].key
+            batch = [e for sid, fields in entries if (e := checked_entry(stream, sid, fields))]
+            last = entries[-1][0]
+            start = last.decode() if isinstance(last, bytes) else last
+            if stream == keys.ZONE_UPDATES:   # past skipped entries too
+                sub.mark = id_key(start)
             else:
-                sub.post_mark = batch[-1].key
-            yield batch
+                sub.post_mark = id_key(start)
+            if batch:
+                yield batch
             if len(entries) < CATCHUP_PAGE:
                 return
-            start = batch[-1].id
 
     async def messages(self, sub: Subscriber, last_id: str | None):
         """The feed for one client as batches of ("snapshot", Snapshot) / ("resync", reason) /

@@ -1,6 +1,6 @@
 """The request/response endpoints. Each is a plain async function of the request; what they share
-comes from `gateway.context.ctx(request)`. All but /, /healthz and /metrics need a bearer token: a
-read token, or for POST /ingest an ingest token."""
+comes from `gateway.context.ctx(request)`. All but /, /static/*, /healthz and /metrics need a bearer
+token: a read token, or for POST /ingest an ingest token."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from contract import keys
-from contract.events import MAX_ID_LEN, UNIT_STATUSES
+from contract.events import MAX_ID_LEN, UNIT_KINDS, UNIT_STATUSES
 from contract.response import UNIT_STALE_MS, eta_s
+from gateway import untrusted
 from gateway.auth import OK, refusal
 from gateway.context import ctx
 from gateway.intake import (
@@ -60,9 +61,32 @@ def error(status: int, msg: str, headers=None) -> JSONResponse:
     return JSONResponse({"error": msg}, status_code=status, headers=headers)
 
 
+#: the wall runs no script but its own files (no inline script, no handler attributes, no eval),
+#: sets innerHTML only through html.js's Trusted Types policy, loads nothing from elsewhere and is
+#: framed by no one; its first URL carries ?token=, so no Referer either
+WALL_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'; "
+            "require-trusted-types-for 'script'; trusted-types zw-html")
+WALL_HEADERS = {"Cache-Control": "no-cache", "Content-Security-Policy": WALL_CSP, "Referrer-Policy": "no-referrer",
+                "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY"}
+#: the wall's files under /static/ and their types; nothing else is served from there
+STATIC_TYPES = {"wall.js": "text/javascript; charset=utf-8", "html.js": "text/javascript; charset=utf-8",
+                "wall.css": "text/css; charset=utf-8",
+                "duty.js": "text/javascript; charset=utf-8"}   # the duty plan's layer (gateway/duty.py)
+
+
 async def wall(request: Request):
-    return Response(ctx(request).wall_html, media_type="text/html; charset=utf-8",
-                    headers={"Cache-Control": "no-cache"})
+    return Response(ctx(request).wall_html, media_type="text/html; charset=utf-8", headers=WALL_HEADERS)
+
+
+async def static(request: Request):
+    """/static/{name}: the wall's script and style (open, like the page)."""
+    name = request.path_params["name"]
+    body = ctx(request).static.get(name)
+    if body is None:
+        return error(404, f"no static file {name!r}")
+    return Response(body, media_type=STATIC_TYPES[name],
+                    headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
 
 
 async def healthz(request: Request):
@@ -86,9 +110,7 @@ async def metrics(request: Request):
 
 @protected
 async def zones(request: Request):
-    redis = ctx(request).redis
-    ids = sorted(m.decode() for m in await redis.smembers(keys.ZONES))
-    docs = [d for d in (await redis.mget([keys.zone(z) for z in ids]) if ids else []) if d]
+    docs = await ctx(request).hub.zone_documents()
     return json_bytes(b"[" + b",".join(docs) + b"]")
 
 
@@ -98,7 +120,10 @@ async def zone_one(request: Request):
     doc = await ctx(request).redis.get(keys.zone(zid))
     if doc is None:
         return error(404, f"no zone {zid!r}")
-    return json_bytes(doc)
+    checked = untrusted.ZONE.read(doc, keys.zone(zid))
+    if checked is None:
+        return error(502, f"the stored document of zone {zid!r} does not match the zone schema")
+    return json_bytes(checked.json)
 
 
 @protected
@@ -153,14 +178,21 @@ async def units(request: Request):
             continue   # no zw:unit-info (written with every position): the fix's age is unknown
         try:
             info = orjson.loads(raw)
-            ts, status, kind = int(info["ts"]), str(info["status"]), str(info["kind"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            ts, status, kind = info["ts"], info["status"], info["kind"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            untrusted.UNIT.reject(raw, f"{keys.UNIT_INFO} {uid!r}", "not an object with ts, status and kind")
+            continue
+        if type(kind) is not str or kind not in UNIT_KINDS:
+            untrusted.UNIT.reject(raw, f"{keys.UNIT_INFO} {uid!r}", f"kind {str(kind)[:20]!r}")
+            continue
+        dist = round(d, 1)
+        item = {"unit_id": uid, "lat": round(coord[1], 7), "lon": round(coord[0], 7),
+                "distance_m": dist, "eta_s": eta_s(dist, kind), "status": status, "kind": kind, "ts": ts}
+        if not untrusted.UNIT.conforms(item, f"{keys.UNIT_INFO} {uid!r}"):
             continue
         if clock - ts > UNIT_STALE_MS or (statuses is not None and status not in statuses):
             continue
-        dist = round(d, 1)
-        out.append({"unit_id": uid, "lat": round(coord[1], 7), "lon": round(coord[0], 7),
-                    "distance_m": dist, "eta_s": eta_s(dist, kind), "status": status, "kind": kind, "ts": ts})
+        out.append(item)
         if len(out) >= limit:
             break
     return json_bytes(orjson.dumps(out))
@@ -189,11 +221,10 @@ async def incident_one(request: Request):
     raw = await ctx(request).redis.get(keys.incident(call_id))
     if raw is None:
         return error(404, f"no incident {call_id!r} (unknown, or older than {keys.INCIDENT_TTL_S // 3600} h)")
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return error(502, "the stored timeline is not JSON")
-    return json_bytes(orjson.dumps(without_personal(doc)))
+    doc = untrusted.TIMELINE.parse(raw, keys.incident(call_id), prepare=without_personal)
+    if doc is None:
+        return error(502, f"the stored timeline of {call_id!r} does not match the incident-timeline schema")
+    return json_bytes(orjson.dumps(doc))
 
 
 @protected

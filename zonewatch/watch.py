@@ -58,7 +58,7 @@ DEFAULT_WEB_PORT = 6066
 
 LEVEL_STYLE = {"green": "bold green", "yellow": "bold yellow", "orange": "bold dark_orange", "red": "bold white on red"}
 LEVEL_ORDER = ("red", "orange", "yellow", "green")
-#: the wall's trust rule (docs/GATEWAY.md "Health on the wall", gateway/static/index.html): no patrol fix from inside
+#: the wall's trust rule (docs/GATEWAY.md "Health on the wall", gateway/static/wall.js): no patrol fix from inside
 #: the zone for longer than this makes its picture untrustworthy
 GPS_STALE_S = 900
 #: a 3-minute reach share below this is shown in red (as on the wall)

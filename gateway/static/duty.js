@@ -2,7 +2,8 @@
 // manned, amber understaffed, red empty, grey off) with their counts, checkpoints (red when
 // overdue), and a banner with the phase in force and who set it. It polls GET /posts,
 // /checkpoints and /plan/phase every POLL_MS with the wall's token and draws into the wall's map
-// through window.__zw.project; every text goes in through textContent (no markup from data).
+// through window.__zw.project; every text goes in through textContent (no markup from data, and
+// none at all under the wall's Content-Security-Policy and Trusted Types); its look is in wall.css.
 "use strict";
 (() => {
   const POLL_MS = 2000;
@@ -44,10 +45,7 @@
       b = document.createElement("div");
       b.id = "duty-phase";
       b.setAttribute("role", "status");
-      // property by property (CSSOM), never a style attribute: a strict style-src allows it
-      Object.assign(b.style, {position: "fixed", top: "52px", left: "50%", transform: "translateX(-50%)",
-        zIndex: "20", padding: "3px 14px", borderRadius: "4px", font: "600 15px system-ui,sans-serif",
-        background: "#1f2937", color: "#f9fafb", border: "1px solid #4b5563", display: "none"});
+      b.hidden = true;   // styled by wall.css (#duty-phase): no style from script under the wall's CSP
       document.body.appendChild(b);
     }
     return b;
@@ -89,9 +87,9 @@
       b.textContent = `勤务阶段 Phase: ${ph.name} · ` + (ph.source === "operator"
         ? `人工设定 set by ${ph.by}` : "按计划 schedule" + (ph.by ? ` (恢复 by ${ph.by})` : ""));
       b.dataset.source = ph.source;
-      b.style.display = "block";
+      b.hidden = false;
     } else {
-      b.style.display = "none";
+      b.hidden = true;
     }
   }
 

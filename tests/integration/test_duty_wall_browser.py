@@ -51,7 +51,7 @@ def test_the_wall_shows_posts_the_phase_and_a_post_turning_red(deployment, tmp_p
                 assert page.locator("text.duty-count").first.text_content() == "2/2"
                 banner = page.locator("#duty-phase")
                 assert banner.inner_text() == "勤务阶段 Phase: 决战 · 按计划 schedule"
-                assert banner.is_visible()   # shown by duty.js's CSSOM styles (no style attribute)
+                assert banner.is_visible()   # shown (duty.js clears `hidden`; wall.css styles it)
                 assert "manned" in page.locator(GATE).get_attribute("class")
                 page.screenshot(path=str(ARTIFACTS / "wall-duty.png"))
 

@@ -15,7 +15,7 @@ import httpx
 import orjson
 import pytest
 
-from contract import topics
+from contract import schemas, topics
 from deploy.procs import Child
 from tests import scenario
 from tests.integration.conftest import REPO, Deployment, free_port, wait_until
@@ -494,7 +494,7 @@ def test_stuck_client_does_not_hold_back_others_or_the_pipeline(live):
         for chunk in range(50):
             pipe = dep.redis.pipeline(transaction=False)
             for i in range(chunk * 100 + 1, chunk * 100 + 101):
-                state = orjson.dumps({"zone_id": "burst", "version": i, "pad": pad})
+                state = orjson.dumps(schemas.example("zone", zone_id="burst", version=i, name=pad))
                 pipe.xadd(STREAM, {"zone_id": "burst", "version": i, "state": state})
             pipe.execute()
             time.sleep(0.01)

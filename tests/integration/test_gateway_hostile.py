@@ -26,10 +26,10 @@ import httpx
 import orjson
 import pytest
 
-from contract import keys
+from contract import keys, schemas
 from tests import scenario
 from tests.integration.conftest import REPO, wait_until
-from tests.integration.test_gateway import AUTH, TOKEN, GatewayProcess, SSEClient
+from tests.integration.test_gateway import AUTH, TOKEN, BackgroundReader, GatewayProcess, SSEClient
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +49,7 @@ class Feed:
         for i in range(docs):
             zid = f"h{i}"
             pipe.sadd(keys.ZONES, zid)
-            pipe.set(keys.zone(zid), orjson.dumps({"zone_id": zid, "version": 1, "pad": "p" * 2000}))
+            pipe.set(keys.zone(zid), orjson.dumps(schemas.example("zone", zone_id=zid, version=1, name="p" * 2000)))
         pipe.execute()
         self.thread = None
 
@@ -58,7 +58,7 @@ class Feed:
         for _ in range(n):
             self.version += 1
             zid = f"h{self.version % 7}"
-            doc = orjson.dumps({"zone_id": zid, "version": self.version + 1})
+            doc = orjson.dumps(schemas.example("zone", zone_id=zid, version=self.version + 1))
             pipe.set(keys.zone(zid), doc)
             pipe.xadd(keys.ZONE_UPDATES, {"zone_id": zid, "version": self.version + 1, "state": doc})
         pipe.execute()
@@ -347,7 +347,8 @@ def test_a_client_that_stops_reading_is_dropped_after_the_write_timeout(dep):
             for _ in range(50):
                 feed.version += 1
                 pipe.xadd(keys.ZONE_UPDATES, {"zone_id": "w", "version": feed.version,
-                                              "state": orjson.dumps({"zone_id": "w", "pad": "q" * 1000})})
+                                              "state": orjson.dumps(schemas.example("zone", zone_id="w",
+                                                                                    name="q" * 1000))})
             pipe.execute()
         wait_until(lambda: settled(gw, 0), BOUND_S, what="the stuck client dropped, its writer ended")
     finally:
@@ -468,3 +469,233 @@ def test_short_tokens_are_refused_at_start(dep):
     assert r.returncode == 2, r.stdout + r.stderr
     assert "ZONEWATCH_GATEWAY_TOKENS" in r.stderr and "16 characters" in r.stderr and "#2 has 9" in r.stderr
     assert "short-one" not in r.stderr + r.stdout and TOKEN not in r.stderr + r.stdout
+
+
+# --- issue 24: floods, smuggling, heads, proxies, spellings, noisy logs, untrusted Redis data --------
+
+
+def rss_mib(gw: GatewayProcess) -> float:
+    import os
+
+    return int(open(f"/proc/{gw.proc.pid}/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def ws_open(port: int, rcvbuf: int | None = None) -> socket.socket:
+    s = socket.socket()
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.connect(("127.0.0.1", port))
+    s.settimeout(BOUND_S)
+    s.sendall(ws_request())
+    assert read_until(s, b"\r\n\r\n").startswith(b"HTTP/1.1 101")
+    return s
+
+
+def flood(port: int, one_frame: bytes, mib: int, read: bool) -> int | None:
+    """One WebSocket client sending `mib` MiB of `one_frame` (reading nothing unless `read`); the
+    code of the close frame the gateway sent, None if it sent none."""
+    from tests.unit.gateway.test_server import close_code
+
+    s = ws_open(port, rcvbuf=None if read else 4096)
+    try:
+        chunk = one_frame * (65536 // len(one_frame))
+        s.settimeout(5)
+        try:
+            for _ in range(mib * 16):
+                s.sendall(chunk)
+        except OSError:
+            pass                     # closed (or no longer read) while flooding
+        return close_code(s)
+    finally:
+        s.close()
+
+
+def test_websocket_floods_are_closed_with_1008_and_cost_no_memory(dep):
+    """Ten clients flooding /ws (pings never reading the pongs, unsolicited pongs, tiny text
+    messages): each is closed with 1008, the gateway's memory stays where it was (the old one grew
+    by 900 MB from one ping flooder), and the live SSE client and /healthz are served throughout."""
+    from tests.unit.gateway.test_server import frame
+
+    feed = Feed(dep, docs=20).start()
+    gw = GatewayProcess(dep)
+    live = None
+    try:
+        live = BackgroundReader(SSEClient(gw.url))
+        assert live.get()["event"] == "snapshot"
+        baseline = rss_mib(gw)
+        before = gw.metric('zonewatch_gateway_connections_closed_total{reason="ws_flood"}')
+        kinds = [frame(0x9, b"p" * 125), frame(0xA, b""), frame(0x1, b"x")] * 3 + [frame(0x1, b"y" * 100)]
+        with ThreadPoolExecutor(10) as pool:
+            codes = list(pool.map(lambda f: flood(gw.port, f, 64, read=False), kinds))
+            # meanwhile, for everyone else
+            assert gw.get("/healthz", headers={}).status_code == 200
+        # each closed for flooding: its close frame, unless the reset of the socket it still wrote to
+        # came first (the metric counts the gateway's side)
+        assert set(codes) <= {1008, None} and 1008 in codes, codes
+        assert gw.metric('zonewatch_gateway_connections_closed_total{reason="ws_flood"}') == before + 10
+        assert rss_mib(gw) - baseline < 50, (baseline, rss_mib(gw))
+        events = [live.get() for _ in range(20)]
+        assert all(e["event"] == "zone" for e in events)      # the live client never noticed
+        wait_until(lambda: settled(gw, 1), BOUND_S, what="the flooders gone, the live client left")
+    finally:
+        feed.stop()
+        if live:
+            live.stop()
+        gw.stop()
+    log = gateway_log(gw)
+    assert log.count("a WebSocket client sent frames beyond") <= 5, log[-2000:]      # rate-limited
+
+
+def test_what_a_client_sends_on_its_sse_request_cannot_grow_memory(dep):
+    """20 MB sent after a GET /stream (pipelined junk) is not read: the gateway's memory stays, and
+    the stream goes on. A GET /stream with a body is refused."""
+    feed = Feed(dep, docs=5).start()
+    gw = GatewayProcess(dep)
+    s = socket.create_connection(("127.0.0.1", gw.port), timeout=BOUND_S)
+    try:
+        baseline = rss_mib(gw)
+        s.sendall(sse_request())
+        assert read_until(s, b"event: snapshot").startswith(b"HTTP/1.1 200")
+        sent = 0
+        s.settimeout(3)
+        try:
+            while sent < 20 * 2**20:
+                sent += s.send(b"X" * 65536)
+        except TimeoutError:
+            pass
+        assert sent < 20 * 2**20, "the gateway read all of it"
+        assert rss_mib(gw) - baseline < 20
+        s.settimeout(BOUND_S)
+        read_until(s, b"event: zone")                  # still streaming
+        for body_head in (b"Content-Length: 3\r\n\r\nabc", b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"):
+            with socket.create_connection(("127.0.0.1", gw.port), timeout=BOUND_S) as b:
+                b.sendall(sse_request()[:-2] + body_head)
+                assert read_until(b, b"\r\n\r\n").startswith(b"HTTP/1.1 400")
+    finally:
+        s.close()
+        feed.stop()
+        gw.stop()
+
+
+def test_smuggling_big_heads_and_forwarded_for(dep):
+    """Content-Length with Transfer-Encoding: 400 and closed, the request behind it never answered;
+    request heads of 30-100 KB in one write: 431; X-Forwarded-For believed only with
+    --forwarded-allow-ips (the access log shows the peer otherwise)."""
+    from tests.unit.gateway.test_server import answers
+
+    gw = GatewayProcess(dep, extra=("--access-log",))
+    try:
+        with socket.create_connection(("127.0.0.1", gw.port), timeout=BOUND_S) as s:
+            s.sendall(f"POST /zones HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 4\r\n"
+                      "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /hidden HTTP/1.1\r\nHost: x\r\n\r\n"
+                      .encode())
+            out = answers(s)
+            assert out.startswith(b"HTTP/1.1 400") and out.count(b"HTTP/1.1 ") == 1, out
+        for kib in (30, 60, 100):
+            with socket.create_connection(("127.0.0.1", gw.port), timeout=BOUND_S) as s:
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * (kib * 1024) + b"\r\n\r\n")
+                assert answers(s).startswith(b"HTTP/1.1 431"), kib
+        r = httpx.get(gw.url + "/healthz", headers={"X-Forwarded-For": "203.0.113.77"}, timeout=10)
+        assert r.status_code == 200
+    finally:
+        gw.stop()
+    log = gateway_log(gw)
+    assert "/hidden" not in log and "203.0.113.77" not in log
+    trusting = GatewayProcess(dep, extra=("--access-log", "--forwarded-allow-ips", "127.0.0.1"))
+    try:
+        httpx.get(trusting.url + "/healthz", headers={"X-Forwarded-For": "203.0.113.77"}, timeout=10)
+    finally:
+        trusting.stop()
+    assert '203.0.113.77:0 - "GET /healthz HTTP/1.1" 200' in gateway_log(trusting)
+
+
+SPELLED = ["?token='{t}'", '?token="{t}"', ";token={t}", "?a=1;token={t}", "?%2574oken={t}", "?TOKEN={t}",
+           "?token[]={t}", "?access_token={t}", "?token=%27{t}%27"]
+
+
+def test_tokens_under_any_spelling_and_callers_never_reach_the_log(dep):
+    """With the access log on at debug level: a wrong token under every spelling of the parameter
+    (a real one is masked wherever it stands); a caller number in a query string is refused (400)
+    and not logged; 300 malformed requests leave a few lines, not 300."""
+    wrong = "wrong-token-" + secrets.token_hex(8)
+    number = "13800138000"
+    gw = GatewayProcess(dep, extra=("--access-log", "--log-level", "debug"))
+    try:
+        for spelled in SPELLED:
+            for t in (TOKEN, wrong):
+                httpx.get(gw.url + "/zones" + spelled.format(t=t), timeout=10)
+                with socket.create_connection(("127.0.0.1", gw.port), timeout=BOUND_S) as s:  # as sent, not re-encoded
+                    s.sendall(f"GET /stream{spelled.format(t=t)} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                    read_until(s, b"\r\n\r\n")
+        for query in (f"?caller={number}", f"?a=1;caller_ref={number}", f"?%63aller={number}"):
+            r = httpx.get(gw.url + "/zones" + query, headers=AUTH, timeout=10)
+            assert r.status_code == 400 and number not in r.text
+        before = gw.metric("zonewatch_gateway_log_lines_suppressed_total")
+        for _ in range(300):
+            with socket.create_connection(("127.0.0.1", gw.port), timeout=BOUND_S) as s:
+                s.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+                answers_or_reset(s)
+        assert gw.metric("zonewatch_gateway_log_lines_suppressed_total") >= before + 290
+    finally:
+        gw.stop()
+    log = gateway_log(gw)
+    leaks = [line for line in log.splitlines() if TOKEN in line or wrong in line or number in line]
+    assert not leaks, leaks[:5]
+    assert log.count("Invalid HTTP request received.") <= 10, log.count("Invalid HTTP request received.")
+
+
+def answers_or_reset(s: socket.socket) -> bytes:
+    from tests.unit.gateway.test_server import answers
+
+    return answers(s)
+
+
+def test_a_malformed_incident_and_a_multi_line_state_break_no_answer_and_no_stream(deployment):
+    """Two zw:incidents entries whose ts have different types (the sort raised: /incidents 500 and
+    every stream died before its snapshot), a zone update whose `state` has raw newlines (it forged
+    an empty snapshot, a day-long retry, a fake id), a malformed incident update: /incidents 200,
+    SSE and WebSocket clients get their snapshot and keep going, each bad record counted."""
+    from websockets.sync.client import connect
+
+    dep = deployment(scenario.ZONES_FILE, partitions=1)
+    now = int(time.time() * 1000)
+    r = dep.redis
+    r.sadd(keys.ZONES, "A")
+    r.set(keys.zone("A"), orjson.dumps(schemas.example("zone", zone_id="A", clock=now)))
+    r.hset(keys.INCIDENTS, mapping={
+        "i1": orjson.dumps(schemas.example("incident", call_id="i1", ts=now, status="open")),
+        "i2": orjson.dumps(schemas.example("incident", call_id="i2", ts=str(now - 1), status="open")),
+        "i3": b"{not json"})
+    gw = GatewayProcess(dep)
+    sse = None
+    try:
+        r1 = gw.get("/incidents")
+        assert r1.status_code == 200 and [i["call_id"] for i in r1.json()] == ["i1"]
+        sse = SSEClient(gw.url, incidents=True)
+        snap = sse.next_event()
+        assert snap["event"] == "snapshot" and [z["zone_id"] for z in orjson.loads(snap["data"])] == ["A"]
+        inc = sse.next_event()
+        assert inc["event"] == "incidents" and [i["call_id"] for i in orjson.loads(inc["data"])] == ["i1"]
+        with connect(gw.url.replace("http", "ws") + f"/ws?token={TOKEN}") as ws:
+            assert orjson.loads(ws.recv(timeout=10))["type"] == "snapshot"
+            assert [i["call_id"] for i in orjson.loads(ws.recv(timeout=10))["incidents"]] == ["i1"]
+            forged = b'{"zone_id": "A"}\nretry: 86400000\nid: 99-0\nevent: snapshot\ndata: []\n'
+            r.xadd(keys.ZONE_UPDATES, {"zone_id": "A", "version": 2, "state": forged})
+            r.xadd(keys.INCIDENT_UPDATES, {"call_id": "i4", "state": b'{"call_id": "i4", "ts": "soon"}'})
+            good = schemas.example("zone", zone_id="A", clock=now, version=99)
+            last = r.xadd(keys.ZONE_UPDATES, {"zone_id": "A", "version": 99,
+                                              "state": orjson.dumps(good, option=orjson.OPT_INDENT_2)}).decode()
+            msg = orjson.loads(ws.recv(timeout=10))
+            assert msg["type"] == "zone" and msg["id"] == last and msg["state"] == good
+        ev = sse.next_event()
+        assert ev == {"event": "zone", "id": last, "data": orjson.dumps(good).decode()} or \
+            (ev["event"] == "zone" and ev["id"] == last and orjson.loads(ev["data"]) == good), ev
+        assert "\n" not in ev["data"]
+        assert gw.metric('zonewatch_gateway_bad_records_total{kind="incident"}') >= 4   # i2, i3 (twice+), i4
+        assert gw.metric('zonewatch_gateway_bad_records_total{kind="zone"}') >= 1
+    finally:
+        if sse:
+            sse.close()
+        gw.stop()
+    log = gateway_log(gw)
+    assert "Traceback" not in log and "Exception in ASGI application" not in log, log[-3000:]

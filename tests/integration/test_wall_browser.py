@@ -351,3 +351,243 @@ def test_wall_health_reach_course_timeline_and_nearest_units(deployment, tmp_pat
         assert not errors, errors
     finally:
         gw.stop()
+
+
+# --- issue 24: hostile values in every field the wall renders; its Content-Security-Policy ----------
+
+# every field gets one: markup that would run script (an inline handler, a script element, an svg
+# onload) if the page put it into HTML as markup, and quotes/backticks that would leave an attribute
+def evil(field: str) -> str:
+    return (f'"><img src=x onerror="window.__pwned.push(\'{field}\')"><script>window.__pwned.push("{field}")'
+            f"</script><svg onload=\"alert('{field}')\"></svg>'`{field}")
+
+
+WATCH = """() => {
+  window.__pwned = [];
+  window.__violations = [];
+  window.alert = (m) => window.__pwned.push('alert ' + m);
+  document.addEventListener('securitypolicyviolation',
+    (e) => window.__violations.push(`${e.violatedDirective} ${e.blockedURI} ${e.sample}`));
+}"""
+# nothing the data could have made: no image, no inline script, no frame, no handler attribute
+INJECTED = """() => [...document.querySelectorAll('*')].filter((el) =>
+    ['IMG', 'IFRAME', 'OBJECT', 'EMBED'].includes(el.tagName.toUpperCase()) ||
+    (el.tagName.toUpperCase() === 'SCRIPT' && !el.src) ||
+    [...el.attributes].some((a) => a.name.toLowerCase().startsWith('on'))).map((el) => el.outerHTML.slice(0, 120))"""
+
+
+def check_csp(headers: dict) -> None:
+    """The wall's header: strict (no inline script or style, nothing from elsewhere, Trusted Types)."""
+    csp = {d.split()[0]: d.split()[1:] for d in headers["content-security-policy"].split(";") if d.strip()}
+    assert csp["default-src"] == ["'none'"] and csp["script-src"] == ["'self'"] and csp["style-src"] == ["'self'"]
+    assert csp["require-trusted-types-for"] == ["'script'"] and csp["trusted-types"] == ["zw-html"]
+    assert csp["frame-ancestors"] == ["'none'"] and csp["base-uri"] == ["'none'"]
+    assert not any("unsafe" in v or "*" in v for vals in csp.values() for v in vals), csp
+    assert headers["referrer-policy"] == "no-referrer" and headers["x-content-type-options"] == "nosniff"
+
+
+def hostile_data() -> dict:
+    """What the gateway's endpoints would answer if every value were hostile (the page is tested on
+    its own here: the gateway, which would refuse most of this, is bypassed with page.route)."""
+    from contract.zones import load_zones, zones_geojson
+
+    now = int(time.time() * 1000)
+    geo = zones_geojson(load_zones(scenario.ZONES_FILE))
+    for f in geo["features"]:
+        f["properties"]["name"] = evil("zone name") + " / " + evil("zone name en")
+    docs = []
+    for zid in (f["id"] for f in geo["features"]):
+        docs.append({"zone_id": zid, "version": 1, "clock": now, "level": evil("level"), "ring": evil("ring"),
+                     "name": evil("name"), "kind": evil("kind"),
+                     "today": {"calls": evil("today.calls"), "alerts": evil("today.alerts")},
+                     "windows": {"5m": {"calls": evil("5m.calls"), "alerts": evil("5m.alerts")}},
+                     "units": {"present": evil("units.present"), "available": evil("units.available")},
+                     "open_incidents": evil("open_incidents"),
+                     "reach": {"within_3m": 0.2, "within_5m": evil("reach.within_5m")},
+                     "health": {"cameras_known": evil("cameras_known"), "cameras_silent": evil("cameras_silent"),
+                                "units_quiet": evil("units_quiet"),
+                                "last_event_age_s": {"calls": evil("age.calls"), "gps": 99999,
+                                                     "alerts": evil("age.alerts")}}})
+    incident = {"call_id": evil("call_id"), "status": evil("status"), "ts": evil("ts"), "priority": evil("priority"),
+                "category": evil("category"), "zones": [evil("zones")], "ring": evil("inc.ring"),
+                "lat": scenario.PA[0], "lon": scenario.PA[1], "unit_id": evil("unit_id"),
+                "response_s": evil("response_s"),
+                "nearest_units": [{"unit_id": evil("near.unit_id"), "kind": evil("near.kind"),
+                                   "distance_m": evil("near.distance_m"), "eta_s": evil("near.eta_s")}]}
+    arrived = dict(incident, call_id=evil("arrived.call_id"), status="arrived")
+    timeline = {"call_id": evil("tl.call_id"), "status": evil("tl.status"), "ring": evil("tl.ring"),
+                "zones": [evil("tl.zones")],
+                "call": {"priority": evil("call.priority"), "category": evil("call.category"), "ts": now,
+                         "lang": evil("call.lang"), "text": evil("call.text"), "lat": scenario.PA[0],
+                         "lon": scenario.PA[1]},
+                "arrival": {"unit_id": evil("arrival.unit_id"), "response_s": evil("arrival.response_s"),
+                            "ts": evil("arrival.ts")},
+                "nearest_units": [{"unit_id": evil("tl.unit_id"), "kind": evil("tl.kind"),
+                                   "distance_m": evil("tl.distance_m"), "eta_s": evil("tl.eta_s")}],
+                "corroborating_alerts": [{"alert_id": evil("alert_id"), "type": evil("alert.type"),
+                                          "distance_m": evil("alert.distance_m"), "dt_s": evil("alert.dt_s")}],
+                "events": [{"ts": now, "what": evil("what")},
+                           {"ts": now, "what": "alert", "alert_id": evil("ev.alert_id"), "type": evil("ev.type"),
+                            "distance_m": 5},
+                           {"ts": now, "what": "recommended", "unit_ids": [evil("ev.unit_ids")]},
+                           {"ts": now, "what": "arrived", "unit_id": evil("ev.unit_id"), "response_s": 3}]}
+    units = [{"unit_id": evil("units.unit_id"), "kind": evil("units.kind"), "status": evil("units.status"),
+              "lat": scenario.PA[0], "lon": scenario.PA[1], "distance_m": evil("units.distance_m"),
+              "eta_s": evil("units.eta_s"), "ts": now}]
+    stats = {"tz": evil("tz"), "e2e": {"p50_ms": evil("p50"), "p99_ms": evil("p99"), "window_s": evil("window"),
+                                       "error": evil("e2e.error")}}
+    sse = (b"retry: 600000\n\nid: 1-0\nevent: snapshot\ndata: " + orjson.dumps(docs) + b"\n\n"
+           b"event: incidents\ndata: " + orjson.dumps([incident]) + b"\n\n"
+           b"event: incident\ndata: " + orjson.dumps(dict(arrived, status="open")) + b"\n\n"
+           b"event: incident\ndata: " + orjson.dumps(arrived) + b"\n\n")
+    return {"geo": geo, "sse": sse, "timeline": timeline, "units": units, "stats": stats}
+
+
+def test_the_wall_shows_hostile_values_as_text_and_runs_no_script(deployment):
+    """Every field the wall renders (zone table, map labels and titles, header, incident list and
+    its attributes, a timeline, nearest units, the latency badge) holding markup that would run
+    script: the page shows it as text, no element or handler attribute comes of it, no script runs,
+    and the browser reports no CSP violation (the CSP would block an inline handler, and report it)."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run deploy/install-browser.sh (Debian's chromium) first")
+    from playwright.sync_api import sync_playwright
+
+    dep = deployment(scenario.ZONES_FILE, partitions=1)
+    data = hostile_data()
+    zone_ids = [f["id"] for f in data["geo"]["features"]]
+    errors: list[str] = []
+    dialogs: list[str] = []
+    gw = GatewayProcess(dep)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1920, "height": 1080})
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+                page.add_init_script(f"({WATCH})()")
+
+                def fulfil(route, body, content_type="application/json"):
+                    route.fulfill(status=200, body=body, headers={"content-type": content_type})
+
+                page.route("**/zones.geojson", lambda r: fulfil(r, orjson.dumps(data["geo"])))
+                page.route("**/stream?*", lambda r: fulfil(r, data["sse"], "text/event-stream"))
+                page.route("**/stats", lambda r: fulfil(r, orjson.dumps(data["stats"])))
+                page.route("**/units?*", lambda r: fulfil(r, orjson.dumps(data["units"])))
+                page.route("**/incidents/*", lambda r: fulfil(r, orjson.dumps(data["timeline"])))
+                response = page.goto(f"{gw.url}/?token={TOKEN}")
+                check_csp(response.headers)
+                page.wait_for_function("() => document.querySelectorAll('#rows tr').length === "
+                                       f"{len(zone_ids)} && document.querySelector('#rows').textContent"
+                                       ".includes('today.calls')", timeout=30_000)
+                page.wait_for_selector("#inc-list li[data-call]", state="attached", timeout=30_000)
+                assert page.evaluate(INJECTED) == []          # the table, the header, the incident list
+                assert page.evaluate("window.__violations") == []
+                page.wait_for_selector("#inc-list li.arrived", state="attached", timeout=30_000)
+                page.wait_for_function("() => document.querySelector('#e2e .v').textContent.includes('p50')",
+                                       timeout=15_000)
+                page.wait_for_selector("circle.unit", state="attached", timeout=15_000)
+                # the values are there, as text
+                rows = page.locator("#rows").inner_text()
+                for field in ("today.calls", "today.alerts", "5m.calls", "units.present", "open_incidents",
+                              "cameras_silent", "zone name"):
+                    assert evil(field) in rows or f"onerror=\"window.__pwned.push('{field}')" in rows, field
+                incidents = page.locator("#inc-list").inner_text()
+                for field in ("call_id", "category", "priority", "zones", "near.unit_id", "unit_id"):
+                    assert f"window.__pwned.push('{field}')" in incidents, field
+                li = page.locator("#inc-list li[data-call]").first
+                assert li.get_attribute("data-call") == evil("call_id") and li.get_attribute("data-status") == \
+                    evil("status")
+                assert page.locator("#inc-list .timer[data-ts]").first.get_attribute("data-ts") == evil("ts")
+                # a timeline and the nearest units
+                page.locator("#inc-list li[data-call]").first.dispatch_event("click")
+                page.wait_for_selector('#detail.open[data-kind="timeline"]', timeout=10_000)
+                detail = page.locator("#detail").inner_text()
+                for field in ("tl.call_id", "call.text", "call.lang", "arrival.unit_id", "tl.unit_id", "alert_id",
+                              "alert.type", "what", "ev.unit_ids", "ev.unit_id", "tl.ring"):
+                    assert f"window.__pwned.push('{field}')" in detail, field
+                page.locator("#detail .close").click()
+                box = page.locator("#map").bounding_box()
+                page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+                page.wait_for_selector('#detail.open[data-kind="units"] li[data-unit]', timeout=10_000)
+                assert "units.unit_id" in page.locator("#detail").inner_text()
+                # and nothing of it became markup or ran
+                page.wait_for_timeout(500)
+                assert page.evaluate(INJECTED) == []
+                assert page.evaluate("window.__pwned") == [] and dialogs == []
+                assert page.evaluate("window.__violations") == []
+            finally:
+                browser.close()
+        assert not [e for e in errors if "pwned" in e or "alert" in e], errors
+    finally:
+        gw.stop()
+
+
+def test_hostile_records_in_redis_are_skipped_and_the_wall_keeps_its_picture(deployment):
+    """Through the real gateway: zone documents, incident entries and zone updates written straight
+    into Redis with hostile values (script in enum and number fields, ts of two types, a multi-line
+    state that would forge a `snapshot` event) are skipped and counted; hostile text in free fields
+    (an incident's call id) reaches the wall as text; the wall keeps every valid zone and incident."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run deploy/install-browser.sh (Debian's chromium) first")
+    from playwright.sync_api import sync_playwright
+
+    from contract import keys, schemas
+    from contract.zones import load_zones
+
+    dep = deployment(scenario.ZONES_FILE, partitions=1)
+    now = int(time.time() * 1000)
+    zone_ids = [z.zone_id for z in load_zones(scenario.ZONES_FILE)]
+    r = dep.redis
+    for zid in zone_ids:
+        r.sadd(keys.ZONES, zid)
+        r.set(keys.zone(zid), orjson.dumps(schemas.example("zone", zone_id=zid, clock=now, level="green")))
+    r.set(keys.zone("A"), orjson.dumps(schemas.example("zone", zone_id="A", clock=now, level=evil("level"))))
+    r.set(keys.zone("B"), orjson.dumps(schemas.example("zone", zone_id="B", clock=now,
+                                                       today=dict(schemas.example("zone")["today"],
+                                                                  calls=evil("calls")))))
+    call_id = "\"'><img src=x onerror=alert(1)>`"     # ids are free text up to 64 characters
+    good = schemas.example("incident", call_id=call_id, ts=now - 5000, status="open", zones=["core"])
+    r.hset(keys.INCIDENTS, mapping={
+        "good": orjson.dumps(good),
+        "ts-str": orjson.dumps(schemas.example("incident", call_id="ts-str", ts=str(now), status="open")),
+        "status": orjson.dumps(schemas.example("incident", call_id="evil-status", ts=now, status=evil("status")))})
+    gw = GatewayProcess(dep)
+    errors: list[str] = []
+    try:
+        before = gw.metric("zonewatch_gateway_bad_records_total")
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1920, "height": 1080})
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                page.add_init_script(f"({WATCH})()")
+                page.goto(f"{gw.url}/?token={TOKEN}")
+                page.wait_for_selector('tr[data-zone="core"][data-level="green"]', timeout=30_000)
+                page.wait_for_selector("#inc-list li[data-call]", state="attached", timeout=30_000)
+                # A and B are skipped (no data), the rest shown; one incident, its call id as text
+                assert page.locator('tr[data-zone="A"]').get_attribute("data-level") == "none"
+                assert page.locator('tr[data-zone="B"]').get_attribute("data-level") == "none"
+                assert page.locator("#inc-list li[data-call]").count() == 1
+                assert page.locator("#inc-list li[data-call]").get_attribute("data-call") == call_id
+                assert call_id in page.locator("#inc-list").inner_text()
+                # a zone update whose state is several lines (it would forge an empty snapshot and a
+                # day-long retry), then a valid one: the first is skipped, the second arrives
+                forged = (b'{"zone_id": "core"}\n\nretry: 86400000\nid: 9-9\nevent: snapshot\ndata: []')
+                r.xadd(keys.ZONE_UPDATES, {"zone_id": "core", "version": 2, "state": forged})
+                r.xadd(keys.ZONE_UPDATES, {"zone_id": "core", "version": 3, "state": orjson.dumps(
+                    schemas.example("zone", zone_id="core", clock=now, version=1000, level="red"),
+                    option=orjson.OPT_INDENT_2)})
+                page.wait_for_selector('tr[data-zone="core"][data-level="red"]', timeout=30_000)
+                assert page.locator('tr[data-zone="inner"]').get_attribute("data-level") == "green"   # not cleared
+                assert page.locator("#conn").get_attribute("data-state") == "live"
+                assert page.evaluate(INJECTED) == [] and page.evaluate("window.__pwned") == []
+                assert page.evaluate("window.__violations") == []
+            finally:
+                browser.close()
+        assert gw.metric("zonewatch_gateway_bad_records_total") >= before + 5   # 2 zones, 2 incidents, 1 update
+        assert gw.metric('zonewatch_gateway_bad_records_total{kind="incident"}') >= 2
+        assert gw.get("/incidents").status_code == 200
+        assert not errors, errors
+    finally:
+        gw.stop()

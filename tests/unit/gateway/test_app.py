@@ -97,3 +97,18 @@ def test_intake_options_flag_over_environment_over_default(monkeypatch):
     monkeypatch.setenv("ZONEWATCH_INGEST_CONCURRENCY", "many")
     with pytest.raises(ConfigError, match="ZONEWATCH_INGEST_CONCURRENCY"):
         intake_from(_args())
+
+
+def test_forwarded_allow_ips_default_to_nobody_and_take_addresses_or_networks(monkeypatch):
+    from gateway.app import forwarded_allow_ips
+
+    monkeypatch.delenv("ZONEWATCH_GATEWAY_FORWARDED_ALLOW_IPS", raising=False)
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "*")            # uvicorn's variable: not ours, ignored
+    assert forwarded_allow_ips(_args()) == ()
+    monkeypatch.setenv("ZONEWATCH_GATEWAY_FORWARDED_ALLOW_IPS", "10.0.0.5, 192.168.0.0/16")
+    assert forwarded_allow_ips(_args()) == ("10.0.0.5", "192.168.0.0/16")
+    assert forwarded_allow_ips(_args("--forwarded-allow-ips", "::1")) == ("::1",)
+    assert forwarded_allow_ips(_args("--forwarded-allow-ips", "")) == ()
+    for bad in ("*", "proxy.local", "10.0.0.0/33"):
+        with pytest.raises(ConfigError, match="forwarded-allow-ips"):
+            forwarded_allow_ips(_args("--forwarded-allow-ips", bad))

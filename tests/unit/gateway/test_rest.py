@@ -13,11 +13,13 @@ import orjson
 import pytest
 from starlette.testclient import TestClient
 
+from contract import schemas
 from contract.response import eta_s, haversine_m
 from contract.settings import Settings
 from gateway import openapi
 from gateway.app import create_app
 from gateway.clock import StreamClock
+from gateway.feed import Hub
 from tests import scenario
 
 READ, INGEST = "read-token-0123456789", "ingest-token-0123456789"
@@ -102,7 +104,8 @@ def client(redis=None, ingest=(INGEST,)) -> TestClient:
     app = create_app(Settings(gateway_tokens=(READ,), ingest_tokens=tuple(ingest), zones=scenario.ZONES_FILE))
     if redis is not None:
         app.state.gw.redis = redis
-        app.state.gw.clock = StreamClock(redis)
+        app.state.gw.clock = StreamClock(redis, app.state.gw.hub)
+        app.state.gw.hub.redis = redis
     return TestClient(app)
 
 
@@ -110,7 +113,11 @@ A = scenario.PA
 CLOCK = 1_686_500_000_000
 
 
-def units_redis(updates=({"zone_id": "A", "clock": CLOCK},)):
+def zone(zone_id: str = "A", clock: int = CLOCK) -> dict:
+    return schemas.example("zone", zone_id=zone_id, clock=clock)
+
+
+def units_redis(updates=None):
     return FakeRedis(
         units=[("car", A[0] + 0.001, A[1]), ("foot", A[0] + 0.002, A[1]), ("stale", A[0], A[1]),
                ("busy", A[0] + 0.003, A[1]), ("noinfo", A[0] + 0.0005, A[1])],
@@ -118,7 +125,7 @@ def units_redis(updates=({"zone_id": "A", "clock": CLOCK},)):
               "foot": {"ts": CLOCK - 1000, "status": "available", "kind": "foot", "lat": 0, "lon": 0},
               "stale": {"ts": CLOCK - 120_001, "status": "available", "kind": "car", "lat": 0, "lon": 0},
               "busy": {"ts": CLOCK, "status": "busy", "kind": "swat", "lat": 0, "lon": 0}},
-        updates=updates)
+        updates=[zone()] if updates is None else updates)
 
 
 def test_units_carry_eta_status_kind_ts_and_leave_stale_ones_out():
@@ -141,19 +148,20 @@ def test_units_carry_eta_status_kind_ts_and_leave_stale_ones_out():
 
 def test_the_clock_is_the_newest_zone_clock_else_the_documents_else_wall_time():
     # the newest of the last zone updates (partitions write in any order)
-    r = units_redis(updates=[{"clock": CLOCK - 500_000}, {"clock": CLOCK}, {"clock": CLOCK - 1000}])
+    r = units_redis(updates=[zone(clock=CLOCK - 500_000), zone(clock=CLOCK), zone(clock=CLOCK - 1000)])
     assert [u["unit_id"] for u in client(r).get(f"/units?near={A[0]},{A[1]}", headers=RAUTH).json()] == \
         ["car", "foot", "busy"]
     # an empty stream: the documents' clocks
     r = units_redis(updates=[])
-    r.docs = {"A": {"clock": CLOCK - 1}, "B": {"clock": CLOCK}}
+    r.docs = {"A": zone("A", CLOCK - 1), "B": zone("B", CLOCK)}
     assert len(client(r).get(f"/units?near={A[0]},{A[1]}", headers=RAUTH).json()) == 3
     # nothing at all: wall time, so 2023's fixes are all stale
     r = units_redis(updates=[])
     assert client(r).get(f"/units?near={A[0]},{A[1]}", headers=RAUTH).json() == []
 
     async def now():
-        return await StreamClock(FakeRedis()).now()
+        redis = FakeRedis()
+        return await StreamClock(redis, Hub(redis)).now()
     import asyncio
 
     value, source = asyncio.run(now())
@@ -234,3 +242,57 @@ def test_the_phase_is_null_before_any_and_the_document_after():
     r = c.get("/plan/phase", headers=RAUTH)
     assert (r.status_code, r.json()) == (200, phase)
     assert c.get("/plan/phase").status_code == 401
+
+
+@pytest.mark.parametrize("query", ["caller=13800138000", "Caller=1", "a=1;caller_ref=x", "%63aller=1",
+                                   "callerNumber=1"])
+def test_a_caller_in_a_query_string_is_refused(query):
+    c = client(FakeRedis())
+    r = c.get(f"/zones?{query}", headers=RAUTH)
+    assert r.status_code == 400 and "caller" in r.json()["error"] and "13800138000" not in r.text
+    assert c.get(f"/healthz?{query}").status_code == 400          # open endpoints too
+    from starlette.websockets import WebSocketDisconnect
+
+    with pytest.raises(WebSocketDisconnect):
+        with c.websocket_connect(f"/ws?token={READ}&{query}"):
+            pass
+    assert c.get("/zones?call=1&recall=2", headers=RAUTH).status_code == 200   # only names that say caller
+    assert c.get("/zones;caller=1", headers=RAUTH).status_code == 400               # a parameter in the path
+
+
+# --- the duty plan's documents, checked like the others (gateway/untrusted.py) -------------------
+
+POST_DOC = {"post_id": "gate", "name": "北门 north gate", "lat": A[0], "lon": A[1], "radius_m": 50.0, "phase": "决战",
+            "required": 2, "present": 1, "unit_ids": ["P-1"], "status": "understaffed", "since": CLOCK, "version": 4}
+
+
+def _bad_records(kind: str) -> float:
+    from gateway.metrics import BAD_RECORDS
+
+    return BAD_RECORDS.labels(kind)._value.get()
+
+
+def test_posts_leave_out_a_document_that_does_not_match_its_schema_and_a_bad_phase_is_502():
+    before = _bad_records("post")
+    bad = dict(POST_DOC, post_id="evil", status="<script>")     # not a post status
+    c = client(FakeRedis(docs={"gate": POST_DOC, "evil": bad}))
+    r = c.get("/posts", headers=RAUTH)
+    assert (r.status_code, r.json()) == (200, [POST_DOC])
+    assert _bad_records("post") == before + 1
+    c = client(FakeRedis(strings={"zw:phase": b'{"name": 7}'}))
+    r = c.get("/plan/phase", headers=RAUTH)
+    assert r.status_code == 502 and "phase schema" in r.json()["error"]
+
+
+def test_a_post_updates_entry_is_checked_against_the_schema_its_type_names():
+    from gateway.feed import PostEntry, checked_entry
+
+    good = checked_entry("zw:post-updates", b"5-0", {b"type": b"post", b"state": orjson.dumps(POST_DOC)})
+    assert type(good) is PostEntry and good.typ == "post" and orjson.loads(good.state) == POST_DOC
+    assert good.sse.startswith(b'id: 5-0\nevent: post\ndata: {"type":"post","state":{')
+    before = _bad_records("post"), _bad_records("checkpoint")
+    # a post's document under another type, a type that is none, a forged type (it goes into the JSON text)
+    assert checked_entry("zw:post-updates", b"6-0", {b"type": b"checkpoint", b"state": orjson.dumps(POST_DOC)}) is None
+    assert checked_entry("zw:post-updates", b"7-0", {b"type": b'post","x":"', b"state": orjson.dumps(POST_DOC)}) is None
+    assert checked_entry("zw:post-updates", b"8-0", {b"state": orjson.dumps(POST_DOC)}) is None
+    assert (_bad_records("post"), _bad_records("checkpoint")) == (before[0] + 2, before[1] + 1)
