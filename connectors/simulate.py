@@ -38,6 +38,13 @@ kilometres), from the start and finish areas and from spectators; foot officers 
 course, motorcycles ride it, cars wait at the cross streets; cameras line the course and the rings.
 Defaults: 260 units, 180 cameras, 3 calls and 40 alerts a minute.
 
+The duty plan (CONTRACT §10; `--plan FILE`, default ZONEWATCH_PLAN): units keep the plan's posts
+(of the forces each counts, and a volunteer that does not count), now and then leave and come back;
+sweep riders pass its checkpoints, late when held up; an operator changes the phase mid-run and
+returns to the schedule (plan.commands). `--write-plan FILE` writes the scenario's own plan for the
+run's `--start` (posts at the venue's gates, the marathon's 27 emergency points, gates and
+barriers; sweep checkpoints) and exits: connectors/scenario/duty.py, plans.py.
+
 Time: simulated time starts at `--start` and events carry it as `ts`. `--speed 1` (the default)
 emits each event when due in real time, `--speed 10` ten times faster, `--max` as fast as Kafka
 takes it. `--duration` is in simulated seconds (default: until Ctrl-C). With `--max`, or a speed
@@ -66,6 +73,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import os
 import sys
 import time
 from collections import Counter
@@ -75,12 +83,14 @@ from pathlib import Path
 import orjson
 
 from contract import topics
-from contract.errors import ConfigError, KafkaUnavailable, ProducerError
+from contract.errors import ConfigError, KafkaUnavailable, PlanError, ProducerError
+from contract.plan import load_plan
 from contract.settings import Settings
 
 from . import command
 from .pacing import send_paced
 from .scenario import HEALTH_BY_DEFAULT, SCENARIOS, ZONES_WRITERS, scenario_events
+from .scenario.plans import write_plan
 
 CALLS, GPS, ALERTS, STATUS = topics.CALLS, topics.GPS, topics.ALERTS, topics.STATUS
 
@@ -137,6 +147,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     command.add_kafka_arguments(p)
     p.add_argument("--write-zones", metavar="PATH", type=Path,
                    help="write the zones GeoJSON matching the scenario to PATH and exit")
+    # the duty plan (CONTRACT §10, connectors/scenario/duty.py)
+    p.add_argument("--plan", metavar="FILE", type=Path, default=None,
+                   help="a duty plan (default ZONEWATCH_PLAN): units keep its posts and sweep its checkpoints, "
+                        "and an operator changes the phase mid-run (on plan.commands)")
+    p.add_argument("--phase-after", metavar="SECONDS", type=float, default=None,
+                   help="when the operator's phase change comes, after --start (default: halfway through "
+                        "--duration, or two hours)")
+    p.add_argument("--write-plan", metavar="PATH", type=Path,
+                   help="write the scenario's duty plan for this run's --start to PATH and exit (its phases "
+                        "are in force while the run lasts)")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -192,6 +212,8 @@ async def simulate(events, settings: Settings, speed: float | None, start_ms: in
 
 
 def _valid_shape(ev: dict, topic: str) -> bool:
+    if topic == topics.PLAN_COMMANDS:   # an operator's command (the duty layer)
+        return "command_id" in ev
     lat = ev.get("lat")
     return (topics.KEY_FIELD[topic] in ev and "lat" in ev and "lon" in ev
             and isinstance(lat, float) and -90 <= lat <= 90)
@@ -226,12 +248,22 @@ def run(args: argparse.Namespace) -> int:
             print("zonewatch simulate: warning: without --duration, simulated time runs ahead of the "
                   "wall clock; the pipeline rejects events more than its future tolerance (5 min) ahead",
                   file=sys.stderr)
+    if args.write_plan:
+        path = write_plan(args.scenario, args.write_plan, start_ms)
+        print(f"wrote {path} (phases from {datetime.fromtimestamp(start_ms / 1000, UTC).isoformat()})",
+              file=sys.stderr)
+        return 0
     health = HEALTH_BY_DEFAULT[args.scenario] if args.health is None else args.health
+    plan_path = args.plan or (Path(os.environ["ZONEWATCH_PLAN"]) if os.environ.get("ZONEWATCH_PLAN") else None)
+    try:
+        plan = load_plan(plan_path, os.environ.get("ZONEWATCH_TZ") or "Asia/Shanghai") if plan_path else None
+    except PlanError as exc:
+        return command.fail("simulate", exc, 2)
     try:
         events = scenario_events(args.seed, scenario=args.scenario, units=args.units, cameras=args.cameras,
                                  calls_per_min=args.calls_per_min, alerts_per_min=args.alerts_per_min,
                                  start_ms=start_ms, duration_s=args.duration, bad_rate=args.bad_rate,
-                                 health=health)
+                                 health=health, plan=plan, phase_after_s=args.phase_after)
         events = _checked(events)
     except ValueError as exc:
         return command.fail("simulate", exc, 2)
@@ -262,6 +294,8 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     try:
         used = topics.INPUT_TOPICS if health else (CALLS, GPS, ALERTS)   # no camera.status without health
+        if plan is not None:
+            used = (*used, topics.PLAN_COMMANDS)
         asyncio.run(simulate(events, settings, speed, start_ms, status, used))
     except (ProducerError, KafkaUnavailable) as exc:
         return command.fail("simulate", exc, 1)

@@ -26,6 +26,10 @@ class RulesError(ZonewatchError, ValueError):
     """The level rules file is unusable; the message points at the offending entry."""
 
 
+class PlanError(ZonewatchError, ValueError):
+    """The duty plan (CONTRACT §10) is unusable; the message names the entry and the reason."""
+
+
 # -- input ------------------------------------------------------------------------------------
 
 

@@ -28,9 +28,11 @@ from .settings import Settings
 from .topics import (
     DEADLETTER,
     DEADLETTER_RETENTION_MS,
+    DUTY,
     INCIDENTS,
     INPUT_TOPICS,
     MAX_INPUT_BYTES,
+    PLAN_COMMANDS,
     SLA,
     SNAPSHOT_MAX_BYTES,
     ZONE_EVENTS_RETENTION_MS,
@@ -142,6 +144,9 @@ def topic_specs(s: Settings, partitions: int) -> list[TopicSpec]:
                   kept=("min.compaction.lag.ms", "message.timestamp.type")),
         TopicSpec(s.topic(ZONES_DAILY), partitions, rf, topic_configs={"cleanup.policy": "compact"}),
         TopicSpec(s.topic(DEADLETTER), 1, rf, topic_configs={"retention.ms": str(DEADLETTER_RETENTION_MS)}),
+        TopicSpec(s.topic(DUTY), partitions, rf),
+        # one partition: the commands of a day in one order (the worker orders them by ts anyway)
+        TopicSpec(s.topic(PLAN_COMMANDS), 1, rf),
         TopicSpec(s.internal_zone_events, s.partitions, rf,
                   topic_configs={"retention.ms": str(ZONE_EVENTS_RETENTION_MS), **big}),
         # compacted quickly (small segments, any dirty ratio) so a takeover reads little

@@ -15,6 +15,19 @@ ZONE_UPDATES_MAXLEN = 100_000             # XADD MAXLEN ~
 UNITS = f"{PREFIX}units"                  # GEO set: latest position of every unit, member unit_id
 _ZONE = f"{PREFIX}zone:"                  # + zone id: the JSON document (SET), and its PUBLISH channel
 
+# --- CONTRACT §10 (the duty plan) ---------------------------------------------------------------
+POSTS = f"{PREFIX}posts"                  # SET of every post id written
+CHECKPOINTS = f"{PREFIX}checkpoints"      # SET of every checkpoint id written
+#: STREAM: type post|checkpoint|phase, id, version, state (the JSON document); same rules as ZONE_UPDATES
+POST_UPDATES = f"{PREFIX}post-updates"
+POST_UPDATES_MAXLEN = 100_000
+_POST = f"{PREFIX}post:"                  # + post id: its JSON document (SET), and its PUBLISH channel
+_CHECKPOINT = f"{PREFIX}checkpoint:"      # + checkpoint id: the same
+#: beyond the contract: the phase in force, {"name", "source", "by", "since", "previous", "version"}
+#: (the wall's banner; docs/DUTY.md), written by partition 0's owner
+PHASE = f"{PREFIX}phase"
+DUTY_VERSIONS = f"{PREFIX}duty-versions"  # HASH "post:{id}" / "checkpoint:{id}" / "phase" -> version written
+
 # --- beyond the contract (docs/DESIGN.md "Extra Redis keys") ----------------------------------
 UNITS_AVAILABLE = f"{PREFIX}units:available"  # GEO set of available units (dispatch recommendation)
 UNIT_INFO = f"{PREFIX}unit-info"              # HASH unit_id -> {ts, status, kind, lat, lon}
@@ -35,6 +48,18 @@ OPEN_STATUSES = ("open", "breached")
 def zone(zone_id: str) -> str:
     """`zw:zone:{zone_id}`: the zone's document, and the channel its updates are published on."""
     return f"{_ZONE}{zone_id}"
+
+
+def post(post_id: str) -> str:
+    """`zw:post:{post_id}` (CONTRACT §10): {"post_id", "name", "lat", "lon", "radius_m", "phase",
+    "required", "present", "unit_ids", "status", "since", "version"}."""
+    return f"{_POST}{post_id}"
+
+
+def checkpoint(checkpoint_id: str) -> str:
+    """`zw:checkpoint:{checkpoint_id}` (CONTRACT §10): {"checkpoint_id", "name", "lat", "lon",
+    "radius_m", "last_visit", "last_unit", "every_s", "overdue", "overdue_since", "version"}."""
+    return f"{_CHECKPOINT}{checkpoint_id}"
 
 
 def incident(call_id: str) -> str:

@@ -31,7 +31,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from . import events, keys, response, topics, zones
+from . import events, keys, plan, response, topics, zones
 from .response import MAX_CORROBORATING, MAX_RECOMMENDED
 
 Schema = dict[str, Any]
@@ -428,7 +428,11 @@ def _zone_doc() -> Schema:
                                      "point in it when none) in which a fix of any unit fell in the last 60 min / "
                                      "8 h of stream clock, 2 decimals (CONTRACT §3 v3)"),
     }
-    req = [k for k in props if k != "reach"]
+    # CONTRACT §10: the posts lying in the zone by status, with a duty plan (absent without one)
+    props["posts"] = _obj({"required": _count("posts whose phase requires units now (not off)"),
+                           "manned": _count(), "understaffed": _count(), "empty": _count()},
+                          description="posts lying in the zone by status (CONTRACT §10; absent without a plan)")
+    req = [k for k in props if k not in ("reach", "posts")]
     return _obj(props, req)
 
 
@@ -466,7 +470,62 @@ def _daily() -> Schema:
     if set(props) != set(topics.DAILY_FIELDS):  # contract/topics.py changed: say which field to describe
         raise AssertionError(f"contract/schemas.py describes {sorted(props)}, topics.DAILY_FIELDS is "
                              f"{sorted(topics.DAILY_FIELDS)}: update _daily()")
-    return _obj({f: props[f] for f in topics.DAILY_FIELDS})
+    minutes = {"type": "number", "minimum": 0}
+    props["post_minutes_understaffed"] = {**minutes, "description": "minutes the zone's posts spent understaffed "
+                                          "that day (CONTRACT §10; with a duty plan)"}
+    props["post_minutes_empty"] = {**minutes, "description": "minutes the zone's posts spent empty that day"}
+    props["checkpoint_misses"] = _count("times a checkpoint in the zone became overdue that day")
+    return _obj({f: props[f] for f in (*topics.DAILY_FIELDS, *topics.DAILY_DUTY_FIELDS)}, topics.DAILY_FIELDS)
+
+
+POST_STATUSES = ("off", "manned", "understaffed", "empty")
+_POINT_ID = {"type": "string", "minLength": 1, "maxLength": plan.MAX_ID_LEN}
+_PHASE_NAME = {"type": ["string", "null"], "description": "a phase of the plan, or null (none in force)"}
+
+
+def _duty_event() -> Schema:
+    """duty.events (CONTRACT §10): one of three records."""
+    post = _obj({"type": {"const": "post_status"}, "post_id": _POINT_ID, "status": {"enum": list(POST_STATUSES)},
+                 "previous": {"enum": list(POST_STATUSES)}, "required": _count("units the phase requires"),
+                 "present": _count("units counted at the post"), "ts": _ms("when the status began")})
+    cp = _obj({"type": {"enum": ["checkpoint_overdue", "checkpoint_visited"]}, "checkpoint_id": _POINT_ID,
+               "unit_id": {"type": ["string", "null"], "description": "the visiting unit; null for an overdue"},
+               "ts": _ms("the visit's fix ts, or the instant it became overdue")})
+    phase = _obj({"type": {"const": "phase"}, "name": _PHASE_NAME, "previous": _PHASE_NAME,
+                  "source": {"enum": ["schedule", "operator"]},
+                  "by": {"type": ["string", "null"], "description": "the operator whose command it was; null for a "
+                                                                    "schedule boundary"},
+                  "ts": _ms("when the phase came into force")})
+    return {"oneOf": [post, cp, phase]}
+
+
+def _post_doc() -> Schema:
+    return _obj({"post_id": _POINT_ID, "name": {"type": "string"}, "lat": _coord(90.0, "latitude"),
+                 "lon": _coord(180.0, "longitude"), "radius_m": {"type": "number", "exclusiveMinimum": 0},
+                 "phase": _PHASE_NAME, "required": _count("units the phase in force requires"),
+                 "present": _count("units counted: latest fix within 120 s, inside, not off duty, of a counted force"),
+                 "unit_ids": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
+                 "status": {"enum": list(POST_STATUSES)},
+                 "since": {"type": ["integer", "null"], "description": "stream ts the status began (null: never "
+                                                                       "changed from off)"},
+                 "version": {"type": "integer", "minimum": 1, "description": "strictly increasing per post"}})
+
+
+def _checkpoint_doc() -> Schema:
+    return _obj({"checkpoint_id": _POINT_ID, "name": {"type": "string"}, "lat": _coord(90.0, "latitude"),
+                 "lon": _coord(180.0, "longitude"), "radius_m": {"type": "number", "exclusiveMinimum": 0},
+                 "last_visit": {"type": ["integer", "null"], "description": "largest ts of a fix within radius_m"},
+                 "last_unit": {"type": ["string", "null"]},
+                 "every_s": {"type": ["integer", "null"], "description": "the phase in force's maximum interval"},
+                 "overdue": {"type": "boolean"},
+                 "overdue_since": {"type": ["integer", "null"], "description": "when it became overdue"},
+                 "version": {"type": "integer", "minimum": 1}})
+
+
+def _phase_doc() -> Schema:
+    return _obj({"name": _PHASE_NAME, "source": {"enum": ["schedule", "operator"]},
+                 "by": {"type": ["string", "null"]}, "since": {"type": ["integer", "null"]},
+                 "previous": _PHASE_NAME, "version": {"type": "integer", "minimum": 1}})
 
 
 def _deadletter() -> Schema:
@@ -650,6 +709,16 @@ _TOPIC_SCHEMAS: dict[str, tuple[str, str, Any, list[Any]]] = {
                          {"topic": "drill.patrol.gps", "partition": 0, "offset": 3, "reason": "invalid JSON: ...",
                           "raw": "/w==", "raw_encoding": "base64"}]),
 }
+_TOPIC_SCHEMAS[topics.DUTY] = (
+    "duty.events record", "The duty plan's audit trail (CONTRACT §10): a post's status change, a checkpoint "
+    "visited or overdue, a phase change with who and when; key post or checkpoint id, or \"phase\".", _duty_event,
+    [{"type": "post_status", "post_id": "gate-3", "status": "understaffed", "previous": "manned", "required": 4,
+      "present": 3, "ts": _T},
+     {"type": "checkpoint_overdue", "checkpoint_id": "cp-12", "unit_id": None, "ts": _T},
+     {"type": "phase", "name": "决战", "previous": "临战", "source": "operator", "by": "值班长 王", "ts": _T}])
+_EX_POST = {"post_id": "gate-3", "name": "3号门", "lat": 36.06, "lon": 103.83, "radius_m": 50.0, "phase": "决战",
+            "required": 4, "present": 3, "unit_ids": ["P-1", "P-2", "A-7"], "status": "understaffed", "since": _T,
+            "version": 5}
 #: Redis documents (CONTRACT §3; contract/keys.py) and gateway items
 _DOC_SCHEMAS: dict[str, tuple[str, str, Any, list[Any]]] = {
     "zone": ("Zone document", "Redis zw:zone:{zone_id} (SET, PUBLISH, and the `state` of zw:zone-updates); "
@@ -658,6 +727,17 @@ _DOC_SCHEMAS: dict[str, tuple[str, str, Any, list[Any]]] = {
                  "GET /incidents items (docs/DESIGN.md \"Open incidents on the wall\").", _wall_incident, [_EX_WALL]),
     "incident-timeline": ("Incident timeline", "Redis zw:incident:{call_id}, kept 48 h; GET /incidents/{call_id} "
                           "(contract/keys.py incident()).", _timeline, [_EX_TIMELINE]),
+    "post": ("Post document", "Redis zw:post:{post_id} (SET, PUBLISH, the `state` of zw:post-updates type post); "
+             "GET /posts items (CONTRACT §10).", _post_doc, [_EX_POST]),
+    "checkpoint": ("Checkpoint document", "Redis zw:checkpoint:{checkpoint_id} (the `state` of zw:post-updates "
+                   "type checkpoint); GET /checkpoints items (CONTRACT §10).", _checkpoint_doc,
+                   [{"checkpoint_id": "cp-12", "name": "12号桥", "lat": 36.07, "lon": 103.85, "radius_m": 80.0,
+                     "last_visit": _T - 1_000_000, "last_unit": "M-4", "every_s": 900, "overdue": True,
+                     "overdue_since": _T - 99_999, "version": 9}]),
+    "phase": ("Phase in force", "Redis zw:phase (the `state` of zw:post-updates type phase); GET /plan/phase "
+              "(docs/DUTY.md).", _phase_doc,
+              [{"name": "决战", "source": "operator", "by": "值班长 王", "since": _T, "previous": "临战",
+                "version": 3}]),
     "unit": ("Unit near a point", "GET /units items (Redis zw:units, GEO).", _unit,
              [{"unit_id": "P-117", "lat": 34.7466, "lon": 113.6253, "distance_m": 412.5, "eta_s": 384,
                "status": "available", "kind": "foot", "ts": 1686439790000}]),
@@ -712,6 +792,8 @@ def record_key(topic: str, record: dict[str, Any]) -> str | None:
         return str(record["zone_id"])
     if topic == topics.ZONES_DAILY:
         return f"{record['date']}{DAILY_KEY_SEP}{record['zone_id']}"
+    if topic == topics.DUTY:
+        return str(record.get("post_id") or record.get("checkpoint_id") or plan.COMMAND_KEY)
     return None
 
 
@@ -771,6 +853,8 @@ def _key_schema(topic: str) -> Schema:
     if topic == topics.ZONES_DAILY:
         return {"type": "string", "pattern": _rx(r"\d{4}-\d{2}-\d{2}\|.+"),
                 "description": "\"{date}|{zone_id}\" of the record"}
+    if topic == topics.DUTY:
+        return {"type": "string", "description": "the record's post_id or checkpoint_id, or \"phase\""}
     return {"type": ["string", "null"], "maxLength": events.DEADLETTER_RAW_LIMIT,
             "description": "the rejected record's original key; null when it had none or it was over 64 KiB"}
 

@@ -208,6 +208,8 @@ class Settings:
     unit_stale_ms: int = 120_000      # CONTRACT §3: a fix older than this makes a unit absent (no variable)
     rules: Path | None = setting(None, "ZONEWATCH_RULES", "a level rules file (unset: the default rules)",
                                  read=_read_optional_file)
+    plan: Path | None = setting(None, "ZONEWATCH_PLAN", "the duty plan (CONTRACT §10; docs/DUTY.md), a TOML "
+                                "file (unset: no plan)", read=_read_user_file)
     # A day of duty (docs/DESIGN.md): the grace (CONTRACT §3, §7), the watermark's bounds, how fast
     # a dead worker's partitions move, state snapshots.
     grace_ms: int = setting(600_000, "ZONEWATCH_GRACE_S", "how late a call may be read and still have its "
@@ -270,6 +272,8 @@ class Settings:
                     raise ConfigError(refused)
         if not self.zones.is_file():
             raise ConfigError(f"ZONEWATCH_ZONES={self.zones} does not exist or is not a file")
+        if self.plan is not None and not Path(self.plan).is_file():
+            raise ConfigError(f"ZONEWATCH_PLAN={self.plan} does not exist or is not a file")
         self.check_security()
 
     def check_security(self) -> None:

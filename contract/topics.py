@@ -25,7 +25,13 @@ ZONES_STATE = "zones.state"       # key zone_id, compacted: the Redis zone docum
 #: day goes on, `final: true` once the stream clock passed the next local midnight plus the grace
 ZONES_DAILY = "zones.daily"
 DEADLETTER = "ingest.deadletter"  # key: original key: {topic, partition, offset, reason, raw, raw_encoding}
-OUTPUT_TOPICS = (INCIDENTS, SLA, ZONES_STATE, ZONES_DAILY, DEADLETTER)
+DUTY = "duty.events"              # key post or checkpoint id, or "phase" (CONTRACT §10): the duty audit trail
+OUTPUT_TOPICS = (INCIDENTS, SLA, ZONES_STATE, ZONES_DAILY, DEADLETTER, DUTY)
+
+# --- commands (CONTRACT §10) --------------------------------------------------------------------
+#: key "phase": an operator's phase command, written by the gateway (POST /plan/phase), read by
+#: ingest like an input and sent to every partition (contract.plan.phase_command is the record)
+PLAN_COMMANDS = "plan.commands"
 
 #: A zones.daily record (CONTRACT §4; docs/COMMANDS.md "The daily briefing"):
 #:   {"date": "2023-06-12", "zone_id", "name", "kind", "ring", "tz": "Asia/Shanghai", "final": bool,
@@ -44,6 +50,11 @@ DAILY_FIELDS = ("date", "zone_id", "name", "kind", "ring", "tz", "final", "clock
                 "calls_by_category", "calls_by_priority", "calls_by_lang", "alerts", "alerts_by_type",
                 "hourly", "response", "once")
 
+#: with a duty plan (CONTRACT §10) a zones.daily record also has these: minutes the posts lying in
+#: the zone spent understaffed / empty that day (periods closed by a later status; the status is noted
+#: again at every local midnight), and how often a checkpoint in it became overdue that day
+DAILY_DUTY_FIELDS = ("post_minutes_understaffed", "post_minutes_empty", "checkpoint_misses")
+
 # --- internal ({prefix}{app_id}-{suffix}) -------------------------------------------------------
 #: batches of normalised events per zone partition (streams/records.py)
 ZONE_EVENTS_SUFFIX = "zone-events"
@@ -52,6 +63,8 @@ SNAPSHOTS_SUFFIX = "snapshots"
 
 #: metric label `source` per input topic (CONTRACT §5)
 SOURCE_OF_TOPIC = {CALLS: "calls", GPS: "gps", ALERTS: "alerts", STATUS: "status"}
+#: the same for every topic ingest reads (dead letters and rejections of a command count as `plan`)
+METRIC_SOURCE = {**SOURCE_OF_TOPIC, PLAN_COMMANDS: "plan"}
 #: the field that is the Kafka message key per input topic
 KEY_FIELD = {CALLS: "call_id", GPS: "unit_id", ALERTS: "camera_id", STATUS: "camera_id"}
 

@@ -30,12 +30,14 @@ also take `?token=`):
                              snapshot or resume, then one `incident` event per zw:incident-updates
                              entry; these carry no `id:`, so Last-Event-ID stays a zone-updates id
   WS  /ws                    the same feed as JSON messages over a WebSocket
+  GET /posts  /checkpoints   the duty plan's posts and checkpoints (CONTRACT §10; gateway/duty.py)
+  GET|POST /plan/phase       the phase in force; an operator's phase command (ingest token)
   GET /stats                 the worker's e2e latency (p50/p99 over the last 30 s, scraped from its
                              /metrics), connected clients, the stream's time zone
   GET /schemas/{name}.json   the published JSON Schemas (contract/schemas.py), no token; /schemas/index.json
   GET /healthz  /metrics  /openapi.json
-  GET /  /static/{wall.js,html.js,wall.css,rewind.js}   the wall (rewind.js: its time slider),
-                             with a strict Content-Security-Policy
+  GET /  /static/{wall.js,html.js,wall.css,rewind.js,duty.js}   the wall (rewind.js: its time slider;
+                             duty.js: the duty plan's layer), with a strict Content-Security-Policy
 
 Fan-out: ONE task per gateway process reads zw:zone-updates with XREAD BLOCK and puts each entry
 (encoded once, shared by every client) into each client's bounded queue without awaiting anyone.
@@ -115,8 +117,9 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
     from starlette.routing import Route, WebSocketRoute
 
     from contract import redisurl
+    from contract.plan import load_plan
     from contract.zones import load_zones, zones_geojson
-    from gateway import live, logs, openapi, rest, schemas
+    from gateway import duty, live, logs, openapi, rest, schemas
     from gateway.auth import NoCallerInURLs, Tokens
     from gateway.clock import StreamClock
     from gateway.context import Context
@@ -138,7 +141,8 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
     reader = redisurl.async_client(settings.redis, pool_timeout=30, max_connections=1, health_check_interval=30)
     conn_kw = reader.connection_pool.connection_kwargs
     conn_kw["socket_timeout"] = max(conn_kw.get("socket_timeout") or 0, READ_BLOCK_MS / 1000 + READER_TIMEOUT_MARGIN_S)
-    hub = Hub(redis, queue_size=queue_size, heartbeat_s=heartbeat_s, reader=reader)
+    # with a duty plan the feed carries zw:post-updates too (gateway/feed.py)
+    hub = Hub(redis, queue_size=queue_size, heartbeat_s=heartbeat_s, reader=reader, duty=settings.plan is not None)
     intake = Intake(settings, **(intake_options or {})) if tokens.intake else None
     context = Context(settings=settings, tokens=tokens, redis=redis, hub=hub,
                       stats=WorkerStats(list(worker_metrics) or [DEFAULT_WORKER_METRICS]),
@@ -184,6 +188,11 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
         Route("/incidents/{call_id:path}", rest.incident_one),
         Route("/ingest/{source}", rest.ingest, methods=["POST"]),
         Route("/stats", rest.stats),
+        # the duty plan (CONTRACT §10, gateway/duty.py)
+        Route("/posts", duty.posts),
+        Route("/checkpoints", duty.checkpoints),
+        Route("/plan/phase", duty.phase, methods=["GET"]),
+        Route("/plan/phase", duty.set_phase, methods=["POST"]),
         Route("/stream", live.stream),
         WebSocketRoute("/ws", live.ws),
     ]
@@ -196,6 +205,8 @@ def create_app(settings: Settings, *, insecure: bool = False, cors_origins=(), w
                     exception_handlers={RedisError: redis_down})
     app.state.gw = context
     app.state.hub = hub
+    # the duty plan, for POST /plan/phase (a bad plan is refused at start, as by the worker)
+    app.state.plan = load_plan(settings.plan, settings.tz) if settings.plan else None
     return app
 
 

@@ -1,6 +1,12 @@
 """The live feed: one reader of zw:zone-updates (and zw:incident-updates) per gateway process,
 fanned out to every connected client, and the two framings of it (SSE and WebSocket).
 
+With a duty plan (CONTRACT §10) the reader also follows zw:post-updates: a `posts` snapshot (every
+post, checkpoint and the phase in force) before the zones' `snapshot`, then one `post` event per
+entry, resumable like zone events. Every event's `id:` is then the client's position in both
+streams, `{zone-updates id}.{post-updates id}` (a resume with a zone id alone gets a fresh `posts`
+snapshot); without a plan ids are zone-updates ids, as they always were.
+
 The reader puts each entry (encoded once, shared by every client) into each client's bounded queue
 without awaiting anyone. A client whose queue is full is marked "resync needed": its queue is
 emptied, further entries are dropped for it, and its writer next sends `resync` and a fresh
@@ -49,17 +55,24 @@ def id_key(stream_id: str | bytes) -> tuple[int, int]:
 
 def parse_last_event_id(raw: str | None) -> str | None:
     """None when absent; ValueError unless it is a stream id `<ms>-<seq>` of ASCII digits with
-    each part within 64 bits (what Redis accepts)."""
+    each part within 64 bits (what Redis accepts), or two of them joined by `.` (a zone-updates and a
+    post-updates id, with a duty plan)."""
     if raw is None:
         return None
     raw = raw.strip(" \t")
     if raw == "":
         return None
-    m = ID_RE.fullmatch(raw)
-    if m is None or int(m[1]) > ID_PART_MAX or int(m[2]) > ID_PART_MAX:
-        raise ValueError(f"Last-Event-ID {raw[:60]!r} is not a zw:zone-updates id like 1686440000000-0 "
-                         f"(two parts of ASCII digits, each at most {ID_PART_MAX})")
+    for part in raw.split(".", 1):
+        m = ID_RE.fullmatch(part)
+        if m is None or int(m[1]) > ID_PART_MAX or int(m[2]) > ID_PART_MAX:
+            raise ValueError(f"Last-Event-ID {raw[:60]!r} is not a zw:zone-updates id like 1686440000000-0 "
+                             f"(two parts of ASCII digits, each at most {ID_PART_MAX}), optionally followed "
+                             "by `.` and a zw:post-updates id")
     return raw
+
+
+def _id_str(key: tuple[int, int]) -> str:
+    return f"{key[0]}-{key[1]}"
 
 
 class Entry:
@@ -81,7 +94,14 @@ class Entry:
         return b"id: %s\nevent: zone\ndata: %s\n\n" % (self.id.encode(), self.state)
 
     def _ws_text(self) -> str:
-        return f'{{"type":"zone","id":"{self.id}","state":{self.state.decode()}}}'
+        return self.ws_with_id(self.id)
+
+    def body(self) -> bytes:
+        """The SSE frame without its `id:` line (a duty plan's per-client ids: `Marked`)."""
+        return b"event: zone\ndata: %s\n\n" % self.state
+
+    def ws_with_id(self, eid: str) -> str:
+        return f'{{"type":"zone","id":"{eid}","state":{self.state.decode()}}}'
 
     @property
     def sse(self) -> bytes:
@@ -111,13 +131,64 @@ class IncidentEntry(Entry):
         return f'{{"type":"incident","state":{self.state.decode()}}}'
 
 
+class PostEntry(Entry):
+    """One zw:post-updates entry (CONTRACT §10): a post's, a checkpoint's or the phase's document
+    after a change, checked against its schema; `data` is {"type": "post" | "checkpoint" | "phase",
+    "state": document}."""
+
+    __slots__ = ("typ",)
+    KIND = "post"
+
+    def __init__(self, sid: str, typ: str, state: bytes):
+        super().__init__(sid, state)
+        self.typ = typ   # one of untrusted.DUTY's keys: safe inside the JSON text as it is
+
+    def _sse_frame(self) -> bytes:
+        return b"id: %s\n%s" % (self.id.encode(), self.body())
+
+    def body(self) -> bytes:
+        return b'event: post\ndata: {"type":"%s","state":%s}\n\n' % (self.typ.encode(), self.state)
+
+    def ws_with_id(self, eid: str) -> str:
+        return f'{{"type":"post","id":"{eid}","kind":"{self.typ}","state":{self.state.decode()}}}'
+
+
+class Marked:
+    """An entry as one client gets it with a duty plan: its id is that client's position in both
+    streams after it (zone-updates id . post-updates id)."""
+
+    __slots__ = ("entry", "eid")
+
+    def __init__(self, entry: Entry, sub: Subscriber):
+        self.entry, self.eid = entry, f"{_id_str(sub.mark)}.{_id_str(sub.post_mark)}"
+
+    @property
+    def sse(self) -> bytes:
+        return b"id: %s\n%s" % (self.eid.encode(), self.entry.body())
+
+    @property
+    def ws(self) -> str:
+        return self.entry.ws_with_id(self.eid)
+
+
 def checked_entry(stream: str, sid: bytes | str, fields: dict) -> Entry | None:
-    """The entry `sid` of zw:zone-updates or zw:incident-updates with its `state` checked; None
-    (skipped, counted, logged once) when the state does not match its schema."""
+    """The entry `sid` of zw:zone-updates, zw:incident-updates or zw:post-updates with its `state`
+    checked (a post-updates entry against the schema its `type` names); None (skipped, counted,
+    logged once) when the state does not match its schema."""
     sid = sid.decode() if isinstance(sid, bytes) else sid
     if stream == keys.ZONE_UPDATES:
         doc = untrusted.ZONE.read(fields.get(b"state"), f"{stream} {sid}")
         return None if doc is None else Entry(sid, doc.json)
+    if stream == keys.POST_UPDATES:
+        raw_typ = fields.get(b"type", b"")
+        typ = raw_typ.decode(errors="replace") if isinstance(raw_typ, bytes) else str(raw_typ)
+        kind = untrusted.DUTY.get(typ)
+        if kind is None:   # not a duty document's type: counted as a bad post record
+            untrusted.POST.reject(raw_typ if isinstance(raw_typ, bytes) else typ.encode(), f"{stream} {sid}",
+                                  f"type {typ[:40]!r} is none of {', '.join(untrusted.DUTY)}")
+            return None
+        doc = kind.read(fields.get(b"state"), f"{stream} {sid}")
+        return None if doc is None else PostEntry(sid, typ, doc.json)
     doc = untrusted.INCIDENT.read(fields.get(b"state"), f"{stream} {sid}")
     return None if doc is None else IncidentEntry(sid, doc.json)
 
@@ -159,7 +230,7 @@ class Trimmed:
 class Subscriber:
     """A connected client: a bounded queue filled by the reader, drained by the client's writer."""
 
-    __slots__ = ("queue", "resync", "reason", "mark", "inc_mark", "transport", "closed")
+    __slots__ = ("queue", "resync", "reason", "mark", "inc_mark", "post_mark", "transport", "closed")
 
     def __init__(self, maxsize: int, transport: str):
         self.queue: asyncio.Queue = asyncio.Queue(maxsize)
@@ -167,6 +238,7 @@ class Subscriber:
         self.reason = ""
         self.mark: tuple[int, int] = (0, 0)  # id of the newest update this client has been given
         self.inc_mark: tuple[int, int] = (0, 0)  # the same for zw:incident-updates
+        self.post_mark: tuple[int, int] = (0, 0)  # and for zw:post-updates (a duty plan)
         self.transport = transport
         self.closed = False             # unregistered: its writer must stop at its next step
 
@@ -211,7 +283,7 @@ class Hub:
     """The shared reader of zw:zone-updates and the set of connected clients."""
 
     def __init__(self, redis, queue_size: int = DEFAULT_QUEUE, heartbeat_s: float = DEFAULT_HEARTBEAT_S,
-                 reader=None):
+                 reader=None, duty: bool = False):
         self.redis = redis                 # the shared pool: snapshots, catch-ups, REST
         self.reader = reader or redis      # the reader's own connection (socket timeout > XREAD BLOCK)
         self.queue_size = queue_size
@@ -220,6 +292,8 @@ class Hub:
         self.subs: set[Subscriber] = set()
         self.last_id: str | None = "0-0"   # None: unknown (Redis was down at start)
         self.inc_last_id = "0-0"
+        self.duty = duty                   # a duty plan: zw:post-updates too (the module's docstring)
+        self.post_last_id = "0-0"
         self._tasks: list[asyncio.Task] = []
         self.reading = False
 
@@ -228,6 +302,8 @@ class Hub:
         try:
             self.last_id = await self._top_id()
             self.inc_last_id = await self._top_id(keys.INCIDENT_UPDATES)
+            if self.duty:
+                self.post_last_id = await self._top_id(keys.POST_UPDATES)
         except Exception as exc:  # Redis down at start: the reader retries from the beginning
             log.warning("cannot read %s at start (%s); will retry", keys.ZONE_UPDATES, exc)
             self.last_id = None
@@ -276,10 +352,13 @@ class Hub:
                 if self.last_id is None:
                     self.last_id = await self._top_id()
                     self.inc_last_id = await self._top_id(keys.INCIDENT_UPDATES)
+                    if self.duty:
+                        self.post_last_id = await self._top_id(keys.POST_UPDATES)
                 self.reading = True
-                resp = await self.reader.xread({keys.ZONE_UPDATES: self.last_id,
-                                               keys.INCIDENT_UPDATES: self.inc_last_id},
-                                              count=READ_COUNT, block=READ_BLOCK_MS)
+                streams = {keys.ZONE_UPDATES: self.last_id, keys.INCIDENT_UPDATES: self.inc_last_id}
+                if self.duty:
+                    streams[keys.POST_UPDATES] = self.post_last_id
+                resp = await self.reader.xread(streams, count=READ_COUNT, block=READ_BLOCK_MS)
                 delay = 0.2
                 if not resp:
                     await self._check_reset()
@@ -287,6 +366,7 @@ class Hub:
                 for stream, entries in resp:
                     stream = stream.decode() if isinstance(stream, bytes) else stream
                     zones = stream == keys.ZONE_UPDATES
+                    posts = stream == keys.POST_UPDATES
                     for n, (sid, fields) in enumerate(entries, 1):
                         entry = checked_entry(stream, sid, fields)
                         if entry is not None:
@@ -295,6 +375,8 @@ class Hub:
                         # past a skipped entry too: the next read starts after it
                         if zones:
                             self.last_id = sid.decode() if isinstance(sid, bytes) else sid
+                        elif posts:
+                            self.post_last_id = sid.decode() if isinstance(sid, bytes) else sid
                         else:
                             self.inc_last_id = sid.decode() if isinstance(sid, bytes) else sid
                         if n % self.yield_every == 0:
@@ -303,7 +385,7 @@ class Hub:
                             await asyncio.sleep(0)
                     if zones:
                         UPDATES.inc(len(entries))
-                    else:
+                    elif not posts:
                         INCIDENT_UPDATES.inc(len(entries))
             except asyncio.CancelledError:
                 raise
@@ -328,6 +410,13 @@ class Hub:
                         keys.INCIDENT_UPDATES, inc_top, self.inc_last_id)
             self.inc_last_id = inc_top
             reset = True
+        if self.duty:
+            post_top = await self._top_id(keys.POST_UPDATES)
+            if id_key(post_top) < id_key(self.post_last_id):
+                log.warning("%s was recreated (last id %s < %s): every client resyncs",
+                            keys.POST_UPDATES, post_top, self.post_last_id)
+                self.post_last_id = post_top
+                reset = True
         if reset:
             for sub in tuple(self.subs):
                 sub.force_resync("reset")
@@ -400,22 +489,53 @@ class Hub:
         docs.sort(key=lambda d: d.order)   # (ts, call_id): every checked entry has both, of one type
         return Snapshot(sid, [d.json for d in docs])
 
-    async def catch_up(self, sub: Subscriber, last_id: str):
-        """Yield lists of entries after `last_id` (exclusive); a `Trimmed` (and nothing more) if
-        some are gone."""
+    async def posts(self, sub: Subscriber) -> Snapshot:
+        """Every post, checkpoint and the phase in force as {"type", "state"} (a duty plan), each
+        checked against its schema (a bad one left out), with zw:post-updates' last id read BEFORE
+        the documents (the worker SETs before it XADDs)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xrevrange(keys.POST_UPDATES, "+", "-", count=1)
+        pipe.smembers(keys.POSTS)
+        pipe.smembers(keys.CHECKPOINTS)
+        pipe.get(keys.PHASE)
+        top, post_ids, cp_ids, phase = await pipe.execute(raise_on_error=False)
+        top = readable(top, keys.POST_UPDATES, untrusted.POST, [])
+        sid = top[0][0].decode() if top else "0-0"
+        docs = []
+        for typ, index, ids, key_of in (("post", keys.POSTS, post_ids, keys.post),
+                                        ("checkpoint", keys.CHECKPOINTS, cp_ids, keys.checkpoint)):
+            kind = untrusted.DUTY[typ]
+            names = sorted(m.decode(errors="replace") if isinstance(m, bytes) else m
+                           for m in readable(ids, index, kind, set()))
+            for name, js in zip(names, await self.redis.mget([key_of(i) for i in names]) if names else [],
+                                strict=True):
+                checked = kind.read(js, key_of(name)) if js else None   # a member without its document: gone
+                if checked is not None:
+                    docs.append(b'{"type":"%s","state":%s}' % (typ.encode(), checked.json))
+        phase = readable(phase, keys.PHASE, untrusted.PHASE, None)
+        if phase:
+            checked = untrusted.PHASE.read(phase, keys.PHASE)
+            if checked is not None:
+                docs.append(b'{"type":"phase","state":%s}' % checked.json)
+        sub.post_mark = id_key(sid)
+        return Snapshot(sid, docs)
+
+    async def catch_up(self, sub: Subscriber, last_id: str, stream: str = keys.ZONE_UPDATES):
+        """Yield lists of entries of `stream` (zone updates, or a duty plan's post updates) after
+        `last_id` (exclusive); a `Trimmed` (and nothing more) if some are gone."""
         start = last_id
         first = True
         while True:
             pipe = self.redis.pipeline(transaction=False)
-            pipe.xrange(keys.ZONE_UPDATES, f"({start}", "+", count=CATCHUP_PAGE)
-            pipe.xinfo_stream(keys.ZONE_UPDATES)  # after the XRANGE: trimming only moves forward
+            pipe.xrange(stream, f"({start}", "+", count=CATCHUP_PAGE)
+            pipe.xinfo_stream(stream)  # after the XRANGE: trimming only moves forward
             entries, info = await pipe.execute(raise_on_error=False)
             skey = id_key(start)
             if isinstance(info, Exception):
                 if "no such key" not in str(info).lower():
                     raise info
                 if skey != (0, 0):
-                    yield Trimmed(f"{keys.ZONE_UPDATES} does not exist")
+                    yield Trimmed(f"{stream} does not exist")
                 return
             last_gen = id_key(info.get("last-generated-id") or b"0-0")
             first_entry = info.get("first-entry")
@@ -441,10 +561,13 @@ class Hub:
             first = False
             if not entries:
                 return
-            batch = [e for sid, fields in entries if (e := checked_entry(keys.ZONE_UPDATES, sid, fields))]
+            batch = [e for sid, fields in entries if (e := checked_entry(stream, sid, fields))]
             last = entries[-1][0]
             start = last.decode() if isinstance(last, bytes) else last
-            sub.mark = id_key(start)          # past skipped entries too
+            if stream == keys.ZONE_UPDATES:   # past skipped entries too
+                sub.mark = id_key(start)
+            else:
+                sub.post_mark = id_key(start)
             if batch:
                 yield batch
             if len(entries) < CATCHUP_PAGE:
@@ -454,7 +577,10 @@ class Hub:
         """The feed for one client as batches of ("snapshot", Snapshot) / ("resync", reason) /
         ("zone", Entry) / ("ping", None). The client must be registered before this starts; the
         feed ends once the client is unregistered (`sub.closed`), whatever it was awaiting."""
-        if last_id is None:
+        if self.duty:   # the duty plan's feed as well (ids in both streams)
+            async for batch in self._duty_start(sub, last_id):
+                yield batch
+        elif last_id is None:
             yield [("snapshot", await self.snapshot(sub)), ("incidents", await self.incidents(sub))]
         else:
             yield [("incidents", await self.incidents(sub))]
@@ -480,8 +606,7 @@ class Hub:
                     return
                 if it is RESYNC:
                     out.append(("resync", sub.reason))
-                    out.append(("snapshot", await self.snapshot(sub)))
-                    out.append(("incidents", await self.incidents(sub)))
+                    out += await self._snapshots(sub)
                 elif it is PING:
                     if len(items) == 1:
                         out.append(("ping", None))
@@ -489,10 +614,58 @@ class Hub:
                     if it.key > sub.inc_mark:   # already in the incidents snapshot: skip
                         sub.inc_mark = it.key
                         out.append(("incident", it))
+                elif it.KIND == "post":
+                    if it.key > sub.post_mark:   # already in the posts snapshot or catch-up: skip
+                        sub.post_mark = it.key
+                        out.append(("post", Marked(it, sub)))
                 elif it.key > sub.mark:   # already sent by the snapshot or the catch-up: skip
                     sub.mark = it.key
-                    out.append(("zone", it))
+                    out.append(("zone", Marked(it, sub) if self.duty else it))
             if out:
+                yield out
+
+
+    async def _snapshots(self, sub: Subscriber) -> list[tuple[str, Any]]:
+        """What a client gets first or after a resync: with a duty plan the `posts` snapshot, then
+        the zones' (its id the position in both streams), then the incidents."""
+        if not self.duty:
+            return [("snapshot", await self.snapshot(sub)), ("incidents", await self.incidents(sub))]
+        posts = await self.posts(sub)
+        snap = await self.snapshot(sub)
+        snap.id = f"{snap.id}.{posts.id}"
+        return [("posts", posts), ("snapshot", snap), ("incidents", await self.incidents(sub))]
+
+    async def _duty_start(self, sub: Subscriber, last_id: str | None):
+        """The start of a client's feed with a duty plan: snapshots, or the catch-up of both
+        streams from `{zone id}.{post id}` (a zone id alone: the zones' catch-up and a fresh
+        `posts` snapshot)."""
+        if last_id is None:
+            yield await self._snapshots(sub)
+            return
+        zone_id, _, post_id = last_id.partition(".")
+        yield [("incidents", await self.incidents(sub))]
+        sub.mark = id_key(zone_id)
+        if post_id:
+            sub.post_mark = id_key(post_id)
+        else:
+            yield [("posts", await self.posts(sub))]
+        for stream, start in ((keys.ZONE_UPDATES, zone_id), (keys.POST_UPDATES, post_id)):
+            if not start:
+                continue
+            async for batch in self.catch_up(sub, start, stream):
+                if isinstance(batch, Trimmed):
+                    log.info("client resumed at %s: %s; resync", last_id, batch.why)
+                    RESYNCS.labels("trimmed").inc()
+                    yield [("resync", "trimmed"), *await self._snapshots(sub)]
+                    return
+                out = []
+                for e in batch:   # each with the client's position in both streams after it
+                    if stream == keys.ZONE_UPDATES:
+                        sub.mark = e.key
+                        out.append(("zone", Marked(e, sub)))
+                    else:
+                        sub.post_mark = e.key
+                        out.append(("post", Marked(e, sub)))
                 yield out
 
 
@@ -503,10 +676,12 @@ class Hub:
 def sse_encode(batch) -> bytes:
     parts = []
     for kind, val in batch:
-        if kind == "zone" or kind == "incident":
+        if kind == "zone" or kind == "incident" or kind == "post":
             parts.append(val.sse)
         elif kind == "incidents":
             parts.append(b"event: incidents\ndata: %s\n\n" % val.array())
+        elif kind == "posts":
+            parts.append(b"event: posts\ndata: %s\n\n" % val.array())
         elif kind == "snapshot":
             parts.append(b"id: %s\nevent: snapshot\ndata: %s\n\n" % (val.id.encode(), val.array()))
         elif kind == "resync":
@@ -517,10 +692,12 @@ def sse_encode(batch) -> bytes:
 
 
 def ws_encode(kind, val) -> str:
-    if kind == "zone" or kind == "incident":
+    if kind == "zone" or kind == "incident" or kind == "post":
         return val.ws
     if kind == "incidents":
         return f'{{"type":"incidents","incidents":{val.array().decode()}}}'
+    if kind == "posts":
+        return f'{{"type":"posts","posts":{val.array().decode()}}}'
     if kind == "snapshot":
         return f'{{"type":"snapshot","id":"{val.id}","zones":{val.array().decode()}}}'
     if kind == "resync":

@@ -38,7 +38,8 @@ INGEST_RECORDS = Counter("zonewatch_gateway_ingest_records_total",
                          "rejected = refused by the contract's validator", ["source", "outcome"], registry=REGISTRY)
 BAD_RECORDS = Counter("zonewatch_gateway_bad_records_total",
                       "Records read from Redis that did not match their schema and were skipped, by kind (zone, "
-                      "incident, incident-timeline, unit); counted each time one is skipped (a bad zone document "
+                      "incident, incident-timeline, unit, and a duty plan's post, checkpoint, phase); "
+                      "counted each time one is skipped (a bad zone document "
                       "once per snapshot that leaves it out)", ["kind"], registry=REGISTRY)
 LOG_LINES_SUPPRESSED = Counter("zonewatch_gateway_log_lines_suppressed_total",
                                "Warnings and errors not written because the same line came too often (a client "
@@ -52,7 +53,7 @@ for _r in ("header_timeout", "write_timeout", "ws_flood", "bad_head"):
     CONNECTIONS_CLOSED.labels(_r)
 for _r in ("slow", "trimmed", "reset"):
     RESYNCS.labels(_r)
-for _k in ("zone", "incident", "incident-timeline", "unit"):
+for _k in ("zone", "incident", "incident-timeline", "unit", "post", "checkpoint", "phase"):
     BAD_RECORDS.labels(_k)
 for _s in SOURCES:
     for _o in ("accepted", "rejected"):

@@ -72,7 +72,8 @@ WALL_HEADERS = {"Cache-Control": "no-cache", "Content-Security-Policy": WALL_CSP
                 "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY"}
 #: the wall's files under /static/ and their types; nothing else is served from there
 STATIC_TYPES = {"wall.js": "text/javascript; charset=utf-8", "html.js": "text/javascript; charset=utf-8",
-                "wall.css": "text/css; charset=utf-8", "rewind.js": "text/javascript; charset=utf-8"}
+                "wall.css": "text/css; charset=utf-8", "rewind.js": "text/javascript; charset=utf-8",
+                "duty.js": "text/javascript; charset=utf-8"}   # the duty plan's layer (gateway/duty.py)
 
 
 async def wall(request: Request):

@@ -4,6 +4,7 @@ holds a stolen worker credential: one bad record must not answer 500, drop every
 raw text into an SSE frame.
 
     ZONE, INCIDENT, TIMELINE, UNIT      a Kind per schema (zone, incident, incident-timeline, unit)
+    POST, CHECKPOINT, PHASE; DUTY       the duty plan's documents; a zw:post-updates `type` -> its Kind
     kind.read(raw, where)    -> Checked(json, order) or None: stored bytes, checked; `json` is one line
     kind.parse(raw, where)   -> the parsed value, checked, or None (a fresh value the caller may change)
     kind.conforms(value, where) -> bool, for a value the gateway built from several Redis reads
@@ -124,3 +125,9 @@ ZONE = Kind("zone", "zone")
 INCIDENT = Kind("incident", "incident", order=_incident_order)
 TIMELINE = Kind("incident-timeline", "incident-timeline")
 UNIT = Kind("unit", "unit")
+# the duty plan's documents (CONTRACT §10): zw:post:{id}, zw:checkpoint:{id}, zw:phase, and zw:post-updates
+POST = Kind("post", "post")
+CHECKPOINT = Kind("checkpoint", "checkpoint")
+PHASE = Kind("phase", "phase")
+#: a zw:post-updates entry's `type` -> the kind of its `state`
+DUTY = {"post": POST, "checkpoint": CHECKPOINT, "phase": PHASE}

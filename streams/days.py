@@ -61,6 +61,10 @@ class LocalDays:
         """Epoch ms of the first instant of the local day after the one holding ts."""
         return self.end_of(self.date_of(ts))
 
+    def start_of(self, day: str) -> int:
+        """Epoch ms of the first instant of the local day `day` (YYYY-MM-DD)."""
+        return self.end_of((date.fromisoformat(day) - timedelta(days=1)).isoformat())
+
     def end_of(self, day: str) -> int:
         """Epoch ms of the first instant whose local date is after `day` (YYYY-MM-DD)."""
         nm = self._midnights.get(day)

@@ -85,7 +85,9 @@ class IngestStage:
         )
         # the units' latest fixes, so that a late fix right after a restart is known to be late
         self.router.load_units(await until_redis_answers("read zw:unit-info", self.store.unit_latest))
-        self.consumer.subscribe([self.s.topic(t) for t in topics.INPUT_TOPICS], listener=_DropHeld(self))
+        # and the operators' commands of the duty plan (streams/duty.py), routed like an input
+        self.consumer.subscribe([self.s.topic(t) for t in (*topics.INPUT_TOPICS, topics.PLAN_COMMANDS)],
+                                listener=_DropHeld(self))
         await self.consumer.start()
 
     async def stop(self) -> None:
@@ -152,7 +154,7 @@ class IngestStage:
             raw = events.redact_callers(m.value, self.router.secret) if m.value else m.value
             value = events.deadletter_record(m.topic, m.partition, m.offset, reason, raw)
             futures.append(await self.producer.send(dl_topic, value, key=events.deadletter_key(m.key)))
-            metrics.DEADLETTERS.labels(topics.SOURCE_OF_TOPIC[base], metrics.reason_class(reason)).inc()
+            metrics.DEADLETTERS.labels(topics.METRIC_SOURCE[base], metrics.reason_class(reason)).inc()
         for src, n in rejected.items():
             metrics.EVENTS.labels(src, "rejected").inc(n)
         if positions:   # written behind the routing; the commit waits for it (a restart reads them)

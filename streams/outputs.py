@@ -44,7 +44,7 @@ def _watch(fut) -> None:
 
 
 class OutputSender:
-    """incidents.enriched, sla.events, zones.state, snapshots and arrival records."""
+    """incidents.enriched, sla.events, duty.events, zones.state, snapshots and arrival records."""
 
     def __init__(self, settings: Settings, app: faust.App, dispatcher: Dispatcher):
         self.s = settings
@@ -91,9 +91,10 @@ class OutputSender:
             pending = failed
 
     async def send(self, enriched: list, sla: list, arrivals: dict, clock: int, wall: int,
-                   fallback: dict[str, float] | None = None) -> None:
+                   fallback: dict[str, float] | None = None, duty: list[OutRecord] | None = None) -> None:
         """The outputs of one batch, acknowledged. `fallback` (IncidentState.take_fallback):
-        records whose recommendation was just decided short, completed from Redis first."""
+        records whose recommendation was just decided short, completed from Redis first. `duty`:
+        the duty.events records decided with them (streams/duty.py `DutyPlan.records`)."""
         if fallback:
             await self.dispatcher.recommend([(r, fallback[r["call_id"]]) for r in enriched
                                              if r["call_id"] in fallback])
@@ -109,6 +110,8 @@ class OutputSender:
                 metrics.BREACHES.inc()
         for q, recs in arrivals.items():
             items.append((self.s.internal_zone_events, None, records.encode(clock, recs, None, wall), q))
+        if duty:
+            items.extend(duty)
         await self.deliver(items)
 
     async def daily(self, docs: list[tuple[str, str, dict]]) -> None:

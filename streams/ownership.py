@@ -189,16 +189,17 @@ class OwnedPartitions:
 
     def emit(self, p: int, st) -> None:
         """Queue what partition p's state decided (delivered in order and acknowledged, off the apply
-        path); Arrival records loop back into zone-events."""
+        path); Arrival, Tiers and DutyNote records loop back into zone-events."""
         stage = self.stage
         enriched, sla, arrivals = stage.take_outputs(st)
         fallback = st.incidents.take_fallback()
-        if not (enriched or sla or arrivals):
+        duty = stage.duty.records(st)   # duty.events (streams/duty.py), taken now like the others
+        if not (enriched or sla or arrivals or duty):
             return
         clock, wall, queued = st.clock, stage.last_wall, time.monotonic()
 
         async def send() -> None:
-            await self.outputs.send(enriched, sla, arrivals, clock, wall, fallback)
+            await self.outputs.send(enriched, sla, arrivals, clock, wall, fallback, duty)
             metrics.STAGE.labels("outputs").observe(time.monotonic() - queued)
             for call_id in fallback:  # the wall shows the units send() added from Redis
                 st.incidents.touch(call_id)

@@ -12,12 +12,15 @@ Records for the zone stage (partitioned by zone, streams/partitioning.py):
     Arrival                        the incidents stage decided an arrival (the feedback loop)
     Tiers                          the incidents stage decided a call's on-scene tiers (the same loop)
 Records for the incidents stage (partitioned by the call's geo cell):
-    IncidentCall, IncidentAlert, IncidentFix
+    IncidentCall, IncidentAlert, IncidentFix   (an IncidentFix also feeds the duty plan's posts)
+Records for the duty plan (streams/duty.py):
+    PhaseCommand                   an operator's phase command, to every partition
+    DutyNote                       a post's status or a checkpoint's overdue, for its zones' partitions
 
 Versions: a field added to a record goes at its end with a default, so a log written before it
 still decodes (msgspec fills the default into a shorter array): ZoneFix.force (v3, "police"),
-ZoneFix.cell (v3, 0: the reader computes it), IncidentFix.available and .kind. A new record kind takes a new
-tag.
+ZoneFix.cell (v3, 0: the reader computes it), IncidentFix.available and .kind, IncidentFix.status
+and .force (the duty plan, ""). A new record kind takes a new tag.
 """
 
 from __future__ import annotations
@@ -136,10 +139,32 @@ class IncidentFix(_Record, tag=7, frozen=True):
     # for the dispatch recommendation; a record written before they existed reads as not available
     available: bool = False
     kind: str = ""
+    # for the duty plan's posts (streams/duty.py); "" in a record written before they existed
+    status: str = ""
+    force: str = ""
 
 
-Record = (ZoneCall | ZoneAlert | ZoneFix | ZoneStatus | Arrival | Tiers | IncidentCall | IncidentAlert
-          | IncidentFix)
+@final
+class PhaseCommand(_Record, tag=10, frozen=True):
+    """An operator's phase command (the plan.commands topic), for every partition (streams/duty.py)."""
+    command_id: str
+    ts: int
+    name: str | None       # None: back to the schedule
+    by: str
+
+
+@final
+class DutyNote(_Record, tag=11, frozen=True):
+    """A post's status decided by its owner (a change, or the status again at a local midnight) or
+    a checkpoint that became overdue (status "overdue"), for the partitions of the zones it lies in."""
+    point_id: str
+    zones: list[str]
+    ts: int
+    status: str
+
+
+Record = (ZoneCall | ZoneAlert | ZoneFix | ZoneStatus | Arrival | Tiers | IncidentCall | IncidentAlert | IncidentFix
+          | PhaseCommand | DutyNote)
 ZONE_EVENTS = (ZoneCall, ZoneAlert, ZoneFix, ZoneStatus)
 #: metric label `source` of a zone-stage event record
 SOURCE: dict[type, str] = {ZoneCall: "calls", ZoneAlert: "alerts", ZoneFix: "gps", ZoneStatus: "status"}

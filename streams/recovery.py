@@ -136,6 +136,10 @@ async def restore(stage: StateStage, p: int, emit) -> Held:
             zone_ids = [z.zone_id for z in stage.zones_of[p]]
             versions = await until_redis_answers(f"read the zone versions of partition {p}",
                                                  lambda: stage.store.current_versions(zone_ids))
+            # and of its duty plan documents (streams/duty.py), which continue them as zones do
+            duty_fields = stage.duty.version_fields(p)
+            versions.update(await until_redis_answers(f"read the duty versions of partition {p}",
+                                                      lambda: stage.store.duty_versions(duty_fields)))
             snap, sealed = await read_snapshot(stage, p)
             t_read = time.monotonic()
             tp = TopicPartition(s.internal_zone_events, p)
@@ -222,7 +226,10 @@ def rebuilt(held: Held, end: int, start: int, versions: dict[str, int], generati
     st = held.state
     held.applied_upto = max(end, start)
     for zid, v in versions.items():
-        st.zones[zid].version = v
+        if zid in st.zones:
+            st.zones[zid].version = v
+    if st.duty is not None:   # "post:{id}", "checkpoint:{id}", "phase" (streams/duty.py)
+        st.duty.set_versions(versions)
     st.rewrite_all()  # the first flush rewrites every zone, with versions above Redis'
     held.generation = generation
 

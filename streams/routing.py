@@ -10,9 +10,12 @@ from __future__ import annotations
 import re
 import time
 
+import orjson
+
 from contract import events, topics
 from contract.errors import Rejected
 from contract.events import caller_ref
+from contract.plan import load_plan, validate_phase_command
 from contract.response import ARRIVAL_RADIUS_M, CORROBORATION_RADIUS_M, COVERAGE_RES, DISPATCH_EXACT_M
 from contract.settings import Settings
 
@@ -23,6 +26,7 @@ from .records import (
     IncidentAlert,
     IncidentCall,
     IncidentFix,
+    PhaseCommand,
     ZoneAlert,
     ZoneCall,
     ZoneFix,
@@ -74,6 +78,14 @@ class Router:
         self.positions: dict[str, tuple] = {}
         # No secret configured: the number is dropped, not hashed with a guessable key.
         self.secret = settings.caller_secret.encode("utf-8") if settings.caller_secret else b""
+        # --- the duty plan (streams/duty.py): a post's partition needs every fix within its radius
+        # and the unit's next fix after one, whatever the unit's status: a fix that is not available
+        # goes to the homes within the plan's largest radius (not only the arrival radius), and the
+        # unit's next fix there too (available fixes already reach DISPATCH_EXACT_M, beyond any post)
+        self.plan = load_plan(settings.plan, settings.tz) if settings.plan else None
+        self.duty_m = self.plan.max_radius_m if self.plan else 0.0
+        self.near_m = max(ARRIVAL_RADIUS_M, self.duty_m)
+        self.base_topic[settings.topic(topics.PLAN_COMMANDS)] = topics.PLAN_COMMANDS
 
     def load_units(self, latest: dict[str, tuple[int, float, float]]) -> None:
         """Start from the units' latest fixes known elsewhere (zw:unit-info): a fix older than
@@ -148,7 +160,7 @@ class Router:
         if now_ms is None:
             now_ms = int(time.time() * 1000)
         out: dict[int, list] = {}
-        dead = []
+        dead: list = []
         rejected: dict[str, int] = {}
         units_latest: dict[str, tuple] = {}
         max_ts = now_ms + self.s.future_tolerance_ms
@@ -161,6 +173,9 @@ class Router:
         unit_homes = self.unit_homes
         for m in messages:
             topic = self.base_topic[m.topic]
+            if topic == topics.PLAN_COMMANDS:   # an operator's phase command: every partition (duty.py)
+                self._command(m, out, dead, rejected, max_ts)
+                continue
             try:
                 ev = events.decode_and_validate(topic, m.value, max_ts)
             except Rejected as exc:
@@ -196,7 +211,7 @@ class Router:
                 # busy: so an available fix goes to the homes within DISPATCH_EXACT_M, and every
                 # fix also to those its unit's previous fix went to (all partitions when this
                 # ingest knows no previous fix of the unit).
-                own = homes.within(cell, DISPATCH_EXACT_M if available else ARRIVAL_RADIUS_M)
+                own = homes.within(cell, DISPATCH_EXACT_M if available else self.near_m)
                 before = unit_homes.get(eid)
                 if before is None and self.loaded_cells:
                     loaded = self.loaded_cells.pop(eid, None)
@@ -208,12 +223,12 @@ class Router:
                     targets = own
                 else:
                     targets = tuple(sorted(set(own) | set(before)))
-                fix = IncidentFix(eid, ts, lat, lon, cell, available, ev["kind"])
+                fix = IncidentFix(eid, ts, lat, lon, cell, available, ev["kind"], ev["status"], ev["force"])
                 for p in targets:
                     _append(out, p, fix)
                 prev = self.units.get(eid)   # also read below for presence (not updated in between)
                 if prev is None or ts > prev[0]:
-                    unit_homes[eid] = own if available else ()
+                    unit_homes[eid] = own if available or self.duty_m else ()
             by_part: dict[int, list[str]] = {}
             for zid in zones:
                 p = zone_part[zid]
@@ -282,6 +297,24 @@ class Router:
             for p in self.all_parts:
                 out.setdefault(p, [])
         return out, dead, rejected, units_latest
+
+    def _command(self, m, out: dict, dead: list, rejected: dict, max_ts: int) -> None:
+        """An operator's command (contract.plan): to every partition, or a dead letter. It does not
+        move the stream clock: it takes effect at its ts, when the watermark gets there."""
+        try:
+            try:
+                ev = orjson.loads(m.value) if m.value is not None else None
+            except orjson.JSONDecodeError as exc:
+                raise Rejected(f"invalid JSON: {str(exc)[:120]}") from None
+            cmd = validate_phase_command(ev, self.plan, max_ts)
+        except Rejected as exc:
+            src = topics.METRIC_SOURCE[topics.PLAN_COMMANDS]
+            rejected[src] = rejected.get(src, 0) + 1
+            dead.append((m, exc.reason))
+            return
+        rec = PhaseCommand(cmd["command_id"], cmd["ts"], cmd["name"], cmd["by"])
+        for p in self.all_parts:
+            _append(out, p, rec)
 
     def enriched_base(self, call: dict, zones: tuple) -> dict:
         """The `incidents.enriched` record as far as ingest knows it; `caller` never leaves here."""

@@ -24,9 +24,9 @@ from contract import metrics as metric_names
 from contract.response import CORROBORATION_WINDOW_MS
 from contract.settings import Settings
 
-from . import metrics, records
+from . import duty, metrics, records
 from .partitioning import HomeMap, layout_version, zone_partitions
-from .records import Arrival, Tiers
+from .records import Arrival, DutyNote, Tiers
 from .rules import load_rules
 from .store import RedisStore
 from .watermark import Watermark
@@ -35,6 +35,8 @@ from .zone_state import PartitionState
 log = logging.getLogger("zonewatch.state")
 
 HEARTBEAT_S = 10.0
+#: the records of the state stage's own feedback batches (they follow the zone map only: no layout)
+FEEDBACK = (Arrival, Tiers, DutyNote)
 SNAPSHOT_ZLIB = b"z"   # first byte of a compressed snapshot value
 _snap_encoder = msgspec.msgpack.Encoder()
 
@@ -72,7 +74,8 @@ class StateStage:
         self.store = store
         self.zone_part = zone_partitions(zones, settings.partitions)
         # the partitioning this worker's ingest routes by: a batch routed by another is noticed
-        self.layout = layout_version(self.zone_part, HomeMap(zones, settings.partitions))
+        home_map = HomeMap(zones, settings.partitions)
+        self.layout = layout_version(self.zone_part, home_map)
         self.foreign_layouts: set[int] = set()   # other layouts seen (logged once each)
         self.zones_of: dict[int, list] = {p: [] for p in range(settings.partitions)}
         for z in zones:
@@ -93,9 +96,17 @@ class StateStage:
         # arrivals and dispatch recommendations (the staleness bound before a call)
         self.lookback_ms = settings.grace_ms + max(CORROBORATION_WINDOW_MS, settings.unit_stale_ms)
         self.last_wall = 0   # wall time of the batch applied last (carried by the arrival records it causes)
-        # zone id -> on-scene units required by 1, 3, 5 min (a plan's [[tiers]]; None: (1, 2, 3) everywhere)
-        self.tier_requirement: Callable[[str], tuple[int, int, int]] | None = None
         self.redis_run_id: str | None = None   # the Redis server last written to (streams/recovery.py)
+        # the duty plan's posts and checkpoints per partition, when there is a plan (streams/duty.py),
+        # owned by the partitions of their home cells as the router places them
+        self.duty = duty.DutyPlan(settings, zones, self.zone_part, home_map)
+        # zone id -> on-scene units required by 1, 3, 5 min: the plan's [[tiers]] (a pure function of
+        # the zone id, the same on every worker reading the same plan), else None: 1/2/3 everywhere.
+        # Here, before any partition state exists, so every maker of a stage (the worker, tests'
+        # Pipeline, the benchmarks) judges tiers alike
+        plan = self.duty.plan
+        self.tier_requirement: Callable[[str], tuple[int, int, int]] | None = \
+            plan.tier_requirement if plan is not None else None
 
     @property
     def states(self) -> dict[int, PartitionState]:
@@ -108,6 +119,7 @@ class StateStage:
                             reach_cells=self.reach_cells,  # built once for all partitions (geocache)
                             tier_requirement=self.tier_requirement)
         st.watermark = Watermark(self.s.watermark_idle_ms, self.s.watermark_max_lag_ms)
+        self.duty.attach(st, p)
         return st
 
     # -- applying -------------------------------------------------------------------------------
@@ -163,9 +175,9 @@ class StateStage:
         file or partition count, or an ingest from before home cells were geographic (layout 0).
         Its records are applied — they are valid — but calls here may lack fixes and alerts that
         went elsewhere (arrivals, dispatch, corroboration): counted and logged, not silent. The
-        state stage's own feedback batches (arrivals, on-scene tiers) carry no layout (they follow the
+        state stage's own feedback batches (arrivals, on-scene tiers, duty notes) carry no layout (they follow the
         zone map only)."""
-        if events is not None and all(type(r) is Arrival or type(r) is Tiers for r in events):
+        if events is not None and all(type(r) in FEEDBACK for r in events):
             return
         metrics.LAYOUT_MISMATCH.inc()
         if layout not in self.foreign_layouts:
@@ -216,6 +228,7 @@ class StateStage:
                     rec = Tiers(call_id, call_ts, zl, decided[0]) if what == "tiers" \
                         else Arrival(call_id, call_ts, zl, decided[0], decided[1])
                     arrivals.setdefault(q, []).append(rec)
+        self.duty.take_notes(st, arrivals)   # posts' statuses for their zones' partitions, as arrivals go
         return enriched, sla, arrivals
 
     # -- snapshots ------------------------------------------------------------------------------
@@ -295,12 +308,13 @@ class StateStage:
             if refresh:
                 self.last_heartbeat[p] = now
             docs = st.changed_documents(all_zones=moved, refresh_clock=refresh)
+            duty_docs = self.duty.documents(st)   # the duty plan's posts, checkpoints, phase (duty.py)
             self.flushed_clock[p] = st.clock
             board = [st.incidents.board_doc(inc, p) for inc in st.incidents.take_board().values()]
             board += self.pending_board.pop(p, [])
             timelines = [st.incidents.timeline_doc(inc, p) for inc in st.incidents.take_timelines().values()]
-            if docs or board or timelines:
-                parts.append((p, h.generation, docs, board, timelines))
+            if docs or board or timelines or duty_docs:
+                parts.append((p, h.generation, docs, board, timelines, duty_docs))
         pending = self.pending_e2e
         self.pending_e2e = {src: [] for src in metric_names.SOURCES}
         applied, self.pending_flush = self.pending_flush, []

@@ -11,6 +11,11 @@ changed incident is HSET in (open, breached) or HDEL from (arrived, expired) the
 zw:incidents, field call_id, then XADD zw:incident-updates (MAXLEN ~ 10000) call_id, status, state.
 The hash is written before the stream entry, as the zone document is, so a reader that takes the
 stream's last id before reading the hash misses nothing.
+
+The duty plan's documents (CONTRACT §10, streams/duty.py) ride in it too, by the zone documents'
+rules: SET zw:post:{id} / zw:checkpoint:{id} (and zw:phase), SADD to zw:posts / zw:checkpoints,
+XADD zw:post-updates (MAXLEN ~ 100000) type, id, version, state, and PUBLISH, each version once
+(zw:duty-versions), fenced by the partition's owner generation like everything else.
 """
 
 from __future__ import annotations
@@ -46,8 +51,9 @@ async def until_redis_answers(what: str, call):
 #: old owner's write, and one call (one command) per flush whatever the number of zones.
 WRITE_LUA = """
 local fence, zstream, ihash, istream, vhash = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local zmax, imax, zprefix, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local i = 5
+local pstream, dvhash = KEYS[6], KEYS[7]
+local zmax, imax, zprefix, ttl, pmax = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local i = 6
 local fenced = {}
 while i <= #ARGV do
   local p, gen, nd = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
@@ -90,9 +96,41 @@ while i <= #ARGV do
     if ok then redis.call('SET', ARGV[i], ARGV[i + 1], 'EX', ttl) end
     i = i + 2
   end
+  -- the duty plan's documents (streams/duty.py): key, index set, version field, version, json, type, id
+  local nu = tonumber(ARGV[i])
+  i = i + 1
+  for _ = 1, nu do
+    if ok then
+      local key, set, vf, v, js = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+      if tonumber(v) > tonumber(redis.call('HGET', dvhash, vf) or '0') then
+        redis.call('HSET', dvhash, vf, v)
+        redis.call('SET', key, js)
+        if set ~= '' then redis.call('SADD', set, ARGV[i + 6]) end
+        redis.call('XADD', pstream, 'MAXLEN', '~', pmax, '*', 'type', ARGV[i + 5], 'id', ARGV[i + 6],
+                   'version', v, 'state', js)
+        redis.call('PUBLISH', key, js)
+      end
+    end
+    i = i + 7
+  end
 end
 return fenced
 """
+
+
+#: the duty documents' type (zw:post-updates `type`) -> (key of a document id, index set, key field)
+DUTY_TYPES = {"post": (keys.post, keys.POSTS, "post_id"), "checkpoint": (keys.checkpoint, keys.CHECKPOINTS,
+                                                                       "checkpoint_id")}
+
+
+def duty_args(typ: str, doc: dict) -> list:
+    """WRITE_LUA's arguments for one duty document: key, index set, version field, version, json,
+    type, id. The phase document (type "phase") has the one key zw:phase and no index."""
+    if typ == "phase":
+        return [keys.PHASE, "", "phase", doc["version"], orjson.dumps(doc), typ, "phase"]
+    key_of, index, id_field = DUTY_TYPES[typ]
+    pid = doc[id_field]
+    return [key_of(pid), index, f"{typ}:{pid}", doc["version"], orjson.dumps(doc), typ, pid]
 
 
 class RedisStore:
@@ -127,6 +165,14 @@ class RedisStore:
                 out[zid] = v
         return out
 
+    async def duty_versions(self, fields: list[str]) -> dict[str, int]:
+        """Versions of duty documents already in Redis ("post:{id}", "checkpoint:{id}", "phase"),
+        so a new owner continues them (the write script writes a version once)."""
+        if not fields:
+            return {}
+        got = await self.redis.hmget(keys.DUTY_VERSIONS, fields)
+        return {f: int(v) for f, v in zip(fields, got, strict=True) if v}
+
     async def open_incidents(self) -> dict[str, dict]:
         """The wall's open incidents now in Redis, by call_id."""
         out = {}
@@ -151,10 +197,11 @@ class RedisStore:
         Returns the encoded documents and their zone ids that were written (for zones.state),
         and the partitions whose generation is no longer current (another worker owns them;
         nothing of theirs was written)."""
-        args: list = [keys.ZONE_UPDATES_MAXLEN, keys.INCIDENT_UPDATES_MAXLEN, keys.zone(""), keys.INCIDENT_TTL_S]
+        args: list = [keys.ZONE_UPDATES_MAXLEN, keys.INCIDENT_UPDATES_MAXLEN, keys.zone(""), keys.INCIDENT_TTL_S,
+                      keys.POST_UPDATES_MAXLEN]
         written: list[tuple[int, bytes, str]] = []
         n_docs = 0
-        for p, gen, docs, incidents, timelines in parts:
+        for p, gen, docs, incidents, timelines, *more in parts:
             args += [p, gen, len(docs)]
             for doc in docs:
                 js = orjson.dumps(doc)
@@ -168,11 +215,16 @@ class RedisStore:
             args.append(len(timelines))
             for t in timelines:
                 args += [keys.incident(t["call_id"]), orjson.dumps(t)]
+            duty = more[0] if more else []   # (type, document) of the duty plan, streams/duty.py
+            args.append(len(duty))
+            for typ, doc in duty:
+                args += duty_args(typ, doc)
         delay = 0.1
         while True:
             try:
                 fenced = await self._write_script(keys=[keys.FENCE, keys.ZONE_UPDATES, keys.INCIDENTS,
-                                                        keys.INCIDENT_UPDATES, keys.ZONE_VERSIONS], args=args)
+                                                        keys.INCIDENT_UPDATES, keys.ZONE_VERSIONS,
+                                                        keys.POST_UPDATES, keys.DUTY_VERSIONS], args=args)
                 break
             except Exception as exc:  # connection errors of any kind: keep trying, loudly
                 metrics.REDIS_ERRORS.inc()

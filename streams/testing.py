@@ -8,6 +8,7 @@
     pipe.wall += 1000; pipe.beat(2)      # a second later ingest 2 sends its heartbeat
     Pipeline(settings, keep_log=True).log[p]   # partition p's zone-events log, as applied
     pipe.documents(), pipe.sla, pipe.enriched, pipe.dead, pipe.router.positions
+    pipe.duty, pipe.duty_documents()     # with ZONEWATCH_PLAN: duty.events, posts and checkpoints
 
 Each batch goes through the same pieces as in the worker: the Router (validation, zones,
 partitioning, the watermark marks), the zone-events records encoded and decoded as on the wire,
@@ -63,6 +64,7 @@ class Pipeline:
         # call_id -> beyond which the worker would add units from Redis (no Redis here)
         self.fallback: dict[str, float] = {}
         self.dead: list = []
+        self.duty: list[dict] = []   # duty.events records, as sent (streams/duty.py)
         # keep_log: each partition's zone-events log as applied (offset = index), for takeovers
         # (streams/recovery.py)
         self.log: dict[int, list[bytes]] | None = {p: [] for p in range(settings.partitions)} if keep_log else None
@@ -117,6 +119,8 @@ class Pipeline:
                 # as sent (the state keeps changing its record objects: corroboration, recommendation)
                 self.enriched.extend(orjson.loads(orjson.dumps(r)) for r in enriched)
                 self.sla.extend(sla)
+                if h.state.duty is not None:
+                    self.duty.extend(h.state.duty.take_events())
                 for q, recs in arrivals.items():
                     feedback.setdefault(q, []).append(records.encode(h.state.clock, recs, None, self.wall))
             # no flush here: drop the e2e observations the flusher would take (they only grow)
@@ -152,6 +156,20 @@ class Pipeline:
             inc.take_board()
             out.update({cid: inc.timeline_doc(i, p) for cid, i in inc.take_timelines().items()})
         return out
+
+    def duty_documents(self) -> tuple[dict[str, dict], dict[str, dict], dict | None]:
+        """Every post's and checkpoint's current document (zw:post:{id}, zw:checkpoint:{id}, without
+        versions) and the phase in force (partition 0's)."""
+        posts, cps, phase = {}, {}, None
+        for p, h in self.stage.held.items():
+            duty = h.state.duty
+            if duty is None:
+                continue
+            posts.update({pid: duty.post_doc(ps) for pid, ps in duty.posts.items()})
+            cps.update({cid: duty.checkpoint_doc(cs) for cid, cs in duty.cps.items()})
+            if p == 0:
+                phase = duty.phase_doc()
+        return posts, cps, phase
 
     def presence(self) -> dict[str, set[str]]:
         """unit -> zones it is present in, over every partition."""

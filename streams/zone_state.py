@@ -37,13 +37,16 @@ from contract.zones import Zone
 from .coverage import ZoneCoverage, cell_of
 from .days import LocalDays
 from .dedup import IdMemory, id_hash
+from .duty import DutyState, DutyZones
 from .incidents import IncidentState
 from .reach import ZoneReach
 from .records import (
     Arrival,
+    DutyNote,
     IncidentAlert,
     IncidentCall,
     IncidentFix,
+    PhaseCommand,
     Tiers,
     ZoneAlert,
     ZoneCall,
@@ -253,6 +256,10 @@ class PartitionState:
         self._fix_expiry: list[tuple[int, str]] = []
         self._hits: AbstractSet[int] = _NO_HITS  # ids of the current batch the sealed dedup hours hold
         self.deadlines: list[tuple[int, str, str]] = []  # (call ts + 300 s, zone, call) not yet passed
+        # the duty plan (streams/duty.py; StateStage sets them when a plan is loaded): the posts and
+        # checkpoints this partition owns, and what its zones know of them
+        self.duty: DutyState | None = None
+        self.duty_zones: DutyZones | None = None
 
     # -- input -----------------------------------------------------------------------------
     def advance_clock(self, clock: int, wm: int | None = None) -> None:
@@ -265,6 +272,8 @@ class PartitionState:
         if wm > self.wm:
             self.wm = wm
         self.incidents.advance_clock(self.clock, self.wm)
+        if self.duty is not None:
+            self.duty.advance(self.wm)   # posts and checkpoints are decided on the watermark too
         self.seen.advance(self.clock)
         self.reach.stale_before(self.clock - self.unit_stale_ms)
         deadlines = self.deadlines
@@ -345,6 +354,12 @@ class PartitionState:
             return True
         if t is IncidentFix:
             self.incidents.on_fix(rec.unit_id, rec.ts, rec.lat, rec.lon, rec.cell, rec.available, rec.kind)
+            if self.duty is not None:
+                self.duty.on_fix(rec.unit_id, rec.ts, rec.lat, rec.lon, rec.cell,
+                                 rec.status or ("available" if rec.available else "busy"), rec.force)
+            return None
+        if t is PhaseCommand or t is DutyNote:
+            self._apply_duty(rec)
             return None
         if t is IncidentAlert:
             self.incidents.on_alert(rec.alert_id, rec.ts, rec.type, rec.lat, rec.lon, rec.cell)
@@ -679,6 +694,8 @@ class PartitionState:
             "reach": self.reach.doc(z.zone_id),
             "coverage": coverage,
         }
+        if self.duty_zones is not None:
+            doc["posts"] = self.duty_zones.counts(z.zone_id)   # CONTRACT §10: absent without a plan
         doc["level"] = self.rules.level(doc, open_p1=open_p1)
         return doc
 
@@ -770,6 +787,8 @@ class PartitionState:
                    "units": fig["units"], "response": fig["response"],
                    "open_incidents": fig["open_incidents"], "health": fig["health"], "reach": fig["reach"],
                    "coverage": fig["coverage"]}
+            if "posts" in fig:
+                doc["posts"] = fig["posts"]
             out.append(doc)
         return out
 
@@ -807,15 +826,20 @@ class PartitionState:
         for r in (day.once.responses.values() if day.once is not None else ()):
             times[round(r)] = times.get(round(r), 0) + 1
         once["response"]["times"] = {str(s): n for s, n in sorted(times.items())}
-        return {"date": date, "zone_id": z.zone_id, "name": z.name, "kind": z.kind, "ring": z.ring,
-                "tz": self.tz_name, "final": final, "clock": self.clock, "version": day.version + 1,
-                **_day_figures(day), "once": once}
+        rec = {"date": date, "zone_id": z.zone_id, "name": z.name, "kind": z.kind, "ring": z.ring,
+               "tz": self.tz_name, "final": final, "clock": self.clock, "version": day.version + 1,
+               **_day_figures(day), "once": once}
+        if self.duty_zones is not None:   # CONTRACT §10: post-minutes and checkpoint misses of the day
+            rec.update(self.duty_zones.daily(z.zone_id, self.days.start_of(date), self.days.end_of(date)))
+        return rec
 
     def rewrite_all(self) -> int:
         """Make the next changed_documents() return every zone (Redis lost them, or a new owner)."""
         for zid, agg in self.zones.items():
             agg.last_figures = None
             self.dirty.add(zid)
+        if self.duty is not None:
+            self.duty.rewrite_all()
         return len(self.zones)
 
     # -- snapshots ---------------------------------------------------------------------------
@@ -838,6 +862,8 @@ class PartitionState:
             "reach": self.reach.snapshot(),
             "watermark": self.watermark.snapshot(),
             "coverage": self.coverage.snapshot(self.clock),
+            "duty": self.duty.snapshot() if self.duty is not None else None,
+            "duty_zones": self.duty_zones.snapshot() if self.duty_zones is not None else None,
         }
 
     def restore(self, snap: dict, sealed: dict[int, bytes]) -> None:
@@ -873,6 +899,33 @@ class PartitionState:
         self.reach.restore(snap["reach"])
         self.watermark.restore(snap.get("watermark"))
         self.coverage.restore(snap.get("coverage"))
+        if self.duty is not None:
+            self.duty.restore(snap.get("duty"))
+        if self.duty_zones is not None:
+            self.duty_zones.restore(snap.get("duty_zones"))
+
+    # -- the duty plan (streams/duty.py) ------------------------------------------------------
+    def _apply_duty(self, rec: PhaseCommand | DutyNote) -> None:
+        """An operator's phase command (for this partition's posts), or a post's status or a
+        checkpoint's overdue decided by its owner (for this partition's zones)."""
+        if type(rec) is PhaseCommand:
+            if self.duty is not None:
+                self.duty.on_command(rec.command_id, rec.ts, rec.name, rec.by)
+            return
+        if self.duty_zones is None:
+            return
+        for zid, start, end in self.duty_zones.apply(rec):
+            self.dirty.add(zid)
+            agg = self.zones[zid]
+            t = start
+            while True:   # every day the note's period touches: its zones.daily record changed
+                day = self._day(agg, t)
+                if day is not None:
+                    day.changed = True
+                nxt = self.days.next_midnight(t)
+                if nxt > end:
+                    break
+                t = nxt
 
     # -- housekeeping ----------------------------------------------------------------------
     def _prune(self) -> None:
@@ -881,6 +934,8 @@ class PartitionState:
         # days leave through zones.daily (daily_taken, once final); a day this old never will
         oldest_day = self.days.date_of(clock - 3 * 24 * 3_600_000)
         oldest_minute = clock // MINUTE_MS - KEEP_MINUTES
+        if self.duty_zones is not None:
+            self.duty_zones.prune(clock - 3 * 24 * 3_600_000)
         for agg in self.zones.values():
             for d in [d for d in agg.days if d < oldest_day]:
                 del agg.days[d]

@@ -24,6 +24,7 @@ COMMANDS = {
     "watch": "zonewatch.watch",
     "gateway": "gateway.app",
     "briefing": "zonewatch.briefing",
+    "plan": "zonewatch.plan",
 }
 
 

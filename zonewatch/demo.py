@@ -185,6 +185,7 @@ class Demo:
         self.sim: Child | None = None
         self.worker: Child | None = None
         self.sim_done_note: str | None = None
+        self.sim_start = 0     # the simulator's --start, the duty plan's reference (duty_plan)
 
     # -- signals -----------------------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:
@@ -278,6 +279,7 @@ class Demo:
     def run(self) -> int:
         args = self.args
         os.environ.update(scenario_env(args.scenario, dict(os.environ)))
+        self.sim_start = self.duty_plan()
         try:
             settings = Settings.from_env()
         except ConfigError as exc:
@@ -304,8 +306,8 @@ class Demo:
             self.start_gateway(py)
             for line in observability_lines(args.web_port, args.gateway_port):
                 self.say(line, "cyan")
-            self.sim = self.start_child("simulator", simulator_cmd(py, args.speed, self.remaining(), args.scenario),
-                                        "simulate.log")
+            self.sim = self.start_child("simulator", simulator_cmd(py, args.speed, self.remaining(), args.scenario)
+                                        + ["--start", str(self.sim_start)], "simulate.log")
             if self.expired():
                 return 0
             watch_live(watcher, interval=args.interval, tz_name=settings.tz, console=self.console,
@@ -313,6 +315,23 @@ class Demo:
         finally:
             watcher.close()
         return 0
+
+    def duty_plan(self) -> int:
+        """The simulator's start, and the scenario's duty plan for it (CONTRACT §10; ZONEWATCH_PLAN for
+        the worker, the gateway and the simulator, unless it is set already): its phases are in
+        force while the demo runs, units keep its posts and an operator changes the phase mid-run."""
+        from connectors.scenario.plans import write_plan
+        from connectors.simulate import default_start
+
+        left = self.remaining()
+        wall = FAST_WALL_S if left is None else left
+        speed = self.args.speed
+        start = default_start(int(time.time() * 1000), speed, max(1.0, wall) * speed if speed > 1 else None)
+        if not os.environ.get("ZONEWATCH_PLAN"):
+            path = write_plan(self.args.scenario, self.args.log_dir / f"plan-{self.args.scenario}.toml", start)
+            os.environ["ZONEWATCH_PLAN"] = str(path)
+            self.say(f"duty plan: {path} (zonewatch plan check {path})", "dim")
+        return start
 
     def start_gateway(self, py: str) -> None:
         """The wall's gateway, with a token made for this demo unless ZONEWATCH_GATEWAY_TOKENS is set."""

@@ -162,6 +162,10 @@ class Snapshot:
     updates_per_s: float | None = None
     latency: Latency = field(default_factory=Latency)
     error: str | None = None                          # Redis failed on this refresh (live mode keeps going)
+    # the duty plan (CONTRACT §10): post and checkpoint documents by id, the phase in force
+    posts: list[dict] = field(default_factory=list)
+    checkpoints: list[dict] = field(default_factory=list)
+    phase: dict | None = None
 
 
 def _mask(url: str) -> str:
@@ -252,12 +256,34 @@ class Watcher:
             self._last_added = (now, added)
         return parse_docs(ids, raw), rate
 
+    def read_duty(self) -> tuple[list[dict], list[dict], dict | None]:
+        """The duty plan's post and checkpoint documents (by id) and the phase in force."""
+        out = []
+        for index, key_of in ((keys.POSTS, keys.post), (keys.CHECKPOINTS, keys.checkpoint)):
+            ids = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in self.r.smembers(index))
+            docs = []
+            for raw in (self.r.mget([key_of(i) for i in ids]) if ids else []):
+                try:
+                    doc = orjson.loads(raw) if raw else None
+                except ValueError:
+                    doc = None
+                if isinstance(doc, dict):
+                    docs.append(doc)
+            out.append(docs)
+        raw = self.r.get(keys.PHASE)
+        try:
+            phase = orjson.loads(raw) if raw else None
+        except ValueError:
+            phase = None
+        return out[0], out[1], phase if isinstance(phase, dict) else None
+
     def sample(self) -> Snapshot:
         import redis
 
         snap = Snapshot(taken_ms=int(time.time() * 1000))
         try:
             snap.zones, snap.updates_per_s = self.read_zones()
+            snap.posts, snap.checkpoints, snap.phase = self.read_duty()
         except (redis.exceptions.RedisError, OSError) as exc:
             snap.error = f"Redis at {_mask(self.redis_url)}: {exc}"
             self._last_added = None
@@ -542,7 +568,60 @@ def render(snap: Snapshot, tz_name: str = Settings.tz, note: str | Text | None =
         parts.append(Text(f"no zones registered in {keys.ZONES} yet: is a worker running?", style="yellow"))
     if docs:
         parts.append(table)
+    if snap.posts or snap.checkpoints or snap.phase:
+        parts += duty_parts(snap, tz)
     return Group(*parts)
+
+
+POST_STYLE = {"manned": "bold green", "understaffed": "bold yellow", "empty": "bold red", "off": "dim"}
+
+
+def duty_parts(snap: Snapshot, tz) -> list:
+    """Under the zones: the phase in force, the posts and the checkpoints (CONTRACT §10)."""
+    def at(ms) -> str:
+        return datetime.fromtimestamp(ms / 1000, UTC).astimezone(tz).strftime("%H:%M:%S") if ms else "–"
+
+    head = Text("duty  phase ", style="bold")
+    ph = snap.phase or {}
+    head.append(str(ph.get("name") or "none"), style="bold cyan")
+    if ph.get("source") == "operator":
+        head.append(f" (set by {ph.get('by')} at {at(ph.get('since'))})", style="yellow")
+    elif ph:
+        head.append(" (schedule" + (f", restored by {ph.get('by')}" if ph.get("by") else "") +
+                    f", since {at(ph.get('since'))})", style="dim")
+    counts = {s: sum(1 for p in snap.posts if p.get("status") == s) for s in POST_STYLE}
+    head.append("  ·  posts ")
+    for s, style in POST_STYLE.items():
+        head.append(f"{s} {counts[s]} ", style=style if counts[s] else "dim")
+    overdue = sum(1 for c in snap.checkpoints if c.get("overdue"))
+    head.append(f" ·  checkpoints overdue {overdue}/{len(snap.checkpoints)}", style="bold red" if overdue else "dim")
+    parts: list = [head]
+    if snap.posts:
+        t = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), show_edge=False, expand=False)
+        for col, kw in (("post", {"no_wrap": True, "max_width": 44}), ("status", {}),
+                        ("units\npres/req", {"justify": "right"}), ("since", {}), ("unit ids", {"max_width": 40})):
+            t.add_column(col, **kw)
+        for p in snap.posts:
+            status = str(p.get("status"))
+            name = Text(str(p.get("post_id")), style="bold")
+            name.append(" " + str(p.get("name", "")), style="dim")
+            t.add_row(name, Text(status, style=POST_STYLE.get(status, "")), _pair(p.get("present"), p.get("required")),
+                      at(p.get("since")), ", ".join(map(str, p.get("unit_ids") or [])))
+        parts.append(t)
+    if snap.checkpoints:
+        t = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), show_edge=False, expand=False)
+        for col in ("checkpoint", "last visit", "by", "every", "overdue"):
+            t.add_column(col, no_wrap=True)
+        for c in snap.checkpoints:
+            name = Text(str(c.get("checkpoint_id")), style="bold")
+            name.append(" " + str(c.get("name", "")), style="dim")
+            every = c.get("every_s")
+            t.add_row(name, at(c.get("last_visit")), str(c.get("last_unit") or "–"),
+                      "–" if every is None else f"{every} s",
+                      Text(f"since {at(c.get('overdue_since'))}", style="bold red") if c.get("overdue")
+                      else Text("no", style="dim"))
+        parts.append(t)
+    return parts
 
 
 # --------------------------------------------------------------------------- loops

@@ -6,6 +6,8 @@ seed, the scenario, its parameters and the start time.
     venue.py      `demo` (the default): the Zhengzhou Olympic Sports Center and its patrol grid
     marathon.py   `marathon`: the Lanzhou marathon course along the Yellow River
     health.py     camera status reports, cameras that go silent or offline, units that go quiet
+    duty.py       with a duty plan: units keeping its posts, sweeps past its checkpoints, an operator
+    plans.py      the duty plans of the bundled scenarios (contract/data/plans/)
 
 `zonewatch simulate` (connectors/simulate.py) paces these events onto Kafka and tells the story;
 the benchmark and the chaos runs use them directly.
@@ -16,6 +18,9 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 
+from contract.plan import Plan
+
+from .duty import DutyLayer
 from .engine import Simulation, malformed
 from .health import Health
 from .marathon import MarathonScenario, write_marathon_zones
@@ -47,6 +52,7 @@ def scenario_events(seed: int = 7, *, scenario: str = "demo", units: int | None 
                     cameras: int | None = None, calls_per_min: float | None = None,
                     alerts_per_min: float | None = None, start_ms: int | None = None,
                     duration_s: float | None = None, bad_rate: float = 0.0, health: bool | None = None,
+                    plan: Plan | None = None, phase_after_s: float | None = None,
                     ) -> Iterator[tuple[str, dict | bytes]]:
     """The scenario as (topic, record) pairs in non-decreasing `ts` order (topic names unprefixed).
 
@@ -56,13 +62,17 @@ def scenario_events(seed: int = 7, *, scenario: str = "demo", units: int | None 
     after an event and with that probability, a malformed copy follows (a dict with a missing /
     out-of-range / mistyped field, or `bytes` that are not valid JSON). Health and malformed
     messages use random streams of their own, so the scenario's own events are the same with or
-    without them (less those a silent camera or a quiet unit does not send).
+    without them (less those a silent camera or a quiet unit does not send). With a duty `plan`,
+    units keeping its posts, sweeps past its checkpoints and an operator's phase change mid-run
+    (`phase_after_s` after the start) join the stream (duty.py; plan.commands records among them).
     """
     sim = make(seed, scenario=scenario, units=units, cameras=cameras, calls_per_min=calls_per_min,
                alerts_per_min=alerts_per_min, start_ms=start_ms, duration_s=duration_s)
     evs = sim.events()
     if HEALTH_BY_DEFAULT[scenario] if health is None else health:
         evs = Health(sim).apply(evs)
+    if plan is not None:
+        evs = DutyLayer(sim, plan, phase_after_s).apply(evs)
     if not bad_rate > 0:
         yield from evs
         return

@@ -111,7 +111,9 @@ def test_a_changed_enum_changes_the_schema(monkeypatch):
 
 
 def test_daily_schema_follows_daily_fields(monkeypatch):
-    assert list(schemas.schema(topics.ZONES_DAILY)["properties"]) == list(topics.DAILY_FIELDS)
+    daily = schemas.schema(topics.ZONES_DAILY)
+    assert list(daily["properties"]) == [*topics.DAILY_FIELDS, *topics.DAILY_DUTY_FIELDS]
+    assert daily["required"] == list(topics.DAILY_FIELDS)   # the duty plan's fields come with a plan only
     monkeypatch.setattr(topics, "DAILY_FIELDS", (*topics.DAILY_FIELDS, "weather"))
     with pytest.raises(AssertionError, match="weather"):
         schemas.schema(topics.ZONES_DAILY)

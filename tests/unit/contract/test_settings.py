@@ -14,6 +14,7 @@ from contract.settings import DEMO_ZONES, Settings
 
 REPO = Path(__file__).resolve().parents[3]
 ZONES = str(REPO / "tests" / "zones_test.geojson")
+PLAN = str(REPO / "contract" / "data" / "plans" / "demo.toml")
 
 #: field -> default, by hand from CONTRACT §7 and the README of the time
 DEFAULTS = {
@@ -22,7 +23,8 @@ DEFAULTS = {
     "ingest_tokens": (), "kafka_security_protocol": "PLAINTEXT", "kafka_sasl_mechanism": "SCRAM-SHA-512",
     "kafka_username": "", "kafka_password": "", "kafka_ca": None, "kafka_cert": None, "kafka_key": None,
     "kafka_key_password": "", "partitions": 4, "future_tolerance_ms": 300_000, "h3_resolution": 9,
-    "flush_interval_ms": 25, "ingest_linger_ms": 5, "unit_stale_ms": 120_000, "rules": None, "grace_ms": 600_000,
+    "flush_interval_ms": 25, "ingest_linger_ms": 5, "unit_stale_ms": 120_000, "rules": None, "plan": None,
+    "grace_ms": 600_000,
     "watermark_idle_ms": 30_000, "watermark_max_lag_ms": 60_000, "session_timeout_ms": 6_000, "instance_id": "",
     "snapshot_interval_ms": 10_000, "unit_forget_ms": 86_400_000, "camera_silent_ms": 1_800_000,
     "replication_factor": 1, "rewind_retention_ms": 604_800_000, "extra": {},
@@ -53,6 +55,7 @@ READ = [
     ("ZONEWATCH_FLUSH_MS", "100", "flush_interval_ms", 100),
     ("ZONEWATCH_INGEST_LINGER_MS", "0", "ingest_linger_ms", 0),
     ("ZONEWATCH_RULES", ZONES, "rules", Path(ZONES)),
+    ("ZONEWATCH_PLAN", PLAN, "plan", Path(PLAN)),
     ("ZONEWATCH_GRACE_S", "240", "grace_ms", 240_000),
     ("ZONEWATCH_WATERMARK_IDLE_MS", "12000", "watermark_idle_ms", 12_000),
     ("ZONEWATCH_WATERMARK_MAX_LAG_MS", "0", "watermark_max_lag_ms", 0),
@@ -122,6 +125,14 @@ def test_the_bounds_are_accepted_and_values_beyond_refused_naming_the_variable(c
 def test_a_number_that_is_not_one_is_refused(clean_env):
     clean_env.setenv("ZONEWATCH_GRACE_S", "ten")
     with pytest.raises(ConfigError, match=re.escape("ZONEWATCH_GRACE_S='ten' is not an integer")):
+        Settings.from_env()
+
+
+@pytest.mark.parametrize("var", ["ZONEWATCH_ZONES", "ZONEWATCH_PLAN"])
+def test_a_file_that_is_not_there_is_refused_naming_the_variable(clean_env, tmp_path, var):
+    clean_env.setenv(var, str(tmp_path / "missing.toml"))
+    with pytest.raises(ConfigError, match=re.escape(f"{var}={tmp_path / 'missing.toml'} does not exist or is not "
+                                                    "a file")):
         Settings.from_env()
 
 

@@ -1,7 +1,8 @@
 """The gateway's request/response endpoints on a fake Redis (no server): /units with ETA, status,
 kind, ts and without stale units on the stream clock; /incidents/{call_id} without any caller;
-/ingest's refusals (intake off, tokens, content encoding, sizes, Kafka not connected). Every answer
-is checked against the schema /openapi.json gives it (a small JSON Schema reader below)."""
+/ingest's refusals (intake off, tokens, content encoding, sizes, Kafka not connected); /plan/phase
+before and after the worker decides a phase. Every answer of an endpoint /openapi.json describes is
+checked against the schema it gives (a small JSON Schema reader below)."""
 
 from __future__ import annotations
 
@@ -230,6 +231,19 @@ def test_the_published_schemas_are_served_without_a_token():
     assert c.get("/schemas/nope.json").status_code == 404
 
 
+def test_the_phase_is_null_before_any_and_the_document_after():
+    """GET /plan/phase: `null` (200) while no phase is decided, with or without a plan (the wall's
+    duty.js polls it on every wall: a 404 would be a console error each poll), zw:phase once written."""
+    c = client(FakeRedis())
+    r = c.get("/plan/phase", headers=RAUTH)
+    assert (r.status_code, r.json()) == (200, None)
+    phase = {"name": "决战", "source": "operator", "by": "duty officer", "since": CLOCK, "previous": None, "version": 3}
+    c = client(FakeRedis(strings={"zw:phase": orjson.dumps(phase)}))
+    r = c.get("/plan/phase", headers=RAUTH)
+    assert (r.status_code, r.json()) == (200, phase)
+    assert c.get("/plan/phase").status_code == 401
+
+
 @pytest.mark.parametrize("query", ["caller=13800138000", "Caller=1", "a=1;caller_ref=x", "%63aller=1",
                                    "callerNumber=1"])
 def test_a_caller_in_a_query_string_is_refused(query):
@@ -244,3 +258,41 @@ def test_a_caller_in_a_query_string_is_refused(query):
             pass
     assert c.get("/zones?call=1&recall=2", headers=RAUTH).status_code == 200   # only names that say caller
     assert c.get("/zones;caller=1", headers=RAUTH).status_code == 400               # a parameter in the path
+
+
+# --- the duty plan's documents, checked like the others (gateway/untrusted.py) -------------------
+
+POST_DOC = {"post_id": "gate", "name": "北门 north gate", "lat": A[0], "lon": A[1], "radius_m": 50.0, "phase": "决战",
+            "required": 2, "present": 1, "unit_ids": ["P-1"], "status": "understaffed", "since": CLOCK, "version": 4}
+
+
+def _bad_records(kind: str) -> float:
+    from gateway.metrics import BAD_RECORDS
+
+    return BAD_RECORDS.labels(kind)._value.get()
+
+
+def test_posts_leave_out_a_document_that_does_not_match_its_schema_and_a_bad_phase_is_502():
+    before = _bad_records("post")
+    bad = dict(POST_DOC, post_id="evil", status="<script>")     # not a post status
+    c = client(FakeRedis(docs={"gate": POST_DOC, "evil": bad}))
+    r = c.get("/posts", headers=RAUTH)
+    assert (r.status_code, r.json()) == (200, [POST_DOC])
+    assert _bad_records("post") == before + 1
+    c = client(FakeRedis(strings={"zw:phase": b'{"name": 7}'}))
+    r = c.get("/plan/phase", headers=RAUTH)
+    assert r.status_code == 502 and "phase schema" in r.json()["error"]
+
+
+def test_a_post_updates_entry_is_checked_against_the_schema_its_type_names():
+    from gateway.feed import PostEntry, checked_entry
+
+    good = checked_entry("zw:post-updates", b"5-0", {b"type": b"post", b"state": orjson.dumps(POST_DOC)})
+    assert type(good) is PostEntry and good.typ == "post" and orjson.loads(good.state) == POST_DOC
+    assert good.sse.startswith(b'id: 5-0\nevent: post\ndata: {"type":"post","state":{')
+    before = _bad_records("post"), _bad_records("checkpoint")
+    # a post's document under another type, a type that is none, a forged type (it goes into the JSON text)
+    assert checked_entry("zw:post-updates", b"6-0", {b"type": b"checkpoint", b"state": orjson.dumps(POST_DOC)}) is None
+    assert checked_entry("zw:post-updates", b"7-0", {b"type": b'post","x":"', b"state": orjson.dumps(POST_DOC)}) is None
+    assert checked_entry("zw:post-updates", b"8-0", {b"state": orjson.dumps(POST_DOC)}) is None
+    assert (_bad_records("post"), _bad_records("checkpoint")) == (before[0] + 2, before[1] + 1)

@@ -36,7 +36,8 @@ def test_the_policy_allows_no_inline_script_or_style_and_nothing_from_elsewhere(
 def test_the_page_has_no_inline_script_style_or_handler():
     page = (STATIC_DIR / "index.html").read_text()
     assert re.findall(r"<script\b[^>]*>", page) == ['<script src="/static/html.js">', '<script src="/static/wall.js">',
-                                                 '<script src="/static/rewind.js">']
+                                                 '<script src="/static/rewind.js">',
+                                                 '<script src="/static/duty.js">']   # the duty plan's layer
     assert "</script>" in page and not re.search(r"<script[^>]*>[^<]", page)       # every script element empty
     assert "<style" not in page and not re.search(r"\sstyle=", page)
     assert not re.search(r"\son[a-z]+\s*=", page, re.IGNORECASE)
@@ -44,12 +45,13 @@ def test_the_page_has_no_inline_script_style_or_handler():
 
 
 def test_only_html_js_writes_markup():
-    for script in ("wall.js", "rewind.js"):
+    for script in ("wall.js", "rewind.js", "duty.js"):
         source = (STATIC_DIR / script).read_text()
         for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function",
                      "setAttribute(\"style\"", "setAttribute('style'", "srcdoc"):
             assert sink not in source, (script, sink)
-    # the rewind's look is wall.css's: it sets no style of its own (text only, through textContent)
-    assert ".style" not in (STATIC_DIR / "rewind.js").read_text()
+    # their look is wall.css's (#rewind-*, #duty-phase): they set no style of their own (text through textContent)
+    for script in ("rewind.js", "duty.js"):
+        assert ".style" not in (STATIC_DIR / script).read_text(), script
     helper = (STATIC_DIR / "html.js").read_text()
     assert helper.count("innerHTML =") == 1 and "policy.createHTML" in helper

@@ -271,3 +271,59 @@ def test_render_shows_each_zones_response_of_the_scenario():
     assert "0% / 0% / 0%" in lines["A"] and " 3 " in lines["A"] and "– / –" in lines["A"]
     for ring in ("outer", "inner", "core"):
         assert "0% / 100% / 100%" in lines[ring] and "2:00 / 2:00" in lines[ring], lines[ring]
+
+
+# --- the duty plan under the zones (CONTRACT §10) -------------------------------------------------
+
+class _DutyRedis:
+    """The three reads of Watcher.read_duty on a dict."""
+
+    def __init__(self, data: dict):
+        self.data = data
+
+    def smembers(self, key):
+        return set(self.data.get(key, ()))
+
+    def mget(self, ks):
+        return [self.data.get(k) for k in ks]
+
+    def get(self, key):
+        return self.data.get(key)
+
+
+def test_watch_lists_posts_checkpoints_and_the_phase_under_the_zones():
+    import orjson
+
+    from contract import keys
+    from zonewatch.watch import Watcher
+
+    t = 1_686_535_200_000   # 2023-06-12 10:00:00 +08:00
+    gate = {"post_id": "gate", "name": "A区大门", "status": "understaffed", "present": 1, "required": 2,
+            "since": t + 780_000, "unit_ids": ["u2"], "version": 4}
+    east = {"post_id": "east", "name": "东门", "status": "manned", "present": 2, "required": 2, "since": t,
+            "unit_ids": ["u1", "u3"], "version": 2}
+    bridge = {"checkpoint_id": "bridge", "name": "B区桥", "last_visit": t + 780_000, "last_unit": "u1",
+              "every_s": 300, "overdue": True, "overdue_since": t + 1_080_001, "version": 5}
+    phase = {"name": "临战", "source": "operator", "by": "值班长 王", "since": t + 1_200_000, "previous": "决战"}
+    redis = _DutyRedis({keys.POSTS: [b"gate", b"east", b"gone"], keys.CHECKPOINTS: [b"bridge"],
+                        keys.post("gate"): orjson.dumps(gate), keys.post("east"): orjson.dumps(east),
+                        keys.checkpoint("bridge"): orjson.dumps(bridge), keys.PHASE: orjson.dumps(phase)})
+    w = Watcher("redis://x", [], client=redis, latency=LatencySampler([], fetch=lambda u, t: ""))
+    posts, cps, ph = w.read_duty()
+    assert [p["post_id"] for p in posts] == ["east", "gate"] and cps == [bridge] and ph == phase  # "gone": none
+    snap = Snapshot(taken_ms=t + 1_300_000, zones=[], posts=posts, checkpoints=cps, phase=ph)
+    out = io.StringIO()
+    Console(file=out, width=160, color_system=None).print(render(snap, tz_name="Asia/Shanghai"))
+    text = out.getvalue()
+    assert "duty  phase 临战 (set by 值班长 王 at 10:20:00)" in text
+    assert "manned 1 understaffed 1 empty 0" in text and "checkpoints overdue 1/1" in text
+    lines = text.splitlines()
+    gate_line = next(line for line in lines if line.lstrip().startswith("gate"))
+    assert "understaffed" in gate_line and "1 / 2" in gate_line and "10:13:00" in gate_line and "u2" in gate_line
+    bridge_line = next(line for line in lines if line.lstrip().startswith("bridge"))
+    assert "10:13:00" in bridge_line and "u1" in bridge_line and "300 s" in bridge_line \
+        and "since 10:18:00" in bridge_line
+    # without a plan nothing of it appears
+    out = io.StringIO()
+    Console(file=out, width=160, color_system=None).print(render(Snapshot(taken_ms=t), tz_name="Asia/Shanghai"))
+    assert "duty" not in out.getvalue()
