@@ -8,6 +8,7 @@ reads zones.state; imports nothing of `streams`.
     rest.py     the request/response endpoints (/zones, /units, /incidents, /incidents/{id}, /stats,
                 POST /ingest, ...)
     rewind.py   GET /zones?at=: every zone as it was at a moment of stream time, from zones.state
+    duty.py     the duty plan's endpoints: /posts, /checkpoints, /plan/phase, the phase command
     intake.py   what POST /ingest does: bodies counted as they arrive, the contract's validator, one
                 Kafka producer
     clock.py    the stream clock (/units leaves out stale fixes by it), from checked zone documents
@@ -25,5 +26,6 @@ reads zones.state; imports nothing of `streams`.
     openapi.py  /openapi.json
     schemas.py  /schemas/{name}.json (the contract's published JSON Schemas, open)
     promtext.py the one Prometheus text reader (the wall's badge, `zonewatch watch`, the bench)
-    static/     the wall: index.html, wall.css, wall.js, and html.js (the one escaping helper)
+    static/     the wall: index.html, wall.css, wall.js, html.js (the one escaping helper), and the
+                rewind's slider (rewind.js) and the duty plan's layer (duty.js)
 """

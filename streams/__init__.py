@@ -14,6 +14,8 @@
     zone_state.py   one partition's zones: days, windows, units, health, levels, documents
     incidents.py    incidents and the 1-3-5 minute response, corroboration, recommendations
     reach.py        the share of a zone's area an available unit reaches within 1/3/5 minutes
+    coverage.py     the share of a zone's H3 cells patrolled in the last 60 minutes / 8 hours
+    duty.py         the duty plan against the live picture: posts, checkpoints, the phase in force
     watermark.py    the patrol.gps watermark breaches are decided on
     days.py         local dates of the stream clock in any IANA zone
     dedup.py        compact memory of call and alert ids over a day

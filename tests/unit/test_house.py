@@ -5,6 +5,8 @@ string literal, including those inside functions."""
 from __future__ import annotations
 
 import ast
+import importlib
+import re
 from pathlib import Path
 
 import pytest
@@ -206,3 +208,13 @@ def test_every_error_has_the_one_root():
                     isinstance(b, ast.Name) and (b.id.endswith("Error") or b.id == "Exception") for b in node.bases):
                 stray.append(f"{path.relative_to(REPO)}: {node.name}")
     assert not stray, f"error classes outside contract/errors.py: {stray}"
+
+
+@pytest.mark.parametrize("package", ["streams", "gateway"])
+def test_the_packages_module_map_names_every_module(package):
+    """streams/__init__.py and gateway/__init__.py are a one-line map of every module: a new module
+    goes on the map."""
+    doc = importlib.import_module(package).__doc__ or ""
+    listed = set(re.findall(r"^\s{4}(\w+\.py)\s", doc, flags=re.M))
+    modules = {p.name for p in (REPO / package).glob("*.py") if p.name != "__init__.py"}
+    assert modules - listed == set(), f"{package}/__init__.py does not map {sorted(modules - listed)}"
