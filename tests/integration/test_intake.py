@@ -104,8 +104,10 @@ def test_ten_thousand_records_per_post_reach_the_worker_and_are_counted(deployme
               "lon": places[i % 4][1], "status": "available", "kind": "car"} for i in range(MAX_RECORDS)]
     # 11+ minutes before the calls: no alert corroborates a call (10,000 calls with 50 corroborating
     # alerts each would be a pathological burst, not what this test is about)
-    alerts = [{"alert_id": f"ia-{i}", "camera_id": f"cam-{i % 50}", "ts": t0 - 700_000 - i, "lat": places[i % 5][0],
-               "lon": places[i % 5][1], "type": "crowd_density", "confidence": 0.9} for i in range(MAX_RECORDS)]
+    # and ~4.4 km from them: each alert also walks the calls open near its cell (IncidentState.on_alert)
+    alerts = [{"alert_id": f"ia-{i}", "camera_id": f"cam-{i % 50}", "ts": t0 - 700_000 - i,
+               "lat": places[i % 5][0] + 0.04, "lon": places[i % 5][1], "type": "crowd_density", "confidence": 0.9}
+              for i in range(MAX_RECORDS)]
     status = [{"camera_id": f"cam-{i}", "ts": t0 + 1000 + i, "lat": places[i % 5][0], "lon": places[i % 5][1],
                "online": i % 10 != 0} for i in range(1000)]
     try:
