@@ -11,7 +11,7 @@ from tests import scenario
 from tests.integration.conftest import wait_until
 from tests.integration.test_duty_e2e import PLAN, T0, fixes
 from tests.integration.test_gateway import TOKEN, GatewayProcess
-from tests.integration.test_wall_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from tests.integration.test_wall_browser import ARTIFACTS, CHROMIUM, wall_page
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +22,6 @@ GATE = 'circle.duty-post[data-id="gate"]'
 def test_the_wall_shows_posts_the_phase_and_a_post_turning_red(deployment, tmp_path):
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: run deploy/install-browser.sh (Debian's chromium) first")
-    from playwright.sync_api import sync_playwright
 
     dep = deployment(scenario.ZONES_FILE, partitions=2)
     plan = tmp_path / "plan.toml"
@@ -38,33 +37,26 @@ def test_the_wall_shows_posts_the_phase_and_a_post_turning_red(deployment, tmp_p
     try:
         dep.produce(topics.GPS, first)
         errors: list[str] = []
-        ARTIFACTS.mkdir(exist_ok=True)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1920, "height": 1080})
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
-                page.goto(f"{gw.url}/?token={TOKEN}")
-                page.wait_for_selector(GATE, state="attached", timeout=60_000)
-                page.wait_for_function(f"() => document.querySelector('{GATE}').getAttribute('fill') === '{GREEN}'",
-                                       timeout=60_000)
-                assert page.locator("text.duty-count").first.text_content() == "2/2"
-                banner = page.locator("#duty-phase")
-                assert banner.inner_text() == "勤务阶段 Phase: 决战 · 按计划 schedule"
-                assert banner.is_visible()   # shown (duty.js clears `hidden`; wall.css styles it)
-                assert "manned" in page.locator(GATE).get_attribute("class")
-                page.screenshot(path=str(ARTIFACTS / "wall-duty.png"))
+        with wall_page(errors, console=False) as page:
+            page.goto(f"{gw.url}/?token={TOKEN}")
+            page.wait_for_selector(GATE, state="attached", timeout=60_000)
+            page.wait_for_function(f"() => document.querySelector('{GATE}').getAttribute('fill') === '{GREEN}'",
+                                   timeout=60_000)
+            assert page.locator("text.duty-count").first.text_content() == "2/2"
+            banner = page.locator("#duty-phase")
+            assert banner.inner_text() == "勤务阶段 Phase: 决战 · 按计划 schedule"
+            assert banner.is_visible()   # shown (duty.js clears `hidden`; wall.css styles it)
+            assert "manned" in page.locator(GATE).get_attribute("class")
+            page.screenshot(path=str(ARTIFACTS / "wall-duty.png"))
 
-                dep.produce(topics.GPS, rest)
-                page.wait_for_function(f"() => document.querySelector('{GATE}').getAttribute('fill') === '{RED}'",
-                                       timeout=60_000)
-                assert page.locator("text.duty-count").first.text_content() == "0/2"
-                assert "empty" in page.locator(GATE).get_attribute("class")
-                wait_until(lambda: page.locator('rect.duty-checkpoint[data-id="bridge"]').count() == 1,
-                           timeout=10, what="the bridge's mark")
-                page.screenshot(path=str(ARTIFACTS / "wall-duty-empty.png"))
-            finally:
-                browser.close()
+            dep.produce(topics.GPS, rest)
+            page.wait_for_function(f"() => document.querySelector('{GATE}').getAttribute('fill') === '{RED}'",
+                                   timeout=60_000)
+            assert page.locator("text.duty-count").first.text_content() == "0/2"
+            assert "empty" in page.locator(GATE).get_attribute("class")
+            wait_until(lambda: page.locator('rect.duty-checkpoint[data-id="bridge"]').count() == 1,
+                       timeout=10, what="the bridge's mark")
+            page.screenshot(path=str(ARTIFACTS / "wall-duty-empty.png"))
         assert not errors, errors
     finally:
         gw.stop()

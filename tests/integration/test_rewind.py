@@ -28,7 +28,7 @@ from contract.kafka_settings import ensure_topics
 from tests import scenario
 from tests.integration.conftest import REPO, Deployment, wait_until
 from tests.integration.test_gateway import TOKEN, GatewayProcess
-from tests.integration.test_wall_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.integration.test_wall_browser import CHROMIUM, wall_page
 
 pytestmark = pytest.mark.integration
 
@@ -204,7 +204,6 @@ def test_zones_state_keeps_the_retention_and_ensure_topics_sets_it_on_an_existin
 def test_the_wall_rewinds_with_its_slider_and_goes_back_to_live(rewound):
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: run deploy/install-browser.sh (Debian's chromium) first")
-    from playwright.sync_api import sync_playwright
 
     _dep, gw, seq, records = rewound
     t = [ts for ts, _topic, _r in seq]
@@ -217,81 +216,72 @@ def test_the_wall_rewinds_with_its_slider_and_goes_back_to_live(rewound):
         return {"A": str(docs["A"]["today"]["calls"]), "B": str(docs["B"]["today"]["calls"]),
                 "core alerts": str(docs["core"]["today"]["alerts"])}
 
-    ARTIFACTS.mkdir(exist_ok=True)
     errors: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1920, "height": 1080})
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.on("console", lambda m: errors.append(f"{m.text} ({m.location.get('url')})")
-                    if m.type == "error" else None)
+    with wall_page(errors) as page:
 
-            def cell(zone: str, column: str) -> str:
-                return page.locator(f'tr[data-zone="{zone}"] .{column}').text_content()
+        def cell(zone: str, column: str) -> str:
+            return page.locator(f'tr[data-zone="{zone}"] .{column}').text_content()
 
-            def table() -> dict[str, str]:
-                return {"A": cell("A", "c-calls"), "B": cell("B", "c-calls"), "core alerts": cell("core", "c-alerts")}
+        def table() -> dict[str, str]:
+            return {"A": cell("A", "c-calls"), "B": cell("B", "c-calls"), "core alerts": cell("core", "c-alerts")}
 
-            def header_clock() -> str:
-                return page.locator("#clock .v").text_content()
+        def header_clock() -> str:
+            return page.locator("#clock .v").text_content()
 
-            def background() -> str:
-                return page.evaluate("getComputedStyle(document.body).backgroundColor")
+        def background() -> str:
+            return page.evaluate("getComputedStyle(document.body).backgroundColor")
 
-            page.goto(f"{gw.url}/?token={TOKEN}")
-            live = shown_at(t[5])
-            page.wait_for_function(f"""() => {{ const c = document.querySelector('tr[data-zone="A"] .c-calls');
-                                              return c && c.textContent === '{live["A"]}'; }}""", timeout=30_000)
-            assert table() == live
-            live_bg, live_clock = background(), header_clock()
-            assert page.locator("#rewind-banner").is_hidden()
+        page.goto(f"{gw.url}/?token={TOKEN}")
+        live = shown_at(t[5])
+        page.wait_for_function(f"""() => {{ const c = document.querySelector('tr[data-zone="A"] .c-calls');
+                                          return c && c.textContent === '{live["A"]}'; }}""", timeout=30_000)
+        assert table() == live
+        live_bg, live_clock = background(), header_clock()
+        assert page.locator("#rewind-banner").is_hidden()
 
-            # opened at a past moment: ?at= in the address
-            page.goto(f"{gw.url}/?token={TOKEN}&at={first}")
-            page.wait_for_selector(f'#rewind-banner[data-at="{first}"]', state="visible", timeout=30_000)
-            assert page.evaluate("document.body.dataset.rewind") == "past"
-            assert f"at={first}" in page.url and "token=" not in page.url
-            assert table() == shown_at(first)
-            assert header_clock() != live_clock          # the header's stream clock is the moment's
-            assert background() != live_bg
-            banner = page.locator("#rewind-banner").inner_text()
-            assert "PAST MOMENT" in banner and "not live" in banner and "Back to live" in banner
-            assert page.locator("#incidents").is_hidden()        # live-only panels hidden in the past
-            page.wait_for_timeout(400)
-            page.screenshot(path=str(ARTIFACTS / "wall-rewind.png"))
+        # opened at a past moment: ?at= in the address
+        page.goto(f"{gw.url}/?token={TOKEN}&at={first}")
+        page.wait_for_selector(f'#rewind-banner[data-at="{first}"]', state="visible", timeout=30_000)
+        assert page.evaluate("document.body.dataset.rewind") == "past"
+        assert f"at={first}" in page.url and "token=" not in page.url
+        assert table() == shown_at(first)
+        assert header_clock() != live_clock          # the header's stream clock is the moment's
+        assert background() != live_bg
+        banner = page.locator("#rewind-banner").inner_text()
+        assert "PAST MOMENT" in banner and "not live" in banner and "Back to live" in banner
+        assert page.locator("#incidents").is_hidden()        # live-only panels hidden in the past
+        page.wait_for_timeout(400)
+        page.screenshot(path=str(ARTIFACTS / "wall-rewind.png"))
 
-            # the slider: to a moment after the third call, then a minute back
-            page.locator("#rewind-slider").evaluate(
-                "(e, v) => { e.value = v; e.dispatchEvent(new Event('input')); e.dispatchEvent(new Event('change')); }",
-                str(second))
-            page.wait_for_selector(f'#rewind-banner[data-at="{second}"]', state="visible", timeout=30_000)
-            assert table() == shown_at(second)
-            assert f"at={second}" in page.url
-            page.click("#rewind-back")
-            page.wait_for_selector(f'#rewind-banner[data-at="{second - MIN}"]', state="visible", timeout=30_000)
-            assert table() == shown_at(second - MIN)
-            past_clock = header_clock()
-            page.screenshot(path=str(ARTIFACTS / "wall-rewind-slider.png"))
+        # the slider: to a moment after the third call, then a minute back
+        page.locator("#rewind-slider").evaluate(
+            "(e, v) => { e.value = v; e.dispatchEvent(new Event('input')); e.dispatchEvent(new Event('change')); }",
+            str(second))
+        page.wait_for_selector(f'#rewind-banner[data-at="{second}"]', state="visible", timeout=30_000)
+        assert table() == shown_at(second)
+        assert f"at={second}" in page.url
+        page.click("#rewind-back")
+        page.wait_for_selector(f'#rewind-banner[data-at="{second - MIN}"]', state="visible", timeout=30_000)
+        assert table() == shown_at(second - MIN)
+        past_clock = header_clock()
+        page.screenshot(path=str(ARTIFACTS / "wall-rewind-slider.png"))
 
-            # back to live in one click
-            page.click("#rewind-live")
-            page.wait_for_function("() => document.body.dataset.rewind === 'live'", timeout=10_000)
-            assert page.locator("#rewind-banner").is_hidden()
-            assert table() == live and header_clock() == live_clock != past_clock
-            assert "at=" not in page.url
-            assert background() == live_bg
-            assert page.locator("#incidents").is_visible()
-            page.screenshot(path=str(ARTIFACTS / "wall-rewind-live.png"))
+        # back to live in one click
+        page.click("#rewind-live")
+        page.wait_for_function("() => document.body.dataset.rewind === 'live'", timeout=10_000)
+        assert page.locator("#rewind-banner").is_hidden()
+        assert table() == live and header_clock() == live_clock != past_clock
+        assert "at=" not in page.url
+        assert background() == live_bg
+        assert page.locator("#incidents").is_visible()
+        page.screenshot(path=str(ARTIFACTS / "wall-rewind-live.png"))
 
-            # a moment before the oldest record: the page says so and stays live
-            page.goto(f"{gw.url}/?token={TOKEN}&at={t[0] - 1}")
-            page.wait_for_function("() => document.querySelector('#rewind-msg').textContent.includes('no record')",
-                                   timeout=30_000)
-            assert page.evaluate("document.body.dataset.rewind") == "live"
-            assert page.locator("#rewind-banner").is_hidden()
-        finally:
-            browser.close()
+        # a moment before the oldest record: the page says so and stays live
+        page.goto(f"{gw.url}/?token={TOKEN}&at={t[0] - 1}")
+        page.wait_for_function("() => document.querySelector('#rewind-msg').textContent.includes('no record')",
+                               timeout=30_000)
+        assert page.evaluate("document.body.dataset.rewind") == "live"
+        assert page.locator("#rewind-banner").is_hidden()
     # the one refusal asked for above, as the browser logs it
     errors = [e for e in errors if not ("404" in e and f"at={t[0] - 1}" in e)]
     assert not errors, errors

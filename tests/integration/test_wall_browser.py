@@ -10,6 +10,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -26,6 +28,26 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = REPO / "test-artifacts"
+
+
+@contextmanager
+def wall_page(errors: list[str], console: bool = True) -> Iterator:
+    """A 1920x1080 page in Debian's chromium, closed afterwards; script errors (and, with `console`,
+    console errors with the URL they came from) go into `errors`."""
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1920, "height": 1080})
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            if console:
+                page.on("console", lambda m: errors.append(f"{m.text} ({m.location.get('url')})")
+                        if m.type == "error" else None)
+            yield page
+        finally:
+            browser.close()
 GREEN, ORANGE, RED = "#2fa864", "#f2861e", "#e5383b"
 N_CALLS = 8
 

@@ -28,7 +28,7 @@ from contract import topics
 from tests import scenario
 from tests.integration.conftest import REPO, wait_until
 from tests.integration.test_gateway import TOKEN, GatewayProcess
-from tests.integration.test_wall_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from tests.integration.test_wall_browser import ARTIFACTS, CHROMIUM, wall_page
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +58,6 @@ def screen_xy(page, where) -> tuple[float, float]:
 def test_zone_response_and_incident_map_on_the_wall_and_in_watch(deployment):
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: run deploy/install-browser.sh (Debian's chromium) first")
-    from playwright.sync_api import sync_playwright
 
     dep = deployment(scenario.ZONES_FILE, partitions=2)
     wport = dep.start_worker()
@@ -106,63 +105,55 @@ def test_zone_response_and_incident_map_on_the_wall_and_in_watch(deployment):
         row = next(line for line in out.stdout.splitlines() if line.split() and line.split()[0] == "A")
         assert "0% / 50% / 50%" in row and "1:30 / 5:50" in row, row
 
-        ARTIFACTS.mkdir(exist_ok=True)
         errors: list[str] = []
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1920, "height": 1080})
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
-                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-                page.goto(f"{gw.url}/?token={TOKEN}")
-                page.wait_for_function("""() => { const c = document.querySelector('tr[data-zone="A"] .c-135');
-                                                  return c && c.textContent.includes('%'); }""", timeout=30_000)
-                row_a = page.locator('tr[data-zone="A"]')
-                assert row_a.locator(".c-135").text_content() == "0% / 50% / 50%"
-                assert row_a.locator(".c-135").get_attribute("data-decided") == "2"
-                assert row_a.locator(".c-breach").text_content() == "1"
-                assert "bad" in row_a.locator(".c-breach").get_attribute("class").split()
-                assert row_a.locator(".c-p50").text_content() == "1:30 / 5:50"
-                row_b = page.locator('tr[data-zone="B"]')
-                assert (row_b.locator(".c-135").text_content(), row_b.locator(".c-breach").text_content(),
-                        row_b.locator(".c-p50").text_content()) == ("0% / 0% / 0%", "1", "– / –")
-                # every zone's cells are its document's figures (the venue rings: nothing decided)
-                for zid, d in dep.zone_docs().items():
-                    r = d["response"]
-                    decided = r["within_5m"] + r["breaches"]
-                    want = " / ".join(f"{round(100 * r[k] / decided)}%" if decided else "–"
-                                      for k in ("within_1m", "within_3m", "within_5m"))
-                    assert page.locator(f'tr[data-zone="{zid}"] .c-135').text_content() == want, zid
-                page.wait_for_timeout(500)
-                page.screenshot(path=str(ARTIFACTS / "wall-response.png"))
+        with wall_page(errors) as page:
+            page.goto(f"{gw.url}/?token={TOKEN}")
+            page.wait_for_function("""() => { const c = document.querySelector('tr[data-zone="A"] .c-135');
+                                              return c && c.textContent.includes('%'); }""", timeout=30_000)
+            row_a = page.locator('tr[data-zone="A"]')
+            assert row_a.locator(".c-135").text_content() == "0% / 50% / 50%"
+            assert row_a.locator(".c-135").get_attribute("data-decided") == "2"
+            assert row_a.locator(".c-breach").text_content() == "1"
+            assert "bad" in row_a.locator(".c-breach").get_attribute("class").split()
+            assert row_a.locator(".c-p50").text_content() == "1:30 / 5:50"
+            row_b = page.locator('tr[data-zone="B"]')
+            assert (row_b.locator(".c-135").text_content(), row_b.locator(".c-breach").text_content(),
+                    row_b.locator(".c-p50").text_content()) == ("0% / 0% / 0%", "1", "– / –")
+            # every zone's cells are its document's figures (the venue rings: nothing decided)
+            for zid, d in dep.zone_docs().items():
+                r = d["response"]
+                decided = r["within_5m"] + r["breaches"]
+                want = " / ".join(f"{round(100 * r[k] / decided)}%" if decided else "–"
+                                  for k in ("within_1m", "within_3m", "within_5m"))
+                assert page.locator(f'tr[data-zone="{zid}"] .c-135').text_content() == want, zid
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(ARTIFACTS / "wall-response.png"))
 
-                # the incident map: the camera at its position, m-car where it was at the call
-                page.wait_for_selector('circle.unit[data-unit="m-car"]', state="attached", timeout=15_000)
-                page.click('#inc-list li[data-call="m-call"]')
-                page.wait_for_selector('#detail.open[data-kind="timeline"]', timeout=10_000)
-                rec = page.locator('#g-focus circle.rec[data-unit="m-car"]')
-                rec.wait_for(state="attached", timeout=10_000)
-                assert rec.get_attribute("data-at") == "call"
-                x, y = screen_xy(page, north(500))
-                assert abs(float(rec.get_attribute("cx")) - x) < 0.2 and abs(float(rec.get_attribute("cy")) - y) < 0.2
-                live = page.locator('circle.unit[data-unit="m-car"]')    # where /units has it now
-                lx, ly = screen_xy(page, north(1500))
-                assert abs(float(live.get_attribute("cy")) - ly) < 0.2 and abs(float(rec.get_attribute("cy")) - ly) > 5
-                cam = page.locator('#g-focus circle.cam[data-alert="m-al"]')
-                cx, cy = screen_xy(page, camera)
-                assert abs(float(cam.get_attribute("cx")) - cx) < 0.2 and abs(float(cam.get_attribute("cy")) - cy) < 0.2
-                assert page.locator('#g-focus circle.rec[data-unit="m-foot"]').count() == 1
-                # the list says where each unit's position comes from
-                assert "at the call" in page.locator('#detail ul.rec li[data-unit="m-car"] .at-call').text_content()
-                shown = {li.get_attribute("data-unit") for li in page.locator("#detail ul.rec li[data-unit]").all()}
-                assert shown == set(units)
-                # m-far, added beyond the exact search: no position at the call, not on the map
-                assert "unknown" in page.locator('#detail ul.rec li[data-unit="m-far"] .at-call').text_content()
-                assert page.locator('#g-focus circle.rec[data-unit="m-far"]').count() == 0
-                page.wait_for_timeout(300)
-                page.screenshot(path=str(ARTIFACTS / "wall-incident-map.png"))
-            finally:
-                browser.close()
+            # the incident map: the camera at its position, m-car where it was at the call
+            page.wait_for_selector('circle.unit[data-unit="m-car"]', state="attached", timeout=15_000)
+            page.click('#inc-list li[data-call="m-call"]')
+            page.wait_for_selector('#detail.open[data-kind="timeline"]', timeout=10_000)
+            rec = page.locator('#g-focus circle.rec[data-unit="m-car"]')
+            rec.wait_for(state="attached", timeout=10_000)
+            assert rec.get_attribute("data-at") == "call"
+            x, y = screen_xy(page, north(500))
+            assert abs(float(rec.get_attribute("cx")) - x) < 0.2 and abs(float(rec.get_attribute("cy")) - y) < 0.2
+            live = page.locator('circle.unit[data-unit="m-car"]')    # where /units has it now
+            lx, ly = screen_xy(page, north(1500))
+            assert abs(float(live.get_attribute("cy")) - ly) < 0.2 and abs(float(rec.get_attribute("cy")) - ly) > 5
+            cam = page.locator('#g-focus circle.cam[data-alert="m-al"]')
+            cx, cy = screen_xy(page, camera)
+            assert abs(float(cam.get_attribute("cx")) - cx) < 0.2 and abs(float(cam.get_attribute("cy")) - cy) < 0.2
+            assert page.locator('#g-focus circle.rec[data-unit="m-foot"]').count() == 1
+            # the list says where each unit's position comes from
+            assert "at the call" in page.locator('#detail ul.rec li[data-unit="m-car"] .at-call').text_content()
+            shown = {li.get_attribute("data-unit") for li in page.locator("#detail ul.rec li[data-unit]").all()}
+            assert shown == set(units)
+            # m-far, added beyond the exact search: no position at the call, not on the map
+            assert "unknown" in page.locator('#detail ul.rec li[data-unit="m-far"] .at-call').text_content()
+            assert page.locator('#g-focus circle.rec[data-unit="m-far"]').count() == 0
+            page.wait_for_timeout(300)
+            page.screenshot(path=str(ARTIFACTS / "wall-incident-map.png"))
         assert not errors, errors
     finally:
         gw.stop()

@@ -11,16 +11,6 @@ from contract.kafka_settings import topic_specs
 from contract.settings import Settings
 
 
-@pytest.fixture
-def clean_env(monkeypatch):
-    import os
-
-    for k in list(os.environ):
-        if k.startswith("ZONEWATCH_"):
-            monkeypatch.delenv(k)
-    return monkeypatch
-
-
 def test_default_is_one_for_a_single_local_broker(clean_env):
     s = Settings.from_env()
     assert s.replication_factor == 1
