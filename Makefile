@@ -11,8 +11,9 @@
 #   make status  what is running
 #   make test    `make lint`, then the whole test suite; integration tests start their own stack on 19092/16379
 #   make demo    the stack + the bundled demo
-#   make bench   the stack + the benchmark: 5 runs, demo + city zones (RUNS=1 ZONES=city STRESS=1 SCALING=1 PROFILE=1)
-#   make chaos   crash/restart scenarios vs a clean run (BOUNDS=contract: the watermark's default bounds)
+#   make bench   the stack + the benchmark: 5 runs, demo + city zones (RUNS=1 ZONES=city STRESS=1 SCALING=1 PROFILE=1;
+#                PLAN=marathon: the duty plan's cost per event, in-process)
+#   make chaos   crash/restart scenarios vs a clean run, a duty plan loaded (BOUNDS=contract; NO_PLAN=1)
 #   make soak    two hours at 5x a district (DURATION=7200 SPEED=5; SPLIT=1: ingest and state processes)
 #   make failover  kill -9 a worker with 0.2 M / 1 M / 5 M events behind it: seconds until the wall is current
 #   make clean   stop every stack under .stack and delete .venv, .stack and build leftovers
@@ -35,7 +36,7 @@ TOOLS       := $(PYTHON) deploy/tools.py
 .PHONY: help setup lock lint schemas tools up down status test demo bench chaos soak failover clean
 
 help:
-	@sed -n '1,18s/^# \{0,1\}//p' Makefile
+	@sed -n '1,19s/^# \{0,1\}//p' Makefile
 
 setup: $(STAMP)
 
@@ -92,21 +93,28 @@ demo: setup up
 	$(VPY) -m zonewatch.demo
 
 # five runs on both zone sets by default (~30-40 min); RUNS=1 for a quick look, ZONES=demo|city,
-# STRESS=1 (units jump anywhere), SCALING=1 (1 vs 2 workers), PROFILE=1 (py-spy flame graphs in docs/profiles)
+# STRESS=1 (units jump anywhere), SCALING=1 (1 vs 2 workers), PROFILE=1 (py-spy flame graphs in docs/profiles).
+# PLAN=marathon instead: the duty plan's and coverage's CPU per event, in-process (bench/pipeline_cost.py
+# --duty; no stack, ~5 min)
 RUNS  ?= 5
 ZONES ?= demo,city
-bench: setup up
+bench: setup $(if $(PLAN),,up)
+ifdef PLAN
+	$(VPY) -m bench.pipeline_cost --partitions 4 --duty $(PLAN)
+else
 	$(VPY) -m bench.run --runs $(RUNS) --zones $(ZONES) $(if $(STRESS),--stress) $(if $(SCALING),--scaling) \
 	  $(if $(PROFILE),--profile)
+endif
 
 failover: export ZONEWATCH_KAFKA ?= 127.0.0.1:$(KAFKA_PORT)
 failover: export ZONEWATCH_REDIS ?= redis://127.0.0.1:$(REDIS_PORT)/0
 failover: setup up
 	$(VPY) -m bench.failover $(if $(EVENTS),--events $(EVENTS))
 
-# kill -9 / broker restart / Redis restart and flush during a replay, on a stack of its own (29092/26379)
+# kill -9 / broker restart / Redis restart and flush during a replay, on a stack of its own (29092/26379;
+# ZONEWATCH_CHAOS_KAFKA_PORT / ZONEWATCH_CHAOS_REDIS_PORT), with a duty plan loaded (NO_PLAN=1: without)
 chaos: setup
-	$(VPY) -m bench.chaos $(if $(BOUNDS),--bounds $(BOUNDS))
+	$(VPY) -m bench.chaos $(if $(BOUNDS),--bounds $(BOUNDS)) $(if $(NO_PLAN),--no-plan)
 
 # district-scale live load at SPEED x real time for DURATION seconds: RSS and e2e p50/p99 per 10 minutes
 DURATION ?= 7200

@@ -14,7 +14,7 @@ a stack of its own), in chunks; between chunks, while the workers are busy, the 
     redis-restart  Redis stopped for --outage seconds (no persistence: it comes back empty)
     redis-freeze   Redis frozen (SIGSTOP) for --outage seconds, then SIGCONT
     kafka-freeze   the broker frozen (SIGSTOP) for --outage seconds, then SIGCONT
-    refused-send   the broker refuses every record sent to sla.events and incidents.enriched
+    refused-send   the broker refuses every record sent to sla.events, incidents.enriched and duty.events
                    (their max.message.bytes below any batch) until the worker has retried sends
     redis-flush    FLUSHDB during the replay and once more after it
     connector      `zonewatch simulate` publishing through a broker outage
@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import random
 import re
@@ -57,15 +58,19 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.harness import WATERMARK_ENV, Deployment, UpdatesReader, frozen, refused_sends, wait_until  # noqa: E402
-from connectors.scenario import scenario_events  # noqa: E402
+from connectors.scenario import scenario_events, venue  # noqa: E402
+from connectors.scenario.duty import OPERATOR  # noqa: E402
+from connectors.scenario.plans import VENUE_GATE_R, VENUE_GATES  # noqa: E402
 from contract import keys, metrics, topics  # noqa: E402
 from contract.kafka_settings import kafka_python_kwargs  # noqa: E402
+from contract.plan import COMMAND_KEY, parse_plan, phase_command  # noqa: E402
 from contract.response import DISPATCH_EXACT_M  # noqa: E402
 from contract.settings import DEMO_ZONES, Settings  # noqa: E402
 from deploy import stack as stack_module  # noqa: E402
 from streams.ownership import STALLED  # noqa: E402
 
 START_MS = 1_714_550_400_000  # 2024-05-01T08:00:00Z: a fixed past, so every run has the same event time
+PARTITIONS = 4                # of every deployment (and so of patrol.gps)
 COUNTERS = ("calls", "alerts")
 #: aiokafka's log line when a frozen member resumes and finds its session gone
 EXPIRED = STALLED   # a zombie's own line on waking (streams/ownership.py)
@@ -75,27 +80,156 @@ ALL_SCENARIOS = ("clean2,kill,workers2,workers3,broker,redis-restart,redis-freez
 ZOMBIE_EXTRA_S = 4.0
 
 
-def event_set(minutes: float, seed: int = 11) -> list[tuple[str, dict]]:
-    return list(scenario_events(seed, units=120, cameras=60, calls_per_min=4.0, alerts_per_min=30.0,
-                                start_ms=START_MS, duration_s=minutes * 60))
+# --- the duty plan every `make chaos` run loads (CONTRACT §10; `--no-plan` leaves it out) ---------
+#: phases in minutes from START_MS: three schedule boundaries inside the 10-minute event set
+CHAOS_PHASES = (("备战", -10, 2), ("临战", 2, 5), ("决战", 5, 8), ("收尾", 8, 20))
+#: the operator sets 决战 at 3.5 min (over the schedule's 临战) and returns to the schedule at 6.5 min
+OPERATOR_SET_S, OPERATOR_BACK_S = 210, 390
+#: the gates' radius: the simulator's GPS noise (3 m a coordinate) carries a unit standing within
+#: 3 m of the centre in and out of it, so the gates change status at many fixes (manned, understaffed, empty)
+GATE_RADIUS_M = 6
+#: street crossings of the venue's patrol grid that are checkpoints (local metres, on venue.STREETS)
+CHAOS_CHECKPOINTS = tuple((x, y) for x in (-1300.0, -500.0, 300.0, 1100.0) for y in (-1300.0, -500.0, 300.0, 1100.0))
+CHECKPOINT_EVERY_S = {"临战": 150, "决战": 75, "收尾": 100}
+#: the interval the simulated sweep is sized for (connectors/scenario/duty.py rides as many units as
+#: the plan it is given needs): fewer riders than the worker's plan needs, so checkpoints go overdue
+SWEEP_SIZED_FOR_S = 400
+#: one fix per patrol.gps partition (units outside every zone) before the first event, published and
+#: consumed before the replay starts: every partition has delivered, so each holds the watermark back
+#: from the first fix on, as in a deployment whose feeds are running. Without them a partition that has
+#: not delivered yet does not hold it (CONTRACT §3) and, with two or three workers, one ingest's first
+#: batches pass the watermark over the other's first fixes, which then take effect a moment later
+#: (docs/DUTY.md): posts decided a second apart (make chaos, 2 workers, 2026-12-07)
+OPENING_UNIT = "CHAOS-OPEN-"
+#: one fix per patrol.gps partition at the event set's last ts: every partition has then delivered up
+#: to the last instant, so a run's watermark reaches the clock as soon as they are read, as the
+#: reference's does at its end (streams/testing.py `finish`), and not only after the idle bound: the
+#: last second's duty decisions are made in every run before it is compared
+CLOSING_UNIT = "CHAOS-CLOSE-"
+PINNED_XY = (20_000.0, 20_000.0)   # where the opening and closing units stand: outside every zone
+
+
+def chaos_plan(start_ms: int, every_s: dict[str, int] | None = None) -> str:
+    """The chaos runs' duty plan as TOML (the venue's gates and SWAT posts, 16 sweep checkpoints, a
+    tier rule) for an event set starting at start_ms; `every_s` replaces the checkpoints' intervals."""
+    every = every_s or CHECKPOINT_EVERY_S
+
+    def iso(ms: int) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(ms / 1000))
+
+    def table(values: dict[str, int]) -> str:
+        return "{ " + ", ".join(f'"{k}" = {v}' for k, v in values.items()) + " }"
+
+    out = ['timezone = "Asia/Shanghai"']
+    for name, a, b in CHAOS_PHASES:
+        out += ["[[phase]]",
+                f'name = "{name}"; from = "{iso(start_ms + a * 60_000)}"; to = "{iso(start_ms + b * 60_000)}"']
+    for pid, _name, deg in VENUE_GATES:
+        lon, lat = venue.to_lonlat(VENUE_GATE_R * math.cos(math.radians(deg)),
+                                   VENUE_GATE_R * math.sin(math.radians(deg)), 6)
+        out += ["[[post]]", f'id = "{pid}"; lat = {lat}; lon = {lon}; radius_m = {GATE_RADIUS_M}',
+                "required = " + table({"备战": 1, "临战": 2, "决战": 3, "收尾": 1}),
+                'force = ["auxiliary", "police", "security"]']
+    for k, (x, y) in enumerate(((-40.0, -430.0), (400.0, 260.0)), 1):   # as the demo plan's SWAT posts
+        lon, lat = venue.to_lonlat(x, y, 6)
+        out += ["[[post]]", f'id = "swat-{k}"; lat = {lat}; lon = {lon}; radius_m = 60',
+                "required = " + table({"临战": 2, "决战": 3}), 'force = ["police"]']
+    for k, (x, y) in enumerate(CHAOS_CHECKPOINTS, 1):
+        lon, lat = venue.to_lonlat(x, y, 6)
+        out += ["[[checkpoint]]", f'id = "cp-{k:02d}"; lat = {lat}; lon = {lon}; radius_m = 50',
+                "every_s = " + table(every)]
+    out += ["[[tiers]]", 'zones = "venue-core"; on_scene = [2, 3, 4]', ""]
+    return "\n".join(out)
+
+
+def event_set(minutes: float, seed: int = 11, plan: bool = False) -> list[tuple[str, dict]]:
+    """The replayed events; with `plan`, the duty layer of chaos_plan (units at its posts, a sweep
+    past its checkpoints), the operator's two phase commands and the opening fixes first (an
+    operator's command is in Kafka before the feeds' watermark reaches its ts, as when it is given
+    live: a replay at full speed would otherwise race it, and one read late takes effect later,
+    docs/DUTY.md), and the closing fixes last. produce_chunks publishes the first part before the replay."""
+    duty = None
+    if plan:
+        # the simulated sweep sized for SWEEP_SIZED_FOR_S; the worker loads chaos_plan(START_MS)
+        duty = parse_plan(chaos_plan(START_MS, {k: SWEEP_SIZED_FOR_S for k in CHECKPOINT_EVERY_S}))
+    events = list(scenario_events(seed, units=120, cameras=60, calls_per_min=4.0, alerts_per_min=30.0,
+                                  start_ms=START_MS, duration_s=minutes * 60, plan=duty,
+                                  phase_after_s=OPERATOR_SET_S))
+    if not plan:
+        return events
+    commands = [ev for t, ev in events if t == topics.PLAN_COMMANDS]
+    commands.append(phase_command(f"chaos-{seed}-back", None, OPERATOR, START_MS + OPERATOR_BACK_S * 1000))
+    rest = [(t, ev) for t, ev in events if t != topics.PLAN_COMMANDS]
+    lon, lat = venue.to_lonlat(*PINNED_XY, 6)
+
+    def pinned(prefix: str, ts: int) -> list[tuple[str, dict]]:
+        return [(topics.GPS, {"unit_id": f"{prefix}{p}", "ts": ts, "lat": lat, "lon": lon, "status": "available",
+                              "kind": "car", "force": "police"}) for p in range(PARTITIONS)]
+
+    first = min(ev["ts"] for _t, ev in rest)
+    return ([(topics.PLAN_COMMANDS, c) for c in commands] + pinned(OPENING_UNIT, first - 1000) + rest
+            + pinned(CLOSING_UNIT, final_clock(rest)))
+
+
+def pinned_partition(topic: str, ev: dict) -> int | None:
+    """The patrol.gps partition an opening or closing fix goes to (None: the key's)."""
+    uid = ev.get("unit_id") if topic == topics.GPS else None
+    for prefix in (OPENING_UNIT, CLOSING_UNIT):
+        if isinstance(uid, str) and uid.startswith(prefix):
+            return int(uid[len(prefix):])
+    return None
+
+
+def opening(events) -> int:
+    """How many events lead the set and are published before the replay: the operator's commands
+    and the opening fixes (none without a plan)."""
+    n = 0
+    for topic, ev in events:
+        if not (topic == topics.PLAN_COMMANDS or str(ev.get("unit_id", "")).startswith(OPENING_UNIT)):
+            break
+        n += 1
+    return n
 
 
 def produce_chunks(dep: Deployment, events, chunks: int, between=None) -> None:
-    """Publish in `chunks` slices (topics interleaved as in the file); call `between(i)` after each."""
+    """Publish in `chunks` slices (topics interleaved as in the file); call `between(i)` after each.
+    The opening events (`opening`) go first, and the replay waits until every group has consumed them."""
     from kafka import KafkaProducer
 
     prod = KafkaProducer(bootstrap_servers=dep.settings.kafka, acks="all", linger_ms=5,
                          retries=2**31 - 1, max_in_flight_requests_per_connection=1,
                          **kafka_python_kwargs(dep.settings))
+
+    def send(part) -> None:
+        for topic, ev in part:
+            prod.send(dep.settings.topic(topic), orjson.dumps(ev), key=message_key(topic, ev),
+                      partition=pinned_partition(topic, ev))
+        prod.flush()
+
+    n_open = opening(events)
+    if n_open:
+        send(events[:n_open])
+        events = events[n_open:]
+
+        def consumed() -> bool:
+            try:
+                return group_lag(dep) == 0
+            except KafkaError:   # a group coordinator not ready yet: ask again
+                return False
+        wait_until(consumed, timeout=180, interval=0.5, what="the opening events consumed")
     size = max(1, -(-len(events) // chunks))
     for i in range(0, len(events), size):
-        for topic, ev in events[i:i + size]:
-            key = str(ev.get(topics.KEY_FIELD[topic], "")).encode() or None
-            prod.send(dep.settings.topic(topic), orjson.dumps(ev), key=key)
-        prod.flush()
+        send(events[i:i + size])
         if between is not None:
             between(i // size)
     prod.close()
+
+
+def message_key(topic: str, ev: dict) -> bytes | None:
+    """The key a producer gives the record (an operator's command: "phase", as the gateway's)."""
+    if topic == topics.PLAN_COMMANDS:
+        return COMMAND_KEY.encode()
+    return str(ev.get(topics.KEY_FIELD[topic], "")).encode() or None
 
 
 def group_lag(dep: Deployment) -> int:
@@ -108,7 +242,8 @@ def group_lag(dep: Deployment) -> int:
     consumer = KafkaConsumer(bootstrap_servers=dep.settings.kafka, **kw)
     try:
         lag = 0
-        groups = {f"{dep.settings.app_id}-ingest": [dep.settings.topic(t) for t in topics.INPUT_TOPICS],
+        groups = {f"{dep.settings.app_id}-ingest": [dep.settings.topic(t)
+                                                    for t in (*topics.INPUT_TOPICS, topics.PLAN_COMMANDS)],
                   dep.settings.app_id: [dep.settings.internal_zone_events]}
         for group, names in groups.items():
             committed = admin.list_group_offsets(group)
@@ -196,6 +331,75 @@ def retracted(clean_sla: set, run_sla: set) -> list[str]:
     return sorted({r[1] for r in run_sla if r[0] == "breach" and r[1] in met})
 
 
+def duty_record(e: dict) -> tuple:
+    """One duty.events record as a comparable value (CONTRACT §10: every field)."""
+    return tuple(sorted(e.items()))
+
+
+def duty_decision(r: tuple) -> tuple:
+    """What a duty.events record decides about: its type, its post, checkpoint (and unit for a visit)
+    or the phase, and its instant. Two different records with the same decision contradict each other."""
+    e = dict(r)
+    return (e["type"], e.get("post_id") or e.get("checkpoint_id") or "phase", e.get("unit_id"), e["ts"])
+
+
+def duty_retracted(clean_duty: set, run_duty: set) -> list[tuple]:
+    """This run's duty decisions that the clean run made otherwise: a record with the decision of a
+    clean-run record (type, point, ts) and other content (another status, count or phase)."""
+    clean = {duty_decision(r): r for r in clean_duty}
+    return sorted({duty_decision(r) for r in run_duty if duty_decision(r) in clean and clean[duty_decision(r)] != r},
+                  key=repr)
+
+
+def duty_flipped(duty: set) -> list[str]:
+    """Contradictions inside one run's duty.events (each record is final, CONTRACT §10): two different
+    records of the same decision, and post or phase records whose `previous` is not the status or
+    phase of the one before (a change emitted, then decided otherwise)."""
+    out = []
+    seen: dict[tuple, tuple] = {}
+    for r in sorted(duty, key=repr):
+        d = duty_decision(r)
+        if d in seen:
+            out.append(f"{d}: {dict(seen[d])} and {dict(r)}")
+        seen[d] = r
+    chains: dict[str, list[dict]] = {}
+    for r in duty:
+        e = dict(r)
+        if e["type"] in ("post_status", "phase"):
+            chains.setdefault(e.get("post_id") or "phase", []).append(e)
+    for point, recs in sorted(chains.items()):
+        before = "off" if point != "phase" else None
+        for e in sorted(recs, key=lambda e: e["ts"]):
+            if e["previous"] != before:
+                out.append(f"{point} at {e['ts']}: previous {e['previous']!r}, the record before says {before!r}")
+            before = e["status"] if point != "phase" else e["name"]
+    return out
+
+
+def duty_kinds(duty: set) -> str:
+    """duty.events records by kind, for the report: post_status by status, the others by type."""
+    counts: dict[str, int] = {}
+    for r in duty:
+        e = dict(r)
+        kind = f"post {e['status']}" if e["type"] == "post_status" else e["type"]
+        counts[kind] = counts.get(kind, 0) + 1
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
+
+
+def duty_documents(dep: Deployment) -> dict:
+    """zw:post:{id}, zw:checkpoint:{id} (every id in zw:posts / zw:checkpoints) and zw:phase, without
+    their versions (a run's versions count its writes)."""
+    out: dict[str, dict] = {}
+    for index, key_of, kind in ((keys.POSTS, keys.post, "post"), (keys.CHECKPOINTS, keys.checkpoint, "checkpoint")):
+        for pid in sorted(m.decode() for m in dep.redis.smembers(index)):
+            raw = dep.redis.get(key_of(pid))
+            out[f"{kind}:{pid}"] = {k: v for k, v in orjson.loads(raw).items() if k != "version"} if raw else {}
+    raw = dep.redis.get(keys.PHASE)
+    if raw is not None:
+        out["phase"] = {k: v for k, v in orjson.loads(raw).items() if k != "version"}
+    return out
+
+
 def snapshot(dep: Deployment, docs: dict, reader: UpdatesReader | None = None) -> dict:
     """What must be equal to the clean run: zone documents, the output topics, the wall's list;
     and, when a reader followed zw:zone-updates, whether its versions only increased."""
@@ -222,9 +426,12 @@ def snapshot(dep: Deployment, docs: dict, reader: UpdatesReader | None = None) -
         doc = orjson.loads(m.value)
         doc.pop("version", None)
         zstate[m.key.decode()] = doc
+    duty_raw = [duty_record(orjson.loads(m.value)) for m in dep.read_topic(topics.DUTY)]
     out = {
         "docs": {z: {k: v for k, v in d.items() if k != "version"} for z, d in docs.items()},
         "sla": set(sla_raw), "sla_redelivered": len(sla_raw) - len(set(sla_raw)),
+        "duty": set(duty_raw), "duty_redelivered": len(duty_raw) - len(set(duty_raw)),
+        "duty_docs": duty_documents(dep),
         "enriched": enriched, "enriched_redelivered": len(enriched_raw) - len(enriched),
         "zones_state": zstate, "wall": wall, "units": units,
     }
@@ -237,28 +444,38 @@ def snapshot(dep: Deployment, docs: dict, reader: UpdatesReader | None = None) -
     return out
 
 
-def reference(events, partitions: int = 4) -> dict:
+def reference(events, partitions: int = PARTITIONS, plan: Path | None = None) -> dict:
     """The worker's own flow in-process (streams/testing.py), fed the event set in file order with
     no transport and no faults: the zone documents and sla.events the runs should have. Wall time
     is simulated, so the watermark only moves with the data, and at the end the feeds go quiet."""
     from streams.testing import Msg, Pipeline
 
-    s = Settings(zones=DEMO_ZONES, partitions=partitions, caller_secret="test-secret")
+    s = Settings(zones=DEMO_ZONES, partitions=partitions, caller_secret="test-secret", plan=plan)
     pipe = Pipeline(s, wall0=int(time.time() * 1000))  # after the events' ts: none is in the future
-    pipe.feed([Msg(s.topic(t), 0, i, str(ev.get(topics.KEY_FIELD[t], "")).encode(), orjson.dumps(ev), ev["ts"])
+    pipe.feed([Msg(s.topic(t), 0, i, message_key(t, ev), orjson.dumps(ev), ev["ts"])
                for i, (t, ev) in enumerate(events)], batch=50)
     pipe.finish()
     nearest = {}   # the last record's recommendation per call (no Redis here: the exact part only)
     for rec in pipe.enriched:
         nearest[rec["call_id"]] = rec["nearest_units"]
     return {"docs": {z: {k: v for k, v in d.items() if k != "version"} for z, d in pipe.documents().items()},
-            "sla": {sla_record(e) for e in pipe.sla}, "nearest": nearest}
+            "sla": {sla_record(e) for e in pipe.sla}, "nearest": nearest,
+            "duty": {duty_record(e) for e in pipe.duty}, "duty_docs": reference_duty_documents(pipe)}
+
+
+def reference_duty_documents(pipe) -> dict:
+    """The reference's duty documents keyed as duty_documents() keys Redis's (none without a plan)."""
+    posts, cps, phase = pipe.duty_documents()
+    out = {f"post:{k}": v for k, v in posts.items()} | {f"checkpoint:{k}": v for k, v in cps.items()}
+    if phase is not None:
+        out["phase"] = phase
+    return out
 
 
 def dump(path: Path, snap: dict) -> None:
     """A run's snapshot as JSON, for finding the first difference by hand."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(orjson.dumps(snap, default=lambda o: sorted(o) if isinstance(o, set) else str(o),
+    path.write_bytes(orjson.dumps(snap, default=lambda o: sorted(o, key=repr) if isinstance(o, set) else str(o),
                                   option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
 
 
@@ -315,6 +532,13 @@ def compare(clean: dict, run: dict, ref: dict | None = None) -> dict:
         "units_difference": _first_difference({u: {"fix": f} for u, f in clean["units"].items()},
                                               {u: {"fix": f} for u, f in run["units"].items()}),
         "versions": run.get("versions"),
+        "duty_records": len(run["duty"]),
+        "duty_lost": sorted(clean["duty"] - run["duty"], key=repr),
+        "duty_extra": sorted(run["duty"] - clean["duty"], key=repr),
+        "duty_redelivered": run["duty_redelivered"],
+        "duty_retracted": duty_retracted(clean["duty"], run["duty"]), "duty_flipped": duty_flipped(run["duty"]),
+        "duty_docs_equal": clean["duty_docs"] == run["duty_docs"],
+        "duty_docs_difference": _first_difference(clean["duty_docs"], run["duty_docs"]),
     }
     if ref is not None:
         out["ref_docs_equal"] = ref["docs"] == run["docs"]
@@ -323,21 +547,30 @@ def compare(clean: dict, run: dict, ref: dict | None = None) -> dict:
         out["ref_sla_extra"] = sorted(run["sla"] - ref["sla"])
         # the recommendations within DISPATCH_EXACT_M: positions as of each call's ts
         out["ref_nearest_equal"] = ref["nearest"] == {c: r["nearest_units"] for c, r in run["enriched"].items()}
+        out["ref_duty_lost"] = sorted(ref["duty"] - run["duty"], key=repr)
+        out["ref_duty_extra"] = sorted(run["duty"] - ref["duty"], key=repr)
+        out["ref_duty_docs_equal"] = ref["duty_docs"] == run["duty_docs"]
+        out["ref_duty_docs_difference"] = _first_difference(ref["duty_docs"], run["duty_docs"], "reference")
     v = out["versions"]
     out["ok"] = bool(
         out["events_counted"] == out["events_expected"] > 0 and not lost and not dup and out["docs_equal"]
         and not out["sla_lost"] and not out["sla_extra"] and not out["sla_retracted"] and not out["sla_flipped"]
         and out["enriched_equal"] and out["zones_state_equal"] and out["wall_equal"] and out["units_equal"]
+        and not out["duty_lost"] and not out["duty_extra"] and not out["duty_retracted"] and not out["duty_flipped"]
+        and out["duty_docs_equal"]
         and (v is None or (not v["problems"] and not v["frozen"]))
         and run.get("seen", {}).get("ok", True)
         and (ref is None or (out["ref_docs_equal"] and not out["ref_sla_lost"] and not out["ref_sla_extra"]
-                             and out["ref_nearest_equal"])))
+                             and out["ref_nearest_equal"] and not out["ref_duty_lost"] and not out["ref_duty_extra"]
+                             and out["ref_duty_docs_equal"])))
     return out
 
 
 class Chaos:
-    def __init__(self, stack: dict, state_dir: Path, partitions: int = 4, seed: int = 5, bounds: str = "harness"):
+    def __init__(self, stack: dict, state_dir: Path, partitions: int = PARTITIONS, seed: int = 5,
+                 bounds: str = "harness", plan: Path | None = None):
         self.stack = stack
+        self.plan = plan   # the duty plan file every deployment loads (ZONEWATCH_PLAN), or None
         self.bounds = BOUNDS[bounds]
         self.state_dir = state_dir
         self.partitions = partitions
@@ -352,6 +585,8 @@ class Chaos:
         false) and a reader of zw:zone-updates; workers stopped and Redis db flushed on leaving."""
         dep = Deployment(self.stack, DEMO_ZONES, self.partitions, name=f"{name}-{os.getpid()}")
         dep.env.update(self.bounds)
+        if self.plan is not None:
+            dep.env["ZONEWATCH_PLAN"] = str(self.plan)
         reader = dep.reader = UpdatesReader(dep)
         reader.start()
         try:
@@ -521,18 +756,18 @@ class Chaos:
             return snap
 
     def refused_send(self, events) -> dict:
-        """The broker refuses every record sent to sla.events and incidents.enriched from while the
-        worker is busy with the first chunk until it has retried refused sends for a while (the
-        second chunk is published meanwhile); then it accepts them again."""
+        """The broker refuses every record sent to sla.events, incidents.enriched and duty.events from
+        while the worker is busy with the first chunk until it has retried refused sends for a while
+        (the second chunk is published meanwhile); then it accepts them again."""
         with self.running("refused") as dep, contextlib.ExitStack() as refusing:
             seen: dict = {}
 
             def between(i):
                 if i == 0:
                     time.sleep(self.rng.uniform(0.05, 0.5))
-                    refusing.enter_context(refused_sends(dep, (topics.SLA, topics.INCIDENTS)))
+                    refusing.enter_context(refused_sends(dep, (topics.SLA, topics.INCIDENTS, topics.DUTY)))
                     seen["t"] = time.monotonic()
-                    self.say("the broker refuses records for sla.events and incidents.enriched")
+                    self.say("the broker refuses records for sla.events, incidents.enriched and duty.events")
                 elif i == 1:
                     wait_until(lambda: (dep.worker_metric(-1, metrics.OUTPUT_RETRIES) or 0) > 0, timeout=120,
                                interval=0.5, what="a refused output send")
@@ -660,11 +895,15 @@ def report_line(name: str, n_in: int, cmp: dict) -> str:
             f"enriched equal {cmp['enriched_equal']} (redelivered {cmp['enriched_redelivered']})  "
             f"zones.state = Redis {cmp['zones_state_equal']}  "
             f"wall incidents equal {cmp['wall_equal']} ({cmp['wall_open']} open)  "
-            f"unit positions equal {cmp['units_equal']}")
+            f"unit positions equal {cmp['units_equal']}\n"
+            f"{'':<16} duty.events {cmp['duty_records']} records: lost {len(cmp['duty_lost'])} extra "
+            f"{len(cmp['duty_extra'])} retracted {len(cmp['duty_retracted'])} contradicted {len(cmp['duty_flipped'])} "
+            f"(redelivered {cmp['duty_redelivered']})  posts/checkpoints/phase in Redis equal {cmp['duty_docs_equal']}")
     if "ref_docs_equal" in cmp:
         line += (f"\n{'':<16} against the in-process reference: zone docs equal {cmp['ref_docs_equal']}, sla.events "
                  f"lost {len(cmp['ref_sla_lost'])} extra {len(cmp['ref_sla_extra'])}, recommendations within "
-                 f"2,077 m equal {cmp['ref_nearest_equal']}")
+                 f"2,077 m equal {cmp['ref_nearest_equal']}, duty.events lost {len(cmp['ref_duty_lost'])} extra "
+                 f"{len(cmp['ref_duty_extra'])}, posts/checkpoints/phase equal {cmp['ref_duty_docs_equal']}")
     v = cmp.get("versions")
     if v is not None:
         line += (f"\n{'':<16} {keys.ZONE_UPDATES}: {v['entries']} updates of {v['zones']} zones, versions not "
@@ -684,6 +923,20 @@ def details(clean: dict, run: dict, cmp: dict) -> list[str]:
     for label, recs in (("extra", cmp.get("ref_sla_extra") or []), ("missing", cmp.get("ref_sla_lost") or [])):
         for typ, call_id, unit, resp, ts, _zones in recs[:8]:
             out.append(f"sla {label} against the reference: {typ} {call_id} unit {unit} response {resp} ts {ts}")
+    for label, drecs in (("only in this run", cmp["duty_extra"]), ("only in clean run", cmp["duty_lost"]),
+                         ("extra against the reference", cmp.get("ref_duty_extra") or []),
+                         ("missing against the reference", cmp.get("ref_duty_lost") or [])):
+        for r in drecs[:5]:
+            out.append(f"{topics.DUTY} {label}: {dict(r)}")
+    for d in cmp["duty_retracted"][:5]:
+        out.append(f"{topics.DUTY} decided otherwise than in the clean run: {d}")
+    for line in cmp["duty_flipped"][:5]:
+        out.append(f"{topics.DUTY} contradicting each other in this run: {line}")
+    if not cmp["duty_docs_equal"]:
+        out.append(f"first difference in the posts, checkpoints and phase in Redis: {cmp['duty_docs_difference']}")
+    if "ref_duty_docs_equal" in cmp and not cmp["ref_duty_docs_equal"]:
+        out.append(f"first difference from the reference's posts, checkpoints and phase: "
+                   f"{cmp['ref_duty_docs_difference']}")
     if "ref_docs_equal" in cmp and not cmp["ref_docs_equal"]:
         out.append(f"first difference from the reference's zone documents: {cmp['ref_docs_difference']}")
     if cmp["sla_retracted"]:
@@ -732,18 +985,24 @@ def table_row(label: str, cmp: dict, run: dict) -> str:
             f"retracted {len(cmp['sla_retracted'])} (redelivered {cmp['sla_redelivered']}) "
             f"| {'equal' if cmp['enriched_equal'] else 'DIFFER'} | {'yes' if cmp['zones_state_equal'] else 'NO'} "
             f"| {'equal' if cmp['wall_equal'] else 'DIFFER'} | {'equal' if cmp['units_equal'] else 'DIFFER'} "
+            f"| {cmp['duty_records']}: lost {len(cmp['duty_lost'])}, extra {len(cmp['duty_extra'])}, "
+            f"retracted {len(cmp['duty_retracted'])}, contradicted {len(cmp['duty_flipped'])} "
+            f"(redelivered {cmp['duty_redelivered']}) | {'equal' if cmp['duty_docs_equal'] else 'DIFFER'} "
             f"| {len(v.get('problems', []))} / {len(v.get('frozen', []))} "
             + (f"| docs {'equal' if cmp['ref_docs_equal'] else 'DIFFER'}, sla.events missing "
                f"{len(cmp['ref_sla_lost'])}, extra {len(cmp['ref_sla_extra'])}, flips {len(cmp['sla_flipped'])}, "
-               f"recommendations {'equal' if cmp['ref_nearest_equal'] else 'DIFFER'} "
+               f"recommendations {'equal' if cmp['ref_nearest_equal'] else 'DIFFER'}, duty.events missing "
+               f"{len(cmp['ref_duty_lost'])}, extra {len(cmp['ref_duty_extra'])}, duty documents "
+               f"{'equal' if cmp['ref_duty_docs_equal'] else 'DIFFER'} "
                if "ref_docs_equal" in cmp else "| ") +
             f"| {'-' if seen is None else ('yes' if seen['ok'] else 'NO')} | {'equal' if cmp['ok'] else 'FAILED'} |")
 
 
 TABLE_HEAD = ("| scenario | zone counts | lost / duplicated | zone docs | sla.events records | incidents.enriched "
-              "| zones.state = Redis | wall incidents | unit positions | versions not increasing / zones frozen "
+              "| zones.state = Redis | wall incidents | unit positions | duty.events records "
+              "| posts / checkpoints / phase in Redis | versions not increasing / zones frozen "
               "| against the in-process reference | seen by operators | result |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def run_scenario(chaos: Chaos, name: str, events, kills: int):
@@ -783,17 +1042,25 @@ def main(argv=None) -> int:
                     help="the watermark's bounds: harness (idle 60 s, max lag 1 h) or contract (30 s, 60 s)")
     ap.add_argument("--kafka-port", type=int, default=int(os.environ.get("ZONEWATCH_CHAOS_KAFKA_PORT", 29092)))
     ap.add_argument("--redis-port", type=int, default=int(os.environ.get("ZONEWATCH_CHAOS_REDIS_PORT", 26379)))
+    ap.add_argument("--no-plan", action="store_true",
+                    help="without the duty plan (ZONEWATCH_PLAN unset, no post units, sweep or phase commands)")
     args = ap.parse_args(argv)
     state = REPO / ".stack" / "chaos"
     stack = stack_module.up(kafka_port=args.kafka_port, redis_port=args.redis_port, state_dir=state)
     try:
-        events = event_set(args.minutes)
-        print(f"event set: {len(events)} events, {args.minutes} simulated minutes", flush=True)
-        ref = reference(events)
+        plan = None
+        if not args.no_plan:
+            plan = state / "plan.toml"
+            plan.write_text(chaos_plan(START_MS), encoding="utf-8")
+        events = event_set(args.minutes, plan=plan is not None)
+        print(f"event set: {len(events)} events, {args.minutes} simulated minutes; duty plan: "
+              f"{'none' if plan is None else f'{plan} (bench/chaos.py chaos_plan)'}", flush=True)
+        ref = reference(events, plan=plan)
         print(f"in-process reference (streams/testing.py, file order): {len(ref['docs'])} zone documents, "
               f"{len(ref['sla'])} sla.events records, breaches followed by an arrival within 300 s: "
-              f"{len(flipped(ref['sla']))}", flush=True)
-        chaos = Chaos(stack, state, bounds=args.bounds)
+              f"{len(flipped(ref['sla']))}; duty.events {len(ref['duty'])} records ({duty_kinds(ref['duty'])}), "
+              f"contradicting each other: {len(duty_flipped(ref['duty']))}", flush=True)
+        chaos = Chaos(stack, state, bounds=args.bounds, plan=plan)
         print(f"watermark bounds: {args.bounds} {chaos.bounds}", flush=True)
         chaos.outage_s = args.outage
         clean = chaos.clean(events)
@@ -815,7 +1082,7 @@ def main(argv=None) -> int:
                 rows.append(f"| connector, broker down {args.outage:.0f} s "
                             f"| sent {r['sent']}, in Kafka {r['in_kafka']} "
                             f"| {max(0, r['sent'] - r['in_kafka'])} / {max(0, r['in_kafka'] - r['sent'])} "
-                            f"| | | | | | | | | outage in its log: {'yes' if r['outage_logged'] else 'NO'} "
+                            f"| | | | | | | | | | | outage in its log: {'yes' if r['outage_logged'] else 'NO'} "
                             f"| {'equal' if ok else 'FAILED'} |")
                 continue
             print(f"-- {name}", flush=True)
@@ -824,7 +1091,7 @@ def main(argv=None) -> int:
             except Exception as exc:  # the next scenarios still run; this one failed
                 print(f"{name:<16} ERROR {type(exc).__name__}: {str(exc)[:600]}", flush=True)
                 failed = True
-                rows.append(f"| {name} | error: {type(exc).__name__} | | | | | | | | | | | FAILED |")
+                rows.append(f"| {name} | error: {type(exc).__name__} | | | | | | | | | | | | | FAILED |")
                 continue
             cmp = compare(clean, run, ref)
             print(report_line(label, len(events), cmp), flush=True)
@@ -834,6 +1101,7 @@ def main(argv=None) -> int:
             failed |= not cmp["ok"]
             rows.append(table_row(label, cmp, run))
         print("\n" + TABLE_HEAD + "\n" + "\n".join(rows), flush=True)
+        print(f"\nduty.events of the clean run: {len(clean['duty'])} records ({duty_kinds(clean['duty'])})", flush=True)
         print("chaos: " + ("FAILED" if failed else "every scenario equal to the clean run"), flush=True)
         return 1 if failed else 0
     finally:
