@@ -10,6 +10,9 @@ Pure, for the partition state (streams/zone_state.py) and the router (streams/ro
   distinct cell, nested zones share slots). A fix costs a dict lookup and a compare; the shares
   are computed against the clock when a document is made, so they are exact whatever the order
   the fixes are read in (a maximum), and memory is bounded by the zones' cells, not the fixes.
+  A zone's shares are kept until a fix brings one of its cells into a window or its oldest counted
+  fix leaves one: most flushed documents then cost a dict lookup instead of ~17 µs of numpy on
+  small arrays (docs/BENCHMARKS.md "The duty plan's cost per event").
 A fix counts when `clock - ts <= window` (as a unit's fix counts as present when at most 120 s old).
 """
 
@@ -27,6 +30,7 @@ from contract.zones import Zone
 
 _NEVER = -(2**62)   # a cell without a fix: older than any window's start
 _MAX_WINDOW_MS = max(w for _n, w in COVERAGE_WINDOWS_MS)
+_WINDOWS = frozenset(w for _n, w in COVERAGE_WINDOWS_MS)
 # zone geometry id -> (geometry, cells): zones are loaded once per process, and the router and every
 # partition state (made again at each takeover) need the same cells
 _CELLS: dict[int, tuple[object, np.ndarray]] = {}
@@ -81,6 +85,11 @@ class ZoneCoverage:
         # ~1 µs) and a numpy view of the same memory for the shares
         self.latest = array("q", [_NEVER]) * len(slot_zones)
         self.view = np.frombuffer(self.latest, dtype=np.int64)
+        # zone -> (shares, the clock they change at by time alone, the clock they were computed at)
+        self.shares: dict[str, tuple[dict[str, float], int, int]] = {}
+        # the newest clock a fix was judged at: a document asked for an earlier clock is computed
+        # afresh, since a fix judged outside a window at a later clock may count at that one
+        self.fix_clock = _NEVER
 
     def fix(self, cell: int, ts: int, clock: int) -> tuple[str, ...]:
         """A fix in `cell` at `ts` (the state's clock before its batch advances it): the zones whose
@@ -88,6 +97,8 @@ class ZoneCoverage:
         s = self.slot.get(cell)
         if s is None:
             return ()
+        if clock > self.fix_clock:
+            self.fix_clock = clock
         old = self.latest[s]
         if ts <= old:
             return ()
@@ -95,12 +106,29 @@ class ZoneCoverage:
         for _name, window in COVERAGE_WINDOWS_MS:
             start = clock - window
             if old < start <= ts:
-                return self.slot_zones[s]
+                zones = self.slot_zones[s]
+                for z in zones:
+                    self.shares.pop(z, None)
+                return zones
+        for z in self.slot_zones[s]:   # the shares stand; their `until` moves if `old` set it
+            kept = self.shares.get(z)
+            if kept is not None and kept[1] - old - 1 in _WINDOWS:
+                del self.shares[z]
         return ()
 
     def doc(self, zone_id: str, clock: int) -> tuple[dict[str, float], int]:
         """({"60m": share, "8h": share} rounded to 2 decimals, as reach is; the clock at which a
         share next changes by time alone: when its oldest counted fix leaves the window)."""
+        kept = self.shares.get(zone_id)
+        if kept is not None and kept[2] <= clock < kept[1] and self.fix_clock <= clock:
+            return kept[0], kept[1]
+        out, until = self.compute(zone_id, clock)
+        if self.fix_clock <= clock:
+            self.shares[zone_id] = (out, until, clock)
+        return out, until
+
+    def compute(self, zone_id: str, clock: int) -> tuple[dict[str, float], int]:
+        """`doc` from the cells' latest fixes, without the kept shares."""
         ts = self.view[self.zone_slots[zone_id]]
         n = len(ts)
         out: dict[str, float] = {}
@@ -123,6 +151,7 @@ class ZoneCoverage:
             # a snapshot of the code before coverage: it starts empty
             # (docs/DESIGN.md "Forces, coverage and on-scene tiers")
             return
+        self.shares.clear()
         cells = np.frombuffer(snap["cells"], dtype=np.int64).tolist()
         ts = np.frombuffer(snap["ts"], dtype=np.int64).tolist()
         for cell, t in zip(cells, ts, strict=True):
