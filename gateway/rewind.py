@@ -189,6 +189,9 @@ class KafkaHistory:
                 bootstrap_servers=self.settings.kafka, client_id=f"{self.settings.app_id}-gateway-rewind",
                 group_id=None, enable_auto_commit=False, auto_offset_reset="latest",
                 fetch_max_bytes=FETCH_MAX_BYTES, max_partition_fetch_bytes=1 << 20, request_timeout_ms=30_000,
+                # zones.state is written in transactions: a fenced worker's aborted documents are not
+                # history (streams/kafka_fence.py)
+                isolation_level="read_committed",
                 **aiokafka_kwargs(self.settings))
             try:
                 await consumer.start()

@@ -1,14 +1,12 @@
 """zones.state records carry their document's stream clock as Kafka timestamp (CONTRACT §11: the
-gateway's GET /zones?at= finds a moment by it). `OutputSender.zone_states` through Faust's real
-aiokafka Producer.send, whose underlying aiokafka producer is a recorder here: the timestamp_ms it
-gets is exactly each document's `clock`, for the worker's own documents and for clocks whose
-seconds Faust would round a millisecond short."""
+gateway's GET /zones?at= finds a moment by it). `OutputSender.zone_states` hands its partition's
+producer (streams/kafka_fence.py, a recorder here) the records: the timestamp each one gets is
+exactly its document's `clock`, for the worker's own documents and for any clock under any name."""
 
 from __future__ import annotations
 
 import asyncio
 
-import faust
 import orjson
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -22,25 +20,21 @@ from tests.unit.streams.test_pipeline import messages
 
 
 class Recorder:
-    """The aiokafka producer under Faust's: what it was asked to send."""
+    """The KafkaFence under OutputSender: what it was asked to send."""
 
     def __init__(self):
         self.sent: list[tuple] = []
 
-    async def send(self, topic, value, key=None, partition=None, timestamp_ms=None, headers=None):
-        self.sent.append((topic, key, value, timestamp_ms))
-        done = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
+    async def send(self, p, items, tenure=None):
+        self.sent.extend((topic, key, value, stamp) for topic, key, value, _part, stamp in items)
+        return True
 
 
 def sent_by_zone_states(docs: list[bytes], ids: list[str]) -> list[tuple]:
-    app = faust.App("zw-test-timestamps", broker="kafka://127.0.0.1:1", web_enabled=False)
     recorder = Recorder()
-    app.producer._ensure_producer = lambda: recorder   # Faust's own send(), our recorder below it
 
     async def go():
-        await OutputSender(Settings(zones=scenario.ZONES_FILE), app, None).zone_states(docs, ids)
+        await OutputSender(Settings(zones=scenario.ZONES_FILE), None, recorder).zone_states(0, 1, docs, ids)  # type: ignore[arg-type]
 
     asyncio.run(go())
     return recorder.sent
