@@ -18,6 +18,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 
 import orjson
 
@@ -29,6 +30,8 @@ from .dispatch import Dispatcher
 from .kafka_fence import KafkaFence, OutRecord, StampedRecord
 
 log = logging.getLogger("zonewatch.outputs")
+
+AnyRecord = OutRecord | StampedRecord
 
 
 class OutputSender:
@@ -54,11 +57,11 @@ class OutputSender:
             return True
         return await self.fence.send(p, items, tenure)
 
-    async def send(self, p: int, tenure: int | None, enriched: list, sla: list, arrivals: dict, clock: int,
-                   wall: int, fallback: dict[str, float] | None = None, duty: list[OutRecord] | None = None) -> None:
-        """The outputs of one batch of partition p, committed. `fallback` (IncidentState.take_fallback):
-        records whose recommendation was just decided short, completed from Redis first. `duty`:
-        the duty.events records decided with them (streams/duty.py `DutyPlan.records`)."""
+    async def outputs(self, enriched: list, sla: list, arrivals: dict, clock: int, wall: int,
+                      fallback: dict[str, float] | None = None, duty: list[OutRecord] | None = None) -> list[OutRecord]:
+        """The records of one batch's outputs. `fallback` (IncidentState.take_fallback): records
+        whose recommendation was just decided short, completed from Redis first. `duty`: the
+        duty.events records decided with them (streams/duty.py `DutyPlan.records`)."""
         if fallback and self.dispatcher is not None:
             await self.dispatcher.recommend([(r, fallback[r["call_id"]]) for r in enriched
                                              if r["call_id"] in fallback])
@@ -76,23 +79,21 @@ class OutputSender:
             items.append((self.s.internal_zone_events, None, records.encode(clock, recs, None, wall), q))
         if duty:
             items.extend(duty)
-        await self.deliver(p, tenure, items)
+        return items
 
-    async def daily(self, p: int, tenure: int | None, docs: list[tuple[str, str, dict]]) -> None:
-        """zones.daily records of partition p's zones (compacted, key "{date}|{zone_id}"), committed."""
-        await self.deliver(p, tenure, [(self.t_daily, f"{date}|{zid}".encode(), orjson.dumps(doc), None)
-                                           for date, zid, doc in docs])
+    def daily_records(self, docs: list[tuple[str, str, dict]]) -> list[OutRecord]:
+        """zones.daily records (compacted, key "{date}|{zone_id}")."""
+        return [(self.t_daily, f"{date}|{zid}".encode(), orjson.dumps(doc), None) for date, zid, doc in docs]
 
-    async def snapshot(self, p: int, tenure: int | None, parts: list[tuple[bytes, bytes | None]]) -> None:
+    def snapshot_records(self, p: int, parts: list[tuple[bytes, bytes | None]]) -> list[OutRecord]:
         """A partition's snapshot records, in order, to its partition of the snapshots topic."""
-        await self.deliver(p, tenure, [(self.t_snapshots, k, v, p) for k, v in parts])
+        return [(self.t_snapshots, k, v, p) for k, v in parts]
 
-    async def zone_states(self, p: int, tenure: int | None, docs: list[bytes], ids: list[str]) -> None:
-        """The compacted `zones.state` topic: partition p's documents as Redis has them, key zone_id,
-        each record's Kafka timestamp its document's `clock`, so GET /zones?at= finds a moment of
-        stream time by timestamp (CONTRACT §11)."""
-        await self.deliver(p, tenure, [(self.t_zones, zid.encode(), js, None, clock_of(js))
-                                           for zid, js in zip(ids, docs, strict=True)])
+    def zone_state_records(self, docs: list[bytes], ids: list[str]) -> list[StampedRecord]:
+        """The compacted `zones.state` topic: documents as Redis has them, key zone_id, each
+        record's Kafka timestamp its document's `clock`, so GET /zones?at= finds a moment of stream
+        time by timestamp (CONTRACT §11)."""
+        return [(self.t_zones, zid.encode(), js, None, clock_of(js)) for zid, js in zip(ids, docs, strict=True)]
 
 
 #: the document's `clock`: the fields before it (zone_id, name, kind, ring, version:
@@ -107,25 +108,77 @@ def clock_of(doc: bytes) -> int:
     return int(found.group(1)) if found else int(orjson.loads(doc)["clock"])
 
 
+class _Batch:
+    """The records of consecutive deliveries of a partition that have not started yet: prepared in
+    order and sent as one transaction when their turn comes."""
+
+    __slots__ = ("tenure", "prepares", "afters", "started")
+
+    def __init__(self, tenure: int | None):
+        self.tenure = tenure
+        self.prepares: list[Callable[[], Awaitable[Sequence[OutRecord | StampedRecord]]]] = []
+        self.afters: list[Callable[[], None]] = []
+        self.started = False
+
+
 class PartitionOutputs:
-    """One partition's deliveries (outputs, zones.daily, snapshots), each started when the one
-    queued before it is acknowledged: Kafka sees them in decision order, and the partition's
-    apply path never waits for an acknowledgement (it waits only when more than `MAX_QUEUED`
-    deliveries are pending: Kafka is down or slow, and memory must stay bounded)."""
+    """One partition's deliveries (outputs, zones.state, zones.daily, snapshots, commits), each
+    started when the one queued before it is done: Kafka sees them in decision order, and the
+    partition's apply path never waits for an acknowledgement (it waits only when more than
+    `MAX_QUEUED` deliveries are pending: Kafka is down or slow, and memory must stay bounded).
+
+    Records (`put_records`) queued one after another while an earlier delivery is still under way
+    are joined into one delivery — one transaction of the partition's producer
+    (streams/kafka_fence.py), whose fixed cost (bench/fence_cost.py) would otherwise bound how many
+    deliveries a partition makes per second. A commit or any other job (`put`) ends the join:
+    what follows it goes after it."""
 
     MAX_QUEUED = 256   # deliveries of a partition in flight before its apply waits (back-pressure)
 
-    def __init__(self, p: int):
+    def __init__(self, p: int, send: Callable[[int, int | None, Sequence[AnyRecord]], Awaitable[object]] | None = None):
         self.p = p
+        self.send = send   # (p, tenure, records): OutputSender.deliver
         self.last: asyncio.Future | None = None
         self.queued = 0
+        self.open: _Batch | None = None   # the records delivery not started yet, which more records join
 
     def put(self, job: Callable[[], Awaitable[None]]) -> None:
         """Deliver `job()` after everything queued before it."""
+        self.open = None
         self.queued += 1
-        self.last = asyncio.ensure_future(self._after(self.last, job))
+        self.last = asyncio.ensure_future(self._after(self.last, job, 1))
 
-    async def _after(self, previous: asyncio.Future | None, job: Callable[[], Awaitable[None]]) -> None:
+    def put_records(self, tenure: int | None, prepare: Callable[[], Awaitable[Sequence[OutRecord | StampedRecord]]],
+                    after: Callable[[], None] | None = None) -> None:
+        """Send the records `prepare()` makes (when their turn comes) after everything queued before
+        them, as partition p's owner in `tenure`, in one delivery with the records queued just
+        before or after them; `after()` once they are sent."""
+        self.queued += 1
+        batch = self.open
+        if batch is None or batch.started or batch.tenure != tenure:
+            batch = self.open = _Batch(tenure)
+            self.last = asyncio.ensure_future(self._after(self.last, partial(self._deliver, batch), batch))
+        batch.prepares.append(prepare)
+        if after is not None:
+            batch.afters.append(after)
+
+    async def _deliver(self, batch: _Batch) -> None:
+        batch.started = True
+        if self.open is batch:
+            self.open = None
+        items: list[OutRecord | StampedRecord] = []
+        for prepare in batch.prepares:
+            try:
+                items.extend(await prepare())
+            except Exception:   # a bug: the others go out all the same
+                log.exception("partition %d: preparing output records failed", self.p)
+        assert self.send is not None, "PartitionOutputs made without a send"
+        await self.send(self.p, batch.tenure, items)
+        for after in batch.afters:
+            after()
+
+    async def _after(self, previous: asyncio.Future | None, job: Callable[[], Awaitable[None]],
+                     count: int | _Batch) -> None:
         try:
             if previous is not None:
                 await asyncio.wait([previous])   # however it ended: the chain goes on
@@ -135,7 +188,7 @@ class PartitionOutputs:
         except Exception:  # deliver() retries refusals itself: this is a bug, not Kafka
             log.exception("partition %d: an output delivery failed", self.p)
         finally:
-            self.queued -= 1
+            self.queued -= count if isinstance(count, int) else len(count.prepares)
 
     @property
     def full(self) -> bool:

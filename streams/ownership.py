@@ -223,7 +223,7 @@ class OwnedPartitions:
     def delivery(self, p: int) -> PartitionOutputs:
         q = self.deliveries.get(p)
         if q is None:
-            q = self.deliveries[p] = PartitionOutputs(p)
+            q = self.deliveries[p] = PartitionOutputs(p, self.outputs.deliver)
         return q
 
     def emit(self, p: int, st) -> None:
@@ -236,21 +236,21 @@ class OwnedPartitions:
         if not (enriched or sla or arrivals or duty):
             return
         clock, wall, queued = st.clock, stage.last_wall, time.monotonic()
-        tenure = self.fence.tenure(p)
 
-        async def send() -> None:
-            await self.outputs.send(p, tenure, enriched, sla, arrivals, clock, wall, fallback, duty)
+        async def records() -> list:
+            return await self.outputs.outputs(enriched, sla, arrivals, clock, wall, fallback, duty)
+
+        def sent() -> None:
             metrics.STAGE.labels("outputs").observe(time.monotonic() - queued)
-            for call_id in fallback:  # the wall shows the units send() added from Redis
+            for call_id in fallback:  # the wall shows the units outputs() added from Redis
                 st.incidents.touch(call_id)
 
-        self.delivery(p).put(send)
+        self.delivery(p).put_records(self.fence.tenure(p), records, sent)
 
     def queue_daily(self, p: int, docs: list) -> None:
         """zones.daily records of partition p, taken now: a snapshot that says so is queued behind them."""
         self.stage.held[p].state.daily_taken(docs)
-        tenure = self.fence.tenure(p)
-        self.delivery(p).put(lambda: self.outputs.daily(p, tenure, docs))
+        self.delivery(p).put_records(self.fence.tenure(p), partial(_ready, self.outputs.daily_records(docs)))
 
     async def zone_states(self, docs: list[bytes], ids: list[str]) -> None:
         """zones.state: the documents a flush wrote to Redis, queued per partition behind what it
@@ -262,8 +262,8 @@ class OwnedPartitions:
             part_docs.append(js)
             part_ids.append(zid)
         for p, (part_docs, part_ids) in by_part.items():
-            tenure = self.fence.tenure(p)
-            self.delivery(p).put(partial(self.outputs.zone_states, p, tenure, part_docs, part_ids))
+            self.delivery(p).put_records(self.fence.tenure(p),
+                                         partial(_ready, self.outputs.zone_state_records(part_docs, part_ids)))
 
     def queue_snapshot(self, p: int) -> None:
         """Partition p's snapshot, encoded now (a consistent point between two batches), compressed
@@ -272,15 +272,13 @@ class OwnedPartitions:
         parts = self.stage.snapshot(p, compress=False)
         key, encoded = parts[-1]
         assert encoded is not None   # the state record is never a tombstone
-        tenure = self.fence.tenure(p)
-
-        async def send() -> None:
+        async def records() -> list:
             if self.stage.held.get(p) is not owner:
-                return   # revoked meanwhile: the next owner's snapshots must not be overwritten
+                return []   # revoked meanwhile: the next owner's snapshots must not be overwritten
             sealed = await asyncio.to_thread(compress_snapshot, encoded)   # zlib releases the GIL
-            await self.outputs.snapshot(p, tenure, parts[:-1] + [(key, sealed)])
+            return self.outputs.snapshot_records(p, parts[:-1] + [(key, sealed)])
 
-        self.delivery(p).put(send)
+        self.delivery(p).put_records(self.fence.tenure(p), records)
 
     def _commit_when_delivered(self, p: int) -> None:
         """Commit p's applied offset once what was decided up to it is in Kafka (the group's committed
@@ -327,6 +325,11 @@ class OwnedPartitions:
             except IllegalStateError:   # rebalancing: the next round reports
                 pass
         return n
+
+
+async def _ready(records: list) -> list:
+    """Records made already (PartitionOutputs.put_records takes a maker)."""
+    return records
 
 
 class _Rebalance(ConsumerRebalanceListener):

@@ -1,11 +1,10 @@
 """zones.state records carry their document's stream clock as Kafka timestamp (CONTRACT §11: the
-gateway's GET /zones?at= finds a moment by it). `OutputSender.zone_states` hands its partition's
-producer (streams/kafka_fence.py, a recorder here) the records: the timestamp each one gets is
-exactly its document's `clock`, for the worker's own documents and for any clock under any name."""
+gateway's GET /zones?at= finds a moment by it). `OutputSender.zone_state_records` makes the records
+the partition's producer sends (streams/kafka_fence.py passes the fifth field as timestamp_ms): the
+timestamp of each is exactly its document's `clock`, for the worker's own documents and for any
+clock under any name."""
 
 from __future__ import annotations
-
-import asyncio
 
 import orjson
 from hypothesis import example, given, settings
@@ -19,25 +18,10 @@ from tests import scenario
 from tests.unit.streams.test_pipeline import messages
 
 
-class Recorder:
-    """The KafkaFence under OutputSender: what it was asked to send."""
-
-    def __init__(self):
-        self.sent: list[tuple] = []
-
-    async def send(self, p, items, tenure=None):
-        self.sent.extend((topic, key, value, stamp) for topic, key, value, _part, stamp in items)
-        return True
-
-
 def sent_by_zone_states(docs: list[bytes], ids: list[str]) -> list[tuple]:
-    recorder = Recorder()
-
-    async def go():
-        await OutputSender(Settings(zones=scenario.ZONES_FILE), None, recorder).zone_states(0, 1, docs, ids)  # type: ignore[arg-type]
-
-    asyncio.run(go())
-    return recorder.sent
+    """(topic, key, value, timestamp) of the zones.state records of these documents."""
+    sender = OutputSender(Settings(zones=scenario.ZONES_FILE), None, None)  # type: ignore[arg-type]
+    return [(topic, key, value, stamp) for topic, key, value, _part, stamp in sender.zone_state_records(docs, ids)]
 
 
 def test_the_workers_documents_are_stamped_with_their_clock():
