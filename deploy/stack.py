@@ -751,7 +751,8 @@ def _grant_kafka_acls(port: int, sec: Secure, prefixes, timeout: float = 60.0) -
             time.sleep(0.2)
     finally:
         admin.close()
-    _say(f"kafka: ACLs for User:zonewatch on topics, groups and transactional ids {list(prefixes) if prefixes else '*'}")
+    named = list(prefixes) if prefixes else "*"
+    _say(f"kafka: ACLs for User:zonewatch on topics, groups and transactional ids {named}")
 
 
 def secure_endpoints(sdir: Path, kafka_port: int, redis_port: int, sec: Secure) -> dict:
