@@ -1,19 +1,20 @@
 """`python -m bench.fence_cost`: what the Kafka fence (streams/kafka_fence.py) costs a partition's sends.
 
-The same output batches are sent two ways on the test stack, alternating in rounds so that both see
-the same machine: (a) as outputs.py sent them before the fence — a plain idempotent producer,
+The same output batches are sent two ways on a stack of its own, alternating in rounds so that both
+see the same machine: (a) as outputs.py sent them before the fence — a plain idempotent producer,
 acks=all, every acknowledgement awaited; (b) `KafkaFence.send` — one transaction per batch through
-the partition's transactional producer (AddPartitionsToTxn, the records, EndTxn). Three batch
-shapes, the deliveries of a partition's `PartitionOutputs`: an emit's records (2 incidents.enriched
-of ~1 KB, 2 sla.events, 1 arrival batch), a flush's zones.state documents (40 of ~1.5 KB), and a
-single small record (a zones.daily rewrite of one zone, ~600 bytes: the fixed cost of a
-transaction). Printed per shape and way: wall time per batch (median, p90) and the process' CPU per
-batch, and the ratios (b)/(a). None of it is on the apply path: the deliveries run off it
-(streams/outputs.py), and a partition applies on while they wait.
+the partition's transactional producer (AddPartitionsToTxn, the records, EndTxn). Four batch shapes,
+deliveries of a partition's `PartitionOutputs`: an emit's records (2 incidents.enriched of ~1 KB, 2
+sla.events, 1 arrival batch), a flush's zones.state documents (40 of ~1.5 KB), a single small record
+(a zones.daily rewrite of one zone, ~600 bytes: the fixed cost of a transaction), and ten emits
+joined into one delivery (what a partition sends after a slow one). Printed per shape and way: wall
+time per batch (median, p90) and the process' CPU per batch, and the ratios (b)/(a). None of it is
+on the apply path: the deliveries run off it (streams/outputs.py), and a partition applies on while
+they wait.
 
     python -m bench.fence_cost [--batches 300] [--kafka-port P --redis-port P]
 
-The stack is its own (.stack/fence-cost, ports 22094/22381 unless told), so a test run is untouched.
+The stack is .stack/fence-cost on ports 22094/22381 unless told, so a test run is untouched.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def shapes(s: Settings) -> dict[str, list[OutRecord]]:
     emit.append((s.internal_zone_events, None, b"z" * 120, 1))
     flush: list[OutRecord] = [(zones, b"zone-%d" % i, b"d" * 1500, None) for i in range(40)]
     one: list[OutRecord] = [(s.topic(topics.ZONES_DAILY), b"2024-05-01|zone-1", b"w" * 600, None)]
-    return {"emit": emit, "flush of zone documents": flush, "one record": one}
+    # what a partition behind one slow delivery sends next: ten emits joined (PartitionOutputs.put_records)
+    return {"emit": emit, "flush of zone documents": flush, "one record": one, "ten emits joined": emit * 10}
 
 
 async def plain_send(producer: AIOKafkaProducer, items: list[OutRecord]) -> None:
