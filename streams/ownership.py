@@ -15,7 +15,7 @@ Why not a Faust agent: its fetcher stops a partition whose queue to the agent is
 whole second when every partition is stopped, and one agent awaited each partition's outputs in
 turn; the soak's seconds of latency were spent there
 (docs/BENCHMARKS.md "Where the soak's seconds went").
-Faust remains the app: its web server (/metrics), timers, tasks and producer.
+Faust remains the app: its web server (/metrics), timers and tasks.
 """
 
 from __future__ import annotations
