@@ -96,7 +96,8 @@ def measure(settings: Settings, lag_s: float, calls: int, units: int, settle_s: 
             time.sleep(0.5)
         producer.flush()
         consumer = KafkaConsumer(settings.topic(topics.SLA), bootstrap_servers=settings.kafka,
-                                 auto_offset_reset="earliest", enable_auto_commit=False, group_id=None, **kw)
+                                 auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
+                                 isolation_level="read_committed", **kw)
         breach_at: dict[str, float] = {}
         others: list[dict] = []
         until = time.monotonic() + 60 + lag_s * 2

@@ -279,7 +279,7 @@ class Deployment:
         from kafka import KafkaConsumer, TopicPartition
 
         c = KafkaConsumer(bootstrap_servers=self.settings.kafka, enable_auto_commit=False, group_id=None,
-                          **kafka_python_kwargs(self.settings))
+                          isolation_level="read_committed", **kafka_python_kwargs(self.settings))
         try:
             name = self.settings.topic(topic)
             tps = [TopicPartition(name, p) for p in sorted(c.partitions_for_topic(name) or ())]
@@ -306,7 +306,8 @@ class Deployment:
 
         c = KafkaConsumer(self.settings.topic(topic), bootstrap_servers=self.settings.kafka,
                           auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
-                          consumer_timeout_ms=1000, **kafka_python_kwargs(self.settings))
+                          consumer_timeout_ms=1000, isolation_level="read_committed",
+                          **kafka_python_kwargs(self.settings))
         out = []
         deadline = time.monotonic() + timeout
         while len(out) < expect and time.monotonic() < deadline:
@@ -438,11 +439,18 @@ def frozen(state_dir: Path, service: str):
         os.kill(pid, signal.SIGCONT)
 
 
+#: below any record batch zonewatch writes (an sla.events record alone is ~250 bytes with its batch),
+#: above a transaction marker (~80): with less the broker cannot write the abort marker of a refused
+#: transaction and leaves its transactional id stuck for good (streams/kafka_fence.py)
+REFUSING_MAX_BYTES = 120
+
+
 @contextlib.contextmanager
 def refused_sends(dep: Deployment, topic_names):
     """The broker refuses every record sent to these topics while the block runs: their
-    `max.message.bytes` is set below the size of any record batch (MESSAGE_TOO_LARGE, which the
-    producer does not retry by itself), and put back as it was on leaving."""
+    `max.message.bytes` is set below the size of any record batch zonewatch writes
+    (MESSAGE_TOO_LARGE, which the producer does not retry by itself), and put back as it was on
+    leaving."""
     from kafka.admin import AlterConfigOp, ConfigResource, ConfigResourceType, KafkaAdminClient
 
     admin = KafkaAdminClient(bootstrap_servers=dep.settings.kafka, **kafka_python_kwargs(dep.settings))
@@ -454,8 +462,8 @@ def refused_sends(dep: Deployment, topic_names):
         for n in names:
             entry = (before.get(n) or {}).get("max.message.bytes")
             restore[n] = (AlterConfigOp.SET, entry["value"]) if entry else (AlterConfigOp.DELETE, None)
-        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, n, {"max.message.bytes": "16"}) for n in names],
-                            raise_on_unknown=False)
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, n, {"max.message.bytes": str(REFUSING_MAX_BYTES)})
+                             for n in names], raise_on_unknown=False)
         try:
             yield names
         finally:

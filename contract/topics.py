@@ -55,6 +55,11 @@ DAILY_FIELDS = ("date", "zone_id", "name", "kind", "ring", "tz", "final", "clock
 #: again at every local midnight), and how often a checkpoint in it became overdue that day
 DAILY_DUTY_FIELDS = ("post_minutes_understaffed", "post_minutes_empty", "checkpoint_misses")
 
+#: Kafka header of every record the worker writes for a zone-events partition (the outputs above but
+#: ingest.deadletter, the arrival records, the snapshots): "{partition}:{owner generation}", the owner
+#: that wrote it (streams/kafka_fence.py: a previous owner's writes are fenced by transactions)
+OWNER_HEADER = "zw-owner"
+
 # --- internal ({prefix}{app_id}-{suffix}) -------------------------------------------------------
 #: batches of normalised events per zone partition (streams/records.py)
 ZONE_EVENTS_SUFFIX = "zone-events"

@@ -25,8 +25,9 @@ Secure mode (docs/SECURITY.md) — the same two processes, locked down, for test
       <port>+1 is SSL with required client certificates (SCRAM cannot authenticate controllers, so
       only holders of a certificate of this CA get in); SCRAM users `admin` (super user) and
       `zonewatch` are created when the storage is formatted; ACLs are enforced (StandardAuthorizer,
-      allow.everyone.if.no.acl.found=false): `zonewatch` gets ALL on topics and groups whose names
-      start with one of `acl_prefixes` (None = every topic and group), and nothing on the cluster.
+      allow.everyone.if.no.acl.found=false): `zonewatch` gets ALL on topics, groups and
+      transactional ids whose names start with one of `acl_prefixes` (None = all of them), and
+      nothing on the cluster.
       Granting the ACLs uses kafka-python, so run secure mode with the project's .venv/bin/python;
     * Redis: TLS only (`--port 0 --tls-port <port>`, server certificate, clients not asked for one),
       ACL file <state>/redis/users.acl with hashed passwords: `default` off; `zonewatch` (the worker)
@@ -696,8 +697,8 @@ def kafka_admin_kwargs(port: int, sec: Secure) -> dict:
 
 
 def _grant_kafka_acls(port: int, sec: Secure, prefixes, timeout: float = 60.0) -> None:
-    """ALL on topics and groups named with one of `prefixes` (None: every topic and group) for
-    User:zonewatch, as the admin user; returns when the broker's authorizer has them."""
+    """ALL on topics, groups and transactional ids named with one of `prefixes` (None: all of them)
+    for User:zonewatch, as the admin user; returns when the broker's authorizer has them."""
     try:
         from kafka.admin import (
             ACL,
@@ -714,12 +715,13 @@ def _grant_kafka_acls(port: int, sec: Secure, prefixes, timeout: float = 60.0) -
     except ImportError as exc:
         raise StackError("kafka: secure mode grants ACLs with kafka-python; run this with the project's "
                          ".venv/bin/python (make setup)") from exc
+    # transactional ids too: each partition's owner writes through `{app_id}-owner-{p}`
+    # (streams/kafka_fence.py)
+    kinds = (ResourceType.TOPIC, ResourceType.GROUP, ResourceType.TRANSACTIONAL_ID)
     if prefixes:
-        patterns = [ResourcePattern(rt, p, ACLResourcePatternType.PREFIXED)
-                    for p in prefixes for rt in (ResourceType.TOPIC, ResourceType.GROUP)]
+        patterns = [ResourcePattern(rt, p, ACLResourcePatternType.PREFIXED) for p in prefixes for rt in kinds]
     else:
-        patterns = [ResourcePattern(rt, "*", ACLResourcePatternType.LITERAL)
-                    for rt in (ResourceType.TOPIC, ResourceType.GROUP)]
+        patterns = [ResourcePattern(rt, "*", ACLResourcePatternType.LITERAL) for rt in kinds]
     acls = [ACL("User:zonewatch", "*", ACLOperation.ALL, ACLPermissionType.ALLOW, rp) for rp in patterns]
     deadline = time.monotonic() + timeout
     while True:
@@ -749,7 +751,8 @@ def _grant_kafka_acls(port: int, sec: Secure, prefixes, timeout: float = 60.0) -
             time.sleep(0.2)
     finally:
         admin.close()
-    _say(f"kafka: ACLs for User:zonewatch on topics and groups {list(prefixes) if prefixes else '*'}")
+    named = list(prefixes) if prefixes else "*"
+    _say(f"kafka: ACLs for User:zonewatch on topics, groups and transactional ids {named}")
 
 
 def secure_endpoints(sdir: Path, kafka_port: int, redis_port: int, sec: Secure) -> dict:

@@ -189,6 +189,9 @@ class KafkaHistory:
                 bootstrap_servers=self.settings.kafka, client_id=f"{self.settings.app_id}-gateway-rewind",
                 group_id=None, enable_auto_commit=False, auto_offset_reset="latest",
                 fetch_max_bytes=FETCH_MAX_BYTES, max_partition_fetch_bytes=1 << 20, request_timeout_ms=30_000,
+                # zones.state is written in transactions: a fenced worker's aborted documents are not
+                # history (streams/kafka_fence.py)
+                isolation_level="read_committed",
                 **aiokafka_kwargs(self.settings))
             try:
                 await consumer.start()
@@ -252,9 +255,44 @@ class KafkaHistory:
         if not tps:
             return {}
         found = await self.consumer.offsets_for_times({tp: ts for tp in tps})
-        none = [tp for tp in tps if found.get(tp) is None]
-        ends = await self.consumer.end_offsets(none) if none else {}
-        return {tp.partition: (found[tp].offset if found.get(tp) is not None else ends[tp]) for tp in tps}
+        ends = await self.consumer.end_offsets(tps)
+        return {tp.partition: await self._first_stamped(tp, ts, found[tp].offset if found.get(tp) is not None
+                                                        else ends[tp], ends[tp]) for tp in tps}
+
+    async def _first_stamped(self, tp, ts: int, lo: int, end: int) -> int:
+        """The offset of tp's first record stamped `ts` or later (`end`: none). Kafka's answer `lo`
+        is the first *batch* stamped `ts` or later, and may come early: zones.state is written in
+        transactions (streams/kafka_fence.py), whose commit markers carry the broker's clock — for
+        a replayed day hours after the documents' stream clocks. `lo` is a lower bound, then: when
+        the record there is stamped earlier, bisect [lo, end) on the records' stamps (in order within
+        SLACK_MS, like the broker's own answer)."""
+        first = await self._stamp_from(tp, lo, end)
+        if first is None or first[1] >= ts:
+            return lo
+        lo, hi = first[0] + 1, end
+        while lo < hi:
+            mid = (lo + hi) // 2
+            rec = await self._stamp_from(tp, mid, hi)
+            if rec is None or rec[1] >= ts:
+                hi = mid
+            else:
+                lo = rec[0] + 1
+        return lo
+
+    async def _stamp_from(self, tp, offset: int, stop: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of tp's first committed record at `offset` or after and before
+        `stop` (None: none, markers and aborted records only)."""
+        self.consumer.seek(tp, offset)
+        self.consumer.resume(tp)
+        deadline = time.monotonic() + READ_DEADLINE_S
+        try:
+            while await self.consumer.position(tp) < stop and time.monotonic() < deadline:
+                got = await self.consumer.getmany(tp, timeout_ms=POLL_MS, max_records=1)
+                for rec in got.get(tp, ()):
+                    return (rec.offset, rec.timestamp) if rec.offset < stop else None
+            return None
+        finally:
+            self.consumer.pause(tp)
 
     async def oldest(self) -> int | None:
         """The timestamp of the first record of the topic (the smallest over its partitions' first

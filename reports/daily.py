@@ -136,7 +136,9 @@ def read_latest(s: Settings, date: str | None = None, timeout_s: float = 60.0) -
         # of 412 zones (150,000 records); the broker checked each batch's CRC when it was produced
         c = KafkaConsumer(bootstrap_servers=s.kafka, group_id=None, enable_auto_commit=False,
                           client_id=f"{s.app_id}-briefing", request_timeout_ms=20_000,
-                          max_partition_fetch_bytes=4 << 20, check_crcs=False, **kafka_python_kwargs(s))
+                          max_partition_fetch_bytes=4 << 20, check_crcs=False,
+                          # written in transactions: a fenced worker's aborted records are not the day
+                          isolation_level="read_committed", **kafka_python_kwargs(s))
     except KafkaError as exc:
         raise KafkaUnavailable(f"cannot reach Kafka at {s.kafka} ({exc}); set ZONEWATCH_KAFKA or --kafka") from exc
     latest: dict[bytes, bytes] = {}

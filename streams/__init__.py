@@ -22,6 +22,7 @@
     rules.py        zone level rules (counts -> green/yellow/orange/red)
     recovery.py     taking a partition over (snapshot + look-back + tail), Redis lost and refilled
     outputs.py      output topics, snapshots, arrival records; per-partition ordered deliveries
+    kafka_fence.py  each partition's transactional producer: a previous owner's Kafka writes fenced
     dispatch.py     the processing-time part of a dispatch recommendation (Redis GEO)
     store.py        everything the worker writes to or reads from Redis
     health.py       dependency probes (metrics and a log line per outage)

@@ -20,8 +20,9 @@
                                          HSET/HDEL zw:incidents + XADD zw:incident-updates (one
                                          pipeline) ─► zones.state (compacted, outputs.py)
 
-Both stages read Kafka with aiokafka consumers of their own; Faust is the app around them (its
-producer, web server, timers and tasks), and `--role ingest|state` runs one stage per process.
+Both stages read Kafka with aiokafka consumers of their own; what a zone-events partition decides
+is written by its owner's transactional producer (kafka_fence.py). Faust is the app around them (its
+web server, timers and tasks), and `--role ingest|state` runs one stage per process.
 Every zone-events batch carries the patrol.gps marks and the ingest's wall time, and an ingest with
 nothing to route sends a marks-only batch to every partition each second: each partition state's
 watermark moves on those alone (watermark.py). Topic schemas: inputs and ingest.deadletter are
@@ -51,6 +52,7 @@ from . import geocache, metrics, recovery
 from .dispatch import Dispatcher
 from .health import probe_forever
 from .ingest import IngestStage
+from .kafka_fence import KafkaFence
 from .outputs import OutputSender
 from .ownership import OwnedPartitions
 from .rules import load_rules
@@ -134,13 +136,15 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
                                   socket_connect_timeout=REDIS_TIMEOUT_S, health_check_interval=10)
     store = RedisStore(redis)
     stage = StateStage(settings, zones, store, reach_cells=cells)
-    outputs = OutputSender(settings, app, Dispatcher(settings, store))
-    stage.on_written = outputs.zone_states
+    # each partition's Kafka writes by its owner alone, one transactional producer each (kafka_fence.py)
+    fence = KafkaFence(settings, store.owns)
+    outputs = OutputSender(settings, Dispatcher(settings, store), fence)
     app.zonewatch_stage = stage  # for tests and the CLI
     metrics.set_build_info()
     metrics.watch_gc()
     app.zonewatch_ingest = None
     owned = OwnedPartitions(settings, stage, outputs)
+    stage.on_written = owned.zone_states   # zones.state, per partition behind its outputs
     app.zonewatch_owned = owned
 
     # -- stage 1: input topics -> zone-events (a plain aiokafka consumer, see ingest.py) -------
@@ -216,7 +220,7 @@ def create_app(settings: Settings, web_port: int = 6066, web_bind: str = "127.0.
                 await asyncio.sleep(wait)
             if time.monotonic() - last_check >= recovery.REDIS_CHECK_S:
                 last_check = time.monotonic()
-                await recovery.restore_if_redis_lost(stage, store, zone_ids, app.zonewatch_ingest)
+                await recovery.restore_if_redis_lost(stage, store, zone_ids, app.zonewatch_ingest, fence)
             stage.wake.clear()
             last_start = time.monotonic()
             try:

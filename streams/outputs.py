@@ -1,11 +1,14 @@
 """Output topics (CONTRACT §4), snapshots, and the arrival feedback into zone-events.
 
-Outputs are at-least-once for real: `send` returns only when Kafka acknowledged every record of
-the batch; a record Kafka refuses is sent again (with backoff) until it is accepted. The state
-stage does not wait for that: each partition's outputs, daily records and snapshots go through its
-`PartitionOutputs`, delivered one after another in the order they were decided, while the
-partition applies its next batches. A snapshot is queued behind the outputs decided before it,
-so a snapshot in Kafka never covers a decision whose output could still be lost.
+Outputs are at-least-once for real: a delivery returns only when Kafka committed every record of
+it; a delivery Kafka refuses is sent again (with backoff) until it commits. Every record of a
+zone-events partition goes out through its owner's transactional producer, one transaction per
+delivery (streams/kafka_fence.py), so a previous owner cannot write after the new one took the
+partition over. The state stage does not wait for that: each partition's outputs, zones.state
+documents, daily records and snapshots go through its `PartitionOutputs`, delivered one after
+another in the order they were decided, while the partition applies its next batches. A snapshot
+is queued behind the outputs decided before it, so a snapshot in Kafka never covers a decision
+whose output could still be lost.
 """
 
 from __future__ import annotations
@@ -14,88 +17,52 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 
-import faust
 import orjson
-from aiokafka.errors import MessageSizeTooLargeError
 
 from contract import topics
 from contract.settings import Settings
 
 from . import metrics, records
 from .dispatch import Dispatcher
-
-#: (topic, key, value, partition) of one output record
-OutRecord = tuple[str, bytes | None, bytes | None, int | None]
+from .kafka_fence import KafkaFence, OutRecord, StampedRecord
 
 log = logging.getLogger("zonewatch.outputs")
 
-RETRY_MAX_S = 5.0
-
-
-def _watch(fut) -> None:
-    """Count and log a failed fire-and-forget delivery (zones.state: the next write supersedes it)."""
-    def done(f):
-        if not f.cancelled() and f.exception() is not None:
-            metrics.OUTPUT_ERRORS.inc()
-            log.error("output delivery failed: %s", f.exception())
-    fut.add_done_callback(done)
+AnyRecord = OutRecord | StampedRecord
 
 
 class OutputSender:
-    """incidents.enriched, sla.events, duty.events, zones.state, snapshots and arrival records."""
+    """incidents.enriched, sla.events, duty.events, zones.state, zones.daily, snapshots and arrival
+    records, each delivery as partition p's owner in the tenure it was decided in (KafkaFence.tenure; None:
+    whichever is current)."""
 
-    def __init__(self, settings: Settings, app: faust.App, dispatcher: Dispatcher):
+    def __init__(self, settings: Settings, dispatcher: Dispatcher | None, fence: KafkaFence):
         self.s = settings
-        self.app = app
         self.dispatcher = dispatcher
+        self.fence = fence            # each partition's records go out through its owner's producer
         self.t_incidents = settings.topic(topics.INCIDENTS)
         self.t_sla = settings.topic(topics.SLA)
         self.t_zones = settings.topic(topics.ZONES_STATE)
         self.t_daily = settings.topic(topics.ZONES_DAILY)
         self.t_snapshots = settings.internal_snapshots
 
-    async def deliver(self, items: list[OutRecord]) -> None:
-        """Send (topic, key, value, partition) records and wait until Kafka acknowledged them
-        all, sending the refused ones again."""
-        producer = self.app.producer
-        pending = items
-        delay = 0.1
-        while pending:
-            futures, refused = [], []
-            for item in pending:
-                t, k, v, part = item
-                try:
-                    futures.append((item, await producer.send(t, k, v, part, None, None)))
-                except Exception as exc:
-                    if isinstance(exc, MessageSizeTooLargeError) or isinstance(exc.__cause__, MessageSizeTooLargeError):
-                        # never accepted, however often: count it, say it loudly, go on
-                        metrics.OUTPUT_ERRORS.inc()
-                        log.error("a record for %s of %d bytes is too large and was dropped: %s",
-                                  t, len(v or b""), exc)
-                    else:  # the producer refused it at once: send it again below
-                        refused.append((item, exc))
-            results = await asyncio.gather(*(f for _i, f in futures), return_exceptions=True)
-            failed = [it for (it, _f), r in zip(futures, results, strict=True) if isinstance(r, BaseException)]
-            failed += [it for it, _exc in refused]
-            excs = [r for r in results if isinstance(r, BaseException)] + [exc for _it, exc in refused]
-            if failed:
-                metrics.OUTPUT_ERRORS.inc(len(failed))
-                metrics.OUTPUT_RETRIES.inc(len(failed))
-                first = excs[0]
-                log.warning("Kafka refused %d output records (%s); sending them again in %.1fs",
-                            len(failed), first, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
-            pending = failed
+    async def deliver(self, p: int, tenure: int | None, items: Sequence[OutRecord | StampedRecord]) -> bool:
+        """Send records decided by zone-events partition p, committed in one transaction of its
+        producer, again until Kafka accepts them. False (nothing sent) when this worker no longer
+        owns p in `tenure`: the new owner sends what p decides."""
+        if not items:
+            return True
+        return await self.fence.send(p, items, tenure)
 
-    async def send(self, enriched: list, sla: list, arrivals: dict, clock: int, wall: int,
-                   fallback: dict[str, float] | None = None, duty: list[OutRecord] | None = None) -> None:
-        """The outputs of one batch, acknowledged. `fallback` (IncidentState.take_fallback):
-        records whose recommendation was just decided short, completed from Redis first. `duty`:
-        the duty.events records decided with them (streams/duty.py `DutyPlan.records`)."""
-        if fallback:
+    async def outputs(self, enriched: list, sla: list, arrivals: dict, clock: int, wall: int,
+                      fallback: dict[str, float] | None = None, duty: list[OutRecord] | None = None) -> list[OutRecord]:
+        """The records of one batch's outputs. `fallback` (IncidentState.take_fallback): records
+        whose recommendation was just decided short, completed from Redis first. `duty`: the
+        duty.events records decided with them (streams/duty.py `DutyPlan.records`)."""
+        if fallback and self.dispatcher is not None:
             await self.dispatcher.recommend([(r, fallback[r["call_id"]]) for r in enriched
                                              if r["call_id"] in fallback])
         now = int(time.time() * 1000)
@@ -112,24 +79,21 @@ class OutputSender:
             items.append((self.s.internal_zone_events, None, records.encode(clock, recs, None, wall), q))
         if duty:
             items.extend(duty)
-        await self.deliver(items)
+        return items
 
-    async def daily(self, docs: list[tuple[str, str, dict]]) -> None:
-        """zones.daily records (compacted, key "{date}|{zone_id}"), acknowledged."""
-        await self.deliver([(self.t_daily, f"{date}|{zid}".encode(), orjson.dumps(doc), None)
-                            for date, zid, doc in docs])
+    def daily_records(self, docs: list[tuple[str, str, dict]]) -> list[OutRecord]:
+        """zones.daily records (compacted, key "{date}|{zone_id}")."""
+        return [(self.t_daily, f"{date}|{zid}".encode(), orjson.dumps(doc), None) for date, zid, doc in docs]
 
-    async def snapshot(self, p: int, parts: list[tuple[bytes, bytes | None]]) -> None:
+    def snapshot_records(self, p: int, parts: list[tuple[bytes, bytes | None]]) -> list[OutRecord]:
         """A partition's snapshot records, in order, to its partition of the snapshots topic."""
-        await self.deliver([(self.t_snapshots, k, v, p) for k, v in parts])
+        return [(self.t_snapshots, k, v, p) for k, v in parts]
 
-    async def zone_states(self, docs: list[bytes], ids: list[str]) -> None:
-        """The compacted `zones.state` topic: the same documents as Redis, key zone_id, each
+    def zone_state_records(self, docs: list[bytes], ids: list[str]) -> list[StampedRecord]:
+        """The compacted `zones.state` topic: documents as Redis has them, key zone_id, each
         record's Kafka timestamp its document's `clock`, so GET /zones?at= finds a moment of stream
         time by timestamp (CONTRACT §11)."""
-        producer = self.app.producer
-        for zid, js in zip(ids, docs, strict=True):
-            _watch(await producer.send(self.t_zones, zid.encode(), js, None, faust_timestamp(clock_of(js)), None))
+        return [(self.t_zones, zid.encode(), js, None, clock_of(js)) for zid, js in zip(ids, docs, strict=True)]
 
 
 #: the document's `clock`: the fields before it (zone_id, name, kind, ring, version:
@@ -144,32 +108,77 @@ def clock_of(doc: bytes) -> int:
     return int(found.group(1)) if found else int(orjson.loads(doc)["clock"])
 
 
-def faust_timestamp(ms: int) -> float:
-    """`ms` as the seconds Faust's producer takes: it sends int(seconds * 1000.0), which for
-    ms / 1000 is one millisecond short for some values (1 in 25 of the years 2000-2004, say, which
-    a replay may carry); half a millisecond more is exact."""
-    return (ms + 0.5) / 1000.0
+class _Batch:
+    """The records of consecutive deliveries of a partition that have not started yet: prepared in
+    order and sent as one transaction when their turn comes."""
+
+    __slots__ = ("tenure", "prepares", "afters", "started")
+
+    def __init__(self, tenure: int | None):
+        self.tenure = tenure
+        self.prepares: list[Callable[[], Awaitable[Sequence[OutRecord | StampedRecord]]]] = []
+        self.afters: list[Callable[[], None]] = []
+        self.started = False
 
 
 class PartitionOutputs:
-    """One partition's deliveries (outputs, zones.daily, snapshots), each started when the one
-    queued before it is acknowledged: Kafka sees them in decision order, and the partition's
-    apply path never waits for an acknowledgement (it waits only when more than `MAX_QUEUED`
-    deliveries are pending: Kafka is down or slow, and memory must stay bounded)."""
+    """One partition's deliveries (outputs, zones.state, zones.daily, snapshots, commits), each
+    started when the one queued before it is done: Kafka sees them in decision order, and the
+    partition's apply path never waits for an acknowledgement (it waits only when more than
+    `MAX_QUEUED` deliveries are pending: Kafka is down or slow, and memory must stay bounded).
+
+    Records (`put_records`) queued one after another while an earlier delivery is still under way
+    are joined into one delivery — one transaction of the partition's producer
+    (streams/kafka_fence.py), whose fixed cost (bench/fence_cost.py) would otherwise bound how many
+    deliveries a partition makes per second. A commit or any other job (`put`) ends the join:
+    what follows it goes after it."""
 
     MAX_QUEUED = 256   # deliveries of a partition in flight before its apply waits (back-pressure)
 
-    def __init__(self, p: int):
+    def __init__(self, p: int, send: Callable[[int, int | None, Sequence[AnyRecord]], Awaitable[object]] | None = None):
         self.p = p
+        self.send = send   # (p, tenure, records): OutputSender.deliver
         self.last: asyncio.Future | None = None
         self.queued = 0
+        self.open: _Batch | None = None   # the records delivery not started yet, which more records join
 
     def put(self, job: Callable[[], Awaitable[None]]) -> None:
         """Deliver `job()` after everything queued before it."""
+        self.open = None
         self.queued += 1
-        self.last = asyncio.ensure_future(self._after(self.last, job))
+        self.last = asyncio.ensure_future(self._after(self.last, job, 1))
 
-    async def _after(self, previous: asyncio.Future | None, job: Callable[[], Awaitable[None]]) -> None:
+    def put_records(self, tenure: int | None, prepare: Callable[[], Awaitable[Sequence[OutRecord | StampedRecord]]],
+                    after: Callable[[], None] | None = None) -> None:
+        """Send the records `prepare()` makes (when their turn comes) after everything queued before
+        them, as partition p's owner in `tenure`, in one delivery with the records queued just
+        before or after them; `after()` once they are sent."""
+        self.queued += 1
+        batch = self.open
+        if batch is None or batch.started or batch.tenure != tenure:
+            batch = self.open = _Batch(tenure)
+            self.last = asyncio.ensure_future(self._after(self.last, partial(self._deliver, batch), batch))
+        batch.prepares.append(prepare)
+        if after is not None:
+            batch.afters.append(after)
+
+    async def _deliver(self, batch: _Batch) -> None:
+        batch.started = True
+        if self.open is batch:
+            self.open = None
+        items: list[OutRecord | StampedRecord] = []
+        for prepare in batch.prepares:
+            try:
+                items.extend(await prepare())
+            except Exception:   # a bug: the others go out all the same
+                log.exception("partition %d: preparing output records failed", self.p)
+        assert self.send is not None, "PartitionOutputs made without a send"
+        await self.send(self.p, batch.tenure, items)
+        for after in batch.afters:
+            after()
+
+    async def _after(self, previous: asyncio.Future | None, job: Callable[[], Awaitable[None]],
+                     count: int | _Batch) -> None:
         try:
             if previous is not None:
                 await asyncio.wait([previous])   # however it ended: the chain goes on
@@ -179,7 +188,7 @@ class PartitionOutputs:
         except Exception:  # deliver() retries refusals itself: this is a bug, not Kafka
             log.exception("partition %d: an output delivery failed", self.p)
         finally:
-            self.queued -= 1
+            self.queued -= count if isinstance(count, int) else len(count.prepares)
 
     @property
     def full(self) -> bool:

@@ -3,17 +3,19 @@
     OwnedPartitions  the consumer of zone-events (group {app_id}, a plain aiokafka consumer like
                      ingest's): assigned -> paused while the takeover (streams/recovery.py) runs,
                      then sought to the state's `applied_upto` and resumed; revoked -> dropped;
-                     fenced (a write found another owner) -> taken over again while still assigned
+                     fenced (a Redis or Kafka write found another owner) -> dropped, and taken
+                     over again if still assigned a few heartbeats later
     run()            the apply loop: each message applied to its partition's state in offset order,
                      no await inside; what the state decided is queued, not awaited
-    PartitionOutputs (streams/outputs.py) one per partition: outputs, zones.daily, snapshots and
-                     commits, delivered in decision order off the apply path
+    PartitionOutputs (streams/outputs.py) one per partition: outputs, zones.state, zones.daily,
+                     snapshots and commits, delivered in decision order off the apply path, each
+                     through the partition's transactional producer (streams/kafka_fence.py)
 
 Why not a Faust agent: its fetcher stops a partition whose queue to the agent is full and sleeps a
 whole second when every partition is stopped, and one agent awaited each partition's outputs in
 turn; the soak's seconds of latency were spent there
 (docs/BENCHMARKS.md "Where the soak's seconds went").
-Faust remains the app: its web server (/metrics), timers, tasks and producer.
+Faust remains the app: its web server (/metrics), timers and tasks.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -57,7 +60,11 @@ class OwnedPartitions:
         self.deliveries: dict[int, PartitionOutputs] = {}    # partition -> its ordered deliveries
         self.committed_at: dict[int, float] = {}
         self.commit_later: set[int] = set()                  # partitions with a trailing commit scheduled
+        # fenced here: taken over again only by retake_if_assigned or a new assignment
+        self.suspended: set[int] = set()
+        self.fence = outputs.fence
         stage.on_fenced = self.fenced
+        self.fence.on_fenced = self.kafka_fenced
 
     # -- membership ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -71,6 +78,9 @@ class OwnedPartitions:
             # worker with the same ZONEWATCH_INSTANCE_ID (static membership)
             session_timeout_ms=s.session_timeout_ms, heartbeat_interval_ms=max(500, s.session_timeout_ms // 6),
             group_instance_id=s.instance_id or None,
+            # the arrival records are written in transactions (streams/kafka_fence.py): a fenced
+            # owner's aborted ones are never applied
+            isolation_level="read_committed",
             **aiokafka_kwargs(s))
         self.consumer.subscribe([self.topic], listener=_Rebalance(self))
         await self.consumer.start()
@@ -78,6 +88,7 @@ class OwnedPartitions:
     async def stop(self) -> None:
         if self.consumer is not None:
             await self.consumer.stop()
+        await self.fence.close()
 
     def assigned(self) -> set[int]:
         return {tp.partition for tp in self.consumer.assignment()} if self.consumer is not None else set()
@@ -88,24 +99,49 @@ class OwnedPartitions:
         self.consumer.pause(*(TopicPartition(self.topic, p) for p in partitions))
         metrics.FETCH_PAUSES.labels("takeover").inc(len(partitions))
         for p in partitions:
+            self.suspended.discard(p)
             self.held_or_taking(p)
 
-    def on_revoked(self, partitions: list[int]) -> None:
+    async def on_revoked(self, partitions: list[int]) -> None:
         for p in partitions:
             fut = self.taking.pop(p, None)
             if fut is not None and not fut.done():
                 fut.cancel()
+            self.suspended.discard(p)
         self.stage.drop(partitions)
+        for p in partitions:   # what is still queued for them is the next owner's to send
+            await self.fence.release(p)
 
     def fenced(self, partitions) -> None:
-        """A write found these partitions owned by another worker. Still assigned them (the other
-        writer was a zombie, or won a race after Redis lost the fences): take them over again, which
-        fences it; otherwise they are gone."""
+        """A write found these partitions owned by another worker: dropped here, their producers
+        too. If the group still assigns them to this worker a few heartbeats later (the other writer
+        was a zombie, or won a race after Redis lost the fences), take them over again, which fences
+        it. Not at once: a thawed zombie is fenced before its consumer has heard of its expulsion,
+        and taking over again then fenced the new owner (tests/integration/test_zombie.py)."""
         assigned = self.assigned()
         for p in partitions:
+            fut = self.taking.get(p)
+            if fut is not None and not fut.done():
+                continue   # a takeover of p under way took (or takes) a newer generation than the one fenced
             self.taking.pop(p, None)
+            self.fence.drop(p)
+            self.suspended.add(p)
             if p in assigned:
                 self.consumer.pause(TopicPartition(self.topic, p))
+        asyncio.ensure_future(self.retake_if_assigned(set(partitions)))
+
+    def kafka_fenced(self, partitions: set[int]) -> None:
+        """Kafka refused a partition's writes (another worker took it over): as a Redis fence."""
+        self.stage.drop(partitions)
+        self.fenced(partitions)
+
+    async def retake_if_assigned(self, partitions: set[int]) -> None:
+        await asyncio.sleep(self.settings.session_timeout_ms / 2000)   # three heartbeats
+        assigned = self.assigned()
+        for p in partitions & self.suspended:
+            self.suspended.discard(p)
+            if p in assigned:
+                log.warning("partition %d: still assigned here after its fence: taking it over again", p)
                 self.held_or_taking(p)
 
     def held_or_taking(self, p: int) -> asyncio.Future:
@@ -117,13 +153,16 @@ class OwnedPartitions:
     async def _take_over(self, p: int) -> Held:
         while True:
             try:
-                held = await recovery.restore(self.stage, p, self.emit)
+                held = await recovery.restore(self.stage, p, self.emit, self.fence)
                 break
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("taking partition %d over failed; retrying", p)
                 await asyncio.sleep(1.0)
+        if self.taking.get(p) is not asyncio.current_task():
+            log.info("partition %d: a later takeover replaced this one", p)   # cancelled late, or fenced
+            return held
         self.stage.held[p] = held
         self.stage.wake.set()
         tp = TopicPartition(self.topic, p)
@@ -184,7 +223,7 @@ class OwnedPartitions:
     def delivery(self, p: int) -> PartitionOutputs:
         q = self.deliveries.get(p)
         if q is None:
-            q = self.deliveries[p] = PartitionOutputs(p)
+            q = self.deliveries[p] = PartitionOutputs(p, self.outputs.deliver)
         return q
 
     def emit(self, p: int, st) -> None:
@@ -198,18 +237,33 @@ class OwnedPartitions:
             return
         clock, wall, queued = st.clock, stage.last_wall, time.monotonic()
 
-        async def send() -> None:
-            await self.outputs.send(enriched, sla, arrivals, clock, wall, fallback, duty)
+        async def records() -> list:
+            return await self.outputs.outputs(enriched, sla, arrivals, clock, wall, fallback, duty)
+
+        def sent() -> None:
             metrics.STAGE.labels("outputs").observe(time.monotonic() - queued)
-            for call_id in fallback:  # the wall shows the units send() added from Redis
+            for call_id in fallback:  # the wall shows the units outputs() added from Redis
                 st.incidents.touch(call_id)
 
-        self.delivery(p).put(send)
+        self.delivery(p).put_records(self.fence.tenure(p), records, sent)
 
     def queue_daily(self, p: int, docs: list) -> None:
         """zones.daily records of partition p, taken now: a snapshot that says so is queued behind them."""
         self.stage.held[p].state.daily_taken(docs)
-        self.delivery(p).put(lambda: self.outputs.daily(docs))
+        self.delivery(p).put_records(self.fence.tenure(p), partial(_ready, self.outputs.daily_records(docs)))
+
+    async def zone_states(self, docs: list[bytes], ids: list[str]) -> None:
+        """zones.state: the documents a flush wrote to Redis, queued per partition behind what it
+        decided before (StateStage.on_written)."""
+        by_part: dict[int, tuple[list[bytes], list[str]]] = {}
+        zone_part = self.stage.zone_part
+        for js, zid in zip(docs, ids, strict=True):
+            part_docs, part_ids = by_part.setdefault(zone_part[zid], ([], []))
+            part_docs.append(js)
+            part_ids.append(zid)
+        for p, (part_docs, part_ids) in by_part.items():
+            self.delivery(p).put_records(self.fence.tenure(p),
+                                         partial(_ready, self.outputs.zone_state_records(part_docs, part_ids)))
 
     def queue_snapshot(self, p: int) -> None:
         """Partition p's snapshot, encoded now (a consistent point between two batches), compressed
@@ -218,14 +272,13 @@ class OwnedPartitions:
         parts = self.stage.snapshot(p, compress=False)
         key, encoded = parts[-1]
         assert encoded is not None   # the state record is never a tombstone
-
-        async def send() -> None:
+        async def records() -> list:
             if self.stage.held.get(p) is not owner:
-                return   # revoked meanwhile: the next owner's snapshots must not be overwritten
+                return []   # revoked meanwhile: the next owner's snapshots must not be overwritten
             sealed = await asyncio.to_thread(compress_snapshot, encoded)   # zlib releases the GIL
-            await self.outputs.snapshot(p, parts[:-1] + [(key, sealed)])
+            return self.outputs.snapshot_records(p, parts[:-1] + [(key, sealed)])
 
-        self.delivery(p).put(send)
+        self.delivery(p).put_records(self.fence.tenure(p), records)
 
     def _commit_when_delivered(self, p: int) -> None:
         """Commit p's applied offset once what was decided up to it is in Kafka (the group's committed
@@ -274,12 +327,17 @@ class OwnedPartitions:
         return n
 
 
+async def _ready(records: list) -> list:
+    """Records made already (PartitionOutputs.put_records takes a maker)."""
+    return records
+
+
 class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, owned: OwnedPartitions):
         self.owned = owned
 
     async def on_partitions_revoked(self, revoked) -> None:
-        self.owned.on_revoked([tp.partition for tp in revoked])
+        await self.owned.on_revoked([tp.partition for tp in revoked])
 
     async def on_partitions_assigned(self, assigned) -> None:
         self.owned.on_assigned([tp.partition for tp in assigned])

@@ -7,12 +7,15 @@ start: every few seconds each owner writes a snapshot of the state to the compac
 hours of the duplicate memory under `{p}/seen/{hour}`, written once each). Taking over is
 
 1. fence: take a new owner generation for p in Redis (zw:fence); from then on the previous
-   owner's writes are refused (streams/store.py), so the zone versions read next are final;
+   owner's writes are refused (streams/store.py), so the zone versions read next are final; then
+   start p's transactional producer, which aborts what the previous owner left open in Kafka and
+   refuses its later writes there (streams/kafka_fence.py);
 2. load the latest snapshot of p;
 3. rebuild the look-back memory (fixes and alerts held for the grace) from the log between the
    snapshot's `lookback` offset and its `offset`, without applying anything else;
-4. apply the log from the snapshot's `offset` to its current end, emitting the outputs again
-   (the previous owner may have died before sending them: at-least-once, consumers dedupe);
+4. apply the log from the snapshot's `offset` to its current end, and send what it decided again,
+   in one delivery (the previous owner may have died before sending them: at-least-once,
+   consumers dedupe);
    what lies beyond the group's committed offset is also counted in zonewatch_events_total, since
    no live owner counted it (a graceful handover can count the last commit interval twice);
 5. make the wall's incident list (zw:incidents) agree with the state, then hand the partition
@@ -39,6 +42,7 @@ from aiokafka.structs import TopicPartition
 from contract.kafka_settings import aiokafka_kwargs
 
 from . import metrics, records
+from .kafka_fence import KafkaFence
 from .state_stage import SNAPSHOT_ZLIB, Held, StateStage
 from .store import RedisStore, until_redis_answers
 
@@ -81,7 +85,9 @@ async def read_snapshot(stage: StateStage, p: int) -> tuple[dict | None, dict[in
     # found, and every takeover replayed the whole log (make failover: 20 s with 1 M events behind)
     c = AIOKafkaConsumer(bootstrap_servers=s.kafka, enable_auto_commit=False, group_id=None,
                          client_id=f"{s.app_id}-restore", max_partition_fetch_bytes=64 << 20,
-                         fetch_max_bytes=128 << 20, auto_offset_reset="earliest", **aiokafka_kwargs(s))
+                         fetch_max_bytes=128 << 20, auto_offset_reset="earliest",
+                         isolation_level="read_committed",   # a fenced owner's aborted snapshots are not
+                         **aiokafka_kwargs(s))
     await c.start()
     latest: dict[bytes, bytes | None] = {}
     try:
@@ -124,15 +130,17 @@ async def committed_offset(s, tp: TopicPartition) -> int | None:
         await c.stop()
 
 
-async def restore(stage: StateStage, p: int, emit) -> Held:
+async def restore(stage: StateStage, p: int, emit, fence: KafkaFence) -> Held:
     """Take partition p over (steps 1-5 above). `emit(p, state)` queues the outputs the state has
-    decided (streams/outputs.py PartitionOutputs: delivered in order, before any later snapshot)."""
+    decided (streams/outputs.py PartitionOutputs: delivered in order, before any later snapshot,
+    through p's producer in `fence`)."""
     s = stage.s
     started = time.monotonic()
     metrics.REBUILD_IN_PROGRESS.inc()
     try:
         with gc_paused():
             generation = await until_redis_answers(f"take partition {p}", lambda: stage.store.take_partition(p))
+            await fence.take(p, generation)   # Kafka away: raises, and the takeover is tried again
             zone_ids = [z.zone_id for z in stage.zones_of[p]]
             versions = await until_redis_answers(f"read the zone versions of partition {p}",
                                                  lambda: stage.store.current_versions(zone_ids))
@@ -146,7 +154,8 @@ async def restore(stage: StateStage, p: int, emit) -> Held:
             count_from = await committed_offset(s, tp)
             c = AIOKafkaConsumer(bootstrap_servers=s.kafka, enable_auto_commit=False, group_id=None,
                                  client_id=f"{s.app_id}-rebuild", max_partition_fetch_bytes=8 << 20,
-                                 auto_offset_reset="earliest", **aiokafka_kwargs(s))
+                                 auto_offset_reset="earliest", isolation_level="read_committed",
+                                 **aiokafka_kwargs(s))
             await c.start()
             looked = replayed = 0
             t_looked = time.monotonic()
@@ -170,12 +179,13 @@ async def restore(stage: StateStage, p: int, emit) -> Held:
                             break
                         if rebuild_from(stage, held, m.offset, m.value, start, count_from):
                             replayed += 1
-                            emit(p, held.state)
                         else:
                             looked += 1
                             t_looked = time.monotonic()
             finally:
                 await c.stop()
+            if replayed:   # what the tail decided, in one delivery (one transaction: streams/kafka_fence.py)
+                emit(p, held.state)
             st = held.state
             rebuilt(held, end, start, versions, generation)
             await reconcile_incidents(stage, p, held)
@@ -258,7 +268,8 @@ async def reconcile_incidents(stage: StateStage, p: int, held: Held) -> None:
             stage.pending_board.setdefault(p, []).append({**doc, "status": "closed", "clock": st.clock})
 
 
-async def restore_if_redis_lost(stage: StateStage, store: RedisStore, zone_ids: list[str], ingest) -> None:
+async def restore_if_redis_lost(stage: StateStage, store: RedisStore, zone_ids: list[str], ingest,
+                                fence: KafkaFence | None = None) -> None:
     """A Redis restart without persistence, a FLUSHDB or a Sentinel failover (a promoted replica
     may lack the last writes: replication is asynchronous) loses zone documents, unit positions,
     incident entries and owner generations. The worker holds the state, so it writes it all
@@ -280,6 +291,8 @@ async def restore_if_redis_lost(stage: StateStage, store: RedisStore, zone_ids: 
         for p, h in list(stage.held.items()):
             if h.generation:
                 h.generation = await store.take_partition(p)
+                if fence is not None:   # its records name the owner by the new generation
+                    fence.regenerate(p, h.generation)
                 await reconcile_incidents(stage, p, h)
     except Exception:
         return  # down again: the next check retries

@@ -189,6 +189,10 @@ class RedisStore:
         write of the previous owner (see WRITE_LUA). Versions read after this are final."""
         return int(await self.redis.hincrby(keys.FENCE, str(partition), 1))
 
+    async def owns(self, partition: int, generation: int) -> bool:
+        """Whether `generation` is still the partition's owner generation (nobody took it over since)."""
+        return int(await self.redis.hget(keys.FENCE, str(partition)) or 0) == generation
+
     async def write(self, parts: list[tuple]) -> tuple[list[bytes], list[str], set[int]]:
         """Write, per partition (p, generation, zone documents, incident entries, incident
         timelines), in one atomic script call; retries until Redis accepts it (state must not be

@@ -1,14 +1,11 @@
 """zones.state records carry their document's stream clock as Kafka timestamp (CONTRACT §11: the
-gateway's GET /zones?at= finds a moment by it). `OutputSender.zone_states` through Faust's real
-aiokafka Producer.send, whose underlying aiokafka producer is a recorder here: the timestamp_ms it
-gets is exactly each document's `clock`, for the worker's own documents and for clocks whose
-seconds Faust would round a millisecond short."""
+gateway's GET /zones?at= finds a moment by it). `OutputSender.zone_state_records` makes the records
+the partition's producer sends (streams/kafka_fence.py passes the fifth field as timestamp_ms): the
+timestamp of each is exactly its document's `clock`, for the worker's own documents and for any
+clock under any name."""
 
 from __future__ import annotations
 
-import asyncio
-
-import faust
 import orjson
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -21,29 +18,10 @@ from tests import scenario
 from tests.unit.streams.test_pipeline import messages
 
 
-class Recorder:
-    """The aiokafka producer under Faust's: what it was asked to send."""
-
-    def __init__(self):
-        self.sent: list[tuple] = []
-
-    async def send(self, topic, value, key=None, partition=None, timestamp_ms=None, headers=None):
-        self.sent.append((topic, key, value, timestamp_ms))
-        done = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
-
-
 def sent_by_zone_states(docs: list[bytes], ids: list[str]) -> list[tuple]:
-    app = faust.App("zw-test-timestamps", broker="kafka://127.0.0.1:1", web_enabled=False)
-    recorder = Recorder()
-    app.producer._ensure_producer = lambda: recorder   # Faust's own send(), our recorder below it
-
-    async def go():
-        await OutputSender(Settings(zones=scenario.ZONES_FILE), app, None).zone_states(docs, ids)
-
-    asyncio.run(go())
-    return recorder.sent
+    """(topic, key, value, timestamp) of the zones.state records of these documents."""
+    sender = OutputSender(Settings(zones=scenario.ZONES_FILE), None, None)  # type: ignore[arg-type]
+    return [(topic, key, value, stamp) for topic, key, value, _part, stamp in sender.zone_state_records(docs, ids)]
 
 
 def test_the_workers_documents_are_stamped_with_their_clock():
