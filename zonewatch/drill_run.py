@@ -269,11 +269,16 @@ class Isolated:
         """(records consumed by its ingest and state groups, records to consume): committed offsets
         of its two groups against the end offsets of the input and zone-events topics."""
         from kafka import TopicPartition
+        from kafka.errors import KafkaError
 
         done = todo = 0
         for group, names in ((self.groups[1], [self.settings.topic(t) for t in RECORDED]),
                              (self.groups[0], [self.settings.internal_zone_events])):
-            committed = admin.list_consumer_group_offsets(group)
+            try:
+                committed = admin.list_group_offsets(group)
+                committed = committed.get(group, committed)  # kafka-python 3 nests by group id
+            except KafkaError:    # no such group yet: its worker has not committed anything
+                committed = {}
             tps = [TopicPartition(n, p) for n in names for p in sorted(consumer.partitions_for_topic(n) or ())]
             ends = consumer.end_offsets(tps)
             for tp in tps:
@@ -345,7 +350,7 @@ class Isolated:
             if mine:
                 admin.delete_topics(mine)
             with contextlib.suppress(Exception):  # a group never joined does not exist
-                admin.delete_consumer_groups(self.groups)
+                admin.delete_groups(self.groups)
         finally:
             admin.close()
         client = sync_client(s.redis, socket_timeout=10)
