@@ -214,7 +214,8 @@ def _drill_leftovers(dep) -> dict:
     return {"topics": left_topics, "groups": left_groups, "redis_dbs": busy}
 
 
-def _delete_kept(dep) -> None:
+def _delete_kept(dep, spare: list[int]) -> None:
+    """Delete what a drill with --keep kept: its topics, groups and Redis databases (not `spare`)."""
     s = dep.settings
     admin = KafkaAdminClient(bootstrap_servers=s.kafka)
     try:
@@ -228,7 +229,7 @@ def _delete_kept(dep) -> None:
     finally:
         admin.close()
     for db in range(16):
-        if db != dep.db:
+        if db != dep.db and db not in spare:
             redisurl.sync_client(redisurl.with_db(dep.env["ZONEWATCH_REDIS"], db)).flushdb()
 
 
@@ -283,6 +284,15 @@ def test_baseline_equals_the_live_run_and_the_live_state_is_untouched(recorded):
     dep, env = recorded["dep"], {**recorded["dep"].env, "ZONEWATCH_PLAN": str(recorded["dir"] / "plan.toml")}
     before, dbs_before = _live_state(dep), _drill_leftovers(dep)["redis_dbs"]
     res = run_drill(env, "--from", str(T0), "--to", str(T1), "--format", "json", "--keep")
+    try:
+        _check_baseline(recorded, res, before)
+    finally:   # what --keep kept goes, whatever failed
+        _delete_kept(dep, spare=dbs_before)
+    assert _drill_leftovers(dep) == {"topics": [], "groups": [], "redis_dbs": dbs_before}
+
+
+def _check_baseline(recorded, res, before) -> None:
+    dep = recorded["dep"]
     assert res.returncode == 0, res.stderr[-3000:]
     got = orjson.loads(res.stdout)
     assert _live_state(dep) == before
@@ -328,20 +338,18 @@ def test_baseline_equals_the_live_run_and_the_live_state_is_untouched(recorded):
         breached = {r["call_id"] for r in live if r["type"] == "breach" and zid in r["zone_ids"]}
         assert base["zones"][zid]["breaches"] == len(breached), zid
     assert base["zones"]["west"]["post_minutes_understaffed"] > 0 and base["zones"]["east"]["checkpoint_misses"] > 0
-    _delete_kept(dep)
-    assert _drill_leftovers(dep) == {"topics": [], "groups": [], "redis_dbs": dbs_before}
 
 
 def test_variant_equals_an_independent_computation_and_nothing_is_left(recorded):
     dep, d = recorded["dep"], recorded["dir"]
     env = {**dep.env, "ZONEWATCH_PLAN": str(d / "plan.toml")}
-    before, dbs_before = _live_state(dep), _drill_leftovers(dep)["redis_dbs"]
+    before, left_before = _live_state(dep), _drill_leftovers(dep)
     res = run_drill(env, "--from", str(T0), "--to", str(T1), "--input", str(d / "day.jsonl"),
                     "--zones", str(d / "variant.geojson"), "--rules", str(REPO / "deploy/k8s/base/rules.toml"),
                     "--format", "json")
     assert res.returncode == 0, res.stderr[-3000:]
     assert _live_state(dep) == before
-    assert _drill_leftovers(dep) == {"topics": [], "groups": [], "redis_dbs": dbs_before}
+    assert _drill_leftovers(dep) == left_before   # its topics, groups and Redis databases are gone
     got = orjson.loads(res.stdout)
     assert set(got["variant"]["zones"]) == set(VARIANT_ZONES) and set(got["baseline"]["zones"]) == set(RECORD_ZONES)
     for side, rects in (("baseline", RECORD_ZONES), ("variant", VARIANT_ZONES)):
