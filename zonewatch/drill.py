@@ -20,6 +20,7 @@ from contract.errors import ConfigError
 from contract.events import parse_ts
 from contract.settings import Settings
 from reports import drill as figures
+from reports import whatif
 from reports.drill_render import FORMATS, render
 
 from . import drill_run
@@ -45,7 +46,8 @@ def add_parser(sub) -> None:
     p.add_argument("--zones", type=Path, help="the variant's zones file (default: the deployment's)")
     p.add_argument("--plan", type=Path, help="the variant's duty plan (default: the deployment's)")
     p.add_argument("--rules", type=Path, help="the variant's level rules (default: the deployment's)")
-    p.add_argument("--deploy", type=Path, help="what-if units (TOML [[unit]]); not implemented yet")
+    p.add_argument("--deploy", type=Path, help="what-if units (TOML [[unit]] id, kind, lat, lon, from, to): "
+                                               "the estimated 1-3-5 figures beside the recorded ones")
     p.add_argument("--input", type=Path, help="JSONL of §1 records with a `topic` field instead of the input topics")
     p.add_argument("--format", choices=FORMATS, default="md", help="md (default), html (one file) or json")
     p.add_argument("--out", type=Path, help="write to this file (default: standard output)")
@@ -86,9 +88,8 @@ def _publishing(progress: Progress, role: str):
 def run(args) -> int:
     if args.end <= args.start:
         raise ConfigError("--to must be after --from")
-    if args.deploy is not None:
-        raise ConfigError("--deploy (the what-if deployment) is not implemented yet (docs/DRILL.md)")
     live = Settings.from_env().with_(kafka=args.kafka)
+    units = whatif.load_units(args.deploy, live.tz) if args.deploy is not None else None
     progress = Progress()
     if args.input is not None:
         recording = drill_run.read_file(args.input, args.start, args.end)
@@ -113,7 +114,8 @@ def run(args) -> int:
         seconds = time.monotonic() - t0
         for d in deps:
             d.stop_worker()
-        got = [drill_run.collect(d, args.start, args.end) for d in deps]
+        # the what-if units answer the recorded calls: those of the deployment of record
+        got = [drill_run.collect(d, args.start, args.end, units if d is deps[0] else None) for d in deps]
     finally:
         for d in deps:
             for line in d.teardown(args.keep):
@@ -122,7 +124,7 @@ def run(args) -> int:
     progress.say(f"replayed {n} records in {seconds:.0f} s: {n / seconds:.0f} records/s, "
                  f"{recording.span_ms / 1000 / seconds:.1f}x real time")
     base, var = got[0], got[-1]
-    result = {"report": figures.report(args.start, args.end, base[0], var[0]),
+    result = {"report": figures.report(args.start, args.end, base[0], var[0], base[3]),
               "hourly": {"baseline": base[1], "variant": var[1]}, "names": {**base[2], **var[2]},
               "speed": {"records": n, "seconds": round(seconds, 1), "event_ms": recording.span_ms}}
     text = render(result, args.format)

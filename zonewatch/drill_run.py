@@ -417,14 +417,16 @@ def places(zones_path: Path, plan_path: Path | None, tz: str, id_property: str |
     return zones, out
 
 
-def collect(dep: Isolated, start: int, end: int) -> tuple[dict, dict, dict]:
-    """(F, the hourly curve, zone id -> name) of what `dep` wrote."""
-    from reports import drill
+def collect(dep: Isolated, start: int, end: int, units: list | None = None) -> tuple[dict, dict, dict, dict | None]:
+    """(F, the hourly curve, zone id -> name, the `--deploy` estimate F or None) of what `dep` wrote."""
+    from reports import drill, whatif
 
     s = dep.settings
     zones, where = places(s.zones, s.plan, s.tz, s.zone_id_property)
     enriched, sla = dep.read(topics.INCIDENTS), dep.read(topics.SLA)
     duty = dep.read(topics.DUTY) if s.plan is not None else []
     states = dep.read(topics.ZONES_STATE)
-    fig = drill.figures(start, end, [z.zone_id for z in zones], enriched, sla, duty, states, where)
-    return fig, drill.hourly(start, end, enriched, sla), {z.zone_id: z.name for z in zones}
+    ids = [z.zone_id for z in zones]
+    fig = drill.figures(start, end, ids, enriched, sla, duty, states, where)
+    est = whatif.estimate(start, end, ids, units, enriched, sla) if units else None
+    return fig, drill.hourly(start, end, enriched, sla), {z.zone_id: z.name for z in zones}, est
