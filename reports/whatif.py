@@ -3,7 +3,7 @@ also answered by the nearest available deployed unit, and the estimated 1-3-5 fi
 
 Pure: the deploy file's units and a deployment's incidents.enriched and sla.events records in,
 an `estimate` F out ({"overall": FIG, "zones": {...}}: the response fields estimated, the others
-null). The choices (docs/DRILL.md "What-if units"):
+null). The choices (docs/DRILL.md "What-if units (`--deploy`)"):
 
 - A deployed unit is *available* for a call when the call's `ts` lies in its [from, to); it answers
   any number of calls (it is a standing post, not dispatched away).

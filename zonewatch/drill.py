@@ -107,9 +107,10 @@ def run(args) -> int:
     t0 = time.monotonic()
     try:
         for d in deps:
-            d.start()
-        for d in deps:
+            d.create_topics()
             d.publish(recording, _publishing(progress, d.role))
+        for d in deps:
+            d.start()
         drill_run.wait_done(deps, progress)
         seconds = time.monotonic() - t0
         for d in deps:

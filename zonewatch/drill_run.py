@@ -232,9 +232,15 @@ class Isolated:
     def groups(self) -> list[str]:
         return [self.settings.app_id, f"{self.settings.app_id}-ingest"]
 
-    def start(self) -> None:
-        """Its topics, then its worker (up once its /metrics answers)."""
+    def create_topics(self) -> None:
         ensure_topics(self.settings, said=log.debug)
+
+    def start(self) -> None:
+        """Its worker, up once its /metrics answers. After `publish`: the worker then finds the whole
+        recording in every partition, as a backlog, and ingest's frontier orders it by event time;
+        started first, a worker racing a publisher on a busy machine read a calls partition more than
+        the grace (10 min of event time, seconds at full speed) behind the clock, and an arrival was
+        lost (seen once in tests/integration/test_drill.py)."""
         port = _free_port()
         self.worker = Child(f"drill-{self.role}", [sys.executable, "-m", "zonewatch.cli", "worker",
                                                    "--web-port", str(port)],

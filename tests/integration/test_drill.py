@@ -12,9 +12,10 @@ and a checkpoint. A live deployment (the harness's) consumes it; then:
 - meanwhile the live state does not change (every key of its Redis database, its groups' committed
   offsets, its topics and their end offsets), and without --keep nothing of the drill is left
   (topics, groups, Redis databases);
-- a variant with other zones (north/south halves instead of west/east) and other rules, from
-  --input: its figures equal a brute-force computation here from the scenario (not the
-  pipeline's code): zones by rectangle, arrival = the first fix within 100 m at or after the call.
+- a variant with other zones (north/south halves instead of west/east) and other rules, and a
+  --deploy file, from --input: its figures and the estimate equal a brute-force computation here
+  from the scenario (not the pipeline's code): zones by rectangle, arrival = the first fix within
+  100 m at or after the call, a deployed unit's ETA = great-circle metres × 1.3 / its speed.
 """
 
 from __future__ import annotations
@@ -59,6 +60,13 @@ required = {{ "决战" = 2 }}
 id = "bridge"; name = "桥"; lat = {BRIDGE[0]}; lon = {BRIDGE[1]}; radius_m = 80
 every_s = {{ "决战" = 300 }}
 '''
+#: what-if units (`--deploy`): a foot patrol at the ring's centre for the first 20 minutes, a car
+#: at the east cell's centre all along
+DEPLOY = {"F": ("foot", 34.7085, 113.6085, T0, T0 + 20 * 60 * S), "K": ("car", 34.71, 113.63, T0, T1)}
+DEPLOY_TOML = "".join(f'[[unit]]\nid = "{u}"; kind = "{k}"; lat = {la}; lon = {lo}; from = {a}; to = {b}\n'
+                      for u, (k, la, lo, a, b) in DEPLOY.items())
+#: km/h would do as well; these are the reach speeds of CONTRACT §3 (m/s)
+SPEEDS = {"foot": 1.4, "car": 8.3}
 #: a responder's delay after the call, by call index modulo 6 (None: nobody comes)
 DELAYS = (40, 150, 250, 420, None, 90)
 ARRIVAL_M = 100.0
@@ -117,8 +125,23 @@ def _metres(lat1, lon1, lat2, lon2) -> float:
     return 6371000.0 * math.hypot(x, (lat2 - lat1) * k)
 
 
-def oracle(events, rects: dict) -> dict:
-    """FIG's call figures per zone and overall (each call once) for the calls of [T0, T1)."""
+def _haversine(lat1, lon1, lat2, lon2) -> float:
+    """Great-circle metres on the sphere Redis GEO uses (CONTRACT §3's straight line)."""
+    p1, p2, dl = math.radians(lat1), math.radians(lat2), math.radians(lon2 - lon1)
+    a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6372797.560856 * math.asin(math.sqrt(a))
+
+
+def _deployed_eta(c: dict) -> int | None:
+    etas = [round(_haversine(la, lo, c["lat"], c["lon"]) * 1.3 / SPEEDS[k])
+            for k, la, lo, a, b in DEPLOY.values() if a <= c["ts"] < b]
+    return min(etas) if etas else None
+
+
+def oracle(events, rects: dict, deployed: bool = False) -> dict:
+    """FIG's call figures per zone and overall (each call once) for the calls of [T0, T1); with
+    `deployed`, the --deploy estimate: each call's response the smaller of its arrival and the
+    nearest available deployed unit's ETA, a breach only when that is still above 300 s."""
     fixes = [e for t, e in events if t == topics.GPS]
     clock = max(e["ts"] for _t, e in events)
     out = {z: [] for z in rects} | {"overall": []}
@@ -128,10 +151,14 @@ def oracle(events, rects: dict) -> dict:
         near = [f for f in fixes if f["ts"] >= c["ts"] and _metres(c["lat"], c["lon"], f["lat"], f["lon"]) <= ARRIVAL_M]
         first = min((f["ts"] for f in near), default=None)
         resp = None if first is None or first - c["ts"] > 3600 * S else (first - c["ts"]) / 1000
+        if deployed:
+            resp = min((x for x in (resp, _deployed_eta(c)) if x is not None), default=None)
         units = [len({f["unit_id"] for f in near if f["ts"] <= c["ts"] + w * S}) for w in (60, 180, 300)]
         decided = clock >= c["ts"] + 300 * S
         rec = {"resp": resp, "breach": decided and (resp is None or resp > 300),
                "tiers": (all(n >= r for n, r in zip(units, (1, 2, 3), strict=True)) if decided else None)}
+        if deployed:
+            del rec["tiers"]
         out["overall"].append(rec)
         for z, (x0, y0, x1, y1) in rects.items():
             if x0 < c["lon"] < x1 and y0 < c["lat"] < y1:
@@ -142,9 +169,10 @@ def oracle(events, rects: dict) -> dict:
         figs[z] = {"calls": len(recs), "arrived": len(times),
                    "within_1m": sum(t <= 60 for t in times), "within_3m": sum(t <= 180 for t in times),
                    "within_5m": sum(t <= 300 for t in times), "breaches": sum(r["breach"] for r in recs),
-                   "p50_s": _rank(times, 50), "p90_s": _rank(times, 90),
-                   "tiers_met": sum(r["tiers"] is True for r in recs),
-                   "tiers_decided": sum(r["tiers"] is not None for r in recs)}
+                   "p50_s": _rank(times, 50), "p90_s": _rank(times, 90)}
+        if not deployed:
+            figs[z].update(tiers_met=sum(r["tiers"] is True for r in recs),
+                           tiers_decided=sum(r["tiers"] is not None for r in recs))
     return figs
 
 
@@ -242,6 +270,7 @@ def recorded(stack, tmp_path_factory):
     (d / "record.geojson").write_text(zones_geojson(RECORD_ZONES))
     (d / "variant.geojson").write_text(zones_geojson(VARIANT_ZONES))
     (d / "plan.toml").write_text(PLAN, encoding="utf-8")
+    (d / "deploy.toml").write_text(DEPLOY_TOML)
     events = scenario()
     (d / "day.jsonl").write_text("".join(json.dumps({"topic": t, **e}) + "\n" for t, e in events))
     dep = Deployment(stack, d / "record.geojson", partitions=4)
@@ -346,7 +375,7 @@ def test_variant_equals_an_independent_computation_and_nothing_is_left(recorded)
     before, left_before = _live_state(dep), _drill_leftovers(dep)
     res = run_drill(env, "--from", str(T0), "--to", str(T1), "--input", str(d / "day.jsonl"),
                     "--zones", str(d / "variant.geojson"), "--rules", str(REPO / "deploy/k8s/base/rules.toml"),
-                    "--format", "json")
+                    "--deploy", str(d / "deploy.toml"), "--format", "json")
     assert res.returncode == 0, res.stderr[-3000:]
     assert _live_state(dep) == before
     assert _drill_leftovers(dep) == left_before   # its topics, groups and Redis databases are gone
@@ -357,6 +386,14 @@ def test_variant_equals_an_independent_computation_and_nothing_is_left(recorded)
         for zid, fig in want.items():
             have = got[side]["overall"] if zid == "overall" else got[side]["zones"][zid]
             assert {k: have[k] for k in fig} == fig, (side, zid)
+    # the what-if units answer the recorded calls of the deployment of record
+    want = oracle(recorded["events"], RECORD_ZONES, deployed=True)
+    est = got["estimate"]
+    for zid, fig in want.items():
+        have = est["overall"] if zid == "overall" else est["zones"][zid]
+        assert {k: have[k] for k in fig} == fig, ("estimate", zid)
+        assert all(have[k] is None for k in have if k not in fig)
+    assert est["overall"]["within_3m"] > got["baseline"]["overall"]["within_3m"]   # the units made a difference
     # the variant moved calls between zones, not in or out of the period
     assert got["variant"]["overall"]["calls"] == got["baseline"]["overall"]["calls"] == MINUTES
     assert "progress" not in res.stdout and "drill: replaying" in res.stderr
