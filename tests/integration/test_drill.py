@@ -275,15 +275,17 @@ def recorded(stack, tmp_path_factory):
     (d / "day.jsonl").write_text("".join(json.dumps({"topic": t, **e}) + "\n" for t, e in events))
     dep = Deployment(stack, d / "record.geojson", partitions=4)
     dep.env["ZONEWATCH_PLAN"] = str(d / "plan.toml")
-    dep.start_worker()
-    dep.wait_workers_joined()
     # in `ts` order across the topics, as live input comes (all calls first would let the clock
-    # run ahead of the fixes and decide breaches before the fixes that prevent them are read)
+    # run ahead of the fixes and decide breaches before the fixes that prevent them are read), and
+    # before the worker starts: it reads the day as a backlog, every partition at hand (a worker
+    # racing the publisher on a busy machine can read a partition more than the grace behind)
     prod = KafkaProducer(bootstrap_servers=dep.settings.kafka, acks="all", linger_ms=5)
     for topic, e in events:
         prod.send(dep.settings.topic(topic), orjson.dumps(e), key=str(e[topics.KEY_FIELD[topic]]).encode())
     prod.flush()
     prod.close()
+    dep.start_worker()
+    dep.wait_workers_joined()
     n_calls = sum(t == topics.CALLS for t, _e in events)
     # settled: every call has its enriched record and every decided one its tiers, and nothing changes
     decided = sum(1 for t, e in events if t == topics.CALLS and e["ts"] + 300 * S <= max(x["ts"] for _t, x in events))
