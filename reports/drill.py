@@ -18,7 +18,8 @@ zonewatch/drill_run.py; text is reports/drill_render.py. The choices (docs/DRILL
   `checkpoint_overdue` records with `ts` in [from, to), likewise.
 - `reach_3m_mean`: per zone the time-weighted mean over [from, to) of `reach.within_3m` of its
   `zones.state` documents (each holds from its `clock` to the next document's; the time before the
-  zone's first document counts nothing); `overall` the mean of the zones' means.
+  zone's first document counts nothing); `overall` the mean of the zones' means. Not exact: which
+  documents a run writes depends on coalescing (docs/DRILL.md "The figures (FIG)").
 """
 
 from __future__ import annotations
