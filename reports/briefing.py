@@ -78,8 +78,8 @@ def briefing(records: list[dict], date: str, unreadable: dict[str, str] | None =
             **response,
             "decided": decided,
             "rates": _rates(response, decided),
-            "p50_s": _nearest_rank(times, 50),
-            "p90_s": _nearest_rank(times, 90),
+            "p50_s": nearest_rank(times, 50),
+            "p90_s": nearest_rank(times, 90),
             "zone_p50_s": _spread([z["response"]["p50_s"] for z in zones]),
             "zone_p90_s": _spread([z["response"]["p90_s"] for z in zones]),
         },
@@ -185,7 +185,7 @@ def _merge_times(maps) -> dict[int, int]:
     return out
 
 
-def _nearest_rank(times: dict[int, int], percent: int) -> int | None:
+def nearest_rank(times: dict[int, int], percent: int) -> int | None:
     """The nearest-rank percentile of the merged times: the smallest second whose cumulative count
     reaches rank ceil(percent/100 x n), in integers (as the worker ranks a zone's own)."""
     n = sum(times.values())

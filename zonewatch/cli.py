@@ -25,6 +25,7 @@ COMMANDS = {
     "gateway": "gateway.app",
     "briefing": "zonewatch.briefing",
     "plan": "zonewatch.plan",
+    "drill": "zonewatch.drill",
 }
 
 
