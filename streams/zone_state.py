@@ -499,6 +499,15 @@ class PartitionState:
                     if d.once is not None:
                         d.once.responses.pop(call_id, None)
                     d.changed = True
+            if response <= BREACH_AFTER_MS / 1000:
+                # the arrival looped back after this partition's watermark passed the deadline (a
+                # replay at full speed): the incidents stage decided no breach, so neither does the day
+                due = agg.days.get(self.days.date_of(call_ts + BREACH_AFTER_MS))
+                if due is not None and call_id in due.breaches:
+                    due.breaches.discard(call_id)
+                    if due.once is not None:
+                        due.once.breaches.discard(call_id)
+                    due.changed = True
             day = self._day(agg, call_ts + round(response * 1000))
             if day is not None:
                 day.responses[call_id] = response

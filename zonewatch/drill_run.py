@@ -313,8 +313,10 @@ class Isolated:
         from kafka import KafkaConsumer, TopicPartition
 
         name = self.settings.topic(topic)
+        # read_committed: a fenced owner's aborted transaction is not an output (streams/kafka_fence.py)
         c = KafkaConsumer(bootstrap_servers=self.settings.kafka, group_id=None, enable_auto_commit=False,
-                          check_crcs=False, max_partition_fetch_bytes=8 << 20, **kafka_python_kwargs(self.settings))
+                          check_crcs=False, max_partition_fetch_bytes=8 << 20, isolation_level="read_committed",
+                          **kafka_python_kwargs(self.settings))
         out: list[dict] = []
         try:
             tps = [TopicPartition(name, p) for p in sorted(c.partitions_for_topic(name) or ())]
