@@ -38,6 +38,9 @@ worker completes it with farther units from Redis at processing time (streams/di
 from __future__ import annotations
 
 import heapq
+import itertools
+import math
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +56,7 @@ from contract.response import (
     DEDUP_HORIZON_MS,
     DEFAULT_GRACE_MS,
     DISPATCH_EXACT_M,
+    EARTH_RADIUS_M,
     EXPIRE_AFTER_MS,
     MAX_CORROBORATING,
     MAX_RECOMMENDED,
@@ -97,12 +101,122 @@ class Incident:
     # unit_id -> [lat, lon, fix ts] of a recommended unit at the call's ts (the exact part only)
     alert_at: dict = field(default_factory=dict)
     unit_at: dict = field(default_factory=dict)
+    # where it stands in the reach indexes (_Reach, _CallsNear): a tie-breaker unique in the state,
+    # and the arrival key it is filed under in _Reach (None: filed as not reached)
+    seq: int = 0
+    reach_key: int | None = None
+    squares: list = field(default_factory=list)  # the _Reach squares it is filed in (until settled or forgotten)
 
     def best(self) -> int | None:
         """ts of the earliest known arrival fix, decided or not."""
         c = self.candidate[0] if self.candidate else None
         a = self.arrival_ts
         return a if c is None else c if a is None else min(a, c)
+
+
+_LAST = float("inf")   # a tie-breaker above every seq: bisect past every entry of one key
+# The grid a fix finds the calls it may reach in (_Reach): squares of 0.001 deg (~111 m of latitude),
+# so a call is filed in 6-12 squares around it (as many as the 7 fine H3 cells it was filed in
+# before: a sparse city pays no more) and a fix meets only the calls within ~250 m of it, not
+# those of a fine cell's whole 1-disk (~500 m across).
+REACH_STEP_DEG = 0.001
+_LON_SQUARES = 360_000     # 360 / REACH_STEP_DEG: a square's key wraps at the antimeridian
+POLAR_LAT = 85.0           # calls this close to a pole share one key (no square grid there)
+_POLAR = -1
+
+
+def reach_square(lat: float, lon: float) -> int:
+    """The key of the grid square holding a point."""
+    return math.floor(lat / REACH_STEP_DEG) * _LON_SQUARES + math.floor(lon / REACH_STEP_DEG) % _LON_SQUARES
+
+
+def reach_squares(lat: float, lon: float, radius_m: float) -> list[int]:
+    """Keys of every square holding a point within radius_m of (lat, lon) by haversine_m (a superset):
+    such a point has |dlat| <= r/R and |sin(dlon/2)| <= sin(r/2R) / sqrt(cos lat cos lat'), lat' at
+    most r/R further from the equator; 1 % and a square of margin for rounding."""
+    dlat = math.degrees(radius_m / EARTH_RADIUS_M) * 1.01
+    if abs(lat) + dlat >= POLAR_LAT:
+        return [_POLAR]
+    cos_far = math.cos(math.radians(abs(lat) + dlat))
+    s = math.sin(radius_m / (2 * EARTH_RADIUS_M)) / math.sqrt(math.cos(math.radians(lat)) * cos_far)
+    dlon = math.degrees(2 * math.asin(min(1.0, s))) * 1.01
+    lat_lo, lat_hi = math.floor((lat - dlat) / REACH_STEP_DEG), math.floor((lat + dlat) / REACH_STEP_DEG)
+    lon_lo, lon_hi = math.floor((lon - dlon) / REACH_STEP_DEG), math.floor((lon + dlon) / REACH_STEP_DEG)
+    if lon - dlon < -180.0 or lon + dlon > 180.0:
+        lon_lo, lon_hi = lon_lo - 1, lon_hi + 1   # across the antimeridian: a wrapped floor may round
+    return [i * _LON_SQUARES + j % _LON_SQUARES for i in range(lat_lo, lat_hi + 1) for j in range(lon_lo, lon_hi + 1)]
+
+
+class _Reach:
+    """The incidents within ARRIVAL_RADIUS_M of one grid square (reach_squares) that a fix there may
+    still decide, by event time, so a fix touches only those (a dense cell holds thousands of open calls).
+
+    A fix at `ts` can change an incident only when `inc.ts <= ts` and either `ts <= best` (an earlier
+    arrival candidate, or the same ts from a unit sorting first) or its tiers are open and
+    `ts <= inc.ts + TIERS_DECIDED_MS` (a unit on scene earlier). Entries are (key, seq, incident)
+    sorted by key: `open` keyed by call ts (no candidate yet), `reached` by best (an earlier fix
+    read later still fits), `tiers` by call ts (tiers not decided)."""
+
+    __slots__ = ("open", "reached", "tiers")
+
+    def __init__(self) -> None:
+        self.open: list[tuple[int, int, Incident]] = []
+        self.reached: list[tuple[int, int, Incident]] = []
+        self.tiers: list[tuple[int, int, Incident]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.open or self.reached or self.tiers)
+
+    @classmethod
+    def union(cls, a: _Reach, b: _Reach) -> _Reach:
+        """Both squares' incidents (an incident is filed in one of them only: _POLAR or squares)."""
+        out = cls()
+        out.open, out.reached, out.tiers = (sorted(x + y) for x, y in
+                                            ((a.open, b.open), (a.reached, b.reached), (a.tiers, b.tiers)))
+        return out
+
+    def add(self, inc: Incident) -> None:
+        if inc.reach_key is None:
+            insort(self.open, (inc.ts, inc.seq, inc))
+        else:
+            insort(self.reached, (inc.reach_key, inc.seq, inc))
+        if not inc.tiers_decided:
+            insort(self.tiers, (inc.ts, inc.seq, inc))
+
+    def remove(self, inc: Incident) -> None:
+        if inc.reach_key is None:
+            _drop(self.open, inc.ts, inc)
+        else:
+            _drop(self.reached, inc.reach_key, inc)
+        _drop(self.tiers, inc.ts, inc)
+
+    def refile(self, inc: Incident, old_key: int | None, new_key: int) -> None:
+        """Its best moved from old_key (None: not reached) to new_key."""
+        if old_key is None:
+            _drop(self.open, inc.ts, inc)
+        else:
+            _drop(self.reached, old_key, inc)
+        insort(self.reached, (new_key, inc.seq, inc))
+
+    def arrival_hits(self, ts: int) -> list[Incident]:
+        """Incidents with `inc.ts <= ts < inc.ts + EXPIRE_AFTER_MS` and no best or `best >= ts`."""
+        lst = self.open
+        hits = [e[2] for e in lst[bisect_left(lst, (ts - EXPIRE_AFTER_MS + 1,)):bisect_right(lst, (ts, _LAST))]]
+        lst = self.reached
+        hits.extend(e[2] for e in lst[bisect_left(lst, (ts,)):] if e[2].ts <= ts)
+        return hits
+
+    def tier_hits(self, ts: int) -> list[Incident]:
+        """Incidents with tiers open and `inc.ts <= ts <= inc.ts + TIERS_DECIDED_MS`."""
+        lst = self.tiers
+        return [e[2] for e in lst[bisect_left(lst, (ts - TIERS_DECIDED_MS,)):bisect_right(lst, (ts, _LAST))]]
+
+
+def _drop(lst: list[tuple[int, int, Incident]], key: int, inc: Incident) -> None:
+    """Take (key, inc.seq, inc) out of a sorted list, if there."""
+    i = bisect_left(lst, (key, inc.seq))
+    if i < len(lst) and lst[i][2] is inc:
+        del lst[i]
 
 
 class IncidentState:
@@ -119,10 +233,12 @@ class IncidentState:
         self.clock = 0
         self.wm = 0                                    # watermark of patrol.gps (<= clock)
         self.incidents: dict[str, Incident] = {}
-        self.near: dict[int, list[Incident]] = {}      # fine cell -> incidents within reach
-        # fine cell -> incidents still collecting corroboration whose call lies within the
-        # corroboration reach of the cell (an alert looks up its own cell only)
-        self.calls_near: dict[int, list[Incident]] = {}
+        self.near: dict[int, _Reach] = {}      # grid square (reach_squares) -> incidents within reach
+        # fine cell -> (call ts, seq, incident) sorted: incidents still collecting corroboration whose
+        # call lies within the corroboration reach of the cell (an alert looks up its own cell only,
+        # and only the calls within CORROBORATION_WINDOW_MS of its ts)
+        self.calls_near: dict[int, list[tuple[int, int, Incident]]] = {}
+        self._seq = itertools.count(1)
         self.clock_timers: list[tuple[int, str, str]] = []  # (due, uncorr|settle, call_id)
         self.wm_timers: list[tuple[int, str, str]] = []     # (due, arrive|breach|expire, call_id)
         self.seen_calls: dict[str, int] = {}           # call_id -> ts, for DEDUP_HORIZON_MS
@@ -200,20 +316,31 @@ class IncidentState:
     def on_fix(self, unit: str, ts: int, lat: float, lon: float, cell: int, available: bool = False,
                kind: str = "") -> None:
         self.keep_fix(unit, ts, lat, lon, cell, available, kind)
-        near = self.near.get(cell)
-        if near:
-            for inc in near:
-                if inc.ts <= ts < inc.ts + EXPIRE_AFTER_MS and inc.call_id in self.incidents:
-                    best = inc.best()
-                    earlier = best is None or ts < best or (ts == best and inc.candidate is not None
-                                                            and unit < inc.candidate[1])
-                    on_tier = not inc.tiers_decided and ts <= inc.ts + TIERS_DECIDED_MS \
-                        and inc.on_scene.get(unit, ts + 1) > ts
-                    if (earlier or on_tier) and haversine_m(inc.lat, inc.lon, lat, lon) <= self.radius:
-                        if on_tier:
-                            inc.on_scene[self._names.setdefault(unit, unit)] = ts
-                        if earlier:
-                            self._candidate(inc, ts, unit)
+        near = self.near.get(reach_square(lat, lon))
+        if abs(lat) > POLAR_LAT - 0.01 and _POLAR in self.near:   # 0.01 deg: far more than twice the radius
+            near = self.near[_POLAR] if not near else _Reach.union(near, self.near[_POLAR])
+        if not near:
+            return
+        # only the incidents this fix can decide (_Reach), each once: an incident with tiers open is
+        # among the arrival hits too when ts <= its best, so the tier hits skip those, and those
+        # with this unit on scene at ts or before (a dense cell's crowd of calls, met again and again
+        # by the units patrolling it: one dict look-up each)
+        hits = near.arrival_hits(ts)
+        for inc in near.tier_hits(ts):
+            if inc.reach_key is not None and inc.reach_key < ts and inc.on_scene.get(unit, ts + 1) > ts:
+                hits.append(inc)
+        for inc in hits:
+            if inc.ts <= ts < inc.ts + EXPIRE_AFTER_MS and inc.call_id in self.incidents:
+                best = inc.best()
+                earlier = best is None or ts < best or (ts == best and inc.candidate is not None
+                                                        and unit < inc.candidate[1])
+                on_tier = not inc.tiers_decided and ts <= inc.ts + TIERS_DECIDED_MS \
+                    and inc.on_scene.get(unit, ts + 1) > ts
+                if (earlier or on_tier) and haversine_m(inc.lat, inc.lon, lat, lon) <= self.radius:
+                    if on_tier:
+                        inc.on_scene[self._names.setdefault(unit, unit)] = ts
+                    if earlier:
+                        self._candidate(inc, ts, unit)
 
     def keep_fix(self, unit: str, ts: int, lat: float, lon: float, cell: int, available: bool = False,
                  kind: str = "") -> None:
@@ -245,7 +372,12 @@ class IncidentState:
         if not self.keep_alert(alert_id, ts, typ, lat, lon, cell):
             return  # duplicate
         # calls still collecting corroboration (call ts within +-10 min of the alert)
-        for inc in self.calls_near.get(cell, ()):
+        lst = self.calls_near.get(cell)
+        if not lst:
+            return
+        lo = bisect_left(lst, (ts - CORROBORATION_WINDOW_MS,))
+        hi = bisect_right(lst, (ts + CORROBORATION_WINDOW_MS, _LAST))
+        for _ts, _seq, inc in lst[lo:hi]:
             if self._corroborate(inc, *entry):
                 self.changed_records[inc.call_id] = inc  # re-emitted once, in take_output
 
@@ -478,15 +610,21 @@ class IncidentState:
         """Index an incident and set its timers (what a snapshot does not carry is derived here)."""
         self.incidents[inc.call_id] = inc
         cid, ts = inc.call_id, inc.ts
+        inc.seq = next(self._seq)
+        inc.reach_key = inc.best()
         # (with its tiers still open, the fixes consumed from now on may yet put units on scene)
         settled = inc.arrival_ts is not None and inc.candidate is None \
             and inc.arrival_ts + self.grace_ms <= self.clock and inc.tiers_decided
         if not settled:
-            for c in h3.grid_disk(inc.cell, DISK_K[ARRIVAL_RADIUS_M]):
-                self.near.setdefault(c, []).append(inc)
+            inc.squares = reach_squares(inc.lat, inc.lon, self.radius)
+            for c in inc.squares:
+                reach = self.near.get(c)
+                if reach is None:
+                    reach = self.near[c] = _Reach()
+                reach.add(inc)
         if not restoring or self.clock < ts + CORROBORATION_WINDOW_MS + self.grace_ms:
             for c in h3.grid_disk(inc.cell, DISK_K[CORROBORATION_RADIUS_M]):
-                self.calls_near.setdefault(c, []).append(inc)
+                insort(self.calls_near.setdefault(c, []), (ts, inc.seq, inc))
             heapq.heappush(self.clock_timers, (ts + CORROBORATION_WINDOW_MS + self.grace_ms, "uncorr", cid))
         if not restoring or not inc.breached:
             heapq.heappush(self.wm_timers, (ts + BREACH_AFTER_MS, "breach", cid))
@@ -506,7 +644,12 @@ class IncidentState:
             self.keep_from = min(self.keep_from, ts - self.stale_ms)
 
     def _candidate(self, inc: Incident, ts: int, unit: str) -> None:
+        old_key = inc.reach_key
         inc.candidate = (ts, unit)
+        inc.reach_key = inc.best()
+        if inc.reach_key != old_key:
+            for c in inc.squares:
+                self.near[c].refile(inc, old_key, inc.reach_key)  # type: ignore[arg-type]  # set just above
         if ts <= self.wm:
             self._decide(inc)  # the watermark is past it already (a late fix): decide now
         else:
@@ -529,6 +672,8 @@ class IncidentState:
     def _decide_tiers(self, inc: Incident) -> None:
         """The on-scene counts by 1, 3, 5 minutes, final: an `sla.events` record and the zones' record."""
         inc.tiers_decided = True
+        for c in inc.squares:
+            _drop(self.near[c].tiers, inc.ts, inc)
         counts = tuple(sum(1 for fts in inc.on_scene.values() if fts <= inc.ts + limit * 1000) for limit in TIERS_S)
         # met in every zone of the call: per tier the largest requirement among them (no zone: the default)
         reqs = [self.tier_requirement(z) for z in inc.zones] or [default_tier_requirement("")]
@@ -615,16 +760,19 @@ class IncidentState:
         dt = ts - inc.ts
         if abs(dt) > CORROBORATION_WINDOW_MS:
             return False
-        d = haversine_m(inc.lat, inc.lon, lat, lon)
-        if d > CORROBORATION_RADIUS_M:
-            return False
         key = (abs(dt), alert_id)
-        if len(inc.alerts) >= MAX_CORROBORATING:
-            # keep the alerts closest in time to the call; a crowd can raise hundreds
+        full = len(inc.alerts) >= MAX_CORROBORATING
+        if full:
+            # keep the alerts closest in time to the call; a crowd can raise hundreds (checked before
+            # the distance: a dense cell's full calls turn most alerts away)
             if inc.worst is None:
                 inc.worst = max(inc.alerts_rank.items(), key=lambda kv: kv[1])
             if key >= inc.worst[1]:
                 return False
+        d = haversine_m(inc.lat, inc.lon, lat, lon)
+        if d > CORROBORATION_RADIUS_M:
+            return False
+        if inc.worst is not None and full:   # (set above when full)
             del inc.alerts[inc.worst[0]]
             del inc.alerts_rank[inc.worst[0]]
             inc.alert_at.pop(inc.worst[0], None)
@@ -645,16 +793,17 @@ class IncidentState:
         for c in h3.grid_disk(inc.cell, DISK_K[CORROBORATION_RADIUS_M]):
             lst = self.calls_near.get(c)
             if lst:
-                lst[:] = [i for i in lst if i is not inc]
+                _drop(lst, inc.ts, inc)
                 if not lst:
                     del self.calls_near[c]
 
     def _unlink_near(self, inc: Incident) -> None:
-        for c in h3.grid_disk(inc.cell, DISK_K[ARRIVAL_RADIUS_M]):
-            lst = self.near.get(c)
-            if lst:
-                lst[:] = [i for i in lst if i is not inc]
-                if not lst:
+        squares, inc.squares = inc.squares, []
+        for c in squares:
+            reach = self.near.get(c)
+            if reach is not None:
+                reach.remove(inc)
+                if not reach:
                     del self.near[c]
 
 
