@@ -12,7 +12,7 @@ Pure, for the partition state (streams/zone_state.py) and the router (streams/ro
   the fixes are read in (a maximum), and memory is bounded by the zones' cells, not the fixes.
   A zone's shares are kept until a fix brings one of its cells into a window or its oldest counted
   fix leaves one: most flushed documents then cost a dict lookup instead of ~17 µs of numpy on
-  small arrays (docs/BENCHMARKS.md "The duty plan's cost per event").
+  small arrays (docs/BENCHMARKS.md "Coverage's kept shares, and the plan's cost on a quiet machine").
 A fix counts when `clock - ts <= window` (as a unit's fix counts as present when at most 120 s old).
 """
 

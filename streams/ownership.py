@@ -43,6 +43,9 @@ log = logging.getLogger("zonewatch.ownership")
 FETCH_TIMEOUT_MS = 100    # an idle getmany returns this often (the loop checks nothing else meanwhile)
 MAX_RECORDS = 500         # zone-events messages per fetch (each a batch of events)
 STALLED = "stalled past the session timeout"   # the log line of a worker that was frozen (bench/chaos.py)
+# the stall watchdog's tick: a stall is measured up to this much short (a 1 s tick missed a 6.4 s
+# SIGSTOP against a 6 s session timeout in test_zombie)
+WATCHDOG_S = 0.1
 COMMIT_S = 0.1            # a partition's applied offset is committed at most this often, once delivered
 
 
@@ -189,8 +192,8 @@ class OwnedPartitions:
         session_s = self.settings.session_timeout_ms / 1000.0
         while True:
             started = time.monotonic()
-            await asyncio.sleep(1.0)
-            late = time.monotonic() - started - 1.0
+            await asyncio.sleep(WATCHDOG_S)
+            late = time.monotonic() - started - WATCHDOG_S
             if late > session_s:
                 log.warning("the worker %s (%.1f s without running): its partitions may have moved", STALLED, late)
 
