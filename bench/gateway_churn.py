@@ -54,6 +54,7 @@ import orjson
 from contract import keys, schemas
 from contract.settings import DEMO_ZONES
 from contract.zones import load_zones
+from deploy.procs import free_port
 from gateway import promtext
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,12 +67,6 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 
 def log(msg: str) -> None:
     print(f"[churn {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- processes --------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from contract.kafka_settings import ensure_topics, kafka_python_kwargs
 from contract.settings import Settings
 from deploy import procs
 from deploy import stack as stack_module
-from deploy.procs import Child
+from deploy.procs import Child, free_port
 from gateway import promtext
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,13 +47,6 @@ REPO = Path(__file__).resolve().parents[1]
 STATE_DIR = REPO / ".stack" / "test"
 WORKER_STOP_GRACE_S = 20.0
 _db_counter = itertools.count(1)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(check, timeout: float = 90.0, interval: float = 0.2, what: str = "condition"):

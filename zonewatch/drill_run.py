@@ -37,7 +37,7 @@ from contract.plan import load_plan
 from contract.redisurl import sync_client, with_db
 from contract.settings import Settings
 from contract.zones import load_zones
-from deploy.procs import Child
+from deploy.procs import Child, free_port
 
 log = logging.getLogger("zonewatch.drill")
 
@@ -171,12 +171,6 @@ def read_topics(live: Settings, start: int, end: int, timeout_s: float = 600.0,
     return out.sort()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _db_of(client) -> int:
     return int(client.connection_pool.connection_kwargs.get("db", 0))
 
@@ -241,7 +235,7 @@ class Isolated:
         started first, a worker racing a publisher on a busy machine read a calls partition more than
         the grace (10 min of event time, seconds at full speed) behind the clock, and an arrival was
         lost (seen once in tests/integration/test_drill.py)."""
-        port = _free_port()
+        port = free_port()
         self.worker = Child(f"drill-{self.role}", [sys.executable, "-m", "zonewatch.cli", "worker",
                                                    "--web-port", str(port)],
                             self.workdir / "worker.log", env=self.env, append=False).start()
