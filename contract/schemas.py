@@ -776,7 +776,7 @@ def openapi_components() -> dict[str, Schema]:
     """Schemas for gateway/openapi.py `components.schemas` (OpenAPI 3.1 uses draft 2020-12)."""
     out = {}
     for comp, name in (("ZoneState", "zone"), ("Incident", "incident"), ("IncidentTimeline", "incident-timeline"),
-                       ("Unit", "unit")):
+                       ("Unit", "unit"), ("Post", "post"), ("Checkpoint", "checkpoint"), ("Phase", "phase")):
         s = schema(name)
         s.pop("$schema")
         out[comp] = s

@@ -11,8 +11,9 @@ from starlette.responses import JSONResponse
 from contract import schemas, topics
 from contract.events import MAX_ID_LEN, UNIT_STATUSES
 from contract.response import UNIT_STALE_MS
+from gateway.duty import MAX_COMMAND_BYTES
 from gateway.intake import MAX_BYTES, MAX_RECORDS, NDJSON_TYPES, RETRY_AFTER_S, SOURCES
-from gateway.rest import MAX_RADIUS_M, MAX_UNITS, protected
+from gateway.rest import MAX_RADIUS_M, MAX_UNITS, STATIC_TYPES, protected
 from gateway.rewind import LOCK_WAIT_S, MAX_SCAN_BYTES, READ_DEADLINE_S
 from gateway.rewind import RETRY_AFTER_S as REWIND_RETRY_S
 
@@ -54,6 +55,15 @@ SCHEMAS = {
     "Incident": _CONTRACT["Incident"],
     "IncidentTimeline": _CONTRACT["IncidentTimeline"],
     "Unit": _CONTRACT["Unit"],
+    "Post": _CONTRACT["Post"],
+    "Checkpoint": _CONTRACT["Checkpoint"],
+    "Phase": _CONTRACT["Phase"],
+    "PhaseCommand": _obj({
+        "command_id": _ID, "type": {"const": "phase"},
+        "name": {"type": ["string", "null"], "description": "the phase now in force; null: back to the schedule"},
+        "by": {"type": "string", "description": "who gave the command"},
+        "ts": {"type": "integer", "description": "epoch ms it takes effect (on the position feed's watermark)"}},
+        ["command_id", "type", "name", "by", "ts"], additionalProperties=False),
     "Stats": _obj({
         "e2e": _obj({"metric": {"type": "string"}, "what": {"type": "string"},
                      "p50_ms": {"type": ["number", "null"]}, "p99_ms": {"type": ["number", "null"]},
@@ -211,6 +221,38 @@ SPEC = {
                           "404": _json(_ref("Error"), "unknown call id (or older than 48 h)"),
                           "401": UNAUTHORIZED, "403": FORBIDDEN}}},
         "/ingest/{source}": _INGEST,
+        # the duty plan (CONTRACT §10, gateway/duty.py): documents checked against their schemas first
+        "/posts": {"get": {"summary": "Every post of the duty plan: required and present strength, status, by id",
+                           "responses": {"200": _json({"type": "array", "items": _ref("Post")}, "posts (none "
+                                                      "without a plan)"), "401": UNAUTHORIZED, "403": FORBIDDEN}}},
+        "/checkpoints": {"get": {"summary": "Every checkpoint of the duty plan: last visit and overdue, by id",
+                                 "responses": {"200": _json({"type": "array", "items": _ref("Checkpoint")},
+                                                            "checkpoints (none without a plan)"),
+                                               "401": UNAUTHORIZED, "403": FORBIDDEN}}},
+        "/plan/phase": {
+            "get": {"summary": "The phase in force as the worker decided it (zw:phase); null before any",
+                    "responses": {"200": _json({"oneOf": [_ref("Phase"), {"type": "null"}]}, "the phase"),
+                                  "502": _json(_ref("Error"), "the stored phase does not match its schema"),
+                                  "401": UNAUTHORIZED, "403": FORBIDDEN}},
+            "post": {
+                "summary": "An operator's phase command (ingest token), in plan.commands before the answer",
+                "description": f"Body {{\"name\": phase | null, \"by\": who, \"ts\"?: epoch ms or RFC 3339}}, at "
+                               f"most {MAX_COMMAND_BYTES} bytes; null returns to the schedule. Audited in "
+                               "plan.commands, the gateway's log and duty.events' `phase` record (docs/DUTY.md).",
+                "security": [{"bearer": []}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _obj(
+                    {"name": {"type": ["string", "null"]}, "by": {"type": "string"},
+                     "ts": {"type": ["integer", "string"]}}, ["by"])}}},
+                "responses": {
+                    "200": _json(_ref("PhaseCommand"), "the command, in Kafka (acks=all)"),
+                    "400": _json(_ref("Error"), "not a phase of the plan, no `by`, a bad ts or body"),
+                    "401": UNAUTHORIZED,
+                    "403": _json(_ref("Error"), "a read token (not an ingest token)"),
+                    "404": _json(_ref("Error"), "intake is off (ZONEWATCH_INGEST_TOKENS unset)"),
+                    "409": _json(_ref("Error"), "no duty plan is loaded (ZONEWATCH_PLAN)"),
+                    "413": _json(_ref("Error"), f"over {MAX_COMMAND_BYTES} bytes"),
+                    "503": {**_json(_ref("Error"), "Kafka did not take the command; the phase is unchanged"),
+                            "headers": {"Retry-After": {"schema": {"type": "integer"}}}}}}},
         "/stream": {"get": {
             "summary": "Server-Sent Events: snapshot, then one `zone` event per update",
             "description": "Events: `snapshot` (data: array of ZoneState, id: the stream id it is "
@@ -247,6 +289,10 @@ SPEC = {
                              "responses": {"200": {"description": "text format"}}}},
         "/openapi.json": {"get": {"summary": "This document", "responses": {
             "200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+        "/static/{name}": {"get": {
+            "summary": "The wall's script and style (no token)", "security": [],
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"enum": sorted(STATIC_TYPES)}}],
+            "responses": {"200": {"description": "JavaScript or CSS"}, "404": _json(_ref("Error"), "no such file")}}},
         "/": {"get": {"summary": "The wall page (static; reads ?token=, and ?at= to open at a past moment)",
                       "security": [], "responses": {"200": {"description": "HTML"}}}},
     },

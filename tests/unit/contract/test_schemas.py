@@ -126,8 +126,9 @@ def test_constants_the_contract_repeats_agree_with_the_worker():
 
 def test_openapi_components_are_the_published_schemas_without_dialect():
     comps = schemas.openapi_components()
-    assert set(comps) == {"ZoneState", "Incident", "IncidentTimeline", "Unit"}
-    assert comps["ZoneState"] == {k: v for k, v in schemas.schema("zone").items() if k != "$schema"}
+    assert set(comps) == {"ZoneState", "Incident", "IncidentTimeline", "Unit", "Post", "Checkpoint", "Phase"}
+    for comp, name in (("ZoneState", "zone"), ("Post", "post"), ("Checkpoint", "checkpoint"), ("Phase", "phase")):
+        assert comps[comp] == {k: v for k, v in schemas.schema(name).items() if k != "$schema"}
     assert all("$ref" not in orjson.dumps(c).decode() for c in comps.values())  # embeddable as they are
 
 

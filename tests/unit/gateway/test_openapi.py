@@ -4,6 +4,8 @@ schemas; every operation documents its answers and every reference resolves."""
 
 from __future__ import annotations
 
+import re
+
 from contract.settings import Settings
 from gateway import openapi
 from streams.testing import Pipeline
@@ -52,3 +54,23 @@ def test_every_operation_documents_its_answers_and_refs_resolve():
     ingest = openapi.SPEC["paths"]["/ingest/{source}"]["post"]
     assert set(ingest["responses"]) >= {"200", "401", "403", "404", "413", "503"}
     assert "Retry-After" in ingest["responses"]["503"]["headers"]
+
+
+def test_every_route_of_the_gateway_is_documented_with_its_methods():
+    """The route table (gateway/app.py) against the document's paths: an endpoint added to the one
+    must be described in the other, each method it answers too (Starlette adds HEAD to GET)."""
+    from starlette.routing import Route, WebSocketRoute
+
+    from gateway.app import create_app
+
+    app = create_app(Settings(gateway_tokens=("a-token-of-16-chars",), zones=scenario.ZONES_FILE))
+    served: dict[str, set[str]] = {}
+    for route in app.routes:
+        path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)   # {zone_id:path} -> {zone_id}
+        methods = {"get"} if isinstance(route, WebSocketRoute) else {m.lower() for m in route.methods or ()} - {"head"}
+        assert isinstance(route, Route | WebSocketRoute), route
+        served.setdefault(path, set()).update(methods)
+    documented = {path: set(ops) for path, ops in openapi.SPEC["paths"].items()}
+    assert served == documented
+    for name in ("Post", "Checkpoint", "Phase"):   # the duty plan's documents are the contract's
+        assert openapi.SCHEMAS[name]["additionalProperties"] is False
