@@ -355,14 +355,20 @@ def _time(e: dict, key: str, tz: ZoneInfo, label: str) -> int:
     v = e.get(key)
     if v is None:
         raise PlanError(f"{label}: missing `{key}` (a date and time such as \"2026-05-10T05:00\")")
+    return local_time(v, tz, f"{label}: `{key}`")
+
+
+def local_time(v: object, tz: ZoneInfo, what: str) -> int:
+    """A TOML date-time or its text ("2026-05-10T05:00", local to `tz` without an offset) as epoch ms;
+    `PlanError` naming `what` otherwise (reports/whatif.py reads its --deploy files' times with it too)."""
     if isinstance(v, str):
         try:
             v = datetime.fromisoformat(v)
         except ValueError:
-            raise PlanError(f"{label}: `{key}` = {v!r} is not a date and time such as \"2026-05-10T05:00\"") from None
+            raise PlanError(f"{what} = {v!r} is not a date and time such as \"2026-05-10T05:00\"") from None
     if not isinstance(v, datetime):
-        what = "a date without a time" if isinstance(v, date) else "not a date and time"
-        raise PlanError(f"{label}: `{key}` is {what} (write \"2026-05-10T05:00\")")
+        kind = "a date without a time" if isinstance(v, date) else "not a date and time"
+        raise PlanError(f"{what} is {kind} (write \"2026-05-10T05:00\")")
     if v.tzinfo is None:
         v = v.replace(tzinfo=tz)
     return to_epoch_ms(v)

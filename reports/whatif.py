@@ -19,12 +19,11 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from contract.errors import ConfigError
-from contract.plan import split_statements
+from contract.errors import ConfigError, PlanError
+from contract.plan import local_time, split_statements
 from contract.response import BREACH_AFTER_MS, UNIT_SPEED_MS, eta_s, haversine_m
 from reports.briefing import nearest_rank
 from reports.drill import FIG_FIELDS, WITHIN
@@ -44,19 +43,13 @@ class Unit:
 
 
 def _time(value: object, tz: ZoneInfo, where: str) -> int:
-    if isinstance(value, datetime):
-        dt = value if value.tzinfo else value.replace(tzinfo=tz)
-        return int(dt.timestamp() * 1000)
-    if isinstance(value, str):
-        try:
-            dt = datetime.fromisoformat(value)
-        except ValueError:
-            raise ConfigError(f"{where}: {value!r} is not a time (YYYY-MM-DDTHH:MM, optionally with an offset)") \
-                from None
-        return int((dt if dt.tzinfo else dt.replace(tzinfo=tz)).timestamp() * 1000)
+    """The plan's local date-times (contract/plan.py `local_time`), or epoch ms as an integer."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    raise ConfigError(f"{where}: {value!r} is not a time")
+    try:
+        return local_time(value, tz, where)
+    except PlanError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def parse_units(text: str, source: str = "deploy", tz: str = "Asia/Shanghai") -> list[Unit]:
