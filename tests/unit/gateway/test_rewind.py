@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from starlette.requests import Request
 from starlette.responses import Response
 
+from contract import schemas
 from contract.errors import RewindRefused
 from contract.settings import Settings
 from gateway import rest, rewind
@@ -67,7 +68,13 @@ class FakeHistory:
 
 
 def doc(zid: str, ts: int, off: int) -> bytes:
-    return orjson.dumps({"zone_id": zid, "clock": ts, "version": off})
+    """A zone document of the contract (the answers are checked against its schema) saying which record it is."""
+    return orjson.dumps(schemas.example("zone", zone_id=zid, clock=ts, version=off + 1))   # versions start at 1
+
+
+def which(body: list) -> list[dict]:
+    """The answer's documents as (zone_id, clock, offset)."""
+    return [{"zone_id": d["zone_id"], "clock": d["clock"], "offset": d["version"] - 1} for d in body]
 
 
 def oracle(parts: dict[int, list[tuple[str, int]]], at: int, floor: int) -> dict[str, tuple[int, int, int]]:
@@ -121,7 +128,7 @@ def test_find_gives_each_zone_its_last_record_at_or_before_at(parts, back_s, flo
     assert found.missing == sorted(set(ZONE_IDS) - set(want))
     # the documents are those records' own
     for z, r in found.records.items():
-        assert orjson.loads(r.value) == {"zone_id": z, "clock": r.timestamp, "version": r.offset}
+        assert which([orjson.loads(r.value)]) == [{"zone_id": z, "clock": r.timestamp, "offset": r.offset}]
     # each offset read once, and none older than the last window's start or past at + slack
     assert set(h.reads.values()) <= {1}
     for (p, off) in h.reads:
@@ -249,8 +256,8 @@ def test_answers_the_documents_of_the_moment_with_what_they_hold():
     h = FakeHistory({0: [("A", AT - 30 * S), ("B", AT - 20 * S), ("A", AT - 10 * S), ("B", AT + 10 * S)]})
     status, body, headers = rewound(h, f"at={AT}", AT + 60 * S)
     assert status == 200
-    assert body == [{"zone_id": "A", "clock": AT - 10 * S, "version": 2},
-                    {"zone_id": "B", "clock": AT - 20 * S, "version": 1}]
+    assert which(body) == [{"zone_id": "A", "clock": AT - 10 * S, "offset": 2},
+                           {"zone_id": "B", "clock": AT - 20 * S, "offset": 1}]
     assert headers["x-rewind-at"] == str(AT) and headers["x-rewind-missing"] == "0"
     assert headers["x-rewind-complete"] == "true" and headers["cache-control"] == "no-store"
     # the same moment as RFC 3339
@@ -318,3 +325,20 @@ def test_a_kafka_that_stops_answering_is_a_503_and_frees_the_reader(monkeypatch)
     first, second = run(asyncio.wait_for(twice(), 10))    # without the cut-off: TimeoutError here
     assert first.status_code == 503 and first.headers["retry-after"] == str(rewind.RETRY_AFTER_S)
     assert second.status_code == 200 and [d["zone_id"] for d in orjson.loads(second.body)] == ["A", "B"]
+
+
+def test_a_record_that_is_not_a_zone_document_of_the_contract_is_left_out_and_counted_missing():
+    """zones.state is writable by whoever holds a worker's Kafka credential: its records are checked
+    against the zone schema as Redis's documents are (gateway/untrusted.py), a bad one left out."""
+    h = FakeHistory({0: [("A", AT - 30 * S), ("B", AT - 20 * S)]})
+    a, b = h.parts[0]
+    bad_b = schemas.example("zone", zone_id="B", clock=b.timestamp, version=2, level="purple")
+    h.parts[0][1] = b._replace(value=orjson.dumps(bad_b))
+    status, body, headers = rewound(h, f"at={AT}", AT + 60 * S)
+    assert status == 200 and which(body) == [{"zone_id": "A", "clock": AT - 30 * S, "offset": 0}]
+    assert headers["x-rewind-missing"] == "1"
+    # the same document, valid but spread over lines, is served as one line of JSON
+    h.parts[0][1] = b._replace(value=orjson.dumps(schemas.example("zone", zone_id="B", clock=b.timestamp, version=2),
+                                                   option=orjson.OPT_INDENT_2))
+    status, body, headers = rewound(h, f"at={AT}", AT + 61 * S)
+    assert [d["zone_id"] for d in body] == ["A", "B"] and headers["x-rewind-missing"] == "0"
