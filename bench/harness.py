@@ -177,6 +177,28 @@ class Deployment:
             out[g] = len(members) if state == "Stable" else -1
         return out
 
+    def ingest_committed(self) -> dict[str, int]:
+        """Input offsets the ingest group has committed, summed per (unprefixed) topic: on fresh topics
+        written by `produce`, the messages ingest will not read again after a restart."""
+        from kafka.admin import KafkaAdminClient
+        from kafka.errors import KafkaError
+
+        admin = KafkaAdminClient(bootstrap_servers=self.settings.kafka, **kafka_python_kwargs(self.settings))
+        group = f"{self.settings.app_id}-ingest"
+        try:
+            offsets = admin.list_group_offsets({group: None}).get(group, {})
+        except KafkaError:   # no coordinator yet: nothing known to be committed
+            return {}
+        finally:
+            admin.close()
+        prefix = self.settings.topic_prefix
+        out: dict[str, int] = {}
+        for tp, meta in offsets.items():
+            if meta.offset >= 0:
+                name = tp.topic.removeprefix(prefix)
+                out[name] = out.get(name, 0) + meta.offset
+        return out
+
     def live(self) -> list[int]:
         """Indices of the workers that run and are not frozen."""
         return [i for i, (c, _p, _l) in enumerate(self.workers) if c.poll() is None and i not in self.paused]
