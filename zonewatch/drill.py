@@ -129,8 +129,9 @@ def run(args) -> int:
         phases.mark("publishing")
         drill_run.start_workers(deps)
         phases.mark("starting workers")
-        caught_up = drill_run.wait_done(deps, progress)
-        phases.mark("catching up", caught_up)
+        consumed, last_output = drill_run.wait_done(deps, progress)
+        phases.mark("consuming", consumed)
+        phases.mark("last decisions", last_output)
         phases.mark("quiet wait")
         seconds = time.monotonic() - t0
         drill_run.stop_workers(deps)

@@ -438,10 +438,12 @@ async def _publish(deps: list[Isolated], rec: Recording, progress: Callable[[flo
 
 
 def wait_done(deps: list[Isolated], progress: Callable[[str, float], None] | None = None,
-              timeout_s: float = 3600.0) -> float:
+              timeout_s: float = 3600.0) -> tuple[float, float]:
     """Until every deployment consumed everything and its outputs stayed unchanged for QUIET_S.
-    Returns the instant (time.monotonic) the last of them had consumed everything and written its
-    last output: the rest was the quiet wait."""
+    Returns two instants (time.monotonic): the last one at which a deployment's groups had not yet
+    committed everything (the workers' reading, to within a poll), and the last one at which an
+    output changed (the last decisions come a watermark idle bound after the last input); the rest
+    was the quiet wait."""
     from kafka import KafkaConsumer
     from kafka.admin import KafkaAdminClient
 
@@ -451,6 +453,7 @@ def wait_done(deps: list[Isolated], progress: Callable[[str, float], None] | Non
     deadline = time.monotonic() + timeout_s
     marks: dict[str, tuple] = {}
     quiet_since: dict[str, float] = {}
+    behind = {d.role: time.monotonic() for d in deps}
     try:
         while True:
             done_all = todo_all = 0
@@ -463,6 +466,8 @@ def wait_done(deps: list[Isolated], progress: Callable[[str, float], None] | Non
                 done_all, todo_all = done_all + done, todo_all + todo
                 mark = d.outputs_mark(consumer)
                 now = time.monotonic()
+                if done < todo:
+                    behind[d.role] = now
                 if done < todo or marks.get(d.role) != mark:
                     marks[d.role], quiet_since[d.role] = mark, now
                     settled = False
@@ -471,7 +476,7 @@ def wait_done(deps: list[Isolated], progress: Callable[[str, float], None] | Non
             if progress:
                 progress("replaying", done_all / todo_all if todo_all else 1.0)
             if settled:
-                return max(quiet_since.values())
+                return max(behind.values()), max(quiet_since.values())
             if time.monotonic() > deadline:
                 raise ConfigError(f"the drill's deployments did not finish within {timeout_s:g} s")
             time.sleep(1.0)
