@@ -110,7 +110,10 @@ def read_file(path: Path, start: int, end: int) -> Recording:
             raise ConfigError(f"--input {path}:{n}: topic {topic!r} is none of {', '.join(RECORDED)}")
         if start - LEAD_MS <= ts < end + TAIL_MS:
             key = rec.get(topics.KEY_FIELD.get(topic, ""))
-            out.records.append((topic, str(key).encode() if key is not None else None, orjson.dumps(rec), ts))
+            # an exact-size copy: orjson's bytes keep the ~4 KB buffer they were written into
+            # (tracemalloc: 4,097 bytes held per record instead of ~180), and a drill holds them all
+            value = memoryview(orjson.dumps(rec)).tobytes()
+            out.records.append((topic, str(key).encode() if key is not None else None, value, ts))
     return out.sort()
 
 
