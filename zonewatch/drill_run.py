@@ -6,6 +6,7 @@ full speed through isolated deployments on the live cluster, and what each of th
     Isolated         one deployment beside the live one: its own topic prefix, app id (consumer
                      groups, internal topics), Redis database and Faust data folder, one worker
                      process (deploy/procs.py); `teardown` deletes all of it unless asked to keep
+    publish          the recording into every deployment's input topics at once (aiokafka batches)
     run              both deployments at once, a progress line, their records -> reports.drill
 
 The live deployment's topics are only read (a group-less consumer, no commit), its groups and its
