@@ -388,8 +388,9 @@ async def _publish(deps: list[Isolated], rec: Recording, progress: Callable[[flo
     """Each record to the partition the default partitioner gives its key (murmur2, as every
     producer of the live input: a unit's fixes stay in one partition, in `ts` order), in batches
     built by aiokafka's C record builder and sent one batch per partition at a time (so in order;
-    idempotent, so a retry neither reorders nor doubles). kafka-python's `send` per record spent
-    half the drill's own time on its pure-Python CRC32C (a py-spy profile, docs/DRILL.md Speed)."""
+    idempotent, so a retry neither reorders nor doubles). kafka-python's `send` per record spent a
+    quarter of the drill's own samples in its pure-Python CRC32C and as much again in `send` (a
+    py-spy profile, docs/DRILL.md "Speed (measured)")."""
     from aiokafka import AIOKafkaProducer
     from kafka.partitioner.default import murmur2
 
