@@ -81,8 +81,23 @@ class Progress:
         self.stream.flush()
 
 
-def _publishing(progress: Progress, role: str):
-    return lambda fraction: progress(f"publishing ({role})", fraction)
+class Phases:
+    """Wall seconds by step of a drill, said on stderr at the end (the §11 json object on stdout
+    stays exactly as the contract has it): where a drill's time goes."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.at = time.monotonic()
+
+    def mark(self, step: str, now: float | None = None) -> None:
+        """The time since the last mark (or `now`, an instant already passed) goes to `step`."""
+        now = time.monotonic() if now is None else now
+        self.seconds[step] = self.seconds.get(step, 0.0) + now - self.at
+        self.at = now
+
+    def line(self) -> str:
+        total = sum(self.seconds.values())
+        return f"phases ({total:.0f} s): " + ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items())
 
 
 def run(args) -> int:
@@ -91,10 +106,12 @@ def run(args) -> int:
     live = Settings.from_env().with_(kafka=args.kafka)
     units = whatif.load_units(args.deploy, live.tz) if args.deploy is not None else None
     progress = Progress()
+    phases = Phases()
     if args.input is not None:
         recording = drill_run.read_file(args.input, args.start, args.end)
     else:
         recording = drill_run.read_topics(live, args.start, args.end, progress=progress)
+    phases.mark("reading the input")
     progress.say(f"{len(recording.records)} recorded records, {recording.span_ms / 3_600_000:.2f} h of event time")
     # without a variant file the variant is the deployment of record: one run serves both
     varied = any(x is not None for x in (args.zones, args.plan, args.rules))
@@ -108,19 +125,26 @@ def run(args) -> int:
     try:
         for d in deps:
             d.create_topics()
-            d.publish(recording, _publishing(progress, d.role))
-        for d in deps:
-            d.start()
-        drill_run.wait_done(deps, progress)
+        drill_run.publish(deps, recording, lambda fraction: progress("publishing", fraction))
+        phases.mark("publishing")
+        drill_run.start_workers(deps)
+        phases.mark("starting workers")
+        consumed, last_output = drill_run.wait_done(deps, progress)
+        phases.mark("consuming", consumed)
+        phases.mark("last decisions", last_output)
+        phases.mark("quiet wait")
         seconds = time.monotonic() - t0
-        for d in deps:
-            d.stop_worker()
+        drill_run.stop_workers(deps)
+        phases.mark("stopping workers")
         # the what-if units answer the recorded calls: those of the deployment of record
         got = [drill_run.collect(d, args.start, args.end, units if d is deps[0] else None) for d in deps]
+        phases.mark("reading outputs")
     finally:
         for d in deps:
             for line in d.teardown(args.keep):
                 progress.say(line)
+        phases.mark("teardown")
+        progress.say(phases.line())
     n = len(recording.records)
     progress.say(f"replayed {n} records in {seconds:.0f} s: {n / seconds:.0f} records/s, "
                  f"{recording.span_ms / 1000 / seconds:.1f}x real time")

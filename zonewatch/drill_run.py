@@ -6,6 +6,7 @@ full speed through isolated deployments on the live cluster, and what each of th
     Isolated         one deployment beside the live one: its own topic prefix, app id (consumer
                      groups, internal topics), Redis database and Faust data folder, one worker
                      process (deploy/procs.py); `teardown` deletes all of it unless asked to keep
+    publish          the recording into every deployment's input topics at once (aiokafka batches)
     run              both deployments at once, a progress line, their records -> reports.drill
 
 The live deployment's topics are only read (a group-less consumer, no commit), its groups and its
@@ -15,10 +16,12 @@ its databases are chosen among the empty ones other than the live one.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -32,7 +35,7 @@ import orjson
 from contract import topics
 from contract.errors import ConfigError, KafkaUnavailable
 from contract.events import parse_ts
-from contract.kafka_settings import ensure_topics, kafka_python_kwargs
+from contract.kafka_settings import aiokafka_kwargs, ensure_topics, kafka_python_kwargs
 from contract.plan import load_plan
 from contract.redisurl import sync_client, with_db
 from contract.settings import Settings
@@ -58,6 +61,9 @@ WATERMARK_ENV = {"ZONEWATCH_WATERMARK_IDLE_MS": "12000", "ZONEWATCH_WATERMARK_MA
 #: bound (the last decisions come then) plus margin for their writes
 QUIET_S = 12 + 6
 WORKER_UP_S = 120.0
+#: a produced batch's size: well under the input topics' max.message.bytes (contract.topics
+#: MAX_INPUT_BYTES), large enough that the per-batch cost (a request, a CRC) vanishes
+PUBLISH_BATCH_BYTES = 1 << 20
 STOP_GRACE_S = 20.0
 REDIS_DBS = 16
 
@@ -105,7 +111,10 @@ def read_file(path: Path, start: int, end: int) -> Recording:
             raise ConfigError(f"--input {path}:{n}: topic {topic!r} is none of {', '.join(RECORDED)}")
         if start - LEAD_MS <= ts < end + TAIL_MS:
             key = rec.get(topics.KEY_FIELD.get(topic, ""))
-            out.records.append((topic, str(key).encode() if key is not None else None, orjson.dumps(rec), ts))
+            # an exact-size copy: orjson's bytes keep the ~4 KB buffer they were written into
+            # (tracemalloc: 4,097 bytes held per record instead of ~180), and a drill holds them all
+            value = memoryview(orjson.dumps(rec)).tobytes()
+            out.records.append((topic, str(key).encode() if key is not None else None, value, ts))
     return out.sort()
 
 
@@ -209,6 +218,7 @@ class Isolated:
         self.db = db
         self.workdir = Path(tempfile.mkdtemp(prefix=f"zonewatch-drill-{tag}-{role}-", dir=workdir))
         self.worker: Child | None = None
+        self.port = 0
         s = self.settings
         self.env = {**os.environ, **WATERMARK_ENV,
                     "ZONEWATCH_KAFKA": s.kafka, "ZONEWATCH_REDIS": s.redis, "ZONEWATCH_ZONES": str(s.zones),
@@ -229,41 +239,29 @@ class Isolated:
     def create_topics(self) -> None:
         ensure_topics(self.settings, said=log.debug)
 
-    def start(self) -> None:
-        """Its worker, up once its /metrics answers. After `publish`: the worker then finds the whole
-        recording in every partition, as a backlog, and ingest's frontier orders it by event time;
-        started first, a worker racing a publisher on a busy machine read a calls partition more than
-        the grace (10 min of event time, seconds at full speed) behind the clock, and an arrival was
-        lost (seen once in tests/integration/test_drill.py)."""
-        port = free_port()
+    def launch(self) -> None:
+        """Start its worker process (`wait_up` waits for it). After `publish`: the worker then finds
+        the whole recording in every partition, as a backlog, and ingest's frontier orders it by
+        event time; started first, a worker racing a publisher on a busy machine read a calls
+        partition more than the grace (10 min of event time, seconds at full speed) behind the
+        clock, and an arrival was lost (seen once in tests/integration/test_drill.py)."""
+        self.port = free_port()
         self.worker = Child(f"drill-{self.role}", [sys.executable, "-m", "zonewatch.cli", "worker",
-                                                   "--web-port", str(port)],
+                                                   "--web-port", str(self.port)],
                             self.workdir / "worker.log", env=self.env, append=False).start()
+
+    def wait_up(self) -> None:
+        """Until its worker's /metrics answers (a worker builds its zone index first: seconds)."""
+        assert self.worker is not None, "launch() first"
         deadline = time.monotonic() + WORKER_UP_S
         while time.monotonic() < deadline:
             if self.worker.poll() is not None:
                 raise ConfigError(f"the drill's {self.role} worker exited with {self.worker.returncode}:\n"
                                   + "\n".join(self.worker.tail(30)))
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                 return
             time.sleep(0.2)
         raise ConfigError(f"the drill's {self.role} worker did not come up in {WORKER_UP_S:g} s")
-
-    def publish(self, rec: Recording, progress: Callable[[float], None] | None = None) -> None:
-        from kafka import KafkaProducer
-
-        prod = KafkaProducer(bootstrap_servers=self.settings.kafka, acks="all", linger_ms=20,
-                             batch_size=256 << 10, max_request_size=topics.MAX_INPUT_BYTES,
-                             **kafka_python_kwargs(self.settings))
-        try:
-            for i, (topic, key, value, _ts) in enumerate(rec.records):
-                prod.send(self.settings.topic(topic), value, key=key)
-                if progress and i % 5000 == 0:
-                    progress(i / max(1, len(rec.records)))
-            prod.flush()
-        finally:
-            prod.close()
-        self.published = len(rec.records)
 
     def consumed(self, admin, consumer) -> tuple[int, int]:
         """(records consumed by its ingest and state groups, records to consume): committed offsets
@@ -364,9 +362,93 @@ class Isolated:
         return [f"{self.role}: deleted {len(mine)} topics, groups {', '.join(self.groups)}, Redis db {self.db}"]
 
 
+def start_workers(deps: list[Isolated]) -> None:
+    """Every deployment's worker, started together (each builds its zone index on its own core)."""
+    for d in deps:
+        d.launch()
+    for d in deps:
+        d.wait_up()
+
+
+def stop_workers(deps: list[Isolated]) -> None:
+    """SIGTERM to every worker at once, then each waited for (STOP_GRACE_S, then SIGKILL)."""
+    for d in deps:
+        if d.worker is not None and d.worker.poll() is None:
+            d.worker.signal_group(signal.SIGTERM)
+    for d in deps:
+        d.stop_worker()
+
+
+def publish(deps: list[Isolated], rec: Recording, progress: Callable[[float], None] | None = None) -> None:
+    """The recording into the input topics of every deployment at once (see `_publish`)."""
+    asyncio.run(_publish(deps, rec, progress))
+
+
+async def _publish(deps: list[Isolated], rec: Recording, progress: Callable[[float], None] | None) -> None:
+    """Each record to the partition the default partitioner gives its key (murmur2, as every
+    producer of the live input: a unit's fixes stay in one partition, in `ts` order), in batches
+    built by aiokafka's C record builder and sent one batch per partition at a time (so in order;
+    idempotent, so a retry neither reorders nor doubles). kafka-python's `send` per record spent a
+    quarter of the drill's own samples in its pure-Python CRC32C and as much again in `send` (a
+    py-spy profile, docs/DRILL.md "Speed (measured)")."""
+    from aiokafka import AIOKafkaProducer
+    from kafka.partitioner.default import murmur2
+
+    s = deps[0].settings
+    prod = AIOKafkaProducer(bootstrap_servers=s.kafka, acks="all", enable_idempotence=True,
+                            max_batch_size=PUBLISH_BATCH_BYTES, max_request_size=topics.MAX_INPUT_BYTES + (64 << 10),
+                            request_timeout_ms=120_000, **aiokafka_kwargs(s))
+    await prod.start()
+    try:
+        counts = {t: len(await prod.partitions_for(s.topic(t))) for t in {r[0] for r in rec.records}}
+        for d in deps[1:]:
+            for t, n in counts.items():
+                if len(await prod.partitions_for(d.settings.topic(t))) != n:
+                    raise ConfigError(f"the drill's {d.role} topic {t} has another partition count than {n}")
+        homes: dict[tuple[str, bytes], int] = {}
+        spread = 0
+        by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes]]] = {}
+        for topic, key, value, _ts in rec.records:
+            if key is None:     # the default partitioner spreads unkeyed records; so does this
+                part, spread = spread % counts[topic], spread + 1
+            else:
+                part = homes.get((topic, key), -1)
+                if part < 0:
+                    part = homes[(topic, key)] = (murmur2(key) & 0x7FFFFFFF) % counts[topic]
+            by_partition.setdefault((topic, part), []).append((key, value))
+        total, done = max(1, len(rec.records) * len(deps)), [0]
+
+        async def one(name: str, part: int, records: list[tuple[bytes | None, bytes]]) -> None:
+            batch, sent = prod.create_batch(), []
+            for key, value in records:
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    sent.append(await prod.send_batch(batch, name, partition=part))
+                    done[0] += batch.record_count()
+                    if progress:
+                        progress(done[0] / total)
+                    batch = prod.create_batch()
+                    if batch.append(key=key, value=value, timestamp=None) is None:
+                        raise ConfigError(f"a record of {len(value)} bytes does not fit a batch for {name}")
+            if batch.record_count():
+                sent.append(await prod.send_batch(batch, name, partition=part))
+                done[0] += batch.record_count()
+            await asyncio.gather(*sent)
+
+        await asyncio.gather(*(one(d.settings.topic(topic), part, records) for d in deps
+                               for (topic, part), records in by_partition.items()))
+    finally:
+        await prod.stop()
+    for d in deps:
+        d.published = len(rec.records)
+
+
 def wait_done(deps: list[Isolated], progress: Callable[[str, float], None] | None = None,
-              timeout_s: float = 3600.0) -> None:
-    """Until every deployment consumed everything and its outputs stayed unchanged for QUIET_S."""
+              timeout_s: float = 3600.0) -> tuple[float, float]:
+    """Until every deployment consumed everything and its outputs stayed unchanged for QUIET_S.
+    Returns two instants (time.monotonic): the last one at which a deployment's groups had not yet
+    committed everything (the workers' reading, to within a poll), and the last one at which an
+    output changed (the last decisions come a watermark idle bound after the last input); the rest
+    was the quiet wait."""
     from kafka import KafkaConsumer
     from kafka.admin import KafkaAdminClient
 
@@ -376,6 +458,7 @@ def wait_done(deps: list[Isolated], progress: Callable[[str, float], None] | Non
     deadline = time.monotonic() + timeout_s
     marks: dict[str, tuple] = {}
     quiet_since: dict[str, float] = {}
+    behind = {d.role: time.monotonic() for d in deps}
     try:
         while True:
             done_all = todo_all = 0
@@ -388,6 +471,8 @@ def wait_done(deps: list[Isolated], progress: Callable[[str, float], None] | Non
                 done_all, todo_all = done_all + done, todo_all + todo
                 mark = d.outputs_mark(consumer)
                 now = time.monotonic()
+                if done < todo:
+                    behind[d.role] = now
                 if done < todo or marks.get(d.role) != mark:
                     marks[d.role], quiet_since[d.role] = mark, now
                     settled = False
@@ -396,7 +481,7 @@ def wait_done(deps: list[Isolated], progress: Callable[[str, float], None] | Non
             if progress:
                 progress("replaying", done_all / todo_all if todo_all else 1.0)
             if settled:
-                return
+                return max(behind.values()), max(quiet_since.values())
             if time.monotonic() > deadline:
                 raise ConfigError(f"the drill's deployments did not finish within {timeout_s:g} s")
             time.sleep(1.0)
