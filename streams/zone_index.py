@@ -9,6 +9,7 @@ point-in-polygon test, so cost per event does not grow with the number of zones.
 from __future__ import annotations
 
 import h3
+import numpy as np
 import shapely
 from h3.api import basic_int as h3i
 from shapely.geometry import Polygon
@@ -56,6 +57,46 @@ class ZoneIndex:
         if self.resolution != FINE_RES:
             cell = h3i.latlng_to_cell(lat, lon, FINE_RES)
         return cell, zones
+
+    def lookup_cells(self, lat: np.ndarray, lon: np.ndarray) -> tuple[list[int], list[tuple[str, ...]]]:
+        """`lookup_cell` for a batch of points: (fine cells, zone ids) per point, equal to it point
+        by point. Zones once per unique cell; the points in boundary cells are tested with one
+        vectorised `shapely.contains_xy` per candidate zone over all of them (the same predicate)."""
+        lats, lons = lat.tolist(), lon.tolist()
+        to_cell, res = h3i.latlng_to_cell, self.resolution
+        cells = [to_cell(a, o, res) for a, o in zip(lats, lons, strict=True)]
+        known = self._cells
+        per_cell: dict[int, tuple[str, ...] | None] = {}   # None: a boundary cell, tested per point
+        for c in set(cells):
+            hit = known.get(c)
+            per_cell[c] = () if hit is None else (None if hit[1] else hit[0])
+        zones: list = [per_cell[c] for c in cells]
+        border = [i for i, z in enumerate(zones) if z is None]
+        if border:
+            found: dict[int, list[str]] = {}
+            rows_of_zone: dict[str, list[int]] = {}
+            for i in border:
+                sure, maybe = known[cells[i]]
+                found[i] = list(sure)
+                for z in maybe:
+                    rows = rows_of_zone.get(z.zone_id)
+                    if rows is None:
+                        rows_of_zone[z.zone_id] = [i]
+                    else:
+                        rows.append(i)
+            for zid, rows in rows_of_zone.items():
+                idx = np.array(rows, dtype=np.intp)
+                inside = shapely.contains_xy(self.zones[zid].geometry, lon[idx], lat[idx])
+                for i in idx[inside].tolist():
+                    found[i].append(zid)
+            order = self._order.__getitem__
+            for i, lst in found.items():
+                if len(lst) > 1:
+                    lst.sort(key=order)
+                zones[i] = tuple(lst)
+        if res != FINE_RES:
+            cells = [h3i.latlng_to_cell(a, o, FINE_RES) for a, o in zip(lats, lons, strict=True)]
+        return cells, zones
 
     def _zones_at(self, cell: int, lat: float, lon: float) -> tuple[str, ...]:
         hit = self._cells.get(cell)
