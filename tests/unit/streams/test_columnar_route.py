@@ -315,8 +315,8 @@ def value(draw, topic: str, zone_set: str) -> bytes | None:
     if c == 0:   # a duplicate key or a raw tail orjson and msgspec might read differently
         raw = raw[:-1] + draw(st.sampled_from(RAW_TAILS))
     elif c == 1:   # cut short, or not JSON, or not an object
-        raw = draw(st.sampled_from([raw[:draw(st.integers(0, len(raw) - 1))], b"nope", b"[]", b"null", b"\xef\xbb\xbf" + raw,
-                                    b" " + raw + b"\n", raw + b"x", None]))
+        raw = draw(st.sampled_from([raw[:draw(st.integers(0, len(raw) - 1))], b"nope", b"[]", b"null",
+                                    b"\xef\xbb\xbf" + raw, b" " + raw + b"\n", raw + b"x", None]))
     elif c == 2:   # bytes that are not UTF-8 inside the first string
         i = raw.index(b'"') + 1
         raw = raw[:i] + draw(st.sampled_from([b"\xff", b"\xed\xa0\x80", b"\xc3"])) + raw[i:]
