@@ -64,32 +64,45 @@ _DECODERS: dict[str, msgspec.json.Decoder] = {t: msgspec.json.Decoder(s) for t, 
 _IDS = {topics.GPS: ("unit_id",), topics.ALERTS: ("alert_id", "camera_id"), topics.STATUS: ("camera_id",)}
 
 
-def decode_topic(topic: str, values: list, max_ts: int) -> list:
-    """One input topic's values (unprefixed name) -> per value the event or the reject's reason."""
+def decode_topic(topic: str, values: list, max_ts: int) -> tuple[list, np.ndarray, np.ndarray]:
+    """One input topic's values (unprefixed name) -> (per value the event or the reject's reason,
+    and the events' lat and lon as columns: NaN in a reject's row)."""
+    n = len(values)
+    lat = np.full(n, np.nan)
+    lon = np.full(n, np.nan)
     decoder = _DECODERS.get(topic)
-    if decoder is None:   # calls: the contract's validator for every one
-        return [_validated(topic, v, max_ts) for v in values]
-    decode = decoder.decode
     rows: list = []
-    typed: list[int] = []   # rows the typed decode took, checked below
-    for v in values:
-        if v is not None:
-            try:
-                rows.append(decode(v))
-                typed.append(len(rows) - 1)
-                continue
-            # ValueError: msgspec's own UTF-8 errors; RecursionError: nesting beyond Python's limit
-            except (msgspec.DecodeError, ValueError, RecursionError):
-                pass
-        rows.append(None)
-    if typed:
-        bad = _failed_checks(topic, [rows[i] for i in typed], [values[i] for i in typed], max_ts)
-        for j in bad:
-            rows[typed[j]] = None
+    if decoder is None:   # calls: the contract's validator for every one
+        rows = [_validated(topic, v, max_ts) for v in values]
+    else:
+        decode = decoder.decode
+        typed: list[int] = []   # rows the typed decode took, checked below
+        for v in values:
+            if v is not None:
+                try:
+                    rows.append(decode(v))
+                    typed.append(len(rows) - 1)
+                    continue
+                # ValueError: msgspec's own UTF-8 errors; RecursionError: nesting beyond Python's limit
+                except (msgspec.DecodeError, ValueError, RecursionError):
+                    pass
+            rows.append(None)
+        if typed:
+            bad, typed_lat, typed_lon = _failed_checks(topic, [rows[i] for i in typed], [values[i] for i in typed],
+                                                       max_ts)
+            lat[typed] = typed_lat
+            lon[typed] = typed_lon
+            for j in bad:
+                rows[typed[j]] = None
+        for i, row in enumerate(rows):
+            if row is None:   # the validator's answer, and its coordinates when it accepts
+                ev = rows[i] = _validated(topic, values[i], max_ts)
+                lat[i], lon[i] = (np.nan, np.nan) if type(ev) is str else (ev.lat, ev.lon)
+        return rows, lat, lon
     for i, row in enumerate(rows):
-        if row is None:
-            rows[i] = _validated(topic, values[i], max_ts)
-    return rows
+        if type(row) is dict:
+            lat[i], lon[i] = row["lat"], row["lon"]
+    return rows, lat, lon
 
 
 def _validated(topic: str, value, max_ts: int):
@@ -105,8 +118,9 @@ def _validated(topic: str, value, max_ts: int):
     return struct(**{f: ev[f] for f in struct.__struct_fields__ if f in ev})
 
 
-def _failed_checks(topic: str, evs: list, values: list, max_ts: int) -> list[int]:
-    """Positions in evs of the typed rows that the contract's fast path would not accept as they are."""
+def _failed_checks(topic: str, evs: list, values: list, max_ts: int) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """Positions in evs of the typed rows that the contract's fast path would not accept as they are;
+    and their lat and lon columns."""
     n = len(evs)
     ts = [e.ts for e in evs]
     ok = np.ones(n, dtype=bool)
@@ -140,7 +154,7 @@ def _failed_checks(topic: str, evs: list, values: list, max_ts: int) -> list[int
         conf = np.array([e.confidence for e in evs], dtype=np.float64)
         ok &= (conf >= 0.0) & (conf <= 1.0) & np.array([1 <= e.severity <= 4 for e in evs], dtype=bool)
     _unsafe(ok, values)
-    return np.flatnonzero(~ok).tolist()
+    return np.flatnonzero(~ok).tolist(), lat, lon
 
 
 def _in_set(ok: np.ndarray, col: list[str], allowed: frozenset) -> None:

@@ -309,6 +309,8 @@ class Router:
         phase command's row is None (`_command` reads it)."""
         n = len(messages)
         evs: list = [None] * n
+        lat = np.full(n, np.nan)
+        lon = np.full(n, np.nan)
         rows_of: dict[str, list[int]] = {}
         for i, topic in enumerate(base):
             if topic != topics.PLAN_COMMANDS:
@@ -318,17 +320,15 @@ class Router:
                 else:
                     rows.append(i)
         for topic, rows in rows_of.items():
-            for i, ev in zip(rows, decode_topic(topic, [messages[i].value for i in rows], max_ts), strict=True):
+            decoded, lat[rows], lon[rows] = decode_topic(topic, [messages[i].value for i in rows], max_ts)
+            for i, ev in zip(rows, decoded, strict=True):
                 evs[i] = ev
-        accepted = [i for i, ev in enumerate(evs) if ev is not None and type(ev) is not str]
+        accepted = np.flatnonzero(~np.isnan(lat))   # a reject's and a command's rows are NaN
         cells: list[int] = [0] * n
         zones: list = [()] * n
-        if accepted:
-            points = [(ev["lat"], ev["lon"]) if type(ev) is dict else (ev.lat, ev.lon)
-                      for ev in (evs[i] for i in accepted)]
-            col = np.array(points, dtype=np.float64)
-            acc_cells, acc_zones = self.index.lookup_cells(col[:, 0], col[:, 1])
-            for i, c, z in zip(accepted, acc_cells, acc_zones, strict=True):
+        if len(accepted):
+            acc_cells, acc_zones = self.index.lookup_cells(lat[accepted], lon[accepted])
+            for i, c, z in zip(accepted.tolist(), acc_cells, acc_zones, strict=True):
                 cells[i] = c
                 zones[i] = z
         return evs, cells, zones

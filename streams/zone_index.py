@@ -60,8 +60,9 @@ class ZoneIndex:
 
     def lookup_cells(self, lat: np.ndarray, lon: np.ndarray) -> tuple[list[int], list[tuple[str, ...]]]:
         """`lookup_cell` for a batch of points: (fine cells, zone ids) per point, equal to it point
-        by point. Zones once per unique cell; the points in boundary cells are tested with one
-        vectorised `shapely.contains_xy` per candidate zone over all of them (the same predicate)."""
+        by point. Zones once per unique cell; the points in boundary cells are tested against their
+        cells' candidate zones in one vectorised `shapely.contains_xy` (the same predicate, on the
+        same prepared polygons)."""
         lats, lons = lat.tolist(), lon.tolist()
         to_cell, res = h3i.latlng_to_cell, self.resolution
         cells = [to_cell(a, o, res) for a, o in zip(lats, lons, strict=True)]
@@ -73,22 +74,20 @@ class ZoneIndex:
         zones: list = [per_cell[c] for c in cells]
         border = [i for i, z in enumerate(zones) if z is None]
         if border:
+            # every (point, candidate zone) pair of the boundary cells, tested in one call
             found: dict[int, list[str]] = {}
-            rows_of_zone: dict[str, list[int]] = {}
+            pair_rows: list[int] = []
+            pair_zones: list[Zone] = []
             for i in border:
                 sure, maybe = known[cells[i]]
                 found[i] = list(sure)
-                for z in maybe:
-                    rows = rows_of_zone.get(z.zone_id)
-                    if rows is None:
-                        rows_of_zone[z.zone_id] = [i]
-                    else:
-                        rows.append(i)
-            for zid, rows in rows_of_zone.items():
-                idx = np.array(rows, dtype=np.intp)
-                inside = shapely.contains_xy(self.zones[zid].geometry, lon[idx], lat[idx])
-                for i in idx[inside].tolist():
-                    found[i].append(zid)
+                pair_rows += [i] * len(maybe)
+                pair_zones += maybe
+            rows = np.array(pair_rows, dtype=np.intp)
+            geoms = np.array([z.geometry for z in pair_zones], dtype=object)
+            inside = shapely.contains_xy(geoms, lon[rows], lat[rows])
+            for k in np.flatnonzero(inside).tolist():
+                found[pair_rows[k]].append(pair_zones[k].zone_id)
             order = self._order.__getitem__
             for i, lst in found.items():
                 if len(lst) > 1:
