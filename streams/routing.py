@@ -326,6 +326,8 @@ class Router:
         accepted = np.flatnonzero(~np.isnan(lat))   # a reject's and a command's rows are NaN
         cells: list[int] = [0] * n
         zones: list = [()] * n
+        if len(accepted) == n:   # the common batch: every message an accepted event
+            return evs, *self.index.lookup_cells(lat, lon)
         if len(accepted):
             acc_cells, acc_zones = self.index.lookup_cells(lat[accepted], lon[accepted])
             for i, c, z in zip(accepted.tolist(), acc_cells, acc_zones, strict=True):
