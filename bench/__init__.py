@@ -8,6 +8,6 @@ arithmetic: rates, min/median/max, Redis command counts), `redisprobe` (INFO com
 a MONITOR sample), `procstat` (CPU per process from /proc), `city` (zone sets, the CityStream of
 walking units), `events` (backlogs with duplicates and invalid messages, and their expected
 outcomes), `faust_baseline` (the trivial Faust app of baseline B); `chaos`, `soak`, `failover`,
-`gateway_churn`, `reach_cost` are the other harnesses. The bench reports; it asserts nothing about
-timings and CI never runs it.
+`gateway_churn`, `reach_cost`, `ingest_stages` (stage 1 stage by stage) are the other harnesses.
+The bench reports; it asserts nothing about timings and CI never runs it.
 """

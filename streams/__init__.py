@@ -5,6 +5,7 @@
     app.py          the Faust app around the stages: tasks, timers, /metrics
     ingest.py       stage 1's I/O: input topics in batches -> Router -> zone-events, dead letters
     routing.py      stage 1's pure part: validate, H3 cell, zones, partitions, records
+    columns.py      stage 1's columnar decode: a batch per topic, typed, rejects by the contract
     partitioning.py which zone-events partition a record goes to (zones, incident home cells)
     zone_index.py   which zones hold a point (H3 cells, exact polygons on border cells)
     geocache.py     the zone index and reach cells, prepared once and kept on disk

@@ -10,15 +10,17 @@ from __future__ import annotations
 import re
 import time
 
+import numpy as np
 import orjson
 
-from contract import events, topics
+from contract import topics
 from contract.errors import Rejected
 from contract.events import caller_ref
 from contract.plan import load_plan, validate_phase_command
 from contract.response import ARRIVAL_RADIUS_M, CORROBORATION_RADIUS_M, COVERAGE_RES, DISPATCH_EXACT_M
 from contract.settings import Settings
 
+from .columns import decode_topic
 from .coverage import coverage_cells
 from .partitioning import FINE_RES, HomeCells, HomeMap, layout_version, partition_of, zone_partitions
 from .reach import grid_key, reach_keys
@@ -164,31 +166,34 @@ class Router:
         rejected: dict[str, int] = {}
         units_latest: dict[str, tuple] = {}
         max_ts = now_ms + self.s.future_tolerance_ms
-        lookup = self.index.lookup_cell
         zone_part = self.zone_part
         homes = self.homes
         n = self.n
         clock = self.clock
         tp_ts = self.tp_ts
         unit_homes = self.unit_homes
-        for m in messages:
-            topic = self.base_topic[m.topic]
+        messages = messages if isinstance(messages, list) else list(messages)
+        base = [self.base_topic[m.topic] for m in messages]
+        evs, cells, zones_of = self._columns(messages, base, max_ts)
+        for i, m in enumerate(messages):
+            topic = base[i]
             if topic == topics.PLAN_COMMANDS:   # an operator's phase command: every partition (duty.py)
                 self._command(m, out, dead, rejected, max_ts)
                 continue
-            try:
-                ev = events.decode_and_validate(topic, m.value, max_ts)
-            except Rejected as exc:
+            ev = evs[i]
+            if type(ev) is str:   # the contract's reason (streams/columns.py)
                 src = topics.SOURCE_OF_TOPIC[topic]
                 rejected[src] = rejected.get(src, 0) + 1
-                dead.append((m, exc.reason))
+                dead.append((m, ev))
                 continue
-            ts = ev["ts"]
+            if topic == topics.CALLS:
+                ts, lat, lon = ev["ts"], ev["lat"], ev["lon"]
+            else:
+                ts, lat, lon = ev.ts, ev.lat, ev.lon
             if ts > clock:
                 clock = ts
             tp_ts[m.topic, m.partition] = ts
-            lat, lon = ev["lat"], ev["lon"]
-            cell, zones = lookup(lat, lon)
+            cell, zones = cells[i], zones_of[i]
             kts = m.timestamp
             if topic == topics.CALLS:
                 eid = ev["call_id"]
@@ -196,15 +201,15 @@ class Router:
                 _append(out, homes.own(cell), IncidentCall(eid, ts, list(zones), kts, cell,
                                                            self.enriched_base(ev, zones)))
             elif topic == topics.ALERTS:
-                eid = ev["alert_id"]
-                inc = IncidentAlert(eid, ts, lat, lon, ev["type"], cell)
+                eid = ev.alert_id
+                inc = IncidentAlert(eid, ts, lat, lon, ev.type, cell)
                 for p in homes.within(cell, CORROBORATION_RADIUS_M):
                     _append(out, p, inc)
             elif topic == topics.STATUS:
-                eid = ev["camera_id"]
+                eid = ev.camera_id
             else:
-                eid = ev["unit_id"]
-                available = ev["status"] == "available"
+                eid = ev.unit_id
+                available = ev.status == "available"
                 # Arrivals need the fix within ARRIVAL_RADIUS_M of a call; the dispatch
                 # recommendation needs every available unit's position at the call's ts within
                 # DISPATCH_EXACT_M, and to learn when a unit it holds there moved away or turned
@@ -223,7 +228,7 @@ class Router:
                     targets = own
                 else:
                     targets = tuple(sorted(set(own) | set(before)))
-                fix = IncidentFix(eid, ts, lat, lon, cell, available, ev["kind"], ev["status"], ev["force"])
+                fix = IncidentFix(eid, ts, lat, lon, cell, available, ev.kind, ev.status, ev.force)
                 for p in targets:
                     _append(out, p, fix)
                 prev = self.units.get(eid)   # also read below for presence (not updated in between)
@@ -251,7 +256,7 @@ class Router:
                     if ts > mark[0]:
                         mark[0] = ts
                     mark[1] = now_ms
-                status, kind = ev["status"], ev["kind"]
+                status, kind = ev.status, ev.kind
                 # Only the unit's newest fix decides where it is present; an older one (a late
                 # fix) still counts for arrivals and the zone's last gps event.
                 newest = prev is None or ts > prev[0]
@@ -265,7 +270,7 @@ class Router:
                         if p not in by_part:
                             by_part[p] = []
                     units_latest[eid] = self.positions[eid] = (ts, lat, lon, status, kind)
-                force = ev["force"]
+                force = ev.force
                 for p, zl in by_part.items():
                     _append(out, p, ZoneFix(eid, ts, zl, p == primary, kts, status, kind, newest, lat, lon, force,
                                             cell))
@@ -275,7 +280,7 @@ class Router:
                 for p, zl in by_part.items():
                     _append(out, p, ZoneCall(eid, ts, zl, p == primary, kts, cat, prio, lang))
             else:  # alerts and status reports also place their camera (zone health)
-                cam = ev["camera_id"]
+                cam = ev.camera_id
                 prev = self.cameras.get(cam)
                 newest = prev is None or ts > prev[0]
                 if newest:
@@ -284,11 +289,11 @@ class Router:
                         if p not in by_part:
                             by_part[p] = []
                 if topic == topics.STATUS:
-                    online = ev["online"]
+                    online = ev.online
                     for p, zl in by_part.items():
                         _append(out, p, ZoneStatus(cam, ts, zl, p == primary, kts, online, newest))
                 else:
-                    typ, sev = ev["type"], ev["severity"]
+                    typ, sev = ev.type, ev.severity
                     for p, zl in by_part.items():
                         _append(out, p, ZoneAlert(eid, ts, zl, p == primary, kts, typ, sev, cam, newest))
         if clock > self.clock:
@@ -297,6 +302,38 @@ class Router:
             for p in self.all_parts:
                 out.setdefault(p, [])
         return out, dead, rejected, units_latest
+
+    def _columns(self, messages: list, base: list[str], max_ts: int) -> tuple[list, list[int], list]:
+        """The batch decoded per topic (streams/columns.py) and the accepted events' cells and zones
+        (ZoneIndex.lookup_cells), per message: (event or reject reason, fine cell, zone ids); a
+        phase command's row is None (`_command` reads it)."""
+        n = len(messages)
+        evs: list = [None] * n
+        lat = np.full(n, np.nan)
+        lon = np.full(n, np.nan)
+        rows_of: dict[str, list[int]] = {}
+        for i, topic in enumerate(base):
+            if topic != topics.PLAN_COMMANDS:
+                rows = rows_of.get(topic)
+                if rows is None:
+                    rows_of[topic] = [i]
+                else:
+                    rows.append(i)
+        for topic, rows in rows_of.items():
+            decoded, lat[rows], lon[rows] = decode_topic(topic, [messages[i].value for i in rows], max_ts)
+            for i, ev in zip(rows, decoded, strict=True):
+                evs[i] = ev
+        accepted = np.flatnonzero(~np.isnan(lat))   # a reject's and a command's rows are NaN
+        cells: list[int] = [0] * n
+        zones: list = [()] * n
+        if len(accepted) == n:   # the common batch: every message an accepted event
+            return evs, *self.index.lookup_cells(lat, lon)
+        if len(accepted):
+            acc_cells, acc_zones = self.index.lookup_cells(lat[accepted], lon[accepted])
+            for i, c, z in zip(accepted.tolist(), acc_cells, acc_zones, strict=True):
+                cells[i] = c
+                zones[i] = z
+        return evs, cells, zones
 
     def _command(self, m, out: dict, dead: list, rejected: dict, max_ts: int) -> None:
         """An operator's command (contract.plan): to every partition, or a dead letter. It does not

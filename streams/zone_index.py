@@ -9,6 +9,7 @@ point-in-polygon test, so cost per event does not grow with the number of zones.
 from __future__ import annotations
 
 import h3
+import numpy as np
 import shapely
 from h3.api import basic_int as h3i
 from shapely.geometry import Polygon
@@ -56,6 +57,45 @@ class ZoneIndex:
         if self.resolution != FINE_RES:
             cell = h3i.latlng_to_cell(lat, lon, FINE_RES)
         return cell, zones
+
+    def lookup_cells(self, lat: np.ndarray, lon: np.ndarray) -> tuple[list[int], list[tuple[str, ...]]]:
+        """`lookup_cell` for a batch of points: (fine cells, zone ids) per point, equal to it point
+        by point. Zones once per unique cell; the points in boundary cells are tested against their
+        cells' candidate zones in one vectorised `shapely.contains_xy` (the same predicate, on the
+        same prepared polygons)."""
+        lats, lons = lat.tolist(), lon.tolist()
+        to_cell, res = h3i.latlng_to_cell, self.resolution
+        cells = [to_cell(a, o, res) for a, o in zip(lats, lons, strict=True)]
+        known = self._cells
+        per_cell: dict[int, tuple[str, ...] | None] = {}   # None: a boundary cell, tested per point
+        for c in set(cells):
+            hit = known.get(c)
+            per_cell[c] = () if hit is None else (None if hit[1] else hit[0])
+        zones: list = [per_cell[c] for c in cells]
+        border = [i for i, z in enumerate(zones) if z is None]
+        if border:
+            # every (point, candidate zone) pair of the boundary cells, tested in one call
+            found: dict[int, list[str]] = {}
+            pair_rows: list[int] = []
+            pair_zones: list[Zone] = []
+            for i in border:
+                sure, maybe = known[cells[i]]
+                found[i] = list(sure)
+                pair_rows += [i] * len(maybe)
+                pair_zones += maybe
+            rows = np.array(pair_rows, dtype=np.intp)
+            geoms = np.array([z.geometry for z in pair_zones], dtype=object)
+            inside = shapely.contains_xy(geoms, lon[rows], lat[rows])
+            for k in np.flatnonzero(inside).tolist():
+                found[pair_rows[k]].append(pair_zones[k].zone_id)
+            order = self._order.__getitem__
+            for i, lst in found.items():
+                if len(lst) > 1:
+                    lst.sort(key=order)
+                zones[i] = tuple(lst)
+        if res != FINE_RES:
+            cells = [h3i.latlng_to_cell(a, o, FINE_RES) for a, o in zip(lats, lons, strict=True)]
+        return cells, zones
 
     def _zones_at(self, cell: int, lat: float, lon: float) -> tuple[str, ...]:
         hit = self._cells.get(cell)
