@@ -49,6 +49,7 @@ OVERDUE = "overdue"          # DutyNote status of a checkpoint that became overd
 SCHEDULE, OPERATOR = "schedule", "operator"
 NO_FORCE = "police"          # a fix record written before `force` existed (CONTRACT §1: the default)
 _NEVER = -(1 << 62)
+_FOREVER = 1 << 62
 
 
 def post_status(present: int, required: int) -> str:
@@ -250,6 +251,7 @@ class DutyState:
         self.latest: dict[str, tuple[int, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {}
         self.timers: list[tuple[int, str, str]] = []   # (instant, "stale"|"due", unit or checkpoint)
         self._midnight = _NEVER   # the first local midnight after wm (advance)
+        self.counted: set[str] = set()   # posts with zones in a status whose minutes zones.daily counts
         # posts and checkpoints decided since the documents were last taken (changed_documents)
         self.touched_posts: set[str] = set(self.posts)
         self.touched_cps: set[str] = set(self.cps)
@@ -303,9 +305,9 @@ class DutyState:
             self.phase_changed = True   # the documents' `every_s`/`phase` are as of the watermark
 
     def _next_instant(self) -> int:
-        if self.wm >= self._midnight:   # the day's post-minutes split at midnight (a no-op when none counts)
+        if self.wm >= self._midnight:   # once a day (or a jump of the watermark)
             self._midnight = self.days.next_midnight(self.wm)
-        t = self._midnight
+        t = self._midnight if self.counted else _FOREVER   # the day's post-minutes split at midnight
         if self.pending and self.pending[0][0] < t:
             t = self.pending[0][0]
         if self.timers and self.timers[0][0] < t:
@@ -350,7 +352,9 @@ class DutyState:
             self._post(t, self.posts[pid], seg)
         for cid in (self.cps if phase_change else sorted(cps)):
             self._checkpoint(t, self.cps[cid], seg)
-        if t == self._midnight:   # a local midnight (advance visits each): the counted statuses again
+        # a local midnight (_midnight is the first after the previous instant; beyond it, look it up):
+        # the counted statuses again
+        if t == self._midnight or (t > self._midnight and t == self.days.next_midnight(t - 1)):
             for ps in self.posts.values():
                 if ps.status in COUNTED and ps.zones:
                     self.notes.append(DutyNote(ps.post.post_id, list(ps.zones), t, ps.status))
@@ -395,6 +399,10 @@ class DutyState:
                             "previous": ps.status, "required": required, "present": present, "ts": t})
         if ps.zones:
             self.notes.append(DutyNote(ps.post.post_id, list(ps.zones), t, status))
+            if status in COUNTED:
+                self.counted.add(ps.post.post_id)
+            else:
+                self.counted.discard(ps.post.post_id)
         ps.status, ps.since = status, t
 
     def _checkpoint(self, t: int, cs: CheckpointState, seg: Segment) -> None:
@@ -549,6 +557,7 @@ class DutyState:
         self.phase_changed = True
         self.touched_posts.update(self.posts)
         self.touched_cps.update(self.cps)
+        self.counted = {pid for pid, ps in self.posts.items() if ps.status in COUNTED and ps.zones}
 
 
 class DutyPlan:
