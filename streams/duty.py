@@ -372,18 +372,25 @@ class DutyState:
             # a visit: the unit arrives (its previous fix was not here, or went stale before this one)
             if ts == t and (prev is None or cid not in prev[2] or ts - prev[0] > self.stale_ms):
                 self.events.append({"type": "checkpoint_visited", "checkpoint_id": cid, "unit_id": unit, "ts": ts})
-        if prev is not None:
-            for pid in prev[3]:
-                self.posts[pid].units.discard(unit)
-                posts.add(pid)
-        fresh = t - ts <= self.stale_ms
-        if not fresh or not (hit_posts or hit_cps):
+        kept = t - ts <= self.stale_ms and bool(hit_posts or hit_cps)   # fresh, and in a point
+        counted = tuple(pid for pid in hit_posts if status != "off_duty" and force in self.posts[pid].post.forces) \
+            if kept else ()
+        before = prev[3] if prev is not None else ()
+        if counted != before:
+            # only the posts the unit leaves or joins are decided again: a unit standing at its post
+            # changes nothing there (the phase and requirement a post shows change only at a phase
+            # change, when every post is decided)
+            for pid in before:
+                if pid not in counted:
+                    self.posts[pid].units.discard(unit)
+                    posts.add(pid)
+            for pid in counted:
+                if pid not in before:
+                    self.posts[pid].units.add(unit)
+                    posts.add(pid)
+        if not kept:
             self.latest.pop(unit, None)
             return
-        counted = tuple(pid for pid in hit_posts if status != "off_duty" and force in self.posts[pid].post.forces)
-        for pid in counted:
-            self.posts[pid].units.add(unit)
-            posts.add(pid)
         self.latest[unit] = (ts, hit_posts, hit_cps, counted)
         heapq.heappush(self.timers, (ts + self.stale_ms + 1, "stale", unit))
 
