@@ -4,6 +4,7 @@
     .venv/bin/python -m bench.pipeline_cost --partitions 7 --events 300000
     .venv/bin/python -m bench.pipeline_cost --partitions 7 --writes   # zone writes per event
     .venv/bin/python -m bench.pipeline_cost --partitions 4 --duty marathon   # the duty plan's and coverage's cost
+    .venv/bin/python -m bench.pipeline_cost --partitions 4 --duty marathon --paired --minutes 50   # ... slice by slice
 
 A district-like stream (bench/city.py `CityStream`: 5,000 walking units, 2,000 cameras, 740 ev/s,
 85 % fixes, 0.5 % calls) over the `city` zone set, read in ts order in batches of 500, through the
@@ -29,7 +30,9 @@ a 250 ms flush at a district's 740 events/s, the rate of the figures above: the 
 off is the router sending no fix to a partition for coverage alone and the partition states
 skipping the per-fix coverage update and its share (streams/coverage.py), patched in-process. The
 increments (coverage; posts and checkpoints; both) are reported in µs per event and as ratios to
-the worker without a plan, measured in the same run.
+the worker without a plan, measured in the same run. With `--paired` the three ways are fed slice by
+slice in turn instead (`duty_cost_paired`): on a shared machine whose load drifts over a run, the
+increments of separate rounds are ±10-20 µs apart, the paired ones ~±1.
 
 `--writes` measures zone documents written per input event instead: the measured events are fed
 in slices of --flush-ms of event time (at 740 ev/s the stream's event time is its wall time), and
@@ -289,6 +292,56 @@ def duty_cost(partitions: int, minutes: float, warmup_minutes: float, rounds: in
             "coverage_ratio": today / bare, "plan_ratio": planned / today, "both_ratio": planned / bare}
 
 
+def duty_cost_paired(partitions: int, minutes: float, warmup_minutes: float, batch: int, flush_events: int) -> dict:
+    """The three ways of DUTY_WAYS fed slice by slice in turn (--paired): every flush slice of the
+    measured events goes through each way before the next slice, the ways' order rotating, so the
+    machine's load drifts over the three alike and the increments hold on a shared machine. The
+    warm states are frozen out of the garbage collector's view (gc.freeze) once all three are warm:
+    a collection in one way's slice then does not traverse the other two's states."""
+    plan_file = DATA_DIR / "plans" / "marathon.toml"
+    zones_file = DATA_DIR / "marathon_zones.geojson"
+    msgs, duty_events = marathon_messages(plan_file, minutes)
+    t_warm = msgs[0].timestamp + warmup_minutes * 60_000
+    warmup = next(i for i, m in enumerate(msgs) if m.timestamp >= t_warm)
+    ways = []
+    for name, coverage, with_plan in DUTY_WAYS:
+        s = Settings(zones=zones_file, partitions=partitions, plan=plan_file if with_plan else None,
+                     future_tolerance_ms=10 ** 13)
+        way_msgs = [m._replace(topic=s.topic(m.topic)) for m in msgs]
+        pipe = Pipeline(s, zones=load_zones(zones_file), reach_cells=True)
+        off = coverage_off if not coverage else (lambda _pipe: contextlib.nullcontext())
+        with off(pipe):
+            pipe.feed(way_msgs[:warmup], batch=batch)
+        states = [h.state for h in pipe.stage.held.values()]
+        for st in states:   # the warm-up's documents are written already
+            st.changed_documents(all_zones=True)
+            pipe.stage.duty.documents(st)
+        ways.append((name, pipe, way_msgs[warmup:], off, states))
+    gc.collect()
+    gc.freeze()
+    cpu = [0.0] * len(ways)
+    n = len(msgs) - warmup
+    try:
+        for k, i in enumerate(range(0, n, flush_events)):
+            for j in range(len(ways)):
+                w = (k + j) % len(ways)
+                _name, pipe, measured, off, states = ways[w]
+                with off(pipe):
+                    t0 = time.process_time()
+                    pipe.feed(measured[i:i + flush_events], batch=min(batch, flush_events))
+                    for st in states:
+                        st.changed_documents(all_zones=True)
+                        pipe.stage.duty.documents(st)
+                    cpu[w] += time.process_time() - t0
+    finally:
+        gc.unfreeze()
+    bare, today, planned = (c / n * 1e6 for c in cpu)
+    return {"partitions": partitions, "events": len(msgs), "measured": n, "duty_layer_events": duty_events,
+            "ways": {name: c / n * 1e6 for (name, *_rest), c in zip(ways, cpu, strict=True)},
+            "coverage_us": today - bare, "plan_us": planned - today, "both_us": planned - bare,
+            "coverage_ratio": today / bare, "plan_ratio": planned / today, "both_ratio": planned / bare}
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--partitions", type=int, nargs="*", default=[1, 7])
@@ -303,7 +356,21 @@ def main(argv=None) -> None:
     ap.add_argument("--warmup-minutes", type=float, default=20.0, help="with --duty: not measured")
     ap.add_argument("--rounds", type=int, default=3, help="with --duty: rounds of the three ways")
     ap.add_argument("--flush-events", type=int, default=185, help="with --duty: events between flushes")
+    ap.add_argument("--paired", action="store_true",
+                    help="with --duty: the three ways slice by slice in turn, one round (duty_cost_paired)")
     a = ap.parse_args(argv)
+    if a.duty and a.paired:
+        for p in a.partitions:
+            r = duty_cost_paired(p, a.minutes, a.warmup_minutes, a.batch, a.flush_events)
+            print(f"partitions={p}: the marathon, {a.minutes:g} simulated minutes, {r['events']} events, "
+                  f"{r['measured']} measured after {a.warmup_minutes:g} min, the three ways slice by slice "
+                  f"(a flush every {a.flush_events} events):", flush=True)
+            for name, us in r["ways"].items():
+                print(f"  {name:<28} {us:6.1f} µs CPU per event", flush=True)
+            print(f"  coverage {r['coverage_us']:+.1f} µs (x{r['coverage_ratio']:.3f}); posts and checkpoints "
+                  f"{r['plan_us']:+.1f} µs (x{r['plan_ratio']:.3f}); both {r['both_us']:+.1f} µs "
+                  f"(x{r['both_ratio']:.3f})", flush=True)
+        return
     if a.duty:
         for p in a.partitions:
             r = duty_cost(p, a.minutes, a.warmup_minutes, a.rounds, a.batch, a.flush_events)

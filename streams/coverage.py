@@ -12,7 +12,8 @@ Pure, for the partition state (streams/zone_state.py) and the router (streams/ro
   the fixes are read in (a maximum), and memory is bounded by the zones' cells, not the fixes.
   A zone's shares are kept until a fix brings one of its cells into a window or its oldest counted
   fix leaves one: most flushed documents then cost a dict lookup instead of ~17 µs of numpy on
-  small arrays (docs/BENCHMARKS.md "Coverage's kept shares, and the plan's cost on a quiet machine").
+  small arrays (docs/BENCHMARKS.md "Coverage's kept shares, and the plan's cost on a quiet machine");
+  a zone of few cells (SMALL_ZONE_SLOTS) has them computed in Python, a few hundred ns.
 A fix counts when `clock - ts <= window` (as a unit's fix counts as present when at most 120 s old).
 """
 
@@ -31,6 +32,9 @@ from contract.zones import Zone
 _NEVER = -(2**62)   # a cell without a fix: older than any window's start
 _MAX_WINDOW_MS = max(w for _n, w in COVERAGE_WINDOWS_MS)
 _WINDOWS = frozenset(w for _n, w in COVERAGE_WINDOWS_MS)
+#: a zone of at most this many cells has its shares computed in Python: numpy costs ~10 µs a call on
+#: small arrays, a Python comparison ~60 ns a cell (most zones of a route or a venue have 1-6 cells)
+SMALL_ZONE_SLOTS = 64
 # zone geometry id -> (geometry, cells): zones are loaded once per process, and the router and every
 # partition state (made again at each takeover) need the same cells
 _CELLS: dict[int, tuple[object, np.ndarray]] = {}
@@ -69,6 +73,7 @@ class ZoneCoverage:
         self.slot: dict[int, int] = {}                  # cell -> slot
         slot_zones: list[list[str]] = []
         self.zone_slots: dict[str, np.ndarray] = {}
+        self.small_slots: dict[str, tuple[int, ...]] = {}   # the same, for zones of few cells
         for z in zones:
             slots = []
             for cell in coverage_cells(z).tolist():
@@ -79,6 +84,8 @@ class ZoneCoverage:
                 slot_zones[s].append(z.zone_id)
                 slots.append(s)
             self.zone_slots[z.zone_id] = np.array(slots, dtype=np.int64)
+            if len(slots) <= SMALL_ZONE_SLOTS:
+                self.small_slots[z.zone_id] = tuple(slots)
         self.slot_zones = [tuple(zs) for zs in slot_zones]   # slot -> zones whose share it is part of
         self.cells = np.array(list(self.slot), dtype=np.int64)   # slot -> cell (the dict's order)
         # slot -> latest fix ts: an array for the per-fix path (an item costs ~40 ns, a numpy item
@@ -129,15 +136,26 @@ class ZoneCoverage:
 
     def compute(self, zone_id: str, clock: int) -> tuple[dict[str, float], int]:
         """`doc` from the cells' latest fixes, without the kept shares."""
-        ts = self.view[self.zone_slots[zone_id]]
-        n = len(ts)
         out: dict[str, float] = {}
         until = 2**62
+        small = self.small_slots.get(zone_id)
+        if small is not None:   # the same figures without numpy's cost per call
+            latest = self.latest
+            tss = [latest[s] for s in small]
+            for name, window in COVERAGE_WINDOWS_MS:
+                start = clock - window
+                counted = [t for t in tss if t >= start]
+                out[name] = round(len(counted) / len(tss), 2)
+                if counted:
+                    until = min(until, min(counted) + window + 1)
+            return out, until
+        ts = self.view[self.zone_slots[zone_id]]
+        n = len(ts)
         for name, window in COVERAGE_WINDOWS_MS:
-            counted = ts[ts >= clock - window]
-            out[name] = round(len(counted) / n, 2)
-            if len(counted):
-                until = min(until, int(counted.min()) + window + 1)
+            cts = ts[ts >= clock - window]
+            out[name] = round(len(cts) / n, 2)
+            if len(cts):
+                until = min(until, int(cts.min()) + window + 1)
         return out, until
 
     def snapshot(self, clock: int) -> dict:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import math
 from dataclasses import dataclass, field
 
 import orjson
@@ -35,7 +36,7 @@ from h3.api import basic_int as h3i
 
 from contract import topics
 from contract.plan import Checkpoint, Phase, Plan, Post, load_plan
-from contract.response import UNIT_STALE_MS, haversine_m
+from contract.response import EARTH_RADIUS_M, UNIT_STALE_MS, haversine_m
 
 from .days import LocalDays
 from .partitioning import FINE_RES, HomeCells, HomeMap, covering_k
@@ -48,6 +49,7 @@ OVERDUE = "overdue"          # DutyNote status of a checkpoint that became overd
 SCHEDULE, OPERATOR = "schedule", "operator"
 NO_FORCE = "police"          # a fix record written before `force` existed (CONTRACT §1: the default)
 _NEVER = -(1 << 62)
+_FOREVER = 1 << 62
 
 
 def post_status(present: int, required: int) -> str:
@@ -130,6 +132,69 @@ class PhaseTimeline:
         self._times = [s.t for s in segs]
 
 
+# --- which points a fix lies in ------------------------------------------------------------------
+
+#: room on a cell's centre-to-vertex distance (H3's edges are straight in the gnomonic projection,
+#: not great-circle arcs, so a point of the cell may lie a little beyond its farthest vertex)
+CELL_REACH_ROOM = 1.05
+#: room on a point's bounding box, far beyond the float error of haversine_m
+BOX_ROOM = 1.001
+
+
+class PointIndex:
+    """The fine cells (streams/partitioning.py FINE_RES) a post's or checkpoint's disc reaches, and
+    for each a box around the disc: a fix in no such cell, or outside every box, lies in no point
+    without any distance computed; inside a box haversine_m decides, as it always did.
+
+    A cell is kept when its centre lies within the radius plus the cell's reach (its farthest
+    boundary vertex, with CELL_REACH_ROOM) of the point: by the triangle inequality no point of a
+    cell left out lies within the radius. The box: a point within r of (lat, lon) differs by at most
+    r/R in latitude, and by at most r / (R cos φ) in longitude, φ the largest latitude the disc
+    reaches (tests/unit/streams/test_duty.py `test_the_point_index_keeps_every_fix_within_a_radius`)."""
+
+    def __init__(self, points: list[tuple[str, str, float, float, float]]):
+        # fine cell -> ((kind, id, lat, lon, radius, lat_lo, lat_hi, lon_lo, lon_hi), ...)
+        self.cells: dict[int, tuple[tuple, ...]] = {}
+        cells: dict[int, list[tuple]] = {}
+        reach: dict[int, tuple[float, float, float]] = {}   # cell -> (centre lat, lon, farthest vertex)
+        for kind, pid, lat, lon, r in points:
+            entry = (kind, pid, lat, lon, r, *self.box(lat, lon, r))
+            centre = h3i.latlng_to_cell(lat, lon, FINE_RES)
+            for cell in h3i.grid_disk(centre, covering_k(centre, r)):
+                if cell not in reach:
+                    clat, clon = h3i.cell_to_latlng(cell)
+                    far = max(haversine_m(clat, clon, a, b) for a, b in h3i.cell_to_boundary(cell))
+                    reach[cell] = (clat, clon, far)
+                clat, clon, far = reach[cell]
+                if haversine_m(lat, lon, clat, clon) <= r + far * CELL_REACH_ROOM:
+                    cells.setdefault(cell, []).append(entry)
+        self.cells = {c: tuple(es) for c, es in cells.items()}
+
+    @staticmethod
+    def box(lat: float, lon: float, r: float) -> tuple[float, float, float, float]:
+        """(lat_lo, lat_hi, lon_lo, lon_hi) holding every point within r metres of (lat, lon)."""
+        dlat = math.degrees(r / EARTH_RADIUS_M) * BOX_ROOM
+        top = abs(lat) + dlat
+        dlon = math.degrees(r / (EARTH_RADIUS_M * math.cos(math.radians(min(top, 89.0))))) * BOX_ROOM
+        if top >= 89.0 or abs(lon) + dlon >= 180.0:   # near a pole or the antimeridian: latitude only
+            return lat - dlat, lat + dlat, -math.inf, math.inf
+        return lat - dlat, lat + dlat, lon - dlon, lon + dlon
+
+    def hits(self, lat: float, lon: float, cell: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(posts, checkpoints) within whose radius (lat, lon) lies, each sorted; cell its fine cell."""
+        cands = self.cells.get(cell)
+        if cands is None:
+            return (), ()
+        posts: list[str] = []
+        cps: list[str] = []
+        for kind, pid, plat, plon, r, lat_lo, lat_hi, lon_lo, lon_hi in cands:
+            if lat_lo <= lat <= lat_hi and lon_lo <= lon <= lon_hi and haversine_m(lat, lon, plat, plon) <= r:
+                (posts if kind == "post" else cps).append(pid)
+        if not posts and not cps:
+            return (), ()
+        return tuple(sorted(posts)), tuple(sorted(cps))
+
+
 # --- per-point state ---------------------------------------------------------------------------
 
 @dataclass
@@ -172,14 +237,10 @@ class DutyState:
         self.timeline = PhaseTimeline(plan.phases)
         self.posts = {p.post_id: PostState(p, zones_of.get(p.post_id, ())) for p in posts}
         self.cps = {c.checkpoint_id: CheckpointState(c, zones_of.get(c.checkpoint_id, ())) for c in checkpoints}
-        # fine cell -> (kind, id, lat, lon, radius) of the points whose disc may reach into it (a
-        # fix record carries its fine cell, streams/records.py)
-        self.cells: dict[int, list[tuple[str, str, float, float, float]]] = {}
-        for kind, pid, lat, lon, r in ([("post", p.post_id, p.lat, p.lon, p.radius_m) for p in posts]
-                                       + [("cp", c.checkpoint_id, c.lat, c.lon, c.radius_m) for c in checkpoints]):
-            centre = h3i.latlng_to_cell(lat, lon, FINE_RES)
-            for cell in h3i.grid_disk(centre, covering_k(centre, r)):
-                self.cells.setdefault(cell, []).append((kind, pid, lat, lon, r))
+        # the fine cells the points' discs reach (a fix record carries its fine cell, streams/records.py)
+        self.index = PointIndex([("post", p.post_id, p.lat, p.lon, p.radius_m) for p in posts]
+                                + [("cp", c.checkpoint_id, c.lat, c.lon, c.radius_m) for c in checkpoints])
+        self.cells = self.index.cells
         self.wm = 0          # every instant up to this is decided
         # fixes not decided yet: (instant, seq, unit, ts, status, force, posts hit, checkpoints hit)
         self.pending: list[tuple] = []
@@ -189,6 +250,11 @@ class DutyState:
         # that fix lies in a point of this partition and is fresh
         self.latest: dict[str, tuple[int, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {}
         self.timers: list[tuple[int, str, str]] = []   # (instant, "stale"|"due", unit or checkpoint)
+        self._midnight = _NEVER   # the first local midnight after wm (advance)
+        self.counted: set[str] = set()   # posts with zones in a status whose minutes zones.daily counts
+        # posts and checkpoints decided since the documents were last taken (changed_documents)
+        self.touched_posts: set[str] = set(self.posts)
+        self.touched_cps: set[str] = set(self.cps)
         self.events: list[dict] = []      # duty.events records not taken yet
         self.notes: list[DutyNote] = []   # for the zones' partitions, not taken yet
         self.phase_shown: dict | None = None
@@ -198,17 +264,9 @@ class DutyState:
     # -- input -------------------------------------------------------------------------------
     def on_fix(self, unit: str, ts: int, lat: float, lon: float, cell: int, status: str, force: str) -> None:
         """A fix the router sent here. Kept when it lies in a point of this partition or its unit
-        has a fix kept already (then it may say the unit left)."""
-        cands = self.cells.get(cell)
-        posts: tuple[str, ...] = ()
-        cps: tuple[str, ...] = ()
-        if cands:
-            hit_posts: list[str] = []
-            hit_cps: list[str] = []
-            for kind, pid, plat, plon, r in cands:
-                if haversine_m(lat, lon, plat, plon) <= r:
-                    (hit_posts if kind == "post" else hit_cps).append(pid)
-            posts, cps = tuple(sorted(hit_posts)), tuple(sorted(hit_cps))
+        has a fix kept already (then it may say the unit left). ZoneState.apply calls it only for a
+        fix in one of `cells` or of a unit in `latest` or `pending_units`: any other is not kept."""
+        posts, cps = self.index.hits(lat, lon, cell)
         if not posts and not cps and unit not in self.latest and unit not in self.pending_units:
             return
         self._seq += 1
@@ -223,10 +281,22 @@ class DutyState:
 
     # -- decisions ---------------------------------------------------------------------------
     def advance(self, wm: int) -> None:
-        """Decide every instant up to the watermark wm, in order."""
+        """Decide every instant up to the watermark wm, in order. Only instants at which something
+        can change are visited: a pending fix, a live timer, a phase boundary, a local midnight."""
+        timers, latest, stale_ms = self.timers, self.latest, self.stale_ms
         while True:
+            # a stale timer whose unit has a newer fix (or none) decides nothing: its instant is
+            # skipped (the newer fix set its own timer)
+            while timers:
+                _t, what, key = timers[0]
+                if what != "stale":
+                    break
+                last = latest.get(key)
+                if last is not None and last[0] + stale_ms < _t:
+                    break
+                heapq.heappop(timers)
             t = self._next_instant()
-            if t is None or t > wm:
+            if t > wm:
                 break
             self._decide(t)
             self.wm = t
@@ -234,18 +304,18 @@ class DutyState:
             self.wm = wm
             self.phase_changed = True   # the documents' `every_s`/`phase` are as of the watermark
 
-    def _next_instant(self) -> int | None:
-        cands = []
-        if self.pending:
-            cands.append(self.pending[0][0])
-        if self.timers:
-            cands.append(self.timers[0][0])
+    def _next_instant(self) -> int:
+        if self.wm >= self._midnight:   # once a day (or a jump of the watermark)
+            self._midnight = self.days.next_midnight(self.wm)
+        t = self._midnight if self.counted else _FOREVER   # the day's post-minutes split at midnight
+        if self.pending and self.pending[0][0] < t:
+            t = self.pending[0][0]
+        if self.timers and self.timers[0][0] < t:
+            t = self.timers[0][0]
         nxt = self.timeline.next_change(self.wm)
-        if nxt is not None:
-            cands.append(nxt)
-        if any(ps.status in COUNTED and ps.zones for ps in self.posts.values()):
-            cands.append(self.days.next_midnight(self.wm))   # the day's post-minutes split at midnight
-        return min(cands) if cands else None
+        if nxt is not None and nxt < t:
+            t = nxt
+        return t
 
     def _decide(self, t: int) -> None:
         seg = self.timeline.at(t)
@@ -282,7 +352,9 @@ class DutyState:
             self._post(t, self.posts[pid], seg)
         for cid in (self.cps if phase_change else sorted(cps)):
             self._checkpoint(t, self.cps[cid], seg)
-        if t == self.days.next_midnight(t - 1):   # a local midnight: the counted statuses again
+        # a local midnight (_midnight is the first after the previous instant; beyond it, look it up):
+        # the counted statuses again
+        if t == self._midnight or (t > self._midnight and t == self.days.next_midnight(t - 1)):
             for ps in self.posts.values():
                 if ps.status in COUNTED and ps.zones:
                     self.notes.append(DutyNote(ps.post.post_id, list(ps.zones), t, ps.status))
@@ -300,22 +372,30 @@ class DutyState:
             # a visit: the unit arrives (its previous fix was not here, or went stale before this one)
             if ts == t and (prev is None or cid not in prev[2] or ts - prev[0] > self.stale_ms):
                 self.events.append({"type": "checkpoint_visited", "checkpoint_id": cid, "unit_id": unit, "ts": ts})
-        if prev is not None:
-            for pid in prev[3]:
-                self.posts[pid].units.discard(unit)
-                posts.add(pid)
-        fresh = t - ts <= self.stale_ms
-        if not fresh or not (hit_posts or hit_cps):
+        kept = t - ts <= self.stale_ms and bool(hit_posts or hit_cps)   # fresh, and in a point
+        counted = tuple(pid for pid in hit_posts if status != "off_duty" and force in self.posts[pid].post.forces) \
+            if kept else ()
+        before = prev[3] if prev is not None else ()
+        if counted != before:
+            # only the posts the unit leaves or joins are decided again: a unit standing at its post
+            # changes nothing there (the phase and requirement a post shows change only at a phase
+            # change, when every post is decided)
+            for pid in before:
+                if pid not in counted:
+                    self.posts[pid].units.discard(unit)
+                    posts.add(pid)
+            for pid in counted:
+                if pid not in before:
+                    self.posts[pid].units.add(unit)
+                    posts.add(pid)
+        if not kept:
             self.latest.pop(unit, None)
             return
-        counted = tuple(pid for pid in hit_posts if status != "off_duty" and force in self.posts[pid].post.forces)
-        for pid in counted:
-            self.posts[pid].units.add(unit)
-            posts.add(pid)
         self.latest[unit] = (ts, hit_posts, hit_cps, counted)
         heapq.heappush(self.timers, (ts + self.stale_ms + 1, "stale", unit))
 
     def _post(self, t: int, ps: PostState, seg: Segment) -> None:
+        self.touched_posts.add(ps.post.post_id)
         required = ps.post.required.get(seg.name, 0) if seg.name is not None else 0
         present = len(ps.units)
         status = post_status(present, required)
@@ -326,9 +406,14 @@ class DutyState:
                             "previous": ps.status, "required": required, "present": present, "ts": t})
         if ps.zones:
             self.notes.append(DutyNote(ps.post.post_id, list(ps.zones), t, status))
+            if status in COUNTED:
+                self.counted.add(ps.post.post_id)
+            else:
+                self.counted.discard(ps.post.post_id)
         ps.status, ps.since = status, t
 
     def _checkpoint(self, t: int, cs: CheckpointState, seg: Segment) -> None:
+        self.touched_cps.add(cs.cp.checkpoint_id)
         every = cs.cp.every_s.get(seg.name) if seg.name is not None else None
         cs.every_s = every
         if every is None:
@@ -379,20 +464,26 @@ class DutyState:
 
     def changed_documents(self) -> tuple[list[dict], list[dict], dict | None]:
         """(post documents, checkpoint documents, the phase document or None) changed since the
-        last call, each with its next `version`. The phase document comes from partition 0 only."""
+        last call, each with its next `version`. The phase document comes from partition 0 only.
+        Only the points decided since (`touched_*`) can have changed: every change of a document's
+        fields is made in _post or _checkpoint (the units a post counts, in the same _decide)."""
         posts, cps = [], []
-        for ps in self.posts.values():
+        for pid in sorted(self.touched_posts):
+            ps = self.posts[pid]
             doc = self.post_doc(ps)
             if doc != ps.shown:
                 ps.shown = doc
                 ps.version += 1
                 posts.append({**doc, "version": ps.version})
-        for cs in self.cps.values():
+        for cid in sorted(self.touched_cps):
+            cs = self.cps[cid]
             doc = self.checkpoint_doc(cs)
             if doc != cs.shown:
                 cs.shown = doc
                 cs.version += 1
                 cps.append({**doc, "version": cs.version})
+        self.touched_posts.clear()
+        self.touched_cps.clear()
         phase = None
         if self.emit_phase and self.phase_changed:
             doc = self.phase_doc()
@@ -409,6 +500,8 @@ class DutyState:
             ps.shown = None
         for cs in self.cps.values():
             cs.shown = None
+        self.touched_posts.update(self.posts)
+        self.touched_cps.update(self.cps)
         self.phase_shown = None
         self.phase_changed = True
 
@@ -469,6 +562,9 @@ class DutyState:
         self.events = list(snap["events"])
         self.notes = [DutyNote(p, list(z), ts, st) for p, z, ts, st in snap["notes"]]
         self.phase_changed = True
+        self.touched_posts.update(self.posts)
+        self.touched_cps.update(self.cps)
+        self.counted = {pid for pid, ps in self.posts.items() if ps.status in COUNTED and ps.zones}
 
 
 class DutyPlan:
@@ -564,6 +660,7 @@ class DutyZones:
         # zone -> post -> {ts: status} (notes of the last days and the latest one)
         self.posts: dict[str, dict[str, dict[int, str]]] = {}
         self.misses: dict[str, set[tuple[str, int]]] = {}   # zone -> {(checkpoint id, overdue since)}
+        self._counts: dict[str, dict] = {}   # zone -> counts(zone), until a note for it (every flush reads it)
 
     def apply(self, rec: DutyNote) -> list[tuple[str, int, int]]:
         """A note for these zones; returns (zone, from ts, to ts) of the days whose figures changed."""
@@ -581,6 +678,7 @@ class DutyZones:
             if notes.get(rec.ts) == rec.status:
                 continue
             notes[rec.ts] = rec.status
+            self._counts.pop(zid, None)
             before = [t for t in notes if t < rec.ts]
             after = [t for t in notes if t > rec.ts]
             # the period this note ends (from the note before) and the one it begins (to the next)
@@ -589,13 +687,15 @@ class DutyZones:
 
     def counts(self, zid: str) -> dict:
         """The zone document's `posts`: posts required now (not off), by status."""
-        out = {"required": 0, MANNED: 0, UNDERSTAFFED: 0, EMPTY: 0}
-        for notes in self.posts.get(zid, {}).values():
-            status = notes[max(notes)]
-            if status != OFF:
-                out["required"] += 1
-                out[status] += 1
-        return out
+        out = self._counts.get(zid)
+        if out is None:
+            out = self._counts[zid] = {"required": 0, MANNED: 0, UNDERSTAFFED: 0, EMPTY: 0}
+            for notes in self.posts.get(zid, {}).values():
+                status = notes[max(notes)]
+                if status != OFF:
+                    out["required"] += 1
+                    out[status] += 1
+        return dict(out)
 
     def daily(self, zid: str, start: int, end: int) -> dict:
         """zones.daily's figures of the local day [start, end): the minutes posts in the zone spent
@@ -632,4 +732,5 @@ class DutyZones:
             return
         self.posts = {z: {p: {t: s for t, s in n} for p, n in by.items()}
                       for z, by in snap["posts"].items() if z in self.zone_ids}
+        self._counts.clear()
         self.misses = {z: {(c, t) for c, t in seen} for z, seen in snap["misses"].items() if z in self.zone_ids}

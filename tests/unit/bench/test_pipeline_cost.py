@@ -1,11 +1,14 @@
 """bench/pipeline_cost.py's --duty ways: coverage off really leaves coverage out (and only while it
-lasts), and the marathon's messages carry the duty layer and the operator's commands."""
+lasts), the marathon's messages carry the duty layer and the operator's commands, and the paired
+ways (--paired) leave the collector and coverage as they found them."""
 
 from __future__ import annotations
 
+import gc
+
 import orjson
 
-from bench.pipeline_cost import coverage_off, marathon_messages
+from bench.pipeline_cost import coverage_off, duty_cost_paired, marathon_messages
 from connectors.scenario import venue
 from contract import topics
 from contract.plan import COMMAND_KEY
@@ -63,3 +66,14 @@ def test_the_marathon_messages_carry_the_duty_layer_and_the_commands():
     assert any(u.startswith("DUTY-") for u in units) and any(u.startswith("SWEEP-") for u in units)
     assert [m.timestamp for m in msgs] == sorted(m.timestamp for m in msgs)
     assert all(m.key == COMMAND_KEY.encode() for m in msgs if m.topic == topics.PLAN_COMMANDS)
+
+
+def test_the_paired_ways_measure_every_way_and_leave_gc_and_coverage_as_they_were():
+    """duty_cost_paired freezes the warm states out of the collector while it measures and patches
+    coverage off slice by slice: afterwards nothing stays frozen and coverage is the real one."""
+    fix, doc = ZoneCoverage.fix, ZoneCoverage.doc
+    r = duty_cost_paired(partitions=2, minutes=4, warmup_minutes=2, batch=500, flush_events=185)
+    assert gc.get_freeze_count() == 0
+    assert (ZoneCoverage.fix, ZoneCoverage.doc) == (fix, doc)
+    assert r["measured"] > 0 and len(r["ways"]) == 3 and all(us > 0 for us in r["ways"].values())
+    assert abs(r["both_us"] - (r["coverage_us"] + r["plan_us"])) < 1e-6

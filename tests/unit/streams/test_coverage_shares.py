@@ -4,11 +4,13 @@ cells' latest fix times, at the same instant."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contract.response import COVERAGE_WINDOWS_MS
 from contract.zones import load_zones
+from streams import coverage
 from streams.coverage import ZoneCoverage, coverage_cells
 from tests import scenario
 
@@ -31,16 +33,27 @@ def oracle(latest: dict[int, int], zone_id: str, clock: int) -> tuple[dict[str, 
 
 
 # a step: a fix (cell index, ts offset) judged at the clock, or a document of a zone asked at the
-# clock; the clock moves on by the step's advance (mostly forward; now and then a document is asked
-# at an earlier clock, as a daily record's figures are)
+# clock (a fix's ts now and then exactly on a window's edge); the clock moves on by the step's
+# advance (mostly forward; now and then a document is asked at an earlier clock, as a daily record's
+# figures are)
 STEP = st.tuples(st.sampled_from(["fix", "doc", "doc_before"]), st.integers(0, len(ALL_CELLS) - 1),
-                 st.integers(-9 * HOUR, 0), st.sampled_from([0, 1, 1000, 59 * 60_000, HOUR, HOUR + 1, 8 * HOUR]))
+                 st.one_of(st.integers(-9 * HOUR, 0), st.sampled_from([-HOUR, -HOUR - 1, -8 * HOUR, -8 * HOUR - 1])),
+                 st.sampled_from([0, 1, 1000, 59 * 60_000, HOUR, HOUR + 1, 8 * HOUR]))
 
 
+@pytest.mark.parametrize("small", [0, 16, 64])
 @settings(max_examples=300, deadline=None)
 @given(st.lists(STEP, min_size=1, max_size=80))
-def test_every_document_equals_a_count_of_the_cells_at_its_clock(steps):
-    cov = ZoneCoverage(ZONES)
+def test_every_document_equals_a_count_of_the_cells_at_its_clock(small, steps):
+    """`small`: coverage.SMALL_ZONE_SLOTS, so that every zone's shares (0), those of the zones of 1
+    and 4 cells (16: the others' by numpy) or all (64) are computed in Python."""
+    kept, coverage.SMALL_ZONE_SLOTS = coverage.SMALL_ZONE_SLOTS, small
+    try:
+        cov = ZoneCoverage(ZONES)
+    finally:
+        coverage.SMALL_ZONE_SLOTS = kept
+    assert sorted(len(v) for v in CELLS.values()) == [1, 4, 17, 48, 49]   # the split `small` means
+    assert len(cov.small_slots) == {0: 0, 16: 2, 64: 5}[small]
     latest: dict[int, int] = {}
     clock = T0
     for kind, i, back, advance in steps:

@@ -10,6 +10,7 @@ and their units' next fixes must reach the partitions that own the posts."""
 
 from __future__ import annotations
 
+import math
 import random
 import zlib
 from collections import Counter
@@ -553,3 +554,68 @@ def test_every_fix_within_a_posts_radius_and_the_next_one_reach_its_partition(tm
         assert owner in _fix_parts(router, unit, T0 + 20_000, far, "busy"), k   # it left
         checked += _dist(inside, post) > 400
     assert checked >= 5   # fixes beyond what the arrival radius's cells would reach
+
+
+# --- the point index: which fixes the duty state looks at ----------------------------------------
+
+def _destination(lat: float, lon: float, bearing_deg: float, d: float) -> tuple[float, float]:
+    """The point d metres from (lat, lon) along a bearing, on haversine_m's sphere."""
+    from contract.response import EARTH_RADIUS_M
+    p1, l1, b, a = math.radians(lat), math.radians(lon), math.radians(bearing_deg), d / EARTH_RADIUS_M
+    p2 = math.asin(math.sin(p1) * math.cos(a) + math.cos(p1) * math.sin(a) * math.cos(b))
+    l2 = l1 + math.atan2(math.sin(b) * math.sin(a) * math.cos(p1), math.cos(a) - math.sin(p1) * math.sin(p2))
+    return math.degrees(p2), (math.degrees(l2) + 540.0) % 360.0 - 180.0
+
+
+def _on_the_edge(lat: float, lon: float, bearing_deg: float, r: float) -> tuple[float, float]:
+    """The farthest point along a bearing that haversine_m still puts within r of (lat, lon)."""
+    from contract.response import haversine_m
+    lo, hi = 0.0, r * 1.01
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        if haversine_m(lat, lon, *_destination(lat, lon, bearing_deg, mid)) <= r:
+            lo = mid
+        else:
+            hi = mid
+    return _destination(lat, lon, bearing_deg, lo)
+
+
+def test_the_point_index_keeps_every_fix_within_a_radius():
+    """streams/duty.py `PointIndex` lets a fix reach haversine_m only in a fine cell a disc reaches
+    and inside the disc's box: it must never drop a fix haversine_m puts within a radius. Fixes on
+    the very edge of each radius (as haversine_m draws it, found by bisection) in every direction,
+    just outside it, and at random within twice the radius — at several latitudes and radii up to
+    the largest a plan accepts — hit exactly the points the brute force over every point says, and
+    many of them lie in a cell other than the point's own."""
+    from contract.plan import MAX_RADIUS_M
+    from contract.response import haversine_m
+    from streams.duty import PointIndex
+    from streams.partitioning import FINE_RES
+    rng = random.Random(26)
+    centres = [(36.0617, 103.8318), (0.0, 0.0), (59.93, 30.31), (-45.87, 170.5), (78.2, 15.6), (34.72, 179.9995)]
+    neighbours = edges = 0
+    for clat, clon in centres:
+        points = []
+        for i, r in enumerate((1.0, 50.0, 100.0, 333.3, MAX_RADIUS_M)):
+            lat, lon = _destination(clat, clon, rng.uniform(0, 360), rng.uniform(0, 600))
+            points.append(("post" if i % 2 else "cp", f"p{i}", lat, lon, r))
+        index = PointIndex(points)
+        fixes = []
+        for _kind, _pid, lat, lon, r in points:
+            for k in range(76):   # the four cardinal bearings (the box's edges), then every 5 degrees
+                bearing = k * 90.0 if k < 4 else (k - 4) * 5 + rng.uniform(0, 5)
+                fixes.append(_on_the_edge(lat, lon, bearing, r))
+                fixes.append(_destination(lat, lon, bearing, r * (1 + 1e-6)))
+                fixes.append(_destination(lat, lon, bearing, rng.uniform(0, 2 * r)))
+        for flat, flon in fixes:
+            cell = h3i.latlng_to_cell(flat, flon, FINE_RES)
+            want_posts = tuple(sorted(pid for kind, pid, lat, lon, r in points
+                                      if kind == "post" and haversine_m(flat, flon, lat, lon) <= r))
+            want_cps = tuple(sorted(pid for kind, pid, lat, lon, r in points
+                                    if kind == "cp" and haversine_m(flat, flon, lat, lon) <= r))
+            assert index.hits(flat, flon, cell) == (want_posts, want_cps), (flat, flon, cell)
+            for _kind, pid, lat, lon, r in points:
+                if pid in want_posts + want_cps:
+                    edges += haversine_m(flat, flon, lat, lon) > r * (1 - 1e-9)
+                    neighbours += cell != h3i.latlng_to_cell(lat, lon, FINE_RES)
+    assert edges >= 1000 and neighbours >= 1000, (edges, neighbours)
