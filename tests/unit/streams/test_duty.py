@@ -330,10 +330,12 @@ def run(c: dict, msgs: list[Msg], partitions: int, batch: int, plan: Path, takeo
     if takeover_p:
         pipe: Pipeline = LoggedPipeline(s, random.Random(seed), snapshot_p=0.3)
         rng = random.Random(seed + 1)
-        for i in range(0, len(msgs), batch):
+        starts = range(0, len(msgs), batch)
+        first = rng.randrange(len(starts))   # one takeover for sure, at a random point (p alone may draw none)
+        for n, i in enumerate(starts):
             pipe.feed(msgs[i:i + batch], batch=batch)
             for p in range(partitions):
-                if rng.random() < takeover_p:
+                if rng.random() < takeover_p or (n == first and p == first % partitions):
                     pipe.take_over(p)   # type: ignore[attr-defined]
     else:
         pipe = Pipeline(s)
@@ -431,6 +433,7 @@ def test_duty_equals_the_oracle_in_any_read_order_and_partition_count(tmp_path, 
                                                                  HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 5), order=st.integers(0, 10 ** 6), partitions=st.sampled_from([1, 3, 4, 7]),
        batch=st.integers(2, 30), takeover_p=st.sampled_from([0.1, 0.3, 0.6]))
+@example(seed=0, order=424903, partitions=1, batch=15, takeover_p=0.1)   # drew no takeover before one was forced
 def test_duty_survives_a_takeover_at_any_point(tmp_path, seed, order, partitions, batch, takeover_p):
     c, oracle, want = oracle_of(seed)
     plan = plan_file(c, tmp_path / f"plan-{seed}.toml")
