@@ -25,6 +25,8 @@ from contract.errors import Rejected
 from contract.events import ALERT_TYPES, DEFAULT_FORCE, FORCES, MAX_ID_LEN, MIN_TS_MS, UNIT_KINDS, UNIT_STATUSES
 
 _FORCE_SET = frozenset(FORCES)
+
+
 class Fix(msgspec.Struct, gc=False, forbid_unknown_fields=True):
     """patrol.gps, as the contract's fast path accepts it (contract.events.validate_gps)."""
     unit_id: str
