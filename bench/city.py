@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -145,6 +146,14 @@ class CityStream:
         step = 1000.0 / self.rate
         for i in range(n):
             yield self.make(t0 + int(i * step))
+
+    def messages(self, settings, n: int, t0: int) -> list:
+        """The n events as consumer records of `settings`' input topics (streams/testing.Msg), each
+        in the partition of 4 its key hashes to, offsets in order: what the in-process benches feed."""
+        from streams.testing import Msg
+
+        return [Msg(settings.topic(t), zlib.crc32(k) % 4, i, k, v, ts)
+                for i, (t, k, v, ts) in enumerate(self.events(n, t0))]
 
     def make(self, ts: int) -> tuple[str, bytes, bytes, int]:
         """One event at (about) `ts`: (topic, key, value, ts). A fix's ts is raised to 1 ms after its

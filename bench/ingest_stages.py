@@ -20,7 +20,6 @@ import gc
 import pstats
 import tempfile
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,6 @@ from contract.settings import Settings
 from contract.zones import load_zones
 from streams.reach import zone_cells
 from streams.routing import Router
-from streams.testing import Msg
 from streams.zone_index import ZoneIndex
 
 from .city import CityStream, zone_set
@@ -53,8 +51,7 @@ def main(argv=None) -> None:
     zones = load_zones(zones_file)
     index = ZoneIndex(zones, s.h3_resolution)
     cells = {z.zone_id: zone_cells(z) for z in zones}
-    msgs = [Msg(s.topic(t), zlib.crc32(k) % 4, i, k, v, ts)
-            for i, (t, k, v, ts) in enumerate(CityStream(bbox, seed=11).events(a.events, T0))]
+    msgs = CityStream(bbox, seed=11).messages(s, a.events, T0)
     batches = [msgs[i:i + a.batch] for i in range(0, len(msgs), a.batch)]
     warm, measured = batches[:a.warmup // a.batch], batches[a.warmup // a.batch:]
     n = sum(map(len, measured))

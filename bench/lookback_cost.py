@@ -19,13 +19,12 @@ import argparse
 import gc
 import tempfile
 import time
-import zlib
 from pathlib import Path
 
 from contract.settings import Settings
 from contract.zones import load_zones
 from streams import recovery
-from streams.testing import Msg, Pipeline
+from streams.testing import Pipeline
 
 from .city import CityStream, zone_set
 
@@ -38,9 +37,7 @@ def build(partitions: int, events: int) -> Pipeline:
     zones_file, _what, bbox = zone_set("city", out_dir)
     s = Settings(zones=zones_file, partitions=partitions, future_tolerance_ms=10 ** 13)
     pipe = Pipeline(s, zones=load_zones(zones_file), reach_cells=True, keep_log=True)
-    stream = CityStream(bbox, seed=11)
-    msgs = [Msg(s.topic(t), zlib.crc32(k) % 4, i, k, v, ts)
-            for i, (t, k, v, ts) in enumerate(stream.events(events, T0))]
+    msgs = CityStream(bbox, seed=11).messages(s, events, T0)
     pipe.feed(msgs, batch=500)
     return pipe
 

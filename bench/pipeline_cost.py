@@ -135,9 +135,7 @@ def run(partitions: int, events: int, warmup: int, batch: int, flush_ms: int | N
     s = Settings(zones=zones_file, partitions=partitions, future_tolerance_ms=10 ** 13)
     zones = load_zones(zones_file)
     pipe = Pipeline(s, zones=zones, reach_cells=True)
-    stream = CityStream(bbox, seed=11)
-    msgs = [Msg(s.topic(t), zlib.crc32(k) % 4, i, k, v, ts)
-            for i, (t, k, v, ts) in enumerate(stream.events(events, T0))]
+    msgs = CityStream(bbox, seed=11).messages(s, events, T0)
     n_fix = sum(1 for m in msgs if m.topic == s.topic(topics.GPS))
     n_call = sum(1 for m in msgs if m.topic == s.topic(topics.CALLS))
     # count zone-events records by kind (what the router makes), on a copy of the router's work
