@@ -264,10 +264,12 @@ class DutyState:
     # -- input -------------------------------------------------------------------------------
     def on_fix(self, unit: str, ts: int, lat: float, lon: float, cell: int, status: str, force: str) -> None:
         """A fix the router sent here. Kept when it lies in a point of this partition or its unit
-        has a fix kept already (then it may say the unit left). ZoneState.apply calls it only for a
-        fix in one of `cells` or of a unit in `latest` or `pending_units`: any other is not kept."""
+        has a fix kept or pending already (then it may say the unit left)."""
+        held = unit in self.latest or unit in self.pending_units
+        if not held and cell not in self.cells:   # most fixes: near no point, of a unit none holds
+            return
         posts, cps = self.index.hits(lat, lon, cell)
-        if not posts and not cps and unit not in self.latest and unit not in self.pending_units:
+        if not posts and not cps and not held:
             return
         self._seq += 1
         # a fix the watermark has passed takes effect at the next instant (decisions are final)

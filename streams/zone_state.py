@@ -354,13 +354,9 @@ class PartitionState:
             return True
         if t is IncidentFix:
             self.incidents.on_fix(rec.unit_id, rec.ts, rec.lat, rec.lon, rec.cell, rec.available, rec.kind)
-            duty = self.duty
-            # most fixes lie near no post or checkpoint, of a unit none holds: DutyState.on_fix's own
-            # test, without the call
-            if duty is not None and (rec.cell in duty.cells or rec.unit_id in duty.latest
-                                     or rec.unit_id in duty.pending_units):
-                duty.on_fix(rec.unit_id, rec.ts, rec.lat, rec.lon, rec.cell,
-                            rec.status or ("available" if rec.available else "busy"), rec.force)
+            if self.duty is not None:
+                self.duty.on_fix(rec.unit_id, rec.ts, rec.lat, rec.lon, rec.cell,
+                                 rec.status or ("available" if rec.available else "busy"), rec.force)
             return None
         if t is PhaseCommand or t is DutyNote:
             self._apply_duty(rec)
